@@ -1,0 +1,233 @@
+"""
+One frozen configuration object for a node: defaults, then the INI file, then the command line.
+
+The INI file follows the VoidPhone style: a ``[dht]`` section with ``p2p_address`` (where the
+node's one TLS port listens) and ``api_address`` (the DHT module API), keys before the first
+section are global, ``;`` and ``#`` start inline comments::
+
+    [dht]
+    p2p_address = 127.0.0.1:7402
+    api_address = 127.0.0.1:7401
+    bootstrapper = 127.0.0.2:7402, 127.0.0.3:7402
+
+    [phantom]
+    data_dir = /var/lib/phantom
+
+    [link]
+    idle_timeout = 90
+"""
+
+import configparser
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields, replace
+
+DEFAULT_PORT = 7402
+DEFAULT_API_ADDRESS = ("127.0.0.1", 7401)
+WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """Limits every link enforces, in seconds and frames."""
+
+    handshakeTimeout: float = 10.0
+    """A TLS handshake must finish within this time."""
+    openTimeout: float = 10.0
+    """After the handshake, the OPEN frame must arrive within this time."""
+    idleTimeout: float = 90.0
+    """A link on which nothing arrives for this long is closed."""
+    keepaliveInterval: float = 30.0
+    """A link on which nothing was sent for this long sends a KEEPALIVE frame."""
+    connectTimeout: float = 10.0
+    """An outbound TCP connection must be established within this time."""
+    maxFramesPerSecond: int = 50000
+    """More frames than this from one peer within a second closes its link."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A node to connect to: its address and, when known, its node id (the pin)."""
+
+    host: str
+    port: int
+    nodeId: bytes | None = None
+
+    def __str__(self):
+        prefix = f"{self.nodeId.hex()}@" if self.nodeId else ""
+        return f"{prefix}{formatHostPort(self.host, self.port)}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start."""
+
+    dataDir: str
+    listenEndpoint: str
+    """A Twisted server endpoint string for the TLS port (TLS is added by the node)."""
+    listenAddress: str | None = None
+    """The address this node is reached at and binds its outbound connections to."""
+    bootstrap: tuple = ()
+    """L{Contact}s to keep links to."""
+    apiAddress: tuple = DEFAULT_API_ADDRESS
+    link: LinkLimits = field(default_factory=LinkLimits)
+
+
+def formatHostPort(host, port):
+    """C{host:port}, with IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parseHostPort(text):
+    """
+    Parse ``a.b.c.d:port`` or ``[v6]:port``.
+
+    @return: (host, port)
+    @raise ConfigError: not an IP address and port.
+    """
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{text!r}: {port!r} is not a port number")
+    return host, int(port)
+
+
+def parseContact(text):
+    """
+    Parse ``HOST:PORT`` or ``NODEID@HOST:PORT`` (node id as 64 hex digits).
+
+    @raise ConfigError: malformed.
+    """
+    text = text.strip()
+    nodeId = None
+    if "@" in text:
+        hexId, _, text = text.partition("@")
+        try:
+            nodeId = bytes.fromhex(hexId)
+        except ValueError:
+            nodeId = b""
+        if len(nodeId) != 32:
+            raise ConfigError(f"{hexId!r} is not a node id (64 hex digits)")
+    host, port = parseHostPort(text)
+    return Contact(host, port, nodeId)
+
+
+def parseContacts(text):
+    """Parse a comma-separated list of contacts; empty items are skipped."""
+    return tuple(parseContact(item) for item in text.split(",") if item.strip())
+
+
+def listenEndpointFor(port, listenAddress):
+    """
+    The server endpoint string for C{port}: a bare port number listens on C{listenAddress}
+    (all IPv4 addresses when none is given); anything else must be a TCP endpoint string.
+
+    @raise ConfigError: a TLS endpoint string (the node adds TLS itself) or a bad port.
+    """
+    port = str(port).strip()
+    if port.isdigit():
+        if not 0 <= int(port) < 65536:
+            raise ConfigError(f"{port} is not a port number")
+        host = listenAddress or "0.0.0.0"
+        if ":" in host:
+            return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}"
+        return f"tcp:{port}:interface={host}"
+    kind = port.partition(":")[0].lower()
+    if kind not in ("tcp", "tcp6"):
+        raise ConfigError(
+            f"--port {port!r}: give a port number or a tcp:/tcp6: endpoint string "
+            "(the node adds mutual TLS itself)"
+        )
+    return port
+
+
+def readConfigFile(path):
+    """
+    Read the settings an INI file gives.
+
+    @return: a dict with any of the keys C{listenAddress}, C{port}, C{apiAddress},
+        C{bootstrap}, C{dataDir}, C{link} (a dict of L{LinkLimits} fields).
+    @raise ConfigError: unreadable file or malformed value.
+    """
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_string("[DEFAULT]\n" + f.read(), source=path)
+    except (OSError, configparser.Error) as e:
+        raise ConfigError(f"config file {path}: {e}") from e
+    settings = {}
+    if parser.has_section("dht"):
+        dht = parser["dht"]
+        if "p2p_address" in dht:
+            settings["listenAddress"], settings["port"] = parseHostPort(dht["p2p_address"])
+        if "api_address" in dht:
+            settings["apiAddress"] = parseHostPort(dht["api_address"])
+        if "bootstrapper" in dht:
+            settings["bootstrap"] = parseContacts(dht["bootstrapper"])
+    if parser.has_section("phantom"):
+        section = parser["phantom"]
+        if "data_dir" in section:
+            settings["dataDir"] = os.path.expanduser(section["data_dir"])
+        if "bootstrap" in section:
+            settings["bootstrap"] = parseContacts(section["bootstrap"])
+    if parser.has_section("link"):
+        settings["link"] = _readLimits(parser["link"], path)
+    return settings
+
+
+def _readLimits(section, path):
+    limits = {}
+    for limit in fields(LinkLimits):
+        key = "".join("_" + c.lower() if c.isupper() else c for c in limit.name)
+        if key in section:
+            try:
+                value = limit.type(section[key]) if callable(limit.type) else float(section[key])
+            except ValueError:
+                raise ConfigError(f"config file {path}: [link] {key} = {section[key]!r} is not a number") from None
+            if value <= 0:
+                raise ConfigError(f"config file {path}: [link] {key} must be positive")
+            limits[limit.name] = value
+    return limits
+
+
+def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, configFile=None):
+    """
+    Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
+    other arguments (the command line), which are C{None} where not given.
+    """
+    settings = readConfigFile(configFile) if configFile else {}
+    for key, value in (
+        ("dataDir", dataDir),
+        ("port", port),
+        ("listenAddress", listenAddress),
+        ("bootstrap", parseContacts(bootstrap) if isinstance(bootstrap, str) else bootstrap),
+        ("apiAddress", parseHostPort(apiAddress) if isinstance(apiAddress, str) else apiAddress),
+    ):
+        if value is not None:
+            settings[key] = value
+    listenAddress = settings.get("listenAddress")
+    if listenAddress is not None:
+        try:
+            listenAddress = str(ipaddress.ip_address(listenAddress.strip("[]")))
+        except ValueError:
+            raise ConfigError(f"listen address {listenAddress!r} is not an IP address") from None
+    return NodeConfig(
+        dataDir=settings.get("dataDir") or os.path.expanduser("~/.phantom"),
+        listenEndpoint=listenEndpointFor(settings.get("port", DEFAULT_PORT), listenAddress),
+        listenAddress=None if listenAddress in WILDCARD_ADDRESSES else listenAddress,
+        bootstrap=tuple(settings.get("bootstrap", ())),
+        apiAddress=tuple(settings.get("apiAddress", DEFAULT_API_ADDRESS)),
+        link=replace(LinkLimits(), **settings.get("link", {})),
+    )

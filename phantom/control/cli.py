@@ -1,0 +1,133 @@
+"""
+``phantomctl``: ask a running node what it is doing, through its control socket.
+
+    phantomctl [--node DIR] status [--json]
+
+Each subcommand is an C{Options} class with C{call(protocol)} (the AMP request) and
+C{render(result)} (the human-readable text); C{--json} prints the result as JSON instead.
+"""
+
+import json
+import os
+import sys
+
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError
+from twisted.internet.task import react
+from twisted.protocols import amp
+from twisted.python import usage
+
+from phantom.control import CONTROL_SOCKET
+from phantom.control.commands import Status
+
+
+class _Subcommand(usage.Options):
+    optFlags = [["json", "j", "Print the result as one JSON object."]]
+
+    def call(self, protocol):
+        """@return: a Deferred firing with the result as a JSON-ready dict."""
+        raise NotImplementedError
+
+    def render(self, result):
+        """@return: the result as text for people."""
+        raise NotImplementedError
+
+
+def formatUptime(seconds):
+    """C{1d 2h 3m 4s}-style uptime."""
+    seconds = int(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    parts.append(f"{seconds}s")
+    return " ".join(parts)
+
+
+class StatusOptions(_Subcommand):
+    """``phantomctl status``: node id, addresses, uptime, open links and peers."""
+
+    synopsis = "[--json]"
+
+    def call(self, protocol):
+        d = protocol.callRemote(Status)
+        d.addCallback(lambda r: {**r, "uptime": round(r["uptime"], 3), "peers": [dict(p) for p in r["peers"]]})
+        return d
+
+    def render(self, result):
+        lines = [
+            f"node       {result['node_id']}",
+            f"listening  {result['listening']}",
+            f"uptime     {formatUptime(result['uptime'])}",
+            f"links      {result['links']} open ({result['connections']} connections)",
+            f"peers      {len(result['peers'])}",
+        ]
+        for peer in result["peers"]:
+            lines.append(
+                f"  {peer['node_id']}  {peer['address']}  in {peer['inbound']} out {peer['outbound']}"
+            )
+        return "\n".join(lines)
+
+
+class Options(usage.Options):
+    """The options of ``phantomctl``."""
+
+    synopsis = "[--node DIR] COMMAND [--json]"
+    optParameters = [
+        [
+            "node",
+            "n",
+            os.environ.get("PHANTOM_NODE", os.path.expanduser("~/.phantom")),
+            "The node's data directory (its control socket is there) [default: $PHANTOM_NODE or ~/.phantom].",
+        ]
+    ]
+    subCommands = [["status", None, StatusOptions, "Show the node's id, addresses, uptime, links and peers."]]
+
+    def postOptions(self):
+        if self.subCommand is None:
+            raise usage.UsageError("a command is needed")
+
+
+class ControlError(Exception):
+    """The node could not be asked: the message says why."""
+
+
+async def _run(reactor, options):
+    sub = options.subOptions
+    path = os.path.join(options["node"], CONTROL_SOCKET)
+    try:
+        protocol = await connectProtocol(UNIXClientEndpoint(reactor, path, timeout=5), amp.AMP())
+    except ConnectError as e:
+        raise ControlError(f"no node answers at {path} ({e.osError or e.__class__.__name__})") from e
+    try:
+        result = await sub.call(protocol)
+    except amp.RemoteAmpError as e:
+        raise ControlError(f"the node refused: {e.description}") from e
+    finally:
+        protocol.transport.loseConnection()
+    print(json.dumps(result, sort_keys=True) if sub["json"] else sub.render(result))
+
+
+def main(argv=None):
+    """Entry point of ``phantomctl``."""
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        print(f"{options}\nphantomctl: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    def run(reactor):
+        from twisted.internet.defer import Deferred
+
+        d = Deferred.fromCoroutine(_run(reactor, options))
+
+        def failed(failure):
+            failure.trap(ControlError)
+            print(f"phantomctl: {failure.value}", file=sys.stderr)
+            raise SystemExit(1)
+
+        return d.addErrback(failed)
+
+    react(run)

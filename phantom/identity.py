@@ -1,0 +1,112 @@
+"""
+The node's keys and certificate, kept in its data directory.
+
+On first start a node creates an Ed25519 communication key with a self-signed certificate
+(its TLS identity) and an X25519 path-building key (setup packages are sealed to it); later
+starts reuse them. Key files are readable by the owner only.
+"""
+
+import os
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
+from phantom.crypto import nodeIdOfPublicKey, selfSignedCertificate
+
+COMMUNICATION_KEY = "communication-key.pem"
+COMMUNICATION_CERTIFICATE = "communication-cert.pem"
+PATH_BUILDING_KEY = "path-building-key.pem"
+
+
+class IdentityError(Exception):
+    """The data directory holds key material that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A node's long-term keys."""
+
+    communicationKey: ed25519.Ed25519PrivateKey
+    certificate: x509.Certificate
+    pathBuildingKey: x25519.X25519PrivateKey
+
+    @property
+    def nodeId(self):
+        """SHA-256 of the communication key's SubjectPublicKeyInfo (32 bytes)."""
+        return nodeIdOfPublicKey(self.communicationKey.public_key())
+
+    @classmethod
+    def generate(cls):
+        """A fresh identity that lives only in memory."""
+        key = ed25519.Ed25519PrivateKey.generate()
+        return cls(key, selfSignedCertificate(key), x25519.X25519PrivateKey.generate())
+
+
+def loadOrCreateIdentity(dataDir):
+    """
+    Load the identity kept in C{dataDir}, creating the directory and any missing key.
+
+    A certificate that is missing or does not match the communication key is made anew
+    from the key; a key file that exists but cannot be read is an error, never overwritten.
+
+    @param dataDir: path of the node's data directory.
+    @raise IdentityError: a key file is unreadable or of the wrong type.
+    """
+    os.makedirs(dataDir, mode=0o700, exist_ok=True)
+    communicationKey = _loadOrCreateKey(
+        os.path.join(dataDir, COMMUNICATION_KEY), ed25519.Ed25519PrivateKey
+    )
+    pathBuildingKey = _loadOrCreateKey(os.path.join(dataDir, PATH_BUILDING_KEY), x25519.X25519PrivateKey)
+    certificatePath = os.path.join(dataDir, COMMUNICATION_CERTIFICATE)
+    certificate = _loadCertificate(certificatePath)
+    if certificate is None or nodeIdOfPublicKey(certificate.public_key()) != nodeIdOfPublicKey(
+        communicationKey.public_key()
+    ):
+        certificate = selfSignedCertificate(communicationKey)
+        _writePrivate(certificatePath, certificate.public_bytes(serialization.Encoding.PEM))
+    return Identity(communicationKey, certificate, pathBuildingKey)
+
+
+def _loadOrCreateKey(path, keyType):
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+    except FileNotFoundError:
+        key = keyType.generate()
+        _writePrivate(
+            path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+        return key
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as e:
+        raise IdentityError(f"{path}: not a usable private key ({e})") from e
+    if not isinstance(key, keyType):
+        raise IdentityError(f"{path}: expected a {keyType.__name__[:-10]} key, found {type(key).__name__}")
+    return key
+
+
+def _loadCertificate(path):
+    try:
+        with open(path, "rb") as f:
+            return x509.load_pem_x509_certificate(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _writePrivate(path, content):
+    """Write C{content} to C{path} atomically, readable and writable by the owner only."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)

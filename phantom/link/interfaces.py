@@ -1,0 +1,46 @@
+"""What a link offers to the modules that use it, and what they offer back."""
+
+from zope.interface import Attribute, Interface
+
+
+class ILink(Interface):
+    """One authenticated TLS connection to a peer node, opened for one purpose."""
+
+    nodeId = Attribute("The peer's node id: SHA-256 of its certificate key's SubjectPublicKeyInfo.")
+    peer = Attribute("The peer's end of the TCP connection (an IPv4Address or IPv6Address).")
+    purpose = Attribute("The L{phantom.wire.link.Purpose} named by the link's OPEN frame.")
+    linkId = Attribute("The 16-byte link id named by the OPEN frame.")
+    inbound = Attribute("True when the peer opened the link.")
+
+    def attach(handler):
+        """
+        Deliver this link's frames to C{handler} (an L{ILinkHandler}) from now on; frames that
+        arrived before are delivered first.
+        """
+
+    def sendFrame(payload):
+        """
+        Send C{payload} (1 to L{phantom.wire.link.MAX_PAYLOAD} bytes) as one DATA frame.
+        """
+
+    def close():
+        """Close the link cleanly."""
+
+    def abort(reason):
+        """Close the link at once because the peer broke the protocol; C{reason} is logged."""
+
+    def registerProducer(producer, streaming):
+        """Register a producer that is paused while the link's outbound buffer is full."""
+
+    def unregisterProducer():
+        """Unregister the producer."""
+
+
+class ILinkHandler(Interface):
+    """Receives the frames of one link."""
+
+    def frameReceived(payload):
+        """One DATA frame's payload arrived."""
+
+    def linkClosed(reason):
+        """The link is gone; C{reason} is a L{twisted.python.failure.Failure}."""

@@ -1,0 +1,260 @@
+"""
+One link: a TLS connection carrying frames, from the handshake to the close.
+
+L{LinkProtocol} is the protocol inside Twisted's C{TLSMemoryBIOProtocol}. It checks the peer's
+certificate when the handshake completes, sends or expects the OPEN frame, enforces the
+handshake, open and idle timeouts and the frame-rate limit, sends keepalives, and hands DATA
+payloads to the handler of the link's purpose. A peer that breaks the rules gets its
+connection aborted and one log line naming it and the reason.
+"""
+
+from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from phantom.config import formatHostPort
+from phantom.crypto import nodeIdOfCertificate
+from phantom.link.framing import FrameDecoder
+from phantom.link.interfaces import ILink
+from phantom.link.tls import rejectionOf
+from phantom.wire import ProtocolError
+from phantom.wire.link import (
+    HEADER,
+    KEEPALIVE_FRAME,
+    MAX_PAYLOAD,
+    FrameKind,
+    Purpose,
+    encodeOpen,
+)
+
+_DATA = int(FrameKind.DATA)
+
+
+class LinkFailed(Exception):
+    """An outbound link could not be opened; the message says why."""
+
+
+def describePeer(address):
+    """C{host:port} of an C{IAddress}, or a placeholder before there is one."""
+    return formatHostPort(address.host, address.port) if address is not None else "unknown peer"
+
+
+@implementer(IHandshakeListener, ILink)
+class LinkProtocol(Protocol):
+    """
+    The node's side of one link.
+
+    @param service: the L{phantom.link.service.LinkService} that owns the link.
+    @param outbound: for a link this node opens, the L{OutboundRequest}; C{None} for inbound.
+    """
+
+    log = Logger()
+
+    def __init__(self, service, outbound=None):
+        self._service = service
+        self._clock = service.clock
+        self._limits = service.limits
+        self._outbound = outbound
+        self._decoder = FrameDecoder()
+        self._handler = None
+        self._queued = []
+        self._timer = None
+        self._closing = False
+        self._closeReason = None
+        self._handshakeDone = False
+        self.nodeId = None
+        self.peer = None
+        self.purpose = outbound.purpose if outbound else None
+        self.linkId = outbound.linkId if outbound else None
+        self.inbound = outbound is None
+        self.opened = False
+        self._lastReceived = self._lastSent = 0.0
+        self._windowStart = 0.0
+        self._windowFrames = 0
+
+    # Connection lifecycle
+
+    def connectionMade(self):
+        self.peer = self.transport.getPeer()
+        self._service.connectionStarted(self)
+        self._schedule(self._limits.handshakeTimeout, self.abort, "TLS handshake not completed in time")
+
+    def handshakeCompleted(self):
+        if self._closing:
+            return
+        self._handshakeDone = True
+        certificate = self.transport.getPeerCertificate()
+        if certificate is None:
+            return self.abort("no peer certificate after the handshake")
+        self.nodeId = nodeIdOfCertificate(certificate.to_cryptography())
+        if self.nodeId == self._service.nodeId:
+            return self.abort("the peer is this node itself")
+        now = self._clock.seconds()
+        self._lastReceived = self._lastSent = self._windowStart = now
+        if self._outbound is None:
+            self._schedule(self._limits.openTimeout, self.abort, "no OPEN frame in time")
+            return
+        self.transport.write(encodeOpen(self.purpose, self.linkId))
+        self._becomeOpen()
+        self._outbound.succeeded(self)
+
+    def _becomeOpen(self):
+        self.opened = True
+        self._tickInterval = min(self._limits.keepaliveInterval, self._limits.idleTimeout / 3)
+        self._schedule(self._tickInterval, self._tick)
+        self._service.linkOpened(self)
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as e:
+            return self.abort(str(e))
+        if not frames:
+            return
+        now = self._clock.seconds()
+        self._lastReceived = now
+        if now - self._windowStart >= 1.0:
+            self._windowStart = now
+            self._windowFrames = 0
+        self._windowFrames += len(frames)
+        if self._windowFrames > self._limits.maxFramesPerSecond:
+            return self.abort(f"more than {self._limits.maxFramesPerSecond} frames in one second")
+        for kind, content in frames:
+            if self._closing:
+                return
+            if kind == _DATA:
+                if not self.opened:
+                    return self.abort("DATA frame before OPEN")
+                self._deliver(content)
+            elif kind == FrameKind.OPEN:
+                self._openReceived(content)
+            # A KEEPALIVE only refreshes _lastReceived.
+
+    def _openReceived(self, content):
+        if not self.inbound or self.opened:
+            return self.abort("unexpected OPEN frame")
+        self.purpose = Purpose(int(content.purpose))
+        self.linkId = content.link_id
+        self._cancelTimer()
+        self._becomeOpen()
+        self._service.dispatch(self)
+
+    def _deliver(self, payload):
+        if self._handler is None:
+            self._queued.append(payload)
+            if len(self._queued) == 1:
+                self.transport.pauseProducing()
+            return
+        try:
+            self._handler.frameReceived(payload)
+        except Exception:
+            self.log.failure("handler of {purpose} link from {peer} failed", purpose=self.purpose, peer=describePeer(self.peer))
+            self.abort("its handler failed")
+
+    def _tick(self):
+        now = self._clock.seconds()
+        if now - self._lastReceived >= self._limits.idleTimeout:
+            return self.abort(f"idle for {self._limits.idleTimeout:g} s")
+        if now - self._lastSent >= self._limits.keepaliveInterval:
+            self.transport.write(KEEPALIVE_FRAME)
+            self._lastSent = now
+        self._schedule(self._tickInterval, self._tick)
+
+    def connectionLost(self, reason):
+        self._cancelTimer()
+        closedByUs = self._closing
+        self._closing = True
+        self._queued = []
+        why = self._closeReason or self._describeLoss(reason)
+        direction = "from" if self.inbound else "to"
+        if closedByUs and self._closeReason is None:
+            self.log.debug("link {direction} {peer} closed", direction=direction, peer=describePeer(self.peer))
+        elif self.opened and reason.check(ConnectionDone):
+            self.log.info("link {direction} {peer} closed by the peer", direction=direction, peer=describePeer(self.peer))
+        else:
+            self.log.warn("link {direction} {peer} closed: {why}", direction=direction, peer=describePeer(self.peer), why=why)
+        if self._outbound is not None and not self.opened:
+            self._outbound.failed(LinkFailed(why) if not isinstance(why, Exception) else why)
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            try:
+                handler.linkClosed(reason)
+            except Exception:
+                self.log.failure("handler of {purpose} link failed on close", purpose=self.purpose)
+        self._service.connectionEnded(self)
+
+    def _describeLoss(self, reason):
+        if not self._handshakeDone:
+            rejection = rejectionOf(self.transport.getHandle()) if self.transport else None
+            if rejection is not None:
+                return rejection
+            if reason.check(SSL.Error):
+                return f"TLS handshake failed: {_sslErrorText(reason.value)}"
+            return "connection closed before the TLS handshake completed"
+        if not self.opened:
+            return "connection closed before the OPEN frame"
+        if self._decoder.pending:
+            return f"connection closed inside a frame ({self._decoder.pending} bytes pending)"
+        return reason.getErrorMessage()
+
+    # ILink
+
+    def attach(self, handler):
+        self._handler = handler
+        queued, self._queued = self._queued, []
+        for payload in queued:
+            if self._closing:
+                return
+            self._deliver(payload)
+        if queued and not self._closing:
+            self.transport.resumeProducing()
+
+    def sendFrame(self, payload):
+        size = len(payload)
+        if not 0 < size <= MAX_PAYLOAD:
+            raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
+        if self._closing:
+            return
+        self.transport.writeSequence((HEADER.pack(size + 1, _DATA), payload))
+        self._lastSent = self._clock.seconds()
+
+    def close(self):
+        if not self._closing:
+            self._closing = True
+            self._cancelTimer()
+            self.transport.loseConnection()
+
+    def abort(self, reason):
+        if self._closing:
+            return
+        self._closing = True
+        self._closeReason = reason
+        self._cancelTimer()
+        self.transport.abortConnection()
+
+    def registerProducer(self, producer, streaming):
+        self.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        self.transport.unregisterProducer()
+
+    # Timers
+
+    def _schedule(self, delay, f, *args):
+        self._cancelTimer()
+        self._timer = self._clock.callLater(delay, f, *args)
+
+    def _cancelTimer(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+def _sslErrorText(error):
+    parts = [entry[-1] for entry in getattr(error, "args", [[]])[0] if isinstance(entry, tuple) and entry[-1]]
+    return "; ".join(parts) or str(error) or error.__class__.__name__

@@ -1,0 +1,236 @@
+"""
+The link layer of a node: the one listening TLS port, outbound links, purpose dispatch and
+the registry of awaited links.
+"""
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from phantom.config import formatHostPort
+from phantom.link.listening import ListeningService
+from phantom.link.protocol import LinkFailed, LinkProtocol, describePeer
+from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
+from phantom.wire.link import NO_LINK_ID, Purpose
+
+
+class LinkTimeout(Exception):
+    """An awaited link did not arrive in time."""
+
+
+class OutboundRequest:
+    """What an outbound link was opened for, and the Deferred waiting for it."""
+
+    def __init__(self, purpose, linkId, deferred):
+        self.purpose = Purpose(purpose)
+        self.linkId = linkId
+        self._deferred = deferred
+
+    def succeeded(self, link):
+        if not self._deferred.called:
+            self._deferred.callback(link)
+
+    def failed(self, error):
+        if not self._deferred.called:
+            self._deferred.errback(error)
+
+
+class _LinkFactory(Factory):
+    noisy = False
+
+    def __init__(self, service, outbound=None):
+        self._service = service
+        self._outbound = outbound
+
+    def buildProtocol(self, addr):
+        return LinkProtocol(self._service, self._outbound)
+
+
+class LinkService(ListeningService):
+    """
+    Owns every link of a node.
+
+    @param identity: the node's L{phantom.identity.Identity}.
+    @param endpoint: the C{IStreamServerEndpoint} to listen on (plain TCP; TLS is added here).
+    @param limits: the L{phantom.config.LinkLimits} every link enforces.
+    @param reactor: provides C{IReactorTCP} and C{IReactorTime}.
+    @param bindAddress: the address outbound connections leave from, or C{None} for any.
+    """
+
+    log = Logger()
+
+    def __init__(self, identity, endpoint, limits, reactor, bindAddress=None):
+        self.nodeId = identity.nodeId
+        self.limits = limits
+        self.clock = reactor
+        self._reactor = reactor
+        self._endpoint = endpoint
+        self._bindAddress = bindAddress
+        self._serverContext = makeContext(identity, server=True)
+        self._clientContext = makeContext(identity, server=False)
+        self._handlers = {}
+        self._awaited = {}
+        self._connections = set()
+        self._links = set()
+        self._closed = {}
+
+    # Service
+
+    def listener(self):
+        factory = TLSMemoryBIOFactory(
+            ServerConnectionCreator(self._serverContext), False, _LinkFactory(self), clock=self._reactor
+        )
+        factory.noisy = False
+        return self._endpoint, factory
+
+    def stopService(self):
+        waits = [super().stopService()]
+        for key in list(self._awaited):
+            _, deferred, call = self._awaited.pop(key)
+            call.cancel()
+            deferred.errback(LinkFailed("the node is stopping"))
+        for connection in list(self._connections):
+            waits.append(self._whenClosed(connection))
+            connection.abort("the node is stopping") if not connection.opened else connection.close()
+        return DeferredList(waits)
+
+    @property
+    def listeningAddress(self):
+        """The C{IAddress} the TLS port listens on, once listening."""
+        return self.port.getHost() if self.port is not None else None
+
+    # Registration
+
+    def registerPurpose(self, purpose, handlerFactory):
+        """
+        Accept inbound links of C{purpose}: C{handlerFactory(link)} returns the L{ILinkHandler}
+        of each.
+        """
+        self._handlers[Purpose(purpose)] = handlerFactory
+
+    def expectLink(self, linkId, fromHost, purpose, timeout):
+        """
+        Wait for a link with C{linkId} and C{purpose} to arrive from C{fromHost}.
+
+        @return: a Deferred that fires with the L{ILink}, or fails with L{LinkTimeout}.
+        """
+        key = (linkId, fromHost)
+        if key in self._awaited:
+            raise ValueError(f"link {linkId.hex()} from {fromHost} is already awaited")
+
+        def expire():
+            del self._awaited[key]
+            deferred.errback(LinkTimeout(f"no {Purpose(purpose).name} link {linkId.hex()} from {fromHost} within {timeout:g} s"))
+
+        def cancel(_):
+            entry = self._awaited.pop(key, None)
+            if entry is not None:
+                entry[2].cancel()
+
+        deferred = Deferred(cancel)
+        self._awaited[key] = (Purpose(purpose), deferred, self.clock.callLater(timeout, expire))
+        return deferred
+
+    # Outbound
+
+    def connect(self, host, port, purpose, linkId=NO_LINK_ID, nodeId=None):
+        """
+        Open a link to C{host:port} for C{purpose}.
+
+        @param nodeId: the node id to pin, or C{None} to accept whoever answers.
+        @return: a Deferred firing with the open L{ILink}, or failing with L{LinkFailed} or
+            L{phantom.link.tls.PinMismatch}.
+        """
+        deferred = Deferred()
+        request = OutboundRequest(purpose, linkId, deferred)
+        creator = ClientConnectionCreator(self._clientContext, nodeId)
+        endpointType = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+        bind = None
+        if self._bindAddress is not None and (":" in self._bindAddress) == (":" in host):
+            bind = (self._bindAddress, 0)
+        tcp = endpointType(self._reactor, host, port, timeout=self.limits.connectTimeout, bindAddress=bind)
+        target = formatHostPort(host, port)
+
+        def tcpFailed(failure):
+            request.failed(LinkFailed(f"cannot connect to {target}: {failure.getErrorMessage()}"))
+
+        wrapClientTLS(creator, tcp).connect(_LinkFactory(self, request)).addErrback(tcpFailed)
+        return deferred
+
+    # Bookkeeping, called by LinkProtocol
+
+    def connectionStarted(self, link):
+        self._connections.add(link)
+
+    def linkOpened(self, link):
+        self._links.add(link)
+
+    def connectionEnded(self, link):
+        self._connections.discard(link)
+        self._links.discard(link)
+        for deferred in self._closed.pop(link, ()):
+            deferred.callback(None)
+
+    def dispatch(self, link):
+        """Hand a freshly opened inbound link to whoever awaits it or to its purpose's handler."""
+        key = (link.linkId, link.peer.host)
+        awaited = self._awaited.get(key)
+        if awaited is not None:
+            purpose, deferred, call = awaited
+            if purpose != link.purpose:
+                return link.abort(f"link {link.linkId.hex()} opened as {link.purpose.name}, {purpose.name} awaited")
+            del self._awaited[key]
+            call.cancel()
+            deferred.callback(link)
+            return
+        handlerFactory = self._handlers.get(link.purpose)
+        if handlerFactory is None:
+            return link.abort(f"no handler for {link.purpose.name} links")
+        try:
+            handler = handlerFactory(link)
+        except Exception:
+            self.log.failure("handler factory for {purpose} failed", purpose=link.purpose.name)
+            return link.abort("its handler could not be made")
+        link.attach(handler)
+
+    def _whenClosed(self, link):
+        if link not in self._connections:
+            return succeed(None)
+        deferred = Deferred()
+        self._closed.setdefault(link, []).append(deferred)
+        return deferred
+
+    # Views
+
+    @property
+    def connections(self):
+        """Every connection of this node, open or still in its handshake."""
+        return frozenset(self._connections)
+
+    @property
+    def links(self):
+        """Every open link."""
+        return frozenset(self._links)
+
+    @property
+    def awaitedCount(self):
+        """How many links are awaited."""
+        return len(self._awaited)
+
+    def peers(self):
+        """
+        The nodes this node has open links with.
+
+        @return: a list of dicts with C{nodeId} (bytes), C{address} (host:port of a link's far
+            end, the listening port where this node opened a link), C{inbound} and C{outbound}
+            (link counts), sorted by node id.
+        """
+        byNode = {}
+        for link in self._links:
+            entry = byNode.setdefault(link.nodeId, {"nodeId": link.nodeId, "address": None, "inbound": 0, "outbound": 0})
+            entry["inbound" if link.inbound else "outbound"] += 1
+            if entry["address"] is None or not link.inbound:
+                entry["address"] = describePeer(link.peer)
+        return [byNode[nodeId] for nodeId in sorted(byNode)]

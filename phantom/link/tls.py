@@ -1,0 +1,109 @@
+"""
+TLS 1.3 contexts for links, authenticated by node-id pins instead of certificate authorities.
+
+Both sides present their self-signed communication certificate. The server requires a client
+certificate and learns the caller's node id from it; an outbound connection may pin the node id
+it expects, and the handshake fails when the peer's key does not hash to it.
+"""
+
+from OpenSSL import SSL
+from zope.interface import implementer
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
+
+from phantom.crypto import isCommunicationKey, nodeIdOfCertificate
+
+
+class PinMismatch(Exception):
+    """The peer's certificate does not carry the key of the node id we meant to reach."""
+
+    def __init__(self, expected, presented):
+        super().__init__(
+            f"peer presented node id {presented.hex() if presented else 'none'}, expected {expected.hex()}"
+        )
+        self.expected = expected
+        self.presented = presented
+
+
+class _PinnedConnection(SSL.Connection):
+    """A TLS connection that remembers the node id it expects and the one the peer presented."""
+
+    expectedNodeId = None
+    presentedNodeId = None
+    rejection = None
+
+
+def _verifyPeer(connection, certificate, errno, depth, ok):
+    # Self-signed certificates fail the CA check (errno); the pin is the authentication.
+    if depth != 0:
+        connection.rejection = "peer sent a certificate chain; a single self-signed certificate is expected"
+        return False
+    peerCertificate = certificate.to_cryptography()
+    if not isCommunicationKey(peerCertificate.public_key()):
+        connection.rejection = "peer certificate does not carry an Ed25519 key"
+        return False
+    presented = nodeIdOfCertificate(peerCertificate)
+    connection.presentedNodeId = presented
+    expected = getattr(connection, "expectedNodeId", None)
+    if expected is not None and presented != expected:
+        connection.rejection = PinMismatch(expected, presented)
+        return False
+    return True
+
+
+def makeContext(identity, *, server):
+    """
+    A TLS context for one side of every link of this node; build it once and reuse it.
+
+    @param identity: the node's L{phantom.identity.Identity}.
+    @param server: whether the context accepts connections (it then requires a client certificate).
+    """
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_3_VERSION)
+    context.use_certificate(identity.certificate)
+    context.use_privatekey(identity.communicationKey)
+    context.check_privatekey()
+    # No resumption: every connection shows its certificate, so every pin is checked.
+    context.set_options(SSL.OP_NO_TICKET)
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
+    context.set_verify(mode, _verifyPeer)
+    return context
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerConnectionCreator:
+    """Makes the TLS connection for each inbound link from one shared server context."""
+
+    def __init__(self, context):
+        self._context = context
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return _PinnedConnection(self._context, None)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientConnectionCreator:
+    """
+    Makes the TLS connection for one outbound link, pinned to C{expectedNodeId} when given.
+
+    @ivar connection: the connection made, to read the rejection reason from after a failure.
+    """
+
+    def __init__(self, context, expectedNodeId=None):
+        self._context = context
+        self._expectedNodeId = expectedNodeId
+        self.connection = None
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = _PinnedConnection(self._context, None)
+        connection.expectedNodeId = self._expectedNodeId
+        connection.set_connect_state()
+        self.connection = connection
+        return connection
+
+
+def rejectionOf(connection):
+    """
+    @return: why our side refused the peer's certificate during the handshake, or C{None}.
+    """
+    return getattr(connection, "rejection", None)

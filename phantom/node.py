@@ -1,0 +1,87 @@
+"""A whole Phantom node: its identity, link layer, peer links and control socket as one service."""
+
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from phantom.config import formatHostPort
+from phantom.control.server import ControlService
+from phantom.identity import loadOrCreateIdentity
+from phantom.link.echo import EchoHandler
+from phantom.link.peers import PeerLinks
+from phantom.link.protocol import describePeer
+from phantom.link.service import LinkService
+from phantom.wire.link import Purpose
+
+
+class PhantomNode(MultiService):
+    """
+    A node, ready to be started by twistd or by a test.
+
+    @param config: the node's L{phantom.config.NodeConfig}.
+    @param reactor: the reactor every part of the node uses.
+    @param identity: the node's keys; loaded from (or created in) the data directory if not given.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, reactor, identity=None):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.identity = identity or loadOrCreateIdentity(config.dataDir)
+        self.startedAt = None
+        self.links = LinkService(
+            self.identity,
+            serverFromString(reactor, config.listenEndpoint),
+            config.link,
+            reactor,
+            bindAddress=config.listenAddress,
+        )
+        self.links.registerPurpose(Purpose.ECHO, EchoHandler)
+        self.links.setServiceParent(self)
+        self.peerLinks = PeerLinks(self.links, config.bootstrap, reactor)
+        self.peerLinks.setServiceParent(self)
+        self.control = ControlService(self, config.dataDir, reactor)
+        self.control.setServiceParent(self)
+
+    @property
+    def nodeId(self):
+        """This node's 32-byte id."""
+        return self.identity.nodeId
+
+    @property
+    def address(self):
+        """C{host:port} of the TLS port: the configured listen address, else what it is bound to."""
+        bound = self.links.listeningAddress
+        if bound is None:
+            return None
+        if self.config.listenAddress is not None:
+            return formatHostPort(self.config.listenAddress, bound.port)
+        return describePeer(bound)
+
+    def startService(self):
+        self.startedAt = self.reactor.seconds()
+        super().startService()
+        self.log.info(
+            "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
+        )
+
+    def status(self):
+        """The node's state, as the control socket's C{Status} command returns it."""
+        return {
+            "node_id": self.nodeId.hex(),
+            "listening": self.address or "",
+            "uptime": self.reactor.seconds() - self.startedAt if self.startedAt is not None else 0.0,
+            "links": len(self.links.links),
+            "connections": len(self.links.connections),
+            "peers": [
+                {
+                    "node_id": peer["nodeId"].hex(),
+                    "address": peer["address"],
+                    "inbound": peer["inbound"],
+                    "outbound": peer["outbound"],
+                }
+                for peer in self.links.peers()
+            ],
+        }

@@ -1,0 +1,58 @@
+"""
+``twistd phantom``: the command-line options and the service they make.
+
+    twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR]
+                      [--bootstrap HOST:PORT,...] [--config FILE]
+"""
+
+from twisted.python import usage
+
+from phantom.config import ConfigError, resolveConfig
+from phantom.identity import IdentityError
+
+
+class Options(usage.Options):
+    """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
+
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--config FILE]"
+    longdesc = (
+        "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
+        "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
+    )
+    optParameters = [
+        ["port", "p", None, "The TLS port: a number, or a tcp:/tcp6: endpoint string [default: 7402]."],
+        ["data-dir", "d", None, "Where the node keeps its keys and state [default: ~/.phantom]."],
+        ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
+        ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
+        ["api-address", None, None, "HOST:PORT of the DHT module API [default: 127.0.0.1:7401]."],
+        ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],
+    ]
+
+    def postOptions(self):
+        try:
+            self["node"] = resolveConfig(
+                dataDir=self["data-dir"],
+                port=self["port"],
+                listenAddress=self["listen-address"],
+                bootstrap=self["bootstrap"],
+                apiAddress=self["api-address"],
+                configFile=self["config"],
+            )
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def makeService(options, reactor=None):
+    """
+    @param options: parsed L{Options}.
+    @param reactor: the reactor to use; the global one when not given.
+    @return: the node, an C{IService}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    from phantom.node import PhantomNode
+
+    try:
+        return PhantomNode(options["node"], reactor)
+    except IdentityError as e:
+        raise SystemExit(f"phantom: {e}") from e
