@@ -99,7 +99,8 @@ async def _run(reactor, options):
     try:
         protocol = await connectProtocol(UNIXClientEndpoint(reactor, path, timeout=5), amp.AMP())
     except ConnectError as e:
-        raise ControlError(f"no node answers at {path} ({e.osError or e.__class__.__name__})") from e
+        reason = os.strerror(e.osError) if isinstance(e.osError, int) else e.osError or e.__class__.__name__
+        raise ControlError(f"no node answers at {path} ({reason})") from e
     try:
         result = await sub.call(protocol)
     except amp.RemoteAmpError as e:
