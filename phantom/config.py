@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 
 DEFAULT_PORT = 7402
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues for the TLS port: a burst of connects must not be dropped."""
 DEFAULT_API_ADDRESS = ("127.0.0.1", 7401)
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
 
@@ -142,8 +144,8 @@ def listenEndpointFor(port, listenAddress):
             raise ConfigError(f"{port} is not a port number")
         host = listenAddress or "0.0.0.0"
         if ":" in host:
-            return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}"
-        return f"tcp:{port}:interface={host}"
+            return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}:backlog={LISTEN_BACKLOG}"
+        return f"tcp:{port}:interface={host}:backlog={LISTEN_BACKLOG}"
     kind = port.partition(":")[0].lower()
     if kind not in ("tcp", "tcp6"):
         raise ConfigError(

@@ -15,13 +15,15 @@ class FrameDecoder:
     """
     Splits a byte stream into frames.
 
-    Received chunks are kept as they are until a whole frame is there, then joined once, so a
-    large frame arriving in many TLS records is copied a bounded number of times.
+    Received chunks are kept as they arrive. A frame inside one chunk is sliced out of it; a
+    frame spread over several chunks (a full frame is four TLS records) is assembled from
+    memoryviews of them, so every payload is copied exactly once.
     """
 
     def __init__(self, maxBody=MAX_BODY):
         self._maxBody = maxBody
         self._chunks = []
+        self._offset = 0
         self._pending = 0
         self._needed = 4
 
@@ -38,35 +40,62 @@ class FrameDecoder:
             OPEN content container for OPEN, C{None} for KEEPALIVE.
         @raise ProtocolError: a frame is oversized, empty or malformed; the stream is then unusable.
         """
-        self._chunks.append(data)
+        chunks = self._chunks
+        chunks.append(data)
         self._pending += len(data)
         if self._pending < self._needed:
             return []
-        buffer = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self._needed = 4
         frames = []
-        offset = 0
-        available = len(buffer)
-        needed = 4
-        while available - offset >= 4:
-            (length,) = LENGTH.unpack_from(buffer, offset)
+        while self._pending >= 4:
+            first = chunks[0]
+            offset = self._offset
+            if len(first) - offset < 5 and len(chunks) > 1:
+                # A header split over chunks (rare): merge what is buffered.
+                chunks[:] = [b"".join([memoryview(first)[offset:], *chunks[1:]])]
+                self._offset = 0
+                continue
+            (length,) = LENGTH.unpack_from(first, offset)
             if not 1 <= length <= self._maxBody:
                 raise ProtocolError(f"frame of {length} bytes; 1 to {self._maxBody} allowed")
-            end = offset + 4 + length
-            if end > available:
-                needed = 4 + length
+            total = 4 + length
+            if self._pending < total:
+                self._needed = total
                 break
-            if buffer[offset + 4] == _DATA:
+            kind = first[offset + 4]
+            skip = 5 if kind == _DATA else 4
+            if len(first) - offset >= total:
+                content = first[offset + skip : offset + total]
+                offset += total
+                if offset == len(first):
+                    del chunks[0]
+                    offset = 0
+            else:
+                pieces = [memoryview(first)[offset + skip :]]
+                needed = total - (len(first) - offset)
+                del chunks[0]
+                while needed:
+                    chunk = chunks[0]
+                    if len(chunk) <= needed:
+                        pieces.append(chunk)
+                        needed -= len(chunk)
+                        del chunks[0]
+                    else:
+                        pieces.append(memoryview(chunk)[:needed])
+                        offset = needed
+                        needed = 0
+                if not chunks:
+                    offset = 0
+                content = b"".join(pieces)
+            self._offset = offset
+            self._pending -= total
+            if kind == _DATA:
                 if length == 1:
                     raise ProtocolError("empty DATA frame")
-                frames.append((FrameKind.DATA, buffer[offset + 5 : end]))
+                frames.append((FrameKind.DATA, content))
             else:
-                body = parseStrict(FrameBody, buffer[offset + 4 : end])
+                body = parseStrict(FrameBody, content)
                 frames.append((FrameKind(int(body.kind)), body.content))
-            offset = end
-        rest = buffer[offset:] if offset else buffer
-        self._chunks = [rest] if rest else []
-        self._pending = len(rest)
-        self._needed = needed
         return frames
 
 

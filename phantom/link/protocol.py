@@ -174,7 +174,7 @@ class LinkProtocol(Protocol):
         direction = "from" if self.inbound else "to"
         if closedByUs and self._closeReason is None:
             self.log.debug("link {direction} {peer} closed", direction=direction, peer=describePeer(self.peer))
-        elif self.opened and reason.check(ConnectionDone):
+        elif self.opened and reason.check(ConnectionDone) and not self._decoder.pending:
             self.log.info("link {direction} {peer} closed by the peer", direction=direction, peer=describePeer(self.peer))
         else:
             self.log.warn("link {direction} {peer} closed: {why}", direction=direction, peer=describePeer(self.peer), why=why)

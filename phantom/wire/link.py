@@ -31,11 +31,14 @@ from construct import (
     this,
 )
 
-MAX_PAYLOAD = 65536
-"""The largest DATA payload one frame may carry."""
+MAX_FRAME = 65536
+"""The largest frame on the wire, length prefix included: exactly four full TLS records."""
 
-MAX_BODY = 1 + MAX_PAYLOAD
-"""The largest frame body: a kind byte and a full DATA payload."""
+MAX_BODY = MAX_FRAME - 4
+"""The largest frame body."""
+
+MAX_PAYLOAD = MAX_BODY - 1
+"""The largest DATA payload one frame may carry (65531 bytes)."""
 
 LINK_ID_SIZE = 16
 """Link ids are 16 bytes; all zeros where a purpose does not use one."""

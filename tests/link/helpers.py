@@ -1,0 +1,144 @@
+"""Real link services and raw misbehaving clients on loopback, for the link tests."""
+
+import dataclasses
+
+from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Protocol
+from twisted.logger import globalLogPublisher, formatEvent
+from zope.interface import implementer
+
+from phantom.config import LISTEN_BACKLOG, LinkLimits
+from phantom.identity import Identity
+from phantom.link.tls import ClientConnectionCreator, makeContext
+from phantom.link.service import LinkService
+
+FAST_LIMITS = LinkLimits(
+    handshakeTimeout=1.0, openTimeout=1.0, idleTimeout=3.0, keepaliveInterval=1.0, connectTimeout=2.0
+)
+
+
+def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity=None, bindAddress=None, **changes):
+    """A started L{LinkService} on C{address}, port chosen by the kernel, stopped on cleanup."""
+    identity = identity or Identity.generate()
+    service = LinkService(
+        identity,
+        TCP4ServerEndpoint(reactor, 0, interface=address, backlog=LISTEN_BACKLOG),
+        dataclasses.replace(limits, **changes),
+        reactor,
+        bindAddress=bindAddress,
+    )
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    service.identity = identity
+    return service
+
+
+def portOf(service):
+    return service.listeningAddress.port
+
+
+@implementer(IHandshakeListener)
+class RawClient(Protocol):
+    """
+    A client that sends C{payload} (after the TLS handshake, or at once over plain TCP), then
+    optionally closes, and records what happens.
+    """
+
+    def __init__(self, payload=b"", closeAfter=False):
+        self.payload = payload
+        self.closeAfter = closeAfter
+        self.received = b""
+        self.closed = Deferred()
+        self.tls = False
+
+    def connectionMade(self):
+        self.localPort = self.transport.getHost().port
+        if not self.tls:
+            self._send()
+
+    def handshakeCompleted(self):
+        self._send()
+
+    def _send(self):
+        if self.payload:
+            self.transport.write(self.payload)
+        if self.closeAfter:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.reason = reason
+        self.closed.callback(None)
+
+
+def plainClientContext():
+    """A TLS 1.3 client context that presents no certificate and accepts any server."""
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_3_VERSION)
+    context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+    return context
+
+
+def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
+    """
+    Connect C{client} to C{host:port}, over TLS with C{context} (our own identity's client
+    context by default) or over plain TCP.
+
+    @return: C{client.closed}, which fires when the connection is gone.
+    """
+    endpoint = TCP4ClientEndpoint(reactor, host, port)
+    if tls:
+        client.tls = True
+        context = context or makeContext(Identity.generate(), server=False)
+        endpoint = wrapClientTLS(ClientConnectionCreator(context), endpoint)
+    connected = connectProtocol(endpoint, client)
+    connected.addErrback(client.closed.errback)
+    return client.closed
+
+
+class LogCollector:
+    """Collects the formatted link-layer warnings logged while it is installed."""
+
+    def __init__(self, testCase):
+        self.lines = []
+        globalLogPublisher.addObserver(self)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event):
+        if event.get("log_namespace", "").startswith("phantom.link") and event.get("log_level").name == "warn":
+            self.lines.append(formatEvent(event))
+
+    def about(self, port):
+        """The lines naming the peer whose end of the connection is C{port}."""
+        return [line for line in self.lines if f":{port} " in line]
+
+
+class CollectingHandler:
+    """A link handler that keeps what it receives."""
+
+    def __init__(self, link):
+        self.link = link
+        self.frames = []
+        self.closed = Deferred()
+        self.waiting = []
+
+    def frameReceived(self, payload):
+        self.frames.append(payload)
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(payload)
+
+    def nextFrame(self):
+        d = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def linkClosed(self, reason):
+        self.reason = reason
+        self.closed.callback(None)
