@@ -63,9 +63,15 @@ class PhantomNode(MultiService):
     def startService(self):
         self.startedAt = self.reactor.seconds()
         super().startService()
-        self.log.info(
-            "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
-        )
+        # Announced once the reactor runs, so signal handlers are in place: whoever waits for
+        # this line may stop the node with SIGTERM at once and get a clean shutdown.
+        self.reactor.callWhenRunning(self._announce)
+
+    def _announce(self):
+        if self.running:
+            self.log.info(
+                "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
+            )
 
     def status(self):
         """The node's state, as the control socket's C{Status} command returns it."""

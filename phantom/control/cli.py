@@ -12,7 +12,8 @@ import os
 import sys
 
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.error import ConnectError
+from twisted.internet.defer import TimeoutError
+from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.task import react
 from twisted.protocols import amp
 from twisted.python import usage
@@ -93,20 +94,34 @@ class ControlError(Exception):
     """The node could not be asked: the message says why."""
 
 
-async def _run(reactor, options):
-    sub = options.subOptions
-    path = os.path.join(options["node"], CONTROL_SOCKET)
+async def askNode(reactor, dataDir, subcommand, timeout=5.0):
+    """
+    Ask the node whose data directory is C{dataDir} through its control socket.
+
+    @param subcommand: a parsed subcommand's options (e.g. L{StatusOptions}).
+    @param timeout: seconds to wait for the connection, and again for the answer.
+    @return: the result as the subcommand's C{--json} prints it.
+    @raise ControlError: no node answers, or it refused.
+    """
+    path = os.path.join(dataDir, CONTROL_SOCKET)
     try:
-        protocol = await connectProtocol(UNIXClientEndpoint(reactor, path, timeout=5), amp.AMP())
+        protocol = await connectProtocol(UNIXClientEndpoint(reactor, path, timeout=timeout), amp.AMP())
     except ConnectError as e:
         reason = os.strerror(e.osError) if isinstance(e.osError, int) else e.osError or e.__class__.__name__
         raise ControlError(f"no node answers at {path} ({reason})") from e
     try:
-        result = await sub.call(protocol)
+        return await subcommand.call(protocol).addTimeout(timeout, reactor)
     except amp.RemoteAmpError as e:
         raise ControlError(f"the node refused: {e.description}") from e
+    except (ConnectionClosed, TimeoutError) as e:
+        raise ControlError(f"the node at {path} did not answer") from e
     finally:
         protocol.transport.loseConnection()
+
+
+async def _run(reactor, options):
+    sub = options.subOptions
+    result = await askNode(reactor, options["node"], sub)
     print(json.dumps(result, sort_keys=True) if sub["json"] else sub.render(result))
 
 

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phantom.link.interfaces import ILinkHandler
+from phantom.link.protocol import ConnectedToSelf
 from phantom.link.tls import PinMismatch
 from phantom.wire.link import Purpose
 
@@ -83,9 +84,14 @@ class PeerLinks(Service):
             return
         state["link"] = link
         state["delay"] = self.initialDelay
+        self.log.info("peer link to {contact} open: node {nodeId}", contact=str(contact), nodeId=link.nodeId.hex())
         link.attach(PeerLinkHandler(link, lambda: self._lost(contact)))
 
     def _failed(self, failure, contact):
+        if failure.check(ConnectedToSelf):
+            self.log.info("bootstrap contact {contact} is this node itself; not using it", contact=str(contact))
+            self._state.pop(contact, None)
+            return
         if failure.check(PinMismatch):
             self.log.warn("bootstrap contact {contact}: {why}", contact=str(contact), why=failure.getErrorMessage())
         self._retryLater(contact)

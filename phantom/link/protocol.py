@@ -37,6 +37,10 @@ class LinkFailed(Exception):
     """An outbound link could not be opened; the message says why."""
 
 
+class ConnectedToSelf(LinkFailed):
+    """The address reached belongs to this node itself."""
+
+
 def describePeer(address):
     """C{host:port} of an C{IAddress}, or a placeholder before there is one."""
     return formatHostPort(address.host, address.port) if address is not None else "unknown peer"
@@ -91,7 +95,7 @@ class LinkProtocol(Protocol):
             return self.abort("no peer certificate after the handshake")
         self.nodeId = nodeIdOfCertificate(certificate.to_cryptography())
         if self.nodeId == self._service.nodeId:
-            return self.abort("the peer is this node itself")
+            return self.abort(ConnectedToSelf("the peer is this node itself"))
         now = self._clock.seconds()
         self._lastReceived = self._lastSent = self._windowStart = now
         if self._outbound is None:

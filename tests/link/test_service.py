@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
 from phantom.link.echo import EchoHandler
-from phantom.link.protocol import LinkFailed
+from phantom.link.protocol import ConnectedToSelf, LinkFailed
 from phantom.link.service import LinkTimeout
 from phantom.link.tls import PinMismatch
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
@@ -89,7 +89,7 @@ class AuthenticationTests(TestCase):
         """A node that reaches itself closes the link."""
         node = startLinkService(self)
         node.registerPurpose(Purpose.ECHO, EchoHandler)
-        with self.assertRaises(LinkFailed):
+        with self.assertRaises(ConnectedToSelf):
             await node.connect("127.0.0.1", portOf(node), Purpose.ECHO)
 
     async def test_bindAddress(self):

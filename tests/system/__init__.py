@@ -1,0 +1,1 @@
+"""System tests: real C{twistd phantom} processes on loopback addresses."""

@@ -1,0 +1,103 @@
+"""The control socket and C{phantomctl}, against real nodes in this process."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.protocols import amp
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from phantom.config import resolveConfig
+from phantom.control import CONTROL_SOCKET
+from phantom.control.cli import Options, formatUptime
+from phantom.control.commands import Status
+from phantom.node import PhantomNode
+from tests.link.test_peers import freePort, until
+
+PHANTOMCTL = os.path.join(os.path.dirname(sys.executable), "phantomctl")
+
+
+def shortDirectory(testCase):
+    """A data directory short enough for a unix socket path, removed after the test."""
+    path = tempfile.mkdtemp(prefix="ph-", dir="/tmp")
+    testCase.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def startNode(testCase, address, bootstrap=None):
+    config = resolveConfig(
+        dataDir=shortDirectory(testCase), port=str(freePort(address)), listenAddress=address, bootstrap=bootstrap
+    )
+    node = PhantomNode(config, reactor)
+    node.privilegedStartService()
+    node.startService()
+    testCase.addCleanup(node.stopService)
+    return node
+
+
+class ControlTests(TestCase):
+    """C{phantomctl status} tells what the node is doing."""
+
+    async def test_status(self):
+        """The Status command answers the node id, address, uptime, links and peers."""
+        first = startNode(self, "127.0.0.21")
+        second = startNode(self, "127.0.0.22", bootstrap=first.address)
+        await until(lambda: first.links.peers() and second.links.peers())
+        protocol = await connectProtocol(
+            UNIXClientEndpoint(reactor, os.path.join(second.config.dataDir, CONTROL_SOCKET)), amp.AMP()
+        )
+        self.addCleanup(protocol.transport.loseConnection)
+        status = await protocol.callRemote(Status)
+        self.assertEqual(status["node_id"], second.nodeId.hex())
+        self.assertEqual(status["listening"], second.address)
+        self.assertGreaterEqual(status["uptime"], 0)
+        self.assertEqual(status["links"], 1)
+        [peer] = status["peers"]
+        self.assertEqual((peer["node_id"], peer["address"], peer["outbound"]), (first.nodeId.hex(), first.address, 1))
+
+    async def test_phantomctl(self):
+        """The phantomctl command prints the status as text and as JSON."""
+        first = startNode(self, "127.0.0.23")
+        second = startNode(self, "127.0.0.24", bootstrap=first.address)
+        await until(lambda: first.links.peers())
+        out, err, code = await getProcessOutputAndValue(
+            PHANTOMCTL, ["--node", first.config.dataDir, "status", "--json"], env=os.environ
+        )
+        self.assertEqual(code, 0, err)
+        status = json.loads(out)
+        self.assertEqual(status["node_id"], first.nodeId.hex())
+        self.assertEqual([p["node_id"] for p in status["peers"]], [second.nodeId.hex()])
+        out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", first.config.dataDir, "status"], env=os.environ)
+        self.assertEqual(code, 0, err)
+        self.assertIn(first.nodeId.hex(), out.decode())
+        self.assertIn("peers      1", out.decode())
+
+    async def test_noNode(self):
+        """Asking a directory where no node runs fails with a message and exit code 1."""
+        out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", shortDirectory(self), "status"], env=os.environ)
+        self.assertEqual(code, 1)
+        self.assertIn(b"no node answers", err)
+
+    def test_controlSocketPrivate(self):
+        """The control socket is accessible by the node's owner only."""
+        node = startNode(self, "127.0.0.25")
+        mode = os.stat(os.path.join(node.config.dataDir, CONTROL_SOCKET)).st_mode & 0o777
+        self.assertEqual(mode, 0o600)
+
+
+class CommandLineTests(SynchronousTestCase):
+    """phantomctl's options."""
+
+    def test_commandNeeded(self):
+        from twisted.python.usage import UsageError
+
+        self.assertRaises(UsageError, Options().parseOptions, [])
+
+    def test_uptime(self):
+        self.assertEqual(formatUptime(93784.2), "1d 2h 3m 4s")
+        self.assertEqual(formatUptime(5), "5s")

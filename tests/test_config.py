@@ -1,0 +1,113 @@
+"""Configuration: defaults, the VoidPhone-style INI file, and command-line overrides."""
+
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.config import (
+    LISTEN_BACKLOG,
+    ConfigError,
+    Contact,
+    formatHostPort,
+    parseContact,
+    parseHostPort,
+    resolveConfig,
+)
+
+
+class HostPortTests(SynchronousTestCase):
+    """C{HOST:PORT} in both address families."""
+
+    def test_ipv4(self):
+        self.assertEqual(parseHostPort("127.0.0.1:7402"), ("127.0.0.1", 7402))
+
+    def test_ipv6(self):
+        self.assertEqual(parseHostPort("[fd00::1]:7402"), ("fd00::1", 7402))
+
+    def test_malformed(self):
+        """Names, missing ports and out-of-range ports are refused with a clear error."""
+        for text in ["localhost:7402", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":7402", "[::1]:x"]:
+            self.assertRaises(ConfigError, parseHostPort, text)
+
+    @given(st.ip_addresses(), st.integers(1, 65535))
+    def test_roundTrip(self, address, port):
+        """Formatting and parsing are inverses."""
+        self.assertEqual(parseHostPort(formatHostPort(str(address), port)), (str(address), port))
+
+    @given(st.text(max_size=40))
+    def test_anyTextParsesOrIsRefused(self, text):
+        """Arbitrary text gives an address or a ConfigError, nothing else."""
+        try:
+            parseContact(text)
+        except ConfigError:
+            pass
+
+    def test_pinnedContact(self):
+        """C{NODEID@HOST:PORT} pins the node id."""
+        contact = parseContact("ab" * 32 + "@127.0.0.2:7402")
+        self.assertEqual(contact, Contact("127.0.0.2", 7402, b"\xab" * 32))
+        self.assertEqual(str(contact), "ab" * 32 + "@127.0.0.2:7402")
+        self.assertRaises(ConfigError, parseContact, "abcd@127.0.0.2:7402")
+
+
+class ResolveTests(SynchronousTestCase):
+    """What the node ends up with."""
+
+    def test_barePort(self):
+        """A bare port listens on the listen address."""
+        config = resolveConfig(port="7402", listenAddress="127.0.0.5", dataDir="/d")
+        self.assertEqual(config.listenEndpoint, f"tcp:7402:interface=127.0.0.5:backlog={LISTEN_BACKLOG}")
+        self.assertEqual(config.listenAddress, "127.0.0.5")
+
+    def test_ipv6ListenAddress(self):
+        """IPv6 listen addresses are escaped for the endpoint string."""
+        config = resolveConfig(port="7402", listenAddress="::1", dataDir="/d")
+        self.assertEqual(config.listenEndpoint, f"tcp6:7402:interface=\\:\\:1:backlog={LISTEN_BACKLOG}")
+
+    def test_wildcard(self):
+        """Without a listen address the node listens everywhere and binds nothing."""
+        config = resolveConfig(dataDir="/d")
+        self.assertTrue(config.listenEndpoint.startswith("tcp:7402:interface=0.0.0.0"))
+        self.assertIsNone(config.listenAddress)
+
+    def test_endpointString(self):
+        """A tcp endpoint string is taken as it is; TLS endpoint strings are refused."""
+        self.assertEqual(resolveConfig(port="tcp:9000", dataDir="/d").listenEndpoint, "tcp:9000")
+        self.assertRaises(ConfigError, resolveConfig, port="ssl:9000", dataDir="/d")
+        self.assertRaises(ConfigError, resolveConfig, listenAddress="localhost", dataDir="/d")
+
+    def test_configFileAndOverrides(self):
+        """The INI file sets what the command line does not."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(
+                "hostkey = /ignored.pem\n"
+                "[dht]\n"
+                "p2p_address = 127.0.0.9:7502 ; our TLS port\n"
+                "api_address = 127.0.0.9:7501 # the module API\n"
+                "bootstrapper = 127.0.0.2:7402, 127.0.0.3:7402\n"
+                "[phantom]\n"
+                "data_dir = /var/lib/phantom\n"
+                "[link]\n"
+                "idle_timeout = 45\n"
+                "max_frames_per_second = 1000\n"
+            )
+        config = resolveConfig(configFile=path)
+        self.assertEqual(config.listenAddress, "127.0.0.9")
+        self.assertTrue(config.listenEndpoint.startswith("tcp:7502:interface=127.0.0.9"))
+        self.assertEqual(config.apiAddress, ("127.0.0.9", 7501))
+        self.assertEqual([str(c) for c in config.bootstrap], ["127.0.0.2:7402", "127.0.0.3:7402"])
+        self.assertEqual(config.dataDir, "/var/lib/phantom")
+        self.assertEqual((config.link.idleTimeout, config.link.maxFramesPerSecond), (45.0, 1000))
+        overridden = resolveConfig(configFile=path, port="7600", listenAddress="127.0.0.4", bootstrap="")
+        self.assertTrue(overridden.listenEndpoint.startswith("tcp:7600:interface=127.0.0.4"))
+        self.assertEqual(overridden.bootstrap, ())
+
+    def test_badConfigFile(self):
+        """Unreadable files and bad values are refused with the file named."""
+        self.assertRaises(ConfigError, resolveConfig, configFile=self.mktemp())
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[link]\nidle_timeout = soon\n")
+        with self.assertRaises(ConfigError) as caught:
+            resolveConfig(configFile=path)
+        self.assertIn(path, str(caught.exception))
