@@ -1,0 +1,47 @@
+# The two commands of the README:
+#   make demo   install, bring up a local testnet of 12 nodes, show it, take it down
+#   make test   install, run the whole test suite, close with "N passed, N failed"
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+NODES  ?= 12
+DIR    ?= testnet
+PORT   ?= 7402
+
+.PHONY: install demo testnet status down test bench clean
+
+install: $(VENV)/.installed
+
+# Editable in "compat" mode: the checkout itself goes on sys.path, which is where twistd looks
+# for twisted/plugins/phantom_plugin.py.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+demo: install
+	$(BIN)/phantom-testnet down --dir $(DIR) >/dev/null 2>&1 || true
+	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)
+	$(BIN)/phantomctl --node $(DIR)/node02 status
+	$(BIN)/phantom-testnet down --dir $(DIR)
+
+testnet: install
+	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)
+
+status: install
+	$(BIN)/phantom-testnet status --dir $(DIR)
+
+down: install
+	$(BIN)/phantom-testnet down --dir $(DIR)
+
+test: install
+	$(BIN)/python -m tests
+
+bench: install
+	$(BIN)/python -m bench link
+
+clean:
+	rm -rf $(VENV) _trial_temp* .hypothesis *.egg-info twisted/plugins/dropin.cache
