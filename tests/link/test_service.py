@@ -192,7 +192,7 @@ class DispatchTests(TestCase):
 
 
 class LimitTests(TestCase):
-    """Handshake, open and idle timeouts, keepalives, the frame-rate limit."""
+    """Timeouts and the frame-rate limit against raw peers (timers to the second: test_protocol)."""
 
     async def test_silentPeer(self):
         """A peer that connects and says nothing is closed after the handshake timeout."""
@@ -222,16 +222,6 @@ class LimitTests(TestCase):
         [line] = logs.about(client.localPort)
         self.assertIn("idle for 0.6 s", line)
         self.assertIn(KEEPALIVE_FRAME, client.received)
-
-    async def test_keepaliveKeepsLinksOpen(self):
-        """Two nodes keep an unused link open well past the idle timeout."""
-        server = startLinkService(self, idleTimeout=0.6, keepaliveInterval=0.1)
-        server.registerPurpose(Purpose.ECHO, EchoHandler)
-        client = startLinkService(self, idleTimeout=0.6, keepaliveInterval=0.1)
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        await sleep(1.5)
-        self.assertIn(link, client.links)
-        self.assertEqual(len(server.links), 1)
 
     async def test_frameRate(self):
         """A peer sending more frames per second than allowed is closed."""

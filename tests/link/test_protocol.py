@@ -1,0 +1,123 @@
+"""
+Link timers, driven deterministically: two link layers joined in memory by C{iosim} with real
+TLS, and a L{Clock} instead of the reactor, so every timeout is checked to the second.
+"""
+
+import dataclasses
+
+from twisted.internet.defer import Deferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.config import LinkLimits
+from phantom.identity import Identity
+from phantom.link.echo import EchoHandler
+from phantom.link.service import LinkService, OutboundRequest, _LinkFactory
+from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator
+from phantom.wire.link import KEEPALIVE_FRAME, Purpose
+
+LIMITS = LinkLimits(handshakeTimeout=5, openTimeout=5, idleTimeout=30, keepaliveInterval=10)
+
+
+def linkedPair(testCase, limits=LIMITS):
+    """
+    A client and a server link layer connected in memory over real TLS.
+
+    @return: (clock, pump, server service, client service, Deferred of the client's link)
+    """
+    reactor = MemoryReactorClock()
+    server = LinkService(Identity.generate(), None, limits, reactor)
+    server.registerPurpose(Purpose.ECHO, EchoHandler)
+    client = LinkService(Identity.generate(), None, limits, reactor)
+    opened = Deferred()
+    request = OutboundRequest(Purpose.ECHO, bytes(16), opened)
+    serverFactory = TLSMemoryBIOFactory(ServerConnectionCreator(server._serverContext), False, _LinkFactory(server), clock=reactor)
+    clientFactory = TLSMemoryBIOFactory(ClientConnectionCreator(client._clientContext), True, _LinkFactory(client, request), clock=reactor)
+    clientAddress = IPv4Address("TCP", "127.0.0.2", 40000)
+    serverAddress = IPv4Address("TCP", "127.0.0.1", 7402)
+    clientProtocol, serverProtocol, pump = iosim.connectedServerAndClient(
+        lambda: serverFactory.buildProtocol(None),
+        lambda: clientFactory.buildProtocol(None),
+        clientTransportFactory=lambda p: iosim.FakeTransport(p, False, clientAddress, serverAddress),
+        serverTransportFactory=lambda p: iosim.FakeTransport(p, True, serverAddress, clientAddress),
+        clock=reactor,
+    )
+    return reactor, pump, server, client, opened
+
+
+def advance(clock, pump, seconds, step=1.0):
+    """Let C{seconds} pass in steps, moving bytes after each."""
+    elapsed = 0.0
+    while elapsed < seconds:
+        clock.advance(step)
+        pump.flush()
+        elapsed += step
+
+
+class TimerTests(SynchronousTestCase):
+    """Keepalives keep links open; silence closes them at the configured time."""
+
+    def test_keepalivesKeepLinkOpen(self):
+        """Two nodes keep an unused link open for many idle timeouts."""
+        clock, pump, server, client, opened = linkedPair(self)
+        pump.flush()
+        link = self.successResultOf(opened)
+        advance(clock, pump, 10 * LIMITS.idleTimeout)
+        self.assertIn(link, client.links)
+        self.assertEqual(len(server.links), 1)
+
+    def test_silentPeerClosedAtIdleTimeout(self):
+        """A peer that stops sending is closed once the idle timeout has passed, not before."""
+        clock, pump, server, client, opened = linkedPair(self)
+        pump.flush()
+        link = self.successResultOf(opened)
+        link.transport.write = lambda data: None  # the client goes silent
+        link._tick = lambda: None
+        advance(clock, pump, LIMITS.idleTimeout - 2 * LIMITS.keepaliveInterval / 3)
+        self.assertEqual(len(server.links), 1)
+        advance(clock, pump, LIMITS.idleTimeout)
+        self.assertEqual(server.links, frozenset())
+
+    def test_keepaliveSentWhenQuiet(self):
+        """A link that sent nothing for the keepalive interval sends a KEEPALIVE frame."""
+        clock, pump, server, client, opened = linkedPair(self)
+        pump.flush()
+        link = self.successResultOf(opened)
+        written = []
+        original = link.transport.write
+        link.transport.write = lambda data: (written.append(data), original(data))
+        advance(clock, pump, LIMITS.keepaliveInterval + LIMITS.idleTimeout / 3)
+        self.assertIn(KEEPALIVE_FRAME, written)
+
+    def test_busyLinkSendsNoKeepalive(self):
+        """A link that keeps sending data sends no keepalives."""
+        clock, pump, server, client, opened = linkedPair(self)
+        pump.flush()
+        link = self.successResultOf(opened)
+        written = []
+        original = link.transport.write
+        link.transport.write = lambda data: (written.append(data), original(data))
+        for _ in range(int(3 * LIMITS.keepaliveInterval)):
+            link.sendFrame(b"busy")
+            advance(clock, pump, 1)
+        self.assertNotIn(KEEPALIVE_FRAME, written)
+
+    def test_handshakeTimeout(self):
+        """A connection whose handshake never completes is closed after the handshake timeout."""
+        clock = MemoryReactorClock()
+        server = LinkService(Identity.generate(), None, dataclasses.replace(LIMITS, handshakeTimeout=7), clock)
+        serverFactory = TLSMemoryBIOFactory(ServerConnectionCreator(server._serverContext), False, _LinkFactory(server), clock=clock)
+        protocol = serverFactory.buildProtocol(None)
+        transport = iosim.FakeTransport(
+            protocol, True, IPv4Address("TCP", "127.0.0.1", 7402), IPv4Address("TCP", "127.0.0.2", 40000)
+        )
+        protocol.makeConnection(transport)
+        self.assertEqual(len(server.connections), 1)
+        clock.advance(6.9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.2)
+        self.assertTrue(transport.disconnecting or transport.disconnected)
+
