@@ -5,25 +5,29 @@
 
 Each subcommand is an C{Options} class with C{call(protocol)} (the AMP request) and
 C{render(result)} (the human-readable text); C{--json} prints the result as JSON instead.
+L{askNode} asks a node the same way from other programs (the testnet).
 """
 
-import json
 import os
-import sys
 
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.defer import TimeoutError
 from twisted.internet.error import ConnectError, ConnectionClosed
-from twisted.internet.task import react
 from twisted.protocols import amp
 from twisted.python import usage
 
 from phantom.control import CONTROL_SOCKET
 from phantom.control.commands import Status
+from phantom.control.runner import runCommandLine
 
 
 class _Subcommand(usage.Options):
     optFlags = [["json", "j", "Print the result as one JSON object."]]
+
+    async def run(self, reactor):
+        """Ask the node; the result as JSON or as text, for L{runCommandLine} to print."""
+        result = await askNode(reactor, self.parent["node"], self)
+        return result if self["json"] else self.render(result)
 
     def call(self, protocol):
         """@return: a Deferred firing with the result as a JSON-ready dict."""
@@ -119,31 +123,6 @@ async def askNode(reactor, dataDir, subcommand, timeout=5.0):
         protocol.transport.loseConnection()
 
 
-async def _run(reactor, options):
-    sub = options.subOptions
-    result = await askNode(reactor, options["node"], sub)
-    print(json.dumps(result, sort_keys=True) if sub["json"] else sub.render(result))
-
-
 def main(argv=None):
     """Entry point of ``phantomctl``."""
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{options}\nphantomctl: {e}", file=sys.stderr)
-        sys.exit(2)
-
-    def run(reactor):
-        from twisted.internet.defer import Deferred
-
-        d = Deferred.fromCoroutine(_run(reactor, options))
-
-        def failed(failure):
-            failure.trap(ControlError)
-            print(f"phantomctl: {failure.value}", file=sys.stderr)
-            raise SystemExit(1)
-
-        return d.addErrback(failed)
-
-    react(run)
+    runCommandLine("phantomctl", Options(), argv, (ControlError,))

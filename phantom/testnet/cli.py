@@ -14,14 +14,13 @@ Each subcommand is an C{Options} class with an async C{run(reactor)} that return
 with C{--json}, the JSON-ready dict) to print.
 """
 
-import json
 import sys
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import react
 from twisted.python import usage
 
 from phantom.config import DEFAULT_PORT
+from phantom.control.runner import runCommandLine
 from phantom.testnet.loopback import (
     DEFAULT_TIMEOUT,
     MAX_NODES,
@@ -212,30 +211,13 @@ class Options(usage.Options):
 
 def main(argv=None):
     """Entry point of ``phantom-testnet``; exits 0 on success, 1 on failure, 2 on bad usage."""
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{getattr(options, 'subOptions', None) or options}\n{PROGRAM}: {e}", file=sys.stderr)
-        sys.exit(2)
 
-    def run(reactor):
-        d = Deferred.fromCoroutine(options.subOptions.run(reactor))
+    def describe(failure):
+        if failure.check(CancelledError):
+            return "interrupted; the nodes it had started were stopped"
+        return str(failure.value)
 
-        def show(result):
-            print(json.dumps(result, sort_keys=True) if isinstance(result, dict) else result, flush=True)
-
-        def failed(failure):
-            failure.trap(TestnetError, CancelledError)
-            if failure.check(CancelledError):
-                print(f"{PROGRAM}: interrupted; the nodes it had started were stopped", file=sys.stderr)
-            else:
-                print(f"{PROGRAM}: {failure.value}", file=sys.stderr)
-            raise SystemExit(1)
-
-        return d.addCallbacks(show, failed)
-
-    react(run)
+    runCommandLine(PROGRAM, Options(), argv, (TestnetError, CancelledError), describe)
 
 
 if __name__ == "__main__":
