@@ -31,14 +31,17 @@ from construct import (
     this,
 )
 
-MAX_FRAME = 65536
-"""The largest frame on the wire, length prefix included: exactly four full TLS records."""
+MAX_FRAME = 131072
+"""
+The largest frame on the wire, length prefix included: exactly eight full TLS records, so a
+full frame costs no extra record; large enough for a DHT STORE of the largest module-API value.
+"""
 
 MAX_BODY = MAX_FRAME - 4
 """The largest frame body."""
 
 MAX_PAYLOAD = MAX_BODY - 1
-"""The largest DATA payload one frame may carry (65531 bytes)."""
+"""The largest DATA payload one frame may carry (131067 bytes)."""
 
 LINK_ID_SIZE = 16
 """Link ids are 16 bytes; all zeros where a purpose does not use one."""
