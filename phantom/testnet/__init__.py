@@ -7,6 +7,14 @@ per node. C{up} starts the nodes and waits until they have joined, C{status} lis
 stops them; C{status} and C{down} work from the manifest alone, so they also work after a failed
 or interrupted C{up}.
 
-L{phantom.testnet.loopback} runs each node as a C{twistd phantom} process on its own loopback
-address (127.0.0.2, 127.0.0.3, ...); L{phantom.testnet.cli} is the command line.
+The modules, each using only those listed before it:
+
+  - L{phantom.testnet.manifest}: the testnet directory, its manifest and its nodes' layout.
+  - L{phantom.testnet.processes}: starting, finding and stopping node processes, and what their
+    logs and control sockets say; the same in every mode.
+  - L{phantom.testnet.interfaces}: L{ITestnet<phantom.testnet.interfaces.ITestnet>}, what every
+    mode provides.
+  - L{phantom.testnet.loopback}: the loopback mode, each node a C{twistd phantom} process on its
+    own loopback address (127.0.0.2, 127.0.0.3, ...).
+  - L{phantom.testnet.cli}: the command line, running any mode.
 """

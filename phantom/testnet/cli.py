@@ -21,17 +21,13 @@ from twisted.python import usage
 
 from phantom.config import DEFAULT_PORT
 from phantom.control.runner import runCommandLine
-from phantom.testnet.loopback import (
-    DEFAULT_TIMEOUT,
-    MAX_NODES,
-    STOP_TIMEOUT,
-    LoopbackTestnet,
-    Manifest,
-    TestnetError,
-)
+from phantom.testnet.interfaces import DEFAULT_TIMEOUT
+from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
+from phantom.testnet.manifest import Manifest, TestnetError
+from phantom.testnet.processes import STOP_TIMEOUT
 
 MODES = {LoopbackTestnet.mode: LoopbackTestnet}
-"""Every mode's L{phantom.testnet.loopback.ITestnet} class, by the name manifests record."""
+"""Every mode's L{phantom.testnet.interfaces.ITestnet} class, by the name manifests record."""
 
 PROGRAM = "phantom-testnet"
 
@@ -55,7 +51,7 @@ def progress(text):
 def statusJSON(manifest, states):
     """
     @param manifest: the testnet's L{Manifest}.
-    @param states: its L{phantom.testnet.loopback.NodeState}s.
+    @param states: its L{phantom.testnet.processes.NodeState}s.
     @return: the testnet's status as one JSON-ready dict, C{{"nodes": [...], ...}}.
     """
     return {

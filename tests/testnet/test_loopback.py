@@ -1,122 +1,26 @@
 """
-Tests of the loopback testnet: its pure parts (layout, manifest, command lines, logs), its
-process handling on harmless stand-in processes, and real testnets of C{twistd phantom} daemons
-brought up and down through the C{phantom-testnet} command line.
+Tests of the loopback mode: laying out nodes on loopback addresses, and real testnets of
+C{twistd phantom} daemons brought up and down through the C{phantom-testnet} command line.
 """
 
 import json
 import os
 import random
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.utils import getProcessOutputAndValue
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from phantom.control import CONTROL_SOCKET
 from phantom.control.server import MAX_UNIX_PATH
-from phantom.testnet.cli import Options
-from phantom.testnet.loopback import (
-    LOG_FILE,
-    LOOPBACK,
-    MANIFEST,
-    MAX_NODES,
-    PID_FILE,
-    ITestnet,
-    LoopbackTestnet,
-    Manifest,
-    TestnetError,
-    announcedNodeId,
-    commandLineOf,
-    lastLogMessage,
-    loopbackAddress,
-    manifestPath,
-    nodeDataDirOf,
-    nodeProcesses,
-    planLoopback,
-    signalNode,
-    stopNodes,
-    twistdCommandLine,
-)
-
-NODE_ID = "ab" * 32
-
-
-def shortTemporaryDirectory(testCase):
-    """
-    A new directory under /tmp with a short path (control sockets live below it), removed on
-    cleanup unless a process still uses it (then its manifest is kept for C{phantom-testnet down}).
-    """
-    directory = tempfile.mkdtemp(prefix="tn", dir="/tmp")
-
-    def remove():
-        if not processesMentioning(directory):
-            shutil.rmtree(directory, ignore_errors=True)
-
-    testCase.addCleanup(remove)
-    return directory
-
-
-def processesMentioning(text):
-    """
-    @return: the pids of every process whose command line contains C{text}, found without the
-        code under test.
-    """
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read():
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
-def isRunning(pid):
-    """@return: whether process C{pid} exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def standIn(testCase, dataDir, ignoreTerm=False):
-    """
-    Start a harmless process whose command line reads like C{twistd ... phantom --data-dir
-    DATADIR}, and wait until it runs (until then, /proc may show no command line); it is
-    killed on cleanup.
-
-    @param ignoreTerm: whether it ignores SIGTERM.
-    @return: the C{subprocess.Popen}.
-    """
-    program = "import signal, sys, time\n"
-    if ignoreTerm:
-        program += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    program += "print('running', flush=True)\ntime.sleep(60)\n"
-    process = subprocess.Popen(
-        [sys.executable, "-c", program, "twistd", "phantom", "--data-dir", dataDir], stdout=subprocess.PIPE
-    )
-
-    def stop():
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        process.stdout.close()
-
-    testCase.addCleanup(stop)
-    process.stdout.readline()
-    return process
+from phantom.testnet.interfaces import ITestnet
+from phantom.testnet.loopback import LOOPBACK, MAX_NODES, LoopbackTestnet, loopbackAddress, planLoopback
+from phantom.testnet.manifest import LOG_FILE, MANIFEST, PID_FILE, Manifest, TestnetError, manifestPath
+from phantom.testnet.processes import commandLineOf
+from tests.testnet.helpers import isRunning, processesMentioning, runCommand, shortTemporaryDirectory
 
 
 def randomPort():
@@ -191,179 +95,6 @@ class InterfaceTests(SynchronousTestCase):
         testnet = LoopbackTestnet.plan(reactor, "/tmp/tn", 2)
         self.assertTrue(verifyObject(ITestnet, testnet))
         self.assertEqual(testnet.manifest.mode, testnet.mode)
-
-
-class ManifestTests(SynchronousTestCase):
-    """A L{Manifest} survives JSON and the disk unchanged; anything else is refused clearly."""
-
-    def test_jsonRoundTrip(self):
-        manifest = planLoopback("/tmp/tn", 5, 23456)
-        self.assertEqual(Manifest.fromJSON(json.loads(json.dumps(manifest.toJSON()))), manifest)
-
-    def test_fileRoundTrip(self):
-        directory = os.path.join(shortTemporaryDirectory(self), "tn")
-        manifest = planLoopback(directory, 3)
-        manifest.write()
-        self.assertEqual(Manifest.read(directory), manifest)
-        self.assertEqual(os.listdir(directory), [MANIFEST])
-
-    def test_missing(self):
-        directory = self.mktemp()
-        error = self.assertRaises(TestnetError, Manifest.read, directory)
-        self.assertIn(f"no testnet in {directory}", str(error))
-
-    def test_malformed(self):
-        """Bad JSON, another version, or a node entry lacking a field: each is a L{TestnetError}."""
-        directory = shortTemporaryDirectory(self)
-        good = planLoopback(directory, 2).toJSON()
-        lacking = json.loads(json.dumps(good))
-        del lacking["nodes"][1]["pidfile"]
-        wrongType = json.loads(json.dumps(good))
-        wrongType["nodes"][0]["port"] = "7402"
-        for content in ("{not json", json.dumps({**good, "version": 99}), json.dumps(lacking), json.dumps(wrongType)):
-            with open(manifestPath(directory), "w") as f:
-                f.write(content)
-            error = self.assertRaises(TestnetError, Manifest.read, directory)
-            self.assertIn(manifestPath(directory), str(error))
-
-
-class CommandLineTests(SynchronousTestCase):
-    """The twistd command line of each node, and recognising node processes by theirs."""
-
-    def test_bootstrapNode(self):
-        node = planLoopback("/tmp/tn", 3, 23456).nodes[0]
-        self.assertEqual(
-            twistdCommandLine(node, "/venv/bin/twistd", python="/venv/bin/python"),
-            [
-                "/venv/bin/python", "/venv/bin/twistd",
-                "--pidfile", "/tmp/tn/node01/twistd.pid",
-                "--logfile", "/tmp/tn/node01/node.log",
-                "phantom",
-                "--port", "23456",
-                "--listen-address", "127.0.0.2",
-                "--data-dir", "/tmp/tn/node01",
-                "--api-address", "127.0.0.2:23455",
-            ],
-        )  # fmt: skip
-
-    def test_otherNode(self):
-        node = planLoopback("/tmp/tn", 3, 23456).nodes[2]
-        commandLine = twistdCommandLine(node, "/venv/bin/twistd", python="/venv/bin/python")
-        self.assertEqual(commandLine[-2:], ["--bootstrap", "127.0.0.2:23456"])
-        self.assertIn("127.0.0.4", commandLine)
-
-    def test_recognised(self):
-        """The data directory of each node is read back from the command line that starts it."""
-        for node in planLoopback("/tmp/tn", 3).nodes:
-            self.assertEqual(nodeDataDirOf(twistdCommandLine(node, "/venv/bin/twistd")), node.dataDir)
-        self.assertEqual(nodeDataDirOf(["twistd", "-n", "phantom", "--data-dir=/x"]), "/x")
-
-    def test_othersNotRecognised(self):
-        """The testnet's own command, phantomctl, another twistd plugin: none is a node."""
-        for commandLine in (
-            [sys.executable, "-m", "phantom.testnet.cli", "down", "--dir", "/tmp/tn"],
-            ["/venv/bin/phantomctl", "--node", "/tmp/tn/node01", "status"],
-            ["/venv/bin/twistd", "web", "--path", "/tmp/tn/node01", "--data-dir", "/tmp/tn/node01"],
-            ["/venv/bin/twistd", "phantom"],
-            [],
-        ):
-            self.assertIsNone(nodeDataDirOf(commandLine), commandLine)
-
-
-class LogTests(SynchronousTestCase):
-    """Reading a node's log: its announcement, and its last message (why it failed)."""
-
-    def setUp(self):
-        self.path = self.mktemp()
-        with open(self.path, "w") as f:
-            f.write(
-                "2026-01-01T00:00:00+0000 [-] Factory starting\n"
-                f"2026-01-01T00:00:00+0000 [phantom.node.PhantomNode#info] phantom node {NODE_ID} "
-                "listening on 127.0.0.2:7402\n"
-            )
-        self.offset = os.path.getsize(self.path)
-        with open(self.path, "a") as f:
-            f.write("2026-01-01T00:00:01+0000 [stderr#error] CannotListenError: Address already in use.\n\n")
-
-    def test_announcement(self):
-        self.assertEqual(announcedNodeId(self.path), NODE_ID)
-        self.assertIsNone(announcedNodeId(self.path, self.offset))
-        self.assertIsNone(announcedNodeId(self.path + ".missing"))
-
-    def test_lastMessage(self):
-        self.assertEqual(lastLogMessage(self.path, self.offset), "CannotListenError: Address already in use.")
-        self.assertIsNone(lastLogMessage(self.path + ".missing"))
-
-    def test_rotated(self):
-        """An offset beyond the end (the log was rotated) reads the log from its start."""
-        self.assertEqual(announcedNodeId(self.path, 10**6), NODE_ID)
-
-
-class ProcessTests(TestCase):
-    """Finding and stopping node processes, on stand-ins that only look like nodes."""
-
-    def setUp(self):
-        self.nodes = planLoopback(shortTemporaryDirectory(self), 2).nodes
-
-    def test_commandLineOf(self):
-        """A process's command line is read from /proc; a process that does not exist has none."""
-        process = standIn(self, "/x")
-        self.assertEqual(commandLineOf(process.pid)[0], sys.executable)
-        self.assertEqual(commandLineOf(process.pid)[-2:], ["--data-dir", "/x"])
-        self.assertIsNone(commandLineOf(2**22 + 1))
-
-    def test_found(self):
-        """Processes are found by the data directory in their command line, and only those."""
-        first = standIn(self, self.nodes[0].dataDir)
-        standIn(self, self.nodes[0].dataDir + "x")
-        found = nodeProcesses(self.nodes)
-        self.assertEqual(found, {self.nodes[0]: [first.pid], self.nodes[1]: []})
-
-    def test_signalOnlyTheNode(self):
-        """A process that does not run the node is never signalled, whatever its pid."""
-        other = standIn(self, self.nodes[1].dataDir)
-        self.assertFalse(signalNode(other.pid, self.nodes[0], signal.SIGTERM))
-        self.assertFalse(signalNode(os.getpid(), self.nodes[0], signal.SIGTERM))
-        self.assertTrue(isRunning(other.pid))
-        self.assertTrue(signalNode(other.pid, self.nodes[1], signal.SIGTERM))
-        self.assertEqual(other.wait(), -signal.SIGTERM)
-
-    async def test_stop(self):
-        """Every process of the nodes is stopped; a process of another data directory is untouched."""
-        mine = [standIn(self, node.dataDir) for node in self.nodes]
-        theirs = standIn(self, "/tmp/somebody-else/node01")
-        stopped = await Deferred.fromCoroutine(stopNodes(reactor, self.nodes))
-        self.assertEqual(stopped, 2)
-        self.assertEqual([process.wait() for process in mine], [-signal.SIGTERM] * 2)
-        self.assertTrue(isRunning(theirs.pid))
-
-    async def test_stopKillsStubbornProcesses(self):
-        """A process that ignores SIGTERM is killed after the timeout."""
-        stubborn = standIn(self, self.nodes[0].dataDir, ignoreTerm=True)
-        stopped = await Deferred.fromCoroutine(stopNodes(reactor, self.nodes, timeout=0.5))
-        self.assertEqual(stopped, 1)
-        self.assertEqual(stubborn.wait(), -signal.SIGKILL)
-
-    async def test_stopRemovesStalePidFiles(self):
-        """With nothing running, a pidfile left by a killed node is removed; stopping twice is fine."""
-        os.makedirs(self.nodes[0].dataDir)
-        with open(self.nodes[0].pidFile, "w") as f:
-            f.write(str(os.getpid()))
-        for _ in range(2):
-            self.assertEqual(await Deferred.fromCoroutine(stopNodes(reactor, self.nodes)), 0)
-        self.assertFalse(os.path.exists(self.nodes[0].pidFile))
-
-
-async def runCommand(*arguments):
-    """
-    Run C{phantom-testnet ARGUMENTS} through its real entry point, in a child process.
-
-    @return: (stdout, stderr, exit code), the outputs as text.
-    """
-    out, err, code = await getProcessOutputAndValue(
-        sys.executable, ["-m", "phantom.testnet.cli", *arguments], env=os.environ, reactor=reactor
-    )
-    return out.decode(), err.decode(), code
 
 
 class SystemTests(TestCase):
@@ -467,40 +198,3 @@ class SystemTests(TestCase):
         error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=3)), TestnetError)
         self.assertIn("after 3 s, these nodes have no peer: node01", str(error))
         self.assertNothingLeft()
-
-
-class UsageTests(TestCase):
-    """The command line refuses what it cannot do: exit code 2 for usage, 1 for failures."""
-
-    def test_usage(self):
-        """A missing --nodes, --dir or command, an unknown mode, or a bad timeout is a usage error."""
-        for arguments in (
-            ["up", "--dir", "/tmp/tn-never"],
-            ["up", "--nodes", "3"],
-            ["up", "--nodes", "three", "--dir", "/tmp/tn-never"],
-            ["up", "--nodes", "3", "--dir", "/tmp/tn-never", "--mode", "vm"],
-            ["up", "--nodes", "3", "--dir", "/tmp/tn-never", "--timeout", "0"],
-            ["status"],
-            ["down"],
-            [],
-        ):
-            self.assertRaises(usage.UsageError, Options().parseOptions, arguments)
-
-    async def test_usageExitCode(self):
-        out, err, code = await runCommand("up", "--dir", "/tmp/tn-never")
-        self.assertEqual(code, 2)
-        self.assertIn("phantom-testnet: --nodes is needed", err)
-
-    async def test_tooManyNodes(self):
-        """Too many nodes is refused before anything is written."""
-        out, err, code = await runCommand("up", "--nodes", "251", "--dir", "/tmp/tn-never")
-        self.assertEqual((code, err.strip()), (1, "phantom-testnet: a loopback testnet has 1 to 250 nodes, not 251"))
-        self.assertFalse(os.path.exists("/tmp/tn-never"))
-
-    async def test_noTestnet(self):
-        """C{status} and C{down} of a directory without a manifest say so and exit 1."""
-        directory = shortTemporaryDirectory(self)
-        for command in ("status", "down"):
-            out, err, code = await runCommand(command, "--dir", directory)
-            self.assertEqual(code, 1)
-            self.assertIn(f"no testnet in {directory}", err)
