@@ -4,6 +4,7 @@ import datetime
 import hashlib
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
@@ -28,6 +29,44 @@ def nodeIdOfCertificate(certificate):
     @return: the node id its public key pins.
     """
     return nodeIdOfPublicKey(certificate.public_key())
+
+
+def apAddressOf(routingPublicKey):
+    """
+    The AP-address a routing key owns: C{fd} followed by the first 15 bytes of SHA-256 of the
+    raw 32-byte Ed25519 public key. Nobody can claim an address without its key.
+
+    @param routingPublicKey: an Ed25519 public key, or its 32 raw bytes.
+    @return: 16 bytes.
+    """
+    if not isinstance(routingPublicKey, bytes):
+        routingPublicKey = rawPublicBytes(routingPublicKey)
+    return b"\xfd" + hashlib.sha256(routingPublicKey).digest()[:15]
+
+
+def rawPublicBytes(publicKey):
+    """The raw encoding of an Ed25519 or X25519 public key (32 bytes)."""
+    return publicKey.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def signWithDomain(privateKey, domain, message):
+    """
+    An Ed25519 signature over C{domain} and C{message}; the domain keeps a signature made for
+    one purpose from being valid for another.
+    """
+    return privateKey.sign(domain + b"\x00" + message)
+
+
+def verifyWithDomain(publicKeyBytes, domain, message, signature):
+    """
+    @return: whether C{signature} is the Ed25519 signature of C{domain} and C{message} by the
+        key whose raw bytes are C{publicKeyBytes}.
+    """
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(publicKeyBytes).verify(signature, domain + b"\x00" + message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def isCommunicationKey(publicKey):

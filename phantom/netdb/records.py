@@ -1,0 +1,268 @@
+"""
+The records of the network database, validated before they are stored or believed.
+
+- A L{NodeRecord} says where a node listens and which keys it has; signed with its
+  communication key and stored under its node id.
+- A L{RoutingEntry} says which entry nodes lead to an AP-address; signed with the routing key
+  that hashes to that AP-address and stored under SHA-256 of the 16-byte AP-address.
+- An L{OpaqueValue} is what a program put through the VoidPhone module API; anyone may
+  overwrite it, and it lives for a clamped TTL.
+"""
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from phantom.config import Contact
+from phantom.crypto import (
+    apAddressOf,
+    nodeIdOfPublicKey,
+    rawPublicBytes,
+    signWithDomain,
+    verifyWithDomain,
+)
+from phantom.wire import ProtocolError, parseStrict
+from phantom.wire import dht as wire
+from phantom.wire.dht import MAX_VALUE, Table
+
+NODE_RECORD_LIFETIME = 3 * 3600
+"""Seconds a node record is believed after its timestamp; owners republish well before."""
+
+MAX_ROUTE_LIFETIME = 24 * 3600
+"""A routing entry may not claim to be valid for longer than this."""
+
+MAX_CLOCK_SKEW = 300
+"""Seconds a record's timestamp may lie in the future before it is rejected."""
+
+NODE_RECORD_DOMAIN = b"phantom node record"
+ROUTING_ENTRY_DOMAIN = b"phantom routing entry"
+
+
+class InvalidRecord(Exception):
+    """A record that must not be stored or believed; the message says why."""
+
+
+def addressBytes(host):
+    """The 16-byte form of an IP address: IPv6, or IPv4 mapped into C{::ffff:0:0/96}."""
+    address = ipaddress.ip_address(host)
+    if address.version == 4:
+        return ipaddress.IPv6Address(f"::ffff:{address}").packed
+    return address.packed
+
+
+def hostOf(packed):
+    """The text form of a 16-byte address; IPv4-mapped addresses come back as IPv4."""
+    address = ipaddress.IPv6Address(packed)
+    return str(address.ipv4_mapped) if address.ipv4_mapped else str(address)
+
+
+def contactOf(parsed):
+    """A L{Contact} from a parsed wire contact or entry node."""
+    return Contact(hostOf(parsed.address), parsed.port, parsed.node_id)
+
+
+def routeKey(apAddress):
+    """The key a routing entry for C{apAddress} (16 bytes) is stored under."""
+    return hashlib.sha256(apAddress).digest()
+
+
+def _parse(schema, encoded):
+    try:
+        return parseStrict(schema, encoded)
+    except ProtocolError as e:
+        raise InvalidRecord(str(e)) from e
+
+
+def _checkTimestamp(timestamp, now):
+    if timestamp > now + MAX_CLOCK_SKEW:
+        raise InvalidRecord(f"timestamp {timestamp} lies in the future")
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """Where a node listens and its public keys."""
+
+    nodeId: bytes
+    host: str
+    port: int
+    communicationKey: bytes
+    pathBuildingKey: bytes
+    timestamp: int
+    encoded: bytes
+
+    table = Table.NODE
+
+    @property
+    def key(self):
+        return self.nodeId
+
+    @property
+    def expires(self):
+        return self.timestamp + NODE_RECORD_LIFETIME
+
+    @property
+    def contact(self):
+        return Contact(self.host, self.port, self.nodeId)
+
+    @classmethod
+    def create(cls, identity, host, port, timestamp):
+        """The signed node record of C{identity}, reachable at C{host:port}."""
+        body = wire.NodeRecordBody.build(
+            {
+                "format": wire.RECORD_FORMAT,
+                "address": addressBytes(host),
+                "port": port,
+                "communication_key": rawPublicBytes(identity.communicationKey.public_key()),
+                "path_building_key": rawPublicBytes(identity.pathBuildingKey.public_key()),
+                "timestamp": int(timestamp),
+            }
+        )
+        signature = signWithDomain(identity.communicationKey, NODE_RECORD_DOMAIN, body)
+        return cls.parse(body + signature, identity.nodeId, timestamp)
+
+    @classmethod
+    def parse(cls, encoded, key, now):
+        """
+        @param key: the key it was stored or found under: the node id it must belong to.
+        @raise InvalidRecord: malformed, badly signed, not the key's node, from the future, or expired.
+        """
+        parsed = _parse(wire.NodeRecord, encoded)
+        body = parsed.body.value
+        try:
+            communicationKey = ed25519.Ed25519PublicKey.from_public_bytes(body.communication_key)
+        except ValueError as e:
+            raise InvalidRecord(f"node record: bad communication key ({e})") from e
+        nodeId = nodeIdOfPublicKey(communicationKey)
+        if nodeId != key:
+            raise InvalidRecord("node record: its key is not the node id's")
+        if not verifyWithDomain(body.communication_key, NODE_RECORD_DOMAIN, parsed.body.data, parsed.signature):
+            raise InvalidRecord("node record: bad signature")
+        _checkTimestamp(body.timestamp, now)
+        if body.timestamp + NODE_RECORD_LIFETIME <= now:
+            raise InvalidRecord("node record: expired")
+        return cls(
+            nodeId,
+            hostOf(body.address),
+            body.port,
+            body.communication_key,
+            body.path_building_key,
+            body.timestamp,
+            bytes(encoded),
+        )
+
+    def supersedes(self, other):
+        """Whether this record may replace C{other}, the one stored: it is not older."""
+        return self.timestamp >= other.timestamp
+
+
+@dataclass(frozen=True)
+class RoutingEntry:
+    """The entry nodes of an AP-address, signed by the routing key that owns the address."""
+
+    apAddress: bytes
+    sequence: int
+    expires: int
+    routingKey: bytes
+    entryNodes: tuple
+    encoded: bytes
+
+    table = Table.ROUTE
+
+    @property
+    def key(self):
+        return routeKey(self.apAddress)
+
+    @classmethod
+    def create(cls, routingPrivateKey, sequence, expires, entryNodes, now):
+        """
+        A routing entry signed by C{routingPrivateKey} for the AP-address it owns.
+
+        @param entryNodes: L{Contact}s of the entry nodes, with node ids.
+        """
+        routingKey = rawPublicBytes(routingPrivateKey.public_key())
+        apAddress = apAddressOf(routingKey)
+        body = wire.RoutingEntryBody.build(
+            {
+                "format": wire.RECORD_FORMAT,
+                "ap_address": apAddress,
+                "sequence": sequence,
+                "expires": int(expires),
+                "routing_key": routingKey,
+                "entry_nodes": [
+                    {"node_id": node.nodeId, "address": addressBytes(node.host), "port": node.port}
+                    for node in entryNodes
+                ],
+            }
+        )
+        signature = signWithDomain(routingPrivateKey, ROUTING_ENTRY_DOMAIN, body)
+        return cls.parse(body + signature, routeKey(apAddress), now)
+
+    @classmethod
+    def parse(cls, encoded, key, now):
+        """
+        @param key: the key it was stored or found under: SHA-256 of its AP-address.
+        @raise InvalidRecord: malformed, badly signed, for another AP-address, expired, or
+            claiming too long a life.
+        """
+        parsed = _parse(wire.RoutingEntry, encoded)
+        body = parsed.body.value
+        if apAddressOf(body.routing_key) != body.ap_address:
+            raise InvalidRecord("routing entry: the routing key does not own the AP-address")
+        if routeKey(body.ap_address) != key:
+            raise InvalidRecord("routing entry: its key is not its AP-address's")
+        if not verifyWithDomain(body.routing_key, ROUTING_ENTRY_DOMAIN, parsed.body.data, parsed.signature):
+            raise InvalidRecord("routing entry: bad signature")
+        if body.expires <= now:
+            raise InvalidRecord("routing entry: expired")
+        if body.expires > now + MAX_ROUTE_LIFETIME + MAX_CLOCK_SKEW:
+            raise InvalidRecord("routing entry: claims to be valid too long")
+        return cls(
+            body.ap_address,
+            body.sequence,
+            body.expires,
+            body.routing_key,
+            tuple(contactOf(node) for node in body.entry_nodes),
+            bytes(encoded),
+        )
+
+    def supersedes(self, other):
+        """Whether this entry may replace C{other}, the one stored: its version is not older."""
+        return self.sequence >= other.sequence
+
+
+@dataclass(frozen=True)
+class OpaqueValue:
+    """A value of the VoidPhone module API: any bytes, 1 to L{MAX_VALUE} of them."""
+
+    key: bytes
+    encoded: bytes
+
+    table = Table.VALUE
+
+    @classmethod
+    def parse(cls, encoded, key, now):
+        """@raise InvalidRecord: empty or oversized."""
+        if not 1 <= len(encoded) <= MAX_VALUE:
+            raise InvalidRecord(f"value of {len(encoded)} bytes; 1 to {MAX_VALUE} allowed")
+        return cls(key, bytes(encoded))
+
+    def supersedes(self, other):
+        """The last writer wins."""
+        return True
+
+
+RECORD_TYPES = {Table.NODE: NodeRecord, Table.ROUTE: RoutingEntry, Table.VALUE: OpaqueValue}
+
+
+def parseRecord(table, key, encoded, now):
+    """
+    Validate C{encoded} as a record of C{table} stored under C{key} at time C{now}.
+
+    @return: a L{NodeRecord}, L{RoutingEntry} or L{OpaqueValue}.
+    @raise InvalidRecord: it must not be stored or believed.
+    """
+    if len(key) != wire.KEY_SIZE:
+        raise InvalidRecord(f"key of {len(key)} bytes")
+    return RECORD_TYPES[Table(table)].parse(encoded, key, now)

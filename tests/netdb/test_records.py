@@ -1,0 +1,263 @@
+"""Records and the record store: what is accepted, what is refused, and what the schemas allow."""
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from hypothesis import given, strategies as st
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.config import Contact
+from phantom.identity import Identity
+from phantom.netdb.records import (
+    MAX_CLOCK_SKEW,
+    NODE_RECORD_LIFETIME,
+    InvalidRecord,
+    NodeRecord,
+    RoutingEntry,
+    addressBytes,
+    hostOf,
+    parseRecord,
+    routeKey,
+)
+from phantom.netdb.storage import RecordStore
+from phantom.wire import ProtocolError, parseStrict
+from phantom.wire import dht as wire
+from phantom.wire.dht import MAX_VALUE, Table
+
+NOW = 1_800_000_000
+IDENTITY = Identity.generate()
+ROUTING_KEY = ed25519.Ed25519PrivateKey.generate()
+ENTRY = Contact("127.0.0.9", 7402, IDENTITY.nodeId)
+
+
+def nodeRecord(timestamp=NOW, identity=IDENTITY, host="127.0.0.2"):
+    return NodeRecord.create(identity, host, 7402, timestamp)
+
+
+def routingEntry(sequence=1, expires=NOW + 3600, key=ROUTING_KEY, entryNodes=(ENTRY,)):
+    return RoutingEntry.create(key, sequence, expires, entryNodes, NOW)
+
+
+def mutate(data, position, bit):
+    data = bytearray(data)
+    data[position % len(data)] ^= 1 << bit
+    return bytes(data)
+
+
+class NodeRecordTests(SynchronousTestCase):
+    """Node records: signed by the node, stored under its id."""
+
+    def test_roundTrip(self):
+        """A record parses back to what it says."""
+        record = parseRecord(Table.NODE, IDENTITY.nodeId, nodeRecord().encoded, NOW)
+        self.assertEqual((record.host, record.port, record.nodeId), ("127.0.0.2", 7402, IDENTITY.nodeId))
+        self.assertEqual(record.pathBuildingKey, IDENTITY.pathBuildingKey.public_key().public_bytes_raw())
+
+    def test_ipv6(self):
+        """IPv6 addresses travel as they are, IPv4 ones mapped."""
+        self.assertEqual(nodeRecord(host="fd00::7").host, "fd00::7")
+        self.assertEqual(hostOf(addressBytes("10.1.2.3")), "10.1.2.3")
+
+    def test_wrongKey(self):
+        """A record stored under another node's id is refused."""
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, Identity.generate().nodeId, nodeRecord().encoded, NOW)
+
+    @given(st.integers(0, 10_000), st.integers(0, 7))
+    def test_anyBitFlipRefused(self, position, bit):
+        """Any flipped bit makes the record invalid."""
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, mutate(nodeRecord().encoded, position, bit), NOW)
+
+    def test_future(self):
+        """A record from the future is refused, within the allowed clock skew accepted."""
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, nodeRecord(NOW + MAX_CLOCK_SKEW + 1).encoded, NOW)
+        parseRecord(Table.NODE, IDENTITY.nodeId, nodeRecord(NOW + MAX_CLOCK_SKEW).encoded, NOW)
+
+    def test_expired(self):
+        """A record older than its lifetime is refused."""
+        encoded = nodeRecord(NOW - NODE_RECORD_LIFETIME).encoded
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, encoded, NOW)
+
+    def test_foreignSignature(self):
+        """A record signed by another key than the one it carries is refused."""
+        other = Identity.generate()
+        forged = nodeRecord().encoded[:-64] + nodeRecord(identity=other).encoded[-64:]
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, forged, NOW)
+
+
+class RoutingEntryTests(SynchronousTestCase):
+    """Routing entries: signed by the key that owns the AP-address."""
+
+    def test_roundTrip(self):
+        entry = routingEntry()
+        parsed = parseRecord(Table.ROUTE, routeKey(entry.apAddress), entry.encoded, NOW)
+        self.assertEqual(parsed.entryNodes, (ENTRY,))
+        self.assertEqual(parsed.apAddress[:1], b"\xfd")
+
+    @given(st.integers(0, 10_000), st.integers(0, 7))
+    def test_anyBitFlipRefused(self, position, bit):
+        """Any flipped bit makes the entry invalid: signature, AP-address or format."""
+        entry = routingEntry()
+        self.assertRaises(InvalidRecord, parseRecord, Table.ROUTE, entry.key, mutate(entry.encoded, position, bit), NOW)
+
+    def test_keyMustOwnAddress(self):
+        """An entry whose routing key does not hash to its AP-address is refused even if signed."""
+        entry = routingEntry()
+        body = wire.RoutingEntryBody.parse(entry.encoded[:-64])
+        body.routing_key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+        forged = wire.RoutingEntryBody.build(body) + entry.encoded[-64:]
+        with self.assertRaises(InvalidRecord) as caught:
+            parseRecord(Table.ROUTE, entry.key, forged, NOW)
+        self.assertIn("does not own", str(caught.exception))
+
+    def test_lifetime(self):
+        """Expired entries and entries claiming too long a life are refused."""
+        self.assertRaises(InvalidRecord, routingEntry, expires=NOW)
+        self.assertRaises(InvalidRecord, routingEntry, expires=NOW + 10 * 24 * 3600)
+
+    def test_entryNodeCount(self):
+        """At least one, at most eight entry nodes."""
+        self.assertRaises(Exception, routingEntry, entryNodes=())
+        self.assertRaises(Exception, routingEntry, entryNodes=(ENTRY,) * 9)
+
+
+class StoreTests(SynchronousTestCase):
+    """The record store keeps what is valid and current, for as long as it may."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.store = RecordStore(self.clock, maxValueTtl=100, maxBytes=10_000)
+
+    def test_valueTtlClamped(self):
+        """Values live for their TTL, clamped to the maximum."""
+        self.store.put(Table.VALUE, b"k" * 32, b"value", ttl=5000)
+        self.assertEqual(self.store.remaining(Table.VALUE, b"k" * 32), 100)
+        self.clock.advance(100)
+        self.assertIsNone(self.store.get(Table.VALUE, b"k" * 32))
+        self.assertEqual(self.store.size, 0)
+
+    def test_tablesSeparate(self):
+        """A value under a node id does not touch that node's record."""
+        record = nodeRecord()
+        self.store.put(Table.NODE, IDENTITY.nodeId, record.encoded)
+        self.store.put(Table.VALUE, IDENTITY.nodeId, b"squatting", ttl=10)
+        self.assertEqual(self.store.get(Table.NODE, IDENTITY.nodeId).encoded, record.encoded)
+
+    def test_olderRefused(self):
+        """An older node record or routing entry does not replace a newer one."""
+        self.store.put(Table.NODE, IDENTITY.nodeId, nodeRecord(NOW).encoded)
+        self.assertRaises(InvalidRecord, self.store.put, Table.NODE, IDENTITY.nodeId, nodeRecord(NOW - 10).encoded)
+        second = routingEntry(sequence=2)
+        self.store.put(Table.ROUTE, second.key, second.encoded)
+        first = routingEntry(sequence=1)
+        self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, first.key, first.encoded)
+        self.assertEqual(self.store.get(Table.ROUTE, second.key).sequence, 2)
+        third = routingEntry(sequence=3)
+        self.store.put(Table.ROUTE, third.key, third.encoded)
+        self.assertEqual(self.store.get(Table.ROUTE, second.key).sequence, 3)
+
+    def test_invalidLeavesStoredAlone(self):
+        """A forged record neither lands nor disturbs the stored one."""
+        good = nodeRecord()
+        self.store.put(Table.NODE, IDENTITY.nodeId, good.encoded)
+        self.assertRaises(InvalidRecord, self.store.put, Table.NODE, IDENTITY.nodeId, mutate(nodeRecord(NOW + 1).encoded, 20, 0))
+        self.assertEqual(self.store.get(Table.NODE, IDENTITY.nodeId).encoded, good.encoded)
+
+    def test_full(self):
+        """New keys are refused once the budget is spent; existing keys can still be updated."""
+        for i in range(9):
+            self.store.put(Table.VALUE, bytes([i]) * 32, b"x" * 1000, ttl=50)
+        self.assertRaises(InvalidRecord, self.store.put, Table.VALUE, b"\xff" * 32, b"x" * 1001, ttl=50)
+        self.store.put(Table.VALUE, bytes([0]) * 32, b"y" * 1000, ttl=50)
+        self.assertEqual(self.store.size, 9000)
+
+    def test_expire(self):
+        """Expiry drops records whose time has come and keeps the others."""
+        self.store.put(Table.VALUE, b"a" * 32, b"1", ttl=10)
+        self.store.put(Table.VALUE, b"b" * 32, b"2", ttl=20)
+        self.clock.advance(15)
+        self.assertEqual(self.store.expire(), 1)
+        self.assertEqual([r.key for r in self.store.records(Table.VALUE)], [b"b" * 32])
+
+    def test_valueSize(self):
+        """Empty and oversized values are refused."""
+        self.assertRaises(InvalidRecord, self.store.put, Table.VALUE, b"k" * 32, b"", ttl=10)
+        self.assertRaises(InvalidRecord, self.store.put, Table.VALUE, b"k" * 32, b"x" * (MAX_VALUE + 1), ttl=10)
+
+
+contacts = st.builds(
+    dict, node_id=st.binary(min_size=32, max_size=32), address=st.binary(min_size=16, max_size=16), port=st.integers(1, 65535)
+)
+requestIds = st.binary(min_size=8, max_size=8)
+keys = st.binary(min_size=32, max_size=32)
+ports = st.integers(0, 65535)
+tables = st.sampled_from([t.name for t in Table])
+values = st.binary(min_size=1, max_size=300)
+rpcs = st.one_of(
+    st.builds(lambda r, p: dict(kind="PING", request_id=r, content=dict(port=p)), requestIds, ports),
+    st.builds(lambda r: dict(kind="PONG", request_id=r, content=None), requestIds),
+    st.builds(lambda r, p, t: dict(kind="FIND_NODE", request_id=r, content=dict(port=p, target=t)), requestIds, ports, keys),
+    st.builds(lambda r, c: dict(kind="NODES", request_id=r, content=dict(contacts=c)), requestIds, st.lists(contacts, max_size=20)),
+    st.builds(lambda r, p, t, k: dict(kind="FIND_VALUE", request_id=r, content=dict(port=p, table=t, key=k)), requestIds, ports, tables, keys),
+    st.builds(lambda r, v: dict(kind="VALUE", request_id=r, content=dict(value=v)), requestIds, values),
+    st.builds(
+        lambda r, p, t, k, ttl, v: dict(kind="STORE", request_id=r, content=dict(port=p, table=t, key=k, ttl=ttl, value=v)),
+        requestIds, ports, tables, keys, st.integers(0, 2**32 - 1), values,
+    ),
+    st.builds(lambda r, a: dict(kind="STORED", request_id=r, content=dict(accepted=a)), requestIds, st.sampled_from([0, 1])),
+    st.builds(lambda r, p: dict(kind="SAMPLE", request_id=r, content=dict(port=p)), requestIds, ports),
+).map(wire.Rpc.build)
+
+
+@st.composite
+def mutatedRpcs(draw):
+    data = bytearray(draw(rpcs))
+    how = draw(st.sampled_from(["flip", "truncate", "extend", "replace"]))
+    if how == "flip":
+        data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+    elif how == "truncate":
+        del data[draw(st.integers(0, len(data) - 1)) :]
+    elif how == "extend":
+        data += draw(st.binary(min_size=1, max_size=8))
+    else:
+        data = bytearray(draw(st.binary(max_size=80)))
+    return bytes(data)
+
+
+class SchemaTests(SynchronousTestCase):
+    """Every DHT schema accepts exactly its canonical messages."""
+
+    @given(rpcs)
+    def test_rpcRoundTrip(self, message):
+        self.assertEqual(wire.Rpc.build(parseStrict(wire.Rpc, message)), message)
+
+    @given(mutatedRpcs())
+    def test_rpcMutations(self, data):
+        """A mutated message is refused with ProtocolError or is itself canonical."""
+        try:
+            parsed = parseStrict(wire.Rpc, data)
+        except ProtocolError:
+            return
+        self.assertEqual(wire.Rpc.build(parsed), data)
+
+    @given(st.integers(0, 400), st.integers(0, 7), st.sampled_from(["node", "route"]))
+    def test_recordSchemaMutations(self, position, bit, which):
+        """Mutated records are refused or canonical at the schema level."""
+        schema, encoded = (wire.NodeRecord, nodeRecord().encoded) if which == "node" else (wire.RoutingEntry, routingEntry().encoded)
+        assertCanonicalOrRejectedBy(self, schema, mutate(encoded, position, bit))
+
+    def test_emptyContactsAndMaximum(self):
+        """NODES carries 0 to 20 contacts; 21 is malformed."""
+        contact = dict(node_id=b"n" * 32, address=b"a" * 16, port=1)
+        wire.Rpc.build(dict(kind="NODES", request_id=b"r" * 8, content=dict(contacts=[])))
+        body = wire.Rpc.build(dict(kind="NODES", request_id=b"r" * 8, content=dict(contacts=[contact] * 20)))
+        tooMany = body[:9] + bytes([21]) + body[10:] + body[10:60]
+        self.assertRaises(ProtocolError, parseStrict, wire.Rpc, tooMany)
+
+
+def assertCanonicalOrRejectedBy(testCase, schema, data):
+    try:
+        parsed = parseStrict(schema, data)
+    except ProtocolError:
+        return
+    testCase.assertEqual(schema.build(parsed), data)
+
