@@ -64,6 +64,8 @@ class Purpose(enum.IntEnum):
     """A neighbourhood link: kept open between nodes so each knows some peers."""
     ECHO = 2
     """Each DATA frame is sent back unchanged: liveness and round-trip probes."""
+    DHT = 3
+    """Network-database RPCs, in both directions, many in flight at once."""
 
 
 def _enumOf(intEnum):

@@ -1,0 +1,240 @@
+"""
+DHT RPCs over links.
+
+Each DHT link carries requests in both directions, matched to their replies by 8-byte request
+ids, many in flight at once, each with a timeout. L{DhtLinks} keeps at most one link per peer,
+opens links on demand (pinned to the peer's node id), and closes links that have carried
+nothing for a while.
+"""
+
+import os
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from phantom.config import Contact
+from phantom.link.interfaces import ILinkHandler
+from phantom.link.protocol import describePeer
+from phantom.wire import ProtocolError, parseStrict
+from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, Rpc, RpcKind
+from phantom.wire.link import Purpose
+
+REPLIES = {
+    RpcKind.PING: {RpcKind.PONG},
+    RpcKind.FIND_NODE: {RpcKind.NODES},
+    RpcKind.FIND_VALUE: {RpcKind.VALUE, RpcKind.NODES},
+    RpcKind.STORE: {RpcKind.STORED},
+    RpcKind.SAMPLE: {RpcKind.VALUE, RpcKind.NODES},
+}
+"""The reply kinds each request may get."""
+
+
+class RpcFailed(Exception):
+    """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
+
+
+@implementer(ILinkHandler)
+class RpcChannel:
+    """
+    The RPCs of one DHT link.
+
+    @param link: the L{phantom.link.interfaces.ILink}.
+    @param responder: answers requests: C{respond(sender, kind, content)} returns the reply
+        as C{(kind, content)} or a Deferred of it; C{sender} is the peer's L{Contact} (its
+        listening port from the request; port 0 when it accepts no links).
+    @param clock: C{IReactorTime} for timeouts.
+    @param timeout: seconds a request waits for its reply.
+    @param onClosed: called with this channel when the link is gone.
+    """
+
+    log = Logger()
+
+    def __init__(self, link, responder, clock, timeout, onClosed, randomBytes=os.urandom):
+        self.link = link
+        self._responder = responder
+        self._clock = clock
+        self._timeout = timeout
+        self._onClosed = onClosed
+        self._randomBytes = randomBytes
+        self._pending = {}
+        self.lastUsed = clock.seconds()
+        self.closed = False
+
+    @property
+    def pendingCount(self):
+        """How many of our requests await their reply."""
+        return len(self._pending)
+
+    def request(self, kind, content):
+        """
+        Send a request.
+
+        @return: a Deferred firing with the reply as C{(RpcKind, content)}, or failing with L{RpcFailed}.
+        """
+        if self.closed:
+            raise RpcFailed(f"the link to {describePeer(self.link.peer)} is closed")
+        requestId = self._randomBytes(REQUEST_ID_SIZE)
+        while requestId in self._pending:
+            requestId = self._randomBytes(REQUEST_ID_SIZE)
+        deferred = Deferred()
+        call = self._clock.callLater(self._timeout, self._expire, requestId)
+        self._pending[requestId] = (RpcKind(kind), deferred, call)
+        self._send(kind, requestId, content)
+        return deferred
+
+    def _send(self, kind, requestId, content):
+        self.lastUsed = self._clock.seconds()
+        self.link.sendFrame(Rpc.build({"kind": RpcKind(kind).name, "request_id": requestId, "content": content}))
+
+    def _expire(self, requestId):
+        kind, deferred, _ = self._pending.pop(requestId)
+        deferred.errback(RpcFailed(f"no reply to {kind.name} from {describePeer(self.link.peer)} within {self._timeout:g} s"))
+
+    def frameReceived(self, payload):
+        try:
+            message = parseStrict(Rpc, payload)
+        except ProtocolError as e:
+            return self.link.abort(str(e))
+        self.lastUsed = self._clock.seconds()
+        kind = RpcKind(int(message.kind))
+        if kind in REQUESTS:
+            return self._answer(kind, message)
+        pending = self._pending.pop(message.request_id, None)
+        if pending is None:
+            return  # a reply that came after its timeout
+        requested, deferred, call = pending
+        call.cancel()
+        if kind not in REPLIES[requested]:
+            deferred.errback(RpcFailed(f"{kind.name} is no reply to {requested.name}"))
+            return self.link.abort(f"{kind.name} in reply to {requested.name}")
+        deferred.callback((kind, message.content))
+
+    def _answer(self, kind, message):
+        sender = Contact(self.link.peer.host, message.content.port, self.link.nodeId)
+        try:
+            answer = self._responder.respond(sender, kind, message.content)
+        except Exception:
+            self.log.failure("answering {kind} from {peer}", kind=kind.name, peer=describePeer(self.link.peer))
+            return self.link.abort(f"its {kind.name} request could not be answered")
+        requestId = message.request_id
+
+        def send(reply):
+            if not self.closed:
+                replyKind, content = reply
+                self._send(replyKind, requestId, content)
+
+        def failed(failure):
+            self.log.failure("answering {kind}", failure, kind=kind.name)
+            if not self.closed:
+                self.link.abort(f"its {kind.name} request could not be answered")
+
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(send, failed)
+        else:
+            send(answer)
+
+    def linkClosed(self, reason):
+        self.closed = True
+        pending, self._pending = self._pending, {}
+        for kind, deferred, call in pending.values():
+            call.cancel()
+            deferred.errback(RpcFailed(f"the link to {describePeer(self.link.peer)} closed before the reply to {kind.name}"))
+        self._onClosed(self)
+
+
+
+class DhtLinks:
+    """
+    The DHT links of a node: one per peer, opened on demand, closed when idle.
+
+    @param links: the node's L{phantom.link.service.LinkService}.
+    @param responder: see L{RpcChannel}.
+    @param clock: C{IReactorTime}.
+    @param timeout: seconds a request waits for its reply.
+    @param idleClose: a link that carried nothing for this long is closed by L{closeIdle}.
+    """
+
+    def __init__(self, links, responder, clock, timeout=5.0, idleClose=300.0):
+        self._links = links
+        self._responder = responder
+        self._clock = clock
+        self.timeout = timeout
+        self.idleClose = idleClose
+        self._channels = {}
+        self._connecting = {}
+        links.registerPurpose(Purpose.DHT, self._accepted)
+
+    def _accepted(self, link):
+        channel = RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed)
+        self._channels.setdefault(link.nodeId, channel)
+        return channel
+
+    def _channelClosed(self, channel):
+        if self._channels.get(channel.link.nodeId) is channel:
+            del self._channels[channel.link.nodeId]
+
+    def channelTo(self, contact):
+        """
+        @return: a Deferred firing with an open L{RpcChannel} to C{contact}, opening a link
+            pinned to its node id if there is none; fails with L{RpcFailed}.
+        """
+        channel = self._channels.get(contact.nodeId)
+        if channel is not None and not channel.closed:
+            return succeed(channel)
+        waiting = self._connecting.get(contact.nodeId)
+        if waiting is None:
+            waiting = self._connecting[contact.nodeId] = []
+            d = self._links.connect(contact.host, contact.port, Purpose.DHT, nodeId=contact.nodeId)
+            d.addCallbacks(self._connected, self._connectFailed, errbackArgs=(contact,))
+        deferred = Deferred()
+        waiting.append(deferred)
+        return deferred
+
+    def _connected(self, link):
+        channel = self._channels.get(link.nodeId)
+        if channel is None or channel.closed:
+            channel = RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed)
+            self._channels[link.nodeId] = channel
+        link.attach(channel if channel.link is link else _Discard(link))
+        for deferred in self._connecting.pop(link.nodeId, []):
+            deferred.callback(channel)
+
+    def _connectFailed(self, failure, contact):
+        error = RpcFailed(f"cannot reach {contact}: {failure.getErrorMessage()}")
+        for deferred in self._connecting.pop(contact.nodeId, []):
+            deferred.errback(error)
+
+    def call(self, contact, kind, content):
+        """
+        Send one request to C{contact}.
+
+        @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
+        """
+        return self.channelTo(contact).addCallback(lambda channel: channel.request(kind, content))
+
+    def closeIdle(self):
+        """Close links that carried nothing for C{idleClose} seconds and await no reply."""
+        now = self._clock.seconds()
+        for channel in list(self._channels.values()):
+            if not channel.pendingCount and now - channel.lastUsed >= self.idleClose:
+                channel.link.close()
+
+    @property
+    def channels(self):
+        """The open channels by node id."""
+        return dict(self._channels)
+
+
+@implementer(ILinkHandler)
+class _Discard:
+    """The handler of a second link to a peer that already has one: closes it."""
+
+    def __init__(self, link):
+        link.close()
+
+    def frameReceived(self, payload):
+        pass
+
+    def linkClosed(self, reason):
+        pass
