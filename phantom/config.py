@@ -15,6 +15,9 @@ section are global, ``;`` and ``#`` start inline comments::
 
     [link]
     idle_timeout = 90
+
+The ``[dht]`` and ``[link]`` sections may also set any field of L{DhtSettings} and
+L{LinkLimits}, in snake case (``get_timeout = 10``, ``max_value_ttl = 43200``).
 """
 
 import configparser
@@ -52,6 +55,30 @@ class LinkLimits:
 
 
 @dataclass(frozen=True)
+class DhtSettings:
+    """Timing and limits of the network database, in seconds unless named otherwise."""
+
+    rpcTimeout: float = 5.0
+    """A DHT request waits this long for its reply."""
+    getTimeout: float = 10.0
+    """A module-API GET is answered within this time, with FAILURE if nothing was found."""
+    maxValueTtl: int = 43200
+    """Module-API values are kept at most this long, whatever TTL they ask for."""
+    minReplication: int = 8
+    """Values are stored on at least this many of the closest nodes, whatever replication they ask for."""
+    refreshInterval: float = 3600.0
+    """A bucket no lookup touched for this long is refreshed."""
+    republishInterval: float = 3600.0
+    """Stored records are sent again to the nodes closest to their keys this often."""
+    nodeRecordInterval: float = 1800.0
+    """The node publishes its own node record this often."""
+    maintenanceInterval: float = 60.0
+    """Expiry, idle links and the due refreshes and republishes are looked at this often."""
+    idleLinkTimeout: float = 300.0
+    """A DHT link that carried nothing for this long is closed."""
+
+
+@dataclass(frozen=True)
 class Contact:
     """A node to connect to: its address and, when known, its node id (the pin)."""
 
@@ -77,6 +104,7 @@ class NodeConfig:
     """L{Contact}s to keep links to."""
     apiAddress: tuple = DEFAULT_API_ADDRESS
     link: LinkLimits = field(default_factory=LinkLimits)
+    dht: DhtSettings = field(default_factory=DhtSettings)
 
 
 def formatHostPort(host, port):
@@ -185,21 +213,23 @@ def readConfigFile(path):
         if "bootstrap" in section:
             settings["bootstrap"] = parseContacts(section["bootstrap"])
     if parser.has_section("link"):
-        settings["link"] = _readLimits(parser["link"], path)
+        settings["link"] = _readSettings(LinkLimits, parser["link"], path)
+    if parser.has_section("dht"):
+        settings["dht"] = _readSettings(DhtSettings, parser["dht"], path)
     return settings
 
 
-def _readLimits(section, path):
+def _readSettings(settingsType, section, path):
     limits = {}
-    for limit in fields(LinkLimits):
+    for limit in fields(settingsType):
         key = "".join("_" + c.lower() if c.isupper() else c for c in limit.name)
         if key in section:
             try:
                 value = limit.type(section[key]) if callable(limit.type) else float(section[key])
             except ValueError:
-                raise ConfigError(f"config file {path}: [link] {key} = {section[key]!r} is not a number") from None
+                raise ConfigError(f"config file {path}: [{section.name}] {key} = {section[key]!r} is not a number") from None
             if value <= 0:
-                raise ConfigError(f"config file {path}: [link] {key} must be positive")
+                raise ConfigError(f"config file {path}: [{section.name}] {key} must be positive")
             limits[limit.name] = value
     return limits
 
@@ -232,4 +262,5 @@ def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None
         bootstrap=tuple(settings.get("bootstrap", ())),
         apiAddress=tuple(settings.get("apiAddress", DEFAULT_API_ADDRESS)),
         link=replace(LinkLimits(), **settings.get("link", {})),
+        dht=replace(DhtSettings(), **settings.get("dht", {})),
     )

@@ -152,6 +152,21 @@ class NodeRecord:
             bytes(encoded),
         )
 
+    @classmethod
+    def parseSelfKeyed(cls, encoded, now):
+        """
+        Validate a node record that came without its key (a SAMPLE reply): the key is the node id
+        its own communication key gives.
+
+        @raise InvalidRecord: as L{parse}.
+        """
+        body = _parse(wire.NodeRecord, encoded).body.value
+        try:
+            nodeId = nodeIdOfPublicKey(ed25519.Ed25519PublicKey.from_public_bytes(body.communication_key))
+        except ValueError as e:
+            raise InvalidRecord(f"node record: bad communication key ({e})") from e
+        return cls.parse(encoded, nodeId, now)
+
     def supersedes(self, other):
         """Whether this record may replace C{other}, the one stored: it is not older."""
         return self.timestamp >= other.timestamp

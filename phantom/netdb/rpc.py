@@ -191,6 +191,23 @@ class DhtLinks:
         waiting.append(deferred)
         return deferred
 
+    def channelToAddress(self, host, port, nodeId=None):
+        """
+        A channel to whoever listens at C{host:port}: pinned to C{nodeId} when given, otherwise
+        the node is learned from its certificate (bootstrap contacts given by address only).
+
+        @return: a Deferred firing with an open L{RpcChannel}; fails with L{RpcFailed}.
+        """
+        if nodeId is not None:
+            return self.channelTo(Contact(host, port, nodeId))
+
+        def failed(failure):
+            raise RpcFailed(f"cannot reach {host}:{port}: {failure.getErrorMessage()}")
+
+        d = self._links.connect(host, port, Purpose.DHT)
+        d.addCallbacks(self._connected, failed)
+        return d
+
     def _connected(self, link):
         channel = self._channels.get(link.nodeId)
         if channel is None or channel.closed:
@@ -199,6 +216,7 @@ class DhtLinks:
         link.attach(channel if channel.link is link else _Discard(link))
         for deferred in self._connecting.pop(link.nodeId, []):
             deferred.callback(channel)
+        return channel
 
     def _connectFailed(self, failure, contact):
         error = RpcFailed(f"cannot reach {contact}: {failure.getErrorMessage()}")

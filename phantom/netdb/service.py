@@ -1,0 +1,438 @@
+"""
+A Kademlia node of the network database.
+
+L{DhtNode} answers the DHT requests of other nodes, runs iterative lookups (driving the sans-io
+L{Lookup}), keeps its L{RoutingTable} by the least-recently-seen rule, stores records for the
+network in its L{RecordStore}, publishes its own node record, samples random nodes for path
+building, and serves opaque values to the VoidPhone module API as an L{IValueStore}. Joining,
+bucket refresh, republishing and expiry run on the injected clock.
+"""
+
+import json
+import os
+import random
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from phantom.config import Contact, DhtSettings
+from phantom.netdb import ALPHA, K
+from phantom.netdb.interfaces import IValueStore
+from phantom.netdb.lookup import Lookup
+from phantom.netdb.records import InvalidRecord, NodeRecord, addressBytes, contactOf, parseRecord
+from phantom.netdb.routing import RoutingTable
+from phantom.netdb.rpc import DhtLinks, RpcFailed
+from phantom.netdb.storage import RecordStore
+from phantom.wire.dht import RpcKind, Table
+
+CONTACTS_FILE = "contacts.json"
+"""Where a node keeps the contacts of its routing table between runs, in its data directory."""
+
+
+def _wireContact(contact):
+    return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
+
+
+class LookupStats:
+    """Counts of the lookups a node ran: how many, and how many requests they sent."""
+
+    def __init__(self):
+        self.lookups = 0
+        self.requests = 0
+
+    def record(self, lookup):
+        self.lookups += 1
+        self.requests += lookup.requests
+
+
+@implementer(IValueStore)
+class DhtNode(Service):
+    """
+    The node's part of the network database.
+
+    @param identity: the node's L{phantom.identity.Identity}.
+    @param links: the node's L{phantom.link.service.LinkService}.
+    @param clock: C{IReactorTime} for timeouts and maintenance.
+    @param settings: L{DhtSettings}.
+    @param address: C{(host, port)} other nodes reach this node at, or C{None} when it accepts
+        no links (it then publishes no node record and asks not to be added to tables).
+    @param bootstrap: L{Contact}s to join through; a contact's node id may be C{None}.
+    @param dataDir: where the contacts are saved, or C{None} not to save them.
+    @param random: a C{random.Random} for refresh targets and sampling.
+    """
+
+    log = Logger()
+
+    def __init__(self, identity, links, clock, settings=DhtSettings(), address=None, bootstrap=(), dataDir=None, random=random.SystemRandom()):
+        self.identity = identity
+        self.nodeId = identity.nodeId
+        self.settings = settings
+        self._links = links
+        self._clock = clock
+        self._random = random
+        self.address = address
+        self._port = address[1] if address else 0
+        self._bootstrap = tuple(bootstrap)
+        self._contactsPath = os.path.join(dataDir, CONTACTS_FILE) if dataDir else None
+        self.table = RoutingTable(self.nodeId, clock, random)
+        self.store = RecordStore(clock, settings.maxValueTtl)
+        self.rpc = DhtLinks(links, self, clock, timeout=settings.rpcTimeout, idleClose=settings.idleLinkTimeout)
+        self.stats = LookupStats()
+        self._published = {}
+        self._lastRepublish = clock.seconds()
+        self._lastNodeRecord = None
+        self._maintenance = None
+        self.joined = Deferred()
+
+    # Service
+
+    def startService(self):
+        super().startService()
+        for contact in self._loadContacts():
+            self.table.seen(contact)
+        self._maintenance = LoopingCall(self.maintain)
+        self._maintenance.clock = self._clock
+        self._maintenance.start(self.settings.maintenanceInterval, now=False)
+        Deferred.fromCoroutine(self.join(self._bootstrap)).addBoth(self._joinedOrNot)
+
+    def _joinedOrNot(self, result):
+        if not self.joined.called:
+            self.joined.callback(len(self.table))
+        if hasattr(result, "getErrorMessage"):
+            self.log.failure("joining the network", result)
+
+    def stopService(self):
+        super().stopService()
+        if self._maintenance is not None and self._maintenance.running:
+            self._maintenance.stop()
+        self.saveContacts()
+
+    # Answering other nodes
+
+    def respond(self, sender, kind, content):
+        """
+        Answer one request from C{sender} (a L{Contact}, port 0 if it accepts no links).
+
+        @return: the reply as C{(RpcKind, content)}.
+        """
+        if sender.port:
+            self._heardFrom(sender)
+        if kind == RpcKind.PING:
+            return RpcKind.PONG, None
+        if kind == RpcKind.FIND_NODE:
+            return self._nodesReply(content.target, sender)
+        if kind == RpcKind.FIND_VALUE:
+            record = self.store.get(int(content.table), content.key)
+            if record is not None:
+                return RpcKind.VALUE, {"value": record.encoded}
+            return self._nodesReply(content.key, sender)
+        if kind == RpcKind.STORE:
+            try:
+                self.store.put(int(content.table), content.key, content.value, content.ttl)
+            except InvalidRecord as e:
+                self.log.info("refused a STORE from {peer}: {why}", peer=str(sender), why=str(e))
+                return RpcKind.STORED, {"accepted": 0}
+            return RpcKind.STORED, {"accepted": 1}
+        if kind == RpcKind.SAMPLE:
+            records = self.store.records(Table.NODE)
+            records = [record for record in records if record.nodeId != sender.nodeId]
+            if records:
+                return RpcKind.VALUE, {"value": self._random.choice(records).encoded}
+            return RpcKind.NODES, {"contacts": []}
+        raise ValueError(f"{kind.name} is not a request")
+
+    def _nodesReply(self, target, sender):
+        closest = self.table.closest(target, K, exclude=(sender.nodeId,))
+        return RpcKind.NODES, {"contacts": [_wireContact(contact) for contact in closest]}
+
+    # Asking other nodes
+
+    def _heardFrom(self, contact):
+        toPing = self.table.seen(contact)
+        if toPing is not None:
+            self._call(toPing, RpcKind.PING, {}).addErrback(lambda failure: None)
+
+    def _call(self, contact, kind, content):
+        """
+        One request to C{contact}; its answer or failure updates the routing table.
+
+        @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
+        """
+        request = dict(content, port=self._port)
+
+        def answered(reply):
+            self._heardFrom(contact)
+            return reply
+
+        def failed(failure):
+            failure.trap(RpcFailed)
+            self.table.failed(contact)
+            return failure
+
+        return self.rpc.call(contact, kind, request).addCallbacks(answered, failed)
+
+    def lookup(self, target, table=None):
+        """
+        An iterative lookup: FIND_NODE for C{target}, or FIND_VALUE in C{table} if given.
+
+        @return: a Deferred firing with the finished L{Lookup}; for FIND_VALUE its C{value} is
+            the validated record object, or C{None}.
+        """
+        self.table.lookedUp(target)
+        search = Lookup(target, self.table.closest(target, K), self.nodeId, K, ALPHA, findValue=table is not None)
+        finished = Deferred()
+
+        def ask(contact):
+            if table is None:
+                d = self._call(contact, RpcKind.FIND_NODE, {"target": target})
+            else:
+                d = self._call(contact, RpcKind.FIND_VALUE, {"table": table.name, "key": target})
+            d.addCallbacks(answered, failed, callbackArgs=(contact,), errbackArgs=(contact,))
+
+        def answered(reply, contact):
+            kind, content = reply
+            if search.done:
+                return step()
+            if kind == RpcKind.VALUE:
+                try:
+                    record = parseRecord(table, target, content.value, self._clock.seconds())
+                except InvalidRecord as e:
+                    self.log.warn("node {peer} served an invalid record: {why}", peer=str(contact), why=str(e))
+                    self.table.failed(contact)
+                    search.failed(contact)
+                else:
+                    search.found(contact, record)
+            else:
+                try:
+                    search.responded(contact, [contactOf(c) for c in content.contacts])
+                except ValueError:
+                    search.failed(contact)
+            step()
+
+        def failed(failure, contact):
+            failure.trap(RpcFailed)
+            if not search.done:
+                search.failed(contact)
+            step()
+
+        def step():
+            if finished.called:
+                return
+            if search.done:
+                self.stats.record(search)
+                finished.callback(search)
+                return
+            queries = search.nextQueries()
+            if not queries and not search.inFlight:
+                self.stats.record(search)
+                finished.callback(search)
+                return
+            for contact in queries:
+                ask(contact)
+
+        step()
+        return finished
+
+    # Storing and finding
+
+    async def storeRecord(self, table, key, encoded, ttl=None, replication=K):
+        """
+        Store a record here and on the C{replication} nodes closest to C{key}.
+
+        @return: how many other nodes accepted it.
+        @raise InvalidRecord: the record is not valid (it is then sent nowhere).
+        """
+        self.store.put(table, key, encoded, ttl)
+        return await self._replicate(table, key, encoded, ttl, replication)
+
+    async def _replicate(self, table, key, encoded, ttl, replication):
+        search = await self.lookup(key)
+        targets = search.result[:replication]
+        content = {"table": Table(table).name, "key": key, "ttl": int(ttl or 0), "value": encoded}
+        replies = await DeferredList([self._call(contact, RpcKind.STORE, content) for contact in targets], consumeErrors=True)
+        return sum(1 for ok, reply in replies if ok and reply[0] == RpcKind.STORED and reply[1].accepted)
+
+    async def findRecord(self, table, key):
+        """
+        The valid record under C{key} in C{table}: the local copy, else one found by lookup
+        (and cached on the closest node that lacked it, as the Kademlia paper does).
+
+        @return: the record object, or C{None}.
+        """
+        record = self.store.get(table, key)
+        if record is not None:
+            return record
+        search = await self.lookup(key, Table(table))
+        if search.value is not None and search.closestWithoutValue is not None and table != Table.NODE:
+            content = {"table": Table(table).name, "key": key, "ttl": int(self._remainingOf(search.value)), "value": search.value.encoded}
+            self._call(search.closestWithoutValue, RpcKind.STORE, content).addErrback(lambda failure: None)
+        return search.value
+
+    def _remainingOf(self, record):
+        if record.table == Table.VALUE:
+            return self.settings.maxValueTtl
+        return max(record.expires - self._clock.seconds(), 1)
+
+    def put(self, key, value, ttl, replication):
+        """
+        L{IValueStore}: keep C{value} here and on max(C{replication}, minReplication) of the
+        closest nodes (at most K); invalid values are dropped with a log line.
+        """
+        try:
+            self.store.put(Table.VALUE, key, value, ttl)
+        except InvalidRecord as e:
+            self.log.warn("module API value not stored: {why}", why=str(e))
+            return
+        ttl = min(max(int(ttl), 1), self.settings.maxValueTtl)
+        replication = min(max(int(replication), self.settings.minReplication), K)
+        self._published[(Table.VALUE, key)] = (value, ttl, replication, self._clock.seconds() + ttl)
+        d = Deferred.fromCoroutine(self._replicate(Table.VALUE, key, value, ttl, replication))
+        d.addErrback(lambda failure: self.log.failure("replicating a module API value", failure))
+
+    def get(self, key):
+        """L{IValueStore}: the value under C{key}, or C{None}; fires within the GET timeout."""
+        local = self.store.get(Table.VALUE, key)
+        if local is not None:
+            return succeed(local.encoded)
+        d = Deferred.fromCoroutine(self.findRecord(Table.VALUE, key))
+        d.addTimeout(self.settings.getTimeout, self._clock)
+
+        def done(result):
+            if hasattr(result, "getErrorMessage"):
+                return None
+            return result.encoded if result is not None else None
+
+        return d.addBoth(done)
+
+    # Path building
+
+    async def sampleNodes(self, count, exclude=()):
+        """
+        Node records of C{count} distinct nodes, at most one from each node asked, the nodes
+        asked found by lookups of random ids (paper §7.4.2).
+
+        @param exclude: node ids not to return (this node is never returned).
+        @return: a list of verified L{NodeRecord}s; shorter than C{count} only when the network
+            did not yield enough after a bounded number of lookups.
+        """
+        excluded = set(exclude) | {self.nodeId}
+        found = {}
+        asked = set()
+        for _ in range(max(4, 2 * count)):
+            if len(found) >= count:
+                break
+            target = self._random.getrandbits(256).to_bytes(32, "big")
+            search = await self.lookup(target)
+            responders = [contact for contact in search.result if contact.nodeId not in asked]
+            asked.update(contact.nodeId for contact in responders)
+            replies = await DeferredList([self._call(contact, RpcKind.SAMPLE, {}) for contact in responders], consumeErrors=True)
+            for ok, reply in replies:
+                if not ok or reply[0] != RpcKind.VALUE:
+                    continue
+                try:
+                    record = NodeRecord.parseSelfKeyed(reply[1].value, self._clock.seconds())
+                except InvalidRecord:
+                    continue
+                if record.nodeId not in excluded:
+                    found.setdefault(record.nodeId, record)
+        return list(found.values())[:count]
+
+    # Joining and upkeep
+
+    async def join(self, contacts):
+        """
+        Join through C{contacts}: greet each, look up our own id, refresh every bucket up to our
+        nearest neighbour's, publish our node record.
+
+        @return: how many contacts the routing table then holds.
+        """
+        for contact in contacts:
+            try:
+                channel = await self.rpc.channelToAddress(contact.host, contact.port, contact.nodeId)
+                await channel.request(RpcKind.PING, {"port": self._port})
+            except RpcFailed as e:
+                self.log.warn("bootstrap contact {contact} unreachable: {why}", contact=str(contact), why=str(e))
+                continue
+            self._heardFrom(Contact(contact.host, contact.port, channel.link.nodeId))
+        if len(self.table):
+            await self.lookup(self.nodeId)
+            await gatherResults([self.lookup(target) for target in self.table.refreshTargets(self._clock.seconds(), 0)])
+        await self.publishNodeRecord()
+        self.log.info("joined the network: {count} contacts", count=len(self.table))
+        return len(self.table)
+
+    async def publishNodeRecord(self):
+        """Publish this node's signed node record on the nodes closest to its id."""
+        if self.address is None:
+            return 0
+        now = self._clock.seconds()
+        self._lastNodeRecord = now
+        record = NodeRecord.create(self.identity, self.address[0], self.address[1], int(now))
+        return await self.storeRecord(Table.NODE, self.nodeId, record.encoded, replication=K)
+
+    def maintain(self):
+        """
+        The periodic upkeep: expire records, close idle links, save contacts, and start what is
+        due: bucket refreshes, the node record, republishing.
+        """
+        now = self._clock.seconds()
+        self.store.expire()
+        self.rpc.closeIdle()
+        self.saveContacts()
+        for target in self.table.refreshTargets(now, self.settings.refreshInterval):
+            self.lookup(target)
+        if self._lastNodeRecord is not None and now - self._lastNodeRecord >= self.settings.nodeRecordInterval:
+            self._background(self.publishNodeRecord(), "publishing the node record")
+        if now - self._lastRepublish >= self.settings.republishInterval:
+            self._lastRepublish = now
+            self._background(self.republish(), "republishing")
+
+    def _background(self, coroutine, what):
+        Deferred.fromCoroutine(coroutine).addErrback(lambda failure: self.log.failure(what, failure))
+
+    async def republish(self):
+        """
+        Send again every record this node holds, and every value it published and that has
+        not expired, to the nodes now closest to its key.
+        """
+        now = self._clock.seconds()
+        for (table, key), (value, ttl, replication, until) in list(self._published.items()):
+            if until <= now:
+                del self._published[(table, key)]
+                continue
+            try:
+                self.store.put(table, key, value, until - now)
+            except InvalidRecord as e:
+                self.log.warn("not republishing a value: {why}", why=str(e))
+        for record in self.store.records():
+            if record.table == Table.NODE and record.nodeId == self.nodeId:
+                continue
+            ttl = self.store.remaining(record.table, record.key)
+            replication = self._published.get((record.table, record.key), (None, None, K))[2]
+            await self._replicate(record.table, record.key, record.encoded, ttl, replication)
+
+    def saveContacts(self):
+        """Write the routing table's contacts to the data directory, replacing the old file."""
+        if self._contactsPath is None:
+            return
+        contacts = [{"node_id": c.nodeId.hex(), "host": c.host, "port": c.port} for c in self.table]
+        temporary = self._contactsPath + ".tmp"
+        with open(temporary, "w") as f:
+            json.dump(contacts, f)
+        os.replace(temporary, self._contactsPath)
+
+    def _loadContacts(self):
+        if self._contactsPath is None:
+            return []
+        try:
+            with open(self._contactsPath) as f:
+                saved = json.load(f)
+            return [Contact(entry["host"], int(entry["port"]), bytes.fromhex(entry["node_id"])) for entry in saved]
+        except FileNotFoundError:
+            return []
+        except (ValueError, KeyError, TypeError) as e:
+            self.log.warn("ignoring unreadable {path}: {why}", path=self._contactsPath, why=str(e))
+            return []
