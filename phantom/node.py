@@ -1,4 +1,4 @@
-"""A whole Phantom node: its identity, link layer, peer links and control socket as one service."""
+"""A whole Phantom node: its identity, link layer, network database and control socket as one service."""
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
@@ -8,9 +8,9 @@ from phantom.config import formatHostPort
 from phantom.control.server import ControlService
 from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
-from phantom.link.peers import PeerLinks
 from phantom.link.protocol import describePeer
 from phantom.link.service import LinkService
+from phantom.netdb.service import DhtNode
 from phantom.wire.link import Purpose
 
 
@@ -40,8 +40,10 @@ class PhantomNode(MultiService):
         )
         self.links.registerPurpose(Purpose.ECHO, EchoHandler)
         self.links.setServiceParent(self)
-        self.peerLinks = PeerLinks(self.links, config.bootstrap, reactor)
-        self.peerLinks.setServiceParent(self)
+        self.dht = DhtNode(
+            self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
+        )
+        self.dht.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
 
@@ -59,6 +61,16 @@ class PhantomNode(MultiService):
         if self.config.listenAddress is not None:
             return formatHostPort(self.config.listenAddress, bound.port)
         return describePeer(bound)
+
+    def privilegedStartService(self):
+        super().privilegedStartService()
+        if self.config.listenAddress is not None:
+            self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
+        else:
+            self.log.warn(
+                "listening on every address: other nodes cannot be told where to reach this node; "
+                "give --listen-address to take part in the network database"
+            )
 
     def startService(self):
         self.startedAt = self.reactor.seconds()
@@ -81,13 +93,19 @@ class PhantomNode(MultiService):
             "uptime": self.reactor.seconds() - self.startedAt if self.startedAt is not None else 0.0,
             "links": len(self.links.links),
             "connections": len(self.links.connections),
-            "peers": [
-                {
-                    "node_id": peer["nodeId"].hex(),
-                    "address": peer["address"],
-                    "inbound": peer["inbound"],
-                    "outbound": peer["outbound"],
-                }
-                for peer in self.links.peers()
-            ],
+            "peers": self.peers(),
         }
+
+    def peers(self):
+        """
+        The nodes this node knows: the contacts of its routing table and the nodes it has links
+        with, each with its address and open links in each direction.
+        """
+        known = {
+            contact.nodeId: {"node_id": contact.nodeId.hex(), "address": formatHostPort(contact.host, contact.port), "inbound": 0, "outbound": 0}
+            for contact in self.dht.table
+        }
+        for peer in self.links.peers():
+            entry = known.setdefault(peer["nodeId"], {"node_id": peer["nodeId"].hex(), "address": peer["address"]})
+            entry.update(inbound=peer["inbound"], outbound=peer["outbound"])
+        return [known[nodeId] for nodeId in sorted(known)]

@@ -31,6 +31,10 @@ from phantom.wire.dht import RpcKind, Table
 CONTACTS_FILE = "contacts.json"
 """Where a node keeps the contacts of its routing table between runs, in its data directory."""
 
+JOIN_RETRY_INITIAL = 0.5
+JOIN_RETRY_MAXIMUM = 60.0
+"""A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
+
 
 def _wireContact(contact):
     return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
@@ -89,23 +93,44 @@ class DhtNode(Service):
 
     # Service
 
+    def reachableAt(self, host, port):
+        """Set the address other nodes reach this node at (known once its port listens)."""
+        self.address = (host, port)
+        self._port = port
+
     def startService(self):
         super().startService()
-        for contact in self._loadContacts():
+        saved = self._loadContacts()
+        for contact in saved:
             self.table.seen(contact)
         self._maintenance = LoopingCall(self.maintain)
         self._maintenance.clock = self._clock
         self._maintenance.start(self.settings.maintenanceInterval, now=False)
-        Deferred.fromCoroutine(self.join(self._bootstrap)).addBoth(self._joinedOrNot)
+        self._joinDelay = JOIN_RETRY_INITIAL
+        self._joining = None
+        self._tryJoin(self._bootstrap + tuple(saved))
 
-    def _joinedOrNot(self, result):
-        if not self.joined.called:
-            self.joined.callback(len(self.table))
+    def _tryJoin(self, contacts):
+        self._joining = None
+        if not self.running:
+            return
+        Deferred.fromCoroutine(self.join(contacts)).addBoth(self._joinedOrNot, contacts)
+
+    def _joinedOrNot(self, result, contacts):
         if hasattr(result, "getErrorMessage"):
             self.log.failure("joining the network", result)
+        if len(self.table) or not contacts:
+            if not self.joined.called:
+                self.joined.callback(len(self.table))
+            return
+        if self.running:
+            self._joining = self._clock.callLater(self._joinDelay, self._tryJoin, contacts)
+            self._joinDelay = min(self._joinDelay * 2, JOIN_RETRY_MAXIMUM)
 
     def stopService(self):
         super().stopService()
+        if self._joining is not None and self._joining.active():
+            self._joining.cancel()
         if self._maintenance is not None and self._maintenance.running:
             self._maintenance.stop()
         self.saveContacts()
@@ -350,16 +375,23 @@ class DhtNode(Service):
         @return: how many contacts the routing table then holds.
         """
         for contact in contacts:
+            if (contact.host, contact.port) == self.address:
+                continue
             try:
                 channel = await self.rpc.channelToAddress(contact.host, contact.port, contact.nodeId)
                 await channel.request(RpcKind.PING, {"port": self._port})
             except RpcFailed as e:
-                self.log.warn("bootstrap contact {contact} unreachable: {why}", contact=str(contact), why=str(e))
+                self.log.info("contact {contact} unreachable: {why}", contact=str(contact), why=str(e))
                 continue
             self._heardFrom(Contact(contact.host, contact.port, channel.link.nodeId))
-        if len(self.table):
-            await self.lookup(self.nodeId)
-            await gatherResults([self.lookup(target) for target in self.table.refreshTargets(self._clock.seconds(), 0)])
+        if not len(self.table):
+            if contacts:
+                return 0
+            await self.publishNodeRecord()
+            self.log.info("no contacts to join through: this node starts a network")
+            return 0
+        await self.lookup(self.nodeId)
+        await gatherResults([self.lookup(target) for target in self.table.refreshTargets(self._clock.seconds(), 0)])
         await self.publishNodeRecord()
         self.log.info("joined the network: {count} contacts", count=len(self.table))
         return len(self.table)

@@ -60,8 +60,6 @@ class FrameKind(enum.IntEnum):
 class Purpose(enum.IntEnum):
     """What a link is for, named by its OPEN frame; handlers are registered per purpose."""
 
-    PEER = 1
-    """A neighbourhood link: kept open between nodes so each knows some peers."""
     ECHO = 2
     """Each DATA frame is sent back unchanged: liveness and round-trip probes."""
     DHT = 3

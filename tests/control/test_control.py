@@ -17,7 +17,7 @@ from phantom.control import CONTROL_SOCKET
 from phantom.control.cli import Options, formatUptime
 from phantom.control.commands import Status
 from phantom.node import PhantomNode
-from tests.link.test_peers import freePort, until
+from tests.link.helpers import freePort, until
 
 PHANTOMCTL = os.path.join(os.path.dirname(sys.executable), "phantomctl")
 
@@ -47,7 +47,7 @@ class ControlTests(TestCase):
         """The Status command answers the node id, address, uptime, links and peers."""
         first = startNode(self, "127.0.0.21")
         second = startNode(self, "127.0.0.22", bootstrap=first.address)
-        await until(lambda: first.links.peers() and second.links.peers())
+        await until(lambda: len(first.dht.table) and len(second.dht.table) and second.links.peers())
         protocol = await connectProtocol(
             UNIXClientEndpoint(reactor, os.path.join(second.config.dataDir, CONTROL_SOCKET)), amp.AMP()
         )
@@ -64,7 +64,7 @@ class ControlTests(TestCase):
         """The phantomctl command prints the status as text and as JSON."""
         first = startNode(self, "127.0.0.23")
         second = startNode(self, "127.0.0.24", bootstrap=first.address)
-        await until(lambda: first.links.peers())
+        await until(lambda: len(first.dht.table))
         out, err, code = await getProcessOutputAndValue(
             PHANTOMCTL, ["--node", first.config.dataDir, "status", "--json"], env=os.environ
         )

@@ -1,10 +1,12 @@
 """Real link services and raw misbehaving clients on loopback, for the link tests."""
 
 import dataclasses
+import socket
 
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
@@ -142,3 +144,20 @@ class CollectingHandler:
     def linkClosed(self, reason):
         self.reason = reason
         self.closed.callback(None)
+
+
+def freePort(host="127.0.0.1"):
+    """A TCP port nobody listens on at C{host} right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+async def until(predicate, timeout=10.0, step=0.05):
+    """Wait until C{predicate()} is true; fail the test after C{timeout} seconds."""
+    waited = 0.0
+    while not predicate():
+        if waited > timeout:
+            raise AssertionError("condition not reached in time")
+        await deferLater(reactor, step, lambda: None)
+        waited += step

@@ -172,7 +172,7 @@ class DispatchTests(TestCase):
         client = startLinkService(self)
         linkId = b"\x45" * 16
         awaited = server.expectLink(linkId, "127.0.0.1", Purpose.ECHO, timeout=5)
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.PEER, linkId=linkId)
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.DHT, linkId=linkId)
         handler = CollectingHandler(link)
         link.attach(handler)
         await handler.closed

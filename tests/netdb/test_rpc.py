@@ -8,7 +8,7 @@ from phantom.config import Contact
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.wire.dht import Rpc, RpcKind
 from tests.link.helpers import LogCollector, portOf, startLinkService
-from tests.link.test_peers import until
+from tests.link.helpers import until
 
 
 class Responder:

@@ -15,7 +15,7 @@ from phantom.identity import loadOrCreateIdentity
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.control.test_control import shortDirectory
 from tests.link.helpers import RawClient, connectRaw, plainClientContext
-from tests.link.test_peers import freePort
+from tests.link.helpers import freePort
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 ID_LINE = re.compile(r"phantom node ([0-9a-f]{64}) listening on (\S+)")

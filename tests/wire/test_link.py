@@ -81,7 +81,7 @@ class FrameSchemaTests(SynchronousTestCase):
 
     def test_unknownPurposeRejected(self):
         """An OPEN frame naming a purpose that does not exist is malformed."""
-        frame = bytearray(encodeOpen(Purpose.PEER))
+        frame = bytearray(encodeOpen(Purpose.ECHO))
         frame[5] = 0xEE
         self.assertRaises(ProtocolError, parseStrict, Frame, bytes(frame))
 
