@@ -96,6 +96,20 @@ class PhantomNode(MultiService):
             "peers": self.peers(),
         }
 
+    def routingSummary(self):
+        """The routing table as the control socket's C{Peers} command returns it."""
+        now = self.reactor.seconds()
+        return {
+            "contacts": self.peers(),
+            "buckets": [
+                {"index": b["index"], "size": b["size"], "replacements": b["replacements"], "idle": now - b["lastTouched"]}
+                for b in self.dht.table.summary()
+            ],
+            "lookups": self.dht.stats.lookups,
+            "lookup_requests": self.dht.stats.requests,
+            "stored": len(self.dht.store),
+        }
+
     def peers(self):
         """
         The nodes this node knows: the contacts of its routing table and the nodes it has links

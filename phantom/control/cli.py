@@ -2,12 +2,19 @@
 ``phantomctl``: ask a running node what it is doing, through its control socket.
 
     phantomctl [--node DIR] status [--json]
+    phantomctl [--node DIR] peers [--json]
+    phantomctl [--node DIR] dht put KEY VALUE [--ttl S] [--replication N] [--json]
+    phantomctl [--node DIR] dht get KEY [--json]
+
+A KEY of 64 hex digits is used as it is; any other text is hashed with SHA-256 to 32 bytes.
 
 Each subcommand is an C{Options} class with C{call(protocol)} (the AMP request) and
 C{render(result)} (the human-readable text); C{--json} prints the result as JSON instead.
 L{askNode} asks a node the same way from other programs (the testnet).
 """
 
+import getopt
+import hashlib
 import os
 
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
@@ -17,12 +24,21 @@ from twisted.protocols import amp
 from twisted.python import usage
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import Status
+from phantom.control.commands import DhtGet, DhtPut, Peers, Status
 from phantom.control.runner import runCommandLine
 
 
 class _Subcommand(usage.Options):
     optFlags = [["json", "j", "Print the result as one JSON object."]]
+
+    def parseOptions(self, options=None):
+        # Options may follow the arguments (``dht put KEY VALUE --ttl 60``), as in GNU tools.
+        try:
+            found, arguments = getopt.gnu_getopt(options or [], self.shortOpt, self.longOpt)
+        except getopt.GetoptError as e:
+            raise usage.UsageError(str(e)) from e
+        reordered = [item for option, value in found for item in ((option, value) if value else (option,))]
+        super().parseOptions(reordered + ["--"] + arguments)
 
     async def run(self, reactor):
         """Ask the node; the result as JSON or as text, for L{runCommandLine} to print."""
@@ -75,6 +91,111 @@ class StatusOptions(_Subcommand):
         return "\n".join(lines)
 
 
+def parseKey(text):
+    """The 32-byte key C{text} names: 64 hex digits as they are, any other text's SHA-256."""
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    return hashlib.sha256(text.encode()).digest()
+
+
+def describeValue(value):
+    """A value for JSON: its text where it is UTF-8, and always its hex."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"value": text, "value_hex": value.hex()}
+
+
+class PeersOptions(_Subcommand):
+    """``phantomctl peers``: the routing table."""
+
+    synopsis = "[--json]"
+
+    def call(self, protocol):
+        d = protocol.callRemote(Peers)
+        d.addCallback(lambda r: {**r, "contacts": [dict(c) for c in r["contacts"]], "buckets": [dict(b) for b in r["buckets"]]})
+        return d
+
+    def render(self, result):
+        lookups = result["lookups"]
+        perLookup = result["lookup_requests"] / lookups if lookups else 0
+        lines = [
+            f"contacts   {len(result['contacts'])} in {len(result['buckets'])} buckets",
+            f"lookups    {lookups} ({perLookup:.1f} requests each)",
+            f"stored     {result['stored']} records",
+            "bucket  size  replacements  idle",
+        ]
+        for bucket in result["buckets"]:
+            lines.append(f"{bucket['index']:>6}  {bucket['size']:>4}  {bucket['replacements']:>12}  {formatUptime(bucket['idle'])}")
+        for contact in result["contacts"]:
+            lines.append(f"  {contact['node_id']}  {contact['address']}")
+        return "\n".join(lines)
+
+
+class DhtPutOptions(_Subcommand):
+    """``phantomctl dht put KEY VALUE``: store a value as a module-API PUT does."""
+
+    synopsis = "KEY VALUE [--ttl S] [--replication N] [--json]"
+    optParameters = [
+        ["ttl", "t", 3600, "Seconds the value should live (clamped by the node).", int],
+        ["replication", "r", 20, "On how many nodes to store it (a hint).", int],
+    ]
+
+    def parseArgs(self, key, value):
+        self["key"] = parseKey(key)
+        self["value"] = value.encode()
+        if not 0 < len(self["value"]) <= 65495:
+            raise usage.UsageError("a value is 1 to 65495 bytes")
+
+    def call(self, protocol):
+        d = protocol.callRemote(DhtPut, key=self["key"], value=self["value"], ttl=self["ttl"], replication=self["replication"])
+        d.addCallback(lambda _: {"key": self["key"].hex(), "stored": True})
+        return d
+
+    def render(self, result):
+        return f"stored under {result['key']}"
+
+
+class DhtGetOptions(_Subcommand):
+    """``phantomctl dht get KEY``: find a value as a module-API GET does."""
+
+    synopsis = "KEY [--json]"
+
+    def parseArgs(self, key):
+        self["key"] = parseKey(key)
+
+    def call(self, protocol):
+        d = protocol.callRemote(DhtGet, key=self["key"])
+        d.addCallback(lambda r: {"key": self["key"].hex(), "found": r["found"], **(describeValue(r["value"]) if r["found"] else {})})
+        return d
+
+    def render(self, result):
+        if not result["found"]:
+            return f"nothing found under {result['key']}"
+        return result["value"] if result["value"] is not None else result["value_hex"]
+
+
+class DhtOptions(usage.Options):
+    """``phantomctl dht``: the network database's module-API operations."""
+
+    subCommands = [
+        ["put", None, DhtPutOptions, "Store a value."],
+        ["get", None, DhtGetOptions, "Find a value."],
+    ]
+
+    def postOptions(self):
+        if self.subCommand is None:
+            raise usage.UsageError("put or get is needed")
+        self["node"] = self.parent["node"]
+
+    async def run(self, reactor):
+        return await self.subOptions.run(reactor)
+
+
 class Options(usage.Options):
     """The options of ``phantomctl``."""
 
@@ -87,7 +208,11 @@ class Options(usage.Options):
             "The node's data directory (its control socket is there) [default: $PHANTOM_NODE or ~/.phantom].",
         ]
     ]
-    subCommands = [["status", None, StatusOptions, "Show the node's id, addresses, uptime, links and peers."]]
+    subCommands = [
+        ["status", None, StatusOptions, "Show the node's id, addresses, uptime, links and peers."],
+        ["peers", None, PeersOptions, "Show the routing table."],
+        ["dht", None, DhtOptions, "Store or find a value in the network database."],
+    ]
 
     def postOptions(self):
         if self.subCommand is None:

@@ -5,7 +5,7 @@ Each command's response is what C{phantomctl} prints; a new C{phantomctl} subcom
 command here, a responder in L{phantom.control.server} and a subcommand in L{phantom.control.cli}.
 """
 
-from twisted.protocols.amp import AmpList, Command, Float, Integer, Unicode
+from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, String, Unicode
 
 PEER = [
     (b"node_id", Unicode()),
@@ -26,4 +26,39 @@ class Status(Command):
         (b"links", Integer()),
         (b"connections", Integer()),
         (b"peers", AmpList(PEER)),
+    ]
+
+
+class DhtPut(Command):
+    """Store an opaque value in the network database, as a module-API PUT does."""
+
+    arguments = [(b"key", String()), (b"value", String()), (b"ttl", Integer()), (b"replication", Integer())]
+    response = []
+
+
+class DhtGet(Command):
+    """Find an opaque value in the network database, as a module-API GET does."""
+
+    arguments = [(b"key", String())]
+    response = [(b"found", Boolean()), (b"value", String())]
+
+
+BUCKET = [
+    (b"index", Integer()),
+    (b"size", Integer()),
+    (b"replacements", Integer()),
+    (b"idle", Float()),
+]
+
+
+class Peers(Command):
+    """The routing table: its buckets and contacts, and how many lookups cost how many requests."""
+
+    arguments = []
+    response = [
+        (b"contacts", AmpList(PEER)),
+        (b"buckets", AmpList(BUCKET)),
+        (b"lookups", Integer()),
+        (b"lookup_requests", Integer()),
+        (b"stored", Integer()),
     ]

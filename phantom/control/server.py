@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import Status
+from phantom.control.commands import DhtGet, DhtPut, Peers, Status
 from phantom.link.listening import ListeningService
 
 MAX_UNIX_PATH = 107
@@ -23,6 +23,21 @@ class ControlProtocol(amp.AMP):
     @Status.responder
     def status(self):
         return self._node.status()
+
+    @DhtPut.responder
+    def dhtPut(self, key, value, ttl, replication):
+        self._node.dht.put(key, value, ttl, replication)
+        return {}
+
+    @DhtGet.responder
+    def dhtGet(self, key):
+        d = self._node.dht.get(key)
+        d.addCallback(lambda value: {"found": value is not None, "value": value or b""})
+        return d
+
+    @Peers.responder
+    def peers(self):
+        return self._node.routingSummary()
 
 
 class ControlService(ListeningService):

@@ -1,5 +1,6 @@
 """The control socket and C{phantomctl}, against real nodes in this process."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -76,6 +77,29 @@ class ControlTests(TestCase):
         self.assertEqual(code, 0, err)
         self.assertIn(first.nodeId.hex(), out.decode())
         self.assertIn("peers      1", out.decode())
+
+    async def test_dhtPutGetAndPeers(self):
+        """phantomctl dht put on one node and dht get on another; peers shows the routing table."""
+        first = startNode(self, "127.0.0.26")
+        second = startNode(self, "127.0.0.27", bootstrap=first.address)
+        await second.dht.joined
+
+        async def phantomctl(node, *args):
+            out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", node.config.dataDir, *args], env=os.environ)
+            self.assertEqual(code, 0, err)
+            return out.decode()
+
+        stored = json.loads(await phantomctl(first, "dht", "put", "some key", "some value", "--ttl", "60", "--json"))
+        self.assertEqual(stored["key"], hashlib.sha256(b"some key").hexdigest())
+        found = json.loads(await phantomctl(second, "dht", "get", "--json", "some key"))
+        self.assertEqual((found["found"], found["value"]), (True, "some value"))
+        self.assertEqual(await phantomctl(second, "dht", "get", "some key"), "some value\n")
+        missing = json.loads(await phantomctl(second, "dht", "get", "ab" * 32, "--json"))
+        self.assertEqual((missing["found"], missing["key"]), (False, "ab" * 32))
+        peers = json.loads(await phantomctl(second, "peers", "--json"))
+        self.assertEqual([c["node_id"] for c in peers["contacts"]], [first.nodeId.hex()])
+        self.assertGreaterEqual(peers["lookups"], 1)
+        self.assertIn("contacts   1 in 1 buckets", await phantomctl(second, "peers"))
 
     async def test_noNode(self):
         """Asking a directory where no node runs fails with a message and exit code 1."""
