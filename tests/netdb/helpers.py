@@ -19,12 +19,12 @@ def loopbackAddress(index, base=100):
     return f"127.0.{number // 250 + 1}.{number % 250 + 2}"
 
 
-def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=100, seed=None):
-    """A started DHT node on its own loopback address, stopped on cleanup."""
+def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=100, seed=None, cls=DhtNode):
+    """A started DHT node (of class C{cls}) on its own loopback address, stopped on cleanup."""
     host = loopbackAddress(index, base)
     identity = identity or Identity.generate()
     links = startLinkService(testCase, address=host, bindAddress=host, identity=identity)
-    node = DhtNode(
+    node = cls(
         identity,
         links,
         reactor,

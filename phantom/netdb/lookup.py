@@ -1,0 +1,209 @@
+"""
+The iterative Kademlia lookup, sans-io: answers in, the next contacts to ask out.
+
+One L{Lookup} finds the k contacts closest to a target (FIND_NODE) or a value stored under it
+(FIND_VALUE), as section 2.3 of the Kademlia paper describes, with one refinement: instead of
+rounds of alpha requests, a new request leaves as soon as one returns, always to the closest
+contact not asked yet, and only to one of the k closest contacts known. Contacts pushed out of
+the k closest by nearer ones are never asked, so no request is spent on them.
+
+The caller sends the requests L{Lookup.nextQueries} names, and reports each outcome with
+L{Lookup.responded}, L{Lookup.found} or L{Lookup.failed}, until L{Lookup.done}.
+"""
+
+import bisect
+import enum
+
+from phantom.netdb import ALPHA, K
+from phantom.netdb.routing import idAsInt
+
+
+class Progress(enum.Enum):
+    """How far a lookup got with one contact."""
+
+    HEARD_OF = "heard of"
+    ASKED = "asked"
+    ANSWERED = "answered"
+    HELD_VALUE = "held the value"
+    FAILED = "failed"
+
+
+class _Candidate:
+    """A contact the lookup heard of, its distance from the target and its L{Progress}."""
+
+    __slots__ = ("contact", "distance", "progress")
+
+    def __init__(self, contact, distance):
+        self.contact = contact
+        self.distance = distance
+        self.progress = Progress.HEARD_OF
+
+
+class Lookup:
+    """
+    One FIND_NODE or FIND_VALUE lookup.
+
+    It ends when each of the k closest contacts heard of (the failed ones left out) has answered,
+    or when a contact returns the value. Once it is done, further outcomes are ignored.
+
+    @ivar target: the 32-byte id or key looked up.
+    @ivar requests: how many requests L{nextQueries} has asked for so far.
+    @ivar inFlight: how many of them have no outcome yet.
+    @ivar value: the value found (FIND_VALUE), or C{None}.
+    @ivar valueSource: the L{Contact} that returned L{value}, or C{None}.
+    """
+
+    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False):
+        """
+        @param target: the 32-byte id or key to look up.
+        @param contacts: the L{Contact}s to start from, usually the closest in our routing table.
+        @param ownId: our node id, never asked and never in the result.
+        @param k: how many closest contacts the lookup finds.
+        @param alpha: how many requests may be in flight at once.
+        @param findValue: C{True} for FIND_VALUE, C{False} for FIND_NODE.
+        @raise ValueError: C{target} or a contact's node id is not 32 bytes.
+        """
+        self.target = target
+        self._target = idAsInt(target)
+        self._ownId = ownId
+        self._k = k
+        self._alpha = alpha
+        self._findValue = findValue
+        self._candidates = {}
+        self._ranked = []
+        """C{(distance, nodeId)} of the candidates that did not fail, closest first."""
+        self.requests = 0
+        self.inFlight = 0
+        self.value = None
+        self.valueSource = None
+        self._heardOf(self._measure(contacts))
+
+    def _measure(self, contacts):
+        """
+        Pair each contact with its distance from the target.
+
+        @return: a list of C{(distance from the target, contact)}.
+        @raise ValueError: a contact's node id is not 32 bytes.
+        """
+        return [(idAsInt(contact.nodeId) ^ self._target, contact) for contact in contacts]
+
+    def _heardOf(self, measured):
+        """
+        Add the contacts not heard of before, ours left out.
+
+        @param measured: what L{_measure} returns.
+        """
+        for contactDistance, contact in measured:
+            nodeId = contact.nodeId
+            if nodeId == self._ownId or nodeId in self._candidates:
+                continue
+            self._candidates[nodeId] = _Candidate(contact, contactDistance)
+            bisect.insort(self._ranked, (contactDistance, nodeId))
+
+    def _closest(self):
+        """The k closest candidates that did not fail, closest first."""
+        return [self._candidates[nodeId] for _, nodeId in self._ranked[: self._k]]
+
+    @property
+    def done(self):
+        """C{True} once the value is found or each of the k closest candidates has answered."""
+        if self.valueSource is not None:
+            return True
+        waiting = (Progress.HEARD_OF, Progress.ASKED)
+        return not any(candidate.progress in waiting for candidate in self._closest())
+
+    def nextQueries(self):
+        """
+        The contacts to ask now: the closest not asked yet among the k closest known, as many
+        as keep alpha requests in flight. Each is counted as asked and in flight.
+
+        @return: a list of L{Contact}s, possibly empty.
+        """
+        if self.done:
+            return []
+        queries = []
+        for candidate in self._closest():
+            if self.inFlight == self._alpha:
+                break
+            if candidate.progress is Progress.HEARD_OF:
+                candidate.progress = Progress.ASKED
+                self.inFlight += 1
+                self.requests += 1
+                queries.append(candidate.contact)
+        return queries
+
+    def _settle(self, contact, progress):
+        """
+        Record the outcome of the request to C{contact}.
+
+        @return: C{False} if the lookup is done and ignores the outcome, else C{True}.
+        @raise ValueError: C{contact} was not asked, or already has an outcome.
+        """
+        if self.done:
+            return False
+        candidate = self._candidates.get(contact.nodeId)
+        if candidate is None or candidate.progress is not Progress.ASKED:
+            raise ValueError(f"{contact} has no request in flight")
+        candidate.progress = progress
+        self.inFlight -= 1
+        return True
+
+    def responded(self, contact, contacts):
+        """
+        A contact answered with the contacts it knows closest to the target.
+
+        @param contact: the L{Contact} asked.
+        @param contacts: the L{Contact}s it returned; duplicates and our own id are skipped.
+        @raise ValueError: C{contact} has no request in flight, or a returned contact has no
+            32-byte node id (then the answer is not recorded).
+        """
+        measured = self._measure(contacts)
+        if self._settle(contact, Progress.ANSWERED):
+            self._heardOf(measured)
+
+    def found(self, contact, value):
+        """
+        A contact returned the value (FIND_VALUE); the lookup is done.
+
+        Values must be checked before they are reported: a contact that returns an invalid
+        value is reported with L{failed} instead, and the lookup goes on without it.
+
+        @param contact: the L{Contact} asked.
+        @param value: the value it returned, checked by the caller.
+        @raise ValueError: C{contact} has no request in flight, or this is a FIND_NODE lookup.
+        """
+        if not self._findValue:
+            raise ValueError("a FIND_NODE lookup finds no value")
+        if self._settle(contact, Progress.HELD_VALUE):
+            self.value = value
+            self.valueSource = contact
+
+    def failed(self, contact):
+        """
+        A request timed out or went wrong, or the contact returned an invalid value: the contact
+        is never asked again nor counted in the result.
+
+        @param contact: the L{Contact} asked.
+        @raise ValueError: C{contact} has no request in flight.
+        """
+        if self._settle(contact, Progress.FAILED):
+            self._ranked.remove((self._candidates[contact.nodeId].distance, contact.nodeId))
+
+    @property
+    def result(self):
+        """The k closest contacts that answered, closest first."""
+        answered = (Progress.ANSWERED, Progress.HELD_VALUE)
+        closest = (self._candidates[nodeId] for _, nodeId in self._ranked)
+        return [c.contact for c in closest if c.progress in answered][: self._k]
+
+    @property
+    def closestWithoutValue(self):
+        """
+        The closest contact that answered without the value: where the Kademlia paper caches a
+        value found by FIND_VALUE. C{None} if no contact answered without it.
+        """
+        for _, nodeId in self._ranked:
+            candidate = self._candidates[nodeId]
+            if candidate.progress is Progress.ANSWERED:
+                return candidate.contact
+        return None

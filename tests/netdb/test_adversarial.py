@@ -1,0 +1,129 @@
+"""
+Nodes that lie: forged records served or stored, contacts with ids they do not hold. Nothing
+they say is stored or believed, and honest lookups still succeed.
+"""
+
+import os
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from phantom.config import Contact
+from phantom.identity import Identity
+from phantom.netdb.records import RoutingEntry, addressBytes
+from phantom.netdb.service import DhtNode
+from phantom.wire.dht import RpcKind, Table
+from tests.netdb.helpers import startDhtNetwork, startDhtNode
+
+NOW = int(reactor.seconds())
+
+
+class ForgingNode(DhtNode):
+    """Answers every FIND_VALUE with a forged version of the record asked for, if it has one to forge."""
+
+    forged = None
+    served = 0
+
+    def respond(self, sender, kind, content):
+        if kind == RpcKind.FIND_VALUE and self.forged is not None:
+            self.served += 1
+            return RpcKind.VALUE, {"value": self.forged}
+        return super().respond(sender, kind, content)
+
+
+class LyingNode(DhtNode):
+    """Answers FIND_NODE and FIND_VALUE with contacts whose ids it made up, at real addresses."""
+
+    def respond(self, sender, kind, content):
+        if kind in (RpcKind.FIND_NODE, RpcKind.FIND_VALUE):
+            fakes = [
+                {"node_id": os.urandom(32), "address": addressBytes(c.host), "port": c.port}
+                for c in self.table.closest(os.urandom(32), 20)
+            ]
+            return RpcKind.NODES, {"contacts": fakes}
+        return super().respond(sender, kind, content)
+
+
+def closestIdentity(key, nodes):
+    """An identity whose node id is closer to C{key} than any of C{nodes}' ids."""
+    target = int.from_bytes(key, "big")
+    best = min(int.from_bytes(node.nodeId, "big") ^ target for node in nodes)
+    while True:
+        identity = Identity.generate()
+        if int.from_bytes(identity.nodeId, "big") ^ target < best:
+            return identity
+
+
+def flip(data, position):
+    data = bytearray(data)
+    data[position] ^= 0x01
+    return bytes(data)
+
+
+class AdversarialTests(TestCase):
+    timeout = 120
+
+    async def test_forgedRoutingEntryNotBelieved(self):
+        """A node serving a forged routing entry is not believed; the real entry is found."""
+        nodes = await startDhtNetwork(self, 10, base=190)
+        routingKey = ed25519.Ed25519PrivateKey.generate()
+        entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
+        liar = startDhtNode(
+            self, 30, bootstrap=[Contact(*nodes[0].address)], base=190, cls=ForgingNode, identity=closestIdentity(entry.key, nodes)
+        )
+        await liar.joined
+        liar.forged = flip(entry.encoded, 40)
+        await nodes[2].storeRecord(Table.ROUTE, entry.key, entry.encoded, replication=2)
+        seekers = [node for node in nodes if node.store.get(Table.ROUTE, entry.key) is None]
+        self.assertGreater(len(seekers), 4)
+        for node in seekers:
+            found = await node.findRecord(Table.ROUTE, entry.key)
+            self.assertEqual(found.encoded, entry.encoded)
+        self.assertGreater(liar.served, 0)
+
+    async def test_onlyForgeriesFindNothing(self):
+        """If only forgeries exist, the lookup finds nothing rather than believing one."""
+        nodes = await startDhtNetwork(self, 6, base=205)
+        routingKey = ed25519.Ed25519PrivateKey.generate()
+        entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
+        liar = startDhtNode(self, 30, bootstrap=[Contact(*nodes[0].address)], base=205, cls=ForgingNode)
+        await liar.joined
+        liar.forged = flip(entry.encoded, len(entry.encoded) - 1)
+        self.assertIsNone(await nodes[3].findRecord(Table.ROUTE, entry.key))
+        self.assertEqual(liar.served, 1)
+
+    async def test_forgedStoresRefused(self):
+        """STOREs of forged node records and routing entries are refused; nothing is stored."""
+        nodes = await startDhtNetwork(self, 4, base=215)
+        victim, attacker = nodes[1], nodes[2]
+        routingKey = ed25519.Ed25519PrivateKey.generate()
+        entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[0].nodeId)], NOW)
+        ownRecord = victim.store.get(Table.NODE, victim.nodeId)
+        forgeries = [
+            ("ROUTE", entry.key, flip(entry.encoded, 50)),
+            ("ROUTE", os.urandom(32), entry.encoded),
+            ("NODE", victim.nodeId, flip(ownRecord.encoded, 30)),
+            ("NODE", os.urandom(32), ownRecord.encoded),
+        ]
+        contact = Contact(*victim.address, victim.nodeId)
+        for table, key, value in forgeries:
+            kind, content = await attacker.rpc.call(contact, RpcKind.STORE, {"port": 0, "table": table, "key": key, "ttl": 60, "value": value})
+            self.assertEqual((kind, content.accepted), (RpcKind.STORED, 0))
+        self.assertIsNone(victim.store.get(Table.ROUTE, entry.key))
+        self.assertEqual(victim.store.get(Table.NODE, victim.nodeId), ownRecord)
+
+    async def test_madeUpIdsNotBelieved(self):
+        """Contacts with made-up ids at real addresses never enter a table or a lookup result."""
+        nodes = await startDhtNetwork(self, 8, base=225)
+        liar = startDhtNode(self, 30, bootstrap=[Contact(*nodes[0].address)], base=225, cls=LyingNode)
+        await liar.joined
+        real = {node.nodeId for node in nodes} | {liar.nodeId}
+        for node in nodes:
+            search = await node.lookup(os.urandom(32))
+            self.assertTrue({c.nodeId for c in search.result} <= real)
+            self.assertTrue({c.nodeId for c in node.table} <= real)
+        key = os.urandom(32)
+        nodes[1].put(key, b"still found", 60, 3)
+        for node in nodes[2:]:
+            self.assertEqual(await node.get(key), b"still found")
