@@ -12,8 +12,9 @@ class IValueStore(Interface):
     def put(key, value, ttl, replication):
         """
         Store C{value} (1 to 65495 bytes) under C{key} (32 bytes) for about C{ttl} seconds on
-        about C{replication} nodes: hints that the store may clamp. Returns nothing; storing is
-        best effort and a later C{get} on the same node finds the value at once.
+        about C{replication} nodes: hints that the store may clamp. Storing is best effort and
+        a later C{get} on the same node finds the value at once; what it returns (if anything)
+        need not be waited for.
         """
 
     def get(key):

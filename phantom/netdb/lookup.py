@@ -2,10 +2,10 @@
 The iterative Kademlia lookup, sans-io: answers in, the next contacts to ask out.
 
 One L{Lookup} finds the k contacts closest to a target (FIND_NODE) or a value stored under it
-(FIND_VALUE), as section 2.3 of the Kademlia paper describes, with one refinement: instead of
-rounds of alpha requests, a new request leaves as soon as one returns, always to the closest
-contact not asked yet, and only to one of the k closest contacts known. Contacts pushed out of
-the k closest by nearer ones are never asked, so no request is spent on them.
+(FIND_VALUE), as section 2.3 of the Kademlia paper describes. Rather than in rounds of alpha
+requests, a new request leaves as soon as one returns (the paper allows it), always to the
+closest contact not asked yet, and only while that contact is among the k closest known: a
+contact that nearer ones have pushed out of the k closest is never asked.
 
 The caller sends the requests L{Lookup.nextQueries} names, and reports each outcome with
 L{Lookup.responded}, L{Lookup.found} or L{Lookup.failed}, until L{Lookup.done}.

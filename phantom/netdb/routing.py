@@ -140,7 +140,7 @@ class RoutingTable:
 
         A known contact moves to the tail of its bucket, with its new address if it changed.
         A new contact enters its bucket if there is room; otherwise it becomes a replacement,
-        and the first time a full bucket is offered a newcomer, the table asks for its oldest
+        and unless a ping for that bucket is pending, the table asks for the bucket's oldest
         contact to be pinged. The caller reports the outcome: L{seen} if it answers (it stays;
         the newcomer stays a replacement), L{failed} if not (it is evicted; the freshest
         replacement takes its place). Our own id is ignored.

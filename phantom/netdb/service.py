@@ -93,6 +93,11 @@ class DhtNode(Service):
 
     # Service
 
+    @property
+    def contact(self):
+        """This node as a L{Contact}, or C{None} when it is not reachable."""
+        return Contact(self.address[0], self.address[1], self.nodeId) if self.address else None
+
     def reachableAt(self, host, port):
         """Set the address other nodes reach this node at (known once its port listens)."""
         self.address = (host, port)
@@ -305,17 +310,21 @@ class DhtNode(Service):
         """
         L{IValueStore}: keep C{value} here and on max(C{replication}, minReplication) of the
         closest nodes (at most K); invalid values are dropped with a log line.
+
+        @return: a Deferred that fires with how many nodes accepted the value once it was sent
+            to them; callers that only need the local copy may ignore it.
         """
         try:
             self.store.put(Table.VALUE, key, value, ttl)
         except InvalidRecord as e:
             self.log.warn("module API value not stored: {why}", why=str(e))
-            return
+            return succeed(0)
         ttl = min(max(int(ttl), 1), self.settings.maxValueTtl)
         replication = min(max(int(replication), self.settings.minReplication), K)
         self._published[(Table.VALUE, key)] = (value, ttl, replication, self._clock.seconds() + ttl)
         d = Deferred.fromCoroutine(self._replicate(Table.VALUE, key, value, ttl, replication))
-        d.addErrback(lambda failure: self.log.failure("replicating a module API value", failure))
+        d.addErrback(lambda failure: self.log.failure("replicating a module API value", failure) or 0)
+        return d
 
     def get(self, key):
         """L{IValueStore}: the value under C{key}, or C{None}; fires within the GET timeout."""
