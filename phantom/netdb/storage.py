@@ -5,11 +5,9 @@ expired on the clock, bounded in size.
 
 from dataclasses import dataclass
 
+from phantom.config import DhtSettings
 from phantom.netdb.records import InvalidRecord, parseRecord
 from phantom.wire.dht import Table
-
-DEFAULT_MAX_VALUE_TTL = 43200
-"""The longest a module-API value is kept: 12 hours, as the VoidPhone spec of 2015 capped it."""
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """How many bytes of records a node holds for others at most."""
@@ -32,7 +30,7 @@ class RecordStore:
     @param maxBytes: once this many bytes are held, new keys are refused (updates still land).
     """
 
-    def __init__(self, clock, maxValueTtl=DEFAULT_MAX_VALUE_TTL, maxBytes=DEFAULT_MAX_BYTES):
+    def __init__(self, clock, maxValueTtl=DhtSettings.maxValueTtl, maxBytes=DEFAULT_MAX_BYTES):
         self._clock = clock
         self.maxValueTtl = maxValueTtl
         self.maxBytes = maxBytes

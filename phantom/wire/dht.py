@@ -30,6 +30,8 @@ from construct import (
     this,
 )
 
+from phantom.wire.api import MAX_PUT_VALUE
+
 KEY_SIZE = 32
 REQUEST_ID_SIZE = 8
 SIGNATURE_SIZE = 64
@@ -37,8 +39,8 @@ MAX_CONTACTS = 20
 """At most K contacts in one NODES reply."""
 MAX_ENTRY_NODES = 8
 """At most this many entry nodes in one routing entry."""
-MAX_VALUE = 65495
-"""The largest opaque value: what one module-API SUCCESS message can carry."""
+MAX_VALUE = MAX_PUT_VALUE
+"""The largest opaque value: what one module-API PUT can carry."""
 RECORD_FORMAT = b"\x01"
 
 

@@ -105,15 +105,16 @@ def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
 
 
 class LogCollector:
-    """Collects the formatted link-layer warnings logged while it is installed."""
+    """Collects the formatted warnings logged under C{namespace} while it is installed."""
 
-    def __init__(self, testCase):
+    def __init__(self, testCase, namespace="phantom.link"):
         self.lines = []
+        self._namespace = namespace
         globalLogPublisher.addObserver(self)
         testCase.addCleanup(globalLogPublisher.removeObserver, self)
 
     def __call__(self, event):
-        if event.get("log_namespace", "").startswith("phantom.link") and event.get("log_level").name == "warn":
+        if event.get("log_namespace", "").startswith(self._namespace) and event.get("log_level").name == "warn":
             self.lines.append(formatEvent(event))
 
     def about(self, port):

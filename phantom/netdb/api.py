@@ -1,0 +1,361 @@
+"""
+The VoidPhone DHT module API, server side: local programs PUT and GET opaque values over
+plain TCP (message types 650 to 653, see L{phantom.wire.api}).
+
+L{ApiDecoder} is the sans-io core: bytes in, messages out, L{ProtocolError} on anything
+malformed. L{ApiProtocol} drives it for one connection and serves an
+L{phantom.netdb.interfaces.IValueStore}:
+
+    - a PUT is handed to the store and gets no answer;
+    - every GET gets exactly one SUCCESS or FAILURE on its connection within C{getTimeout}
+      seconds, in the order the answers complete (each carries its key); an answer that comes
+      after the deadline, or after the connection closed, is dropped;
+    - at most C{maxOutstanding} GETs per connection wait for an answer; beyond that, and
+      while the client does not read its answers, the connection is not read from;
+    - malformed input closes that connection, with one log line naming the peer and the reason.
+
+L{ApiService} listens for such connections.
+"""
+
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from phantom.config import formatHostPort
+from phantom.link.listening import ListeningService
+from phantom.wire import ProtocolError
+from phantom.wire.api import (
+    HEADER,
+    HEADER_SIZE,
+    REQUESTS,
+    DhtFailure,
+    DhtPut,
+    DhtSuccess,
+    checkHeader,
+    decodeMessage,
+    encodeMessage,
+)
+
+DEFAULT_GET_TIMEOUT = 10.0
+"""Seconds within which every GET is answered; the official client waits forever."""
+
+DEFAULT_MAX_OUTSTANDING = 64
+"""GETs one connection may have waiting for an answer before it is no longer read from."""
+
+
+class ApiDecoder:
+    """
+    Splits a stream of module-API messages into messages.
+
+    A message's header is judged as soon as its 4 bytes are there, so a wrong size or type
+    is refused without waiting for the body it announces.
+
+    @param accepted: the L{phantom.wire.api.MessageType}s this side may receive:
+        L{phantom.wire.api.REQUESTS} on the node, L{phantom.wire.api.REPLIES} in a client.
+    """
+
+    def __init__(self, accepted):
+        self._accepted = frozenset(accepted)
+        self._buffer = bytearray()
+        self._offset = 0
+
+    @property
+    def pending(self):
+        """How many received bytes are not yet decoded."""
+        return len(self._buffer) - self._offset
+
+    def receive(self, data):
+        """Take the next bytes of the stream, to be decoded by L{nextMessage}."""
+        if self._offset:
+            del self._buffer[: self._offset]
+            self._offset = 0
+        self._buffer += data
+
+    def nextMessage(self):
+        """
+        Decode the next message received.
+
+        @return: a L{phantom.wire.api.DhtPut}, L{phantom.wire.api.DhtGet},
+            L{phantom.wire.api.DhtSuccess} or L{phantom.wire.api.DhtFailure}, or C{None} until
+            the whole of the next message has been received.
+        @raise ProtocolError: the next message is malformed or of a type not accepted; the
+            stream is then unusable.
+        """
+        available = len(self._buffer) - self._offset
+        if available < HEADER_SIZE:
+            return None
+        size, number = HEADER.unpack_from(self._buffer, self._offset)
+        kind = checkHeader(size, number)
+        if kind not in self._accepted:
+            raise ProtocolError(f"DHT {kind.name} ({int(kind)}) is not a message this side receives")
+        if available < size:
+            return None
+        start = self._offset
+        self._offset += size
+        return decodeMessage(bytes(self._buffer[start : self._offset]))
+
+    def feed(self, data):
+        """
+        Take the next bytes of the stream and decode every message they complete.
+
+        @return: the list of messages (see L{nextMessage}).
+        @raise ProtocolError: see L{nextMessage}.
+        """
+        self.receive(data)
+        messages = []
+        message = self.nextMessage()
+        while message is not None:
+            messages.append(message)
+            message = self.nextMessage()
+        return messages
+
+
+class _PendingGet:
+    """A GET waiting for its answer: its key and its deadline."""
+
+    def __init__(self, key):
+        self.key = key
+        self.deadline = None
+
+
+@implementer(IPushProducer)
+class ApiProtocol(Protocol):
+    """
+    One module-API connection.
+
+    It is also the push producer of its own answers: when the transport's write buffer is
+    full it pauses the protocol, which then stops reading requests until the client has
+    read its answers.
+
+    @param store: the L{phantom.netdb.interfaces.IValueStore} served.
+    @param clock: an C{IReactorTime} for the answer deadlines.
+    @param getTimeout: seconds within which every GET is answered (FAILURE when the store
+        has not answered by then).
+    @param maxOutstanding: how many GETs may wait for an answer at once.
+    """
+
+    log = Logger()
+
+    def __init__(self, store, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+        self._store = store
+        self._clock = clock
+        self._getTimeout = getTimeout
+        self._maxOutstanding = maxOutstanding
+        self._decoder = ApiDecoder(REQUESTS)
+        self._outstanding = set()
+        self._closing = False
+        self._lost = False
+        self._decoding = False
+        self._writeBlocked = False
+        self._readingPaused = False
+        self._waitingForClose = []
+        self.peer = None
+
+    @property
+    def outstanding(self):
+        """How many GETs wait for their answer."""
+        return len(self._outstanding)
+
+    @property
+    def buffered(self):
+        """How many received bytes wait to be handled."""
+        return self._decoder.pending
+
+    # Connection lifecycle
+
+    def connectionMade(self):
+        self.peer = self.transport.getPeer()
+        self.transport.registerProducer(self, True)
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self._decoder.receive(data)
+        self._handleReceived()
+
+    def connectionLost(self, reason):
+        self._closing = self._lost = True
+        for pending in self._outstanding:
+            if pending.deadline.active():
+                pending.deadline.cancel()
+        self._outstanding.clear()
+        self.log.debug("DHT API client {peer} gone: {why}", peer=self._describePeer(), why=reason.getErrorMessage())
+        waiting, self._waitingForClose = self._waitingForClose, []
+        for deferred in waiting:
+            deferred.callback(None)
+
+    def whenClosed(self):
+        """
+        @return: a Deferred that fires with C{None} once the connection is closed.
+        """
+        closed = Deferred()
+        if self._lost:
+            closed.callback(None)
+        else:
+            self._waitingForClose.append(closed)
+        return closed
+
+    def abort(self, reason):
+        """Close the connection at once, with one log line naming the peer and C{reason}."""
+        if not self._closing:
+            self.log.warn("DHT API client {peer} closed: {why}", peer=self._describePeer(), why=reason)
+            self.close()
+
+    def close(self):
+        """Close the connection at once; answers not yet sent are dropped."""
+        if not self._closing:
+            self._closing = True
+            self.transport.abortConnection()
+
+    def _describePeer(self):
+        return formatHostPort(self.peer.host, self.peer.port) if self.peer is not None else "unknown peer"
+
+    # Requests
+
+    def _handleReceived(self):
+        """Handle the messages received, as far as the limits allow."""
+        if self._decoding:
+            # An answer was sent while a message was being handled; the loop goes on below.
+            return
+        self._decoding = True
+        try:
+            while not self._closing and not self._writeBlocked and len(self._outstanding) < self._maxOutstanding:
+                try:
+                    message = self._decoder.nextMessage()
+                except ProtocolError as e:
+                    self.abort(str(e))
+                    return
+                if message is None:
+                    break
+                if isinstance(message, DhtPut):
+                    self._put(message)
+                else:
+                    self._get(message.key)
+        finally:
+            self._decoding = False
+        self._updateReading()
+
+    def _put(self, message):
+        try:
+            self._store.put(message.key, message.value, message.ttl, message.replication)
+        except Exception:
+            self.log.failure("the value store failed a PUT for {key}", key=message.key.hex())
+
+    def _get(self, key):
+        pending = _PendingGet(key)
+        self._outstanding.add(pending)
+        pending.deadline = self._clock.callLater(self._getTimeout, self._answer, None, pending)
+        found = maybeDeferred(self._store.get, key)
+        found.addCallbacks(self._answer, self._storeFailed, callbackArgs=(pending,), errbackArgs=(pending,))
+
+    def _storeFailed(self, failure, pending):
+        self.log.failure("the value store failed a GET for {key}", failure, key=pending.key.hex())
+        self._answer(None, pending)
+
+    def _answer(self, value, pending):
+        """
+        Send the one answer to C{pending}: SUCCESS with C{value}, or FAILURE for C{None}.
+        Nothing is sent when it has been answered already or the connection is closing.
+        """
+        if pending not in self._outstanding:
+            return
+        self._outstanding.remove(pending)
+        if pending.deadline.active():
+            pending.deadline.cancel()
+        if self._closing:
+            return
+        self.transport.write(self._reply(pending.key, value))
+        self._handleReceived()
+
+    def _reply(self, key, value):
+        if value is not None:
+            try:
+                return encodeMessage(DhtSuccess(key, value))
+            except ValueError:
+                self.log.error("the value store answered {key} with an invalid value", key=key.hex())
+        return encodeMessage(DhtFailure(key))
+
+    # Flow control
+
+    def _updateReading(self):
+        if self._closing:
+            return
+        wantPaused = self._writeBlocked or len(self._outstanding) >= self._maxOutstanding
+        if wantPaused != self._readingPaused:
+            self._readingPaused = wantPaused
+            if wantPaused:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
+
+    def pauseProducing(self):
+        """The client does not read its answers fast enough: stop taking requests."""
+        self._writeBlocked = True
+        self._updateReading()
+
+    def resumeProducing(self):
+        """The client has read its answers: take requests again."""
+        self._writeBlocked = False
+        self._handleReceived()
+
+    def stopProducing(self):
+        """The connection is going away; L{connectionLost} cleans up."""
+
+
+class ApiFactory(Factory):
+    """
+    Makes an L{ApiProtocol} per connection and keeps track of the open ones.
+
+    @ivar connections: the L{ApiProtocol}s whose connections are open.
+    """
+
+    noisy = False
+
+    def __init__(self, store, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+        self._store = store
+        self._clock = clock
+        self._getTimeout = getTimeout
+        self._maxOutstanding = maxOutstanding
+        self.connections = set()
+
+    def buildProtocol(self, addr):
+        protocol = ApiProtocol(self._store, self._clock, self._getTimeout, self._maxOutstanding)
+        self.connections.add(protocol)
+        protocol.whenClosed().addCallback(lambda _: self.connections.discard(protocol))
+        return protocol
+
+
+class ApiService(ListeningService):
+    """
+    The DHT module API of a node: listens on C{endpoint} and serves C{store}.
+
+    @param store: the L{phantom.netdb.interfaces.IValueStore} served.
+    @param endpoint: the C{IStreamServerEndpoint} to listen on, e.g.
+        C{TCP4ServerEndpoint(reactor, 7401, interface="127.0.0.1")}; plain TCP, no TLS, as
+        the module API says.
+    @param clock: an C{IReactorTime} for the answer deadlines.
+    @param getTimeout: seconds within which every GET is answered.
+    @param maxOutstanding: GETs one connection may have waiting for an answer.
+    """
+
+    def __init__(self, store, endpoint, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+        self._endpoint = endpoint
+        self.factory = ApiFactory(store, clock, getTimeout, maxOutstanding)
+
+    def listener(self):
+        return self._endpoint, self.factory
+
+    @property
+    def listeningAddress(self):
+        """The C{IAddress} the API port listens on, once listening."""
+        return self.port.getHost() if self.port is not None else None
+
+    def stopService(self):
+        """Stop listening and close every open connection; fires when all are closed."""
+        waits = [super().stopService()]
+        for protocol in list(self.factory.connections):
+            waits.append(protocol.whenClosed())
+            protocol.close()
+        return gatherResults(waits)
