@@ -1,7 +1,7 @@
-"""A whole Phantom node: its identity, link layer, network database and control socket as one service."""
+"""A whole Phantom node: identity, link layer, network database, module API and control socket as one service."""
 
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.logger import Logger
 
 from phantom.config import formatHostPort
@@ -10,6 +10,7 @@ from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import describePeer
 from phantom.link.service import LinkService
+from phantom.netdb.api import ApiService
 from phantom.netdb.service import DhtNode
 from phantom.wire.link import Purpose
 
@@ -44,6 +45,10 @@ class PhantomNode(MultiService):
             self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
         )
         self.dht.setServiceParent(self)
+        apiHost, apiPort = config.apiAddress
+        apiEndpoint = (TCP6ServerEndpoint if ":" in apiHost else TCP4ServerEndpoint)(reactor, apiPort, interface=apiHost)
+        self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
+        self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
 
@@ -79,8 +84,15 @@ class PhantomNode(MultiService):
         # this line may stop the node with SIGTERM at once and get a clean shutdown.
         self.reactor.callWhenRunning(self._announce)
 
+    @property
+    def apiAddress(self):
+        """C{host:port} of the DHT module API, once listening."""
+        bound = self.api.listeningAddress
+        return describePeer(bound) if bound is not None else None
+
     def _announce(self):
         if self.running:
+            self.log.info("DHT module API listening on {address}", address=self.apiAddress)
             self.log.info(
                 "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
             )
@@ -90,6 +102,7 @@ class PhantomNode(MultiService):
         return {
             "node_id": self.nodeId.hex(),
             "listening": self.address or "",
+            "api": self.apiAddress or "",
             "uptime": self.reactor.seconds() - self.startedAt if self.startedAt is not None else 0.0,
             "links": len(self.links.links),
             "connections": len(self.links.connections),

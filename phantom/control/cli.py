@@ -80,6 +80,7 @@ class StatusOptions(_Subcommand):
         lines = [
             f"node       {result['node_id']}",
             f"listening  {result['listening']}",
+            f"DHT API    {result['api']}",
             f"uptime     {formatUptime(result['uptime'])}",
             f"links      {result['links']} open ({result['connections']} connections)",
             f"peers      {len(result['peers'])}",

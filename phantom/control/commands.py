@@ -22,6 +22,7 @@ class Status(Command):
     response = [
         (b"node_id", Unicode()),
         (b"listening", Unicode()),
+        (b"api", Unicode()),
         (b"uptime", Float()),
         (b"links", Integer()),
         (b"connections", Integer()),

@@ -32,7 +32,11 @@ def shortDirectory(testCase):
 
 def startNode(testCase, address, bootstrap=None):
     config = resolveConfig(
-        dataDir=shortDirectory(testCase), port=str(freePort(address)), listenAddress=address, bootstrap=bootstrap
+        dataDir=shortDirectory(testCase),
+        port=str(freePort(address)),
+        listenAddress=address,
+        bootstrap=bootstrap,
+        apiAddress=f"{address}:{freePort(address)}",
     )
     node = PhantomNode(config, reactor)
     node.privilegedStartService()

@@ -50,7 +50,10 @@ class NodeProcess(ProcessProtocol):
 
 def startNodeProcess(testCase, dataDir, port, address="127.0.0.31", extra=()):
     node = NodeProcess()
-    args = [TWISTD, "-n", "--pidfile=", "--logfile=-", "phantom", "--port", str(port), "--listen-address", address, "--data-dir", dataDir, *extra]
+    args = [
+        TWISTD, "-n", "--pidfile=", "--logfile=-", "phantom", "--port", str(port), "--listen-address", address,
+        "--api-address", f"{address}:{freePort(address)}", "--data-dir", dataDir, *extra,
+    ]
     transport = reactor.spawnProcess(node, TWISTD, args, env=os.environ)
 
     def stop():

@@ -1,0 +1,83 @@
+"""
+Eight ``twistd phantom`` processes on 127.0.0.x: a value PUT through one node's DHT module API is
+answered by a GET through another's, with the exact VoidPhone bytes over plain TCP.
+"""
+
+import json
+import os
+import random
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from phantom.netdb.api import ApiDecoder
+from phantom.wire.api import REPLIES, DhtFailure, DhtSuccess, encodeGet, encodePut
+from tests.testnet.helpers import runCommand, shortTemporaryDirectory
+
+
+class ApiClient(Protocol):
+    """A module-API client: writes requests, collects the replies."""
+
+    def __init__(self):
+        self.decoder = ApiDecoder(REPLIES)
+        self.replies = []
+        self.waiting = []
+
+    def dataReceived(self, data):
+        self.replies += self.decoder.feed(data)
+        waiting, self.waiting = self.waiting, []
+        for count, d in waiting:
+            self.wait(count, d)
+
+    def wait(self, count, d=None):
+        d = d or Deferred()
+        if len(self.replies) >= count:
+            d.callback(self.replies[:count])
+        else:
+            self.waiting.append((count, d))
+        return d
+
+
+async def apiClient(host, port):
+    return await connectProtocol(TCP4ClientEndpoint(reactor, host, port), ApiClient())
+
+
+class TwistdDhtTests(TestCase):
+    timeout = 180
+
+    async def test_putHereGetThere(self):
+        """PUTs through some nodes' APIs are found by GETs through other nodes' APIs."""
+        directory = shortTemporaryDirectory(self)
+        port = random.Random().randrange(20000, 60000)
+        out, err, code = await runCommand("up", "--nodes", "8", "--dir", directory, "--port", str(port), "--json")
+        self.addCleanup(runCommand, "down", "--dir", directory)
+        self.assertEqual(code, 0, err)
+        nodes = json.loads(out)["nodes"]
+        self.assertEqual(len(nodes), 8)
+        hosts = [node["address"] for node in nodes]
+        apiPort = port - 1
+
+        values = {os.urandom(32): os.urandom(100) for _ in range(4)}
+        for index, (key, value) in enumerate(values.items()):
+            writer = await apiClient(hosts[index], apiPort)
+            writer.transport.write(encodePut(key, value, ttl=600, replication=3))
+            await deferLater(reactor, 0.2, lambda: None)
+            writer.transport.loseConnection()
+
+        for index, (key, value) in enumerate(values.items()):
+            reader = await apiClient(hosts[7 - index], apiPort)
+            for attempt in range(20):
+                reader.transport.write(encodeGet(key))
+                [reply] = (await reader.wait(attempt + 1))[attempt:]
+                if isinstance(reply, DhtSuccess):
+                    break
+                await deferLater(reactor, 0.25, lambda: None)
+            self.assertEqual(reply, DhtSuccess(key, value))
+            reader.transport.write(encodeGet(os.urandom(32)))
+            [missing] = (await reader.wait(attempt + 2))[attempt + 1 :]
+            self.assertIsInstance(missing, DhtFailure)
+            reader.transport.loseConnection()
