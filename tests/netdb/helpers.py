@@ -3,11 +3,15 @@
 import random
 
 from twisted.internet import reactor
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 
 from phantom.config import Contact, DhtSettings
 from phantom.identity import Identity
+from phantom.netdb.api import ApiDecoder, ApiService
 from phantom.netdb.service import DhtNode
+from phantom.wire.api import REPLIES
 from tests.link.helpers import portOf, startLinkService
 
 FAST_DHT = DhtSettings(rpcTimeout=2.0, getTimeout=8.0, maintenanceInterval=3600.0)
@@ -52,3 +56,41 @@ async def startDhtNetwork(testCase, count, base=100, settings=FAST_DHT):
     nodes = [first] + [startDhtNode(testCase, i, bootstrap, base=base, settings=settings) for i in range(1, count)]
     await gatherResults([node.joined for node in nodes])
     return nodes
+
+
+def startApi(testCase, node):
+    """Serve C{node}'s values on the module API on its own address; C{node.api} is its (host, port)."""
+    service = ApiService(node, TCP4ServerEndpoint(reactor, 0, interface=node.address[0]), reactor, getTimeout=node.settings.getTimeout)
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    node.api = (node.address[0], service.listeningAddress.port)
+    return service
+
+
+class ApiClient(Protocol):
+    """A module-API client: writes requests, collects the replies in order of arrival."""
+
+    def __init__(self):
+        self.decoder = ApiDecoder(REPLIES)
+        self.replies = []
+        self._waiting = []
+
+    def dataReceived(self, data):
+        self.replies += self.decoder.feed(data)
+        waiting, self._waiting = self._waiting, []
+        for count, d in waiting:
+            self.wait(count, d)
+
+    def wait(self, count, d=None):
+        """@return: a Deferred firing with the first C{count} replies once they have arrived."""
+        d = d or Deferred()
+        if len(self.replies) >= count:
+            d.callback(self.replies[:count])
+        else:
+            self._waiting.append((count, d))
+        return d
+
+
+def apiClient(host, port):
+    """@return: a Deferred firing with an L{ApiClient} connected to C{host:port}."""
+    return connectProtocol(TCP4ClientEndpoint(reactor, host, port), ApiClient())

@@ -8,42 +8,12 @@ import os
 import random
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from phantom.netdb.api import ApiDecoder
-from phantom.wire.api import REPLIES, DhtFailure, DhtSuccess, encodeGet, encodePut
+from phantom.wire.api import DhtFailure, DhtSuccess, encodeGet, encodePut
+from tests.netdb.helpers import apiClient
 from tests.testnet.helpers import runCommand, shortTemporaryDirectory
-
-
-class ApiClient(Protocol):
-    """A module-API client: writes requests, collects the replies."""
-
-    def __init__(self):
-        self.decoder = ApiDecoder(REPLIES)
-        self.replies = []
-        self.waiting = []
-
-    def dataReceived(self, data):
-        self.replies += self.decoder.feed(data)
-        waiting, self.waiting = self.waiting, []
-        for count, d in waiting:
-            self.wait(count, d)
-
-    def wait(self, count, d=None):
-        d = d or Deferred()
-        if len(self.replies) >= count:
-            d.callback(self.replies[:count])
-        else:
-            self.waiting.append((count, d))
-        return d
-
-
-async def apiClient(host, port):
-    return await connectProtocol(TCP4ClientEndpoint(reactor, host, port), ApiClient())
 
 
 class TwistdDhtTests(TestCase):
