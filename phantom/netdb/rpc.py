@@ -134,6 +134,11 @@ class RpcChannel:
         else:
             send(answer)
 
+    def close(self):
+        """Close the link; from now on the channel takes no requests."""
+        self.closed = True
+        self.link.close()
+
     def linkClosed(self, reason):
         self.closed = True
         pending, self._pending = self._pending, {}
@@ -234,9 +239,10 @@ class DhtLinks:
     def closeIdle(self):
         """Close links that carried nothing for C{idleClose} seconds and await no reply."""
         now = self._clock.seconds()
-        for channel in list(self._channels.values()):
+        for nodeId, channel in list(self._channels.items()):
             if not channel.pendingCount and now - channel.lastUsed >= self.idleClose:
-                channel.link.close()
+                del self._channels[nodeId]
+                channel.close()
 
     @property
     def channels(self):

@@ -90,6 +90,7 @@ class DhtNode(Service):
         self._lastNodeRecord = None
         self._maintenance = None
         self.joined = Deferred()
+        self.publishing = self.republishing = self.refreshing = succeed(None)
 
     # Service
 
@@ -417,22 +418,25 @@ class DhtNode(Service):
     def maintain(self):
         """
         The periodic upkeep: expire records, close idle links, save contacts, and start what is
-        due: bucket refreshes, the node record, republishing.
+        due: bucket refreshes, the node record, republishing. C{refreshing}, C{publishing} and
+        C{republishing} are Deferreds of the last ones started.
         """
         now = self._clock.seconds()
         self.store.expire()
         self.rpc.closeIdle()
         self.saveContacts()
-        for target in self.table.refreshTargets(now, self.settings.refreshInterval):
-            self.lookup(target)
+        targets = self.table.refreshTargets(now, self.settings.refreshInterval)
+        if targets:
+            self.refreshing = DeferredList([self.lookup(target) for target in targets])
         if self._lastNodeRecord is not None and now - self._lastNodeRecord >= self.settings.nodeRecordInterval:
-            self._background(self.publishNodeRecord(), "publishing the node record")
+            self.publishing = self._background(self.publishNodeRecord(), "publishing the node record")
         if now - self._lastRepublish >= self.settings.republishInterval:
             self._lastRepublish = now
-            self._background(self.republish(), "republishing")
+            self.republishing = self._background(self.republish(), "republishing")
 
     def _background(self, coroutine, what):
-        Deferred.fromCoroutine(coroutine).addErrback(lambda failure: self.log.failure(what, failure))
+        """Run C{coroutine} on its own, logging its failure. @return: a Deferred of its end."""
+        return Deferred.fromCoroutine(coroutine).addErrback(lambda failure: self.log.failure(what, failure))
 
     async def republish(self):
         """

@@ -23,15 +23,18 @@ def loopbackAddress(index, base=100):
     return f"127.0.{number // 250 + 1}.{number % 250 + 2}"
 
 
-def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=100, seed=None, cls=DhtNode):
-    """A started DHT node (of class C{cls}) on its own loopback address, stopped on cleanup."""
+def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=100, seed=None, cls=DhtNode, clock=reactor):
+    """
+    A started DHT node (of class C{cls}) on its own loopback address, stopped on cleanup; its
+    links run on the reactor, its timers on C{clock}.
+    """
     host = loopbackAddress(index, base)
     identity = identity or Identity.generate()
     links = startLinkService(testCase, address=host, bindAddress=host, identity=identity)
     node = cls(
         identity,
         links,
-        reactor,
+        clock,
         settings,
         address=(host, portOf(links)),
         bootstrap=bootstrap,

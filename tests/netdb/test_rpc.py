@@ -122,3 +122,17 @@ class RpcTests(TestCase):
         client.idleClose = 0
         client.closeIdle()
         await until(lambda: not clientLinks.links)
+
+
+class IdleCloseTests(TestCase):
+    """Closing idle links never leaves requests on a link that is going away."""
+
+    async def test_requestRightAfterIdleClose(self):
+        """A request made in the same turn as closeIdle goes over a fresh link."""
+        serverLinks, _, _ = startDht(self)
+        clientLinks, _, client = startDht(self)
+        await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
+        client.idleClose = 0
+        client.closeIdle()
+        kind, _ = await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
+        self.assertEqual(kind, RpcKind.PONG)
