@@ -26,6 +26,8 @@ demo: install
 	$(BIN)/phantom-testnet down --dir $(DIR) >/dev/null 2>&1 || true
 	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)
 	$(BIN)/phantomctl --node $(DIR)/node02 status
+	$(BIN)/phantomctl --node $(DIR)/node03 dht put greeting "hello from node03"
+	$(BIN)/phantomctl --node $(DIR)/node12 dht get greeting
 	$(BIN)/phantom-testnet down --dir $(DIR)
 
 testnet: install
@@ -41,7 +43,9 @@ test: install
 	$(BIN)/python -m tests
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
 	$(BIN)/python -m bench link
+	$(BIN)/python -m bench dht
 
 clean:
 	rm -rf $(VENV) _trial_temp* .hypothesis *.egg-info twisted/plugins/dropin.cache
