@@ -154,11 +154,11 @@ class DhtPutOptions(_Subcommand):
 
     def call(self, protocol):
         d = protocol.callRemote(DhtPut, key=self["key"], value=self["value"], ttl=self["ttl"], replication=self["replication"])
-        d.addCallback(lambda _: {"key": self["key"].hex(), "stored": True})
+        d.addCallback(lambda r: {"key": self["key"].hex(), "stored": True, "replicas": r["replicas"]})
         return d
 
     def render(self, result):
-        return f"stored under {result['key']}"
+        return f"stored under {result['key']} here and on {result['replicas']} other nodes"
 
 
 class DhtGetOptions(_Subcommand):

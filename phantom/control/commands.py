@@ -31,10 +31,13 @@ class Status(Command):
 
 
 class DhtPut(Command):
-    """Store an opaque value in the network database, as a module-API PUT does."""
+    """
+    Store an opaque value in the network database, as a module-API PUT does, and answer once it
+    was sent to the closest nodes: C{replicas} is how many accepted it.
+    """
 
     arguments = [(b"key", String()), (b"value", String()), (b"ttl", Integer()), (b"replication", Integer())]
-    response = []
+    response = [(b"replicas", Integer())]
 
 
 class DhtGet(Command):

@@ -26,8 +26,7 @@ class ControlProtocol(amp.AMP):
 
     @DhtPut.responder
     def dhtPut(self, key, value, ttl, replication):
-        self._node.dht.put(key, value, ttl, replication)
-        return {}
+        return self._node.dht.put(key, value, ttl, replication).addCallback(lambda replicas: {"replicas": replicas})
 
     @DhtGet.responder
     def dhtGet(self, key):

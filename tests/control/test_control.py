@@ -94,7 +94,7 @@ class ControlTests(TestCase):
             return out.decode()
 
         stored = json.loads(await phantomctl(first, "dht", "put", "some key", "some value", "--ttl", "60", "--json"))
-        self.assertEqual(stored["key"], hashlib.sha256(b"some key").hexdigest())
+        self.assertEqual((stored["key"], stored["replicas"]), (hashlib.sha256(b"some key").hexdigest(), 1))
         found = json.loads(await phantomctl(second, "dht", "get", "--json", "some key"))
         self.assertEqual((found["found"], found["value"]), (True, "some value"))
         self.assertEqual(await phantomctl(second, "dht", "get", "some key"), "some value\n")
