@@ -5,11 +5,16 @@ rejects anything that does not rebuild to the same bytes: a non-canonical encodi
 covert channel for colluding nodes.
 """
 
-from construct import ConstructError
+from construct import ConstructError, Enum, Int8ub, OneOf
 
 
 class ProtocolError(Exception):
     """Bytes from a peer that break the protocol: the connection they came on is closed."""
+
+
+def enumOf(intEnum, width=Int8ub):
+    """A field holding a member of C{intEnum}; any other number is malformed."""
+    return Enum(OneOf(width, [int(member) for member in intEnum]), intEnum)
 
 
 def parseStrict(schema, data):

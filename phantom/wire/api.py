@@ -27,12 +27,10 @@ from typing import ClassVar
 from construct import (
     Bytes,
     ConstructError,
-    Enum,
     ExprValidator,
     GreedyBytes,
     Int8ub,
     Int16ub,
-    OneOf,
     Prefixed,
     Struct,
     Switch,
@@ -40,7 +38,7 @@ from construct import (
     this,
 )
 
-from phantom.wire import ProtocolError, parseStrict
+from phantom.wire import ProtocolError, enumOf, parseStrict
 
 HEADER_SIZE = 4
 """Size and type: the bytes every message starts with, counted in its size."""
@@ -117,7 +115,7 @@ FailureContent = Struct(
 )
 
 MessageBody = Struct(
-    "type" / Enum(OneOf(Int16ub, [int(member) for member in MessageType]), MessageType),
+    "type" / enumOf(MessageType, Int16ub),
     "content"
     / Switch(
         this.type,

@@ -13,7 +13,6 @@ import enum
 from construct import (
     Bytes,
     Const,
-    Enum,
     ExprValidator,
     GreedyBytes,
     Int8ub,
@@ -30,6 +29,7 @@ from construct import (
     this,
 )
 
+from phantom.wire import enumOf
 from phantom.wire.api import MAX_PUT_VALUE
 
 KEY_SIZE = 32
@@ -67,11 +67,6 @@ class RpcKind(enum.IntEnum):
     STORE = 7
     STORED = 8
     SAMPLE = 9
-
-
-def enumOf(intEnum, width=Int8ub):
-    """A field holding a member of C{intEnum}; any other number is malformed."""
-    return Enum(OneOf(width, [int(member) for member in intEnum]), intEnum)
 
 
 Port = ExprValidator(Int16ub, lambda obj, ctx: obj != 0)

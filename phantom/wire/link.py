@@ -17,12 +17,9 @@ import struct
 
 from construct import (
     Bytes,
-    Enum,
     ExprValidator,
     GreedyBytes,
-    Int8ub,
     Int32ub,
-    OneOf,
     Pass,
     Prefixed,
     Struct,
@@ -30,6 +27,8 @@ from construct import (
     Terminated,
     this,
 )
+
+from phantom.wire import enumOf
 
 MAX_FRAME = 131072
 """
@@ -66,12 +65,8 @@ class Purpose(enum.IntEnum):
     """Network-database RPCs, in both directions, many in flight at once."""
 
 
-def _enumOf(intEnum):
-    return Enum(OneOf(Int8ub, [int(member) for member in intEnum]), intEnum)
-
-
 OpenContent = Struct(
-    "purpose" / _enumOf(Purpose),
+    "purpose" / enumOf(Purpose),
     "link_id" / Bytes(LINK_ID_SIZE),
 )
 
@@ -80,7 +75,7 @@ DataContent = Struct(
 )
 
 FrameBody = Struct(
-    "kind" / _enumOf(FrameKind),
+    "kind" / enumOf(FrameKind),
     "content"
     / Switch(
         this.kind,

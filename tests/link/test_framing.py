@@ -6,16 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.link.framing import FrameDecoder, encodeFrame
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Frame, FrameKind, Purpose, dataHeader, encodeOpen
+from tests.properties import feedInPieces
 from tests.wire.test_link import mutatedFrames, validFrames
-
-
-def feedInPieces(decoder, data, cuts):
-    frames = []
-    start = 0
-    for cut in sorted(cuts) + [len(data)]:
-        frames += decoder.feed(data[start:cut])
-        start = cut
-    return frames
 
 
 class FrameDecoderTests(SynchronousTestCase):
@@ -31,7 +23,7 @@ class FrameDecoderTests(SynchronousTestCase):
         self.assertEqual([encodeFrame(kind, content) for kind, content in decoded], frames)
         self.assertEqual(decoder.pending, 0)
 
-    @given(mutatedFrames())
+    @given(mutatedFrames)
     def test_agreesWithSchema(self, data):
         """
         Where the strict schema accepts bytes as one frame, the decoder yields exactly that

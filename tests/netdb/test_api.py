@@ -37,6 +37,7 @@ from phantom.wire.api import (
     encodePut,
 )
 from tests.link.helpers import LogCollector
+from tests.properties import feedInPieces
 from tests.wire.test_api import (
     LOLZ,
     OFFICIAL_FAILURE,
@@ -130,15 +131,6 @@ class BrokenStore(DictStore):
 def ApiLogCollector(testCase):
     """The warnings the DHT API logs while installed."""
     return LogCollector(testCase, "phantom.netdb.api")
-
-
-def feedInPieces(decoder, data, cuts):
-    decoded = []
-    start = 0
-    for cut in sorted(cuts) + [len(data)]:
-        decoded += decoder.feed(data[start:cut])
-        start = cut
-    return decoded
 
 
 # The decoder

@@ -22,6 +22,7 @@ from phantom.netdb.storage import RecordStore
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire import dht as wire
 from phantom.wire.dht import MAX_VALUE, Table
+from tests.properties import assertCanonicalOrRejected, mutated
 
 NOW = 1_800_000_000
 IDENTITY = Identity.generate()
@@ -208,21 +209,6 @@ rpcs = st.one_of(
 ).map(wire.Rpc.build)
 
 
-@st.composite
-def mutatedRpcs(draw):
-    data = bytearray(draw(rpcs))
-    how = draw(st.sampled_from(["flip", "truncate", "extend", "replace"]))
-    if how == "flip":
-        data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
-    elif how == "truncate":
-        del data[draw(st.integers(0, len(data) - 1)) :]
-    elif how == "extend":
-        data += draw(st.binary(min_size=1, max_size=8))
-    else:
-        data = bytearray(draw(st.binary(max_size=80)))
-    return bytes(data)
-
-
 class SchemaTests(SynchronousTestCase):
     """Every DHT schema accepts exactly its canonical messages."""
 
@@ -230,20 +216,16 @@ class SchemaTests(SynchronousTestCase):
     def test_rpcRoundTrip(self, message):
         self.assertEqual(wire.Rpc.build(parseStrict(wire.Rpc, message)), message)
 
-    @given(mutatedRpcs())
+    @given(mutated(rpcs))
     def test_rpcMutations(self, data):
         """A mutated message is refused with ProtocolError or is itself canonical."""
-        try:
-            parsed = parseStrict(wire.Rpc, data)
-        except ProtocolError:
-            return
-        self.assertEqual(wire.Rpc.build(parsed), data)
+        assertCanonicalOrRejected(self, wire.Rpc, data)
 
     @given(st.integers(0, 400), st.integers(0, 7), st.sampled_from(["node", "route"]))
     def test_recordSchemaMutations(self, position, bit, which):
         """Mutated records are refused or canonical at the schema level."""
         schema, encoded = (wire.NodeRecord, nodeRecord().encoded) if which == "node" else (wire.RoutingEntry, routingEntry().encoded)
-        assertCanonicalOrRejectedBy(self, schema, mutate(encoded, position, bit))
+        assertCanonicalOrRejected(self, schema, mutate(encoded, position, bit))
 
     def test_emptyContactsAndMaximum(self):
         """NODES carries 0 to 20 contacts; 21 is malformed."""
@@ -252,12 +234,3 @@ class SchemaTests(SynchronousTestCase):
         body = wire.Rpc.build(dict(kind="NODES", request_id=b"r" * 8, content=dict(contacts=[contact] * 20)))
         tooMany = body[:9] + bytes([21]) + body[10:] + body[10:60]
         self.assertRaises(ProtocolError, parseStrict, wire.Rpc, tooMany)
-
-
-def assertCanonicalOrRejectedBy(testCase, schema, data):
-    try:
-        parsed = parseStrict(schema, data)
-    except ProtocolError:
-        return
-    testCase.assertEqual(schema.build(parsed), data)
-

@@ -19,6 +19,7 @@ from phantom.wire.link import (
     dataHeader,
     encodeOpen,
 )
+from tests.properties import assertCanonicalOrRejected, mutated
 
 purposes = st.sampled_from(list(Purpose))
 linkIds = st.binary(min_size=LINK_ID_SIZE, max_size=LINK_ID_SIZE)
@@ -36,28 +37,7 @@ def dataFrames():
 validFrames = st.one_of(openFrames(), dataFrames(), st.just(KEEPALIVE_FRAME))
 
 
-@st.composite
-def mutatedFrames(draw):
-    frame = bytearray(draw(validFrames))
-    how = draw(st.sampled_from(["flip", "truncate", "extend", "replace"]))
-    if how == "flip":
-        position = draw(st.integers(0, len(frame) - 1))
-        frame[position] ^= 1 << draw(st.integers(0, 7))
-    elif how == "truncate":
-        del frame[draw(st.integers(0, len(frame) - 1)) :]
-    elif how == "extend":
-        frame += draw(st.binary(min_size=1, max_size=8))
-    else:
-        frame = bytearray(draw(st.binary(max_size=64)))
-    return bytes(frame)
-
-
-def assertCanonicalOrRejected(testCase, data):
-    try:
-        parsed = parseStrict(Frame, data)
-    except ProtocolError:
-        return
-    testCase.assertEqual(Frame.build(parsed), data)
+mutatedFrames = mutated(validFrames)
 
 
 class FrameSchemaTests(SynchronousTestCase):
@@ -68,10 +48,10 @@ class FrameSchemaTests(SynchronousTestCase):
         """A valid frame parses and rebuilds to the same bytes."""
         self.assertEqual(Frame.build(parseStrict(Frame, frame)), frame)
 
-    @given(mutatedFrames())
+    @given(mutatedFrames)
     def test_mutationsRejectedOrCanonical(self, data):
         """A mutated frame parses only if it is itself canonical; otherwise ProtocolError."""
-        assertCanonicalOrRejected(self, data)
+        assertCanonicalOrRejected(self, Frame, data)
 
     def test_openContent(self):
         """An OPEN frame carries its purpose and link id."""
