@@ -82,12 +82,14 @@ NodeRecordBody = Struct(
     "timestamp" / Int64ub,
 )
 
-NodeRecord = Struct(
-    "body" / RawCopy(NodeRecordBody),
-    "signature" / Bytes(SIGNATURE_SIZE),
-    Terminated,
-)
-NodeRecord.name = "node record"
+def signed(body, name):
+    """A record: C{body}, kept as its exact bytes for the signature that follows it."""
+    record = Struct("body" / RawCopy(body), "signature" / Bytes(SIGNATURE_SIZE), Terminated)
+    record.name = name
+    return record
+
+
+NodeRecord = signed(NodeRecordBody, "node record")
 
 EntryNode = Struct(
     "node_id" / Bytes(KEY_SIZE),
@@ -104,12 +106,7 @@ RoutingEntryBody = Struct(
     "entry_nodes" / PrefixedArray(ExprValidator(Int8ub, lambda obj, ctx: 1 <= obj <= MAX_ENTRY_NODES), EntryNode),
 )
 
-RoutingEntry = Struct(
-    "body" / RawCopy(RoutingEntryBody),
-    "signature" / Bytes(SIGNATURE_SIZE),
-    Terminated,
-)
-RoutingEntry.name = "routing entry"
+RoutingEntry = signed(RoutingEntryBody, "routing entry")
 
 Contact = Struct(
     "node_id" / Bytes(KEY_SIZE),

@@ -81,25 +81,25 @@ class TimerTests(SynchronousTestCase):
         advance(clock, pump, LIMITS.idleTimeout)
         self.assertEqual(server.links, frozenset())
 
-    def test_keepaliveSentWhenQuiet(self):
-        """A link that sent nothing for the keepalive interval sends a KEEPALIVE frame."""
+    def openWithRecordedWrites(self):
+        """A linked pair whose client link records what it writes; (clock, pump, link, writes)."""
         clock, pump, server, client, opened = linkedPair(self)
         pump.flush()
         link = self.successResultOf(opened)
         written = []
         original = link.transport.write
         link.transport.write = lambda data: (written.append(data), original(data))
+        return clock, pump, link, written
+
+    def test_keepaliveSentWhenQuiet(self):
+        """A link that sent nothing for the keepalive interval sends a KEEPALIVE frame."""
+        clock, pump, link, written = self.openWithRecordedWrites()
         advance(clock, pump, LIMITS.keepaliveInterval + LIMITS.idleTimeout / 3)
         self.assertIn(KEEPALIVE_FRAME, written)
 
     def test_busyLinkSendsNoKeepalive(self):
         """A link that keeps sending data sends no keepalives."""
-        clock, pump, server, client, opened = linkedPair(self)
-        pump.flush()
-        link = self.successResultOf(opened)
-        written = []
-        original = link.transport.write
-        link.transport.write = lambda data: (written.append(data), original(data))
+        clock, pump, link, written = self.openWithRecordedWrites()
         for _ in range(int(3 * LIMITS.keepaliveInterval)):
             link.sendFrame(b"busy")
             advance(clock, pump, 1)
