@@ -5,8 +5,12 @@ import hashlib
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
 NODE_ID_SIZE = 32
@@ -94,3 +98,57 @@ def selfSignedCertificate(privateKey):
         .not_valid_after(datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc))
         .sign(privateKey, None)
     )
+
+
+ZERO_NONCE = bytes(12)
+ZERO_COUNTER = bytes(16)
+
+
+def deriveKey(secret, info, length=32):
+    """HKDF-SHA256 of C{secret} for the purpose named by C{info}."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
+
+
+def keystreamXor(key, data):
+    """
+    C{data} XORed with the AES-256-CTR keystream of C{key} from counter zero: encryption and
+    decryption alike. Each key must encrypt one message only; callers derive a fresh key each time.
+    """
+    return Cipher(algorithms.AES(key), modes.CTR(ZERO_COUNTER)).encryptor().update(data)
+
+
+def pseudorandomBytes(seed, length):
+    """C{length} bytes of AES-CTR keystream under C{seed} (16 bytes): reproducible by whoever has the seed."""
+    return Cipher(algorithms.AES(seed), modes.CTR(ZERO_COUNTER)).encryptor().update(bytes(length))
+
+
+def sealTo(recipientPublicKey, plaintext, domain):
+    """
+    Encrypt C{plaintext} so that only the holder of the X25519 private key for
+    C{recipientPublicKey} (32 raw bytes) can read it: an ephemeral X25519 key, HKDF, AES-256-GCM.
+
+    @return: the ephemeral public key (32 bytes), the ciphertext and the 16-byte tag.
+    """
+    ephemeral = x25519.X25519PrivateKey.generate()
+    ephemeralPublic = rawPublicBytes(ephemeral.public_key())
+    shared = ephemeral.exchange(x25519.X25519PublicKey.from_public_bytes(recipientPublicKey))
+    key = deriveKey(shared, domain + ephemeralPublic + recipientPublicKey)
+    return ephemeralPublic + AESGCM(key).encrypt(ZERO_NONCE, plaintext, None)
+
+
+def openSealed(privateKey, sealed, domain):
+    """
+    Decrypt what L{sealTo} made for C{privateKey}'s public key.
+
+    @return: the plaintext, or C{None} if it was not sealed to this key or was altered.
+    """
+    ephemeralPublic, ciphertext = sealed[:32], sealed[32:]
+    try:
+        shared = privateKey.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeralPublic))
+    except ValueError:
+        return None
+    key = deriveKey(shared, domain + ephemeralPublic + rawPublicBytes(privateKey.public_key()))
+    try:
+        return AESGCM(key).decrypt(ZERO_NONCE, ciphertext, None)
+    except InvalidTag:
+        return None
