@@ -25,6 +25,12 @@ ID_BYTES = ID_BITS // 8
 FAILURE_THRESHOLD = 3
 """Consecutive failed requests after which a contact is dropped."""
 
+QUESTIONABLE_AFTER = 900.0
+"""
+Seconds of silence after which a contact is worth a ping before a newcomer may replace it
+(15 minutes, as BitTorrent's DHT, BEP 5); fresher contacts keep their place without one.
+"""
+
 REFRESH_INTERVAL = 3600.0
 """Seconds after which a bucket nobody touched is refreshed (the Kademlia paper's hour)."""
 
@@ -62,6 +68,7 @@ class KBucket:
     @ivar replacements: L{Contact}s waiting for a place, by node id, most recently seen last.
     @ivar lastTouched: when a contact in this range was last seen or looked up, in seconds.
     @ivar pinging: the node id of the contact the table asked the caller to ping, or C{None}.
+    @ivar lastSeen: when each contact was last seen, by node id.
     """
 
     def __init__(self, lastTouched):
@@ -69,6 +76,7 @@ class KBucket:
         self.replacements = OrderedDict()
         self.lastTouched = lastTouched
         self.pinging = None
+        self.lastSeen = {}
 
     def oldest(self):
         """The least recently seen contact."""
@@ -95,6 +103,7 @@ class RoutingTable:
         k=K,
         replacementSize=K,
         failureThreshold=FAILURE_THRESHOLD,
+        questionableAfter=QUESTIONABLE_AFTER,
     ):
         """
         @param ownId: our 32-byte node id.
@@ -103,6 +112,8 @@ class RoutingTable:
         @param k: the most contacts a bucket holds.
         @param replacementSize: the most replacements a bucket keeps.
         @param failureThreshold: consecutive failures after which a contact is dropped.
+        @param questionableAfter: seconds of silence after which a full bucket's oldest contact
+            is pinged before a newcomer may take its place.
         """
         self._own = idAsInt(ownId)
         self.ownId = ownId
@@ -111,6 +122,7 @@ class RoutingTable:
         self.k = k
         self._replacementSize = replacementSize
         self._failureThreshold = failureThreshold
+        self.questionableAfter = questionableAfter
         self._failures = {}
         now = clock.seconds()
         self._buckets = [KBucket(now) for _ in range(ID_BITS)]
@@ -140,8 +152,8 @@ class RoutingTable:
 
         A known contact moves to the tail of its bucket, with its new address if it changed.
         A new contact enters its bucket if there is room; otherwise it becomes a replacement,
-        and unless a ping for that bucket is pending, the table asks for the bucket's oldest
-        contact to be pinged. The caller reports the outcome: L{seen} if it answers (it stays;
+        and unless a ping for that bucket is pending or even its oldest contact was heard from
+        within L{QUESTIONABLE_AFTER} seconds, the table asks for that oldest contact to be pinged. The caller reports the outcome: L{seen} if it answers (it stays;
         the newcomer stays a replacement), L{failed} if not (it is evicted; the freshest
         replacement takes its place). Our own id is ignored.
 
@@ -152,17 +164,20 @@ class RoutingTable:
         nodeId, bucket = self._bucketOf(contact)
         if bucket is None:
             return None
-        bucket.lastTouched = self._clock.seconds()
+        now = self._clock.seconds()
+        bucket.lastTouched = now
         self._failures.pop(nodeId, None)
         if nodeId in bucket.contacts:
             bucket.contacts[nodeId] = contact
             bucket.contacts.move_to_end(nodeId)
+            bucket.lastSeen[nodeId] = now
             if bucket.pinging == nodeId:
                 bucket.pinging = None
             return None
         if len(bucket.contacts) < self.k:
             bucket.replacements.pop(nodeId, None)
             bucket.contacts[nodeId] = contact
+            bucket.lastSeen[nodeId] = now
             return None
         bucket.replacements[nodeId] = contact
         bucket.replacements.move_to_end(nodeId)
@@ -171,6 +186,8 @@ class RoutingTable:
         if bucket.pinging is not None:
             return None
         oldest = bucket.oldest()
+        if now - bucket.lastSeen[oldest.nodeId] < self.questionableAfter:
+            return None
         bucket.pinging = oldest.nodeId
         return oldest
 
@@ -202,12 +219,14 @@ class RoutingTable:
     def _evict(self, bucket, nodeId):
         """Remove a contact from its bucket and promote the freshest replacement."""
         del bucket.contacts[nodeId]
+        del bucket.lastSeen[nodeId]
         self._failures.pop(nodeId, None)
         if bucket.pinging == nodeId:
             bucket.pinging = None
         if bucket.replacements:
             replacementId, replacement = bucket.replacements.popitem(last=True)
             bucket.contacts[replacementId] = replacement
+            bucket.lastSeen[replacementId] = self._clock.seconds()
 
     def lookedUp(self, target):
         """

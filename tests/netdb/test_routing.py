@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import Contact
 from phantom.netdb import ID_BITS
-from phantom.netdb.routing import RoutingTable, distance, idAsInt
+from phantom.netdb.routing import QUESTIONABLE_AFTER, RoutingTable, distance, idAsInt
 
 OWN = bytes(range(32))
 OWN_NUMBER = idAsInt(OWN)
@@ -34,8 +34,8 @@ def inBucket(index, low=0):
     return (OWN_NUMBER ^ (1 << free)) >> free << free | low % (1 << free)
 
 
-def tableWith(numbers, **kwargs):
-    table = RoutingTable(OWN, Clock(), random.Random(1), **kwargs)
+def tableWith(numbers, clock=None, **kwargs):
+    table = RoutingTable(OWN, clock or Clock(), random.Random(1), **kwargs)
     for number in numbers:
         table.seen(contactFor(number))
     return table
@@ -130,7 +130,7 @@ class PlacementTests(SynchronousTestCase):
 
     def test_replacementAddressChange(self):
         """A replacement seen at a new address is promoted with the new address."""
-        table = tableWith([inBucket(0, 1), inBucket(0, 2)], k=1)
+        table = tableWith([inBucket(0, 1), inBucket(0, 2)], k=1, questionableAfter=0)
         moved = contactFor(inBucket(0, 2), host="192.0.2.7")
         table.seen(moved)
         table.failed(contactFor(inBucket(0, 1)))
@@ -142,7 +142,9 @@ class EvictionTests(SynchronousTestCase):
 
     def setUp(self):
         self.a, self.b, self.c, self.d, self.e, self.f = (inBucket(0, low) for low in range(1, 7))
-        self.table = tableWith([self.a, self.b, self.c], k=3)
+        self.clock = Clock()
+        self.table = tableWith([self.a, self.b, self.c], clock=self.clock, k=3)
+        self.clock.advance(QUESTIONABLE_AFTER)
 
     def replacements(self):
         [row] = self.table.summary()
@@ -157,6 +159,16 @@ class EvictionTests(SynchronousTestCase):
         """A newcomer for a full bucket is kept as a replacement; the oldest contact is to be pinged."""
         self.assertEqual(self.table.seen(contactFor(self.d)), contactFor(self.a))
         self.assertEqual((ids(self.table), self.replacements()), ([self.a, self.b, self.c], 1))
+
+    def test_freshOldestNotPinged(self):
+        """A full bucket whose oldest contact was heard from lately asks for no ping."""
+        self.table.seen(contactFor(self.a))
+        self.table.seen(contactFor(self.b))
+        self.table.seen(contactFor(self.c))
+        self.assertIsNone(self.table.seen(contactFor(self.d)))
+        self.assertEqual((ids(self.table), self.replacements()), ([self.a, self.b, self.c], 1))
+        self.clock.advance(QUESTIONABLE_AFTER)
+        self.assertEqual(self.table.seen(contactFor(self.e)), contactFor(self.a))
 
     def test_onePingAtATime(self):
         """While a ping is pending, further newcomers become replacements without another ping."""
@@ -241,7 +253,7 @@ class FailureTests(SynchronousTestCase):
 
     def test_failedReplacementForgotten(self):
         """A replacement that fails is never promoted; an unknown contact's failure changes nothing."""
-        table = tableWith([self.a, self.b], k=1)
+        table = tableWith([self.a, self.b], k=1, questionableAfter=0)
         table.failed(contactFor(self.b))
         table.failed(contactFor(self.c))
         self.assertEqual(table.summary()[0]["replacements"], 0)
