@@ -4,10 +4,10 @@ the registry of awaited links.
 """
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from phantom.config import formatHostPort
 from phantom.link.listening import ListeningService
@@ -35,6 +35,17 @@ class OutboundRequest:
     def failed(self, error):
         if not self._deferred.called:
             self._deferred.errback(error)
+
+
+class LinkTLSFactory(TLSMemoryBIOFactory):
+    """
+    TLS for links: every write goes into TLS at once. Twisted's default transport gathers small
+    writes and sends them a reactor turn later; a link always writes whole frames, so that would
+    only add a turn of latency to every message.
+    """
+
+    protocol = TLSMemoryBIOProtocol
+    noisy = False
 
 
 class _LinkFactory(Factory):
@@ -79,11 +90,7 @@ class LinkService(ListeningService):
     # Service
 
     def listener(self):
-        factory = TLSMemoryBIOFactory(
-            ServerConnectionCreator(self._serverContext), False, _LinkFactory(self), clock=self._reactor
-        )
-        factory.noisy = False
-        return self._endpoint, factory
+        return self._endpoint, LinkTLSFactory(ServerConnectionCreator(self._serverContext), False, _LinkFactory(self))
 
     def stopService(self):
         waits = [super().stopService()]
@@ -156,7 +163,7 @@ class LinkService(ListeningService):
         def tcpFailed(failure):
             request.failed(LinkFailed(f"cannot connect to {target}: {failure.getErrorMessage()}"))
 
-        wrapClientTLS(creator, tcp).connect(_LinkFactory(self, request)).addErrback(tcpFailed)
+        tcp.connect(LinkTLSFactory(creator, True, _LinkFactory(self, request))).addErrback(tcpFailed)
         return deferred
 
     # Bookkeeping, called by LinkProtocol
