@@ -10,7 +10,7 @@ The records of the network database, validated before they are stored or believe
 """
 
 import hashlib
-import ipaddress
+import socket
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -44,18 +44,28 @@ class InvalidRecord(Exception):
     """A record that must not be stored or believed; the message says why."""
 
 
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def addressBytes(host):
-    """The 16-byte form of an IP address: IPv6, or IPv4 mapped into C{::ffff:0:0/96}."""
-    address = ipaddress.ip_address(host)
-    if address.version == 4:
-        return ipaddress.IPv6Address(f"::ffff:{address}").packed
-    return address.packed
+    """
+    The 16-byte form of an IP address: IPv6, or IPv4 mapped into C{::ffff:0:0/96}.
+
+    @raise ValueError: C{host} is not an IP address.
+    """
+    try:
+        if ":" in host:
+            return socket.inet_pton(socket.AF_INET6, host)
+        return IPV4_MAPPED + socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        raise ValueError(f"{host!r} is not an IP address") from None
 
 
 def hostOf(packed):
     """The text form of a 16-byte address; IPv4-mapped addresses come back as IPv4."""
-    address = ipaddress.IPv6Address(packed)
-    return str(address.ipv4_mapped) if address.ipv4_mapped else str(address)
+    if packed[:12] == IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed)
 
 
 def contactOf(parsed):
