@@ -16,8 +16,8 @@ from zope.interface import implementer
 from phantom.config import Contact
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.protocol import describePeer
-from phantom.wire import ProtocolError, parseStrict
-from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, Rpc, RpcKind
+from phantom.wire import ProtocolError
+from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, RpcKind, decodeRpc, encodeRpc
 from phantom.wire.link import Purpose
 
 REPLIES = {
@@ -85,7 +85,7 @@ class RpcChannel:
 
     def _send(self, kind, requestId, content):
         self.lastUsed = self._clock.seconds()
-        self.link.sendFrame(Rpc.build({"kind": RpcKind(kind).name, "request_id": requestId, "content": content}))
+        self.link.sendFrame(encodeRpc(kind, requestId, content))
 
     def _expire(self, requestId):
         kind, deferred, _ = self._pending.pop(requestId)
@@ -93,7 +93,7 @@ class RpcChannel:
 
     def frameReceived(self, payload):
         try:
-            message = parseStrict(Rpc, payload)
+            message = decodeRpc(payload)
         except ProtocolError as e:
             return self.link.abort(str(e))
         self.lastUsed = self._clock.seconds()

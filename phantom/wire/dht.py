@@ -9,8 +9,11 @@ Addresses are 16 bytes: IPv6, or IPv4 mapped into C{::ffff:0:0/96}.
 """
 
 import enum
+import struct
 
 from construct import (
+    Container,
+    ListContainer,
     Bytes,
     Const,
     ExprValidator,
@@ -29,7 +32,7 @@ from construct import (
     this,
 )
 
-from phantom.wire import enumOf
+from phantom.wire import ProtocolError, enumOf
 from phantom.wire.api import MAX_PUT_VALUE
 
 KEY_SIZE = 32
@@ -151,3 +154,130 @@ Rpc.name = "DHT message"
 
 REQUESTS = frozenset({RpcKind.PING, RpcKind.FIND_NODE, RpcKind.FIND_VALUE, RpcKind.STORE, RpcKind.SAMPLE})
 """Kinds a node asks with; every other kind is a reply."""
+
+
+# The hot path: the same messages as L{Rpc}, with struct. Property tests hold the two to the same
+# answers for every valid message and every mutation of one.
+
+_PORT = struct.Struct(">H")
+_STORE_HEAD = struct.Struct(">HB32sI")
+_CONTACT = struct.Struct(">32s16sH")
+_TABLES = {int(table): table for table in Table}
+
+
+def _malformed(reason):
+    return ProtocolError(f"malformed DHT message: {reason}")
+
+
+def decodeRpc(data):
+    """
+    Parse one DHT message exactly as L{Rpc} does, faster.
+
+    @return: a C{Container} with C{kind} (an L{RpcKind}), C{request_id} and C{content}.
+    @raise ProtocolError: anything L{Rpc} would refuse.
+    """
+    size = len(data)
+    if size < 9:
+        raise _malformed("truncated")
+    kind = data[0]
+    body = size - 9
+    if kind == RpcKind.PING or kind == RpcKind.SAMPLE:
+        if body != 2:
+            raise _malformed(f"{RpcKind(kind).name} of {size} bytes")
+        content = Container(port=_PORT.unpack_from(data, 9)[0])
+    elif kind == RpcKind.PONG:
+        if body:
+            raise _malformed("PONG with content")
+        content = None
+    elif kind == RpcKind.FIND_NODE:
+        if body != 34:
+            raise _malformed(f"FIND_NODE of {size} bytes")
+        content = Container(port=_PORT.unpack_from(data, 9)[0], target=bytes(data[11:43]))
+    elif kind == RpcKind.NODES:
+        if body < 1 or data[9] > MAX_CONTACTS or body != 1 + data[9] * _CONTACT.size:
+            raise _malformed("NODES of the wrong size")
+        contacts = ListContainer()
+        for offset in range(10, size, _CONTACT.size):
+            nodeId, address, port = _CONTACT.unpack_from(data, offset)
+            if not port:
+                raise _malformed("a contact on port 0")
+            contacts.append(Container(node_id=nodeId, address=address, port=port))
+        content = Container(contacts=contacts)
+    elif kind == RpcKind.FIND_VALUE:
+        if body != 35 or data[11] not in _TABLES:
+            raise _malformed("FIND_VALUE of the wrong size or table")
+        content = Container(port=_PORT.unpack_from(data, 9)[0], table=_TABLES[data[11]], key=bytes(data[12:44]))
+    elif kind == RpcKind.VALUE:
+        if not 1 <= body <= MAX_VALUE:
+            raise _malformed("VALUE of the wrong size")
+        content = Container(value=bytes(data[9:]))
+    elif kind == RpcKind.STORE:
+        if not 1 <= body - _STORE_HEAD.size <= MAX_VALUE:
+            raise _malformed("STORE of the wrong size")
+        port, table, key, ttl = _STORE_HEAD.unpack_from(data, 9)
+        if table not in _TABLES:
+            raise _malformed("STORE into no table")
+        content = Container(port=port, table=_TABLES[table], key=key, ttl=ttl, value=bytes(data[9 + _STORE_HEAD.size :]))
+    elif kind == RpcKind.STORED:
+        if body != 1 or data[9] > 1:
+            raise _malformed("STORED of the wrong size or value")
+        content = Container(accepted=data[9])
+    else:
+        raise _malformed(f"unknown kind {kind}")
+    return Container(kind=RpcKind(kind), request_id=bytes(data[1:9]), content=content)
+
+
+def encodeRpc(kind, requestId, content):
+    """
+    Build one DHT message exactly as L{Rpc} does, faster.
+
+    @param kind: an L{RpcKind}.
+    @param content: a dict of the kind's fields (tables by name or number), or C{None} for PONG.
+    @raise ValueError: a field out of range.
+    """
+    kind = RpcKind(kind)
+    if len(requestId) != REQUEST_ID_SIZE:
+        raise ValueError("a request id is 8 bytes")
+    head = bytes([kind]) + requestId
+    if kind == RpcKind.PONG:
+        return head
+    if kind in (RpcKind.PING, RpcKind.SAMPLE):
+        return head + _PORT.pack(content["port"])
+    if kind == RpcKind.FIND_NODE:
+        return head + _PORT.pack(content["port"]) + _exact(content["target"], KEY_SIZE)
+    if kind == RpcKind.NODES:
+        contacts = content["contacts"]
+        if len(contacts) > MAX_CONTACTS:
+            raise ValueError(f"at most {MAX_CONTACTS} contacts")
+        parts = [head, bytes([len(contacts)])]
+        for contact in contacts:
+            if not contact["port"]:
+                raise ValueError("a contact on port 0")
+            parts.append(_CONTACT.pack(_exact(contact["node_id"], KEY_SIZE), _exact(contact["address"], 16), contact["port"]))
+        return b"".join(parts)
+    if kind == RpcKind.FIND_VALUE:
+        return head + _PORT.pack(content["port"]) + bytes([_tableOf(content["table"])]) + _exact(content["key"], KEY_SIZE)
+    if kind == RpcKind.VALUE:
+        return head + _value(content["value"])
+    if kind == RpcKind.STORE:
+        key = _exact(content["key"], KEY_SIZE)
+        return head + _STORE_HEAD.pack(content["port"], _tableOf(content["table"]), key, content["ttl"]) + _value(content["value"])
+    if content["accepted"] not in (0, 1):
+        raise ValueError("accepted is 0 or 1")
+    return head + bytes([content["accepted"]])
+
+
+def _exact(data, size):
+    if len(data) != size:
+        raise ValueError(f"{size} bytes needed, not {len(data)}")
+    return bytes(data)
+
+
+def _value(value):
+    if not 1 <= len(value) <= MAX_VALUE:
+        raise ValueError(f"a value is 1 to {MAX_VALUE} bytes")
+    return bytes(value)
+
+
+def _tableOf(table):
+    return int(Table[table] if isinstance(table, str) else Table(table))

@@ -185,6 +185,21 @@ class StoreTests(SynchronousTestCase):
         self.assertRaises(InvalidRecord, self.store.put, Table.VALUE, b"k" * 32, b"x" * (MAX_VALUE + 1), ttl=10)
 
 
+def normal(message):
+    """A parsed message as plain values, whichever parser made it."""
+
+    def plain(value):
+        if hasattr(value, "items"):
+            return {k: plain(v) for k, v in value.items() if not k.startswith("_")}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str):
+            return int(value)
+        return value
+
+    return plain(message)
+
+
 contacts = st.builds(
     dict, node_id=st.binary(min_size=32, max_size=32), address=st.binary(min_size=16, max_size=16), port=st.integers(1, 65535)
 )
@@ -226,6 +241,60 @@ class SchemaTests(SynchronousTestCase):
         """Mutated records are refused or canonical at the schema level."""
         schema, encoded = (wire.NodeRecord, nodeRecord().encoded) if which == "node" else (wire.RoutingEntry, routingEntry().encoded)
         assertCanonicalOrRejected(self, schema, mutate(encoded, position, bit))
+
+    @given(rpcs)
+    def test_fastPathAgreesOnValid(self, message):
+        """decodeRpc reads every valid message as the schema does; encodeRpc rebuilds it."""
+        parsed = parseStrict(wire.Rpc, message)
+        fast = wire.decodeRpc(message)
+        self.assertEqual(normal(fast), normal(parsed))
+        content = None if fast.content is None else dict(fast.content)
+        self.assertEqual(wire.encodeRpc(fast.kind, fast.request_id, content), message)
+
+    @given(mutated(rpcs))
+    def test_fastPathAgreesOnMutations(self, data):
+        """decodeRpc refuses exactly what the schema refuses, and reads the rest alike."""
+        try:
+            parsed = parseStrict(wire.Rpc, data)
+        except ProtocolError:
+            self.assertRaises(ProtocolError, wire.decodeRpc, data)
+            return
+        self.assertEqual(normal(wire.decodeRpc(data)), normal(parsed))
+
+    def test_fastPathBoundaries(self):
+        """At every boundary mutation rarely reaches, both parsers refuse alike."""
+        rid = b"r" * 8
+        contact = b"n" * 32 + b"a" * 16
+        cases = {
+            "contact on port 0": bytes([4]) + rid + b"\x01" + contact + b"\x00\x00",
+            "21 contacts": bytes([4]) + rid + b"\x15" + (contact + b"\x00\x01") * 21,
+            "table 0": bytes([5]) + rid + b"\x00\x01" + b"\x00" + b"k" * 32,
+            "table 4": bytes([5]) + rid + b"\x00\x01" + b"\x04" + b"k" * 32,
+            "store into table 0": bytes([7]) + rid + b"\x00\x01\x00" + b"k" * 32 + b"\x00\x00\x00\x01v",
+            "store without value": bytes([7]) + rid + b"\x00\x01\x03" + b"k" * 32 + b"\x00\x00\x00\x01",
+            "stored 2": bytes([8]) + rid + b"\x02",
+            "empty value": bytes([6]) + rid,
+            "kind 0": bytes([0]) + rid,
+            "kind 10": bytes([10]) + rid + b"\x00\x01",
+            "kind 255": bytes([255]) + rid,
+            "short id": bytes([2]) + b"r" * 7,
+        }
+        for name, data in cases.items():
+            self.assertRaises(ProtocolError, parseStrict, wire.Rpc, data)
+            self.assertRaises(ProtocolError, wire.decodeRpc, data)
+        largest = bytes([6]) + rid + b"v" * MAX_VALUE
+        self.assertEqual(normal(wire.decodeRpc(largest)), normal(parseStrict(wire.Rpc, largest)))
+
+    def test_fastEncodeRefusesWhatTheSchemaRefuses(self):
+        """Out-of-range fields are refused when building, as the schema does."""
+        for kind, content in [
+            (wire.RpcKind.VALUE, {"value": b""}),
+            (wire.RpcKind.VALUE, {"value": b"x" * (MAX_VALUE + 1)}),
+            (wire.RpcKind.NODES, {"contacts": [{"node_id": b"n" * 32, "address": b"a" * 16, "port": 0}]}),
+            (wire.RpcKind.FIND_NODE, {"port": 1, "target": b"short"}),
+            (wire.RpcKind.STORED, {"accepted": 2}),
+        ]:
+            self.assertRaises(ValueError, wire.encodeRpc, kind, b"r" * 8, content)
 
     def test_emptyContactsAndMaximum(self):
         """NODES carries 0 to 20 contacts; 21 is malformed."""
