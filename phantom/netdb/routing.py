@@ -239,7 +239,7 @@ class RoutingTable:
         if index < ID_BITS:
             self._buckets[index].lastTouched = self._clock.seconds()
 
-    def closest(self, target, count=K, exclude=()):
+    def closest(self, target, count=K, exclude=(), replacements=False):
         """
         The known contacts closest to an id.
 
@@ -250,6 +250,8 @@ class RoutingTable:
         @param target: a 32-byte id.
         @param count: how many contacts at most.
         @param exclude: node ids to leave out.
+        @param replacements: whether to count the replacements too (live nodes heard from
+            lately that found their bucket full): a lookup starts from the closest of all.
         @return: a list of up to C{count} L{Contact}s, the closest first.
         @raise ValueError: C{target} is not 32 bytes.
         """
@@ -263,6 +265,8 @@ class RoutingTable:
         for group in groups:
             for bucket in group:
                 found += (c for nodeId, c in bucket.contacts.items() if nodeId not in excluded)
+                if replacements:
+                    found += (c for nodeId, c in bucket.replacements.items() if nodeId not in excluded)
             if len(found) >= count:
                 break
         return heapq.nsmallest(count, found, key=lambda c: idAsInt(c.nodeId) ^ number)

@@ -234,6 +234,9 @@ class DhtLinks:
 
         @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
         """
+        channel = self._channels.get(contact.nodeId)
+        if channel is not None and not channel.closed:
+            return channel.request(kind, content)
         return self.channelTo(contact).addCallback(lambda channel: channel.request(kind, content))
 
     def closeIdle(self):

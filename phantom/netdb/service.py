@@ -213,7 +213,8 @@ class DhtNode(Service):
             the validated record object, or C{None}.
         """
         self.table.lookedUp(target)
-        search = Lookup(target, self.table.closest(target, K), self.nodeId, K, ALPHA, findValue=table is not None)
+        start = self.table.closest(target, K, replacements=True)
+        search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None)
         finished = Deferred()
 
         def ask(contact):

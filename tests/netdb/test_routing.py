@@ -85,6 +85,19 @@ class ClosestTests(SynchronousTestCase):
         self.assertRaises(ValueError, tableWith([]).closest, b"\x00" * 31)
 
 
+class ReplacementsInClosestTests(SynchronousTestCase):
+    """Lookups may start from replacements too."""
+
+    def test_replacementsCountWhenAsked(self):
+        """A full bucket's replacement is among the closest only when replacements are asked for."""
+        a, b = inBucket(0, 1), inBucket(0, 2)
+        table = tableWith([a, b], k=1)
+        self.assertEqual(ids(table), [a])
+        self.assertEqual([idAsInt(c.nodeId) for c in table.closest(asId(b), 2)], [a])
+        self.assertEqual({idAsInt(c.nodeId) for c in table.closest(asId(b), 2, replacements=True)}, {a, b})
+        self.assertEqual([idAsInt(c.nodeId) for c in table.closest(asId(b), 1, replacements=True)], [b])
+
+
 class PlacementTests(SynchronousTestCase):
     """Contacts go to the bucket of their shared prefix with our id; ours and malformed ones never."""
 
