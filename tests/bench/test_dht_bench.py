@@ -11,7 +11,7 @@ import math
 from argparse import Namespace
 
 from twisted.internet import reactor
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from bench import BENCHMARKS, dht
 from tests.bench.test_bench import runBench
@@ -92,7 +92,7 @@ class DhtBenchmarkTests(TestCase):
 
     def setUp(self):
         if importlib.util.find_spec("kademlia") is None:
-            raise self.skipException(NO_BASELINE)
+            raise SkipTest(NO_BASELINE)
 
     async def test_jsonShape(self):
         """
