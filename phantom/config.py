@@ -79,6 +79,25 @@ class DhtSettings:
 
 
 @dataclass(frozen=True)
+class PathSettings:
+    """How the node builds routing paths."""
+
+    x: int = 3
+    """X-nodes per path."""
+    y: int = 12
+    """Y-nodes per path."""
+    roundTimeout: float = 10.0
+    """A setup round that has not come back within this time has failed."""
+    attempts: int = 3
+    """Tries per path, each with other nodes."""
+    diversity: str = "auto"
+    """No two X-nodes in one /16 or /48: C{on}, C{off}, or C{auto} (on, unless the network cannot allow it)."""
+
+    def __post_init__(self):
+        if self.diversity not in ("on", "off", "auto"):
+            raise ConfigError(f"path diversity is on, off or auto, not {self.diversity!r}")
+
+@dataclass(frozen=True)
 class Contact:
     """A node to connect to: its address and, when known, its node id (the pin)."""
 
@@ -105,6 +124,7 @@ class NodeConfig:
     apiAddress: tuple = DEFAULT_API_ADDRESS
     link: LinkLimits = field(default_factory=LinkLimits)
     dht: DhtSettings = field(default_factory=DhtSettings)
+    path: PathSettings = field(default_factory=PathSettings)
 
 
 def formatHostPort(host, port):
@@ -216,6 +236,8 @@ def readConfigFile(path):
         settings["link"] = _readSettings(LinkLimits, parser["link"], path)
     if parser.has_section("dht"):
         settings["dht"] = _readSettings(DhtSettings, parser["dht"], path)
+    if parser.has_section("path"):
+        settings["path"] = _readSettings(PathSettings, parser["path"], path)
     return settings
 
 
@@ -223,7 +245,9 @@ def _readSettings(settingsType, section, path):
     limits = {}
     for limit in fields(settingsType):
         key = "".join("_" + c.lower() if c.isupper() else c for c in limit.name)
-        if key in section:
+        if key in section and limit.type is str:
+            limits[limit.name] = section[key].strip()
+        elif key in section:
             try:
                 value = limit.type(section[key]) if callable(limit.type) else float(section[key])
             except ValueError:
@@ -263,4 +287,5 @@ def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None
         apiAddress=tuple(settings.get("apiAddress", DEFAULT_API_ADDRESS)),
         link=replace(LinkLimits(), **settings.get("link", {})),
         dht=replace(DhtSettings(), **settings.get("dht", {})),
+        path=replace(PathSettings(), **settings.get("path", {})),
     )

@@ -2,8 +2,8 @@
 The node's keys and certificate, kept in its data directory.
 
 On first start a node creates an Ed25519 communication key with a self-signed certificate
-(its TLS identity) and an X25519 path-building key (setup packages are sealed to it); later
-starts reuse them. Key files are readable by the owner only.
+(its TLS identity), an X25519 path-building key (setup packages are sealed to it) and an Ed25519
+routing key (its AP-address is derived from it); later starts reuse them. Key files are readable by the owner only.
 """
 
 import os
@@ -18,6 +18,7 @@ from phantom.crypto import nodeIdOfPublicKey, selfSignedCertificate
 COMMUNICATION_KEY = "communication-key.pem"
 COMMUNICATION_CERTIFICATE = "communication-cert.pem"
 PATH_BUILDING_KEY = "path-building-key.pem"
+ROUTING_KEY = "routing-key.pem"
 
 
 class IdentityError(Exception):
@@ -31,6 +32,8 @@ class Identity:
     communicationKey: ed25519.Ed25519PrivateKey
     certificate: x509.Certificate
     pathBuildingKey: x25519.X25519PrivateKey
+    routingKey: ed25519.Ed25519PrivateKey = None
+    """The routing key of the node's AP-address (its entry paths' routing entries are signed with it)."""
 
     @property
     def nodeId(self):
@@ -41,7 +44,7 @@ class Identity:
     def generate(cls):
         """A fresh identity that lives only in memory."""
         key = ed25519.Ed25519PrivateKey.generate()
-        return cls(key, selfSignedCertificate(key), x25519.X25519PrivateKey.generate())
+        return cls(key, selfSignedCertificate(key), x25519.X25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate())
 
 
 def loadOrCreateIdentity(dataDir):
@@ -59,6 +62,7 @@ def loadOrCreateIdentity(dataDir):
         os.path.join(dataDir, COMMUNICATION_KEY), ed25519.Ed25519PrivateKey
     )
     pathBuildingKey = _loadOrCreateKey(os.path.join(dataDir, PATH_BUILDING_KEY), x25519.X25519PrivateKey)
+    routingKey = _loadOrCreateKey(os.path.join(dataDir, ROUTING_KEY), ed25519.Ed25519PrivateKey)
     certificatePath = os.path.join(dataDir, COMMUNICATION_CERTIFICATE)
     certificate = _loadCertificate(certificatePath)
     if certificate is None or nodeIdOfPublicKey(certificate.public_key()) != nodeIdOfPublicKey(
@@ -66,7 +70,7 @@ def loadOrCreateIdentity(dataDir):
     ):
         certificate = selfSignedCertificate(communicationKey)
         _writePrivate(certificatePath, certificate.public_bytes(serialization.Encoding.PEM))
-    return Identity(communicationKey, certificate, pathBuildingKey)
+    return Identity(communicationKey, certificate, pathBuildingKey, routingKey)
 
 
 def _loadOrCreateKey(path, keyType):

@@ -83,6 +83,8 @@ class LinkService(ListeningService):
         self._clientContext = makeContext(identity, server=False)
         self._handlers = {}
         self._awaited = {}
+        self._parkable = {}
+        self._parked = {}
         self._connections = set()
         self._links = set()
         self._closed = {}
@@ -94,6 +96,9 @@ class LinkService(ListeningService):
 
     def stopService(self):
         waits = [super().stopService()]
+        for link, call in self._parked.values():
+            call.cancel()
+        self._parked.clear()
         for key in list(self._awaited):
             _, deferred, call = self._awaited.pop(key)
             call.cancel()
@@ -117,13 +122,29 @@ class LinkService(ListeningService):
         """
         self._handlers[Purpose(purpose)] = handlerFactory
 
+    def parkEarlyLinks(self, purpose, timeout):
+        """
+        Hold links of C{purpose} that arrive before anyone awaits them, for up to C{timeout}
+        seconds: a protocol step may announce a link that can arrive before the step that
+        awaits it has run.
+        """
+        self._parkable[Purpose(purpose)] = timeout
+
     def expectLink(self, linkId, fromHost, purpose, timeout):
         """
-        Wait for a link with C{linkId} and C{purpose} to arrive from C{fromHost}.
+        Wait for a link with C{linkId} and C{purpose} to arrive from C{fromHost}, or take it if
+        it arrived early and was parked.
 
         @return: a Deferred that fires with the L{ILink}, or fails with L{LinkTimeout}.
         """
         key = (linkId, fromHost)
+        parked = self._parked.pop(key, None)
+        if parked is not None:
+            link, call = parked
+            call.cancel()
+            if link.purpose == Purpose(purpose):
+                return succeed(link)
+            link.abort(f"link {linkId.hex()} opened as {link.purpose.name}, {Purpose(purpose).name} awaited")
         if key in self._awaited:
             raise ValueError(f"link {linkId.hex()} from {fromHost} is already awaited")
 
@@ -192,6 +213,10 @@ class LinkService(ListeningService):
             call.cancel()
             deferred.callback(link)
             return
+        if link.purpose in self._parkable and key not in self._parked:
+            call = self.clock.callLater(self._parkable[link.purpose], self._unpark, key)
+            self._parked[key] = (link, call)
+            return
         handlerFactory = self._handlers.get(link.purpose)
         if handlerFactory is None:
             return link.abort(f"no handler for {link.purpose.name} links")
@@ -201,6 +226,10 @@ class LinkService(ListeningService):
             self.log.failure("handler factory for {purpose} failed", purpose=link.purpose.name)
             return link.abort("its handler could not be made")
         link.attach(handler)
+
+    def _unpark(self, key):
+        link, _ = self._parked.pop(key)
+        link.abort(f"nobody awaited link {key[0].hex()}")
 
     def _whenClosed(self, link):
         if link not in self._connections:

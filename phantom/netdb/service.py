@@ -347,8 +347,9 @@ class DhtNode(Service):
 
     async def sampleNodes(self, count, exclude=()):
         """
-        Node records of C{count} distinct nodes, at most one from each node asked, the nodes
-        asked found by lookups of random ids (paper §7.4.2).
+        Node records of C{count} distinct nodes, one from each node asked per request, the nodes
+        asked found by lookups of random ids and not asked again while others are left
+        (paper §7.4.2).
 
         @param exclude: node ids not to return (this node is never returned).
         @return: a list of verified L{NodeRecord}s; shorter than C{count} only when the network
@@ -362,7 +363,8 @@ class DhtNode(Service):
                 break
             target = self._random.getrandbits(256).to_bytes(32, "big")
             search = await self.lookup(target)
-            responders = [contact for contact in search.result if contact.nodeId not in asked]
+            # Nodes not asked yet first; in a small network, once all were asked, ask them again.
+            responders = [contact for contact in search.result if contact.nodeId not in asked] or search.result
             asked.update(contact.nodeId for contact in responders)
             replies = await DeferredList([self._call(contact, RpcKind.SAMPLE, {}) for contact in responders], consumeErrors=True)
             for ok, reply in replies:

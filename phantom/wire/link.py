@@ -63,6 +63,10 @@ class Purpose(enum.IntEnum):
     """Each DATA frame is sent back unchanged: liveness and round-trip probes."""
     DHT = 3
     """Network-database RPCs, in both directions, many in flight at once."""
+    SETUP = 4
+    """A link of a setup circle: carries the setup arrays of both rounds."""
+    PATH = 5
+    """A link of a finished routing path, between neighbours in it."""
 
 
 OpenContent = Struct(

@@ -1,0 +1,354 @@
+"""
+Routing paths over links: building one as its owner, taking part in others' as an X- or Y-node.
+
+The owner samples nodes from the network database, plans the circle, and sends both rounds'
+arrays round it over SETUP links, checking each array that comes back against the one predicted.
+Then the finished path's links are made (PATH links): the owner and x0, and each X and the next.
+A participant runs the checks of L{phantom.path.participant} on whatever reaches it; on any
+failure it stays silent, closes its links and forgets the path, and the owner, hearing nothing,
+times out and tries again with other nodes.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from phantom.config import Contact, PathSettings
+from phantom.link.interfaces import ILinkHandler
+from phantom.link.protocol import LinkFailed
+from phantom.link.service import LinkTimeout
+from phantom.netdb.records import RoutingEntry
+from phantom.path.array import SetupRejected
+from phantom.path.circle import Construction
+from phantom.path.participant import Participation
+from phantom.path.plan import ENTRY, NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
+from phantom.wire import ProtocolError, parseStrict
+from phantom.wire.dht import Table
+from phantom.wire.link import Purpose
+from phantom.wire.path import SetupArray
+
+PATH_LIFETIME = 600
+"""Seconds a path is used before it is replaced; an entry path's routing entry lives this long."""
+
+
+class PathFailed(Exception):
+    """A path could not be built; the message says why."""
+
+
+@implementer(ILinkHandler)
+class FrameQueue:
+    """Hands a link's frames to whoever waits for them, in order; fails the waiters if it closes."""
+
+    def __init__(self, link):
+        self.link = link
+        self._frames = []
+        self._waiting = []
+        self.closed = False
+
+    def frameReceived(self, payload):
+        if self._waiting:
+            self._waiting.pop(0).callback(payload)
+        else:
+            self._frames.append(payload)
+
+    def linkClosed(self, reason):
+        self.closed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(LinkFailed("the link closed"))
+
+    def next(self):
+        """@return: a Deferred of the next frame."""
+        if self._frames:
+            d = Deferred()
+            d.callback(self._frames.pop(0))
+            return d
+        if self.closed:
+            raise LinkFailed("the link closed")
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+
+@dataclass
+class Path:
+    """A finished routing path this node owns."""
+
+    kind: str
+    plan: object
+    link: object
+    """The PATH link to x0."""
+    builtAt: float
+    phases: dict
+    apAddress: bytes = b""
+    keySeeds: dict = field(default_factory=dict)
+
+    @property
+    def nodes(self):
+        """The X-nodes from x0 to T."""
+        return self.plan.xNodes
+
+
+@dataclass
+class RelayedPath:
+    """A path this node is an X-node of."""
+
+    terminating: bool
+    previous: object
+    """The PATH link towards the owner, once made (C{None} for the owner-side end of a reversed T)."""
+    next: object
+    keySeed: bytes
+    keyCount: int
+
+
+def parseArray(payload, round):
+    """@raise SetupRejected: not a setup array of C{round}."""
+    try:
+        array = parseStrict(SetupArray, payload)
+    except ProtocolError as e:
+        raise SetupRejected(str(e)) from e
+    if array.round != round:
+        raise SetupRejected(f"a round-{array.round} array where round {round} was due")
+    return list(array.slots)
+
+
+class PathService(Service):
+    """
+    Builds this node's paths and takes part in other nodes' paths.
+
+    @param identity: the node's identity (path-building and routing keys).
+    @param links: the node's L{phantom.link.service.LinkService}.
+    @param dht: the node's L{phantom.netdb.service.DhtNode}: node sampling, routing entries.
+    @param clock: C{IReactorTime}.
+    @param settings: L{PathSettings}.
+    @param random: the secure source of every random choice (C{SystemRandom} in production).
+    """
+
+    log = Logger()
+
+    def __init__(self, identity, links, dht, clock, settings=PathSettings(), random=random.SystemRandom()):
+        self.identity = identity
+        self._links = links
+        self._dht = dht
+        self._clock = clock
+        self.settings = settings
+        self._random = random
+        self.paths = []
+        self.relaying = {}
+        self.helping = 0
+        links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
+        links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
+
+    # Owner
+
+    async def build(self, kind, shape=None):
+        """
+        Build a path, trying again with other nodes after a failed attempt.
+
+        @param kind: C{"exit"} or C{"entry"}.
+        @param shape: a L{PathShape}; the configured one if not given.
+        @return: the finished L{Path}.
+        @raise PathFailed: every attempt failed.
+        """
+        shape = shape or PathShape(self.settings.x, self.settings.y)
+        excluded = set()
+        reasons = []
+        for attempt in range(self.settings.attempts):
+            construction = None
+            try:
+                construction = await self._plan(kind, shape, excluded)
+                path = await self._buildOnce(construction)
+            except (PathFailed, NotEnoughNodes) as e:
+                reasons.append(str(e))
+                if construction is not None:
+                    excluded.update(hop.record.nodeId for hop in construction.plan.circle)
+                continue
+            self.paths.append(path)
+            self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
+            return path
+        raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(reasons))
+
+    async def _plan(self, kind, shape, excluded):
+        started = self._clock.seconds()
+        candidates = await self._dht.sampleNodes(shape.size + 8, exclude=excluded | {self.identity.nodeId})
+        diversity = self.settings.diversity != "off"
+        try:
+            plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
+        except NotEnoughNetworks:
+            if self.settings.diversity != "auto":
+                raise
+            self.log.warn("too few networks for X-nodes in distinct /16s or /48s: building without the diversity rule")
+            plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
+        entry, apAddress = b"", bytes(16)
+        if kind == ENTRY:
+            terminating = plan.terminating
+            now = int(self._clock.seconds())
+            routing = RoutingEntry.create(
+                self.identity.routingKey, now, now + PATH_LIFETIME, [Contact(terminating.host, terminating.port, terminating.nodeId)], now
+            )
+            entry, apAddress = routing.encoded, routing.apAddress
+        owner = Contact(*self._dht.address, self.identity.nodeId)
+        construction = Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
+        construction.phases = {"plan": self._clock.seconds() - started}
+        return construction
+
+    async def _buildOnce(self, construction):
+        phases = construction.phases
+        links = []
+        try:
+            started = self._clock.seconds()
+            first = construction.round(1)
+            returning = self._links.expectLink(first.returnLinkId, first.returnFrom.host, Purpose.SETUP, self.settings.roundTimeout)
+            try:
+                out = await self._links.connect(first.first.host, first.first.port, Purpose.SETUP, first.linkId, first.first.nodeId)
+            except Exception:
+                returning.cancel()
+                returning.addErrback(lambda f: None)
+                raise
+            links.append(out)
+            out.attach(FrameQueue(out))
+            out.sendFrame(SetupArray.build({"round": 1, "slots": first.slots}))
+            inbound = await returning
+            links.append(inbound)
+            back = FrameQueue(inbound)
+            inbound.attach(back)
+            await self._expectArray(back, 1, first.expectedReturn)
+            phases["round1"] = self._clock.seconds() - started
+
+            started = self._clock.seconds()
+            second = construction.round(2)
+            how, x0, linkId = construction.ownerLink()
+            awaitingX0 = None
+            if how == "await":
+                awaitingX0 = self._links.expectLink(linkId, x0.host, Purpose.PATH, self.settings.roundTimeout)
+            out.sendFrame(SetupArray.build({"round": 2, "slots": second.slots}))
+            await self._expectArray(back, 2, second.expectedReturn)
+            phases["round2"] = self._clock.seconds() - started
+
+            started = self._clock.seconds()
+            if how == "connect":
+                pathLink = await self.connectPath(x0, linkId)
+            else:
+                pathLink = await awaitingX0
+            phases["link"] = self._clock.seconds() - started
+        except (LinkFailed, LinkTimeout, TimeoutError, SetupRejected) as e:
+            raise PathFailed(f"{type(e).__name__}: {e}") from e
+        finally:
+            for link in links:
+                link.close()
+        return Path(
+            construction.plan.kind,
+            construction.plan,
+            pathLink,
+            self._clock.seconds(),
+            phases,
+            construction.apAddress,
+            construction.keySeeds,
+        )
+
+    async def _expectArray(self, queue, round, expected):
+        payload = await queue.next().addTimeout(self.settings.roundTimeout, self._clock)
+        if parseArray(payload, round) != expected:
+            raise SetupRejected(f"the round-{round} array came back other than predicted")
+
+    async def connectPath(self, contact, linkId):
+        """Open the PATH link C{linkId} to C{contact}; the far side takes it even if it arrives early."""
+        link = await self._links.connect(contact.host, contact.port, Purpose.PATH, linkId, contact.nodeId)
+        link.attach(FrameQueue(link))
+        return link
+
+    # Participant
+
+    def _setupLinkArrived(self, link):
+        return SetupParticipation(self, link)
+
+    def participationEnded(self, participation):
+        self.helping = max(self.helping - 1, 0)
+
+
+@implementer(ILinkHandler)
+class SetupParticipation:
+    """This node's part in one path under construction, from the SETUP link the array came over."""
+
+    log = Logger()
+
+    def __init__(self, service, link):
+        self._service = service
+        self._incoming = link
+        self._outgoing = None
+        self._participation = Participation(service.identity.pathBuildingKey, service.identity.nodeId)
+        self._round = 1
+        self._done = False
+        service.helping += 1
+        self._timeout = service._clock.callLater(2 * service.settings.roundTimeout, self._giveUp, "round 2 never came")
+
+    def frameReceived(self, payload):
+        try:
+            slots = parseArray(payload, self._round)
+            if self._round == 1:
+                self._round = 2
+                forward = self._participation.firstRound(slots, self._incoming.linkId, self._incoming.peer.host, self._incoming.nodeId)
+                Deferred.fromCoroutine(self._forwardFirst(forward)).addErrback(self._failed)
+            else:
+                self._round = 3
+                forward, rewiring = self._participation.secondRound(slots, int(self._service._clock.seconds()))
+                self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": forward.slots}))
+                self._finish(rewiring)
+        except SetupRejected as e:
+            self._giveUp(str(e))
+
+    async def _forwardFirst(self, forward):
+        links = self._service._links
+        self._outgoing = await links.connect(forward.to.host, forward.to.port, Purpose.SETUP, forward.linkId, forward.to.nodeId)
+        self._outgoing.attach(FrameQueue(self._outgoing))
+        self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": forward.slots}))
+
+    def _failed(self, failure):
+        self._giveUp(failure.getErrorMessage())
+
+    def _finish(self, rewiring):
+        self._end()
+        if rewiring is None:
+            return  # a Y-node: forget the path
+        service = self._service
+        relayed = RelayedPath(rewiring.terminating, None, None, rewiring.keySeed, rewiring.keyCount)
+        key = (rewiring.expectLinkId, rewiring.connectLinkId)
+        service.relaying[key] = relayed
+        if rewiring.expectFrom is not None:
+            d = service._links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, 2 * service.settings.roundTimeout)
+            d.addCallbacks(lambda link: self._previousLinked(relayed, link), lambda f: service.relaying.pop(key, None))
+        if rewiring.connectTo is not None:
+            connecting = Deferred.fromCoroutine(service.connectPath(rewiring.connectTo, rewiring.connectLinkId))
+            connecting.addCallbacks(lambda link: setattr(relayed, "next", link), lambda f: service.relaying.pop(key, None))
+        if rewiring.routingEntry is not None:
+            entry = rewiring.routingEntry
+            published = Deferred.fromCoroutine(service._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
+            published.addErrback(lambda f: self.log.warn("publishing a routing entry failed: {why}", why=f.getErrorMessage()))
+
+    def _previousLinked(self, relayed, link):
+        link.attach(FrameQueue(link))
+        relayed.previous = link
+
+    def _giveUp(self, why):
+        if not self._done:
+            self.log.debug("left a path setup: {why}", why=why)
+            self._end()
+
+    def _end(self):
+        if self._done:
+            return
+        self._done = True
+        if self._timeout.active():
+            self._timeout.cancel()
+        self._incoming.close()
+        if self._outgoing is not None:
+            self._outgoing.close()
+        self._service.participationEnded(self)
+
+    def linkClosed(self, reason):
+        if self._round < 3:
+            self._giveUp("the link closed")

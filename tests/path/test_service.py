@@ -1,0 +1,71 @@
+"""Routing paths built over real links on loopback, by real nodes in this process."""
+
+import random
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from phantom.config import PathSettings
+from phantom.netdb.records import routeKey
+from phantom.path.plan import PathShape
+from phantom.path.service import PathService
+from phantom.wire.dht import Table
+from phantom.wire.link import Purpose
+from tests.link.helpers import until
+from tests.netdb.helpers import startDhtNetwork
+
+SETTINGS = PathSettings(roundTimeout=5.0)
+
+
+async def startPathNetwork(testCase, count, base):
+    """C{count} nodes with a DHT and a path service each."""
+    nodes = await startDhtNetwork(testCase, count, base=base)
+    for index, node in enumerate(nodes):
+        node.paths = PathService(node.identity, node.links, node, reactor, SETTINGS, random.Random(index))
+    return nodes
+
+
+def byId(nodes):
+    return {node.nodeId: node for node in nodes}
+
+
+class PathBuildTests(TestCase):
+    timeout = 120
+
+    async def test_exitPath(self):
+        """An exit path of 3 X- and 12 Y-nodes is built; every X has its place, no Y remembers it."""
+        nodes = await startPathNetwork(self, 20, base=600)
+        owner = nodes[5]
+        path = await owner.paths.build("exit", PathShape(3, 12))
+        self.assertEqual(len(path.nodes), 3)
+        self.assertIn(path.link, owner.links.links)
+        self.assertEqual(path.link.nodeId, path.plan.adjacent.nodeId)
+        everyone = byId(nodes)
+        xIds = [record.nodeId for record in path.nodes]
+        await until(lambda: all(everyone[x].paths.relaying for x in xIds))
+        t = everyone[path.plan.terminating.nodeId]
+        [relayed] = t.paths.relaying.values()
+        self.assertTrue(relayed.terminating)
+        for record in path.plan.yNodes:
+            self.assertEqual(everyone[record.nodeId].paths.relaying, {})
+        await until(lambda: all(everyone[record.nodeId].paths.helping == 0 for record in path.plan.yNodes))
+        # T never holds a setup or path link from or to the owner's address (being on the
+        # network is public: DHT links between any two nodes are no sign of who owns a path).
+        pathLinks = {link.peer.host for link in t.links.connections if link.purpose in (Purpose.SETUP, Purpose.PATH)}
+        self.assertTrue(pathLinks)
+        self.assertNotIn(owner.address[0], pathLinks)
+
+    async def test_entryPath(self):
+        """An entry path's T publishes the routing entry; another node finds and verifies it."""
+        nodes = await startPathNetwork(self, 20, base=630)
+        owner = nodes[3]
+        path = await owner.paths.build("entry", PathShape(3, 12))
+        seeker = nodes[17]
+
+        async def found():
+            record = await seeker.findRecord(Table.ROUTE, routeKey(path.apAddress))
+            return record
+
+        await until(lambda: any(node.store.get(Table.ROUTE, routeKey(path.apAddress)) for node in nodes))
+        entry = await found()
+        self.assertEqual([n.nodeId for n in entry.entryNodes], [path.plan.terminating.nodeId])
