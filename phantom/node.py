@@ -1,6 +1,7 @@
 """A whole Phantom node: identity, link layer, network database, module API and control socket as one service."""
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.logger import Logger
 
@@ -11,7 +12,11 @@ from phantom.link.echo import EchoHandler
 from phantom.link.protocol import describePeer
 from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
+from phantom.netdb.records import formatAddress, parseAddress, routeKey
 from phantom.netdb.service import DhtNode
+from phantom.path.plan import PathShape
+from phantom.path.service import PathService
+from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
 
@@ -45,6 +50,8 @@ class PhantomNode(MultiService):
             self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
         )
         self.dht.setServiceParent(self)
+        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path)
+        self.paths.setServiceParent(self)
         apiHost, apiPort = config.apiAddress
         apiEndpoint = (TCP6ServerEndpoint if ":" in apiHost else TCP4ServerEndpoint)(reactor, apiPort, interface=apiHost)
         self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
@@ -122,6 +129,49 @@ class PhantomNode(MultiService):
             "lookup_requests": self.dht.stats.requests,
             "stored": len(self.dht.store),
         }
+
+    async def _build(self, kind, x, y):
+        path = await self.paths.build(kind, PathShape(x, y))
+        return {
+            "kind": path.kind,
+            "ap_address": formatAddress(path.apAddress) if path.apAddress != bytes(16) else "",
+            "nodes": [record.nodeId.hex() for record in path.nodes],
+            "phases": [{"name": name, "seconds": seconds} for name, seconds in path.phases.items()],
+            "seconds": sum(path.phases.values()),
+        }
+
+    def buildPath(self, kind, x, y):
+        """Build a path, as the control socket's C{PathBuild} command answers."""
+        return Deferred.fromCoroutine(self._build(kind, x, y))
+
+    def pathList(self):
+        """The paths this node owns, as the control socket's C{PathList} command answers."""
+        now = self.reactor.seconds()
+        return [
+            {
+                "kind": path.kind,
+                "ap_address": formatAddress(path.apAddress) if path.apAddress != bytes(16) else "",
+                "x0": describePeer(path.link.peer),
+                "age": now - path.builtAt,
+                "length": len(path.nodes),
+            }
+            for path in self.paths.paths
+        ]
+
+    async def _lookupRoute(self, apText):
+        record = await self.dht.findRecord(Table.ROUTE, routeKey(parseAddress(apText)))
+        if record is None:
+            return {"found": False, "sequence": 0, "expires": 0, "entry_nodes": []}
+        return {
+            "found": True,
+            "sequence": record.sequence,
+            "expires": record.expires,
+            "entry_nodes": [{"node_id": n.nodeId.hex(), "address": formatHostPort(n.host, n.port)} for n in record.entryNodes],
+        }
+
+    def lookupRoute(self, apText):
+        """The verified routing entry of an AP-address, as the control socket's C{RouteLookup} answers."""
+        return Deferred.fromCoroutine(self._lookupRoute(apText))
 
     def peers(self):
         """

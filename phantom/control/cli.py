@@ -5,6 +5,9 @@
     phantomctl [--node DIR] peers [--json]
     phantomctl [--node DIR] dht put KEY VALUE [--ttl S] [--replication N] [--json]
     phantomctl [--node DIR] dht get KEY [--json]
+    phantomctl [--node DIR] path build --kind exit|entry [--x N --y N] [--json]
+    phantomctl [--node DIR] path list [--json]
+    phantomctl [--node DIR] route lookup AP [--json]
 
 A KEY of 64 hex digits is used as it is; any other text is hashed with SHA-256 to 32 bytes.
 
@@ -24,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python import usage
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import DhtGet, DhtPut, Peers, Status
+from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status
 from phantom.control.runner import runCommandLine
 
 
@@ -180,21 +183,104 @@ class DhtGetOptions(_Subcommand):
         return result["value"] if result["value"] is not None else result["value_hex"]
 
 
-class DhtOptions(usage.Options):
+class PathBuildOptions(_Subcommand):
+    """``phantomctl path build``: build a routing path and say how long each phase took."""
+
+    synopsis = "--kind exit|entry [--x N] [--y N] [--json]"
+    optParameters = [
+        ["kind", "k", "exit", "exit or entry."],
+        ["x", None, 3, "X-nodes in the path.", int],
+        ["y", None, 12, "Y-nodes in the path.", int],
+    ]
+
+    def postOptions(self):
+        if self["kind"] not in ("exit", "entry"):
+            raise usage.UsageError("--kind is exit or entry")
+
+    def call(self, protocol):
+        d = protocol.callRemote(PathBuild, kind=self["kind"], x=self["x"], y=self["y"])
+        d.addCallback(lambda r: {**r, "phases": {p["name"]: round(p["seconds"], 4) for p in r["phases"]}, "seconds": round(r["seconds"], 4)})
+        return d
+
+    def render(self, result):
+        lines = [f"built an {result['kind']} path in {result['seconds']:.3f} s"]
+        lines += [f"  {name:8} {seconds:.3f} s" for name, seconds in result["phases"].items()]
+        if result["ap_address"]:
+            lines.append(f"AP-address {result['ap_address']}")
+        return "\n".join(lines)
+
+
+class PathListOptions(_Subcommand):
+    """``phantomctl path list``: the paths this node owns."""
+
+    synopsis = "[--json]"
+
+    def call(self, protocol):
+        return protocol.callRemote(PathList).addCallback(lambda r: {"paths": [dict(p) for p in r["paths"]]})
+
+    def render(self, result):
+        if not result["paths"]:
+            return "no paths"
+        return "\n".join(
+            f"{p['kind']:5}  {p['length']} X-nodes  x0 {p['x0']}  {formatUptime(p['age'])} old  {p['ap_address']}" for p in result["paths"]
+        )
+
+
+class RouteLookupOptions(_Subcommand):
+    """``phantomctl route lookup AP``: the verified routing entry of an AP-address."""
+
+    synopsis = "AP [--json]"
+
+    def parseArgs(self, apAddress):
+        self["ap_address"] = apAddress
+
+    def call(self, protocol):
+        d = protocol.callRemote(RouteLookup, ap_address=self["ap_address"])
+        d.addCallback(lambda r: {**r, "ap_address": self["ap_address"], "entry_nodes": [dict(n) for n in r["entry_nodes"]]})
+        return d
+
+    def render(self, result):
+        if not result["found"]:
+            return f"no routing entry for {result['ap_address']}"
+        lines = [f"{result['ap_address']}  version {result['sequence']}, expires at {result['expires']}"]
+        lines += [f"  entry node {n['node_id']}  {n['address']}" for n in result["entry_nodes"]]
+        return "\n".join(lines)
+
+
+class _Group(usage.Options):
+    """A command with subcommands of its own (``phantomctl dht put``)."""
+
+    def postOptions(self):
+        if self.subCommand is None:
+            raise usage.UsageError(" or ".join(name for name, _, _, _ in self.subCommands) + " is needed")
+        self["node"] = self.parent["node"]
+
+    async def run(self, reactor):
+        return await self.subOptions.run(reactor)
+
+
+class PathOptions(_Group):
+    """``phantomctl path``: routing paths."""
+
+    subCommands = [
+        ["build", None, PathBuildOptions, "Build a routing path."],
+        ["list", None, PathListOptions, "List the paths this node owns."],
+    ]
+
+
+class RouteOptions(_Group):
+    """``phantomctl route``: routing entries."""
+
+    subCommands = [["lookup", None, RouteLookupOptions, "Look up an AP-address's routing entry."]]
+
+
+class DhtOptions(_Group):
     """``phantomctl dht``: the network database's module-API operations."""
 
     subCommands = [
         ["put", None, DhtPutOptions, "Store a value."],
         ["get", None, DhtGetOptions, "Find a value."],
     ]
-
-    def postOptions(self):
-        if self.subCommand is None:
-            raise usage.UsageError("put or get is needed")
-        self["node"] = self.parent["node"]
-
-    async def run(self, reactor):
-        return await self.subOptions.run(reactor)
 
 
 class Options(usage.Options):
@@ -213,6 +299,8 @@ class Options(usage.Options):
         ["status", None, StatusOptions, "Show the node's id, addresses, uptime, links and peers."],
         ["peers", None, PeersOptions, "Show the routing table."],
         ["dht", None, DhtOptions, "Store or find a value in the network database."],
+        ["path", None, PathOptions, "Build or list routing paths."],
+        ["route", None, RouteOptions, "Look up routing entries."],
     ]
 
     def postOptions(self):
@@ -243,6 +331,8 @@ async def askNode(reactor, dataDir, subcommand, timeout=5.0):
         return await subcommand.call(protocol).addTimeout(timeout, reactor)
     except amp.RemoteAmpError as e:
         raise ControlError(f"the node refused: {e.description}") from e
+    except REMOTE_ERRORS as e:
+        raise ControlError(f"the node could not: {e}") from e
     except (ConnectionClosed, TimeoutError) as e:
         raise ControlError(f"the node at {path} did not answer") from e
     finally:

@@ -5,7 +5,12 @@ Each command's response is what C{phantomctl} prints; a new C{phantomctl} subcom
 command here, a responder in L{phantom.control.server} and a subcommand in L{phantom.control.cli}.
 """
 
-from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, String, Unicode
+from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, ListOf, String, Unicode
+
+from phantom.path.service import PathFailed
+
+REMOTE_ERRORS = (PathFailed, ValueError)
+"""What a command may fail with on the node, brought back to the caller with its message."""
 
 PEER = [
     (b"node_id", Unicode()),
@@ -66,3 +71,39 @@ class Peers(Command):
         (b"lookup_requests", Integer()),
         (b"stored", Integer()),
     ]
+
+
+class PathBuild(Command):
+    """Build a routing path; answers how long each phase took and, for an entry path, the AP-address."""
+
+    arguments = [(b"kind", Unicode()), (b"x", Integer()), (b"y", Integer())]
+    response = [
+        (b"kind", Unicode()),
+        (b"ap_address", Unicode()),
+        (b"nodes", ListOf(Unicode())),
+        (b"phases", AmpList([(b"name", Unicode()), (b"seconds", Float())])),
+        (b"seconds", Float()),
+    ]
+    errors = {PathFailed: b"PATH_FAILED", ValueError: b"BAD_SHAPE"}
+
+
+class PathList(Command):
+    """The routing paths this node owns."""
+
+    arguments = []
+    response = [
+        (b"paths", AmpList([(b"kind", Unicode()), (b"ap_address", Unicode()), (b"x0", Unicode()), (b"age", Float()), (b"length", Integer())])),
+    ]
+
+
+class RouteLookup(Command):
+    """The verified routing entry of an AP-address, from the network database."""
+
+    arguments = [(b"ap_address", Unicode())]
+    response = [
+        (b"found", Boolean()),
+        (b"sequence", Integer()),
+        (b"expires", Integer()),
+        (b"entry_nodes", AmpList([(b"node_id", Unicode()), (b"address", Unicode())])),
+    ]
+    errors = {ValueError: b"BAD_ADDRESS"}

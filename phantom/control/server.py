@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import DhtGet, DhtPut, Peers, Status
+from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status
 from phantom.link.listening import ListeningService
 
 MAX_UNIX_PATH = 107
@@ -37,6 +37,18 @@ class ControlProtocol(amp.AMP):
     @Peers.responder
     def peers(self):
         return self._node.routingSummary()
+
+    @PathBuild.responder
+    def pathBuild(self, kind, x, y):
+        return self._node.buildPath(kind, x, y)
+
+    @PathList.responder
+    def pathList(self):
+        return {"paths": self._node.pathList()}
+
+    @RouteLookup.responder
+    def routeLookup(self, ap_address):
+        return self._node.lookupRoute(ap_address)
 
 
 class ControlService(ListeningService):

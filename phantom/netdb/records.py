@@ -68,6 +68,23 @@ def hostOf(packed):
     return socket.inet_ntop(socket.AF_INET6, packed)
 
 
+def formatAddress(packed):
+    """The text form of a 16-byte IPv6 address such as an AP-address."""
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+def parseAddress(text):
+    """
+    The 16 bytes of an IPv6 address given as text.
+
+    @raise ValueError: not an IPv6 address.
+    """
+    try:
+        return socket.inet_pton(socket.AF_INET6, text.strip())
+    except OSError:
+        raise ValueError(f"{text!r} is not an IPv6 address") from None
+
+
 def contactOf(parsed):
     """A L{Contact} from a parsed wire contact or entry node."""
     return Contact(hostOf(parsed.address), parsed.port, parsed.node_id)

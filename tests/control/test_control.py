@@ -18,6 +18,7 @@ from phantom.control import CONTROL_SOCKET
 from phantom.control.cli import Options, formatUptime
 from phantom.control.commands import Status
 from phantom.node import PhantomNode
+from phantom.wire.dht import Table
 from tests.link.helpers import freePort, until
 
 PHANTOMCTL = os.path.join(os.path.dirname(sys.executable), "phantomctl")
@@ -104,6 +105,30 @@ class ControlTests(TestCase):
         self.assertEqual([c["node_id"] for c in peers["contacts"]], [first.nodeId.hex()])
         self.assertGreaterEqual(peers["lookups"], 1)
         self.assertIn("contacts   1 in 1 buckets", await phantomctl(second, "peers"))
+
+    async def test_pathBuildListAndRouteLookup(self):
+        """phantomctl path build on one node, path list, and route lookup of its AP-address on another."""
+        first = startNode(self, "127.0.0.60")
+        others = [startNode(self, f"127.0.0.{61 + i}", bootstrap=first.address) for i in range(7)]
+        for node in others:
+            await node.dht.joined
+
+        async def phantomctl(node, *args, expect=0):
+            out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", node.config.dataDir, *args], env=os.environ)
+            self.assertEqual(code, expect, err)
+            return out.decode() if expect == 0 else err.decode()
+
+        built = json.loads(await phantomctl(others[0], "path", "build", "--kind", "entry", "--x", "2", "--y", "3", "--json"))
+        self.assertEqual((built["kind"], len(built["nodes"])), ("entry", 2))
+        self.assertEqual(set(built["phases"]), {"plan", "round1", "round2", "link"})
+        listed = json.loads(await phantomctl(others[0], "path", "list", "--json"))
+        self.assertEqual([p["ap_address"] for p in listed["paths"]], [built["ap_address"]])
+        await until(lambda: any(node.dht.store.records(Table.ROUTE) for node in [first] + others))
+        route = json.loads(await phantomctl(others[5], "route", "lookup", built["ap_address"], "--json"))
+        self.assertTrue(route["found"])
+        self.assertEqual([n["node_id"] for n in route["entry_nodes"]], [built["nodes"][-1]])
+        self.assertIn("not an IPv6 address", await phantomctl(others[5], "route", "lookup", "nonsense", expect=1))
+        self.assertIn("two X-nodes", await phantomctl(others[0], "path", "build", "--x", "1", "--y", "2", expect=1))
 
     async def test_noNode(self):
         """Asking a directory where no node runs fails with a message and exit code 1."""
