@@ -19,5 +19,6 @@ and add its name to L{BENCHMARKS}. The command line, the table and the JSON outp
 BENCHMARKS = {
     "link": "bench.link",
     "dht": "bench.dht",
+    "path": "bench.path",
 }
 """Benchmark name to the module that measures it."""

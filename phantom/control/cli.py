@@ -43,9 +43,12 @@ class _Subcommand(usage.Options):
         reordered = [item for option, value in found for item in ((option, value) if value else (option,))]
         super().parseOptions(reordered + ["--"] + arguments)
 
+    timeout = 5.0
+    """Seconds to wait for the node's answer."""
+
     async def run(self, reactor):
         """Ask the node; the result as JSON or as text, for L{runCommandLine} to print."""
-        result = await askNode(reactor, self.parent["node"], self)
+        result = await askNode(reactor, self.parent["node"], self, self.timeout)
         return result if self["json"] else self.render(result)
 
     def call(self, protocol):
@@ -187,6 +190,7 @@ class PathBuildOptions(_Subcommand):
     """``phantomctl path build``: build a routing path and say how long each phase took."""
 
     synopsis = "--kind exit|entry [--x N] [--y N] [--json]"
+    timeout = 120.0
     optParameters = [
         ["kind", "k", "exit", "exit or entry."],
         ["x", None, 3, "X-nodes in the path.", int],

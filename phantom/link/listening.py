@@ -1,7 +1,7 @@
 """A service that listens on an endpoint and fails at startup when it cannot."""
 
 from twisted.application.service import Service
-from twisted.internet.defer import succeed
+from twisted.internet.defer import maybeDeferred, succeed
 
 
 class ListeningService(Service):
@@ -39,4 +39,4 @@ class ListeningService(Service):
     def stopService(self):
         super().stopService()
         port, self.port = self.port, None
-        return port.stopListening() if port is not None else succeed(None)
+        return maybeDeferred(port.stopListening) if port is not None else succeed(None)

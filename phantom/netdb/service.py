@@ -358,9 +358,11 @@ class DhtNode(Service):
         excluded = set(exclude) | {self.nodeId}
         found = {}
         asked = set()
+        fruitless = 0
         for _ in range(max(4, 2 * count)):
-            if len(found) >= count:
+            if len(found) >= count or fruitless >= 2:
                 break
+            before = len(found)
             target = self._random.getrandbits(256).to_bytes(32, "big")
             search = await self.lookup(target)
             # Nodes not asked yet first; in a small network, once all were asked, ask them again.
@@ -376,6 +378,8 @@ class DhtNode(Service):
                     continue
                 if record.nodeId not in excluded:
                     found.setdefault(record.nodeId, record)
+            # A small network runs out of nodes to find: stop after two rounds that found none.
+            fruitless = fruitless + 1 if len(found) == before else 0
         return list(found.values())[:count]
 
     # Joining and upkeep

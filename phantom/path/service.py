@@ -139,18 +139,20 @@ class PathService(Service):
         self._random = random
         self.paths = []
         self.relaying = {}
-        self.helping = 0
+        self.participations = set()
         links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
         links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
 
     # Owner
 
-    async def build(self, kind, shape=None):
+    async def build(self, kind, shape=None, candidates=None):
         """
         Build a path, trying again with other nodes after a failed attempt.
 
         @param kind: C{"exit"} or C{"entry"}.
         @param shape: a L{PathShape}; the configured one if not given.
+        @param candidates: node records to plan the first attempt from; sampled from the network
+            database if not given (and for every later attempt).
         @return: the finished L{Path}.
         @raise PathFailed: every attempt failed.
         """
@@ -160,7 +162,7 @@ class PathService(Service):
         for attempt in range(self.settings.attempts):
             construction = None
             try:
-                construction = await self._plan(kind, shape, excluded)
+                construction = await self._plan(kind, shape, excluded, candidates if attempt == 0 else None)
                 path = await self._buildOnce(construction)
             except (PathFailed, NotEnoughNodes) as e:
                 reasons.append(str(e))
@@ -172,9 +174,10 @@ class PathService(Service):
             return path
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(reasons))
 
-    async def _plan(self, kind, shape, excluded):
+    async def _plan(self, kind, shape, excluded, candidates=None):
         started = self._clock.seconds()
-        candidates = await self._dht.sampleNodes(shape.size + 8, exclude=excluded | {self.identity.nodeId})
+        if candidates is None:
+            candidates = await self._dht.sampleNodes(shape.size + 8, exclude=excluded | {self.identity.nodeId})
         diversity = self.settings.diversity != "off"
         try:
             plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
@@ -199,6 +202,7 @@ class PathService(Service):
     async def _buildOnce(self, construction):
         phases = construction.phases
         links = []
+        awaitingX0 = None
         try:
             started = self._clock.seconds()
             first = construction.round(1)
@@ -222,7 +226,6 @@ class PathService(Service):
             started = self._clock.seconds()
             second = construction.round(2)
             how, x0, linkId = construction.ownerLink()
-            awaitingX0 = None
             if how == "await":
                 awaitingX0 = self._links.expectLink(linkId, x0.host, Purpose.PATH, self.settings.roundTimeout)
             out.sendFrame(SetupArray.build({"round": 2, "slots": second.slots}))
@@ -240,6 +243,9 @@ class PathService(Service):
         finally:
             for link in links:
                 link.close()
+            if awaitingX0 is not None and not awaitingX0.called:
+                awaitingX0.addErrback(lambda failure: None)
+                awaitingX0.cancel()
         return Path(
             construction.plan.kind,
             construction.plan,
@@ -263,11 +269,18 @@ class PathService(Service):
 
     # Participant
 
+    @property
+    def helping(self):
+        """How many paths under construction this node is taking part in."""
+        return len(self.participations)
+
     def _setupLinkArrived(self, link):
         return SetupParticipation(self, link)
 
-    def participationEnded(self, participation):
-        self.helping = max(self.helping - 1, 0)
+    def stopService(self):
+        super().stopService()
+        for participation in list(self.participations):
+            participation.giveUp("the node is stopping")
 
 
 @implementer(ILinkHandler)
@@ -277,14 +290,14 @@ class SetupParticipation:
     log = Logger()
 
     def __init__(self, service, link):
-        self._service = service
+        self.service = service
         self._incoming = link
         self._outgoing = None
         self._participation = Participation(service.identity.pathBuildingKey, service.identity.nodeId)
         self._round = 1
         self._done = False
-        service.helping += 1
-        self._timeout = service._clock.callLater(2 * service.settings.roundTimeout, self._giveUp, "round 2 never came")
+        service.participations.add(self)
+        self._timeout = service._clock.callLater(2 * service.settings.roundTimeout, self.giveUp, "round 2 never came")
 
     def frameReceived(self, payload):
         try:
@@ -292,29 +305,39 @@ class SetupParticipation:
             if self._round == 1:
                 self._round = 2
                 forward = self._participation.firstRound(slots, self._incoming.linkId, self._incoming.peer.host, self._incoming.nodeId)
-                Deferred.fromCoroutine(self._forwardFirst(forward)).addErrback(self._failed)
+                Deferred.fromCoroutine(self.forwardFirst(forward)).addErrback(self._failed)
             else:
                 self._round = 3
-                forward, rewiring = self._participation.secondRound(slots, int(self._service._clock.seconds()))
-                self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": forward.slots}))
+                forward, rewiring = self._participation.secondRound(slots, int(self.service._clock.seconds()))
+                self.forwardSecond(forward)
                 self._finish(rewiring)
         except SetupRejected as e:
-            self._giveUp(str(e))
+            self.giveUp(str(e))
 
-    async def _forwardFirst(self, forward):
-        links = self._service._links
-        self._outgoing = await links.connect(forward.to.host, forward.to.port, Purpose.SETUP, forward.linkId, forward.to.nodeId)
-        self._outgoing.attach(FrameQueue(self._outgoing))
+    async def forwardFirst(self, forward):
+        """Open the SETUP link to the next node and send it the round-1 array."""
+        self._outgoing = await self.connectSetup(self.service._links, forward.to, forward.linkId)
         self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": forward.slots}))
 
+    def forwardSecond(self, forward):
+        """Send the round-2 array on over the round-1 link to the next node."""
+        self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": forward.slots}))
+
+    @staticmethod
+    async def connectSetup(links, contact, linkId):
+        """A SETUP link to C{contact}, pinned to its node id."""
+        link = await links.connect(contact.host, contact.port, Purpose.SETUP, linkId, contact.nodeId)
+        link.attach(FrameQueue(link))
+        return link
+
     def _failed(self, failure):
-        self._giveUp(failure.getErrorMessage())
+        self.giveUp(failure.getErrorMessage())
 
     def _finish(self, rewiring):
         self._end()
         if rewiring is None:
             return  # a Y-node: forget the path
-        service = self._service
+        service = self.service
         relayed = RelayedPath(rewiring.terminating, None, None, rewiring.keySeed, rewiring.keyCount)
         key = (rewiring.expectLinkId, rewiring.connectLinkId)
         service.relaying[key] = relayed
@@ -333,7 +356,8 @@ class SetupParticipation:
         link.attach(FrameQueue(link))
         relayed.previous = link
 
-    def _giveUp(self, why):
+    def giveUp(self, why):
+        """Leave the path under construction: close its links and forget it."""
         if not self._done:
             self.log.debug("left a path setup: {why}", why=why)
             self._end()
@@ -347,8 +371,8 @@ class SetupParticipation:
         self._incoming.close()
         if self._outgoing is not None:
             self._outgoing.close()
-        self._service.participationEnded(self)
+        self.service.participations.discard(self)
 
     def linkClosed(self, reason):
         if self._round < 3:
-            self._giveUp("the link closed")
+            self.giveUp("the link closed")

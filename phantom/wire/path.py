@@ -110,7 +110,8 @@ SLOT_SIZE = SIGNATURE_SIZE + SEALED_SIZE
 
 SetupArray = Struct(
     "round" / OneOf(Int8ub, [1, 2]),
-    "slots" / PrefixedArray(ExprValidator(Int16ub, lambda obj, ctx: 1 <= obj <= MAX_SLOTS), Bytes(SLOT_SIZE)),
+    # Empty when the last node's slot and every dummy are gone: what may return to the owner.
+    "slots" / PrefixedArray(ExprValidator(Int16ub, lambda obj, ctx: obj <= MAX_SLOTS), Bytes(SLOT_SIZE)),
     Terminated,
 )
 SetupArray.name = "setup array"

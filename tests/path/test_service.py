@@ -22,6 +22,8 @@ async def startPathNetwork(testCase, count, base):
     nodes = await startDhtNetwork(testCase, count, base=base)
     for index, node in enumerate(nodes):
         node.paths = PathService(node.identity, node.links, node, reactor, SETTINGS, random.Random(index))
+        node.paths.startService()
+        testCase.addCleanup(node.paths.stopService)
     return nodes
 
 
