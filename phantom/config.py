@@ -92,6 +92,12 @@ class PathSettings:
     """Tries per path, each with other nodes."""
     diversity: str = "auto"
     """No two X-nodes in one /16 or /48: C{on}, C{off}, or C{auto} (on, unless the network cannot allow it)."""
+    lifetime: float = 600.0
+    """A path is replaced after this long; an entry path's routing entry expires with it."""
+    renewAhead: float = 60.0
+    """A path's replacement is built this long before the path's lifetime ends."""
+    maxParticipations: int = 200
+    """The most paths under construction this node takes part in at once; more are refused."""
 
     def __post_init__(self):
         if self.diversity not in ("on", "off", "auto"):

@@ -7,9 +7,11 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from phantom.config import formatHostPort
+from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkFailed, LinkProtocol, describePeer
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
@@ -46,6 +48,20 @@ class LinkTLSFactory(TLSMemoryBIOFactory):
 
     protocol = TLSMemoryBIOProtocol
     noisy = False
+
+
+@implementer(ILinkHandler)
+class CloseAtOnce:
+    """The handler of a link this node does not want (refused, or a second one to a peer): closes it."""
+
+    def __init__(self, link):
+        link.close()
+
+    def frameReceived(self, payload):
+        pass
+
+    def linkClosed(self, reason):
+        pass
 
 
 class _LinkFactory(Factory):

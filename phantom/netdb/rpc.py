@@ -16,6 +16,7 @@ from zope.interface import implementer
 from phantom.config import Contact
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.protocol import describePeer
+from phantom.link.service import CloseAtOnce
 from phantom.wire import ProtocolError
 from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, RpcKind, decodeRpc, encodeRpc
 from phantom.wire.link import Purpose
@@ -218,7 +219,7 @@ class DhtLinks:
         if channel is None or channel.closed:
             channel = RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed)
             self._channels[link.nodeId] = channel
-        link.attach(channel if channel.link is link else _Discard(link))
+        link.attach(channel if channel.link is link else CloseAtOnce(link))
         for deferred in self._connecting.pop(link.nodeId, []):
             deferred.callback(channel)
         return channel
@@ -251,17 +252,3 @@ class DhtLinks:
     def channels(self):
         """The open channels by node id."""
         return dict(self._channels)
-
-
-@implementer(ILinkHandler)
-class _Discard:
-    """The handler of a second link to a peer that already has one: closes it."""
-
-    def __init__(self, link):
-        link.close()
-
-    def frameReceived(self, payload):
-        pass
-
-    def linkClosed(self, reason):
-        pass

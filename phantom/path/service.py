@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from phantom.config import Contact, PathSettings
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.protocol import LinkFailed
-from phantom.link.service import LinkTimeout
+from phantom.link.service import CloseAtOnce, LinkTimeout
 from phantom.netdb.records import RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction
@@ -31,9 +32,6 @@ from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 from phantom.wire.path import SetupArray
 
-PATH_LIFETIME = 600
-"""Seconds a path is used before it is replaced; an entry path's routing entry lives this long."""
-
 
 class PathFailed(Exception):
     """A path could not be built; the message says why."""
@@ -43,11 +41,12 @@ class PathFailed(Exception):
 class FrameQueue:
     """Hands a link's frames to whoever waits for them, in order; fails the waiters if it closes."""
 
-    def __init__(self, link):
+    def __init__(self, link, onClosed=None):
         self.link = link
         self._frames = []
         self._waiting = []
         self.closed = False
+        self._onClosed = onClosed
 
     def frameReceived(self, payload):
         if self._waiting:
@@ -60,6 +59,8 @@ class FrameQueue:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(LinkFailed("the link closed"))
+        if self._onClosed is not None:
+            self._onClosed()
 
     def next(self):
         """@return: a Deferred of the next frame."""
@@ -86,6 +87,7 @@ class Path:
     phases: dict
     apAddress: bytes = b""
     keySeeds: dict = field(default_factory=dict)
+    shape: object = None
 
     @property
     def nodes(self):
@@ -93,16 +95,42 @@ class Path:
         return self.plan.xNodes
 
 
-@dataclass
 class RelayedPath:
-    """A path this node is an X-node of."""
+    """
+    A path this node is an X-node of. When either of its PATH links goes, the node closes the
+    other and forgets the path, so a dead hop's news travels to the owner hop by hop.
 
-    terminating: bool
-    previous: object
-    """The PATH link towards the owner, once made (C{None} for the owner-side end of a reversed T)."""
-    next: object
-    keySeed: bytes
-    keyCount: int
+    @ivar previous: the PATH link on the owner's side (towards the owner), once made.
+    @ivar next: the PATH link on T's side, once made.
+    """
+
+    def __init__(self, service, key, terminating, keySeed, keyCount):
+        self._service = service
+        self._key = key
+        self.terminating = terminating
+        self.keySeed = keySeed
+        self.keyCount = keyCount
+        self.previous = None
+        self.next = None
+        self.gone = False
+
+    def linked(self, side, link):
+        """Take the link made on C{side} ("previous" or "next")."""
+        if self.gone:
+            link.close()
+            return
+        link.attach(FrameQueue(link, self.tearDown))
+        setattr(self, side, link)
+
+    def tearDown(self):
+        """Close both links and forget the path."""
+        if self.gone:
+            return
+        self.gone = True
+        for link in (self.previous, self.next):
+            if link is not None:
+                link.close()
+        self._service.relaying.pop(self._key, None)
 
 
 def parseArray(payload, round):
@@ -140,8 +168,46 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
+        self._renewal = None
         links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
         links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
+
+    def startService(self):
+        super().startService()
+        self._renewal = LoopingCall(self.renewDue)
+        self._renewal.clock = self._clock
+        self._renewal.start(min(10.0, self.settings.renewAhead / 2), now=False)
+
+    # Keeping paths alive
+
+    def renewDue(self):
+        """Replace every path whose lifetime ends within C{renewAhead} seconds."""
+        now = self._clock.seconds()
+        for path in list(self.paths):
+            if now - path.builtAt >= self.settings.lifetime - self.settings.renewAhead:
+                self._replace(path, "its lifetime is ending")
+
+    def _pathLost(self, path):
+        if path in self.paths:
+            self._replace(path, "a hop of it is gone")
+
+    def _replace(self, old, why):
+        """Build a path like C{old} in the background, then retire C{old}."""
+        if old not in self.paths:
+            return
+        self.paths.remove(old)
+        if not self.running:
+            old.link.close()
+            return
+        self.log.info("replacing an {kind} path: {why}", kind=old.kind, why=why)
+
+        def retire(result):
+            old.link.close()
+            return result
+
+        d = Deferred.fromCoroutine(self.build(old.kind, old.shape))
+        d.addBoth(retire)
+        d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
 
     # Owner
 
@@ -169,6 +235,8 @@ class PathService(Service):
                 if construction is not None:
                     excluded.update(hop.record.nodeId for hop in construction.plan.circle)
                 continue
+            path.shape = shape
+            path.link.attach(FrameQueue(path.link, lambda: self._pathLost(path)))
             self.paths.append(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
@@ -191,7 +259,7 @@ class PathService(Service):
             terminating = plan.terminating
             now = int(self._clock.seconds())
             routing = RoutingEntry.create(
-                self.identity.routingKey, now, now + PATH_LIFETIME, [Contact(terminating.host, terminating.port, terminating.nodeId)], now
+                self.identity.routingKey, now, now + int(self.settings.lifetime), [Contact(terminating.host, terminating.port, terminating.nodeId)], now
             )
             entry, apAddress = routing.encoded, routing.apAddress
         owner = Contact(*self._dht.address, self.identity.nodeId)
@@ -263,9 +331,7 @@ class PathService(Service):
 
     async def connectPath(self, contact, linkId):
         """Open the PATH link C{linkId} to C{contact}; the far side takes it even if it arrives early."""
-        link = await self._links.connect(contact.host, contact.port, Purpose.PATH, linkId, contact.nodeId)
-        link.attach(FrameQueue(link))
-        return link
+        return await self._links.connect(contact.host, contact.port, Purpose.PATH, linkId, contact.nodeId)
 
     # Participant
 
@@ -275,12 +341,22 @@ class PathService(Service):
         return len(self.participations)
 
     def _setupLinkArrived(self, link):
+        if len(self.participations) >= self.settings.maxParticipations:
+            self.log.info("refused a path setup: already in {count} under construction", count=len(self.participations))
+            return CloseAtOnce(link)
         return SetupParticipation(self, link)
 
     def stopService(self):
         super().stopService()
+        if self._renewal is not None and self._renewal.running:
+            self._renewal.stop()
         for participation in list(self.participations):
             participation.giveUp("the node is stopping")
+        for path in list(self.paths):
+            self.paths.remove(path)
+            path.link.close()
+        for relayed in list(self.relaying.values()):
+            relayed.tearDown()
 
 
 @implementer(ILinkHandler)
@@ -338,23 +414,19 @@ class SetupParticipation:
         if rewiring is None:
             return  # a Y-node: forget the path
         service = self.service
-        relayed = RelayedPath(rewiring.terminating, None, None, rewiring.keySeed, rewiring.keyCount)
         key = (rewiring.expectLinkId, rewiring.connectLinkId)
+        relayed = RelayedPath(service, key, rewiring.terminating, rewiring.keySeed, rewiring.keyCount)
         service.relaying[key] = relayed
         if rewiring.expectFrom is not None:
             d = service._links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, 2 * service.settings.roundTimeout)
-            d.addCallbacks(lambda link: self._previousLinked(relayed, link), lambda f: service.relaying.pop(key, None))
+            d.addCallbacks(lambda link: relayed.linked("previous", link), lambda f: relayed.tearDown())
         if rewiring.connectTo is not None:
             connecting = Deferred.fromCoroutine(service.connectPath(rewiring.connectTo, rewiring.connectLinkId))
-            connecting.addCallbacks(lambda link: setattr(relayed, "next", link), lambda f: service.relaying.pop(key, None))
+            connecting.addCallbacks(lambda link: relayed.linked("next", link), lambda f: relayed.tearDown())
         if rewiring.routingEntry is not None:
             entry = rewiring.routingEntry
             published = Deferred.fromCoroutine(service._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
             published.addErrback(lambda f: self.log.warn("publishing a routing entry failed: {why}", why=f.getErrorMessage()))
-
-    def _previousLinked(self, relayed, link):
-        link.attach(FrameQueue(link))
-        relayed.previous = link
 
     def giveUp(self, why):
         """Leave the path under construction: close its links and forget it."""
