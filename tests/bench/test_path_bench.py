@@ -136,8 +136,11 @@ class PathBenchmarkTests(TestCase):
             shape = name.split("_")[1]
             if figures[f"build_{shape}_success_rate"] == 0:
                 self.assertTrue(math.isnan(value), name)
-            else:
+            elif name.startswith("build_"):
                 self.assertGreater(value, 0, name)
+            else:
+                # A phase may take no measurable time (x0's link can be there before it is sought).
+                self.assertGreaterEqual(value, 0, name)
         for shape in ("3x12", "3x5"):
             if figures[f"build_{shape}_success_rate"] > 0:
                 self.assertLessEqual(figures[f"build_{shape}_p50_s"], figures[f"build_{shape}_p95_s"])

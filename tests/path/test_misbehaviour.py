@@ -4,7 +4,6 @@ attempt's circle. Every time the next honest node or the owner notices, the atte
 the retry without that attempt's nodes succeeds: no build ever finishes with the culprit in it.
 """
 
-import os
 import random
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -14,12 +13,13 @@ from twisted.trial.unittest import TestCase
 
 from phantom.config import PathSettings
 from phantom.crypto import rawPublicBytes
-from phantom.path.array import NO_INSTRUCTION, arrayHash, dummySlot, encodePackage, encodeSlot
+from phantom.path.array import NO_INSTRUCTION, arrayHash, encodePackage, encodeSlot
 from phantom.path.circle import NO_NEIGHBOUR
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService, SetupParticipation
-from phantom.wire.path import SLOT_SIZE, SetupArray
+from phantom.wire.path import SetupArray
 from tests.link.helpers import startLinkService, until
+from tests.path.test_array import tamper
 from tests.netdb.helpers import loopbackAddress, startDhtNetwork
 
 BUILDS = 200
@@ -31,26 +31,6 @@ BEHAVIOURS = {
     1: ["flip", "reorder", "insert", "drop", "wrongAddress", "wrongNext"],
     2: ["flip", "reorder", "insert", "drop", "replay", "forge"],
 }
-
-
-def tampered(slots, how, rng):
-    """The array with one misbehaviour done to it; one that would change nothing becomes an insertion."""
-    slots = list(slots)
-    if how in ("flip", "drop") and not slots or how == "reorder" and len(slots) < 2:
-        how = "insert"
-    if how == "flip":
-        index = rng.randrange(len(slots))
-        slot = bytearray(slots[index])
-        slot[rng.randrange(SLOT_SIZE)] ^= 1 << rng.randrange(8)
-        slots[index] = bytes(slot)
-    elif how == "reorder":
-        i, j = rng.sample(range(len(slots)), 2)
-        slots[i], slots[j] = slots[j], slots[i]
-    elif how == "insert":
-        slots.insert(rng.randint(0, len(slots)), dummySlot(os.urandom(16)))
-    elif how == "drop":
-        del slots[rng.randrange(len(slots))]
-    return slots
 
 
 class Culprit(SetupParticipation):
@@ -79,7 +59,7 @@ class Culprit(SetupParticipation):
             slots = forward.slots
         else:
             self._outgoing = await self.connectSetup(self.service._links, forward.to, forward.linkId)
-            slots = tampered(forward.slots, self.behaviour, self.rng)
+            slots = tamper(forward.slots, self.behaviour, self.rng)
         self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": slots}))
 
     def forwardSecond(self, forward):
@@ -90,11 +70,11 @@ class Culprit(SetupParticipation):
         elif self.behaviour == "forge":
             slots = self.forged(forward)
         else:
-            slots = tampered(forward.slots, self.behaviour, self.rng)
+            slots = tamper(forward.slots, self.behaviour, self.rng)
         if slots == forward.slots:
             # Replaying an empty array as the last node sends what an honest node sends.
             self.record[1] = "insert"
-            slots = tampered(forward.slots, "insert", self.rng)
+            slots = tamper(forward.slots, "insert", self.rng)
         self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": slots}))
 
     def forged(self, forward):
@@ -104,7 +84,7 @@ class Culprit(SetupParticipation):
         """
         recipient = self.service.keys.get(self.first.to.nodeId)
         if recipient is None:
-            return tampered(forward.slots, "flip", self.rng)
+            return tamper(forward.slots, "flip", self.rng)
         slots = [b""] + list(forward.slots[1:])
         package = encodePackage(
             {
