@@ -1,26 +1,14 @@
 """Paths that lose a hop or reach the end of their lifetime are replaced; overloaded nodes refuse."""
 
-import random
-
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from phantom.config import PathSettings
 from phantom.path.plan import PathShape
-from phantom.path.service import PathFailed, PathService
+from phantom.path.service import PathFailed
 from tests.link.helpers import until
-from tests.netdb.helpers import startDhtNetwork
+from tests.path.test_service import startPathNetwork
 
 SHAPE = PathShape(2, 3)
-
-
-async def startPathNetwork(testCase, count, base, settings):
-    nodes = await startDhtNetwork(testCase, count, base=base)
-    for index, node in enumerate(nodes):
-        node.paths = PathService(node.identity, node.links, node, reactor, settings, random.Random(index))
-        node.paths.startService()
-        testCase.addCleanup(node.paths.stopService)
-    return nodes
 
 
 class RenewalTests(TestCase):
