@@ -3,7 +3,7 @@ The link layer of a node: the one listening TLS port, outbound links, purpose di
 the registry of awaited links.
 """
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -102,6 +102,7 @@ class LinkService(ListeningService):
         self._parkable = {}
         self._parked = {}
         self._connections = set()
+        self._attempts = set()
         self._links = set()
         self._closed = {}
 
@@ -112,6 +113,8 @@ class LinkService(ListeningService):
 
     def stopService(self):
         waits = [super().stopService()]
+        for attempt in list(self._attempts):
+            attempt.cancel()
         for link, call in self._parked.values():
             call.cancel()
         self._parked.clear()
@@ -187,6 +190,8 @@ class LinkService(ListeningService):
         @return: a Deferred firing with the open L{ILink}, or failing with L{LinkFailed} or
             L{phantom.link.tls.PinMismatch}.
         """
+        if not self.running:
+            return fail(LinkFailed("the node is stopping"))
         deferred = Deferred()
         request = OutboundRequest(purpose, linkId, deferred)
         creator = ClientConnectionCreator(self._clientContext, nodeId)
@@ -200,7 +205,14 @@ class LinkService(ListeningService):
         def tcpFailed(failure):
             request.failed(LinkFailed(f"cannot connect to {target}: {failure.getErrorMessage()}"))
 
-        tcp.connect(LinkTLSFactory(creator, True, _LinkFactory(self, request))).addErrback(tcpFailed)
+        attempt = tcp.connect(LinkTLSFactory(creator, True, _LinkFactory(self, request)))
+        self._attempts.add(attempt)
+
+        def settled(result):
+            self._attempts.discard(attempt)
+            return result
+
+        attempt.addBoth(settled).addErrback(tcpFailed)
         return deferred
 
     # Bookkeeping, called by LinkProtocol
