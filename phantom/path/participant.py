@@ -74,6 +74,9 @@ class Participation:
         opened = openOwnSlot(slots, linkId, 1, self._key)
         checkArray(slots, opened)
         package = opened.package
+        # The array hash leaves our own slot out; its signature covers the rest of it.
+        if not opened.signedBy(package.construction_key):
+            raise SetupRejected("our slot is not signed by the construction key it names")
         previous = package.previous
         if previous.link_id != linkId:
             raise SetupRejected("the array came over another link than the package names")

@@ -209,6 +209,22 @@ class MisbehaviourTests(SynchronousTestCase):
         sender = build.plan.circle[0].record
         self.assertRaises(SetupRejected, wrong.firstRound, forward.slots, forward.linkId, sender.host, sender.nodeId)
 
+    def test_ownSlotSignatureChecked(self):
+        """A bit flipped in the signature of a node's own slot is noticed in round 1 too."""
+        build = Build(Network(), seed=11)
+        first = build.construction.round(1)
+        participant = build.participants[0]
+        for index in range(len(first.slots)):
+            slots = list(first.slots)
+            slot = bytearray(slots[index])
+            slot[5] ^= 0x01
+            slots[index] = bytes(slot)
+            try:
+                participant.firstRound(slots, first.linkId, OWNER_CONTACT.host, OWNER_CONTACT.nodeId)
+            except SetupRejected:
+                continue
+            self.fail(f"a flipped signature bit in slot {index} went unnoticed")
+
     def test_roundOneReplayedAsRoundTwo(self):
         """A round-1 array replayed in round 2 opens for nobody."""
         build = Build(Network(), seed=8)
