@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   install, bring up a local testnet of 12 nodes, show it, take it down
+#   make demo   install, bring up a local testnet of 12 nodes, use it, take it down
 #   make test   install, run the whole test suite, close with "N passed, N failed"
 
 PYTHON ?= python3
@@ -28,6 +28,7 @@ demo: install
 	$(BIN)/phantomctl --node $(DIR)/node02 status
 	$(BIN)/phantomctl --node $(DIR)/node03 dht put greeting "hello from node03"
 	$(BIN)/phantomctl --node $(DIR)/node12 dht get greeting
+	$(BIN)/phantomctl --node $(DIR)/node04 path build --kind entry --x 2 --y 5
 	$(BIN)/phantom-testnet down --dir $(DIR)
 
 testnet: install
