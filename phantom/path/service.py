@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from phantom.config import Contact, PathSettings
 from phantom.link.interfaces import ILinkHandler
-from phantom.link.protocol import LinkFailed
+from phantom.link.protocol import LinkFailed, describePeer
 from phantom.link.service import CloseAtOnce, LinkTimeout
 from phantom.netdb.records import RoutingEntry
 from phantom.path.array import SetupRejected
@@ -388,6 +388,9 @@ class SetupParticipation:
                 self.forwardSecond(forward)
                 self._finish(rewiring)
         except SetupRejected as e:
+            self.log.warn(
+                "path setup from {peer} refused: {why}", peer=describePeer(self._incoming.peer), why=str(e)
+            )
             self.giveUp(str(e))
 
     async def forwardFirst(self, forward):

@@ -10,8 +10,9 @@ from phantom.netdb.records import routeKey
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
 from phantom.wire.dht import Table
-from phantom.wire.link import Purpose
-from tests.link.helpers import until
+from phantom.wire.link import Purpose, dataHeader, encodeOpen
+from phantom.wire.path import SLOT_SIZE, SetupArray
+from tests.link.helpers import LogCollector, RawClient, connectRaw, until
 from tests.netdb.helpers import startDhtNetwork
 
 SETTINGS = PathSettings(roundTimeout=5.0)
@@ -71,3 +72,29 @@ class PathBuildTests(TestCase):
         await until(lambda: any(node.store.get(Table.ROUTE, routeKey(path.apAddress)) for node in nodes))
         entry = await found()
         self.assertEqual([n.nodeId for n in entry.entryNodes], [path.plan.terminating.nodeId])
+
+
+class BadInputTests(TestCase):
+    timeout = 120
+
+    async def test_malformedAndForeignArrays(self):
+        """
+        A SETUP link carrying a malformed array, or one with no slot for the node, is closed with
+        one warning naming the peer; the node goes on building and taking part in paths.
+        """
+        nodes = await startPathNetwork(self, 10, base=660)
+        target = nodes[4]
+        logs = LogCollector(self, "phantom.path")
+        port = target.links.listeningAddress.port
+        garbage = encodeOpen(Purpose.SETUP, b"\x01" * 16) + dataHeader(3) + b"bad"
+        foreign = SetupArray.build({"round": 1, "slots": [b"\x00" * SLOT_SIZE]})
+        foreignFrame = encodeOpen(Purpose.SETUP, b"\x02" * 16) + dataHeader(len(foreign)) + foreign
+        clients = [RawClient(garbage), RawClient(foreignFrame)]
+        for client in clients:
+            await connectRaw(port, client, host=target.address[0])
+        for client in clients:
+            [line] = logs.about(client.localPort)
+            self.assertIn("refused", line)
+        self.assertEqual(target.paths.helping, 0)
+        path = await nodes[0].paths.build("exit", PathShape(2, 3))
+        self.assertEqual(len(path.nodes), 2)
