@@ -14,7 +14,7 @@ from phantom.identity import IdentityError
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--config FILE]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--config FILE]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
