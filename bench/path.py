@@ -20,8 +20,9 @@ Figures, for each shape XxY:
       are in it, as is the control socket's round trip (about a millisecond).
     - C{build_XxY_success_rate}: builds of that shape that succeeded, over builds asked for.
     - C{plan_XxY_p50_s}, C{round1_XxY_p50_s}, C{round2_XxY_p50_s}, C{link_XxY_p50_s}: the
-      median of each phase as the node reports it for the attempt that succeeded: sampling
-      nodes from the network database and planning, the two setup rounds around the circle,
+      median of each phase as the node reports it for the attempt that succeeded: drawing
+      candidates from the node pool (sampling the network database only when the pool is
+      short) and planning, the two setup rounds around the circle,
       and the PATH link to x0.
 
 and C{build_success_rate}: builds that succeeded over builds asked for, both shapes. A figure

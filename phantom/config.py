@@ -98,6 +98,10 @@ class PathSettings:
     """A path's replacement is built this long before the path's lifetime ends."""
     maxParticipations: int = 200
     """The most paths under construction this node takes part in at once; more are refused."""
+    poolSize: int = 64
+    """How many node records the pool sampled ahead of builds aims to hold."""
+    poolRefresh: float = 300.0
+    """Seconds between fresh samples of the pool."""
 
     def __post_init__(self):
         if self.diversity not in ("on", "off", "auto"):

@@ -16,6 +16,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phantom.config import Contact, PathSettings
@@ -26,6 +27,7 @@ from phantom.netdb.records import RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction
 from phantom.path.participant import Participation
+from phantom.path.pool import NodePool
 from phantom.path.plan import ENTRY, NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
@@ -88,6 +90,8 @@ class Path:
     apAddress: bytes = b""
     keySeeds: dict = field(default_factory=dict)
     shape: object = None
+    failures: list = field(default_factory=list)
+    """Why each attempt before the one that built this path failed."""
 
     @property
     def nodes(self):
@@ -133,6 +137,26 @@ class RelayedPath:
         self._service.relaying.pop(self._key, None)
 
 
+def unlessAborted(d, aborts):
+    """
+    C{d}'s outcome, unless one of the abort functions this adds to C{aborts} is called first:
+    then a L{LinkFailed} failure, and C{d} is cancelled.
+    """
+    outcome = Deferred()
+
+    def settle(result):
+        if not outcome.called:
+            outcome.callback(result)
+
+    def abort():
+        settle(Failure(LinkFailed("a node of the circle gave up")))
+        d.cancel()
+
+    aborts.append(abort)
+    d.addBoth(settle)
+    return outcome
+
+
 def parseArray(payload, round):
     """@raise SetupRejected: not a setup array of C{round}."""
     try:
@@ -169,11 +193,15 @@ class PathService(Service):
         self.relaying = {}
         self.participations = set()
         self._renewal = None
+        self.pool = NodePool(
+            lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
+        )
         links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
         links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
 
     def startService(self):
         super().startService()
+        self.pool.start()
         self._renewal = LoopingCall(self.renewDue)
         self._renewal.clock = self._clock
         self._renewal.start(min(10.0, self.settings.renewAhead / 2), now=False)
@@ -186,6 +214,12 @@ class PathService(Service):
         for path in list(self.paths):
             if now - path.builtAt >= self.settings.lifetime - self.settings.renewAhead:
                 self._replace(path, "its lifetime is ending")
+
+    def retire(self, path):
+        """Take C{path} down, with no replacement: its hops forget it one after the other."""
+        if path in self.paths:
+            self.paths.remove(path)
+        path.link.close()
 
     def _pathLost(self, path):
         if path in self.paths:
@@ -233,9 +267,12 @@ class PathService(Service):
             except (PathFailed, NotEnoughNodes) as e:
                 reasons.append(str(e))
                 if construction is not None:
-                    excluded.update(hop.record.nodeId for hop in construction.plan.circle)
+                    failed = [hop.record.nodeId for hop in construction.plan.circle]
+                    excluded.update(failed)
+                    self.pool.discard(failed)
                 continue
             path.shape = shape
+            path.failures = reasons
             path.link.attach(FrameQueue(path.link, lambda: self._pathLost(path)))
             self.paths.append(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
@@ -245,7 +282,7 @@ class PathService(Service):
     async def _plan(self, kind, shape, excluded, candidates=None):
         started = self._clock.seconds()
         if candidates is None:
-            candidates = await self._dht.sampleNodes(shape.size + 8, exclude=excluded | {self.identity.nodeId})
+            candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
         diversity = self.settings.diversity != "off"
         try:
             plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
@@ -282,13 +319,16 @@ class PathService(Service):
                 returning.addErrback(lambda f: None)
                 raise
             links.append(out)
-            out.attach(FrameQueue(out))
+            # In round 1 nobody closes a SETUP link but a node that gave up: fail at once.
+            aborts = []
+            out.attach(FrameQueue(out, lambda: [abort() for abort in list(aborts)]))
             out.sendFrame(SetupArray.build({"round": 1, "slots": first.slots}))
-            inbound = await returning
+            inbound = await unlessAborted(returning, aborts)
             links.append(inbound)
             back = FrameQueue(inbound)
             inbound.attach(back)
-            await self._expectArray(back, 1, first.expectedReturn)
+            await unlessAborted(Deferred.fromCoroutine(self._expectArray(back, 1, first.expectedReturn)), aborts)
+            aborts.clear()
             phases["round1"] = self._clock.seconds() - started
 
             started = self._clock.seconds()
@@ -348,6 +388,7 @@ class PathService(Service):
 
     def stopService(self):
         super().stopService()
+        self.pool.stop()
         if self._renewal is not None and self._renewal.running:
             self._renewal.stop()
         for participation in list(self.participations):
@@ -396,17 +437,22 @@ class SetupParticipation:
     async def forwardFirst(self, forward):
         """Open the SETUP link to the next node and send it the round-1 array."""
         self._outgoing = await self.connectSetup(self.service._links, forward.to, forward.linkId)
+        if self._done:
+            self._outgoing.close()
+            return
         self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": forward.slots}))
 
     def forwardSecond(self, forward):
         """Send the round-2 array on over the round-1 link to the next node."""
         self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": forward.slots}))
 
-    @staticmethod
-    async def connectSetup(links, contact, linkId):
-        """A SETUP link to C{contact}, pinned to its node id."""
+    async def connectSetup(self, links, contact, linkId):
+        """
+        A SETUP link to C{contact}, pinned to its node id. Its closing before round 2 has passed
+        means a node further on gave up, and so does this one: the news reaches the owner at once.
+        """
         link = await links.connect(contact.host, contact.port, Purpose.SETUP, linkId, contact.nodeId)
-        link.attach(FrameQueue(link))
+        link.attach(FrameQueue(link, lambda: self._round < 3 and self.giveUp("the next node closed the link")))
         return link
 
     def _failed(self, failure):

@@ -2,6 +2,8 @@
 Two hundred path builds over real links, each with one misbehaving participant on the first
 attempt's circle. Every time the next honest node or the owner notices, the attempt fails, and
 the retry without that attempt's nodes succeeds: no build ever finishes with the culprit in it.
+No owner ever waits out a timeout: the node that notices gives up, and closing links carry the
+news round the circle to the owner.
 """
 
 import random
@@ -25,7 +27,8 @@ from tests.netdb.helpers import loopbackAddress, startDhtNetwork
 BUILDS = 200
 AT_ONCE = 25
 SHAPE = PathShape(2, 3)
-SETTINGS = PathSettings(roundTimeout=2.5, attempts=4)
+SETTINGS = PathSettings(roundTimeout=30.0, attempts=4)
+"""Long timeouts: a node that notices gives up, the circle's links close, and the owner hears at once."""
 
 BEHAVIOURS = {
     1: ["flip", "reorder", "insert", "drop", "wrongAddress", "wrongNext"],
@@ -152,6 +155,9 @@ class MisbehaviourTests(TestCase):
         for path in paths:
             circle = {hop.record.nodeId for hop in path.plan.circle}
             self.assertNotIn(culpritNode.nodeId, circle)
+            self.assertTrue(path.failures)
+            for why in path.failures:
+                self.assertNotIn("Timeout", why)
         self.assertEqual(len(culprit.done), BUILDS)
         kinds = {behaviour for _, behaviour in culprit.done}
         self.assertTrue(kinds >= set(BEHAVIOURS[1]) | set(BEHAVIOURS[2]), kinds)

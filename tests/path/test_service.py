@@ -18,11 +18,11 @@ from tests.netdb.helpers import startDhtNetwork
 SETTINGS = PathSettings(roundTimeout=5.0)
 
 
-async def startPathNetwork(testCase, count, base, settings=SETTINGS):
-    """C{count} nodes with a DHT and a path service each."""
+async def startPathNetwork(testCase, count, base, settings=SETTINGS, cls=PathService):
+    """C{count} nodes with a DHT and a path service (of class C{cls}) each."""
     nodes = await startDhtNetwork(testCase, count, base=base)
     for index, node in enumerate(nodes):
-        node.paths = PathService(node.identity, node.links, node, reactor, settings, random.Random(index))
+        node.paths = cls(node.identity, node.links, node, reactor, settings, random.Random(index))
         node.paths.startService()
         testCase.addCleanup(node.paths.stopService)
     return nodes
