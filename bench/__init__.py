@@ -20,5 +20,6 @@ BENCHMARKS = {
     "link": "bench.link",
     "dht": "bench.dht",
     "path": "bench.path",
+    "tunnel": "bench.tunnel",
 }
 """Benchmark name to the module that measures it."""
