@@ -1,10 +1,14 @@
 """What a link offers to the modules that use it, and what they offer back."""
 
+from twisted.internet.interfaces import IPushProducer
 from zope.interface import Attribute, Interface
 
 
-class ILink(Interface):
-    """One authenticated TLS connection to a peer node, opened for one purpose."""
+class ILink(IPushProducer):
+    """
+    One authenticated TLS connection to a peer node, opened for one purpose. As a push producer
+    it stops and restarts reading frames, so another link's (or a tunnel's) consumer can slow it.
+    """
 
     nodeId = Attribute("The peer's node id: SHA-256 of its certificate key's SubjectPublicKeyInfo.")
     peer = Attribute("The peer's end of the TCP connection (an IPv4Address or IPv6Address).")

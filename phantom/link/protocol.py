@@ -231,6 +231,8 @@ class LinkProtocol(Protocol):
         if not self._closing:
             self._closing = True
             self._cancelTimer()
+            # TLS holds its close back while a producer is registered.
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def abort(self, reason):
@@ -243,6 +245,17 @@ class LinkProtocol(Protocol):
 
     def registerProducer(self, producer, streaming):
         self.transport.registerProducer(producer, streaming)
+
+    def pauseProducing(self):
+        if not self._closing:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self):
+        if not self._closing:
+            self.transport.resumeProducing()
+
+    def stopProducing(self):
+        self.close()
 
     def unregisterProducer(self):
         self.transport.unregisterProducer()

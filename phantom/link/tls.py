@@ -14,40 +14,49 @@ from phantom.crypto import isCommunicationKey, nodeIdOfCertificate
 
 
 class PinMismatch(Exception):
-    """The peer's certificate does not carry the key of the node id we meant to reach."""
+    """The peer's certificate does not carry the key of the pin (node id or AP-address) we meant to reach."""
 
-    def __init__(self, expected, presented):
+    def __init__(self, expected, presented, what="node id"):
         super().__init__(
-            f"peer presented node id {presented.hex() if presented else 'none'}, expected {expected.hex()}"
+            f"peer presented {what} {presented.hex() if presented else 'none'}, expected {expected.hex()}"
         )
         self.expected = expected
         self.presented = presented
 
 
 class _PinnedConnection(SSL.Connection):
-    """A TLS connection that remembers the node id it expects and the one the peer presented."""
+    """A TLS connection that remembers the pin it expects and the one the peer presented."""
 
     expectedNodeId = None
     presentedNodeId = None
     rejection = None
 
 
-def _verifyPeer(connection, certificate, errno, depth, ok):
-    # Self-signed certificates fail the CA check (errno); the pin is the authentication.
-    if depth != 0:
-        connection.rejection = "peer sent a certificate chain; a single self-signed certificate is expected"
-        return False
-    peerCertificate = certificate.to_cryptography()
-    if not isCommunicationKey(peerCertificate.public_key()):
-        connection.rejection = "peer certificate does not carry an Ed25519 key"
-        return False
-    presented = nodeIdOfCertificate(peerCertificate)
-    connection.presentedNodeId = presented
-    expected = getattr(connection, "expectedNodeId", None)
-    if expected is not None and presented != expected:
-        connection.rejection = PinMismatch(expected, presented)
-        return False
-    return True
+def _peerVerifier(pinOf, what):
+    """
+    The verify callback of contexts that authenticate by pin: the peer's single self-signed
+    certificate must carry an Ed25519 key, and C{pinOf(certificate)} must be the expected pin
+    where one is set.
+    """
+
+    def verifyPeer(connection, certificate, errno, depth, ok):
+        # Self-signed certificates fail the CA check (errno); the pin is the authentication.
+        if depth != 0:
+            connection.rejection = "peer sent a certificate chain; a single self-signed certificate is expected"
+            return False
+        peerCertificate = certificate.to_cryptography()
+        if not isCommunicationKey(peerCertificate.public_key()):
+            connection.rejection = "peer certificate does not carry an Ed25519 key"
+            return False
+        presented = pinOf(peerCertificate)
+        connection.presentedNodeId = presented
+        expected = getattr(connection, "expectedNodeId", None)
+        if expected is not None and presented != expected:
+            connection.rejection = PinMismatch(expected, presented, what)
+            return False
+        return True
+
+    return verifyPeer
 
 
 def makeContext(identity, *, server):
@@ -57,16 +66,29 @@ def makeContext(identity, *, server):
     @param identity: the node's L{phantom.identity.Identity}.
     @param server: whether the context accepts connections (it then requires a client certificate).
     """
+    return makePinnedContext(identity.communicationKey, identity.certificate, nodeIdOfCertificate, "node id", server=server)
+
+
+def makePinnedContext(privateKey, certificate, pinOf, what, *, server):
+    """
+    A TLS 1.3 context presenting C{certificate}, that authenticates the peer by the pin
+    C{pinOf(peerCertificate)} alone (L{ClientConnectionCreator} sets the one expected).
+
+    @param privateKey: the Ed25519 key of C{certificate} (C{cryptography}).
+    @param certificate: a self-signed C{cryptography} certificate.
+    @param what: what the pin is, for error messages.
+    @param server: whether the context accepts connections (it then requires a client certificate).
+    """
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(SSL.TLS1_3_VERSION)
-    context.use_certificate(identity.certificate)
-    context.use_privatekey(identity.communicationKey)
+    context.use_certificate(certificate)
+    context.use_privatekey(privateKey)
     context.check_privatekey()
     # No resumption: every connection shows its certificate, so every pin is checked.
     context.set_options(SSL.OP_NO_TICKET)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
-    context.set_verify(mode, _verifyPeer)
+    context.set_verify(mode, _peerVerifier(pinOf, what))
     return context
 
 

@@ -64,6 +64,19 @@ class FrameQueue:
         if self._onClosed is not None:
             self._onClosed()
 
+    def handOver(self, handler):
+        """
+        Give the link to C{handler} from now on, with the frames this queue holds (and the
+        news, if the link has closed already).
+        """
+        frames, self._frames = self._frames, []
+        if not self.closed:
+            self.link.attach(handler)
+        for payload in frames:
+            handler.frameReceived(payload)
+        if self.closed:
+            handler.linkClosed(None)
+
     def next(self):
         """@return: a Deferred of the next frame."""
         if self._frames:
@@ -75,6 +88,21 @@ class FrameQueue:
         d = Deferred()
         self._waiting.append(d)
         return d
+
+
+@implementer(ILinkHandler)
+class PathLinkHandler:
+    """A PATH link's frames go to C{onFrame(payload)}; its closing calls C{onClosed()}."""
+
+    def __init__(self, onFrame, onClosed):
+        self._onFrame = onFrame
+        self._onClosed = onClosed
+
+    def frameReceived(self, payload):
+        self._onFrame(payload)
+
+    def linkClosed(self, reason):
+        self._onClosed()
 
 
 @dataclass
@@ -92,6 +120,10 @@ class Path:
     shape: object = None
     failures: list = field(default_factory=list)
     """Why each attempt before the one that built this path failed."""
+    keyCount: int = 0
+    """How many keys each X-node's key set holds."""
+    whenGone: list = field(default_factory=list)
+    """Called, without arguments, when the path's link to x0 closes."""
 
     @property
     def nodes(self):
@@ -108,26 +140,36 @@ class RelayedPath:
     @ivar next: the PATH link on T's side, once made.
     """
 
-    def __init__(self, service, key, terminating, keySeed, keyCount):
+    def __init__(self, service, key, rewiring):
         self._service = service
         self._key = key
-        self.terminating = terminating
-        self.keySeed = keySeed
-        self.keyCount = keyCount
+        self.terminating = rewiring.terminating
+        self.keySeed = rewiring.keySeed
+        self.keyCount = rewiring.keyCount
+        self.routingEntry = rewiring.routingEntry
+        self.contacts = {"previous": rewiring.expectFrom, "next": rewiring.connectTo}
+        """The neighbour on each side as it listens (C{None} where there is none)."""
+        self.linkIds = {"previous": rewiring.expectLinkId, "next": rewiring.connectLinkId}
         self.previous = None
         self.next = None
         self.gone = False
+        self.whenGone = []
+        """Called, without arguments, when the path is torn down."""
+
+    def sides(self):
+        """The sides (C{"previous"}, C{"next"}) that have a neighbour."""
+        return [side for side, contact in self.contacts.items() if contact is not None]
 
     def linked(self, side, link):
         """Take the link made on C{side} ("previous" or "next")."""
         if self.gone:
             link.close()
             return
-        link.attach(FrameQueue(link, self.tearDown))
+        link.attach(PathLinkHandler(lambda payload: self._service.pathFrameReceived(self, side, payload), self.tearDown))
         setattr(self, side, link)
 
     def tearDown(self):
-        """Close both links and forget the path."""
+        """Close both links, forget the path, and tell whoever asked."""
         if self.gone:
             return
         self.gone = True
@@ -135,6 +177,8 @@ class RelayedPath:
             if link is not None:
                 link.close()
         self._service.relaying.pop(self._key, None)
+        for callback in self.whenGone:
+            callback()
 
 
 def unlessAborted(d, aborts):
@@ -193,6 +237,8 @@ class PathService(Service):
         self.relaying = {}
         self.participations = set()
         self._renewal = None
+        self.frameHandler = None
+        """C{frameHandler(path, side, payload)}: what to do with a frame on a PATH link (tunnel setup)."""
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
@@ -220,6 +266,25 @@ class PathService(Service):
         if path in self.paths:
             self.paths.remove(path)
         path.link.close()
+
+    def pathFrameReceived(self, path, side, payload):
+        """
+        A frame arrived on a PATH link: hand it to L{frameHandler}, or close the path if there
+        is none.
+
+        @param path: the owned L{Path} or the L{RelayedPath} the link belongs to.
+        @param side: for a relayed path, the side the frame came from; C{None} for an owned one.
+        """
+        if self.frameHandler is None:
+            self.log.warn("a frame on a PATH link, and no tunnel service: closing the path")
+            (path.link.close if side is None else path.tearDown)()
+            return
+        self.frameHandler(path, side, payload)
+
+    def _pathClosed(self, path):
+        for callback in path.whenGone:
+            callback()
+        self._pathLost(path)
 
     def _pathLost(self, path):
         if path in self.paths:
@@ -273,7 +338,8 @@ class PathService(Service):
                 continue
             path.shape = shape
             path.failures = reasons
-            path.link.attach(FrameQueue(path.link, lambda: self._pathLost(path)))
+            path.keyCount = construction.keyCount
+            path.link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
             self.paths.append(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
@@ -464,7 +530,7 @@ class SetupParticipation:
             return  # a Y-node: forget the path
         service = self.service
         key = (rewiring.expectLinkId, rewiring.connectLinkId)
-        relayed = RelayedPath(service, key, rewiring.terminating, rewiring.keySeed, rewiring.keyCount)
+        relayed = RelayedPath(service, key, rewiring)
         service.relaying[key] = relayed
         if rewiring.expectFrom is not None:
             d = service._links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, 2 * service.settings.roundTimeout)

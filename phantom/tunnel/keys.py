@@ -47,7 +47,7 @@ a time, in one buffer of that size.
 
 _ZERO_IV = bytes(AES_BLOCK_SIZE)
 _KEY_LABEL = b"phantom tunnel key\x00"
-_STREAM_LABELS = (b"phantom tunnel stream towards terminal\x00", b"phantom tunnel stream towards owner\x00")
+_STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
 
 
 class KeySet:
@@ -224,7 +224,9 @@ def streamKeys(chosenKey, tunnelMaterial):
 
     @param chosenKey: the 32-byte key the hop chose for the tunnel.
     @param tunnelMaterial: the 48-byte block the hop first saw for the tunnel.
-    @return: C{(towardsTerminal, towardsOwner)}, 32 bytes each.
+    @return: C{(along, against)}, 32 bytes each: the key of data travelling the way the first
+        setup block travelled along the path (from the owner on an exit path, to the owner on an
+        entry path), and of data travelling the other way.
     """
     if len(chosenKey) != KEY_SIZE:
         raise ValueError(f"a chosen key is {KEY_SIZE} bytes, not {len(chosenKey)}")
@@ -246,15 +248,15 @@ class StreamLayer:
         @param chosenKey: the 32-byte key the hop chose for the tunnel.
         @param tunnelMaterial: the 48-byte block the hop first saw for the tunnel.
         """
-        self._towardsTerminal, self._towardsOwner = (
+        self._along, self._against = (
             Cipher(algorithms.AES(key), modes.CTR(ZERO_COUNTER)).encryptor().update
             for key in streamKeys(chosenKey, tunnelMaterial)
         )
 
-    def towardsTerminal(self, data):
-        """@return: C{data}, travelling from the owner towards T, with this layer added or removed."""
-        return self._towardsTerminal(data)
+    def along(self, data):
+        """@return: C{data}, travelling the way the setup block came, with this layer added or removed."""
+        return self._along(data)
 
-    def towardsOwner(self, data):
-        """@return: C{data}, travelling from T towards the owner, with this layer added or removed."""
-        return self._towardsOwner(data)
+    def against(self, data):
+        """@return: C{data}, travelling against the way the setup block came, with this layer added or removed."""
+        return self._against(data)

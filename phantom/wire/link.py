@@ -67,6 +67,10 @@ class Purpose(enum.IntEnum):
     """A link of a setup circle: carries the setup arrays of both rounds."""
     PATH = 5
     """A link of a finished routing path, between neighbours in it."""
+    TUNNEL = 6
+    """A link of one routing tunnel between neighbours of a path, opened back along it."""
+    ENTRY = 7
+    """From an exit node to an entry node: the request for an AP-address, then the tunnel's data."""
 
 
 OpenContent = Struct(

@@ -190,3 +190,30 @@ def parseInboundReply(block):
     @raise ProtocolError: C{block} is not one.
     """
     return InboundStatus(int(_fields(InboundReply, block).status))
+
+
+TunnelOpening = Struct(
+    "first" / Bytes(BLOCK_SIZE),
+    "second" / Bytes(BLOCK_SIZE),
+    Terminated,
+)
+"""
+The first frame on a tunnel link, from the node that opened it: the copy of the block the
+receiver passed on along the path (it names the pending setup), and the block the setup carries
+(an init block on its way to the owner, or a reply on its way to T).
+"""
+TunnelOpening.name = "tunnel opening"
+
+ApRequest = Struct(
+    "ap_address" / Bytes(ADDRESS_SIZE),
+    Terminated,
+)
+"""The first frame on an entry link, from an exit node to an entry node: the AP-address it wants."""
+ApRequest.name = "AP request"
+
+ApAnswer = Struct(
+    "status" / enumOf(InboundStatus),
+    Terminated,
+)
+"""The entry node's answer on the entry link, once the owner has answered; stream data follows."""
+ApAnswer.name = "AP answer"

@@ -280,23 +280,23 @@ class StreamTests(SynchronousTestCase):
         for chunk in chunks:
             travelling = chunk
             for layer in owner:
-                travelling = layer.towardsTerminal(travelling)
+                travelling = layer.along(travelling)
             for relay in relays:
-                travelling = relay.towardsTerminal(travelling)
+                travelling = relay.along(travelling)
             self.assertEqual(travelling, chunk)
         for chunk in chunks:
             travelling = chunk
             for relay in reversed(relays):
-                travelling = relay.towardsOwner(travelling)
+                travelling = relay.against(travelling)
             for layer in reversed(owner):
-                travelling = layer.towardsOwner(travelling)
+                travelling = layer.against(travelling)
             self.assertEqual(travelling, chunk)
 
     def test_directionsDiffer(self):
         """The two directions' keystreams differ, and neither repeats from chunk to chunk."""
         layer = StreamLayer(os.urandom(32), os.urandom(BLOCK_SIZE))
         zeros = bytes(64)
-        first, second = layer.towardsTerminal(zeros), layer.towardsTerminal(zeros)
+        first, second = layer.along(zeros), layer.along(zeros)
         self.assertNotEqual(first, second)
-        self.assertNotEqual(first, layer.towardsOwner(zeros))
+        self.assertNotEqual(first, layer.against(zeros))
         self.assertNotEqual(first, zeros)

@@ -11,6 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.tunnel import (
     BLOCK_SIZE,
+    ApAnswer,
+    ApRequest,
+    TunnelOpening,
     CHECK,
     EntryInit,
     ExitInit,
@@ -149,3 +152,37 @@ class LayoutTests(SynchronousTestCase):
         self.assertTrue(isExitInit(buildExitInit()))
         self.assertFalse(isExitInit(buildEntryInit(bytes(16), bytes(16))))
         self.assertFalse(isExitInit(buildExitInit()[:-1]))
+
+
+frameSchemas = {
+    TunnelOpening: st.builds(
+        lambda first, second: TunnelOpening.build({"first": first, "second": second}),
+        st.binary(min_size=BLOCK_SIZE, max_size=BLOCK_SIZE),
+        st.binary(min_size=BLOCK_SIZE, max_size=BLOCK_SIZE),
+    ),
+    ApRequest: addresses.map(lambda ap: ApRequest.build({"ap_address": ap})),
+    ApAnswer: st.sampled_from(InboundStatus).map(lambda status: ApAnswer.build({"status": status})),
+}
+anyFrame = st.one_of(*frameSchemas.values())
+
+
+class FrameSchemaTests(SynchronousTestCase):
+    """The frames of tunnel links and entry links accept exactly their canonical form."""
+
+    @given(st.data())
+    def test_roundTrip(self, data):
+        schema = data.draw(st.sampled_from(list(frameSchemas)))
+        frame = data.draw(frameSchemas[schema])
+        self.assertEqual(schema.build(parseStrict(schema, frame)), frame)
+
+    @given(st.sampled_from(list(frameSchemas)), mutated(anyFrame))
+    def test_mutationsRejectedOrCanonical(self, schema, data):
+        assertCanonicalOrRejected(self, schema, data)
+
+    def test_sizes(self):
+        """An opening is two blocks, a request one address, an answer one byte; nothing else."""
+        self.assertEqual(len(TunnelOpening.build({"first": bytes(48), "second": bytes(48)})), 96)
+        self.assertRaises(ProtocolError, parseStrict, TunnelOpening, bytes(95))
+        self.assertRaises(ProtocolError, parseStrict, ApRequest, bytes(17))
+        self.assertRaises(ProtocolError, parseStrict, ApAnswer, b"\x02")
+        self.assertRaises(ProtocolError, parseStrict, ApAnswer, b"\x00\x00")

@@ -1,0 +1,206 @@
+"""
+The two ends of a tunnel's data phase: the owner's end, a transport any Twisted protocol can
+run over, and a splice that joins two links at a node in between, each frame through a function.
+"""
+
+from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone
+from zope.interface import implementer
+
+from phantom.link.interfaces import ILinkHandler
+from phantom.netdb.records import formatAddress
+from phantom.wire import ProtocolError
+from phantom.wire.link import MAX_PAYLOAD
+
+
+@implementer(IAddress)
+class TunnelAddress:
+    """One end of a tunnel: an AP-address (C{None} where it is not known)."""
+
+    def __init__(self, apAddress):
+        self.apAddress = apAddress
+
+    def __repr__(self):
+        return f"TunnelAddress({formatAddress(self.apAddress) if self.apAddress else 'unknown'})"
+
+    def __eq__(self, other):
+        return isinstance(other, TunnelAddress) and other.apAddress == self.apAddress
+
+    def __hash__(self):
+        return hash(self.apAddress)
+
+
+@implementer(ITransport, IConsumer, IPushProducer, ILinkHandler)
+class OwnerTunnel:
+    """
+    The owner's end of an open tunnel: a transport that adds every hop's stream layer to what it
+    writes and removes them from what it reads, over the tunnel link to x0.
+
+    @param link: the tunnel link to x0.
+    @param layers: the L{phantom.tunnel.keys.StreamLayer} of every hop.
+    @param sendsAlong: whether data this end sends travels the way the setup block came (an
+        exit path's owner) or against it (an entry path's owner).
+    @param host: this end's L{TunnelAddress}; C{peer}: the far end's.
+    """
+
+    log = Logger()
+
+    def __init__(self, link, layers, sendsAlong, host, peer):
+        self._link = link
+        self._sending = [layer.along if sendsAlong else layer.against for layer in layers]
+        self._receiving = [layer.against if sendsAlong else layer.along for layer in layers]
+        self._host = host
+        self._peer = peer
+        self.protocol = None
+        self.disconnecting = False
+        self.connected = False
+        self.bytesSent = self.bytesReceived = 0
+        self._early = []
+        self.whenClosed = []
+        """Called, without arguments, when the tunnel has closed."""
+
+    def start(self, protocol):
+        """Run C{protocol} over the tunnel from now on."""
+        self.protocol = protocol
+        self.connected = True
+        protocol.makeConnection(self)
+        early, self._early = self._early, []
+        for payload in early:
+            self.frameReceived(payload)
+
+    # ILinkHandler
+
+    def frameReceived(self, payload):
+        if self.protocol is None:
+            self._early.append(bytes(payload))
+            return
+        for remove in self._receiving:
+            payload = remove(payload)
+        self.bytesReceived += len(payload)
+        self.protocol.dataReceived(payload)
+
+    def linkClosed(self, reason):
+        self.connected = False
+        for callback in self.whenClosed:
+            callback()
+        if self.protocol is not None:
+            clean = reason is None or reason.check(ConnectionDone)
+            self.protocol.connectionLost(reason if reason is not None and not clean else Failure(ConnectionDone("the tunnel closed")))
+
+    # ITransport
+
+    def write(self, data):
+        if self.disconnecting or not self.connected:
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), MAX_PAYLOAD):
+            chunk = view[start : start + MAX_PAYLOAD]
+            for add in self._sending:
+                chunk = add(chunk)
+            self._link.sendFrame(chunk)
+        self.bytesSent += len(view)
+
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
+    def loseConnection(self):
+        if not self.disconnecting:
+            self.disconnecting = True
+            self._link.close()
+
+    def abortConnection(self):
+        self.disconnecting = True
+        self._link.abort("the tunnel's protocol aborted it")
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._host
+
+    # IConsumer and IPushProducer: the link's buffers slow the protocol, and the protocol the link.
+
+    def registerProducer(self, producer, streaming):
+        self._link.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        self._link.unregisterProducer()
+
+    def pauseProducing(self):
+        self._link.pauseProducing()
+
+    def resumeProducing(self):
+        self._link.resumeProducing()
+
+    def stopProducing(self):
+        self.loseConnection()
+
+
+@implementer(ILinkHandler)
+class _SpliceEnd:
+    def __init__(self, splice, target, convert):
+        self._splice = splice
+        self._target = target
+        self._convert = convert
+
+    def frameReceived(self, payload):
+        try:
+            converted = self._convert(payload)
+        except ProtocolError as e:
+            self._splice.log.warn("tunnel closed: {why}", why=str(e))
+            self._splice.close()
+            return
+        if converted is not None:
+            self._target.sendFrame(converted)
+
+    def linkClosed(self, reason):
+        self._splice.close()
+
+
+class Splice:
+    """
+    Joins two links of one tunnel at a node in between: each frame from one goes to the other
+    through that direction's C{convert(payload)} (C{None}: drop it; L{ProtocolError}: close).
+    Each link is the other's producer, so a slow reader slows the sender all along the tunnel.
+    Either link closing closes the other.
+
+    @param pending: frames that arrived on C{a} and on C{b} before the splice, to pass first.
+    @param onClosed: called, without arguments, once both links are closed.
+    """
+
+    log = Logger()
+
+    def __init__(self, a, b, aToB, bToA, onClosed=None):
+        self._links = (a, b)
+        self._onClosed = onClosed
+        self.closed = False
+        self.ends = (_SpliceEnd(self, b, aToB), _SpliceEnd(self, a, bToA))
+        b.registerProducer(a, True)
+        a.registerProducer(b, True)
+
+    def close(self):
+        """Close both links."""
+        if self.closed:
+            return
+        self.closed = True
+        for link in self._links:
+            link.close()
+        if self._onClosed is not None:
+            self._onClosed()
+
+
+def firstThen(first, rest):
+    """
+    @return: a converter that passes the first frame through C{first} and every later one
+        through C{rest}.
+    """
+    converters = [first]
+
+    def convert(payload):
+        converter = converters[0]
+        converters[0] = rest
+        return converter(payload)
+
+    return convert
