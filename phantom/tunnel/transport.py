@@ -52,7 +52,8 @@ class OwnerTunnel:
         self._sending = [layer.along if sendsAlong else layer.against for layer in layers]
         self._receiving = [layer.against if sendsAlong else layer.along for layer in layers]
         self._host = host
-        self._peer = peer
+        self.peerAddress = peer
+        """The far end's L{TunnelAddress}, once known."""
         self.protocol = None
         self.disconnecting = False
         self.connected = False
@@ -115,7 +116,7 @@ class OwnerTunnel:
         self._link.abort("the tunnel's protocol aborted it")
 
     def getPeer(self):
-        return self._peer
+        return self.peerAddress
 
     def getHost(self):
         return self._host

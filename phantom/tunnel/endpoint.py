@@ -1,0 +1,191 @@
+"""
+End-to-end TLS inside tunnels (paper §7.3), and Twisted endpoints that run any protocol over it.
+
+The two owners of a tunnel run TLS 1.3 over it, each presenting a self-signed certificate for
+its routing key. The AP-address is the pin: the side that opens a tunnel accepts only the key
+that hashes to the AP-address it meant to reach, and the side that accepts learns the opener's
+AP-address from its key. Exit and entry nodes see only TLS records; one that reads, alters or
+answers in the place of the far end gets nothing but a failed handshake or a closed connection.
+"""
+
+from functools import partial
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IHandshakeListener, IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from phantom.crypto import apAddressOf, selfSignedCertificate
+from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makePinnedContext, rejectionOf
+from phantom.tunnel.transport import TunnelAddress
+
+
+def apAddressOfCertificate(certificate):
+    """The AP-address of the routing key a certificate carries."""
+    return apAddressOf(certificate.public_key())
+
+
+class EndToEnd:
+    """
+    A node's TLS contexts for the inside of its tunnels, with a certificate for its routing key.
+
+    @param routingKey: the node's Ed25519 routing key.
+    """
+
+    def __init__(self, routingKey):
+        certificate = selfSignedCertificate(routingKey)
+        self.apAddress = apAddressOfCertificate(certificate)
+        self._client = makePinnedContext(routingKey, certificate, apAddressOfCertificate, "AP-address", server=False)
+        self._server = makePinnedContext(routingKey, certificate, apAddressOfCertificate, "AP-address", server=True)
+
+    def clientFactory(self, apAddress, factory):
+        """A factory of TLS protocols that reach only C{apAddress}, wrapping C{factory}'s."""
+        return TLSMemoryBIOFactory(ClientConnectionCreator(self._client, apAddress), True, factory)
+
+    def serverFactory(self, factory):
+        """A factory of TLS protocols that accept any AP-address's owner, wrapping C{factory}'s."""
+        return TLSMemoryBIOFactory(ServerConnectionCreator(self._server), False, factory)
+
+
+@implementer(IHandshakeListener)
+class _Handshaking(Protocol):
+    """
+    Sits between the TLS layer and the application's protocol: passes everything on, and fires
+    C{handshook} once the far end is authenticated (or fails it when the connection ends first).
+    """
+
+    def __init__(self, application, tunnel):
+        self.application = application
+        self._tunnel = tunnel
+        self.handshook = Deferred()
+
+    def makeConnection(self, transport):
+        Protocol.makeConnection(self, transport)
+        self.application.makeConnection(transport)
+
+    def handshakeCompleted(self):
+        presented = self.transport.getHandle().presentedNodeId
+        self._tunnel.peerAddress = TunnelAddress(presented)
+        if IHandshakeListener.providedBy(self.application):
+            self.application.handshakeCompleted()
+        self.handshook.callback(self.application)
+
+    def dataReceived(self, data):
+        self.application.dataReceived(data)
+
+    def connectionLost(self, reason):
+        if not self.handshook.called:
+            rejection = rejectionOf(self.transport.getHandle()) if self.transport is not None else None
+            why = rejection if rejection is not None else reason.getErrorMessage()
+            self.handshook.errback(Failure(ConnectionRefusedError(f"end-to-end TLS failed: {why}")))
+        self.application.connectionLost(reason)
+
+
+class _OneProtocol:
+    """What a TLS factory wraps: hands out one protocol already made."""
+
+    def __init__(self, protocol):
+        self._protocol = protocol
+
+    def buildProtocol(self, addr):
+        return self._protocol
+
+    def doStart(self):
+        pass
+
+    def doStop(self):
+        pass
+
+
+def runOver(tunnel, tlsFactoryOf, application):
+    """
+    Run C{application} over end-to-end TLS over C{tunnel}.
+
+    @param tlsFactoryOf: L{EndToEnd.serverFactory}, or L{EndToEnd.clientFactory} with the
+        AP-address bound.
+    @return: a Deferred that fires with C{application} once the far end is authenticated.
+    """
+    handshaking = _Handshaking(application, tunnel)
+    tunnel.start(tlsFactoryOf(_OneProtocol(handshaking)).buildProtocol(tunnel.getPeer()))
+    return handshaking.handshook
+
+
+@implementer(IStreamClientEndpoint)
+class TunnelClientEndpoint:
+    """
+    Connects to an AP-address through a tunnel over one of this node's exit paths, with
+    end-to-end TLS pinned to the AP-address.
+
+    @param tunnels: the node's L{phantom.tunnel.service.TunnelService}.
+    @param endToEnd: the node's L{EndToEnd}.
+    @param apAddress: the 16-byte AP-address to reach.
+    """
+
+    def __init__(self, tunnels, endToEnd, apAddress):
+        self._tunnels = tunnels
+        self._endToEnd = endToEnd
+        self._apAddress = apAddress
+
+    def connect(self, protocolFactory):
+        """
+        @return: a Deferred of the protocol C{protocolFactory} built, once the far end is
+            authenticated; L{phantom.tunnel.service.TunnelFailed} or C{ConnectionRefusedError}
+            if there is no tunnel or the far end is not the AP-address's owner.
+        """
+        return Deferred.fromCoroutine(self._connect(protocolFactory))
+
+    async def _connect(self, protocolFactory):
+        tunnel = await self._tunnels.open(self._apAddress)
+        application = protocolFactory.buildProtocol(TunnelAddress(self._apAddress))
+        if application is None:
+            tunnel.loseConnection()
+            raise ConnectionRefusedError("the protocol factory built no protocol")
+        return await runOver(tunnel, partial(self._endToEnd.clientFactory, self._apAddress), application)
+
+
+@implementer(IListeningPort)
+class TunnelListeningPort:
+    """Inbound tunnels, while listening; L{stopListening} refuses them again."""
+
+    def __init__(self, tunnels, address):
+        self._tunnels = tunnels
+        self._address = address
+
+    def startListening(self):
+        pass
+
+    def stopListening(self):
+        self._tunnels.acceptor = None
+
+    def getHost(self):
+        return self._address
+
+
+@implementer(IStreamServerEndpoint)
+class TunnelServerEndpoint:
+    """
+    Accepts tunnels to this node's AP-address (over its entry paths), with end-to-end TLS; the
+    accepted protocol's C{transport.getPeer()} is the opener's AP-address once authenticated.
+
+    @param tunnels: the node's L{phantom.tunnel.service.TunnelService}.
+    @param endToEnd: the node's L{EndToEnd}.
+    """
+
+    def __init__(self, tunnels, endToEnd):
+        self._tunnels = tunnels
+        self._endToEnd = endToEnd
+
+    def listen(self, protocolFactory):
+        def accept(tunnel):
+            application = protocolFactory.buildProtocol(tunnel.getPeer())
+            if application is None:
+                tunnel.loseConnection()
+                return
+            handshook = runOver(tunnel, self._endToEnd.serverFactory, application)
+            handshook.addErrback(lambda failure: None)
+
+        self._tunnels.acceptor = accept
+        return succeed(TunnelListeningPort(self._tunnels, self._tunnels.address))

@@ -1,0 +1,73 @@
+"""Twisted endpoints over tunnels, with end-to-end TLS pinned to AP-addresses."""
+
+import os
+
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.protocol import Factory
+from twisted.trial.unittest import TestCase
+
+from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
+from phantom.tunnel.transport import TunnelAddress
+from tests.link.helpers import until
+from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork
+
+
+class PeerEcho(Echo):
+    """An echo that remembers who it talks to."""
+
+    def connectionMade(self):
+        self.factory.made.append(self)
+
+
+class EndpointTests(TestCase):
+    timeout = 180
+
+    async def test_echoOverEndToEndTLS(self):
+        """
+        A client endpoint reaches the server endpoint of an AP-address; both ends see each
+        other's AP-address; a MiB comes back intact; closing the client ends the server's side.
+        """
+        nodes = await startTunnelNetwork(self, 14, base=780)
+        client, server = nodes[1], nodes[8]
+        for node in (client, server):
+            node.endToEnd = EndToEnd(node.identity.routingKey)
+        await buildEntry(nodes, server)
+        await client.paths.build("exit", SHAPE)
+        factory = Factory.forProtocol(PeerEcho)
+        factory.made = []
+        port = await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory)
+        self.assertEqual(port.getHost(), TunnelAddress(server.apAddress))
+
+        payload = os.urandom(1024 * 1024)
+        collector = await TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(
+            Factory.forProtocol(lambda: Collector(len(payload)))
+        )
+        self.assertEqual(collector.transport.getPeer(), TunnelAddress(server.apAddress))
+        collector.transport.write(payload)
+        self.assertEqual(await collector.arrived, payload)
+        [echo] = factory.made
+        self.assertEqual(echo.transport.getPeer(), TunnelAddress(client.apAddress))
+
+        collector.transport.loseConnection()
+        await collector.ended
+        await until(lambda: hasattr(echo, "lost"))
+        await until(lambda: not server.tunnels.tunnels and not any(node.tunnels.carried for node in nodes))
+
+    async def test_wrongOwnerRefused(self):
+        """
+        A tunnel whose far end does not hold the key of the AP-address asked for fails the
+        end-to-end handshake: here the server presents another routing key.
+        """
+        nodes = await startTunnelNetwork(self, 12, base=790)
+        client, server = nodes[2], nodes[7]
+        client.endToEnd = EndToEnd(client.identity.routingKey)
+        impostor = EndToEnd(nodes[5].identity.routingKey)
+        await buildEntry(nodes, server)
+        await client.paths.build("exit", SHAPE)
+        factory = Factory.forProtocol(PeerEcho)
+        factory.made = []
+        await TunnelServerEndpoint(server.tunnels, impostor).listen(factory)
+        connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(Collector))
+        failure = await self.assertFailure(connecting, ConnectionRefusedError)
+        self.assertIn("AP-address", str(failure))
+        await until(lambda: not client.tunnels.tunnels and not server.tunnels.tunnels)
