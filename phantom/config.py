@@ -108,6 +108,37 @@ class PathSettings:
             raise ConfigError(f"path diversity is on, off or auto, not {self.diversity!r}")
 
 @dataclass(frozen=True)
+class TunnelSettings:
+    """What the node does with tunnels as an owner."""
+
+    serve: str = "echo"
+    """Inbound tunnels to this node's AP-address: C{echo} (answer with what arrives), C{none}
+    (refuse them), or C{HOST:PORT} (pass each on to that TCP service)."""
+    forward: str = ""
+    """Comma-separated C{HOST:PORT=AP}: listen on HOST:PORT, and carry each connection through a tunnel to AP."""
+
+    def __post_init__(self):
+        if self.serve not in ("echo", "none"):
+            parseHostPort(self.serve)
+        self.forwards()
+
+    def forwards(self):
+        """@return: the forwards, as C{((host, port), apText)} pairs. @raise ConfigError: malformed."""
+        pairs = []
+        for item in filter(None, (part.strip() for part in self.forward.split(","))):
+            listen, sep, ap = item.rpartition("=")
+            if not sep:
+                raise ConfigError(f"forward {item!r}: give HOST:PORT=AP-ADDRESS")
+            try:
+                if ipaddress.ip_address(ap).packed[:1] != b"\xfd":
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"forward {item!r}: {ap!r} is not an AP-address (fd00::/8)") from None
+            pairs.append((parseHostPort(listen), ap))
+        return pairs
+
+
+@dataclass(frozen=True)
 class Contact:
     """A node to connect to: its address and, when known, its node id (the pin)."""
 
@@ -135,6 +166,7 @@ class NodeConfig:
     link: LinkLimits = field(default_factory=LinkLimits)
     dht: DhtSettings = field(default_factory=DhtSettings)
     path: PathSettings = field(default_factory=PathSettings)
+    tunnel: TunnelSettings = field(default_factory=TunnelSettings)
 
 
 def formatHostPort(host, port):
@@ -248,6 +280,8 @@ def readConfigFile(path):
         settings["dht"] = _readSettings(DhtSettings, parser["dht"], path)
     if parser.has_section("path"):
         settings["path"] = _readSettings(PathSettings, parser["path"], path)
+    if parser.has_section("tunnel"):
+        settings["tunnel"] = _readSettings(TunnelSettings, parser["tunnel"], path)
     return settings
 
 
@@ -268,7 +302,7 @@ def _readSettings(settingsType, section, path):
     return limits
 
 
-def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, configFile=None):
+def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None, configFile=None):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
     other arguments (the command line), which are C{None} where not given.
@@ -283,6 +317,9 @@ def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None
     ):
         if value is not None:
             settings[key] = value
+    for key, value in (("serve", serve), ("forward", forward)):
+        if value is not None:
+            settings.setdefault("tunnel", {})[key] = value
     listenAddress = settings.get("listenAddress")
     if listenAddress is not None:
         try:
@@ -298,4 +335,5 @@ def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None
         link=replace(LinkLimits(), **settings.get("link", {})),
         dht=replace(DhtSettings(), **settings.get("dht", {})),
         path=replace(PathSettings(), **settings.get("path", {})),
+        tunnel=replace(TunnelSettings(), **settings.get("tunnel", {})),
     )

@@ -2,11 +2,13 @@
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.logger import Logger
 
 from phantom.config import formatHostPort
 from phantom.control.server import ControlService
+from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import describePeer
@@ -16,6 +18,9 @@ from phantom.netdb.records import formatAddress, parseAddress, routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
+from phantom.tunnel.endpoint import EchoProbe, EndToEnd, TunnelClientEndpoint
+from phantom.tunnel.ports import TunnelPorts
+from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
@@ -52,6 +57,11 @@ class PhantomNode(MultiService):
         self.dht.setServiceParent(self)
         self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path)
         self.paths.setServiceParent(self)
+        self.apAddress = apAddressOf(self.identity.routingKey.public_key())
+        self.tunnels = TunnelService(self.links, self.paths, self.dht, reactor, self.apAddress)
+        self.endToEnd = EndToEnd(self.identity.routingKey)
+        self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor)
+        self.tunnelPorts.setServiceParent(self)
         apiHost, apiPort = config.apiAddress
         apiEndpoint = (TCP6ServerEndpoint if ":" in apiHost else TCP4ServerEndpoint)(reactor, apiPort, interface=apiHost)
         self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
@@ -172,6 +182,46 @@ class PhantomNode(MultiService):
     def lookupRoute(self, apText):
         """The verified routing entry of an AP-address, as the control socket's C{RouteLookup} answers."""
         return Deferred.fromCoroutine(self._lookupRoute(apText))
+
+    def openTunnel(self, apText, probeTimeout=5.0):
+        """
+        Open a tunnel to an AP-address with end-to-end TLS, time a 1 KiB echo through it, close
+        it; as the control socket's C{TunnelOpen} answers.
+        """
+        return Deferred.fromCoroutine(self._openTunnel(parseAddress(apText), probeTimeout))
+
+    async def _openTunnel(self, apAddress, probeTimeout):
+        started = self.reactor.seconds()
+        probe = await TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(Factory.forProtocol(EchoProbe))
+        opened = self.reactor.seconds()
+        try:
+            rtt = await probe.measure(self.reactor, probeTimeout)
+        finally:
+            probe.transport.loseConnection()
+        return {
+            "ap_address": formatAddress(apAddress),
+            "peer": formatAddress(probe.transport.getPeer().apAddress),
+            "open_seconds": opened - started,
+            "rtt_seconds": rtt,
+        }
+
+    def tunnelList(self):
+        """The tunnels this node owns an end of, and how many it carries; as C{TunnelList} answers."""
+        now = self.reactor.seconds()
+        return {
+            "ap_address": formatAddress(self.apAddress),
+            "tunnels": [
+                {
+                    "direction": "out" if tunnel.outbound else "in",
+                    "peer": formatAddress(tunnel.getPeer().apAddress) if tunnel.getPeer().apAddress else "",
+                    "age": now - tunnel.openedAt,
+                    "sent": tunnel.bytesSent,
+                    "received": tunnel.bytesReceived,
+                }
+                for tunnel in self.tunnels.tunnels
+            ],
+            "carried": len(self.tunnels.carried),
+        }
 
     def peers(self):
         """

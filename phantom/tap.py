@@ -14,7 +14,7 @@ from phantom.identity import IdentityError
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--config FILE]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--config FILE]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -25,6 +25,8 @@ class Options(usage.Options):
         ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
         ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: 127.0.0.1:7401]."],
+        ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]."],
+        ["forward", None, None, "Comma-separated HOST:PORT=AP: carry connections to a local port through tunnels to AP."],
         ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],
     ]
 
@@ -36,6 +38,8 @@ class Options(usage.Options):
                 listenAddress=self["listen-address"],
                 bootstrap=self["bootstrap"],
                 apiAddress=self["api-address"],
+                serve=self["serve"],
+                forward=self["forward"],
                 configFile=self["config"],
             )
         except ConfigError as e:

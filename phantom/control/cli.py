@@ -8,6 +8,8 @@
     phantomctl [--node DIR] path build --kind exit|entry [--x N --y N] [--json]
     phantomctl [--node DIR] path list [--json]
     phantomctl [--node DIR] route lookup AP [--json]
+    phantomctl [--node DIR] tunnel open AP [--json]
+    phantomctl [--node DIR] tunnel list [--json]
 
 A KEY of 64 hex digits is used as it is; any other text is hashed with SHA-256 to 32 bytes.
 
@@ -27,7 +29,7 @@ from twisted.protocols import amp
 from twisted.python import usage
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status
+from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen
 from phantom.control.runner import runCommandLine
 
 
@@ -251,6 +253,42 @@ class RouteLookupOptions(_Subcommand):
         return "\n".join(lines)
 
 
+class TunnelOpenOptions(_Subcommand):
+    """``phantomctl tunnel open AP``: open a tunnel with end-to-end TLS, time an echo, close it."""
+
+    synopsis = "AP [--json]"
+    timeout = 120.0
+
+    def parseArgs(self, apAddress):
+        self["ap_address"] = apAddress
+
+    def call(self, protocol):
+        d = protocol.callRemote(TunnelOpen, ap_address=self["ap_address"])
+        d.addCallback(lambda r: {**r, "open_seconds": round(r["open_seconds"], 4), "rtt_seconds": round(r["rtt_seconds"], 4)})
+        return d
+
+    def render(self, result):
+        rtt = f"{result['rtt_seconds'] * 1000:.1f} ms" if result["rtt_seconds"] >= 0 else "no echo"
+        return f"tunnel to {result['peer']} open in {result['open_seconds'] * 1000:.0f} ms (end-to-end TLS verified); 1 KiB round trip {rtt}"
+
+
+class TunnelListOptions(_Subcommand):
+    """``phantomctl tunnel list``: the tunnels this node owns an end of."""
+
+    synopsis = "[--json]"
+
+    def call(self, protocol):
+        return protocol.callRemote(TunnelList).addCallback(lambda r: {**r, "tunnels": [dict(t) for t in r["tunnels"]]})
+
+    def render(self, result):
+        lines = [f"AP-address {result['ap_address']}; carrying {result['carried']} tunnels for others"]
+        lines += [
+            f"{t['direction']:3}  {t['peer'] or 'peer not yet known'}  {formatUptime(t['age'])} old  {t['sent']} B sent  {t['received']} B received"
+            for t in result["tunnels"]
+        ]
+        return "\n".join(lines)
+
+
 class _Group(usage.Options):
     """A command with subcommands of its own (``phantomctl dht put``)."""
 
@@ -276,6 +314,15 @@ class RouteOptions(_Group):
     """``phantomctl route``: routing entries."""
 
     subCommands = [["lookup", None, RouteLookupOptions, "Look up an AP-address's routing entry."]]
+
+
+class TunnelOptions(_Group):
+    """``phantomctl tunnel``: routing tunnels."""
+
+    subCommands = [
+        ["open", None, TunnelOpenOptions, "Open a tunnel to an AP-address and time an echo through it."],
+        ["list", None, TunnelListOptions, "List the tunnels this node owns an end of."],
+    ]
 
 
 class DhtOptions(_Group):
@@ -305,6 +352,7 @@ class Options(usage.Options):
         ["dht", None, DhtOptions, "Store or find a value in the network database."],
         ["path", None, PathOptions, "Build or list routing paths."],
         ["route", None, RouteOptions, "Look up routing entries."],
+        ["tunnel", None, TunnelOptions, "Open or list routing tunnels."],
     ]
 
     def postOptions(self):

@@ -7,9 +7,12 @@ command here, a responder in L{phantom.control.server} and a subcommand in L{pha
 
 from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, ListOf, String, Unicode
 
-from phantom.path.service import PathFailed
+from twisted.internet.error import ConnectionRefusedError
 
-REMOTE_ERRORS = (PathFailed, ValueError)
+from phantom.path.service import PathFailed
+from phantom.tunnel.service import TunnelFailed
+
+REMOTE_ERRORS = (PathFailed, TunnelFailed, ConnectionRefusedError, ValueError)
 """What a command may fail with on the node, brought back to the caller with its message."""
 
 PEER = [
@@ -107,3 +110,27 @@ class RouteLookup(Command):
         (b"entry_nodes", AmpList([(b"node_id", Unicode()), (b"address", Unicode())])),
     ]
     errors = {ValueError: b"BAD_ADDRESS"}
+
+
+class TunnelOpen(Command):
+    """Open a tunnel to an AP-address with end-to-end TLS, time a 1 KiB echo through it, close it."""
+
+    arguments = [(b"ap_address", Unicode())]
+    response = [
+        (b"ap_address", Unicode()),
+        (b"peer", Unicode()),
+        (b"open_seconds", Float()),
+        (b"rtt_seconds", Float()),
+    ]
+    errors = {TunnelFailed: b"TUNNEL_FAILED", ConnectionRefusedError: b"REFUSED", PathFailed: b"PATH_FAILED", ValueError: b"BAD_ADDRESS"}
+
+
+class TunnelList(Command):
+    """The tunnels the node owns an end of, and how many it carries for others."""
+
+    arguments = []
+    response = [
+        (b"ap_address", Unicode()),
+        (b"tunnels", AmpList([(b"direction", Unicode()), (b"peer", Unicode()), (b"age", Float()), (b"sent", Integer()), (b"received", Integer())])),
+        (b"carried", Integer()),
+    ]

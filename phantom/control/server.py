@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status
+from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen
 from phantom.link.listening import ListeningService
 
 MAX_UNIX_PATH = 107
@@ -49,6 +49,14 @@ class ControlProtocol(amp.AMP):
     @RouteLookup.responder
     def routeLookup(self, ap_address):
         return self._node.lookupRoute(ap_address)
+
+    @TunnelOpen.responder
+    def tunnelOpen(self, ap_address):
+        return self._node.openTunnel(ap_address)
+
+    @TunnelList.responder
+    def tunnelList(self):
+        return self._node.tunnelList()
 
 
 class ControlService(ListeningService):

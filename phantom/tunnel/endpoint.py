@@ -8,6 +8,7 @@ AP-address from its key. Exit and entry nodes see only TLS records; one that rea
 answers in the place of the far end gets nothing but a failed handshake or a closed connection.
 """
 
+import os
 from functools import partial
 
 from twisted.internet.defer import Deferred, succeed
@@ -189,3 +190,34 @@ class TunnelServerEndpoint:
 
         self._tunnels.acceptor = accept
         return succeed(TunnelListeningPort(self._tunnels, self._tunnels.address))
+
+
+class EchoProbe(Protocol):
+    """Times one 1 KiB round trip to an echo at the far end of a tunnel."""
+
+    SIZE = 1024
+
+    def __init__(self):
+        self._received = 0
+        self._echoed = None
+
+    def measure(self, clock, timeout):
+        """
+        @return: a Deferred of the seconds the probe took to come back, or -1.0 if it did not
+            within C{timeout} (the far end serves something other than an echo).
+        """
+        started = clock.seconds()
+        self._echoed = Deferred()
+        self._echoed.addCallback(lambda echoed: clock.seconds() - started if echoed else -1.0)
+        self._echoed.addTimeout(timeout, clock, onTimeoutCancel=lambda result, timeout: -1.0)
+        self.transport.write(os.urandom(self.SIZE))
+        return self._echoed
+
+    def dataReceived(self, data):
+        self._received += len(data)
+        if self._received >= self.SIZE and self._echoed is not None and not self._echoed.called:
+            self._echoed.callback(True)
+
+    def connectionLost(self, reason):
+        if self._echoed is not None and not self._echoed.called:
+            self._echoed.callback(False)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from phantom.link.protocol import describePeer
+from phantom.link.protocol import LinkFailed, describePeer
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import addressBytes, formatAddress, routeKey
 from phantom.path.service import FrameQueue
@@ -419,6 +419,8 @@ class TunnelService:
 
     def _owned(self, path, link, queue, layers, sendsAlong, host, peer):
         tunnel = OwnerTunnel(link, layers, sendsAlong, host, peer)
+        tunnel.openedAt = self._clock.seconds()
+        tunnel.outbound = sendsAlong
         self.tunnels.add(tunnel)
         path.whenGone.append(tunnel.loseConnection)
 
@@ -490,8 +492,10 @@ class _OutboundSetup:
             requireBlock(await service._nextFrame(queue))
         except Exception as e:
             link.close()
+            # Nothing is reported back along a tunnel: the exit node just closes it.
+            why = "the exit node closed it: no entry node answered, or the owner refused" if isinstance(e, LinkFailed) else str(e)
             if not self.done.called:
-                self.done.errback(TunnelFailed(f"no tunnel to {formatAddress(self._apAddress)}: {e}"))
+                self.done.errback(TunnelFailed(f"no tunnel to {formatAddress(self._apAddress)}: {why}"))
             return
         layers = [StreamLayer(key, applyLayers(keys[:index], self._block, FORWARD)) for index, key in enumerate(keys)]
         tunnel = service._owned(path, link, queue, layers, True, service.address, TunnelAddress(self._apAddress))

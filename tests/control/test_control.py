@@ -17,6 +17,7 @@ from phantom.config import resolveConfig
 from phantom.control import CONTROL_SOCKET
 from phantom.control.cli import Options, formatUptime
 from phantom.control.commands import Status
+from phantom.netdb.records import formatAddress
 from phantom.node import PhantomNode
 from phantom.wire.dht import Table
 from tests.link.helpers import freePort, until
@@ -107,7 +108,10 @@ class ControlTests(TestCase):
         self.assertIn("contacts   1 in 1 buckets", await phantomctl(second, "peers"))
 
     async def test_pathBuildListAndRouteLookup(self):
-        """phantomctl path build on one node, path list, and route lookup of its AP-address on another."""
+        """
+        phantomctl path build on one node, path list, route lookup of its AP-address on another,
+        and tunnel open from a third to that AP-address.
+        """
         first = startNode(self, "127.0.0.60")
         others = [startNode(self, f"127.0.0.{61 + i}", bootstrap=first.address) for i in range(7)]
         for node in others:
@@ -129,6 +133,17 @@ class ControlTests(TestCase):
         self.assertEqual([n["node_id"] for n in route["entry_nodes"]], [built["nodes"][-1]])
         self.assertIn("not an IPv6 address", await phantomctl(others[5], "route", "lookup", "nonsense", expect=1))
         self.assertIn("two X-nodes", await phantomctl(others[0], "path", "build", "--x", "1", "--y", "2", expect=1))
+
+        # A tunnel from another node's exit path to the entry path's AP-address, echoed by default.
+        await phantomctl(others[3], "path", "build", "--kind", "exit", "--x", "2", "--y", "3")
+        opened = json.loads(await phantomctl(others[3], "tunnel", "open", built["ap_address"], "--json"))
+        self.assertEqual(opened["peer"], built["ap_address"])
+        self.assertGreater(opened["rtt_seconds"], 0)
+        self.assertIn("end-to-end TLS verified", await phantomctl(others[3], "tunnel", "open", built["ap_address"]))
+        listed = json.loads(await phantomctl(others[3], "tunnel", "list", "--json"))
+        self.assertEqual(listed["ap_address"], formatAddress(others[3].apAddress))
+        unknown = formatAddress(b"\xfd" + bytes(15))
+        self.assertIn("the exit node closed it", await phantomctl(others[3], "tunnel", "open", unknown, expect=1))
 
     async def test_noNode(self):
         """Asking a directory where no node runs fails with a message and exit code 1."""
