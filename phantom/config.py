@@ -116,6 +116,8 @@ class TunnelSettings:
     (refuse them), or C{HOST:PORT} (pass each on to that TCP service)."""
     forward: str = ""
     """Comma-separated C{HOST:PORT=AP}: listen on HOST:PORT, and carry each connection through a tunnel to AP."""
+    idle: float = 600.0
+    """Seconds after which a tunnel nothing has passed through is closed."""
 
     def __post_init__(self):
         if self.serve not in ("echo", "none"):

@@ -107,7 +107,6 @@ class TunnelPorts(Service):
     def stopService(self):
         super().stopService()
         self._tunnels.acceptor = None
-        self._tunnels.stop()
         ports, self._listening = self._listening, []
         for port in ports:
             port.stopListening()

@@ -23,7 +23,9 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from phantom.link.protocol import LinkFailed, describePeer
@@ -86,7 +88,7 @@ class Remembered:
     """At the entry node: the Deferred the tunnel link is handed to."""
 
 
-class TunnelService:
+class TunnelService(Service):
     """
     This node's tunnels: those it opens and accepts as an owner, and those it carries as an
     X-node, exit node or entry node.
@@ -98,11 +100,13 @@ class TunnelService:
     @param random: the secure source of key choices.
     @param randomBytes: the secure source of random blocks.
     @param apAddress: this node's AP-address (of its routing key).
+    @param idleTimeout: seconds after which, while the service runs, a tunnel this node owns an
+        end of and nothing has passed through is closed.
     """
 
     log = Logger()
 
-    def __init__(self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom):
+    def __init__(self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom, idleTimeout=600.0):
         self._links = links
         self._paths = paths
         self._dht = dht
@@ -113,6 +117,8 @@ class TunnelService:
         self._opening = {}
         self._keySets = {}
         self._waitingForExit = []
+        self.idleTimeout = idleTimeout
+        self._expiry = None
         self.address = TunnelAddress(apAddress)
         self.acceptor = None
         """C{acceptor(tunnel)} takes each inbound L{OwnerTunnel}; while C{None}, inbound tunnels are refused."""
@@ -419,7 +425,8 @@ class TunnelService:
 
     def _owned(self, path, link, queue, layers, sendsAlong, host, peer):
         tunnel = OwnerTunnel(link, layers, sendsAlong, host, peer)
-        tunnel.openedAt = self._clock.seconds()
+        tunnel.openedAt = tunnel.lastActive = self._clock.seconds()
+        tunnel.clock = self._clock
         tunnel.outbound = sendsAlong
         self.tunnels.add(tunnel)
         path.whenGone.append(tunnel.loseConnection)
@@ -446,6 +453,26 @@ class TunnelService:
                 self.log.info("{what} ended: {why}", what=what, why=failure.getErrorMessage())
 
         Deferred.fromCoroutine(coroutine).addErrback(failed)
+
+    def startService(self):
+        super().startService()
+        self._expiry = LoopingCall(self.expireIdle)
+        self._expiry.clock = self._clock
+        self._expiry.start(min(30.0, self.idleTimeout / 2), now=False)
+
+    def stopService(self):
+        super().stopService()
+        if self._expiry is not None and self._expiry.running:
+            self._expiry.stop()
+        self.stop()
+
+    def expireIdle(self):
+        """Close the tunnels this node owns an end of that have been idle for C{idleTimeout}."""
+        now = self._clock.seconds()
+        for tunnel in list(self.tunnels):
+            if now - tunnel.lastActive >= self.idleTimeout:
+                self.log.info("closing a tunnel idle for {seconds:.0f} s", seconds=now - tunnel.lastActive)
+                tunnel.loseConnection()
 
     def stop(self):
         """Close every tunnel this node owns an end of or carries."""

@@ -59,6 +59,9 @@ class OwnerTunnel:
         self.connected = False
         self.bytesSent = self.bytesReceived = 0
         self._early = []
+        self.clock = None
+        """Where L{lastActive} is read from (C{IReactorTime}); C{None}: it stays 0."""
+        self.lastActive = 0.0
         self.whenClosed = []
         """Called, without arguments, when the tunnel has closed."""
 
@@ -80,6 +83,7 @@ class OwnerTunnel:
         for remove in self._receiving:
             payload = remove(payload)
         self.bytesReceived += len(payload)
+        self._touch()
         self.protocol.dataReceived(payload)
 
     def linkClosed(self, reason):
@@ -102,6 +106,11 @@ class OwnerTunnel:
                 chunk = add(chunk)
             self._link.sendFrame(chunk)
         self.bytesSent += len(view)
+        self._touch()
+
+    def _touch(self):
+        if self.clock is not None:
+            self.lastActive = self.clock.seconds()
 
     def writeSequence(self, data):
         self.write(b"".join(data))

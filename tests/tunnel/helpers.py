@@ -19,12 +19,17 @@ SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
 SHAPE = PathShape(3, 5)
 
 
-async def startTunnelNetwork(testCase, count, base, cls=TunnelService):
-    """C{count} nodes, each with a tunnel service (of class C{cls}) as C{node.tunnels}."""
+async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=None):
+    """
+    C{count} nodes, each with a tunnel service (of class C{cls}) as C{node.tunnels}.
+
+    @param clocks: node index to the clock of that node's tunnel service (the reactor otherwise).
+    """
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
     for index, node in enumerate(nodes):
         node.apAddress = apAddressOf(node.identity.routingKey.public_key())
-        node.tunnels = cls(node.links, node.paths, node, reactor, node.apAddress, random.Random(1000 + index))
+        clock = (clocks or {}).get(index, reactor)
+        node.tunnels = cls(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index))
         testCase.addCleanup(node.tunnels.stop)
     return nodes
 
@@ -64,3 +69,105 @@ class Echo(Protocol):
 
     def connectionLost(self, reason):
         self.lost = reason
+
+
+# Looking into a network's tunnels: who relays what, and what a tunnel left behind.
+
+from phantom.wire.link import Purpose
+
+
+def byId(nodes):
+    """The nodes by node id."""
+    return {node.nodeId: node for node in nodes}
+
+
+def hopNode(nodes, path, index):
+    """The node that is X-node C{index} of C{path} (0: x0, -1: T)."""
+    return byId(nodes)[path.plan.xNodes[index].nodeId]
+
+
+def relayedOn(node, owner, path, index):
+    """
+    The L{phantom.path.service.RelayedPath} at C{node} that is X-node C{index} (0: x0, -1: T)
+    of C{owner}'s C{path}, found by its neighbours; C{None} if there is none.
+    """
+    xIds = [record.nodeId for record in path.plan.xNodes]
+    index %= len(xIds)
+    neighbours = {owner.nodeId if index == 0 else xIds[index - 1]}
+    if index + 1 < len(xIds):
+        neighbours.add(xIds[index + 1])
+    for relayed in node.paths.relaying.values():
+        if not relayed.gone and {contact.nodeId for contact in relayed.contacts.values() if contact is not None} == neighbours:
+            return relayed
+    return None
+
+
+def tunnelLinks(node):
+    """The node's connections, open or opening, that are TUNNEL or ENTRY links."""
+    return [link for link in node.links.connections if link.purpose in (Purpose.TUNNEL, Purpose.ENTRY)]
+
+
+def leftovers(nodes, remembered=True):
+    """
+    What tunnels left behind on C{nodes}: owned tunnels, carried splices, TUNNEL and ENTRY
+    connections, setups under way, and (if C{remembered}) blocks waiting for tunnel links.
+
+    @return: C{(node index, what, how many)} for each kind a node still holds; empty when clean.
+    """
+    found = []
+    for index, node in enumerate(nodes):
+        held = {
+            "owned tunnels": len(node.tunnels.tunnels),
+            "carried splices": len(node.tunnels.carried),
+            "TUNNEL/ENTRY connections": len(tunnelLinks(node)),
+            "setups under way": len(node.tunnels._opening),
+        }
+        if remembered:
+            held["remembered blocks"] = len(node.tunnels._remembered)
+        found.extend((index, what, count) for what, count in held.items() if count)
+    return found
+
+
+async def untilClean(nodes, timeout=10.0, remembered=True):
+    """Wait until L{leftovers} finds nothing; fail naming what is left after C{timeout} seconds."""
+    try:
+        await until(lambda: not leftovers(nodes, remembered), timeout)
+    except AssertionError:
+        raise AssertionError(f"left behind after {timeout:g} s: {leftovers(nodes, remembered)}") from None
+
+
+def flipBit(data, bit):
+    """C{data} with bit number C{bit} (0: the top bit of the first byte) inverted."""
+    flipped = bytearray(data)
+    flipped[bit // 8] ^= 0x80 >> (bit % 8)
+    return bytes(flipped)
+
+
+class Recorder(Echo):
+    """An echo that keeps what arrives and fires C{ended} when its tunnel ends."""
+
+    def __init__(self, echo=True):
+        self.received = bytearray()
+        self.echo = echo
+        self.ended = Deferred()
+
+    def dataReceived(self, data):
+        self.received += data
+        if self.echo:
+            self.transport.write(data)
+
+    def connectionLost(self, reason):
+        self.lost = reason
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+def acceptInto(node, accepted, protocol=Recorder):
+    """Start C{protocol()} on each tunnel C{node} accepts; keep C{(tunnel, protocol)} in C{accepted}."""
+
+    def accept(tunnel):
+        running = protocol()
+        accepted.append((tunnel, running))
+        tunnel.start(running)
+
+    node.tunnels.acceptor = accept

@@ -2,6 +2,7 @@
 
 import os
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tests.link.helpers import until
@@ -30,3 +31,24 @@ class TunnelTests(TestCase):
         tunnel.loseConnection()
         await collector.ended
         await until(lambda: not server.tunnels.tunnels and all(not node.tunnels.carried for node in nodes))
+
+    async def test_idleTunnelsExpire(self):
+        """A tunnel nothing has passed through for the idle timeout is closed, at both ends."""
+        clock = Clock()
+        nodes = await startTunnelNetwork(self, 12, base=770, clocks={6: clock})
+        client, server = nodes[1], nodes[6]
+        await buildEntry(nodes, server)
+        echoes = []
+        server.tunnels.acceptor = lambda tunnel: (echoes.append(Echo()), tunnel.start(echoes[-1]))
+        await client.paths.build("exit", SHAPE)
+        collector = Collector(5)
+        (await client.tunnels.open(server.apAddress)).start(collector)
+        collector.transport.write(b"hello")
+        self.assertEqual(await collector.arrived, b"hello")
+        server.tunnels.startService()
+        self.addCleanup(server.tunnels.stopService)
+        clock.advance(server.tunnels.idleTimeout - 1)
+        self.assertEqual(len(server.tunnels.tunnels), 1)
+        clock.advance(30)
+        await collector.ended
+        await until(lambda: not client.tunnels.tunnels and not server.tunnels.tunnels)
