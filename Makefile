@@ -29,6 +29,8 @@ demo: install
 	$(BIN)/phantomctl --node $(DIR)/node03 dht put greeting "hello from node03"
 	$(BIN)/phantomctl --node $(DIR)/node12 dht get greeting
 	$(BIN)/phantomctl --node $(DIR)/node04 path build --kind entry --x 2 --y 5
+	$(BIN)/phantomctl --node $(DIR)/node07 path build --kind exit --x 2 --y 5
+	$(BIN)/phantomctl --node $(DIR)/node07 tunnel open $$($(BIN)/phantomctl --node $(DIR)/node04 tunnel list --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ap_address"])')
 	$(BIN)/phantom-testnet down --dir $(DIR)
 
 testnet: install

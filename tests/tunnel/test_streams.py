@@ -6,13 +6,13 @@ the layers the hops hold, and a hundred tunnels over one pair of paths never cro
 import os
 from collections import Counter
 
-from twisted.internet.defer import gatherResults
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
 from phantom.tunnel import keys, service
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel
-from tests.tunnel.helpers import SHAPE, Collector, Recorder, acceptInto, buildEntry, startTunnelNetwork, untilClean
+from tests.tunnel.helpers import SHAPE, Collector, acceptInto, buildEntry, startTunnelNetwork, untilClean
 
 
 def recordLayers(testCase):
@@ -86,13 +86,13 @@ class StreamKeyTests(TestCase):
 
         async def batch(client, server, count):
             messages = [b"%d " % index + os.urandom(200 + index) for index in range(count)]
-            echoed = await gatherResults([echoOnce(client, server, message) for message in messages])
+            echoed = await gatherResults([Deferred.fromCoroutine(echoOnce(client, server, message)) for message in messages])
             self.assertEqual(echoed, messages)
 
         await batch(clientA, serverA, 5)
         for _ in range(5):
             await batch(clientA, serverB, 1)
-        await gatherResults([batch(clientB, serverA, 5), batch(clientB, serverB, 5)])
+        await gatherResults([Deferred.fromCoroutine(batch(clientB, serverA, 5)), Deferred.fromCoroutine(batch(clientB, serverB, 5))])
         await untilClean(nodes)
 
         tunnels = 20
@@ -150,4 +150,3 @@ class StreamKeyTests(TestCase):
         await gatherResults([recorder.ended for _, recorder in accepted])
         await untilClean(nodes)
         self.assertEqual([collector.received for collector in collectors], messages)
-        self.assertIsInstance(Recorder(), Recorder)
