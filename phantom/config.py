@@ -118,6 +118,10 @@ class TunnelSettings:
     """Comma-separated C{HOST:PORT=AP}: listen on HOST:PORT, and carry each connection through a tunnel to AP."""
     idle: float = 600.0
     """Seconds after which a tunnel nothing has passed through is closed."""
+    ownExit: bool = False
+    """Open tunnels without exit paths, asking entry nodes directly: a non-anonymised client (paper §6.3)."""
+    ownEntry: bool = False
+    """Publish this node as the entry node of its own AP-address: a non-anonymised server (paper §6.3)."""
 
     def __post_init__(self):
         if self.serve not in ("echo", "none"):
@@ -293,6 +297,11 @@ def _readSettings(settingsType, section, path):
         key = "".join("_" + c.lower() if c.isupper() else c for c in limit.name)
         if key in section and limit.type is str:
             limits[limit.name] = section[key].strip()
+        elif key in section and limit.type is bool:
+            try:
+                limits[limit.name] = section.getboolean(key)
+            except ValueError:
+                raise ConfigError(f"config file {path}: [{section.name}] {key} = {section[key]!r} is not yes or no") from None
         elif key in section:
             try:
                 value = limit.type(section[key]) if callable(limit.type) else float(section[key])
@@ -304,7 +313,10 @@ def _readSettings(settingsType, section, path):
     return limits
 
 
-def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None, configFile=None):
+def resolveConfig(
+    *, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None,
+    ownExit=None, ownEntry=None, configFile=None,
+):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
     other arguments (the command line), which are C{None} where not given.
@@ -319,7 +331,7 @@ def resolveConfig(*, dataDir=None, port=None, listenAddress=None, bootstrap=None
     ):
         if value is not None:
             settings[key] = value
-    for key, value in (("serve", serve), ("forward", forward)):
+    for key, value in (("serve", serve), ("forward", forward), ("ownExit", ownExit), ("ownEntry", ownEntry)):
         if value is not None:
             settings.setdefault("tunnel", {})[key] = value
     listenAddress = settings.get("listenAddress")

@@ -58,7 +58,17 @@ class PhantomNode(MultiService):
         self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path)
         self.paths.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
-        self.tunnels = TunnelService(self.links, self.paths, self.dht, reactor, self.apAddress, idleTimeout=config.tunnel.idle)
+        self.tunnels = TunnelService(
+            self.links,
+            self.paths,
+            self.dht,
+            reactor,
+            self.apAddress,
+            idleTimeout=config.tunnel.idle,
+            ownExit=config.tunnel.ownExit,
+            ownEntry=self.identity.routingKey if config.tunnel.ownEntry else None,
+            entryLifetime=config.path.lifetime,
+        )
         self.tunnels.setServiceParent(self)
         self.endToEnd = EndToEnd(self.identity.routingKey)
         self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor)

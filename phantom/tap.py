@@ -14,11 +14,15 @@ from phantom.identity import IdentityError
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--config FILE]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--config FILE]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
     )
+    optFlags = [
+        ["own-exit", None, "Open tunnels without exit paths, asking entry nodes directly (not anonymous, paper 6.3)."],
+        ["own-entry", None, "Publish this node as the entry node of its own AP-address (not anonymous, paper 6.3)."],
+    ]
     optParameters = [
         ["port", "p", None, "The TLS port: a number, or a tcp:/tcp6: endpoint string [default: 7402]."],
         ["data-dir", "d", None, "Where the node keeps its keys and state [default: ~/.phantom]."],
@@ -40,6 +44,8 @@ class Options(usage.Options):
                 apiAddress=self["api-address"],
                 serve=self["serve"],
                 forward=self["forward"],
+                ownExit=True if self["own-exit"] else None,
+                ownEntry=True if self["own-entry"] else None,
                 configFile=self["config"],
             )
         except ConfigError as e:

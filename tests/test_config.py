@@ -90,8 +90,17 @@ class ResolveTests(SynchronousTestCase):
                 "[link]\n"
                 "idle_timeout = 45\n"
                 "max_frames_per_second = 1000\n"
+                "[tunnel]\n"
+                "serve = 127.0.0.1:8080\n"
+                "forward = 127.0.0.1:9000=fd00::1, [::1]:9001=fd00::2\n"
+                "own_exit = yes\n"
             )
         config = resolveConfig(configFile=path)
+        self.assertEqual(config.tunnel.serve, "127.0.0.1:8080")
+        self.assertEqual(config.tunnel.forwards(), [(("127.0.0.1", 9000), "fd00::1"), (("::1", 9001), "fd00::2")])
+        self.assertEqual((config.tunnel.ownExit, config.tunnel.ownEntry), (True, False))
+        self.assertEqual(resolveConfig(configFile=path, serve="none", ownEntry=True).tunnel.serve, "none")
+        self.assertTrue(resolveConfig(configFile=path, ownEntry=True).tunnel.ownEntry)
         self.assertEqual(config.listenAddress, "127.0.0.9")
         self.assertTrue(config.listenEndpoint.startswith("tcp:7502:interface=127.0.0.9"))
         self.assertEqual(config.apiAddress, ("127.0.0.9", 7501))
@@ -111,3 +120,7 @@ class ResolveTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             resolveConfig(configFile=path)
         self.assertIn(path, str(caught.exception))
+        for bad in ("[tunnel]\nown_exit = maybe\n", "[tunnel]\nforward = 127.0.0.1:9000=10.0.0.1\n", "[tunnel]\nserve = nowhere\n"):
+            with open(path, "w") as f:
+                f.write(bad)
+            self.assertRaises(ConfigError, resolveConfig, configFile=path)

@@ -30,7 +30,8 @@ from twisted.logger import Logger
 
 from phantom.link.protocol import LinkFailed, describePeer
 from phantom.link.service import CloseAtOnce
-from phantom.netdb.records import addressBytes, formatAddress, routeKey
+from phantom.config import Contact
+from phantom.netdb.records import RoutingEntry, addressBytes, formatAddress, routeKey
 from phantom.path.service import FrameQueue
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, forward, recoverKeys, wrapForHops
 from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, firstThen
@@ -102,11 +103,20 @@ class TunnelService(Service):
     @param apAddress: this node's AP-address (of its routing key).
     @param idleTimeout: seconds after which, while the service runs, a tunnel this node owns an
         end of and nothing has passed through is closed.
+    @param ownExit: open tunnels without an exit path, as a non-anonymised client (paper §6.3):
+        resolve the AP-address and ask its entry node directly.
+    @param ownEntry: the routing key, to be this node's own entry node as a non-anonymised
+        server: publish a routing entry naming this node, and take tunnels to its AP-address
+        straight from the exit nodes that ask. C{None}: reachable over entry paths only.
+    @param entryLifetime: how long an own routing entry is valid; it is renewed at half that.
     """
 
     log = Logger()
 
-    def __init__(self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom, idleTimeout=600.0):
+    def __init__(
+        self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom,
+        idleTimeout=600.0, ownExit=False, ownEntry=None, entryLifetime=600.0,
+    ):
         self._links = links
         self._paths = paths
         self._dht = dht
@@ -119,6 +129,10 @@ class TunnelService(Service):
         self._waitingForExit = []
         self.idleTimeout = idleTimeout
         self._expiry = None
+        self.ownExit = ownExit
+        self._ownEntry = ownEntry
+        self._entryLifetime = entryLifetime
+        self._publishing = None
         self.address = TunnelAddress(apAddress)
         self.acceptor = None
         """C{acceptor(tunnel)} takes each inbound L{OwnerTunnel}; while C{None}, inbound tunnels are refused."""
@@ -302,7 +316,7 @@ class TunnelService(Service):
     # The entry node
 
     def _entryLinkArrived(self, link):
-        if not any(relayed.routingEntry is not None for relayed in self._paths.relaying.values()):
+        if self._ownEntry is None and not any(relayed.routingEntry is not None for relayed in self._paths.relaying.values()):
             self.log.info("refused an entry link from {peer}: this node is no entry node", peer=describePeer(link.peer))
             return CloseAtOnce(link)
         queue = FrameQueue(link)
@@ -313,6 +327,8 @@ class TunnelService(Service):
         block = None
         try:
             apAddress = bytes(parseStrict(ApRequest, await self._nextFrame(queue)).ap_address)
+            if self._ownEntry is not None and apAddress == self.address.apAddress:
+                return self._acceptDirectly(request, queue)
             path = self._entryPathFor(apAddress)
             if path is None:
                 request.sendFrame(ApAnswer.build({"status": InboundStatus.REFUSED}))
@@ -342,6 +358,16 @@ class TunnelService(Service):
             request.close()
             raise
 
+    def _acceptDirectly(self, request, queue):
+        """A tunnel to this node's own AP-address, asked for by an exit node (or a direct client)."""
+        if self.acceptor is None:
+            request.sendFrame(ApAnswer.build({"status": InboundStatus.REFUSED}))
+            request.close()
+            self.log.info("refused a direct tunnel: nothing listens")
+            return
+        request.sendFrame(ApAnswer.build({"status": InboundStatus.ACCEPTED}))
+        self.acceptor(self._owned(None, request, queue, [], False, self.address, TunnelAddress(None)))
+
     def _entryPathFor(self, apAddress):
         for relayed in self._paths.relaying.values():
             if relayed.routingEntry is not None and relayed.routingEntry.apAddress == apAddress and not relayed.gone:
@@ -361,6 +387,8 @@ class TunnelService(Service):
         return Deferred.fromCoroutine(self._open(apAddress))
 
     async def _open(self, apAddress):
+        if self.ownExit:
+            return await self._openDirectly(apAddress)
         path = await self._exitPath()
         block = self._randomBytes(BLOCK_SIZE)
         setup = _OutboundSetup(self, path, apAddress, block)
@@ -375,6 +403,22 @@ class TunnelService(Service):
             raise TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {type(e).__name__}: {e}") from e
         finally:
             self._opening.pop(block, None)
+
+    async def _openDirectly(self, apAddress):
+        """A tunnel with no exit path: this node asks the entry node itself."""
+        link, queue = await self._reachEntry(apAddress)
+        try:
+            link.sendFrame(ApRequest.build({"ap_address": apAddress}))
+            answer = parseStrict(ApAnswer, await self._nextFrame(queue))
+            if int(answer.status) != InboundStatus.ACCEPTED:
+                raise TunnelFailed(f"{formatAddress(apAddress)} refused the tunnel")
+        except TunnelFailed:
+            link.close()
+            raise
+        except Exception as e:
+            link.close()
+            raise TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {type(e).__name__}: {e}") from e
+        return self._owned(None, link, queue, [], True, self.address, TunnelAddress(apAddress))
 
     async def _exitPath(self):
         exits = [path for path in self._paths.paths if path.kind == "exit"]
@@ -429,12 +473,13 @@ class TunnelService(Service):
         tunnel.clock = self._clock
         tunnel.outbound = sendsAlong
         self.tunnels.add(tunnel)
-        path.whenGone.append(tunnel.loseConnection)
+        whenGone = path.whenGone if path is not None else []
+        whenGone.append(tunnel.loseConnection)
 
         def closed():
             self.tunnels.discard(tunnel)
-            if tunnel.loseConnection in path.whenGone:
-                path.whenGone.remove(tunnel.loseConnection)
+            if tunnel.loseConnection in whenGone:
+                whenGone.remove(tunnel.loseConnection)
 
         tunnel.whenClosed.append(closed)
         queue.handOver(tunnel)
@@ -459,12 +504,26 @@ class TunnelService(Service):
         self._expiry = LoopingCall(self.expireIdle)
         self._expiry.clock = self._clock
         self._expiry.start(min(30.0, self.idleTimeout / 2), now=False)
+        if self._ownEntry is not None:
+            self._publishing = LoopingCall(self.publishOwnEntry)
+            self._publishing.clock = self._clock
+            self._publishing.start(self._entryLifetime / 2, now=True)
 
     def stopService(self):
         super().stopService()
-        if self._expiry is not None and self._expiry.running:
-            self._expiry.stop()
+        for loop in (self._expiry, self._publishing):
+            if loop is not None and loop.running:
+                loop.stop()
         self.stop()
+
+    def publishOwnEntry(self):
+        """Publish a routing entry that names this node as the entry node of its own AP-address."""
+        now = int(self._clock.seconds())
+        host, port = self._dht.address
+        entry = RoutingEntry.create(self._ownEntry, now, now + int(self._entryLifetime), [Contact(host, port, self._links.nodeId)], now)
+        published = Deferred.fromCoroutine(self._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
+        published.addErrback(lambda failure: self.log.warn("publishing this node's own routing entry failed: {why}", why=failure.getErrorMessage()))
+        return published
 
     def expireIdle(self):
         """Close the tunnels this node owns an end of that have been idle for C{idleTimeout}."""

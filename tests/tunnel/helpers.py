@@ -19,17 +19,22 @@ SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
 SHAPE = PathShape(3, 5)
 
 
-async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=None):
+async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=None, options=None, ownEntry=()):
     """
     C{count} nodes, each with a tunnel service (of class C{cls}) as C{node.tunnels}.
 
     @param clocks: node index to the clock of that node's tunnel service (the reactor otherwise).
+    @param options: node index to more keyword arguments for that node's tunnel service.
+    @param ownEntry: indices of the nodes that are their own entry nodes.
     """
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
     for index, node in enumerate(nodes):
         node.apAddress = apAddressOf(node.identity.routingKey.public_key())
         clock = (clocks or {}).get(index, reactor)
-        node.tunnels = cls(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index))
+        more = dict((options or {}).get(index, {}))
+        if index in ownEntry:
+            more["ownEntry"] = node.identity.routingKey
+        node.tunnels = cls(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index), **more)
         testCase.addCleanup(node.tunnels.stop)
     return nodes
 
