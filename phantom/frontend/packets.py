@@ -1,0 +1,109 @@
+"""
+IPv6 packets as the tun frontend handles them, sans-io: the header fields it routes by, the
+ICMPv6 destination-unreachable it answers with, and the framing of packets in a tunnel's stream.
+"""
+
+import struct
+
+from phantom.wire import ProtocolError
+
+HEADER = struct.Struct("!IHBB16s16s")
+"""The fixed IPv6 header: version, class and flow label; payload length; next header; hop limit; addresses."""
+HEADER_SIZE = HEADER.size
+ICMPV6 = 58
+MINIMUM_MTU = 1280
+"""The smallest link MTU IPv6 allows: an ICMPv6 error never makes a longer packet (RFC 4443)."""
+AP_PREFIX = b"\xfd"
+"""AP-addresses are in fd00::/8."""
+
+FRAME_HEADER = struct.Struct("!H")
+MAX_PACKET = 0xFFFF
+"""The longest packet a tunnel frame carries."""
+
+
+class UnreachableCode:
+    """ICMPv6 destination-unreachable codes (RFC 4443 §3.1)."""
+
+    NO_ROUTE = 0
+    ADDRESS_UNREACHABLE = 3
+
+
+def parsePacket(packet):
+    """
+    @return: C{(source, destination)}, 16 bytes each.
+    @raise ProtocolError: not an IPv6 packet, truncated, or longer than its header says.
+    """
+    if len(packet) < HEADER_SIZE:
+        raise ProtocolError(f"a packet of {len(packet)} bytes is shorter than an IPv6 header")
+    first, payloadLength, _, _, source, destination = HEADER.unpack_from(packet)
+    if first >> 28 != 6:
+        raise ProtocolError(f"an IPv{first >> 28} packet; only IPv6 is carried")
+    if HEADER_SIZE + payloadLength != len(packet):
+        raise ProtocolError(f"an IPv6 packet of {len(packet)} bytes whose header says {HEADER_SIZE + payloadLength}")
+    return source, destination
+
+
+def isApAddress(address):
+    """Whether a 16-byte address is an AP-address (in fd00::/8)."""
+    return address[:1] == AP_PREFIX
+
+
+def checksum(data):
+    """The Internet checksum (RFC 1071) of C{data}."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def destinationUnreachable(packet, source, code=UnreachableCode.NO_ROUTE):
+    """
+    The ICMPv6 destination-unreachable a router sends back for C{packet}.
+
+    @param packet: the packet that could not be delivered (a valid IPv6 packet).
+    @param source: the address the error comes from (the node's own AP-address).
+    @return: the ICMPv6 packet to the original packet's source, holding as much of the packet
+        as fits in L{MINIMUM_MTU}.
+    """
+    originalSource, _ = parsePacket(packet)
+    invoking = bytes(packet[: MINIMUM_MTU - HEADER_SIZE - 8])
+    message = struct.pack("!BBHI", 1, code, 0, 0) + invoking
+    pseudoHeader = source + originalSource + struct.pack("!I3xB", len(message), ICMPV6)
+    message = message[:2] + struct.pack("!H", checksum(pseudoHeader + message)) + message[4:]
+    header = HEADER.pack(6 << 28, len(message), ICMPV6, 64, source, originalSource)
+    return header + message
+
+
+def framePacket(packet):
+    """A packet as it travels in a tunnel's stream: a 2-byte length, then the packet."""
+    return FRAME_HEADER.pack(len(packet)) + packet
+
+
+class PacketDeframer:
+    """Cuts a tunnel's stream back into packets (L{framePacket}), however the bytes arrive."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, data):
+        """
+        @return: the packets completed by C{data}, in order.
+        @raise ProtocolError: a frame announces an empty packet.
+        """
+        self._buffer += data
+        packets = []
+        offset = 0
+        buffer = self._buffer
+        while len(buffer) - offset >= FRAME_HEADER.size:
+            (length,) = FRAME_HEADER.unpack_from(buffer, offset)
+            if length == 0:
+                raise ProtocolError("an empty packet frame")
+            end = offset + FRAME_HEADER.size + length
+            if end > len(buffer):
+                break
+            packets.append(bytes(buffer[offset + FRAME_HEADER.size : end]))
+            offset = end
+        del buffer[:offset]
+        return packets

@@ -1,0 +1,89 @@
+"""IPv6 packets: what the frontend routes by, the ICMPv6 errors it sends, tunnel framing."""
+
+import struct
+
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.frontend.packets import (
+    HEADER,
+    ICMPV6,
+    MINIMUM_MTU,
+    PacketDeframer,
+    checksum,
+    destinationUnreachable,
+    framePacket,
+    isApAddress,
+    parsePacket,
+)
+from phantom.wire import ProtocolError
+from tests.properties import feedInPieces, mutated
+
+addresses = st.binary(min_size=16, max_size=16)
+
+
+@st.composite
+def packets(draw, maxPayload=1500):
+    """A well-formed IPv6 packet."""
+    payload = draw(st.binary(max_size=maxPayload))
+    nextHeader = draw(st.sampled_from([6, 17, 58]))
+    return HEADER.pack(6 << 28, len(payload), nextHeader, 64, draw(addresses), draw(addresses)) + payload
+
+
+class ParseTests(SynchronousTestCase):
+    @given(packets())
+    def test_validParsed(self, packet):
+        """A well-formed packet gives its addresses."""
+        self.assertEqual(parsePacket(packet), (packet[8:24], packet[24:40]))
+
+    @given(mutated(packets(maxPayload=64)))
+    def test_mutatedParsedConsistentlyOrRejected(self, packet):
+        """Whatever a packet was mutated into parses only where it is well-formed IPv6."""
+        try:
+            source, destination = parsePacket(packet)
+        except ProtocolError:
+            return
+        self.assertEqual(packet[0] >> 4, 6)
+        self.assertEqual(struct.unpack("!H", packet[4:6])[0] + 40, len(packet))
+        self.assertEqual((source, destination), (packet[8:24], packet[24:40]))
+
+    def test_rejected(self):
+        """IPv4, truncated packets and packets longer or shorter than their header says."""
+        ipv4 = bytes([0x45]) + bytes(39)
+        good = HEADER.pack(6 << 28, 4, 17, 64, bytes(16), bytes(16)) + b"abcd"
+        for bad in (ipv4, good[:39], good[:-1], good + b"x", b""):
+            self.assertRaises(ProtocolError, parsePacket, bad)
+
+    def test_apAddress(self):
+        self.assertTrue(isApAddress(b"\xfd" + bytes(15)))
+        self.assertFalse(isApAddress(b"\xfe\x80" + bytes(14)))
+
+
+class UnreachableTests(SynchronousTestCase):
+    @given(packets(maxPayload=3000), addresses)
+    def test_icmpError(self, packet, router):
+        """
+        The error goes from the router to the packet's source, is ICMPv6 type 1, carries the
+        start of the packet, never exceeds the minimum MTU, and its checksum verifies.
+        """
+        error = destinationUnreachable(packet, router, code=3)
+        source, destination = parsePacket(error)
+        self.assertEqual((source, destination), (router, packet[8:24]))
+        self.assertEqual(error[6], ICMPV6)
+        self.assertLessEqual(len(error), MINIMUM_MTU)
+        message = error[40:]
+        self.assertEqual((message[0], message[1]), (1, 3))
+        self.assertTrue(packet.startswith(message[8:]))
+        pseudoHeader = source + destination + struct.pack("!I3xB", len(message), ICMPV6)
+        self.assertEqual(checksum(pseudoHeader + message), 0)
+
+
+class FramingTests(SynchronousTestCase):
+    @given(st.lists(packets(maxPayload=200), max_size=6), st.lists(st.integers(0, 2000), max_size=8))
+    def test_anyCuts(self, sent, cuts):
+        """Framed packets come out whole and in order however the stream is cut."""
+        stream = b"".join(framePacket(packet) for packet in sent)
+        self.assertEqual(feedInPieces(PacketDeframer(), stream, [cut for cut in cuts if cut <= len(stream)]), sent)
+
+    def test_emptyFrameRejected(self):
+        self.assertRaises(ProtocolError, PacketDeframer().feed, b"\x00\x00")
