@@ -1,0 +1,164 @@
+"""
+The frontend's router and device protocol against Twisted's in-memory tun system: packets from
+one node's device come out of another's, through packet tunnels; bad packets are counted.
+"""
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.pair.testing import MemoryIOSystem, Tunnel
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.frontend.device import TunDevice
+from phantom.frontend.packets import HEADER, framePacket, parsePacket
+from phantom.frontend.router import PacketRouter, PacketTunnel
+from phantom.tunnel.transport import TunnelAddress
+
+A = b"\xfd" + b"\x0a" * 15
+B = b"\xfd" + b"\x0b" * 15
+C = b"\xfd" + b"\x0c" * 15
+
+
+def packet(source, destination, payload=b"ping"):
+    return HEADER.pack(6 << 28, len(payload), 17, 64, source, destination) + payload
+
+
+class Node:
+    """A router on an in-memory tun device."""
+
+    def __init__(self, testCase, address, connect):
+        self.system = MemoryIOSystem()
+        self.system.registerSpecialDevice(Tunnel._DEVICE_NAME, Tunnel)
+        self.configured = []
+        self.router = PacketRouter(address, connect)
+        self.device = TunDevice("ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system)
+        self.device.privilegedStartService()
+        self.device.startService()
+        testCase.addCleanup(self.device.stopService)
+        self.tun = self.system.getTunnel(self.device.port)
+
+    def inject(self, *packets):
+        """Packets written into the device by a program: the node reads them."""
+        self.tun.readBuffer.extend(packets)
+        self.device.port.doRead()
+
+    def written(self):
+        """Packets the node wrote to the device."""
+        out = list(self.tun.writeBuffer)
+        self.tun.writeBuffer.clear()
+        return out
+
+
+class Wire(StringTransport):
+    """One end of an in-memory tunnel: a transport that knows the far end's AP-address."""
+
+    def __init__(self, peer):
+        super().__init__(peerAddress=TunnelAddress(peer))
+
+
+def join(left, leftAddress, right, rightAddress):
+    """Connect two packet tunnels back to back and authenticate both ends."""
+    left.makeConnection(Wire(rightAddress))
+    right.makeConnection(Wire(leftAddress))
+    left.handshakeCompleted()
+    right.handshakeCompleted()
+
+
+def pump(*tunnels):
+    """Deliver what each tunnel wrote to its partner, until nothing moves."""
+    moved = True
+    while moved:
+        moved = False
+        for tunnel, partner in tunnels:
+            data = tunnel.transport.value()
+            if data:
+                tunnel.transport.clear()
+                partner.dataReceived(data)
+                moved = True
+
+
+class RouterTests(SynchronousTestCase):
+    def setUp(self):
+        self.opened = []
+        self.b = Node(self, B, lambda ap, protocol: fail(AssertionError("B opens nothing")))
+
+        def connect(apAddress, protocol):
+            self.opened.append(apAddress)
+            if apAddress != B:
+                return fail(ConnectionRefusedError("no such AP-address"))
+            far = PacketTunnel(self.b.router)
+            join(protocol, A, far, B)
+            self.pair = ((protocol, far), (far, protocol))
+            return succeed(protocol)
+
+        self.a = Node(self, A, connect)
+
+    def test_configured(self):
+        """The device is configured with the node's AP-address."""
+        self.assertEqual(self.a.configured, [("ph0", A, 1400)])
+
+    def test_packetsBothWays(self):
+        """The first packet opens a tunnel; packets go through it both ways, in order."""
+        first, second = packet(A, B, b"one"), packet(A, B, b"two")
+        self.a.inject(first, second)
+        pump(*self.pair)
+        self.assertEqual(self.b.written(), [first, second])
+        self.assertEqual(self.opened, [B])
+        reply = packet(B, A, b"pong")
+        self.b.inject(reply)
+        pump(*self.pair)
+        self.assertEqual(self.a.written(), [reply])
+        self.assertEqual(self.a.router.counts["tunnel out"], 2)
+        self.assertEqual(self.b.router.counts["tunnel in"], 2)
+
+    def test_unreachableAnswered(self):
+        """A destination no tunnel reaches gets ICMPv6 destination-unreachable, from our address."""
+        self.a.inject(packet(A, C))
+        [error] = self.a.written()
+        self.assertEqual(parsePacket(error), (A, A))
+        self.assertEqual(error[40:42], b"\x01\x03")
+        outside = packet(A, b"\x20\x01" + bytes(14))
+        self.a.inject(outside)
+        [error] = self.a.written()
+        self.assertEqual(error[40:42], b"\x01\x00")
+        self.assertEqual(self.opened, [C])
+
+    def test_badPacketsCountedAndDropped(self):
+        """Non-IPv6, truncated and foreign-source packets are counted and dropped; forwarding goes on."""
+        ipv4 = bytes([0x45]) + bytes(27)
+        good = packet(A, B)
+        self.a.inject(ipv4, good[:30], packet(C, B), good)
+        pump(*self.pair)
+        self.assertEqual(self.b.written(), [good])
+        counts = self.a.router.counts
+        self.assertEqual(counts["dropped: malformed from the device"], 2)
+        self.assertEqual(counts["dropped: not from this node's AP-address"], 1)
+
+    def test_tunnelCannotSpoof(self):
+        """A packet from a tunnel must come from its far end's AP-address and be for us."""
+        self.a.inject(packet(A, B))
+        pump(*self.pair)
+        self.b.written()
+        (_, far), _ = self.pair
+        for forged in (packet(C, B), packet(A, C)):
+            far.dataReceived(framePacket(forged))
+        self.assertEqual(self.b.written(), [])
+        self.assertEqual(self.b.router.counts["dropped: addresses not the tunnel's ends"], 2)
+
+    def test_queueBoundedWhileOpening(self):
+        """While a tunnel opens, a bounded number of packets waits; the rest are dropped and counted."""
+        waiting = Deferred()
+        router = PacketRouter(A, lambda ap, protocol: waiting, queueLimit=3)
+        for _ in range(5):
+            router.fromDevice(packet(A, C))
+        self.assertEqual(len(router.pending[C]), 3)
+        self.assertEqual(router.counts["dropped: queue full while a tunnel opens"], 2)
+
+    def test_failedWritesCounted(self):
+        """A device write that fails is counted, not raised."""
+
+        def broken(packet):
+            raise OSError("no buffer space")
+
+        self.a.router.writeToDevice = broken
+        self.a.router.toDevice(packet(B, A))
+        self.assertEqual(self.a.router.counts["dropped: device write failed"], 1)
