@@ -173,6 +173,8 @@ class NodeConfig:
     dht: DhtSettings = field(default_factory=DhtSettings)
     path: PathSettings = field(default_factory=PathSettings)
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
+    tun: str | None = None
+    """The name of the tun device carrying this node's AP-address; C{None}: no device."""
 
 
 def formatHostPort(host, port):
@@ -280,6 +282,8 @@ def readConfigFile(path):
             settings["dataDir"] = os.path.expanduser(section["data_dir"])
         if "bootstrap" in section:
             settings["bootstrap"] = parseContacts(section["bootstrap"])
+        if "tun" in section:
+            settings["tun"] = section["tun"].strip()
     if parser.has_section("link"):
         settings["link"] = _readSettings(LinkLimits, parser["link"], path)
     if parser.has_section("dht"):
@@ -315,7 +319,7 @@ def _readSettings(settingsType, section, path):
 
 def resolveConfig(
     *, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None,
-    ownExit=None, ownEntry=None, configFile=None,
+    ownExit=None, ownEntry=None, tun=None, configFile=None,
 ):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
@@ -328,6 +332,7 @@ def resolveConfig(
         ("listenAddress", listenAddress),
         ("bootstrap", parseContacts(bootstrap) if isinstance(bootstrap, str) else bootstrap),
         ("apiAddress", parseHostPort(apiAddress) if isinstance(apiAddress, str) else apiAddress),
+        ("tun", tun),
     ):
         if value is not None:
             settings[key] = value
@@ -350,4 +355,13 @@ def resolveConfig(
         dht=replace(DhtSettings(), **settings.get("dht", {})),
         path=replace(PathSettings(), **settings.get("path", {})),
         tunnel=replace(TunnelSettings(), **settings.get("tunnel", {})),
+        tun=_tunName(settings.get("tun")),
     )
+
+
+def _tunName(name):
+    if name is None:
+        return None
+    if not 0 < len(name.encode()) <= 15 or "/" in name or name.strip() != name:
+        raise ConfigError(f"tun device name {name!r}: 1 to 15 bytes, no slash or spaces")
+    return name

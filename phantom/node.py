@@ -2,13 +2,15 @@
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from phantom.config import formatHostPort
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
+from phantom.frontend.device import TunDevice
+from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import describePeer
@@ -18,7 +20,7 @@ from phantom.netdb.records import formatAddress, parseAddress, routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
-from phantom.tunnel.endpoint import EchoProbe, EndToEnd, TunnelClientEndpoint
+from phantom.tunnel.endpoint import EchoProbe, EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
@@ -71,7 +73,13 @@ class PhantomNode(MultiService):
         )
         self.tunnels.setServiceParent(self)
         self.endToEnd = EndToEnd(self.identity.routingKey)
-        self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor)
+        self.router = self.device = None
+        if config.tun is not None:
+            self.router = PacketRouter(self.apAddress, self._connectPackets)
+            self.device = TunDevice(config.tun, self.router, reactor)
+            self.device.setServiceParent(self)
+        inbound = Factory.forProtocol(lambda: PacketTunnel(self.router)) if self.router is not None else None
+        self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor, inbound=inbound)
         self.tunnelPorts.setServiceParent(self)
         apiHost, apiPort = config.apiAddress
         apiEndpoint = (TCP6ServerEndpoint if ":" in apiHost else TCP4ServerEndpoint)(reactor, apiPort, interface=apiHost)
@@ -79,6 +87,9 @@ class PhantomNode(MultiService):
         self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
+
+    def _connectPackets(self, apAddress, protocol):
+        return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(OneProtocolFactory(protocol))
 
     @property
     def nodeId(self):

@@ -14,7 +14,7 @@ from phantom.identity import IdentityError
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--config FILE]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -31,6 +31,7 @@ class Options(usage.Options):
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: 127.0.0.1:7401]."],
         ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]."],
         ["forward", None, None, "Comma-separated HOST:PORT=AP: carry connections to a local port through tunnels to AP."],
+        ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
         ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],
     ]
 
@@ -46,6 +47,7 @@ class Options(usage.Options):
                 forward=self["forward"],
                 ownExit=True if self["own-exit"] else None,
                 ownEntry=True if self["own-entry"] else None,
+                tun=self["tun"],
                 configFile=self["config"],
             )
         except ConfigError as e:

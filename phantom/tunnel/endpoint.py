@@ -85,8 +85,8 @@ class _Handshaking(Protocol):
         self.application.connectionLost(reason)
 
 
-class _OneProtocol:
-    """What a TLS factory wraps: hands out one protocol already made."""
+class OneProtocolFactory:
+    """A factory that hands out one protocol already made (what a TLS factory wraps, say)."""
 
     def __init__(self, protocol):
         self._protocol = protocol
@@ -110,7 +110,7 @@ def runOver(tunnel, tlsFactoryOf, application):
     @return: a Deferred that fires with C{application} once the far end is authenticated.
     """
     handshaking = _Handshaking(application, tunnel)
-    tunnel.start(tlsFactoryOf(_OneProtocol(handshaking)).buildProtocol(tunnel.getPeer()))
+    tunnel.start(tlsFactoryOf(OneProtocolFactory(handshaking)).buildProtocol(tunnel.getPeer()))
     return handshaking.handshook
 
 

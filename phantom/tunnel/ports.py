@@ -70,15 +70,18 @@ class TunnelPorts(Service):
     @param tunnels: the node's L{phantom.tunnel.service.TunnelService}.
     @param endToEnd: the node's L{phantom.tunnel.endpoint.EndToEnd}.
     @param settings: L{phantom.config.TunnelSettings}.
+    @param inbound: the factory of what answers inbound tunnels, overriding C{settings.serve}
+        (the tun frontend's packet tunnels).
     """
 
     log = Logger()
 
-    def __init__(self, tunnels, endToEnd, settings, reactor):
+    def __init__(self, tunnels, endToEnd, settings, reactor, inbound=None):
         self._tunnels = tunnels
         self._endToEnd = endToEnd
         self._settings = settings
         self._reactor = reactor
+        self._inbound = inbound
         self._listening = []
         self.forwarded = []
         """C{(host, port, apText)} of each forwarded port, as bound."""
@@ -100,7 +103,7 @@ class TunnelPorts(Service):
 
     def startService(self):
         super().startService()
-        factory = inboundFactory(self._settings.serve, self._reactor)
+        factory = self._inbound or inboundFactory(self._settings.serve, self._reactor)
         if factory is not None:
             TunnelServerEndpoint(self._tunnels, self._endToEnd).listen(factory)
 

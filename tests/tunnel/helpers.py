@@ -176,3 +176,27 @@ def acceptInto(node, accepted, protocol=Recorder):
         tunnel.start(running)
 
     node.tunnels.acceptor = accept
+
+
+def entryNodeIds(servers):
+    """The node ids of the entry nodes of C{servers}' entry paths."""
+    return {path.plan.terminating.nodeId for server in servers for path in server.paths.paths if path.kind == "entry"}
+
+
+async def buildExit(client, servers=(), attempts=30, among=None):
+    """
+    An exit path for C{client} whose exit node is the entry node of none of C{servers}' entry
+    paths: an exit node cannot yet reach an AP-address it is the entry node of itself (see
+    C{tests.tunnel.test_streams.EntryAtExitTests}), and in a network this small that would
+    happen to one tunnel in ten.
+
+    @param among: the nodes to build it from (the first attempt of each build), if not any.
+    """
+    avoid = entryNodeIds(servers)
+    candidates = None if among is None else [node.store.get(Table.NODE, node.nodeId) for node in among if node is not client]
+    for _ in range(attempts):
+        path = await client.paths.build("exit", SHAPE, candidates=candidates)
+        if path.plan.terminating.nodeId not in avoid:
+            return path
+        client.paths.retire(path)
+    raise AssertionError(f"no exit path avoiding {len(avoid)} entry nodes in {attempts} builds")

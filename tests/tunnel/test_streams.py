@@ -12,7 +12,8 @@ from twisted.trial.unittest import TestCase
 from phantom.tunnel import keys, service
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel
-from tests.tunnel.helpers import SHAPE, Collector, acceptInto, buildEntry, startTunnelNetwork, untilClean
+from phantom.wire.dht import Table
+from tests.tunnel.helpers import SHAPE, Collector, acceptInto, buildEntry, buildExit, hopNode, startTunnelNetwork, untilClean
 
 
 def recordLayers(testCase):
@@ -79,9 +80,10 @@ class StreamKeyTests(TestCase):
         for server in (serverA, serverB):
             await buildEntry(nodes, server)
             acceptInto(server, [])
-        await clientA.paths.build("exit", SHAPE)
-        await clientB.paths.build("exit", SHAPE)
-        await clientB.paths.build("exit", SHAPE)
+        servers = (serverA, serverB)
+        await buildExit(clientA, servers)
+        await buildExit(clientB, servers)
+        await buildExit(clientB, servers)
         self.assertEqual(layers, [], "a stream layer made before any tunnel")
 
         async def batch(client, server, count):
@@ -126,7 +128,7 @@ class StreamKeyTests(TestCase):
         await buildEntry(nodes, server)
         accepted = []
         acceptInto(server, accepted)
-        await client.paths.build("exit", SHAPE)
+        await buildExit(client, [server])
         count = 100
         tunnels = await gatherResults([client.tunnels.open(server.apAddress) for _ in range(count)])
         self.assertEqual(len(set(map(id, tunnels))), count)
@@ -150,3 +152,33 @@ class StreamKeyTests(TestCase):
         await gatherResults([recorder.ended for _, recorder in accepted])
         await untilClean(nodes)
         self.assertEqual([collector.received for collector in collectors], messages)
+
+
+class EntryAtExitTests(TestCase):
+    timeout = 120
+    skip = (
+        "bug: an exit node that is itself the entry node of the AP-address asked for opens an"
+        " ENTRY link to itself, which fails (ConnectedToSelf), so the tunnel fails"
+    )
+
+    async def test_exitNodeIsEntryNode(self):
+        """
+        The exit node of the client's path is the entry node of the server's AP-address (in a
+        network of n nodes, about one tunnel in n): the tunnel opens all the same, and echoes.
+        """
+        nodes = await startTunnelNetwork(self, 12, base=820)
+        client, server = nodes[2], nodes[7]
+        acceptInto(server, [])
+        entryNode = hopNode(nodes, await buildEntry(nodes, server), -1)
+        others = [node for node in nodes if node not in (client, entryNode)]
+        candidates = [node.store.get(Table.NODE, node.nodeId) for node in [entryNode] + others[: SHAPE.size - 1]]
+        for _ in range(60):
+            path = await client.paths.build("exit", SHAPE, candidates=candidates)
+            if path.plan.terminating.nodeId == entryNode.nodeId:
+                break
+            client.paths.retire(path)
+        else:
+            self.fail("no exit path through the entry node in 60 builds")
+        message = b"through one node at both ends " + os.urandom(32)
+        self.assertEqual(await echoOnce(client, server, message), message)
+        await untilClean(nodes)

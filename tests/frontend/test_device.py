@@ -1,0 +1,67 @@
+"""The tun device for real: netlink configuration, and packets the kernel routes into it."""
+
+import os
+import socket
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+from phantom.frontend.device import TunDevice
+from phantom.frontend.router import PacketRouter
+from phantom.netdb.records import formatAddress
+from tests.link.helpers import until
+
+OWN = b"\xfd\x7e" + os.urandom(14)
+FAR = b"\xfd\x7f" + os.urandom(14)
+
+
+def whyNot():
+    if os.geteuid() != 0:
+        return "needs root (CAP_NET_ADMIN) to create a tun device"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun on this machine"
+    return None
+
+
+class RealDeviceTests(TestCase):
+    skip = whyNot()
+    timeout = 30
+
+    async def test_kernelRoutesApTrafficIntoDevice(self):
+        """
+        The device comes up with the AP-address and the fd00::/8 route; a datagram a program
+        sends to another AP-address reaches the router; stopping removes the device.
+        """
+        from pyroute2 import IPRoute
+
+        name = f"phtest{os.getpid() % 100000}"
+        opened = []
+        router = PacketRouter(OWN, lambda ap, protocol: opened.append(ap) or Deferred())
+        device = TunDevice(name, router, reactor)
+        device.privilegedStartService()
+        device.startService()
+        stopped = False
+        try:
+            with IPRoute() as ip:
+                [index] = ip.link_lookup(ifname=name)
+                [link] = ip.get_links(index)
+                self.assertEqual(link.get_attr("IFLA_MTU"), device.mtu)
+                addresses = [a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=index, family=socket.AF_INET6)]
+                self.assertIn(formatAddress(OWN), addresses)
+                routes = [r for r in ip.get_routes(family=socket.AF_INET6, oif=index) if r["dst_len"] == 8]
+                self.assertTrue(routes)
+            sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.addCleanup(sender.close)
+            sender.bind((formatAddress(OWN), 0))
+            sender.sendto(b"hello", (formatAddress(FAR), 9))
+            await until(lambda: router.counts["device in"] >= 1, timeout=10)
+            self.assertEqual(opened, [FAR])
+            self.assertIn(FAR, router.pending)
+            await device.stopService()
+            stopped = True
+            with IPRoute() as ip:
+                self.assertEqual(ip.link_lookup(ifname=name), [])
+        finally:
+            if not stopped:
+                await device.stopService()
