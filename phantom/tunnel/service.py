@@ -34,7 +34,7 @@ from phantom.config import Contact
 from phantom.netdb.records import RoutingEntry, addressBytes, formatAddress, routeKey
 from phantom.path.service import FrameQueue
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, forward, recoverKeys, wrapForHops
-from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, firstThen
+from phantom.tunnel.transport import LocalLink, OwnerTunnel, Splice, TunnelAddress, firstThen
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
 from phantom.wire.link import LINK_ID_SIZE, Purpose
@@ -146,18 +146,20 @@ class TunnelService(Service):
 
     # Keys
 
-    def _keySet(self, seed, count):
+    def _keySet(self, seed, count, path):
+        """The key set of C{seed}, made once and kept while C{path} lasts."""
         keySet = self._keySets.get(seed)
         if keySet is None:
             keySet = self._keySets[seed] = KeySet(seed, count)
+            path.whenGone.append(lambda: self._keySets.pop(seed, None))
         return keySet
 
     def _keySetsOf(self, path):
         """The key sets of an owned path's X-nodes, x0 first, T last."""
-        return [self._keySet(path.keySeeds[record.nodeId], path.keyCount) for record in path.plan.xNodes]
+        return [self._keySet(path.keySeeds[record.nodeId], path.keyCount, path) for record in path.plan.xNodes]
 
     def _choose(self, relayed):
-        keySet = self._keySet(relayed.keySeed, relayed.keyCount)
+        keySet = self._keySet(relayed.keySeed, relayed.keyCount, relayed)
         return keySet.keys[keySet.choose(self._random)]
 
     # Frames on PATH links: setup blocks
@@ -303,6 +305,9 @@ class TunnelService(Service):
             raise TunnelFailed(f"no routing entry for {formatAddress(apAddress)}")
         reasons = []
         for node in entry.entryNodes:
+            if node.nodeId == self._links.nodeId:
+                # This exit node is the entry node asked for too: both roles meet in-process.
+                return self._enterLocally()
             try:
                 link = await self._links.connect(node.host, node.port, Purpose.ENTRY, self._randomBytes(LINK_ID_SIZE), node.nodeId)
             except Exception as e:
@@ -312,6 +317,16 @@ class TunnelService(Service):
             link.attach(queue)
             return link, queue
         raise TunnelFailed(f"no entry node of {formatAddress(apAddress)} reachable: {'; '.join(reasons)}")
+
+    def _enterLocally(self):
+        host, port = self._dht.address
+        exitEnd, entryEnd = LocalLink.pair(self._links.nodeId, host, port, self._clock)
+        entryQueue = FrameQueue(entryEnd)
+        entryEnd.attach(entryQueue)
+        self._run(self._entry(entryEnd, entryQueue), "an entry request of this node's own exit role")
+        exitQueue = FrameQueue(exitEnd)
+        exitEnd.attach(exitQueue)
+        return exitEnd, exitQueue
 
     # The entry node
 

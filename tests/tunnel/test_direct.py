@@ -75,3 +75,18 @@ class DirectTests(TestCase):
         intact, peer = await echoThrough(direct, server)
         self.assertTrue(intact)
         self.assertEqual(peer, TunnelAddress(direct.apAddress))
+
+    async def test_entryNodeOpensToItsOwnPathsOwner(self):
+        """
+        A node that is itself the entry node it must ask (here, an own-exit node that is T of
+        the target's entry path) takes both roles in-process, and the tunnel works.
+        """
+        nodes = await startTunnelNetwork(self, 12, base=970)
+        server = nodes[4]
+        path = await buildEntry(nodes, server)
+        entryNode = next(node for node in nodes if node.nodeId == path.plan.terminating.nodeId)
+        entryNode.tunnels.ownExit = True
+        intact, peer = await echoThrough(entryNode, server)
+        self.assertTrue(intact)
+        self.assertEqual(peer, TunnelAddress(entryNode.apAddress))
+        await until(lambda: not any(node.tunnels.carried for node in nodes) and not server.tunnels.tunnels)
