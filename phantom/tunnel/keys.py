@@ -48,6 +48,7 @@ a time, in one buffer of that size.
 _ZERO_IV = bytes(AES_BLOCK_SIZE)
 _KEY_LABEL = b"phantom tunnel key\x00"
 _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
+_CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
 
 
 class KeySet:
@@ -233,6 +234,22 @@ def streamKeys(chosenKey, tunnelMaterial):
     _requireBlock(tunnelMaterial)
     secret = chosenKey + tunnelMaterial
     return tuple(deriveKey(secret, label) for label in _STREAM_LABELS)
+
+
+def exitConfirmation(chosenKey, tunnelMaterial):
+    """
+    The success block of an outbound setup: HKDF-SHA256 of the key the exit node chose and of
+    the block it first saw, as its stream keys are, under a label of its own. The owner, who
+    made that block, checks it: a relay that altered the setup block on its way (and so the
+    stream layers of every hop after it) makes the setup fail, instead of the tunnel carrying
+    garbage. It looks as random as the dummy blocks of an inbound setup.
+
+    @return: 48 bytes.
+    """
+    if len(chosenKey) != KEY_SIZE:
+        raise ValueError(f"a chosen key is {KEY_SIZE} bytes, not {len(chosenKey)}")
+    _requireBlock(tunnelMaterial)
+    return deriveKey(chosenKey + tunnelMaterial, _CONFIRMATION_LABEL, BLOCK_SIZE)
 
 
 class StreamLayer:

@@ -33,7 +33,7 @@ from phantom.link.service import CloseAtOnce
 from phantom.config import Contact
 from phantom.netdb.records import RoutingEntry, addressBytes, formatAddress, routeKey
 from phantom.path.service import FrameQueue
-from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, forward, recoverKeys, wrapForHops
+from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, exitConfirmation, forward, recoverKeys, wrapForHops
 from phantom.tunnel.transport import LocalLink, OwnerTunnel, Splice, TunnelAddress, firstThen
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
@@ -290,7 +290,7 @@ class TunnelService(Service):
             answer = parseStrict(ApAnswer, await self._nextFrame(entryQueue))
             if int(answer.status) != InboundStatus.ACCEPTED:
                 raise TunnelFailed(f"{formatAddress(apAddress)} refused the tunnel")
-            back.sendFrame(self._randomBytes(BLOCK_SIZE))
+            back.sendFrame(exitConfirmation(key, block))
             self._carry(path, (back, queue), (entry, entryQueue), layer.along, layer.against)
         except Exception:
             back.close()
@@ -590,7 +590,11 @@ class _OutboundSetup:
                 raise TunnelFailed("the exit node's init block does not check out")
             keys = [keySet.keys[index] for keySet, index in zip(keySets, chosen)]
             link.sendFrame(wrapForHops(keys, buildOutboundReply(self._apAddress, service._randomBytes)))
-            requireBlock(await service._nextFrame(queue))
+            # The exit node's success block, with the relays' transforms peeled off, proves
+            # that its stream layer is made from the block this node sent.
+            confirmation = applyLayers(keys[:-1], requireBlock(await service._nextFrame(queue)), FORWARD)
+            if confirmation != exitConfirmation(keys[-1], applyLayers(keys[:-1], self._block, FORWARD)):
+                raise TunnelFailed("the exit node's success block does not check out: a relay altered the setup block")
         except Exception as e:
             link.close()
             # Nothing is reported back along a tunnel: the exit node just closes it.

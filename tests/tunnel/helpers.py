@@ -78,6 +78,8 @@ class Echo(Protocol):
 
 # Looking into a network's tunnels: who relays what, and what a tunnel left behind.
 
+import os
+
 from phantom.wire.link import Purpose
 
 
@@ -178,25 +180,40 @@ def acceptInto(node, accepted, protocol=Recorder):
     node.tunnels.acceptor = accept
 
 
-def entryNodeIds(servers):
-    """The node ids of the entry nodes of C{servers}' entry paths."""
-    return {path.plan.terminating.nodeId for server in servers for path in server.paths.paths if path.kind == "entry"}
 
-
-async def buildExit(client, servers=(), attempts=30, among=None):
+async def openEcho(testCase, client, server, accepted, size=5000):
     """
-    An exit path for C{client} whose exit node is the entry node of none of C{servers}' entry
-    paths: an exit node cannot yet reach an AP-address it is the entry node of itself (see
-    C{tests.tunnel.test_streams.EntryAtExitTests}), and in a network this small that would
-    happen to one tunnel in ten.
+    Open a tunnel from C{client} to C{server}, whose acceptor is L{acceptInto} C{accepted}, and
+    see C{size} random bytes come back intact, having reached the server once.
 
-    @param among: the nodes to build it from (the first attempt of each build), if not any.
+    @return: C{(tunnel, collector, serverTunnel, recorder)}.
     """
-    avoid = entryNodeIds(servers)
-    candidates = None if among is None else [node.store.get(Table.NODE, node.nodeId) for node in among if node is not client]
-    for _ in range(attempts):
-        path = await client.paths.build("exit", SHAPE, candidates=candidates)
-        if path.plan.terminating.nodeId not in avoid:
-            return path
-        client.paths.retire(path)
-    raise AssertionError(f"no exit path avoiding {len(avoid)} entry nodes in {attempts} builds")
+    before = len(accepted)
+    tunnel = await client.tunnels.open(server.apAddress)
+    message = os.urandom(size)
+    collector = Collector(len(message))
+    tunnel.start(collector)
+    tunnel.write(message)
+    testCase.assertEqual(await collector.arrived, message)
+    testCase.assertEqual(len(accepted), before + 1)
+    serverTunnel, recorder = accepted[-1]
+    testCase.assertEqual(bytes(recorder.received), message)
+    return tunnel, collector, serverTunnel, recorder
+
+
+async def startClientAndServer(testCase, count, base, client, server, exitPath=True, **options):
+    """
+    A network of C{count} nodes (L{startTunnelNetwork} with C{options}) in which node C{server}
+    has an entry path and echoes each tunnel it accepts, and node C{client} has an exit path.
+
+    @param exitPath: whether to build the client's exit path.
+    @return: C{(nodes, client, server, entryPath, exitPath, accepted)}; C{accepted} as for
+        L{acceptInto}.
+    """
+    nodes = await startTunnelNetwork(testCase, count, base, **options)
+    client, server = nodes[client], nodes[server]
+    entryPath = await buildEntry(nodes, server)
+    accepted = []
+    acceptInto(server, accepted)
+    built = await client.paths.build("exit", SHAPE) if exitPath else None
+    return nodes, client, server, entryPath, built, accepted

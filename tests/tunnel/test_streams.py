@@ -13,7 +13,7 @@ from phantom.tunnel import keys, service
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel
 from phantom.wire.dht import Table
-from tests.tunnel.helpers import SHAPE, Collector, acceptInto, buildEntry, buildExit, hopNode, startTunnelNetwork, untilClean
+from tests.tunnel.helpers import SHAPE, Collector, acceptInto, buildEntry, hopNode, startClientAndServer, startTunnelNetwork, untilClean
 
 
 def recordLayers(testCase):
@@ -80,10 +80,9 @@ class StreamKeyTests(TestCase):
         for server in (serverA, serverB):
             await buildEntry(nodes, server)
             acceptInto(server, [])
-        servers = (serverA, serverB)
-        await buildExit(clientA, servers)
-        await buildExit(clientB, servers)
-        await buildExit(clientB, servers)
+        await clientA.paths.build("exit", SHAPE)
+        await clientB.paths.build("exit", SHAPE)
+        await clientB.paths.build("exit", SHAPE)
         self.assertEqual(layers, [], "a stream layer made before any tunnel")
 
         async def batch(client, server, count):
@@ -123,12 +122,7 @@ class StreamKeyTests(TestCase):
         own message: each gets its own message back, intact, and the server saw each message
         on one tunnel of its own. Closing them all leaves nothing behind.
         """
-        nodes = await startTunnelNetwork(self, 14, base=860)
-        client, server = nodes[4], nodes[11]
-        await buildEntry(nodes, server)
-        accepted = []
-        acceptInto(server, accepted)
-        await buildExit(client, [server])
+        nodes, client, server, _, _, accepted = await startClientAndServer(self, 14, 860, 4, 11)
         count = 100
         tunnels = await gatherResults([client.tunnels.open(server.apAddress) for _ in range(count)])
         self.assertEqual(len(set(map(id, tunnels))), count)
@@ -156,10 +150,6 @@ class StreamKeyTests(TestCase):
 
 class EntryAtExitTests(TestCase):
     timeout = 120
-    skip = (
-        "bug: an exit node that is itself the entry node of the AP-address asked for opens an"
-        " ENTRY link to itself, which fails (ConnectedToSelf), so the tunnel fails"
-    )
 
     async def test_exitNodeIsEntryNode(self):
         """
@@ -167,9 +157,10 @@ class EntryAtExitTests(TestCase):
         network of n nodes, about one tunnel in n): the tunnel opens all the same, and echoes.
         """
         nodes = await startTunnelNetwork(self, 12, base=820)
-        client, server = nodes[2], nodes[7]
+        server = nodes[7]
         acceptInto(server, [])
         entryNode = hopNode(nodes, await buildEntry(nodes, server), -1)
+        client = next(node for node in nodes[1:] if node not in (server, entryNode))
         others = [node for node in nodes if node not in (client, entryNode)]
         candidates = [node.store.get(Table.NODE, node.nodeId) for node in [entryNode] + others[: SHAPE.size - 1]]
         for _ in range(60):

@@ -5,7 +5,6 @@ tunnels ran over stay up, or (for the dead hop's path) are replaced, and new tun
 """
 
 import gc
-import os
 import weakref
 
 from twisted.internet.error import ConnectionDone
@@ -13,36 +12,9 @@ from twisted.trial.unittest import TestCase
 
 from phantom.tunnel import service
 from phantom.tunnel.keys import KeySet
+from phantom.wire.dht import Table
 from tests.link.helpers import until
-from tests.tunnel.helpers import (
-    Collector,
-    acceptInto,
-    buildEntry,
-    buildExit,
-    entryNodeIds,
-    hopNode,
-    relayedOn,
-    startTunnelNetwork,
-    untilClean,
-)
-
-
-async def openEcho(testCase, client, server, accepted):
-    """
-    Open a tunnel from C{client} to C{server} (which echoes into C{accepted}) and see a message
-    come back.
-
-    @return: C{(tunnel, collector, serverTunnel, recorder)}.
-    """
-    tunnel = await client.tunnels.open(server.apAddress)
-    message = os.urandom(5000)
-    collector = Collector(len(message))
-    tunnel.start(collector)
-    tunnel.write(message)
-    testCase.assertEqual(await collector.arrived, message)
-    serverTunnel, recorder = accepted[-1]
-    testCase.assertEqual(bytes(recorder.received), message)
-    return tunnel, collector, serverTunnel, recorder
+from tests.tunnel.helpers import SHAPE, hopNode, openEcho, relayedOn, startClientAndServer, untilClean
 
 
 async def ended(protocol, timeout=5.0):
@@ -59,12 +31,7 @@ class TeardownTests(TestCase):
         node keeps anything of the tunnel. Then the server closes another: the same at the
         client. Both paths stay up and carry a third tunnel.
         """
-        nodes = await startTunnelNetwork(self, 14, base=940)
-        client, server = nodes[5], nodes[12]
-        entryPath = await buildEntry(nodes, server)
-        accepted = []
-        acceptInto(server, accepted)
-        exitPath = await buildExit(client, [server])
+        nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(self, 14, 940, 5, 12)
 
         tunnel, collector, serverTunnel, recorder = await openEcho(self, client, server, accepted)
         tunnel.loseConnection()
@@ -98,17 +65,18 @@ class TeardownTests(TestCase):
         lose their connections, no surviving node keeps anything of the tunnel, the client's
         path is replaced by one without the dead node, and a new tunnel echoes.
         """
-        nodes = await startTunnelNetwork(self, 16, base=800)
-        client, server = nodes[2], nodes[9]
-        entryPath = await buildEntry(nodes, server)
-        accepted = []
-        acceptInto(server, accepted)
-        exitPath = await buildExit(client, [server])
-        onEntryPath = {record.nodeId for record in entryPath.plan.xNodes}
-        relays = [hopNode(nodes, exitPath, index) for index in (1, 0, 2)]
-        relays = [node for node in relays if node.nodeId not in onEntryPath and node is not server]
-        if not relays:
-            raise self.failureException("every relay of the exit path is on the entry path too")
+        nodes, client, server, entryPath, _, accepted = await startClientAndServer(self, 16, 800, 2, 9, exitPath=False)
+        # The dead node is on the exit path only: the entry path, and the routing entry that
+        # names its entry node, stay as they are.
+        onEntryPath = {record.nodeId for record in entryPath.plan.xNodes} | {server.nodeId}
+        for _ in range(10):
+            exitPath = await client.paths.build("exit", SHAPE)
+            relays = [hopNode(nodes, exitPath, index) for index in (1, 0, 2)]
+            relays = [node for node in relays if node.nodeId not in onEntryPath]
+            if relays:
+                break
+            client.paths.retire(exitPath)
+        self.assertTrue(relays, "no exit path in 10 with a relay off the entry path")
         victim = relays[0]
         survivors = [node for node in nodes if node is not victim]
 
@@ -135,11 +103,8 @@ class TeardownTests(TestCase):
             await until(exits, timeout=5.0)
         except AssertionError:
             pass
-        replacements = exits()
-        if not replacements or replacements[0].plan.terminating.nodeId in entryNodeIds([server]):
-            for path in replacements:
-                client.paths.retire(path)
-            await buildExit(client, [server], among=survivors)
+        if not exits():
+            await client.paths.build("exit", SHAPE, candidates=[node.store.get(Table.NODE, node.nodeId) for node in survivors if node is not client])
         self.assertEqual(len(exits()), 1)
         self.assertNotIn(victim.nodeId, {record.nodeId for record in exits()[0].plan.xNodes})
         tunnel, collector, serverTunnel, recorder = await openEcho(self, client, server, accepted)
@@ -150,10 +115,6 @@ class TeardownTests(TestCase):
 
 class KeySetTests(TestCase):
     timeout = 120
-    Xskip = (
-        "bug: TunnelService._keySets keeps the key set of every path it ever owned or relayed,"
-        " after the path is gone"
-    )
 
     async def test_keySetsForgottenWithTheirPath(self):
         """
@@ -168,25 +129,21 @@ class KeySetTests(TestCase):
                 made.append((seed, weakref.ref(self)))
 
         self.patch(service, "KeySet", RecordingKeySet)
-        nodes = await startTunnelNetwork(self, 12, base=960)
-        client, server = nodes[3], nodes[8]
-        await buildEntry(nodes, server)
-        accepted = []
-        acceptInto(server, accepted)
-        exitPath = await buildExit(client, [server])
-        tunnel, collector, _, recorder = await openEcho(self, client, server, accepted)
+        nodes, client, server, _, exitPath, accepted = await startClientAndServer(self, 12, 1000, 3, 8)
+        tunnel, _, _, recorder = await openEcho(self, client, server, accepted)
         tunnel.loseConnection()
         await ended(recorder)
         seeds = set(exitPath.keySeeds.values())
         self.assertEqual(len(seeds), len(exitPath.plan.xNodes))
         self.assertTrue(seeds <= {seed for seed, _ in made})
 
+        hops = [(hopNode(nodes, exitPath, index), index) for index in range(len(exitPath.plan.xNodes))]
         client.paths.retire(exitPath)
-        await until(lambda: all(relayedOn(hopNode(nodes, exitPath, index), client, exitPath, index) is None for index in range(3)))
+        await until(lambda: all(relayedOn(node, client, exitPath, index) is None for node, index in hops))
         await untilClean(nodes)
         held = [index for index, node in enumerate(nodes) if seeds & set(getattr(node.tunnels, "_keySets", {}))]
         self.assertEqual(held, [], "nodes that keep the key sets of a path that is gone")
-        del exitPath, tunnel, collector
+        exitPath = tunnel = None
         gc.collect()
         alive = [seed for seed, ref in made if seed in seeds and ref() is not None]
         self.assertEqual(alive, [], "key sets of a path that is gone, still referenced")
