@@ -48,7 +48,8 @@ class FrameQueue:
         self._frames = []
         self._waiting = []
         self.closed = False
-        self._onClosed = onClosed
+        self.onClosed = onClosed
+        """Called, without arguments, when the link closes (while this queue has it)."""
 
     def frameReceived(self, payload):
         if self._waiting:
@@ -61,8 +62,8 @@ class FrameQueue:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.errback(LinkFailed("the link closed"))
-        if self._onClosed is not None:
-            self._onClosed()
+        if self.onClosed is not None:
+            self.onClosed()
 
     def handOver(self, handler):
         """

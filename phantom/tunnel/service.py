@@ -196,13 +196,18 @@ class TunnelService(Service):
         if self._remember(passed, Remembered(path, towards, cameFrom, key, block, 0.0)):
             link.sendFrame(passed)
 
-    def _remember(self, block, remembered):
+    def _forgetExpired(self):
+        """Forget the blocks whose tunnel links never came (they expire in the order remembered)."""
         now = self._clock.seconds()
         while self._remembered:
             oldest = next(iter(self._remembered.values()))
             if oldest.expires > now:
                 break
             self._remembered.popitem(last=False)
+
+    def _remember(self, block, remembered):
+        now = self._clock.seconds()
+        self._forgetExpired()
         if len(self._remembered) >= MAX_PENDING:
             self.log.warn("too many tunnel setups pending: dropped a setup block")
             return False
@@ -279,13 +284,16 @@ class TunnelService(Service):
         key = self._choose(path)
         layer = StreamLayer(key, block)
         back = await self._connectBack(path, side)
-        queue = FrameQueue(back)
-        back.attach(queue)
         entry = None
+        # The owner giving up (closing) while the entry node is asked ends the asking too.
+        queue = FrameQueue(back, lambda: entry is not None and entry.close())
+        back.attach(queue)
         try:
             back.sendFrame(TunnelOpening.build({"first": block, "second": backward(key, buildExitInit(self._randomBytes))}))
             apAddress = parseOutboundReply(backward(key, requireBlock(await self._nextFrame(queue))))
             entry, entryQueue = await self._reachEntry(apAddress)
+            if queue.closed:
+                raise TunnelFailed("the owner gave up while the entry node was reached")
             entry.sendFrame(ApRequest.build({"ap_address": apAddress}))
             answer = parseStrict(ApAnswer, await self._nextFrame(entryQueue))
             if int(answer.status) != InboundStatus.ACCEPTED:
@@ -356,7 +364,16 @@ class TunnelService(Service):
             if not self._remember(block, Remembered(path, side, None, key, init, 0.0, entry=arrived)):
                 raise TunnelFailed("too many tunnel setups pending")
             getattr(path, side).sendFrame(block)
-            back, backQueue, reply, layer = await arrived.addTimeout(SETUP_TIMEOUT, self._clock)
+            # The exit node giving up, or the path going, ends the wait.
+            giveUp = lambda: arrived.called or arrived.cancel()  # noqa: E731
+            queue.onClosed = giveUp
+            path.whenGone.append(giveUp)
+            try:
+                back, backQueue, reply, layer = await arrived.addTimeout(SETUP_TIMEOUT, self._clock)
+            finally:
+                queue.onClosed = None
+                if giveUp in path.whenGone:
+                    path.whenGone.remove(giveUp)
             try:
                 status = parseInboundReply(reply)
                 request.sendFrame(ApAnswer.build({"status": status}))
@@ -541,7 +558,11 @@ class TunnelService(Service):
         return published
 
     def expireIdle(self):
-        """Close the tunnels this node owns an end of that have been idle for C{idleTimeout}."""
+        """
+        Close the tunnels this node owns an end of that have been idle for C{idleTimeout}, and
+        forget the setup blocks whose tunnel links never came.
+        """
+        self._forgetExpired()
         now = self._clock.seconds()
         for tunnel in list(self.tunnels):
             if now - tunnel.lastActive >= self.idleTimeout:
