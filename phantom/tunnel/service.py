@@ -500,9 +500,8 @@ class TunnelService(Service):
         self.acceptor(tunnel)
 
     def _owned(self, path, link, queue, layers, sendsAlong, host, peer):
-        tunnel = OwnerTunnel(link, layers, sendsAlong, host, peer)
-        tunnel.openedAt = tunnel.lastActive = self._clock.seconds()
-        tunnel.clock = self._clock
+        tunnel = OwnerTunnel(link, layers, sendsAlong, host, peer, self._clock)
+        tunnel.openedAt = self._clock.seconds()
         tunnel.outbound = sendsAlong
         self.tunnels.add(tunnel)
         whenGone = path.whenGone if path is not None else []

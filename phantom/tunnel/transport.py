@@ -44,11 +44,14 @@ class OwnerTunnel:
     @param sendsAlong: whether data this end sends travels the way the setup block came (an
         exit path's owner) or against it (an entry path's owner).
     @param host: this end's L{TunnelAddress}; C{peer}: the far end's.
+    @param clock: C{IReactorTime}: when the tunnel was last active, and when written data that
+        fills no whole frame goes out (at the end of the reactor turn, so that the many small
+        writes of a turn, such as TLS records, share frames).
     """
 
     log = Logger()
 
-    def __init__(self, link, layers, sendsAlong, host, peer):
+    def __init__(self, link, layers, sendsAlong, host, peer, clock):
         self._link = link
         self._sending = [layer.along if sendsAlong else layer.against for layer in layers]
         self._receiving = [layer.against if sendsAlong else layer.along for layer in layers]
@@ -60,9 +63,10 @@ class OwnerTunnel:
         self.connected = False
         self.bytesSent = self.bytesReceived = 0
         self._early = []
-        self.clock = None
-        """Where L{lastActive} is read from (C{IReactorTime}); C{None}: it stays 0."""
-        self.lastActive = 0.0
+        self._unsent = bytearray()
+        self._flushing = None
+        self.clock = clock
+        self.lastActive = clock.seconds()
         self.whenClosed = []
         """Called, without arguments, when the tunnel has closed."""
 
@@ -89,6 +93,8 @@ class OwnerTunnel:
 
     def linkClosed(self, reason):
         self.connected = False
+        self._unsent.clear()
+        self._flushNow()
         for callback in self.whenClosed:
             callback()
         if self.protocol is not None:
@@ -100,29 +106,49 @@ class OwnerTunnel:
     def write(self, data):
         if self.disconnecting or not self.connected:
             return
-        view = memoryview(data)
-        for start in range(0, len(view), MAX_PAYLOAD):
-            chunk = view[start : start + MAX_PAYLOAD]
-            for add in self._sending:
-                chunk = add(chunk)
-            self._link.sendFrame(chunk)
-        self.bytesSent += len(view)
+        self._unsent += data
+        self.bytesSent += len(data)
         self._touch()
+        while len(self._unsent) >= MAX_PAYLOAD:
+            chunk = bytes(self._unsent[:MAX_PAYLOAD])
+            del self._unsent[:MAX_PAYLOAD]
+            self._sendFrame(chunk)
+        if self._unsent and self._flushing is None:
+            self._flushing = self.clock.callLater(0, self._flush)
+
+    def _flush(self):
+        self._flushing = None
+        if self._unsent:
+            chunk = bytes(self._unsent)
+            self._unsent.clear()
+            self._sendFrame(chunk)
+
+    def _flushNow(self):
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flush()
+
+    def _sendFrame(self, chunk):
+        for add in self._sending:
+            chunk = add(chunk)
+        self._link.sendFrame(chunk)
 
     def _touch(self):
-        if self.clock is not None:
-            self.lastActive = self.clock.seconds()
+        self.lastActive = self.clock.seconds()
 
     def writeSequence(self, data):
         self.write(b"".join(data))
 
     def loseConnection(self):
         if not self.disconnecting:
+            self._flushNow()
             self.disconnecting = True
             self._link.close()
 
     def abortConnection(self):
         self.disconnecting = True
+        self._unsent.clear()
+        self._flushNow()
         self._link.abort("the tunnel's protocol aborted it")
 
     def getPeer(self):
