@@ -1,7 +1,7 @@
 """
 ``phantom-testnet``: bring many nodes up on this machine, see how they are, stop them.
 
-    phantom-testnet up --nodes N --dir DIR [--port PORT] [--mode loopback] [--timeout SECONDS] [--json]
+    phantom-testnet up --nodes N --dir DIR [--port PORT] [--mode loopback|netns] [--timeout SECONDS] [--json]
     phantom-testnet status --dir DIR [--json]
     phantom-testnet down --dir DIR [--timeout SECONDS]
 
@@ -24,9 +24,11 @@ from phantom.control.runner import runCommandLine
 from phantom.testnet.interfaces import DEFAULT_TIMEOUT
 from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
 from phantom.testnet.manifest import Manifest, TestnetError
+from phantom.testnet.demo import renderDemo, runDemo
+from phantom.testnet.netns import NetnsTestnet
 from phantom.testnet.processes import STOP_TIMEOUT
 
-MODES = {LoopbackTestnet.mode: LoopbackTestnet}
+MODES = {LoopbackTestnet.mode: LoopbackTestnet, NetnsTestnet.mode: NetnsTestnet}
 """Every mode's L{phantom.testnet.interfaces.ITestnet} class, by the name manifests record."""
 
 PROGRAM = "phantom-testnet"
@@ -48,10 +50,11 @@ def progress(text):
     print(f"{PROGRAM}: {text}", file=sys.stderr, flush=True)
 
 
-def statusJSON(manifest, states):
+def statusJSON(manifest, states, describeNode=lambda node: {}):
     """
     @param manifest: the testnet's L{Manifest}.
     @param states: its L{phantom.testnet.processes.NodeState}s.
+    @param describeNode: what the testnet's mode adds to each node (C{ITestnet.describeNode}).
     @return: the testnet's status as one JSON-ready dict, C{{"nodes": [...], ...}}.
     """
     return {
@@ -59,7 +62,7 @@ def statusJSON(manifest, states):
         "directory": manifest.directory,
         "port": manifest.port,
         "alive": sum(state.alive for state in states),
-        "nodes": [state.toJSON() for state in states],
+        "nodes": [{**state.toJSON(), **describeNode(state.node)} for state in states],
     }
 
 
@@ -91,7 +94,7 @@ async def describe(testnet, asJSON):
     """@return: the status of C{testnet}, as JSON or as a table."""
     states = await testnet.status()
     if asJSON:
-        return statusJSON(testnet.manifest, states)
+        return statusJSON(testnet.manifest, states, testnet.describeNode)
     return renderStatus(testnet.manifest, states)
 
 
@@ -110,7 +113,7 @@ class _Command(usage.Options):
 class UpOptions(_Command):
     """``phantom-testnet up``: start a testnet and wait until every node has a peer."""
 
-    synopsis = "--nodes N --dir DIR [--port PORT] [--mode loopback] [--timeout SECONDS] [--json]"
+    synopsis = "--nodes N --dir DIR [--port PORT] [--mode loopback|netns] [--timeout SECONDS] [--json]"
     optFlags = [["json", "j", "Print the status as one JSON object."]]
     optParameters = [
         ["nodes", "n", None, f"How many nodes to start (1 to {MAX_NODES}).", int],
@@ -185,6 +188,20 @@ class DownOptions(_Command):
         return f"stopped {stopped} node processes of the testnet in {where}; none is left"
 
 
+class DemoOptions(_Command):
+    """``phantom-testnet demo``: ping6 and a TCP transfer between two AP-addresses of a netns testnet."""
+
+    synopsis = "--dir DIR [--mib N] [--json]"
+    optFlags = [["json", "j", "Print the summary as one JSON object."]]
+    optParameters = [["mib", None, 10.0, "MiB to transfer.", float]]
+
+    async def run(self, reactor):
+        result = await runDemo(reactor, Manifest.read(self["dir"]), self["mib"])
+        if not result["transfer"]["checksum_matches"] or not result["ping"]["replies"]:
+            raise TestnetError(renderDemo(result))
+        return result if self["json"] else renderDemo(result)
+
+
 class Options(usage.Options):
     """The options of ``phantom-testnet``."""
 
@@ -192,6 +209,7 @@ class Options(usage.Options):
         ["up", None, UpOptions, "Start a testnet and wait until every node has a peer."],
         ["status", None, StatusOptions, "Show every node: id, address, pid, alive, peers."],
         ["down", None, DownOptions, "Stop every node of a testnet."],
+        ["demo", None, DemoOptions, "On a netns testnet: ping6 and a TCP transfer between two AP-addresses."],
     ]
 
     def getSynopsis(self):

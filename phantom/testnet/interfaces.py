@@ -45,3 +45,9 @@ class ITestnet(Interface):
         @return: a coroutine giving the number of processes signalled.
         @raise TestnetError: a node process is left.
         """
+
+    def describeNode(node):
+        """
+        @param node: a L{NodeSpec<phantom.testnet.manifest.NodeSpec>} of this testnet.
+        @return: a JSON-ready dict of what this mode adds to the node's status (may be empty).
+        """

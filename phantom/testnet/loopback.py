@@ -134,6 +134,14 @@ class LoopbackTestnet:
                     raise TestnetError(f"{e}\nand stopping the testnet failed: {stopping}") from e
             raise
 
+    def describeNode(self, node):
+        """What a node's status adds in this mode (nothing)."""
+        return {}
+
+    def commandLine(self, node, twistd):
+        """@return: the command line that starts C{node} (L{twistdCommandLine})."""
+        return twistdCommandLine(node, twistd)
+
     async def status(self):
         return await nodeStates(self._reactor, self.manifest.nodes)
 
@@ -187,7 +195,7 @@ class LoopbackTestnet:
             return succeed(None)
         launcher = TwistdLauncher(node)
         self._launchers.append(launcher)
-        commandLine = twistdCommandLine(node, twistd)
+        commandLine = self.commandLine(node, twistd)
         self._reactor.spawnProcess(launcher, commandLine[0], commandLine, env=os.environ, path=self.manifest.directory)
 
         async def started(launcher):

@@ -1,0 +1,120 @@
+"""
+``phantom-testnet demo``: on a running netns testnet, two unmodified programs talk across
+AP-addresses: an entry path for one node, an exit path for another, ping6 from the second to the
+first's AP-address, and a TCP transfer between them checked by SHA-256.
+"""
+
+import json
+import sys
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+
+from phantom.control.cli import PathBuildOptions, TunnelListOptions, askNode
+from phantom.testnet.manifest import TestnetError
+from phantom.testnet.netns import NETNS, namespaceOf
+
+BUILD_TIMEOUT = 120.0
+DEMO_PORT = 5001
+
+
+class _Collect(ProcessProtocol):
+    """Collects a probe's output; C{lines} fires with its JSON lines once it has exited."""
+
+    def __init__(self, onLine=None):
+        self.output = b""
+        self.errors = b""
+        self.done = Deferred()
+        self._onLine = onLine
+
+    def outReceived(self, data):
+        self.output += data
+        if self._onLine is not None and b"\n" in data:
+            self._onLine()
+
+    def errReceived(self, data):
+        self.errors += data
+
+    def processEnded(self, reason):
+        self.done.callback([json.loads(line) for line in self.output.decode().splitlines() if line.strip()])
+
+
+def _probe(reactor, manifest, node, *args, onLine=None):
+    """Run L{phantom.testnet.probe} in C{node}'s namespace; the Deferred fires with its JSON lines."""
+    collect = _Collect(onLine)
+    command = [sys.executable, "-m", "phantom.testnet.netns", namespaceOf(manifest, node), sys.executable, "-m", "phantom.testnet.probe", *map(str, args)]
+    reactor.spawnProcess(collect, command[0], command, env=None)
+    return collect.done, collect
+
+
+def _options(cls, *argv):
+    options = cls()
+    options.parseOptions(list(argv))
+    return options
+
+
+async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
+    """
+    @return: a JSON-ready summary: the two nodes and AP-addresses, the paths, ping round trips,
+        and the transfer's size, time and whether its checksums matched.
+    @raise TestnetError: the testnet is not in netns mode, or a step failed.
+    """
+    if manifest.mode != NETNS:
+        raise TestnetError("the demo needs a netns testnet (phantom-testnet up --mode netns)")
+    nodes = manifest.nodes
+    if len(nodes) < x + y + 2:
+        raise TestnetError(f"the demo needs at least {x + y + 2} nodes")
+    server, client = nodes[1], nodes[-1]
+    entry = await askNode(reactor, server.dataDir, _options(PathBuildOptions, "--kind", "entry", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
+    exit = await askNode(reactor, client.dataDir, _options(PathBuildOptions, "--kind", "exit", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
+    clientAp = (await askNode(reactor, client.dataDir, _options(TunnelListOptions)))["ap_address"]
+    serverAp = entry["ap_address"]
+    [pinged], _ = await _pinged(reactor, manifest, client, serverAp)
+    listening = Deferred()
+    sunk, _ = _probe(reactor, manifest, server, "sink", serverAp, DEMO_PORT, onLine=lambda: listening.called or listening.callback(None))
+    await listening
+    [sent], _ = await _sent(reactor, manifest, client, serverAp, mib)
+    [_, received] = await sunk
+    return {
+        "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"]},
+        "client": {"node": client.name, "ap_address": clientAp, "exit_path_seconds": exit["seconds"]},
+        "ping": pinged,
+        "transfer": {
+            "bytes": sent["bytes"],
+            "seconds": sent["seconds"],
+            "mib_per_second": sent["bytes"] / (1 << 20) / sent["seconds"],
+            "checksum_matches": sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"],
+            "from": received["from"],
+        },
+    }
+
+
+async def _pinged(reactor, manifest, node, address):
+    done, collect = _probe(reactor, manifest, node, "ping", address, 3)
+    lines = await done
+    if not lines:
+        raise TestnetError(f"ping6 to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")
+    return lines, collect
+
+
+async def _sent(reactor, manifest, node, address, mib):
+    done, collect = _probe(reactor, manifest, node, "send", address, DEMO_PORT, mib)
+    lines = await done
+    if not lines:
+        raise TestnetError(f"the transfer to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")
+    return lines, collect
+
+
+def renderDemo(result):
+    """The demo's summary for the terminal."""
+    ping, transfer = result["ping"], result["transfer"]
+    rtts = ", ".join(f"{rtt:.1f}" for rtt in ping["rtt_ms"])
+    return "\n".join(
+        [
+            f"{result['client']['node']} ({result['client']['ap_address']}) -> {result['server']['node']} ({result['server']['ap_address']})",
+            f"ping6: {ping['replies']} replies, round trips {rtts} ms",
+            f"TCP: {transfer['bytes'] / (1 << 20):.0f} MiB in {transfer['seconds']:.2f} s ({transfer['mib_per_second']:.1f} MiB/s), "
+            + ("checksums match" if transfer["checksum_matches"] else "CHECKSUMS DIFFER"),
+            f"the server saw the client as {transfer['from']}",
+        ]
+    )

@@ -1,0 +1,174 @@
+"""
+The network-namespace mode: every node a C{twistd phantom} daemon in a network namespace of its
+own, with its own address on a bridge shared by the testnet and its own tun device
+(C{phantom0}) carrying its AP-address. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN).
+
+Namespaces, bridge and veth pairs are made and removed over netlink (pyroute2). Names carry a
+tag made from the testnet directory, so testnets in different directories never meet: the
+bridge C{phbrTAG}, node I's namespace C{phTAGnIII}, its veth pair C{phTAGvI} (on the bridge)
+and C{eth0} (in the namespace). The nodes' addresses are in 10.199.0.0/16 on the bridge only;
+nothing is routed to or from the host.
+
+Run as C{python -m phantom.testnet.netns NAMESPACE PROGRAM ARGS...}, this module enters the
+namespace and executes the program there: that is how the nodes are started.
+"""
+
+import hashlib
+import ipaddress
+import os
+import sys
+
+from phantom.config import DEFAULT_PORT
+from phantom.crypto import apAddressOf
+from phantom.identity import ROUTING_KEY
+from phantom.netdb.records import formatAddress
+from phantom.testnet.interfaces import DEFAULT_TIMEOUT
+from phantom.testnet.loopback import LoopbackTestnet
+from phantom.testnet.manifest import Manifest, TestnetError, layOutNodes
+from phantom.testnet.processes import STOP_TIMEOUT, twistdCommandLine
+
+NETNS = "netns"
+"""The mode name of L{NetnsTestnet}, as the manifest records it."""
+
+SUBNET = ipaddress.IPv4Network("10.199.0.0/16")
+TUN_DEVICE = "phantom0"
+MAX_NODES = 250
+
+
+def tagOf(directory):
+    """The short tag in the names of a testnet's namespaces and links."""
+    return hashlib.sha256(os.path.abspath(directory).encode()).hexdigest()[:6]
+
+
+def namespaceOf(manifest, node):
+    """The network namespace node C{node} runs in."""
+    return f"ph{tagOf(manifest.directory)}n{node.index:03d}"
+
+
+def apAddressOfNode(node):
+    """The AP-address of a node's routing key, read from its data directory; C{None} before it made one."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        with open(os.path.join(node.dataDir, ROUTING_KEY), "rb") as f:
+            key = load_pem_private_key(f.read(), password=None)
+    except (OSError, ValueError):
+        return None
+    return formatAddress(apAddressOf(key.public_key()))
+
+
+def whyNotAvailable():
+    """@return: why this machine cannot run a netns testnet, or C{None} if it can."""
+    if os.geteuid() != 0:
+        return "the netns mode needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+    if not os.path.exists("/dev/net/tun"):
+        return "the netns mode needs /dev/net/tun"
+    return None
+
+
+def planNetns(directory, count, port=DEFAULT_PORT):
+    """
+    Lay out a netns testnet; nothing is written or started.
+
+    @raise TestnetError: C{count} or C{port} cannot be used.
+    """
+    if not 1 <= count <= MAX_NODES:
+        raise TestnetError(f"a netns testnet has 1 to {MAX_NODES} nodes, not {count}")
+    if not 1 < port < 65536:
+        raise TestnetError(f"the port must be between 2 and 65535, not {port}")
+    directory = os.path.abspath(directory)
+    return Manifest(NETNS, directory, port, layOutNodes(directory, count, port, lambda index: str(SUBNET[index + 1])))
+
+
+class NetnsTestnet(LoopbackTestnet):
+    """
+    A testnet of C{twistd phantom} daemons, each in its own network namespace with a tun device.
+    Starting, waiting and stopping are the loopback mode's; the network around them is this one's.
+    """
+
+    mode = NETNS
+
+    @classmethod
+    def plan(cls, reactor, directory, count, port=DEFAULT_PORT):
+        """@return: a new testnet of C{count} nodes in C{directory}, not yet started."""
+        return cls(planNetns(directory, count, port), reactor)
+
+    async def up(self, timeout=DEFAULT_TIMEOUT, progress=None):
+        why = whyNotAvailable()
+        if why is not None:
+            raise TestnetError(why)
+        self._refuseIfRunning()
+        self.removeNetwork()
+        (progress or (lambda text: None))(f"making {len(self.manifest.nodes)} network namespaces on bridge phbr{tagOf(self.manifest.directory)}")
+        try:
+            self.makeNetwork()
+        except Exception as e:
+            self.removeNetwork()
+            raise TestnetError(f"cannot make the testnet's network: {e}") from e
+        await super().up(timeout, progress)
+
+    async def down(self, timeout=STOP_TIMEOUT):
+        try:
+            return await super().down(timeout)
+        finally:
+            self.removeNetwork()
+
+    def commandLine(self, node, twistd):
+        return [sys.executable, "-m", "phantom.testnet.netns", namespaceOf(self.manifest, node)] + twistdCommandLine(node, twistd) + ["--tun", TUN_DEVICE]
+
+    def describeNode(self, node):
+        """What a node's status adds in this mode: its namespace and AP-address."""
+        return {"namespace": namespaceOf(self.manifest, node), "ap_addresses": [apAddressOfNode(node)] if apAddressOfNode(node) else []}
+
+    def makeNetwork(self):
+        """Make the bridge, and for every node its namespace, veth pair and address."""
+        from pyroute2 import IPRoute, NetNS, netns
+
+        tag = tagOf(self.manifest.directory)
+        with IPRoute() as ip:
+            ip.link("add", ifname=f"phbr{tag}", kind="bridge")
+            [bridge] = ip.link_lookup(ifname=f"phbr{tag}")
+            ip.link("set", index=bridge, state="up")
+            for node in self.manifest.nodes:
+                namespace = namespaceOf(self.manifest, node)
+                netns.create(namespace)
+                host, inside = f"ph{tag}v{node.index}", f"ph{tag}p{node.index}"
+                ip.link("add", ifname=host, kind="veth", peer=inside)
+                [hostIndex] = ip.link_lookup(ifname=host)
+                [insideIndex] = ip.link_lookup(ifname=inside)
+                ip.link("set", index=hostIndex, master=bridge, state="up")
+                ip.link("set", index=insideIndex, net_ns_fd=namespace)
+                with NetNS(namespace) as ns:
+                    [loopback] = ns.link_lookup(ifname="lo")
+                    ns.link("set", index=loopback, state="up")
+                    [index] = ns.link_lookup(ifname=inside)
+                    ns.link("set", index=index, ifname="eth0")
+                    ns.addr("add", index=index, address=node.address, prefixlen=SUBNET.prefixlen)
+                    ns.link("set", index=index, state="up")
+
+    def removeNetwork(self):
+        """Remove every namespace and link of this testnet that exists (the veth pairs go with them)."""
+        if whyNotAvailable() is not None:
+            return
+        from pyroute2 import IPRoute, netns
+
+        tag = tagOf(self.manifest.directory)
+        for namespace in netns.listnetns():
+            if namespace.startswith(f"ph{tag}n"):
+                netns.remove(namespace)
+        with IPRoute() as ip:
+            for index in ip.link_lookup(ifname=f"phbr{tag}"):
+                ip.link("del", index=index)
+
+
+def enterAndRun(argv):
+    """C{NAMESPACE PROGRAM ARGS...}: enter the network namespace, then become the program."""
+    from pyroute2 import netns
+
+    namespace, program = argv[0], argv[1:]
+    netns.setns(namespace)
+    os.execv(program[0], program)
+
+
+if __name__ == "__main__":
+    enterAndRun(sys.argv[1:])

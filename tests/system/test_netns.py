@@ -1,0 +1,47 @@
+"""
+A testnet in network namespaces: each node in its own namespace with a tun device; ping6 and a
+10 MiB TCP transfer between two AP-addresses, through tunnels, by unmodified programs.
+"""
+
+import json
+import os
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from phantom.testnet.cli import statusJSON
+from phantom.testnet.demo import runDemo
+from phantom.testnet.netns import NetnsTestnet, whyNotAvailable
+
+
+class NetnsTestnetTests(TestCase):
+    skip = whyNotAvailable()
+    timeout = 300
+
+    async def test_pingAndTransferBetweenApAddresses(self):
+        """
+        Twelve nodes come up in their namespaces; the status names each namespace and
+        AP-address; ping6 from one AP-address to another is answered; 10 MiB arrive with the
+        checksum they left with, from the sender's AP-address; down removes every namespace.
+        """
+        directory = os.path.join("/tmp", f"pt{os.getpid() % 100000}")
+        testnet = NetnsTestnet.plan(reactor, directory, 12, port=7412)
+        self.addCleanup(lambda: testnet.down())
+        await testnet.up(timeout=120)
+        states = await testnet.status()
+        status = statusJSON(testnet.manifest, states, testnet.describeNode)
+        self.assertEqual(status["alive"], 12)
+        namespaces = {node["namespace"] for node in status["nodes"]}
+        self.assertEqual(len(namespaces), 12)
+        self.assertTrue(all(node["ap_addresses"][0].startswith("fd") for node in status["nodes"]))
+
+        result = await runDemo(reactor, testnet.manifest, mib=10)
+        self.assertEqual(result["ping"]["replies"], 3)
+        self.assertTrue(result["transfer"]["checksum_matches"], json.dumps(result))
+        self.assertEqual(result["transfer"]["bytes"], 10 * 1024 * 1024)
+        self.assertEqual(result["transfer"]["from"], result["client"]["ap_address"])
+
+        await testnet.down()
+        from pyroute2 import netns
+
+        self.assertFalse([name for name in netns.listnetns() if name in namespaces])
