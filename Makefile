@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   install, bring up a local testnet of 12 nodes, use it, take it down
+#   make demo   install, bring up a local testnet of 12 nodes (in network namespaces where it
+#               can), use it, take it down
 #   make test   install, run the whole test suite, close with "N passed, N failed"
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ NODES  ?= 12
 DIR    ?= testnet
 PORT   ?= 7402
 
-.PHONY: install demo testnet status down test bench clean
+.PHONY: install demo demo-netns demo-loopback testnet status down test bench clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +23,24 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
 
+# As root with /dev/net/tun: a testnet in network namespaces, each node with a tun device, and
+# ping6 plus a TCP transfer between two AP-addresses. Elsewhere: the loopback testnet.
 demo: install
+	@if [ "$$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then \
+		$(MAKE) --no-print-directory demo-netns; \
+	else \
+		echo "make demo: not root, or no /dev/net/tun: no tun devices here, so the loopback testnet with tunnel endpoints instead"; \
+		$(MAKE) --no-print-directory demo-loopback; \
+	fi
+
+demo-netns: install
+	$(BIN)/phantom-testnet down --dir $(DIR) >/dev/null 2>&1 || true
+	$(BIN)/phantom-testnet up --mode netns --nodes $(NODES) --dir $(DIR) --port $(PORT)
+	$(BIN)/phantom-testnet status --dir $(DIR)
+	$(BIN)/phantom-testnet demo --dir $(DIR) || ($(BIN)/phantom-testnet down --dir $(DIR); exit 1)
+	$(BIN)/phantom-testnet down --dir $(DIR)
+
+demo-loopback: install
 	$(BIN)/phantom-testnet down --dir $(DIR) >/dev/null 2>&1 || true
 	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)
 	$(BIN)/phantomctl --node $(DIR)/node02 status

@@ -245,6 +245,17 @@ class PhantomNode(MultiService):
             "carried": len(self.tunnels.carried),
         }
 
+    def tunStatus(self):
+        """The tun device's state and counts, as the control socket's C{TunStatus} answers."""
+        if self.router is None:
+            return {"device": "", "ap_address": formatAddress(self.apAddress), "tunnels": 0, "counts": []}
+        return {
+            "device": self.device.name,
+            "ap_address": formatAddress(self.apAddress),
+            "tunnels": len(self.router.tunnels),
+            "counts": [{"event": event, "packets": count} for event, count in sorted(self.router.counts.items())],
+        }
+
     def peers(self):
         """
         The nodes this node knows: the contacts of its routing table and the nodes it has links

@@ -10,6 +10,7 @@
     phantomctl [--node DIR] route lookup AP [--json]
     phantomctl [--node DIR] tunnel open AP [--json]
     phantomctl [--node DIR] tunnel list [--json]
+    phantomctl [--node DIR] tun status [--json]
 
 A KEY of 64 hex digits is used as it is; any other text is hashed with SHA-256 to 32 bytes.
 
@@ -29,7 +30,7 @@ from twisted.protocols import amp
 from twisted.python import usage
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen
+from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus
 from phantom.control.runner import runCommandLine
 
 
@@ -316,6 +317,28 @@ class RouteOptions(_Group):
     subCommands = [["lookup", None, RouteLookupOptions, "Look up an AP-address's routing entry."]]
 
 
+class TunStatusOptions(_Subcommand):
+    """``phantomctl tun status``: the tun device, and packets and drops per direction."""
+
+    synopsis = "[--json]"
+
+    def call(self, protocol):
+        return protocol.callRemote(TunStatus).addCallback(lambda r: {**r, "counts": {c["event"]: c["packets"] for c in r["counts"]}})
+
+    def render(self, result):
+        if not result["device"]:
+            return f"no tun device (start the node with --tun NAME); AP-address {result['ap_address']}"
+        lines = [f"{result['device']}: {result['ap_address']}/128, fd00::/8 routed through it; {result['tunnels']} packet tunnels open"]
+        lines += [f"  {event:45} {packets}" for event, packets in result["counts"].items()]
+        return "\n".join(lines)
+
+
+class TunOptions(_Group):
+    """``phantomctl tun``: the tun device."""
+
+    subCommands = [["status", None, TunStatusOptions, "Show the device, and packets and drops per direction."]]
+
+
 class TunnelOptions(_Group):
     """``phantomctl tunnel``: routing tunnels."""
 
@@ -353,6 +376,7 @@ class Options(usage.Options):
         ["path", None, PathOptions, "Build or list routing paths."],
         ["route", None, RouteOptions, "Look up routing entries."],
         ["tunnel", None, TunnelOptions, "Open or list routing tunnels."],
+        ["tun", None, TunOptions, "Show the tun device."],
     ]
 
     def postOptions(self):

@@ -134,3 +134,15 @@ class TunnelList(Command):
         (b"tunnels", AmpList([(b"direction", Unicode()), (b"peer", Unicode()), (b"age", Float()), (b"sent", Integer()), (b"received", Integer())])),
         (b"carried", Integer()),
     ]
+
+
+class TunStatus(Command):
+    """The tun device: its name, the node's AP-address, and packets and drops per direction."""
+
+    arguments = []
+    response = [
+        (b"device", Unicode()),
+        (b"ap_address", Unicode()),
+        (b"tunnels", Integer()),
+        (b"counts", AmpList([(b"event", Unicode()), (b"packets", Integer())])),
+    ]

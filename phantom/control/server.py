@@ -7,7 +7,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen
+from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus
 from phantom.link.listening import ListeningService
 
 MAX_UNIX_PATH = 107
@@ -57,6 +57,10 @@ class ControlProtocol(amp.AMP):
     @TunnelList.responder
     def tunnelList(self):
         return self._node.tunnelList()
+
+    @TunStatus.responder
+    def tunStatus(self):
+        return self._node.tunStatus()
 
 
 class ControlService(ListeningService):

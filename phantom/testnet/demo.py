@@ -10,7 +10,7 @@ import sys
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
-from phantom.control.cli import PathBuildOptions, TunnelListOptions, askNode
+from phantom.control.cli import PathBuildOptions, TunnelListOptions, TunStatusOptions, askNode
 from phantom.testnet.manifest import TestnetError
 from phantom.testnet.netns import NETNS, namespaceOf
 
@@ -75,7 +75,9 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     await listening
     [sent], _ = await _sent(reactor, manifest, client, serverAp, mib)
     [_, received] = await sunk
+    tun = await askNode(reactor, client.dataDir, _options(TunStatusOptions))
     return {
+        "client_tun_counts": tun["counts"],
         "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"]},
         "client": {"node": client.name, "ap_address": clientAp, "exit_path_seconds": exit["seconds"]},
         "ping": pinged,

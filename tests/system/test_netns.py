@@ -40,6 +40,9 @@ class NetnsTestnetTests(TestCase):
         self.assertTrue(result["transfer"]["checksum_matches"], json.dumps(result))
         self.assertEqual(result["transfer"]["bytes"], 10 * 1024 * 1024)
         self.assertEqual(result["transfer"]["from"], result["client"]["ap_address"])
+        counts = result["client_tun_counts"]
+        self.assertGreater(counts["device in"], 1000)
+        self.assertGreater(counts["tunnel in"], 100)
 
         await testnet.down()
         from pyroute2 import netns
