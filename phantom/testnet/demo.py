@@ -70,24 +70,39 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     clientAp = (await askNode(reactor, client.dataDir, _options(TunnelListOptions)))["ap_address"]
     serverAp = entry["ap_address"]
     [pinged], _ = await _pinged(reactor, manifest, client, serverAp)
-    listening = Deferred()
-    sunk, _ = _probe(reactor, manifest, server, "sink", serverAp, DEMO_PORT, onLine=lambda: listening.called or listening.callback(None))
-    await listening
-    [sent], _ = await _sent(reactor, manifest, client, serverAp, mib)
-    [_, received] = await sunk
+    transferred = await transfer(reactor, manifest, client, server, serverAp, mib)
     tun = await askNode(reactor, client.dataDir, _options(TunStatusOptions))
     return {
         "client_tun_counts": tun["counts"],
-        "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"]},
-        "client": {"node": client.name, "ap_address": clientAp, "exit_path_seconds": exit["seconds"]},
+        "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"], "entry_nodes": entry["nodes"]},
+        "client": {"node": client.name, "ap_address": clientAp, "exit_path_seconds": exit["seconds"], "exit_nodes": exit["nodes"]},
         "ping": pinged,
-        "transfer": {
-            "bytes": sent["bytes"],
-            "seconds": sent["seconds"],
-            "mib_per_second": sent["bytes"] / (1 << 20) / sent["seconds"],
-            "checksum_matches": sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"],
-            "from": received["from"],
-        },
+        "transfer": transferred,
+    }
+
+
+async def transfer(reactor, manifest, client, server, serverAp, mib, port=DEMO_PORT, whileSending=None):
+    """
+    Send C{mib} MiB over TCP from C{client}'s namespace to C{serverAp}:C{port} in C{server}'s.
+
+    @param whileSending: called, without arguments, once the sender has started.
+    @return: bytes, seconds, MiB/s, whether the checksums match, and the source address the
+        server saw.
+    """
+    listening = Deferred()
+    sunk, _ = _probe(reactor, manifest, server, "sink", serverAp, port, onLine=lambda: listening.called or listening.callback(None))
+    await listening
+    sending = Deferred.fromCoroutine(_sent(reactor, manifest, client, serverAp, mib, port))
+    if whileSending is not None:
+        whileSending()
+    [sent], _ = await sending
+    [_, received] = await sunk
+    return {
+        "bytes": sent["bytes"],
+        "seconds": sent["seconds"],
+        "mib_per_second": sent["bytes"] / (1 << 20) / sent["seconds"],
+        "checksum_matches": sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"],
+        "from": received["from"],
     }
 
 
@@ -99,8 +114,8 @@ async def _pinged(reactor, manifest, node, address):
     return lines, collect
 
 
-async def _sent(reactor, manifest, node, address, mib):
-    done, collect = _probe(reactor, manifest, node, "send", address, DEMO_PORT, mib)
+async def _sent(reactor, manifest, node, address, mib, port):
+    done, collect = _probe(reactor, manifest, node, "send", address, port, mib)
     lines = await done
     if not lines:
         raise TestnetError(f"the transfer to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")

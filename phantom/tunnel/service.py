@@ -127,6 +127,7 @@ class TunnelService(Service):
         self._opening = {}
         self._keySets = {}
         self._waitingForExit = []
+        self._exitShape = None
         self.idleTimeout = idleTimeout
         self._expiry = None
         self.ownExit = ownExit
@@ -453,13 +454,19 @@ class TunnelService(Service):
         return self._owned(None, link, queue, [], True, self.address, TunnelAddress(apAddress))
 
     async def _exitPath(self):
+        """
+        One of this node's exit paths; if it has none, one built (of the shape of the last it
+        used, so that a path lost is replaced by one like it).
+        """
         exits = [path for path in self._paths.paths if path.kind == "exit"]
         if exits:
-            return self._random.choice(exits)
+            path = self._random.choice(exits)
+            self._exitShape = path.shape
+            return path
         waiting = Deferred()
         self._waitingForExit.append(waiting)
         if len(self._waitingForExit) == 1:
-            Deferred.fromCoroutine(self._paths.build("exit")).addBoth(self._exitBuilt)
+            Deferred.fromCoroutine(self._paths.build("exit", self._exitShape)).addBoth(self._exitBuilt)
         return await waiting
 
     def _exitBuilt(self, result):
