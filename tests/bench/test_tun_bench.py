@@ -1,0 +1,34 @@
+"""
+The tun benchmark: a tiny run on a real netns testnet and the raw tunnel beside it. Nothing here
+asserts a speed: the test checks the figures' shape, and that no namespace is left behind.
+"""
+
+import json
+
+from twisted.trial.unittest import TestCase
+
+from bench import BENCHMARKS
+from phantom.testnet.netns import whyNotAvailable
+from tests.bench.test_bench import runBench
+
+
+class TunBenchmarkTests(TestCase):
+    skip = whyNotAvailable()
+    timeout = 300
+
+    def test_registered(self):
+        self.assertEqual(BENCHMARKS["tun"], "bench.tun")
+
+    async def test_tinyRun(self):
+        """A small run prints both figures and their baseline, positive, and cleans up."""
+        from pyroute2 import netns
+
+        before = set(netns.listnetns())
+        out, err, code = await runBench("tun", "--json", "--nodes", "8", "--mib", "1", "--rounds", "1", "--pings", "3")
+        self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
+        result = json.loads(out)
+        self.assertEqual(set(result["figures"]), {"tcp_throughput_mib_s", "ping_rtt_ms"})
+        self.assertEqual(set(result["baseline"]), set(result["figures"]))
+        for value in list(result["figures"].values()) + list(result["baseline"].values()):
+            self.assertGreater(value, 0)
+        self.assertEqual(set(netns.listnetns()), before)
