@@ -86,17 +86,30 @@ async def transfer(reactor, manifest, client, server, serverAp, mib, port=DEMO_P
     """
     Send C{mib} MiB over TCP from C{client}'s namespace to C{serverAp}:C{port} in C{server}'s.
 
-    @param whileSending: called, without arguments, once the sender has started.
+    @param whileSending: called, without arguments, once the sender has connected.
     @return: bytes, seconds, MiB/s, whether the checksums match, and the source address the
         server saw.
+    @raise TestnetError: the transfer failed (the sink is stopped).
     """
     listening = Deferred()
-    sunk, _ = _probe(reactor, manifest, server, "sink", serverAp, port, onLine=lambda: listening.called or listening.callback(None))
+    sunk, sink = _probe(reactor, manifest, server, "sink", serverAp, port, onLine=lambda: listening.called or listening.callback(None))
     await listening
-    sending = Deferred.fromCoroutine(_sent(reactor, manifest, client, serverAp, mib, port))
-    if whileSending is not None:
-        whileSending()
-    [sent], _ = await sending
+    connected = []
+
+    def onLine():
+        if not connected:
+            connected.append(True)
+            if whileSending is not None:
+                whileSending()
+
+    sending, sender = _probe(reactor, manifest, client, "send", serverAp, port, mib, onLine=onLine)
+    lines = await sending
+    if len(lines) < 2:
+        if sink.transport.pid is not None:
+            sink.transport.signalProcess("KILL")
+        await sunk
+        raise TestnetError(f"the transfer to {serverAp} failed: {sender.errors.decode(errors='replace').strip()[-300:]}")
+    sent = lines[-1]
     [_, received] = await sunk
     return {
         "bytes": sent["bytes"],
@@ -118,14 +131,6 @@ async def pingFrom(reactor, manifest, node, address, count=3):
     if not lines:
         raise TestnetError(f"ping6 to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")
     return lines[0]
-
-
-async def _sent(reactor, manifest, node, address, mib, port):
-    done, collect = _probe(reactor, manifest, node, "send", address, port, mib)
-    lines = await done
-    if not lines:
-        raise TestnetError(f"the transfer to {address} failed: {collect.errors.decode(errors='replace').strip()[-300:]}")
-    return lines, collect
 
 
 def renderDemo(result):

@@ -63,6 +63,7 @@ def send(address, port, mib):
     data = os.urandom(int(mib * 1024 * 1024))
     started = time.monotonic()
     with socket.create_connection((address, port), timeout=TIMEOUT) as connection:
+        print(json.dumps({"connected": True}), flush=True)
         connection.sendall(data)
         connection.shutdown(socket.SHUT_WR)
         connection.recv(1)
