@@ -238,6 +238,8 @@ class PathService(Service):
         self.relaying = {}
         self.participations = set()
         self._renewal = None
+        self.replacing = {}
+        """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self.frameHandler = None
         """C{frameHandler(path, side, payload)}: what to do with a frame on a PATH link (tunnel setup)."""
         self.pool = NodePool(
@@ -305,7 +307,14 @@ class PathService(Service):
             old.link.close()
             return result
 
+        def finished(result):
+            if self.replacing.get(old.kind) is d:
+                del self.replacing[old.kind]
+            return result
+
         d = Deferred.fromCoroutine(self.build(old.kind, old.shape))
+        self.replacing[old.kind] = d
+        d.addBoth(finished)
         d.addBoth(retire)
         d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
 

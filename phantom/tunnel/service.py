@@ -463,6 +463,14 @@ class TunnelService(Service):
             path = self._random.choice(exits)
             self._exitShape = path.shape
             return path
+        replacing = self._paths.replacing.get("exit")
+        if replacing is not None:
+            # A lost exit path is being replaced: wait for that one rather than build another.
+            replaced = Deferred()
+            replacing.addBoth(lambda result: (replaced.callback(result), result)[1])
+            path = await replaced
+            if path is not None and path in self._paths.paths:
+                return path
         waiting = Deferred()
         self._waitingForExit.append(waiting)
         if len(self._waitingForExit) == 1:
