@@ -864,7 +864,9 @@ async def bulkRound(reactor, route, sunk, totalBytes):
         BulkProducer(channel, totalBytes).start()
         await done
         seconds = time.perf_counter() - started
-        return totalBytes / MIB / seconds, (cpuSeconds(route.pids) - cpu) * 1000 / (totalBytes / MIB)
+        # Less CPU than one clock tick (a tiny transfer) counts as one tick: never zero.
+        used = max(cpuSeconds(route.pids) - cpu, 1 / os.sysconf("SC_CLK_TCK"))
+        return totalBytes / MIB / seconds, used * 1000 / (totalBytes / MIB)
 
     seconds = 10 + (totalBytes + CHUNK_SIZE) / (MIN_TRANSFER_MIB_S * MIB)
     what = f"a bulk transfer of {totalBytes / MIB:g} MiB through the {route.label}"
