@@ -67,6 +67,7 @@ from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.service import LinkService
 from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
+from phantom.testnet.processes import cancelAndWait
 from phantom.wire.link import Purpose
 
 SHAPES = ((3, 12), (3, 5))
@@ -291,11 +292,8 @@ async def _measure(reactor, options):
 
     async def stopFromOutside():
         # Stopped from outside (Ctrl-C), the reactor does not resume the run: stop the nodes here.
-        if starting is not None and not starting.called:
-            cleanedUp = Deferred()
-            starting.addBoth(lambda result: (cleanedUp.callback(None), result)[1])
-            starting.cancel()  # up stops every node it started
-            await cleanedUp
+        if starting is not None:
+            await cancelAndWait(starting)
         await tearDown()
 
     stopping = reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(stopFromOutside()))

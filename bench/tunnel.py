@@ -119,6 +119,7 @@ from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
 from phantom.testnet.manifest import LOG_FILE, PID_FILE, NodeSpec, TestnetError
 from phantom.testnet.processes import (
     TwistdLauncher,
+    cancelAndWait,
     findTwistd,
     lastLogMessage,
     nodeIdInDataDir,
@@ -474,11 +475,8 @@ async def _measureNetwork(reactor, options):
 
     async def stopFromOutside():
         # Stopped from outside (Ctrl-C), the reactor does not resume the run: stop everything here.
-        if starting is not None and not starting.called:
-            cleanedUp = Deferred()
-            starting.addBoth(lambda result: (cleanedUp.callback(None), result)[1])
-            starting.cancel()  # up stops every node it started
-            await cleanedUp
+        if starting is not None:
+            await cancelAndWait(starting)
         await tearDown()
 
     stopping = reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(stopFromOutside()))

@@ -5,6 +5,7 @@ C{fd00::/8}. The device is opened and configured in C{privilegedStartService}, s
 C{twistd --uid/--gid} can drop privileges afterwards.
 """
 
+import os
 import socket
 
 from twisted.application.service import Service
@@ -24,6 +25,15 @@ Measured with bench tun: TCP between two AP-addresses moved 0.27 times the raw t
 throughput at MTU 1400 and 0.52 times at 65000.
 """
 IFA_F_NODAD = 0x02
+
+
+def whyNoTunDevice():
+    """@return: why this process cannot create a tun device, or C{None} if it can."""
+    if os.geteuid() != 0:
+        return "needs root (CAP_NET_ADMIN) to create a tun device"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun on this machine"
+    return None
 
 
 @implementer(IRawPacketProtocol)

@@ -4,6 +4,7 @@
     phantom-testnet up --nodes N --dir DIR [--port PORT] [--mode loopback|netns] [--timeout SECONDS] [--json]
     phantom-testnet status --dir DIR [--json]
     phantom-testnet down --dir DIR [--timeout SECONDS]
+    phantom-testnet demo --dir DIR [--mib N] [--json]      (netns mode: ping6 and TCP between AP-addresses)
 
 C{up} writes DIR/testnet.json, starts the nodes, waits until each has a peer and prints their
 status; if anything fails it stops every node it started and exits 1. C{status} and C{down}
@@ -26,7 +27,7 @@ from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
 from phantom.testnet.manifest import Manifest, TestnetError
 from phantom.testnet.demo import renderDemo, runDemo
 from phantom.testnet.netns import NetnsTestnet
-from phantom.testnet.processes import STOP_TIMEOUT
+from phantom.testnet.processes import STOP_TIMEOUT, cancelAndWait
 
 MODES = {LoopbackTestnet.mode: LoopbackTestnet, NetnsTestnet.mode: NetnsTestnet}
 """Every mode's L{phantom.testnet.interfaces.ITestnet} class, by the name manifests record."""
@@ -138,27 +139,13 @@ class UpOptions(_Command):
     async def run(self, reactor):
         testnet = MODES[self["mode"]].plan(reactor, self["dir"], self["nodes"], self["port"])
         starting = Deferred.fromCoroutine(testnet.up(self["timeout"], progress))
-        reactor.addSystemEventTrigger("before", "shutdown", _stopStarting, starting)
+        # Ctrl-C while nodes start: cancelling up stops every node it started.
+        reactor.addSystemEventTrigger("before", "shutdown", cancelAndWait, starting)
         await starting
         result = await describe(testnet, self["json"])
         if not self["json"]:
             result += f"\nstop it with: {PROGRAM} down --dir {testnet.manifest.directory}"
         return result
-
-
-def _stopStarting(starting):
-    """
-    When the reactor stops (Ctrl-C) while C{up} is still starting nodes, cancel it, which stops
-    every node it started.
-
-    @return: C{None}, or a Deferred that fires once C{up} has cleaned up.
-    """
-    if starting.called:
-        return None
-    cleanedUp = Deferred()
-    starting.addBoth(lambda result: (cleanedUp.callback(None), result)[1])
-    starting.cancel()
-    return cleanedUp
 
 
 class StatusOptions(_Command):

@@ -20,6 +20,7 @@ import sys
 
 from phantom.config import DEFAULT_PORT
 from phantom.crypto import apAddressOf
+from phantom.frontend.device import whyNoTunDevice
 from phantom.identity import ROUTING_KEY
 from phantom.netdb.records import formatAddress
 from phantom.testnet.interfaces import DEFAULT_TIMEOUT
@@ -59,11 +60,8 @@ def apAddressOfNode(node):
 
 def whyNotAvailable():
     """@return: why this machine cannot run a netns testnet, or C{None} if it can."""
-    if os.geteuid() != 0:
-        return "the netns mode needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
-    if not os.path.exists("/dev/net/tun"):
-        return "the netns mode needs /dev/net/tun"
-    return None
+    why = whyNoTunDevice()
+    return f"the netns mode {why}" if why is not None else None
 
 
 def planNetns(directory, count, port=DEFAULT_PORT):

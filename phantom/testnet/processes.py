@@ -261,6 +261,21 @@ async def stopNodes(reactor, nodes, timeout=STOP_TIMEOUT):
     return len(signalled)
 
 
+def cancelAndWait(starting):
+    """
+    Cancel C{starting} (a testnet's C{up}, which then stops every node it started) unless it has
+    finished.
+
+    @return: a Deferred that fires, with C{None}, once it has cleaned up.
+    """
+    if starting.called:
+        return succeed(None)
+    cleanedUp = Deferred()
+    starting.addBoth(lambda result: (cleanedUp.callback(None), result)[1])
+    starting.cancel()
+    return cleanedUp
+
+
 def sleep(reactor, seconds):
     """@return: a Deferred that fires after C{seconds}."""
     return deferLater(reactor, seconds, lambda: None)

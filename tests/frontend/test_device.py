@@ -7,7 +7,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from phantom.frontend.device import TunDevice
+from phantom.frontend.device import TunDevice, whyNoTunDevice
 from phantom.frontend.router import PacketRouter
 from phantom.netdb.records import formatAddress
 from tests.link.helpers import until
@@ -16,16 +16,8 @@ OWN = b"\xfd\x7e" + os.urandom(14)
 FAR = b"\xfd\x7f" + os.urandom(14)
 
 
-def whyNot():
-    if os.geteuid() != 0:
-        return "needs root (CAP_NET_ADMIN) to create a tun device"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun on this machine"
-    return None
-
-
 class RealDeviceTests(TestCase):
-    skip = whyNot()
+    skip = whyNoTunDevice()
     timeout = 30
 
     async def test_kernelRoutesApTrafficIntoDevice(self):

@@ -162,3 +162,19 @@ class RouterTests(SynchronousTestCase):
         self.a.router.writeToDevice = broken
         self.a.router.toDevice(packet(B, A))
         self.assertEqual(self.a.router.counts["dropped: device write failed"], 1)
+
+    def test_badFrameClosesOnlyItsTunnel(self):
+        """A tunnel that frames an empty packet is closed; the router goes on with the others."""
+        self.a.inject(packet(A, B))
+        pump(*self.pair)
+        self.b.written()
+        (_, far), _ = self.pair
+        stray = PacketTunnel(self.b.router)
+        join(PacketTunnel(self.a.router), C, stray, C)
+        stray.dataReceived(b"\x00\x00")
+        self.assertTrue(stray.transport.disconnecting)
+        self.assertFalse(far.transport.disconnecting)
+        reply = packet(B, A, b"still here")
+        self.b.inject(reply)
+        pump(*self.pair)
+        self.assertEqual(self.a.written(), [reply])

@@ -405,3 +405,20 @@ class BadInputTests(TestCase):
         await echoIntact(self, client, server, accepted)
         tunnel.loseConnection()
         await untilClean(nodes)
+
+    async def test_wrongSizeOnPathLink(self):
+        """
+        A frame on a PATH link that is not one setup block closes that path at the X-node that
+        got it, with a warning; the owner replaces the path, and other paths and new tunnels
+        are not disturbed.
+        """
+        logs = LogLines(self)
+        nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(self, 12, 1040, 2, 8)
+        x0 = hopNode(nodes, exitPath, 0)
+        await until(lambda: relayedOn(x0, client, exitPath, 0) is not None)
+        exitPath.link.sendFrame(b"x" * (BLOCK_SIZE - 1))
+        await until(lambda: relayedOn(x0, client, exitPath, 0) is None)
+        self.assertTrue(logs.having("closing a path", f"a frame of {BLOCK_SIZE - 1} bytes"))
+        self.assertIn(entryPath, server.paths.paths)
+        await until(lambda: any(path.kind == "exit" for path in client.paths.paths))
+        await echoIntact(self, client, server, accepted)
