@@ -2,7 +2,9 @@
 ``twistd phantom``: the command-line options and the service they make.
 
     twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR]
-                      [--bootstrap HOST:PORT,...] [--config FILE]
+                      [--bootstrap HOST:PORT,...] [--api-address HOST:PORT]
+                      [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP]
+                      [--own-exit] [--own-entry] [--tun NAME] [--config FILE]
 """
 
 from twisted.python import usage
@@ -29,7 +31,7 @@ class Options(usage.Options):
         ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
         ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: 127.0.0.1:7401]."],
-        ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]."],
+        ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]; with --tun they carry packets."],
         ["forward", None, None, "Comma-separated HOST:PORT=AP: carry connections to a local port through tunnels to AP."],
         ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
         ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],

@@ -131,6 +131,10 @@ class Path:
         """The X-nodes from x0 to T."""
         return self.plan.xNodes
 
+    def close(self):
+        """Close the link to x0: the hops forget the path one after the other."""
+        self.link.close()
+
 
 class RelayedPath:
     """
@@ -168,6 +172,10 @@ class RelayedPath:
             return
         link.attach(PathLinkHandler(lambda payload: self._service.pathFrameReceived(self, side, payload), self.tearDown))
         setattr(self, side, link)
+
+    def close(self):
+        """Take the path down here (L{tearDown})."""
+        self.tearDown()
 
     def tearDown(self):
         """Close both links, forget the path, and tell whoever asked."""
@@ -280,7 +288,7 @@ class PathService(Service):
         """
         if self.frameHandler is None:
             self.log.warn("a frame on a PATH link, and no tunnel service: closing the path")
-            (path.link.close if side is None else path.tearDown)()
+            path.close()
             return
         self.frameHandler(path, side, payload)
 

@@ -174,7 +174,7 @@ class TunnelService(Service):
             block = requireBlock(payload)
         except ProtocolError as e:
             self.log.warn("closing a path: {why}", why=str(e))
-            (path.link.close if side is None else path.tearDown)()
+            path.close()
             return
         if side is None:
             self._run(self._inbound(path, block), "an inbound tunnel")
