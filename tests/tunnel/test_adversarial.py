@@ -416,8 +416,9 @@ class BadInputTests(TestCase):
         nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(self, 12, 1040, 2, 8)
         x0 = hopNode(nodes, exitPath, 0)
         await until(lambda: relayedOn(x0, client, exitPath, 0) is not None)
+        seed = exitPath.keySeeds[x0.nodeId]
         exitPath.link.sendFrame(b"x" * (BLOCK_SIZE - 1))
-        await until(lambda: relayedOn(x0, client, exitPath, 0) is None)
+        await until(lambda: not any(relayed.keySeed == seed for relayed in x0.paths.relaying.values()))
         self.assertTrue(logs.having("closing a path", f"a frame of {BLOCK_SIZE - 1} bytes"))
         self.assertIn(entryPath, server.paths.paths)
         await until(lambda: any(path.kind == "exit" for path in client.paths.paths))

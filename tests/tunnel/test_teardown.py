@@ -137,9 +137,10 @@ class KeySetTests(TestCase):
         self.assertEqual(len(seeds), len(exitPath.plan.xNodes))
         self.assertTrue(seeds <= {seed for seed, _ in made})
 
-        hops = [(hopNode(nodes, exitPath, index), index) for index in range(len(exitPath.plan.xNodes))]
+        hops = [hopNode(nodes, exitPath, index) for index in range(len(exitPath.plan.xNodes))]
         client.paths.retire(exitPath)
-        await until(lambda: all(relayedOn(node, client, exitPath, index) is None for node, index in hops))
+        # Known by its key seeds: another path may pass the same nodes in the same order.
+        await until(lambda: not any(relayed.keySeed in seeds for node in hops for relayed in node.paths.relaying.values()))
         await untilClean(nodes)
         held = [index for index, node in enumerate(nodes) if seeds & set(getattr(node.tunnels, "_keySets", {}))]
         self.assertEqual(held, [], "nodes that keep the key sets of a path that is gone")
