@@ -111,10 +111,10 @@ from bench.dht import percentile
 from bench.link import CHUNK, CHUNK_SIZE, MIB, PING, PING_SIZE, BulkProducer, ByteCounter, Channel, _factory, _positive, measureRoundTrips
 from bench.path import BUILD_TIMEOUT, _between, waitUntilJoined
 from bench.report import BenchmarkResult, RatioGoal
+from phantom.address import formatAddress
 from phantom.control.cli import ControlError, PathBuildOptions, TunnelOpenOptions, askNode
 from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
-from phantom.netdb.records import formatAddress
 from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
 from phantom.testnet.manifest import LOG_FILE, PID_FILE, NodeSpec, TestnetError
 from phantom.testnet.processes import (

@@ -25,15 +25,14 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 
+from phantom.address import AddressError, parseContacts, parseHostPort
+from phantom.errors import ConfigError
+
 DEFAULT_PORT = 7402
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues for the TLS port: a burst of connects must not be dropped."""
 DEFAULT_API_ADDRESS = ("127.0.0.1", 7401)
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class TunnelSettings:
 
     def __post_init__(self):
         if self.serve not in ("echo", "none"):
-            parseHostPort(self.serve)
+            _configured(parseHostPort, self.serve)
         self.forwards()
 
     def forwards(self):
@@ -140,21 +139,8 @@ class TunnelSettings:
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"forward {item!r}: {ap!r} is not an AP-address (fd00::/8)") from None
-            pairs.append((parseHostPort(listen), ap))
+            pairs.append((_configured(parseHostPort, listen), ap))
         return pairs
-
-
-@dataclass(frozen=True)
-class Contact:
-    """A node to connect to: its address and, when known, its node id (the pin)."""
-
-    host: str
-    port: int
-    nodeId: bytes | None = None
-
-    def __str__(self):
-        prefix = f"{self.nodeId.hex()}@" if self.nodeId else ""
-        return f"{prefix}{formatHostPort(self.host, self.port)}"
 
 
 @dataclass(frozen=True)
@@ -177,56 +163,12 @@ class NodeConfig:
     """The name of the tun device carrying this node's AP-address; C{None}: no device."""
 
 
-def formatHostPort(host, port):
-    """C{host:port}, with IPv6 hosts in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parseHostPort(text):
-    """
-    Parse ``a.b.c.d:port`` or ``[v6]:port``.
-
-    @return: (host, port)
-    @raise ConfigError: not an IP address and port.
-    """
-    text = text.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(f"{text!r} is not HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+def _configured(parse, text):
+    """C{parse(text)}, an address parser of L{phantom.address}, its error a L{ConfigError}."""
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"{text!r}: {host!r} is not an IP address") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{text!r}: {port!r} is not a port number")
-    return host, int(port)
-
-
-def parseContact(text):
-    """
-    Parse ``HOST:PORT`` or ``NODEID@HOST:PORT`` (node id as 64 hex digits).
-
-    @raise ConfigError: malformed.
-    """
-    text = text.strip()
-    nodeId = None
-    if "@" in text:
-        hexId, _, text = text.partition("@")
-        try:
-            nodeId = bytes.fromhex(hexId)
-        except ValueError:
-            nodeId = b""
-        if len(nodeId) != 32:
-            raise ConfigError(f"{hexId!r} is not a node id (64 hex digits)")
-    host, port = parseHostPort(text)
-    return Contact(host, port, nodeId)
-
-
-def parseContacts(text):
-    """Parse a comma-separated list of contacts; empty items are skipped."""
-    return tuple(parseContact(item) for item in text.split(",") if item.strip())
+        return parse(text)
+    except AddressError as e:
+        raise ConfigError(str(e)) from None
 
 
 def listenEndpointFor(port, listenAddress):
@@ -271,17 +213,17 @@ def readConfigFile(path):
     if parser.has_section("dht"):
         dht = parser["dht"]
         if "p2p_address" in dht:
-            settings["listenAddress"], settings["port"] = parseHostPort(dht["p2p_address"])
+            settings["listenAddress"], settings["port"] = _configured(parseHostPort, dht["p2p_address"])
         if "api_address" in dht:
-            settings["apiAddress"] = parseHostPort(dht["api_address"])
+            settings["apiAddress"] = _configured(parseHostPort, dht["api_address"])
         if "bootstrapper" in dht:
-            settings["bootstrap"] = parseContacts(dht["bootstrapper"])
+            settings["bootstrap"] = _configured(parseContacts, dht["bootstrapper"])
     if parser.has_section("phantom"):
         section = parser["phantom"]
         if "data_dir" in section:
             settings["dataDir"] = os.path.expanduser(section["data_dir"])
         if "bootstrap" in section:
-            settings["bootstrap"] = parseContacts(section["bootstrap"])
+            settings["bootstrap"] = _configured(parseContacts, section["bootstrap"])
         if "tun" in section:
             settings["tun"] = section["tun"].strip()
     if parser.has_section("link"):
@@ -330,8 +272,8 @@ def resolveConfig(
         ("dataDir", dataDir),
         ("port", port),
         ("listenAddress", listenAddress),
-        ("bootstrap", parseContacts(bootstrap) if isinstance(bootstrap, str) else bootstrap),
-        ("apiAddress", parseHostPort(apiAddress) if isinstance(apiAddress, str) else apiAddress),
+        ("bootstrap", _configured(parseContacts, bootstrap) if isinstance(bootstrap, str) else bootstrap),
+        ("apiAddress", _configured(parseHostPort, apiAddress) if isinstance(apiAddress, str) else apiAddress),
         ("tun", tun),
     ):
         if value is not None:

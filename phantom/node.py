@@ -2,21 +2,20 @@
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from phantom.config import formatHostPort
+from phantom.address import describePeer, formatAddress, formatHostPort, parseAddress, serverEndpoint
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
 from phantom.frontend.device import TunDevice
 from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
-from phantom.link.protocol import describePeer
 from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
-from phantom.netdb.records import formatAddress, parseAddress, routeKey
+from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
@@ -82,7 +81,7 @@ class PhantomNode(MultiService):
         self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor, inbound=inbound)
         self.tunnelPorts.setServiceParent(self)
         apiHost, apiPort = config.apiAddress
-        apiEndpoint = (TCP6ServerEndpoint if ":" in apiHost else TCP4ServerEndpoint)(reactor, apiPort, interface=apiHost)
+        apiEndpoint = serverEndpoint(reactor, apiHost, apiPort)
         self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
         self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)

@@ -9,7 +9,8 @@
 
 from twisted.python import usage
 
-from phantom.config import ConfigError, resolveConfig
+from phantom.config import resolveConfig
+from phantom.errors import ConfigError
 from phantom.identity import IdentityError
 
 

@@ -1,52 +1,9 @@
 """Configuration: defaults, the VoidPhone-style INI file, and command-line overrides."""
 
-from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import (
-    LISTEN_BACKLOG,
-    ConfigError,
-    Contact,
-    formatHostPort,
-    parseContact,
-    parseHostPort,
-    resolveConfig,
-)
-
-
-class HostPortTests(SynchronousTestCase):
-    """C{HOST:PORT} in both address families."""
-
-    def test_ipv4(self):
-        self.assertEqual(parseHostPort("127.0.0.1:7402"), ("127.0.0.1", 7402))
-
-    def test_ipv6(self):
-        self.assertEqual(parseHostPort("[fd00::1]:7402"), ("fd00::1", 7402))
-
-    def test_malformed(self):
-        """Names, missing ports and out-of-range ports are refused with a clear error."""
-        for text in ["localhost:7402", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", ":7402", "[::1]:x"]:
-            self.assertRaises(ConfigError, parseHostPort, text)
-
-    @given(st.ip_addresses(), st.integers(1, 65535))
-    def test_roundTrip(self, address, port):
-        """Formatting and parsing are inverses."""
-        self.assertEqual(parseHostPort(formatHostPort(str(address), port)), (str(address), port))
-
-    @given(st.text(max_size=40))
-    def test_anyTextParsesOrIsRefused(self, text):
-        """Arbitrary text gives an address or a ConfigError, nothing else."""
-        try:
-            parseContact(text)
-        except ConfigError:
-            pass
-
-    def test_pinnedContact(self):
-        """C{NODEID@HOST:PORT} pins the node id."""
-        contact = parseContact("ab" * 32 + "@127.0.0.2:7402")
-        self.assertEqual(contact, Contact("127.0.0.2", 7402, b"\xab" * 32))
-        self.assertEqual(str(contact), "ab" * 32 + "@127.0.0.2:7402")
-        self.assertRaises(ConfigError, parseContact, "abcd@127.0.0.2:7402")
+from phantom.config import LISTEN_BACKLOG, resolveConfig
+from phantom.errors import ConfigError
 
 
 class ResolveTests(SynchronousTestCase):

@@ -9,8 +9,7 @@ from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, Lis
 
 from twisted.internet.error import ConnectionRefusedError
 
-from phantom.path.service import PathFailed
-from phantom.tunnel.service import TunnelFailed
+from phantom.errors import PathFailed, TunnelFailed
 
 REMOTE_ERRORS = (PathFailed, TunnelFailed, ConnectionRefusedError, ValueError)
 """What a command may fail with on the node, brought back to the caller with its message."""

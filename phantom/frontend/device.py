@@ -15,7 +15,7 @@ from twisted.pair.raw import IRawPacketProtocol
 from twisted.pair.tuntap import TuntapPort
 from zope.interface import implementer
 
-from phantom.netdb.records import formatAddress
+from phantom.address import formatAddress
 
 DEFAULT_MTU = 65000
 """

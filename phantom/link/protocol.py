@@ -15,8 +15,9 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.config import formatHostPort
+from phantom.address import describePeer
 from phantom.crypto import nodeIdOfCertificate
+from phantom.errors import ConnectedToSelf, LinkFailed
 from phantom.link.framing import FrameDecoder
 from phantom.link.interfaces import ILink
 from phantom.link.tls import rejectionOf
@@ -31,19 +32,6 @@ from phantom.wire.link import (
 )
 
 _DATA = int(FrameKind.DATA)
-
-
-class LinkFailed(Exception):
-    """An outbound link could not be opened; the message says why."""
-
-
-class ConnectedToSelf(LinkFailed):
-    """The address reached belongs to this node itself."""
-
-
-def describePeer(address):
-    """C{host:port} of an C{IAddress}, or a placeholder before there is one."""
-    return formatHostPort(address.host, address.port) if address is not None else "unknown peer"
 
 
 @implementer(IHandshakeListener, ILink)

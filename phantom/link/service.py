@@ -4,22 +4,18 @@ the registry of awaited links.
 """
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
-from phantom.config import formatHostPort
+from phantom.address import clientEndpoint, describePeer, formatHostPort, isIPv6
+from phantom.errors import LinkFailed, LinkTimeout
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
-from phantom.link.protocol import LinkFailed, LinkProtocol, describePeer
+from phantom.link.protocol import LinkProtocol
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
-
-
-class LinkTimeout(Exception):
-    """An awaited link did not arrive in time."""
 
 
 class OutboundRequest:
@@ -195,11 +191,10 @@ class LinkService(ListeningService):
         deferred = Deferred()
         request = OutboundRequest(purpose, linkId, deferred)
         creator = ClientConnectionCreator(self._clientContext, nodeId)
-        endpointType = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
         bind = None
-        if self._bindAddress is not None and (":" in self._bindAddress) == (":" in host):
+        if self._bindAddress is not None and isIPv6(self._bindAddress) == isIPv6(host):
             bind = (self._bindAddress, 0)
-        tcp = endpointType(self._reactor, host, port, timeout=self.limits.connectTimeout, bindAddress=bind)
+        tcp = clientEndpoint(self._reactor, host, port, timeout=self.limits.connectTimeout, bindAddress=bind)
         target = formatHostPort(host, port)
 
         def tcpFailed(failure):

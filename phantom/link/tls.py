@@ -11,17 +11,7 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
 
 from phantom.crypto import isCommunicationKey, nodeIdOfCertificate
-
-
-class PinMismatch(Exception):
-    """The peer's certificate does not carry the key of the pin (node id or AP-address) we meant to reach."""
-
-    def __init__(self, expected, presented, what="node id"):
-        super().__init__(
-            f"peer presented {what} {presented.hex() if presented else 'none'}, expected {expected.hex()}"
-        )
-        self.expected = expected
-        self.presented = presented
+from phantom.errors import PinMismatch
 
 
 class _PinnedConnection(SSL.Connection):

@@ -23,7 +23,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.config import formatHostPort
+from phantom.address import formatHostPort
 from phantom.link.listening import ListeningService
 from phantom.wire import ProtocolError
 from phantom.wire.api import (

@@ -10,12 +10,11 @@ The records of the network database, validated before they are stored or believe
 """
 
 import hashlib
-import socket
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from phantom.config import Contact
+from phantom.address import Contact, addressBytes, hostOf
 from phantom.crypto import (
     apAddressOf,
     nodeIdOfPublicKey,
@@ -23,8 +22,7 @@ from phantom.crypto import (
     signWithDomain,
     verifyWithDomain,
 )
-from phantom.wire import ProtocolError, parseStrict
-from phantom.wire import dht as wire
+from phantom.wire import ProtocolError, dht as wire, parseStrict
 from phantom.wire.dht import MAX_VALUE, Table
 
 NODE_RECORD_LIFETIME = 3 * 3600
@@ -42,47 +40,6 @@ ROUTING_ENTRY_DOMAIN = b"phantom routing entry"
 
 class InvalidRecord(Exception):
     """A record that must not be stored or believed; the message says why."""
-
-
-IPV4_MAPPED = bytes(10) + b"\xff\xff"
-
-
-def addressBytes(host):
-    """
-    The 16-byte form of an IP address: IPv6, or IPv4 mapped into C{::ffff:0:0/96}.
-
-    @raise ValueError: C{host} is not an IP address.
-    """
-    try:
-        if ":" in host:
-            return socket.inet_pton(socket.AF_INET6, host)
-        return IPV4_MAPPED + socket.inet_pton(socket.AF_INET, host)
-    except OSError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-
-
-def hostOf(packed):
-    """The text form of a 16-byte address; IPv4-mapped addresses come back as IPv4."""
-    if packed[:12] == IPV4_MAPPED:
-        return socket.inet_ntop(socket.AF_INET, packed[12:])
-    return socket.inet_ntop(socket.AF_INET6, packed)
-
-
-def formatAddress(packed):
-    """The text form of a 16-byte IPv6 address such as an AP-address."""
-    return socket.inet_ntop(socket.AF_INET6, packed)
-
-
-def parseAddress(text):
-    """
-    The 16 bytes of an IPv6 address given as text.
-
-    @raise ValueError: not an IPv6 address.
-    """
-    try:
-        return socket.inet_pton(socket.AF_INET6, text.strip())
-    except OSError:
-        raise ValueError(f"{text!r} is not an IPv6 address") from None
 
 
 def contactOf(parsed):

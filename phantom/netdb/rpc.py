@@ -13,9 +13,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.config import Contact
+from phantom.address import Contact, describePeer
 from phantom.link.interfaces import ILinkHandler
-from phantom.link.protocol import describePeer
 from phantom.link.service import CloseAtOnce
 from phantom.wire import ProtocolError
 from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, RpcKind, decodeRpc, encodeRpc

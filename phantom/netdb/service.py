@@ -18,11 +18,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.config import Contact, DhtSettings
+from phantom.address import Contact, addressBytes
+from phantom.config import DhtSettings
 from phantom.netdb import ALPHA, K
 from phantom.netdb.interfaces import IValueStore
 from phantom.netdb.lookup import Lookup
-from phantom.netdb.records import InvalidRecord, NodeRecord, addressBytes, contactOf, parseRecord
+from phantom.netdb.records import InvalidRecord, NodeRecord, contactOf, parseRecord
 from phantom.netdb.routing import RoutingTable
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.netdb.storage import RecordStore

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from phantom.config import Contact
-from phantom.netdb.records import addressBytes
+from phantom.address import Contact, addressBytes
 from phantom.path.array import Hop, buildArray
 from phantom.path.plan import OWNER, T, X
 from phantom.wire.path import LINK_ID_SIZE

@@ -6,8 +6,8 @@ closes and forgets (paper §7.1.1 step 7: nothing is ever reported backwards).
 
 from dataclasses import dataclass
 
-from phantom.config import Contact
-from phantom.netdb.records import InvalidRecord, RoutingEntry, addressBytes, hostOf, routeKey
+from phantom.address import Contact, addressBytes, hostOf
+from phantom.netdb.records import InvalidRecord, RoutingEntry, routeKey
 from phantom.path.array import SetupRejected, checkArray, openOwnSlot, passOn
 from phantom.wire.path import Role
 

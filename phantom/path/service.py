@@ -19,76 +19,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from phantom.config import Contact, PathSettings
+from phantom.address import Contact, describePeer
+from phantom.config import PathSettings
+from phantom.errors import LinkFailed, LinkTimeout, PathFailed
 from phantom.link.interfaces import ILinkHandler
-from phantom.link.protocol import LinkFailed, describePeer
-from phantom.link.service import CloseAtOnce, LinkTimeout
+from phantom.link.queue import FrameQueue
+from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction
 from phantom.path.participant import Participation
-from phantom.path.pool import NodePool
 from phantom.path.plan import ENTRY, NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
+from phantom.path.pool import NodePool
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 from phantom.wire.path import SetupArray
-
-
-class PathFailed(Exception):
-    """A path could not be built; the message says why."""
-
-
-@implementer(ILinkHandler)
-class FrameQueue:
-    """Hands a link's frames to whoever waits for them, in order; fails the waiters if it closes."""
-
-    def __init__(self, link, onClosed=None):
-        self.link = link
-        self._frames = []
-        self._waiting = []
-        self.closed = False
-        self.onClosed = onClosed
-        """Called, without arguments, when the link closes (while this queue has it)."""
-
-    def frameReceived(self, payload):
-        if self._waiting:
-            self._waiting.pop(0).callback(payload)
-        else:
-            self._frames.append(payload)
-
-    def linkClosed(self, reason):
-        self.closed = True
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(LinkFailed("the link closed"))
-        if self.onClosed is not None:
-            self.onClosed()
-
-    def handOver(self, handler):
-        """
-        Give the link to C{handler} from now on, with the frames this queue holds (and the
-        news, if the link has closed already).
-        """
-        frames, self._frames = self._frames, []
-        if not self.closed:
-            self.link.attach(handler)
-        for payload in frames:
-            handler.frameReceived(payload)
-        if self.closed:
-            handler.linkClosed(None)
-
-    def next(self):
-        """@return: a Deferred of the next frame."""
-        if self._frames:
-            d = Deferred()
-            d.callback(self._frames.pop(0))
-            return d
-        if self.closed:
-            raise LinkFailed("the link closed")
-        d = Deferred()
-        self._waiting.append(d)
-        return d
 
 
 @implementer(ILinkHandler)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
-from phantom.config import LISTEN_BACKLOG, Contact, DhtSettings, LinkLimits
+from phantom.address import Contact
+from phantom.config import LISTEN_BACKLOG, DhtSettings, LinkLimits
 from phantom.identity import Identity
 from phantom.link.service import LinkService
 from phantom.netdb.service import DhtNode

@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from phantom.config import formatHostPort
+from phantom.address import formatHostPort
 from phantom.control import CONTROL_SOCKET
 from phantom.control.server import MAX_UNIX_PATH
 

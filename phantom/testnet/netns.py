@@ -18,11 +18,11 @@ import ipaddress
 import os
 import sys
 
+from phantom.address import formatAddress
 from phantom.config import DEFAULT_PORT
 from phantom.crypto import apAddressOf
 from phantom.frontend.device import whyNoTunDevice
 from phantom.identity import ROUTING_KEY
-from phantom.netdb.records import formatAddress
 from phantom.testnet.interfaces import DEFAULT_TIMEOUT
 from phantom.testnet.loopback import LoopbackTestnet
 from phantom.testnet.manifest import Manifest, TestnetError, layOutNodes

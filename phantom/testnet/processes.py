@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
-from phantom.config import formatHostPort
+from phantom.address import formatHostPort
 from phantom.control.cli import ControlError, StatusOptions, askNode
 from phantom.crypto import nodeIdOfCertificate
 from phantom.identity import COMMUNICATION_CERTIFICATE

@@ -6,13 +6,11 @@ are carried through tunnels to an AP-address. Both run over end-to-end TLS
 """
 
 from twisted.application.service import Service
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols import portforward
 
-from phantom.config import parseHostPort
-from phantom.netdb.records import parseAddress
+from phantom.address import parseAddress, parseHostPort, serverEndpoint
 from phantom.tunnel.endpoint import TunnelClientEndpoint, TunnelServerEndpoint
 
 
@@ -90,7 +88,7 @@ class TunnelPorts(Service):
         super().privilegedStartService()
         for (host, port), apText in self._settings.forwards():
             endpoint = TunnelClientEndpoint(self._tunnels, self._endToEnd, parseAddress(apText))
-            server = (TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint)(self._reactor, port, interface=host)
+            server = serverEndpoint(self._reactor, host, port)
             listening = server.listen(TunnelProxyFactory(endpoint))
             listening.addCallback(self._forwarding, apText)
             listening.addErrback(lambda failure, where=f"{host}:{port}": self.log.failure("cannot forward {where}", failure, where=where))

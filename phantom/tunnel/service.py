@@ -28,11 +28,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from phantom.link.protocol import LinkFailed, describePeer
+from phantom.address import Contact, addressBytes, describePeer, formatAddress
+from phantom.errors import LinkFailed, TunnelFailed
+from phantom.link.queue import FrameQueue
 from phantom.link.service import CloseAtOnce
-from phantom.config import Contact
-from phantom.netdb.records import RoutingEntry, addressBytes, formatAddress, routeKey
-from phantom.path.service import FrameQueue
+from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, exitConfirmation, forward, recoverKeys, wrapForHops
 from phantom.tunnel.transport import LocalLink, OwnerTunnel, Splice, TunnelAddress, firstThen
 from phantom.wire import ProtocolError, parseStrict
@@ -58,10 +58,6 @@ SETUP_TIMEOUT = 30.0
 """Seconds any step of a tunnel setup may take before the setup is given up."""
 MAX_PENDING = 4096
 """The most blocks a node remembers at once, waiting for their tunnel links."""
-
-
-class TunnelFailed(Exception):
-    """A tunnel could not be opened; the message says why."""
 
 
 def requireBlock(payload):

@@ -10,8 +10,8 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone
 from zope.interface import implementer
 
+from phantom.address import formatAddress
 from phantom.link.interfaces import ILink, ILinkHandler
-from phantom.netdb.records import formatAddress
 from phantom.wire import ProtocolError
 from phantom.wire.link import MAX_PAYLOAD
 

@@ -13,11 +13,11 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from phantom.address import formatAddress
 from phantom.config import resolveConfig
 from phantom.control import CONTROL_SOCKET
 from phantom.control.cli import Options, formatUptime
 from phantom.control.commands import Status
-from phantom.netdb.records import formatAddress
 from phantom.node import PhantomNode
 from phantom.wire.dht import Table
 from tests.link.helpers import freePort, until

@@ -7,9 +7,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
+from phantom.address import formatAddress
 from phantom.frontend.device import TunDevice, whyNoTunDevice
 from phantom.frontend.router import PacketRouter
-from phantom.netdb.records import formatAddress
 from tests.link.helpers import until
 
 OWN = b"\xfd\x7e" + os.urandom(14)

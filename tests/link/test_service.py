@@ -9,10 +9,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
+from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.echo import EchoHandler
-from phantom.link.protocol import ConnectedToSelf, LinkFailed
-from phantom.link.service import LinkTimeout
-from phantom.link.tls import PinMismatch
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
     CollectingHandler,

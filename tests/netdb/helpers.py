@@ -7,7 +7,8 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from phantom.config import Contact, DhtSettings
+from phantom.address import Contact
+from phantom.config import DhtSettings
 from phantom.identity import Identity
 from phantom.netdb.api import ApiDecoder, ApiService
 from phantom.netdb.service import DhtNode

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from phantom.config import Contact
+from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
-from phantom.netdb.records import RoutingEntry, addressBytes
+from phantom.netdb.records import RoutingEntry
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
 from tests.netdb.helpers import startDhtNetwork, startDhtNode

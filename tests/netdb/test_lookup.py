@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import Contact
+from phantom.address import Contact
 from phantom.netdb.lookup import Lookup
 
 K = 20

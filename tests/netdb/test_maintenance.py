@@ -8,7 +8,7 @@ import os
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from phantom.config import Contact
+from phantom.address import Contact
 from phantom.wire.dht import Table
 from tests.netdb.helpers import FAST_DHT, startDhtNode
 

@@ -5,22 +5,11 @@ from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import Contact
+from phantom.address import Contact, addressBytes, hostOf
 from phantom.identity import Identity
-from phantom.netdb.records import (
-    MAX_CLOCK_SKEW,
-    NODE_RECORD_LIFETIME,
-    InvalidRecord,
-    NodeRecord,
-    RoutingEntry,
-    addressBytes,
-    hostOf,
-    parseRecord,
-    routeKey,
-)
+from phantom.netdb.records import MAX_CLOCK_SKEW, NODE_RECORD_LIFETIME, InvalidRecord, NodeRecord, RoutingEntry, parseRecord, routeKey
 from phantom.netdb.storage import RecordStore
-from phantom.wire import ProtocolError, parseStrict
-from phantom.wire import dht as wire
+from phantom.wire import ProtocolError, dht as wire, parseStrict
 from phantom.wire.dht import MAX_VALUE, Table
 from tests.properties import assertCanonicalOrRejected, mutated
 

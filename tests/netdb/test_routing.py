@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import Contact
+from phantom.address import Contact
 from phantom.netdb import ID_BITS
 from phantom.netdb.routing import QUESTIONABLE_AFTER, RoutingTable, distance, idAsInt
 

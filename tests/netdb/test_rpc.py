@@ -4,7 +4,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from phantom.config import Contact
+from phantom.address import Contact
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.wire.dht import Rpc, RpcKind
 from tests.link.helpers import LogCollector, portOf, startLinkService

@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import Contact
+from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
-from phantom.netdb.records import NodeRecord, RoutingEntry, addressBytes
+from phantom.netdb.records import NodeRecord, RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction, UnsafePath
 from phantom.path.participant import Participation

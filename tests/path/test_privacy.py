@@ -6,7 +6,7 @@ names the owner as its neighbour. Y-nodes hold nothing of a path once round 2 ha
 
 from twisted.trial.unittest import TestCase
 
-from phantom.netdb.records import addressBytes
+from phantom.address import addressBytes
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService, SetupParticipation
 from phantom.wire.link import Purpose

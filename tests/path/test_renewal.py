@@ -3,8 +3,8 @@
 from twisted.trial.unittest import TestCase
 
 from phantom.config import PathSettings
+from phantom.errors import PathFailed
 from phantom.path.plan import PathShape
-from phantom.path.service import PathFailed
 from tests.link.helpers import until
 from tests.path.test_service import startPathNetwork
 

@@ -16,9 +16,10 @@ from twisted.internet.protocol import Factory
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from phantom.errors import TunnelFailed
 from phantom.tunnel import service
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
-from phantom.tunnel.service import Remembered, TunnelFailed, TunnelService
+from phantom.tunnel.service import Remembered, TunnelService
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.tunnel import BLOCK_SIZE, ApAnswer, ApRequest, InboundStatus, TunnelOpening
 from tests.link.helpers import CollectingHandler, until
