@@ -5,6 +5,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from phantom.address import describePeer, formatAddress, formatHostPort, parseAddress, serverEndpoint
 from phantom.control.server import ControlService
@@ -17,6 +18,7 @@ from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
+from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
 from phantom.tunnel.endpoint import EchoProbe, EndToEnd, OneProtocolFactory, TunnelClientEndpoint
@@ -26,6 +28,7 @@ from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
 
+@implementer(IPathFrameReceiver)
 class PhantomNode(MultiService):
     """
     A node, ready to be started by twistd or by a test.
@@ -56,7 +59,7 @@ class PhantomNode(MultiService):
             self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
         )
         self.dht.setServiceParent(self)
-        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path)
+        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
         self.paths.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
         self.tunnels = TunnelService(
@@ -86,6 +89,13 @@ class PhantomNode(MultiService):
         self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
+
+    def pathFrameReceived(self, path, side, payload):
+        """
+        As the path service's L{IPathFrameReceiver}: a PATH link's frames are tunnel setup
+        blocks, for the tunnel service (made after the path service, which it uses).
+        """
+        self.tunnels.pathFrameReceived(path, side, payload)
 
     def _connectPackets(self, apAddress, protocol):
         return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(OneProtocolFactory(protocol))

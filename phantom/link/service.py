@@ -128,6 +128,16 @@ class LinkService(ListeningService):
         """The C{IAddress} the TLS port listens on, once listening."""
         return self.port.getHost() if self.port is not None else None
 
+    @property
+    def address(self):
+        """
+        C{(host, port)} other nodes reach this node at: the bind address and the listening
+        port; C{None} before the port listens, or when the node binds to no one address.
+        """
+        if self._bindAddress is None or self.port is None:
+            return None
+        return self._bindAddress, self.port.getHost().port
+
     # Registration
 
     def registerPurpose(self, purpose, handlerFactory):

@@ -68,6 +68,8 @@ C{getrandbits}; nodes pass C{random.SystemRandom()}, tests a seeded C{random.Ran
 import ipaddress
 from dataclasses import dataclass
 
+from phantom.path.interfaces import PathKind
+
 X = "X"
 """An intermediate X-node: it stays in the finished path."""
 Y = "Y"
@@ -75,11 +77,9 @@ Y = "Y"
 T = "T"
 """The terminating X-node: the X-node farthest from the owner in the finished path."""
 
-EXIT = "exit"
-"""An exit path: the owner makes outgoing connections through T (the exit node)."""
-ENTRY = "entry"
-"""An entry path: T (the entry node) receives connections for the owner's AP-address."""
-PATH_KINDS = (EXIT, ENTRY)
+EXIT = PathKind.EXIT
+ENTRY = PathKind.ENTRY
+PATH_KINDS = tuple(PathKind)
 
 DEFAULT_X = 3
 DEFAULT_Y = 12

@@ -23,11 +23,13 @@ from phantom.address import Contact, describePeer
 from phantom.config import PathSettings
 from phantom.errors import LinkFailed, LinkTimeout, PathFailed
 from phantom.link.interfaces import ILinkHandler
+from phantom.link.ending import Ending
 from phantom.link.queue import FrameQueue
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction
+from phantom.path.interfaces import PathKind, Side
 from phantom.path.participant import Participation
 from phantom.path.plan import ENTRY, NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
@@ -69,13 +71,26 @@ class Path:
     """Why each attempt before the one that built this path failed."""
     keyCount: int = 0
     """How many keys each X-node's key set holds."""
-    whenGone: list = field(default_factory=list)
-    """Called, without arguments, when the path's link to x0 closes."""
+    ending: Ending = field(default_factory=Ending)
+    """Ends when the path's link to x0 closes."""
 
     @property
     def nodes(self):
         """The X-nodes from x0 to T."""
         return self.plan.xNodes
+
+    @property
+    def gone(self):
+        """Whether the path's link to x0 has closed."""
+        return self.ending.ended
+
+    def whenGone(self):
+        """@return: a Deferred that fires when the path's link to x0 closes."""
+        return self.ending.whenEnded()
+
+    def onGone(self, f):
+        """Call C{f()} when the path goes. @return: a Deferred whose C{cancel()} takes that back."""
+        return self.ending.onEnd(f)
 
     def close(self):
         """Close the link to x0: the hops forget the path one after the other."""
@@ -98,26 +113,47 @@ class RelayedPath:
         self.keySeed = rewiring.keySeed
         self.keyCount = rewiring.keyCount
         self.routingEntry = rewiring.routingEntry
-        self.contacts = {"previous": rewiring.expectFrom, "next": rewiring.connectTo}
-        """The neighbour on each side as it listens (C{None} where there is none)."""
-        self.linkIds = {"previous": rewiring.expectLinkId, "next": rewiring.connectLinkId}
-        self.previous = None
-        self.next = None
-        self.gone = False
-        self.whenGone = []
-        """Called, without arguments, when the path is torn down."""
+        self.contacts = {Side.PREVIOUS: rewiring.expectFrom, Side.NEXT: rewiring.connectTo}
+        """The neighbour on each L{Side} as it listens (C{None} where there is none)."""
+        self.linkIds = {Side.PREVIOUS: rewiring.expectLinkId, Side.NEXT: rewiring.connectLinkId}
+        self.links = {Side.PREVIOUS: None, Side.NEXT: None}
+        """The PATH link on each L{Side}, once made."""
+        self.ending = Ending()
+
+    @property
+    def previous(self):
+        """The PATH link towards the owner, once made."""
+        return self.links[Side.PREVIOUS]
+
+    @property
+    def next(self):
+        """The PATH link towards T, once made."""
+        return self.links[Side.NEXT]
+
+    @property
+    def gone(self):
+        """Whether the path has been torn down here."""
+        return self.ending.ended
+
+    def whenGone(self):
+        """@return: a Deferred that fires when the path is torn down here."""
+        return self.ending.whenEnded()
+
+    def onGone(self, f):
+        """Call C{f()} when the path goes. @return: a Deferred whose C{cancel()} takes that back."""
+        return self.ending.onEnd(f)
 
     def sides(self):
-        """The sides (C{"previous"}, C{"next"}) that have a neighbour."""
+        """The L{Side}s that have a neighbour."""
         return [side for side, contact in self.contacts.items() if contact is not None]
 
     def linked(self, side, link):
-        """Take the link made on C{side} ("previous" or "next")."""
+        """Take the link made on C{side} (a L{Side})."""
         if self.gone:
             link.close()
             return
         link.attach(PathLinkHandler(lambda payload: self._service.pathFrameReceived(self, side, payload), self.tearDown))
-        setattr(self, side, link)
+        self.links[side] = link
 
     def close(self):
         """Take the path down here (L{tearDown})."""
@@ -127,13 +163,11 @@ class RelayedPath:
         """Close both links, forget the path, and tell whoever asked."""
         if self.gone:
             return
-        self.gone = True
-        for link in (self.previous, self.next):
+        for link in self.links.values():
             if link is not None:
                 link.close()
         self._service.relaying.pop(self._key, None)
-        for callback in self.whenGone:
-            callback()
+        self.ending.end()
 
 
 def unlessAborted(d, aborts):
@@ -177,11 +211,13 @@ class PathService(Service):
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
+    @param frameReceiver: the L{IPathFrameReceiver} that frames on PATH links go to (the tunnel
+        service); without one, a frame on a PATH link closes its path.
     """
 
     log = Logger()
 
-    def __init__(self, identity, links, dht, clock, settings=PathSettings(), random=random.SystemRandom()):
+    def __init__(self, identity, links, dht, clock, settings=PathSettings(), random=random.SystemRandom(), frameReceiver=None):
         self.identity = identity
         self._links = links
         self._dht = dht
@@ -194,8 +230,9 @@ class PathService(Service):
         self._renewal = None
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
-        self.frameHandler = None
-        """C{frameHandler(path, side, payload)}: what to do with a frame on a PATH link (tunnel setup)."""
+        self._frameReceiver = frameReceiver
+        self._exitShape = None
+        self._waitingForExit = []
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
@@ -226,22 +263,75 @@ class PathService(Service):
 
     def pathFrameReceived(self, path, side, payload):
         """
-        A frame arrived on a PATH link: hand it to L{frameHandler}, or close the path if there
-        is none.
+        A frame arrived on a PATH link: hand it to the frame receiver, or close the path if
+        there is none.
 
         @param path: the owned L{Path} or the L{RelayedPath} the link belongs to.
-        @param side: for a relayed path, the side the frame came from; C{None} for an owned one.
+        @param side: for a relayed path, the L{Side} the frame came from; C{None} for an owned one.
         """
-        if self.frameHandler is None:
+        if self._frameReceiver is None:
             self.log.warn("a frame on a PATH link, and no tunnel service: closing the path")
             path.close()
             return
-        self.frameHandler(path, side, payload)
+        self._frameReceiver.pathFrameReceived(path, side, payload)
 
     def _pathClosed(self, path):
-        for callback in path.whenGone:
-            callback()
+        path.ending.end()
         self._pathLost(path)
+
+    # What the tunnels of this node ask of its paths
+
+    def exitPath(self):
+        """
+        One of this node's exit paths, chosen at random; if it has none, the one being built to
+        replace a lost one, or else one built now (of the shape of the last it handed out, so
+        that a path lost is replaced by one like it).
+
+        @return: a Deferred of the L{Path}. @raise PathFailed: (errback) none could be built.
+        """
+        return Deferred.fromCoroutine(self._exitPath())
+
+    async def _exitPath(self):
+        exits = [path for path in self.paths if path.kind == PathKind.EXIT]
+        if exits:
+            path = self._random.choice(exits)
+            self._exitShape = path.shape
+            return path
+        replacing = self.replacing.get(PathKind.EXIT)
+        if replacing is not None:
+            # A lost exit path is being replaced: wait for that one rather than build another.
+            replaced = Deferred()
+            replacing.addBoth(lambda result: (replaced.callback(result), result)[1])
+            path = await replaced
+            if path is not None and path in self.paths:
+                return path
+        waiting = Deferred()
+        self._waitingForExit.append(waiting)
+        if len(self._waitingForExit) == 1:
+            Deferred.fromCoroutine(self.build(PathKind.EXIT, self._exitShape)).addBoth(self._exitBuilt)
+        return await waiting
+
+    def _exitBuilt(self, result):
+        waiting, self._waitingForExit = self._waitingForExit, []
+        for d in waiting:
+            d.callback(result)
+
+    def entryPathFor(self, apAddress):
+        """
+        The path this node is the entry node (T) of for C{apAddress}, linked and not gone, or
+        C{None}.
+        """
+        for relayed in self.relaying.values():
+            if relayed.routingEntry is not None and relayed.routingEntry.apAddress == apAddress and not relayed.gone:
+                sides = relayed.sides()
+                if len(sides) == 1 and relayed.links[sides[0]] is not None:
+                    return relayed
+        return None
+
+    @property
+    def isEntryNode(self):
+        """Whether this node is the entry node of any path."""
+        return any(relayed.routingEntry is not None for relayed in self.relaying.values())
 
     def _pathLost(self, path):
         if path in self.paths:
@@ -329,7 +419,7 @@ class PathService(Service):
                 self.identity.routingKey, now, now + int(self.settings.lifetime), [Contact(terminating.host, terminating.port, terminating.nodeId)], now
             )
             entry, apAddress = routing.encoded, routing.apAddress
-        owner = Contact(*self._dht.address, self.identity.nodeId)
+        owner = Contact(*self._links.address, self.identity.nodeId)
         construction = Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
         construction.phases = {"plan": self._clock.seconds() - started}
         return construction
@@ -498,10 +588,10 @@ class SetupParticipation:
         service.relaying[key] = relayed
         if rewiring.expectFrom is not None:
             d = service._links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, 2 * service.settings.roundTimeout)
-            d.addCallbacks(lambda link: relayed.linked("previous", link), lambda f: relayed.tearDown())
+            d.addCallbacks(lambda link: relayed.linked(Side.PREVIOUS, link), lambda f: relayed.tearDown())
         if rewiring.connectTo is not None:
             connecting = Deferred.fromCoroutine(service.connectPath(rewiring.connectTo, rewiring.connectLinkId))
-            connecting.addCallbacks(lambda link: relayed.linked("next", link), lambda f: relayed.tearDown())
+            connecting.addCallbacks(lambda link: relayed.linked(Side.NEXT, link), lambda f: relayed.tearDown())
         if rewiring.routingEntry is not None:
             entry = rewiring.routingEntry
             published = Deferred.fromCoroutine(service._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))

@@ -122,8 +122,6 @@ class TunnelService(Service):
         self._remembered = OrderedDict()
         self._opening = {}
         self._keySets = {}
-        self._waitingForExit = []
-        self._exitShape = None
         self.idleTimeout = idleTimeout
         self._expiry = None
         self.ownExit = ownExit
@@ -137,7 +135,6 @@ class TunnelService(Service):
         """The open tunnels this node owns an end of."""
         self.carried = set()
         """The L{Splice}s of tunnels this node carries."""
-        paths.frameHandler = self.pathFrameReceived
         links.registerPurpose(Purpose.TUNNEL, self._tunnelLinkArrived)
         links.registerPurpose(Purpose.ENTRY, self._entryLinkArrived)
 
@@ -148,7 +145,7 @@ class TunnelService(Service):
         keySet = self._keySets.get(seed)
         if keySet is None:
             keySet = self._keySets[seed] = KeySet(seed, count)
-            path.whenGone.append(lambda: self._keySets.pop(seed, None))
+            path.onGone(lambda: self._keySets.pop(seed, None))
         return keySet
 
     def _keySetsOf(self, path):
@@ -185,7 +182,7 @@ class TunnelService(Service):
             path.tearDown()
 
     def _passOn(self, path, cameFrom, towards, block):
-        link = getattr(path, towards)
+        link = path.links[towards]
         if link is None:
             return
         key = self._choose(path)
@@ -258,22 +255,21 @@ class TunnelService(Service):
     def _carry(self, path, a, b, aToB, bToA):
         """Splice two links of a tunnel this node carries; the path's end closes them."""
         (linkA, queueA), (linkB, queueB) = a, b
-        splice = Splice(linkA, linkB, aToB, bToA, onClosed=lambda: self._uncarry(path, splice))
+        pathGone = None
+        splice = Splice(linkA, linkB, aToB, bToA, onClosed=lambda: self._uncarry(splice, pathGone))
         self.carried.add(splice)
-        path.whenGone.append(splice.close)
         for queue, link, end in ((queueA, linkA, splice.ends[0]), (queueB, linkB, splice.ends[1])):
             if queue is not None:
                 queue.handOver(end)
             else:
                 link.attach(end)
-        if path.gone:
-            splice.close()
+        pathGone = path.onGone(splice.close)
         return splice
 
-    def _uncarry(self, path, splice):
+    def _uncarry(self, splice, pathGone):
         self.carried.discard(splice)
-        if splice.close in path.whenGone:
-            path.whenGone.remove(splice.close)
+        if pathGone is not None:
+            pathGone.cancel()
 
     # The exit node
 
@@ -324,7 +320,7 @@ class TunnelService(Service):
         raise TunnelFailed(f"no entry node of {formatAddress(apAddress)} reachable: {'; '.join(reasons)}")
 
     def _enterLocally(self):
-        host, port = self._dht.address
+        host, port = self._links.address
         exitEnd, entryEnd = LocalLink.pair(self._links.nodeId, host, port, self._clock)
         entryQueue = FrameQueue(entryEnd)
         entryEnd.attach(entryQueue)
@@ -336,7 +332,7 @@ class TunnelService(Service):
     # The entry node
 
     def _entryLinkArrived(self, link):
-        if self._ownEntry is None and not any(relayed.routingEntry is not None for relayed in self._paths.relaying.values()):
+        if self._ownEntry is None and not self._paths.isEntryNode:
             self.log.info("refused an entry link from {peer}: this node is no entry node", peer=describePeer(link.peer))
             return CloseAtOnce(link)
         queue = FrameQueue(link)
@@ -349,7 +345,7 @@ class TunnelService(Service):
             apAddress = bytes(parseStrict(ApRequest, await self._nextFrame(queue)).ap_address)
             if self._ownEntry is not None and apAddress == self.address.apAddress:
                 return self._acceptDirectly(request, queue)
-            path = self._entryPathFor(apAddress)
+            path = self._paths.entryPathFor(apAddress)
             if path is None:
                 request.sendFrame(ApAnswer.build({"status": InboundStatus.REFUSED}))
                 raise TunnelFailed(f"this node is no entry node of {formatAddress(apAddress)}")
@@ -360,17 +356,16 @@ class TunnelService(Service):
             arrived = Deferred()
             if not self._remember(block, Remembered(path, side, None, key, init, 0.0, entry=arrived)):
                 raise TunnelFailed("too many tunnel setups pending")
-            getattr(path, side).sendFrame(block)
+            path.links[side].sendFrame(block)
             # The exit node giving up, or the path going, ends the wait.
             giveUp = lambda: arrived.called or arrived.cancel()  # noqa: E731
             queue.onClosed = giveUp
-            path.whenGone.append(giveUp)
+            pathGone = path.onGone(giveUp)
             try:
                 back, backQueue, reply, layer = await arrived.addTimeout(SETUP_TIMEOUT, self._clock)
             finally:
                 queue.onClosed = None
-                if giveUp in path.whenGone:
-                    path.whenGone.remove(giveUp)
+                pathGone.cancel()
             try:
                 status = parseInboundReply(reply)
                 request.sendFrame(ApAnswer.build({"status": status}))
@@ -397,13 +392,6 @@ class TunnelService(Service):
         request.sendFrame(ApAnswer.build({"status": InboundStatus.ACCEPTED}))
         self.acceptor(self._owned(None, request, queue, [], False, self.address, TunnelAddress(None)))
 
-    def _entryPathFor(self, apAddress):
-        for relayed in self._paths.relaying.values():
-            if relayed.routingEntry is not None and relayed.routingEntry.apAddress == apAddress and not relayed.gone:
-                if len(relayed.sides()) == 1 and getattr(relayed, relayed.sides()[0]) is not None:
-                    return relayed
-        return None
-
     # The owner: outbound
 
     def open(self, apAddress):
@@ -418,7 +406,7 @@ class TunnelService(Service):
     async def _open(self, apAddress):
         if self.ownExit:
             return await self._openDirectly(apAddress)
-        path = await self._exitPath()
+        path = await self._paths.exitPath()
         block = self._randomBytes(BLOCK_SIZE)
         setup = _OutboundSetup(self, path, apAddress, block)
         self._opening[block] = setup
@@ -448,35 +436,6 @@ class TunnelService(Service):
             link.close()
             raise TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {type(e).__name__}: {e}") from e
         return self._owned(None, link, queue, [], True, self.address, TunnelAddress(apAddress))
-
-    async def _exitPath(self):
-        """
-        One of this node's exit paths; if it has none, one built (of the shape of the last it
-        used, so that a path lost is replaced by one like it).
-        """
-        exits = [path for path in self._paths.paths if path.kind == "exit"]
-        if exits:
-            path = self._random.choice(exits)
-            self._exitShape = path.shape
-            return path
-        replacing = self._paths.replacing.get("exit")
-        if replacing is not None:
-            # A lost exit path is being replaced: wait for that one rather than build another.
-            replaced = Deferred()
-            replacing.addBoth(lambda result: (replaced.callback(result), result)[1])
-            path = await replaced
-            if path is not None and path in self._paths.paths:
-                return path
-        waiting = Deferred()
-        self._waitingForExit.append(waiting)
-        if len(self._waitingForExit) == 1:
-            Deferred.fromCoroutine(self._paths.build("exit", self._exitShape)).addBoth(self._exitBuilt)
-        return await waiting
-
-    def _exitBuilt(self, result):
-        waiting, self._waitingForExit = self._waitingForExit, []
-        for d in waiting:
-            d.callback(result)
 
     # The owner: inbound
 
@@ -515,16 +474,17 @@ class TunnelService(Service):
         tunnel.openedAt = self._clock.seconds()
         tunnel.outbound = sendsAlong
         self.tunnels.add(tunnel)
-        whenGone = path.whenGone if path is not None else []
-        whenGone.append(tunnel.loseConnection)
+        pathGone = None
 
         def closed():
             self.tunnels.discard(tunnel)
-            if tunnel.loseConnection in whenGone:
-                whenGone.remove(tunnel.loseConnection)
+            if pathGone is not None:
+                pathGone.cancel()
 
         tunnel.whenClosed.append(closed)
         queue.handOver(tunnel)
+        if path is not None:
+            pathGone = path.onGone(tunnel.loseConnection)
         return tunnel
 
     # Helpers
@@ -561,7 +521,7 @@ class TunnelService(Service):
     def publishOwnEntry(self):
         """Publish a routing entry that names this node as the entry node of its own AP-address."""
         now = int(self._clock.seconds())
-        host, port = self._dht.address
+        host, port = self._links.address
         entry = RoutingEntry.create(self._ownEntry, now, now + int(self._entryLifetime), [Contact(host, port, self._links.nodeId)], now)
         published = Deferred.fromCoroutine(self._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
         published.addErrback(lambda failure: self.log.warn("publishing this node's own routing entry failed: {why}", why=failure.getErrorMessage()))

@@ -4,9 +4,11 @@ import random
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from phantom.config import PathSettings
 from phantom.netdb.records import routeKey
+from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.plan import PathShape
 from phantom.path.service import PathService
 from phantom.wire.dht import Table
@@ -18,11 +20,26 @@ from tests.netdb.helpers import startDhtNetwork
 SETTINGS = PathSettings(roundTimeout=5.0)
 
 
+@implementer(IPathFrameReceiver)
+class TunnelsOf:
+    """Hands the frames of a node's PATH links to C{node.tunnels}, once a test has given it one."""
+
+    def __init__(self, node):
+        self._node = node
+
+    def pathFrameReceived(self, path, side, payload):
+        tunnels = getattr(self._node, "tunnels", None)
+        if tunnels is None:
+            path.close()
+            return
+        tunnels.pathFrameReceived(path, side, payload)
+
+
 async def startPathNetwork(testCase, count, base, settings=SETTINGS, cls=PathService):
     """C{count} nodes with a DHT and a path service (of class C{cls}) each."""
     nodes = await startDhtNetwork(testCase, count, base=base)
     for index, node in enumerate(nodes):
-        node.paths = cls(node.identity, node.links, node, reactor, settings, random.Random(index))
+        node.paths = cls(node.identity, node.links, node, reactor, settings, random.Random(index), frameReceiver=TunnelsOf(node))
         node.paths.startService()
         testCase.addCleanup(node.paths.stopService)
     return nodes
