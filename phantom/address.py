@@ -9,6 +9,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, TCP6ClientEndpoint, TCP6ServerEndpoint
 
 IPV4_MAPPED = bytes(10) + b"\xff\xff"
@@ -140,3 +141,8 @@ def serverEndpoint(reactor, host, port, **options):
 def describePeer(address):
     """C{host:port} of an C{IAddress}, or a placeholder before there is one."""
     return formatHostPort(address.host, address.port) if address is not None else "unknown peer"
+
+
+def tcpAddress(host, port):
+    """Twisted's C{IAddress} of C{host:port} over TCP, IPv4 or IPv6 by the host's form."""
+    return (IPv6Address if isIPv6(host) else IPv4Address)("TCP", host, port)

@@ -48,3 +48,23 @@ class ILinkHandler(Interface):
 
     def linkClosed(reason):
         """The link is gone; C{reason} is a L{twisted.python.failure.Failure}."""
+
+
+class ILinkService(Interface):
+    """What the rooms above the link layer use of a node's links (real, or in memory for tests)."""
+
+    nodeId = Attribute("This node's 32-byte node id.")
+    address = Attribute("C{(host, port)} other nodes reach this node at, or C{None} when not known.")
+    clock = Attribute("The C{IReactorTime} the links run on.")
+
+    def registerPurpose(purpose, handlerFactory):
+        """Accept inbound links of C{purpose}: C{handlerFactory(link)} returns each one's L{ILinkHandler}."""
+
+    def parkEarlyLinks(purpose, timeout):
+        """Hold links of C{purpose} that arrive before anyone awaits them, for up to C{timeout} seconds."""
+
+    def expectLink(linkId, fromHost, purpose, timeout):
+        """@return: a Deferred of the awaited L{ILink}; it fails with L{phantom.errors.LinkTimeout}."""
+
+    def connect(host, port, purpose, linkId, nodeId):
+        """@return: a Deferred of a new L{ILink} to C{host:port}, pinned to C{nodeId} unless it is C{None}."""

@@ -10,7 +10,8 @@ from zope.interface import implementer
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from phantom.address import clientEndpoint, describePeer, formatHostPort, isIPv6
-from phantom.errors import LinkFailed, LinkTimeout
+from phantom.errors import LinkFailed
+from phantom.link.dispatch import LinkDispatcher
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
@@ -93,10 +94,7 @@ class LinkService(ListeningService):
         self._bindAddress = bindAddress
         self._serverContext = makeContext(identity, server=True)
         self._clientContext = makeContext(identity, server=False)
-        self._handlers = {}
-        self._awaited = {}
-        self._parkable = {}
-        self._parked = {}
+        self._dispatcher = LinkDispatcher(reactor)
         self._connections = set()
         self._attempts = set()
         self._links = set()
@@ -111,13 +109,7 @@ class LinkService(ListeningService):
         waits = [super().stopService()]
         for attempt in list(self._attempts):
             attempt.cancel()
-        for link, call in self._parked.values():
-            call.cancel()
-        self._parked.clear()
-        for key in list(self._awaited):
-            _, deferred, call = self._awaited.pop(key)
-            call.cancel()
-            deferred.errback(LinkFailed("the node is stopping"))
+        self._dispatcher.stop()
         for connection in list(self._connections):
             waits.append(self._whenClosed(connection))
             connection.abort("the node is stopping") if not connection.opened else connection.close()
@@ -138,53 +130,19 @@ class LinkService(ListeningService):
             return None
         return self._bindAddress, self.port.getHost().port
 
-    # Registration
+    # Registration: see L{LinkDispatcher}
 
     def registerPurpose(self, purpose, handlerFactory):
-        """
-        Accept inbound links of C{purpose}: C{handlerFactory(link)} returns the L{ILinkHandler}
-        of each.
-        """
-        self._handlers[Purpose(purpose)] = handlerFactory
+        """See L{LinkDispatcher.registerPurpose}."""
+        self._dispatcher.registerPurpose(purpose, handlerFactory)
 
     def parkEarlyLinks(self, purpose, timeout):
-        """
-        Hold links of C{purpose} that arrive before anyone awaits them, for up to C{timeout}
-        seconds: a protocol step may announce a link that can arrive before the step that
-        awaits it has run.
-        """
-        self._parkable[Purpose(purpose)] = timeout
+        """See L{LinkDispatcher.parkEarlyLinks}."""
+        self._dispatcher.parkEarlyLinks(purpose, timeout)
 
     def expectLink(self, linkId, fromHost, purpose, timeout):
-        """
-        Wait for a link with C{linkId} and C{purpose} to arrive from C{fromHost}, or take it if
-        it arrived early and was parked.
-
-        @return: a Deferred that fires with the L{ILink}, or fails with L{LinkTimeout}.
-        """
-        key = (linkId, fromHost)
-        parked = self._parked.pop(key, None)
-        if parked is not None:
-            link, call = parked
-            call.cancel()
-            if link.purpose == Purpose(purpose):
-                return succeed(link)
-            link.abort(f"link {linkId.hex()} opened as {link.purpose.name}, {Purpose(purpose).name} awaited")
-        if key in self._awaited:
-            raise ValueError(f"link {linkId.hex()} from {fromHost} is already awaited")
-
-        def expire():
-            del self._awaited[key]
-            deferred.errback(LinkTimeout(f"no {Purpose(purpose).name} link {linkId.hex()} from {fromHost} within {timeout:g} s"))
-
-        def cancel(_):
-            entry = self._awaited.pop(key, None)
-            if entry is not None:
-                entry[2].cancel()
-
-        deferred = Deferred(cancel)
-        self._awaited[key] = (Purpose(purpose), deferred, self.clock.callLater(timeout, expire))
-        return deferred
+        """See L{LinkDispatcher.expectLink}."""
+        return self._dispatcher.expectLink(linkId, fromHost, purpose, timeout)
 
     # Outbound
 
@@ -236,33 +194,7 @@ class LinkService(ListeningService):
 
     def dispatch(self, link):
         """Hand a freshly opened inbound link to whoever awaits it or to its purpose's handler."""
-        key = (link.linkId, link.peer.host)
-        awaited = self._awaited.get(key)
-        if awaited is not None:
-            purpose, deferred, call = awaited
-            if purpose != link.purpose:
-                return link.abort(f"link {link.linkId.hex()} opened as {link.purpose.name}, {purpose.name} awaited")
-            del self._awaited[key]
-            call.cancel()
-            deferred.callback(link)
-            return
-        if link.purpose in self._parkable and key not in self._parked:
-            call = self.clock.callLater(self._parkable[link.purpose], self._unpark, key)
-            self._parked[key] = (link, call)
-            return
-        handlerFactory = self._handlers.get(link.purpose)
-        if handlerFactory is None:
-            return link.abort(f"no handler for {link.purpose.name} links")
-        try:
-            handler = handlerFactory(link)
-        except Exception:
-            self.log.failure("handler factory for {purpose} failed", purpose=link.purpose.name)
-            return link.abort("its handler could not be made")
-        link.attach(handler)
-
-    def _unpark(self, key):
-        link, _ = self._parked.pop(key)
-        link.abort(f"nobody awaited link {key[0].hex()}")
+        self._dispatcher.dispatch(link)
 
     def _whenClosed(self, link):
         if link not in self._connections:
@@ -286,7 +218,7 @@ class LinkService(ListeningService):
     @property
     def awaitedCount(self):
         """How many links are awaited."""
-        return len(self._awaited)
+        return self._dispatcher.awaitedCount
 
     def peers(self):
         """

@@ -34,7 +34,8 @@ from phantom.link.queue import FrameQueue
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, exitConfirmation, forward, recoverKeys, wrapForHops
-from phantom.tunnel.transport import LocalLink, OwnerTunnel, Splice, TunnelAddress, firstThen
+from phantom.link.local import LocalLink
+from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, firstThen
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
 from phantom.wire.link import LINK_ID_SIZE, Purpose

@@ -3,7 +3,6 @@ The two ends of a tunnel's data phase: the owner's end, a transport any Twisted 
 run over, and a splice that joins two links at a node in between, each frame through a function.
 """
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -11,7 +10,7 @@ from twisted.internet.error import ConnectionDone
 from zope.interface import implementer
 
 from phantom.address import formatAddress
-from phantom.link.interfaces import ILink, ILinkHandler
+from phantom.link.interfaces import ILinkHandler
 from phantom.wire import ProtocolError
 from phantom.wire.link import MAX_PAYLOAD
 
@@ -241,82 +240,3 @@ def firstThen(first, rest):
         return converter(payload)
 
     return convert
-
-
-@implementer(ILink)
-class LocalLink:
-    """
-    One end of an in-process link between two roles of this node: an exit node that is also the
-    entry node it must ask. Frames and the closing reach the other end in a later reactor turn,
-    in order (so neither end's protocol is re-entered); there is no buffer for producers to mind.
-    """
-
-    purpose = None
-    linkId = None
-
-    def __init__(self, nodeId, peer, inbound, clock):
-        self._clock = clock
-        self.nodeId = nodeId
-        self.peer = peer
-        self.inbound = inbound
-        self.other = None
-        self._handler = None
-        self._queued = []
-        self.closed = False
-
-    @classmethod
-    def pair(cls, nodeId, host, port, clock):
-        """@return: two joined ends, the opener's and the receiver's."""
-        address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
-        opener, receiver = cls(nodeId, address, False, clock), cls(nodeId, address, True, clock)
-        opener.other, receiver.other = receiver, opener
-        return opener, receiver
-
-    def attach(self, handler):
-        self._handler = handler
-        queued, self._queued = self._queued, []
-        for payload in queued:
-            handler.frameReceived(payload)
-
-    def sendFrame(self, payload):
-        if self.closed:
-            return
-        self._clock.callLater(0, self.other._deliver, bytes(payload))
-
-    def _deliver(self, payload):
-        if self.closed:
-            return
-        if self._handler is None:
-            self._queued.append(payload)
-        else:
-            self._handler.frameReceived(payload)
-
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        self._clock.callLater(0, self._closed)
-
-    def _closed(self):
-        handler, self._handler = self._handler, None
-        if handler is not None:
-            handler.linkClosed(Failure(ConnectionDone("the local link closed")))
-        self.other.close()
-
-    def abort(self, reason):
-        self.close()
-
-    def registerProducer(self, producer, streaming):
-        pass
-
-    def unregisterProducer(self):
-        pass
-
-    def pauseProducing(self):
-        pass
-
-    def resumeProducing(self):
-        pass
-
-    def stopProducing(self):
-        self.close()
