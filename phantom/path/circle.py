@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from phantom.address import Contact, addressBytes
 from phantom.path.array import Hop, buildArray
+from phantom.path.interfaces import PathKind
 from phantom.path.plan import OWNER, T, X
 from phantom.wire.path import LINK_ID_SIZE
 
@@ -119,7 +120,7 @@ class Construction:
             )
             fields["key_seed"] = self.keySeeds[hop.record.nodeId]
             fields["key_count"] = self.keyCount
-            if hop.role == T and self.plan.kind == "entry":
+            if hop.role == T and self.plan.kind == PathKind.ENTRY:
                 fields.update(entry=1, ap_address=self.apAddress, routing_entry=self.routingEntry)
         return fields
 

@@ -15,7 +15,7 @@ from phantom.netdb.records import NodeRecord, RoutingEntry
 from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction, UnsafePath
 from phantom.path.participant import Participation
-from phantom.path.plan import PathShape, planPath
+from phantom.path.plan import T, Y, PathShape, planPath
 
 NOW = 1_800_000_000
 OWNER_CONTACT = Contact("192.0.2.1", 7402, b"\x0f" * 32)
@@ -178,12 +178,12 @@ class PrivacyTests(SynchronousTestCase):
             sawInRound1 = owner in (participant.first.previous.address, participant.first.next.address)
             sawInRound2 = rewiring is not None and OWNER_CONTACT in (rewiring.expectFrom, rewiring.connectTo)
             if index in (0, len(build.plan.circle) - 1):
-                self.assertEqual(hop.role, "Y")
+                self.assertEqual(hop.role, Y)
             else:
                 self.assertFalse(sawInRound1)
             if hop.record.nodeId != x0:
                 self.assertFalse(sawInRound2)
-            if hop.role == "T":
+            if hop.role == T:
                 self.assertFalse(sawInRound1 or sawInRound2)
 
 
