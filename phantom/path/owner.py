@@ -25,6 +25,7 @@ from phantom.address import Contact
 from phantom.errors import PathFailed
 from phantom.link.interfaces import ILinkHandler
 from phantom.path.array import SetupRejected
+from phantom.path.circle import ToX0
 from phantom.path.relay import encodeArray, parseArray
 from phantom.wire.link import Purpose
 
@@ -204,7 +205,7 @@ class OwnerBuild:
         self.state = BuildState.ROUND2
         self._round = self.construction.round(2)
         how, x0, linkId = self.construction.ownerLink()
-        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId) if how == "connect" else Await(Leg.X0, Purpose.PATH, linkId, x0.host)
+        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId) if how == ToX0.CONNECT else Await(Leg.X0, Purpose.PATH, linkId, x0.host)
         actions = [self._x0] if isinstance(self._x0, Await) else []
         return actions + [Send(2, self._round.slots), ArmTimer(self._roundTimeout)]
 

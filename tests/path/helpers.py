@@ -22,7 +22,7 @@ START = 1_800_000_000
 class MemoryNode:
     """One node: an identity, its link service, its view of the database, its path service."""
 
-    def __init__(self, network, index, settings, participant):
+    def __init__(self, network, index, settings, participant, frameReceiver):
         self._database = network.database
         self.identity = Identity.generate()
         self.nodeId = self.identity.nodeId
@@ -30,7 +30,8 @@ class MemoryNode:
         self.address = self.links.address
         self.dht = network.database.node(self.identity, *self.address)
         self.paths = PathService(
-            self.identity, self.links, self.dht, network.clock, settings, random.Random(index), participant=participant
+            self.identity, self.links, self.dht, network.clock, settings, random.Random(index),
+            frameReceiver=frameReceiver, participant=participant,
         )
 
     @property
@@ -44,15 +45,21 @@ class MemoryPathNetwork:
     C{count} nodes with path services on a L{MemoryNetwork} and a L{MemoryDatabase}.
 
     @param participants: node index to the C{participant} factory its path service uses.
+    @param frameReceivers: node index to the frame receiver its path service is given (none
+        by default: a frame on a PATH link then closes its path).
     """
 
-    def __init__(self, testCase, count, settings=SETTINGS, participants=None, seed=0):
+    def __init__(self, testCase, count, settings=SETTINGS, participants=None, frameReceivers=None, seed=0):
         self.clock = Clock()
         self.clock.advance(START)
         self.links = MemoryNetwork(self.clock)
         self.database = MemoryDatabase(self.clock, random.Random(seed))
         participants = participants or {}
-        self.nodes = [MemoryNode(self, index, settings, participants.get(index, SetupParticipant)) for index in range(count)]
+        frameReceivers = frameReceivers or {}
+        self.nodes = [
+            MemoryNode(self, index, settings, participants.get(index, SetupParticipant), frameReceivers.get(index))
+            for index in range(count)
+        ]
         self.byId = {node.nodeId: node for node in self.nodes}
         for node in self.nodes:
             node.paths.startService()

@@ -145,20 +145,22 @@ class BuildTests(SynchronousTestCase):
 
     def test_framesGoToTheReceiver(self):
         """Frames on an owned path's link and a relayed path's links reach the frame receiver."""
-        network = MemoryPathNetwork(self, 12)
+        receivers = {index: Frames() for index in range(12)}
+        network = MemoryPathNetwork(self, 12, frameReceivers=receivers)
         owner = network.nodes[0]
         path = build(network, owner, shape=PathShape(2, 3))
         network.settle()
         x0 = network.byId[path.plan.adjacent.nodeId]
-        frames = Frames()
-        x0.paths._frameReceiver = frames
         path.link.sendFrame(b"hello")
         network.settle()
-        [(relayed, side, payload)] = frames.received
+        [(relayed, side, payload)] = receivers[network.nodes.index(x0)].received
         # Sides are named as the setup arrays travelled: on a reversed circle x0 opened the
         # link to the owner, its new next.
         self.assertEqual((side, payload), (Side.NEXT if path.plan.reversed else Side.PREVIOUS, b"hello"))
         self.assertIs(relayed, next(iter(x0.paths.relaying.values())))
+        relayed.links[side].sendFrame(b"back")
+        network.settle()
+        self.assertEqual(receivers[0].received, [(path, None, b"back")])
 
     def test_frameWithoutReceiverClosesPath(self):
         """With no frame receiver, a frame on a PATH link closes the path: a warning, and gone."""

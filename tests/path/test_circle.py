@@ -13,7 +13,7 @@ from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
 from phantom.netdb.records import NodeRecord, RoutingEntry
 from phantom.path.array import SetupRejected
-from phantom.path.circle import Construction, UnsafePath
+from phantom.path.circle import Construction, ToX0, UnsafePath
 from phantom.path.participant import Participation
 from phantom.path.plan import T, Y, PathShape, planPath
 
@@ -127,11 +127,11 @@ class BuildTests(SynchronousTestCase):
                 self.assertIsNone(t.connectTo)
             how, x0, linkId = build.construction.ownerLink()
             x0Rewiring = byId[x0.nodeId]
-            if how == "connect":
+            if how == ToX0.CONNECT:
                 self.assertEqual((x0Rewiring.expectFrom, x0Rewiring.expectLinkId), (OWNER_CONTACT, linkId))
             else:
                 self.assertEqual((x0Rewiring.connectTo, x0Rewiring.connectLinkId), (OWNER_CONTACT, linkId))
-            self.assertEqual(how, "await" if reversed else "connect")
+            self.assertEqual(how, ToX0.AWAIT if reversed else ToX0.CONNECT)
 
     def test_keySeedsFreshPerNode(self):
         """Every X-node gets its own key seed; Y-nodes get none."""
