@@ -9,7 +9,6 @@ from phantom.errors import PathFailed
 from phantom.netdb.records import routeKey
 from phantom.path.interfaces import IPathFrameReceiver, PathKind, Side
 from phantom.path.plan import PathShape
-from phantom.path.relay import SetupParticipant
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 from tests.path.helpers import MemoryPathNetwork

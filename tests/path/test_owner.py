@@ -12,7 +12,6 @@ from phantom.path.owner import (
     Failed,
     Leg,
     OwnerBuild,
-    Send,
     StopTimer,
 )
 from phantom.path.relay import encodeArray, parseArray

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.address import Contact
 from phantom.path.interfaces import Side
 from phantom.path.plan import PathShape, Y
-from phantom.path.relay import ConnectNext, Leave, Rewire, SendNext, SetupMachine, SetupState, encodeArray, relayPath
+from phantom.path.relay import ConnectNext, Leave, Rewire, SetupMachine, SetupState, encodeArray, relayPath
 from phantom.path.participant import Rewiring
 from phantom.wire.link import Purpose
 from phantom.wire.path import SLOT_SIZE
