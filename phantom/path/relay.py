@@ -48,7 +48,10 @@ def encodeArray(round, slots):
 
 @implementer(ILinkHandler)
 class PathLinkHandler:
-    """A link's frames go to C{onFrame(payload)}; its closing calls C{onClosed()} (PATH links, and a participant's SETUP link to the next node)."""
+    """
+    A link's frames go to C{onFrame(payload)}; its closing calls C{onClosed()} (PATH links, and
+    a participant's SETUP link to the next node).
+    """
 
     def __init__(self, onFrame, onClosed):
         self._onFrame = onFrame

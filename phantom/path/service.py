@@ -288,7 +288,8 @@ class PathService(Service):
             try:
                 started = self._clock.seconds()
                 construction = await self._plan(kind, shape, excluded, candidates if attempt == 0 else None)
-                machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, {"plan": self._clock.seconds() - started})
+                planned = {"plan": self._clock.seconds() - started}
+                machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
                 link = await BuildAttempt(machine, self._links, self._clock, self.settings.roundTimeout).run()
             except (PathFailed, NotEnoughNodes) as e:
                 failures.append(str(e))

@@ -66,7 +66,10 @@ class OwnerBuildTests(SynchronousTestCase):
         actions = machine.start()
         self.assertEqual(
             actions,
-            [Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host), Connect(Leg.OUT, Purpose.SETUP, first.first, first.linkId)],
+            [
+                Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host),
+                Connect(Leg.OUT, Purpose.SETUP, first.first, first.linkId),
+            ],
         )
         [send] = machine.linkOpened(Leg.OUT)
         self.assertEqual((send.round, machine.state), (1, BuildState.ROUND1_OUT))
@@ -124,7 +127,8 @@ class OwnerBuildTests(SynchronousTestCase):
         [send] = machine.linkOpened(Leg.OUT)
         machine.linkOpened(Leg.BACK)
         slots = parseArray(self.circle.roundTrip(send), 1) + [bytes(SLOT_SIZE)]
-        self.assertFailed(machine.arrayReceived(encodeArray(1, slots)), machine, "SetupRejected: the round-1 array came back other than predicted")
+        why = "SetupRejected: the round-1 array came back other than predicted"
+        self.assertFailed(machine.arrayReceived(encodeArray(1, slots)), machine, why)
 
     def test_malformedAndWrongRound(self):
         """Bytes that are no array, or an array of the other round, fail the attempt."""

@@ -50,7 +50,9 @@ class PrivacyTests(SynchronousTestCase):
         or PATH link with the owner's address, and no Y-node keeps anything of the path.
         """
         seen = {index: [] for index in range(COUNT)}
-        participants = {index: (lambda link, context, index=index: RecordingParticipant(link, context, seen[index])) for index in range(COUNT)}
+        participants = {
+            index: (lambda link, context, index=index: RecordingParticipant(link, context, seen[index])) for index in range(COUNT)
+        }
         network = MemoryPathNetwork(self, COUNT, participants=participants)
         nodes = network.nodes
         everyone = network.byId
