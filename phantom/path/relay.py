@@ -325,12 +325,12 @@ class RelayedPath:
 
     @property
     def previous(self):
-        """The PATH link towards the owner, once made."""
+        """The PATH link on the L{Side.PREVIOUS} side (the one opened to this node), once made."""
         return self.links[Side.PREVIOUS]
 
     @property
     def next(self):
-        """The PATH link towards T, once made."""
+        """The PATH link on the L{Side.NEXT} side (the one this node opened), once made."""
         return self.links[Side.NEXT]
 
     @property
