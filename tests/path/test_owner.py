@@ -1,5 +1,6 @@
 """The owner's attempt at a path as a machine: events in, actions out, no links and no clock."""
 
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.path.owner import (
@@ -138,6 +139,19 @@ class OwnerBuildTests(SynchronousTestCase):
             machine.linkOpened(Leg.OUT)
             machine.linkOpened(Leg.BACK)
             self.assertFailed(machine.arrayReceived(payload), machine, why)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.binary(max_size=2 * SLOT_SIZE + 8))
+    def test_anyBytesBackFail(self, payload):
+        """
+        Whatever bytes come back in round 1 fail the attempt (the array predicted holds more
+        slots than these bytes can).
+        """
+        machine = self.machine()
+        machine.start()
+        machine.linkOpened(Leg.OUT)
+        machine.linkOpened(Leg.BACK)
+        self.assertFailed(machine.arrayReceived(payload), machine, "SetupRejected")
 
     def test_roundTwoTampered(self):
         """A round-2 array that comes back other than predicted fails the attempt."""

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -93,6 +94,18 @@ class SetupMachineTests(SynchronousTestCase):
             self.assertTrue(leave.refused)
             self.assertIn(why, leave.why)
             self.assertLeft([leave], machine, leave.why, True)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=2 * SLOT_SIZE + 8))
+    def test_anyBytesRefused(self, payload):
+        """Whatever bytes come first, the machine refuses them or forwards round 1; it never raises."""
+        machine = self.machines()[0]
+        actions = machine.arrayReceived(payload)
+        if payload == encodeArray(1, self.first.slots):
+            return
+        [leave] = actions
+        self.assertTrue(leave.refused)
+        self.assertEqual(machine.state, SetupState.LEFT)
 
     def test_secondRoundTooEarly(self):
         """Round 2 while round 1 is still being passed on is refused."""
