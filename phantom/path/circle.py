@@ -16,11 +16,13 @@ and x0 in the finished path. T never does, so a path needs at least two X-nodes.
 
 import os
 from dataclasses import dataclass
+from enum import Enum, auto
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from phantom.address import Contact, addressBytes
 from phantom.path.array import Hop, buildArray
+from phantom.path.interfaces import PathKind
 from phantom.path.plan import OWNER, T, X
 from phantom.wire.path import LINK_ID_SIZE
 
@@ -28,6 +30,15 @@ NO_NEIGHBOUR = {"address": bytes(16), "port": 0, "node_id": bytes(32), "link_id"
 
 DEFAULT_KEY_COUNT = 16
 """How many keys an X-node derives for its key set (paper §7.2; the tunnel key search is over them)."""
+
+
+class ToX0(Enum):
+    """Which end opens the finished path's link between the owner and x0."""
+
+    CONNECT = auto()
+    """The owner connects to x0 (a normal circle)."""
+    AWAIT = auto()
+    """x0 connects to the owner (a reversed circle)."""
 
 
 class UnsafePath(ValueError):
@@ -119,7 +130,7 @@ class Construction:
             )
             fields["key_seed"] = self.keySeeds[hop.record.nodeId]
             fields["key_count"] = self.keyCount
-            if hop.role == T and self.plan.kind == "entry":
+            if hop.role == T and self.plan.kind == PathKind.ENTRY:
                 fields.update(entry=1, ap_address=self.apAddress, routing_entry=self.routingEntry)
         return fields
 
@@ -149,15 +160,15 @@ class Construction:
         """
         How the owner reaches x0 in the finished path.
 
-        @return: C{("connect", contact, linkId)} when the owner opens the link to x0, or
-            C{("await", contact, linkId)} when x0 opens it to the owner (a reversed circle).
+        @return: C{(ToX0.CONNECT, contact, linkId)} when the owner opens the link to x0, or
+            C{(ToX0.AWAIT, contact, linkId)} when x0 opens it to the owner (a reversed circle).
         """
         x0 = self.plan.adjacent
         contact = Contact(x0.host, x0.port, x0.nodeId)
         previous, following = self.plan.rewired(x0)
         if previous is OWNER:
-            return "connect", contact, self.finishedLinkId(OWNER, x0)
-        return "await", contact, self.finishedLinkId(x0, OWNER)
+            return ToX0.CONNECT, contact, self.finishedLinkId(OWNER, x0)
+        return ToX0.AWAIT, contact, self.finishedLinkId(x0, OWNER)
 
 
 def _idOf(node):

@@ -15,12 +15,16 @@ class PathKind(StrEnum):
 
 
 class Side(StrEnum):
-    """A side of a path at one of its X-nodes."""
+    """
+    A side of a path at one of its X-nodes, named as the setup arrays travelled the circle: on
+    a normal circle PREVIOUS is towards the owner and NEXT towards T; on a reversed circle it is
+    the other way round (there T's only side is NEXT, and x0 opened its link to the owner).
+    """
 
     PREVIOUS = "previous"
-    """Towards the owner."""
+    """The neighbour that opens the PATH link to this node (towards the owner, not reversed)."""
     NEXT = "next"
-    """Towards T."""
+    """The neighbour this node opens the PATH link to (towards T, not reversed)."""
 
 
 class IPathFrameReceiver(Interface):

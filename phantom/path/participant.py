@@ -40,6 +40,11 @@ class Rewiring:
     """For T on an entry path, the verified L{RoutingEntry} to publish; otherwise C{None}."""
 
 
+def roleOf(package):
+    """The L{Role} a parsed setup package gives its recipient."""
+    return Role(package.role.intvalue)
+
+
 def _contactOf(neighbour):
     if neighbour.address == ZERO_ADDRESS and neighbour.port == 0:
         return None
@@ -62,7 +67,8 @@ class Participation:
 
     @property
     def role(self):
-        return Role[str(self.first.role)] if self.first is not None else None
+        """This node's L{Role} in the path, once round 1 is accepted."""
+        return roleOf(self.first) if self.first is not None else None
 
     def firstRound(self, slots, linkId, peerHost, peerNodeId):
         """
@@ -109,7 +115,7 @@ class Participation:
         package = opened.package
         if not package.success:
             raise SetupRejected("round 2 without the success flag")
-        if str(package.role) != str(self.first.role):
+        if roleOf(package) != self.role:
             raise SetupRejected("another role in round 2 than in round 1")
         forward = Forward(_contactOf(self.first.next), self.first.next.link_id, passOn(slots, opened))
         if self.role == Role.Y:

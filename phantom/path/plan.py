@@ -69,12 +69,13 @@ import ipaddress
 from dataclasses import dataclass
 
 from phantom.path.interfaces import PathKind
+from phantom.wire.path import Role
 
-X = "X"
+X = Role.X
 """An intermediate X-node: it stays in the finished path."""
-Y = "Y"
+Y = Role.Y
 """A Y-node: it helps to build the path and is dropped after round 2."""
-T = "T"
+T = Role.T
 """The terminating X-node: the X-node farthest from the owner in the finished path."""
 
 EXIT = PathKind.EXIT
@@ -185,7 +186,7 @@ class Layout:
     The roles along the circle, in the order the setup arrays visit them: owner, C{roles[0]},
     ..., C{roles[-1]}, owner. Refuses a sequence the layout rules forbid.
 
-    @ivar roles: a tuple of L{X} and L{Y}.
+    @ivar roles: a tuple of L{X} and L{Y} (L{Role} members).
     @ivar reversed: C{True} when the Y block comes first and the single Y last; C{False} when
         the single Y comes first.
     """
@@ -201,17 +202,17 @@ class Layout:
         object.__setattr__(self, "roles", roles)
         unknown = set(roles) - {X, Y}
         if unknown:
-            raise ValueError(f"a layout holds only X and Y, not {sorted(unknown)}")
+            raise ValueError(f"a layout holds only X and Y, not {sorted(map(repr, unknown))}")
         x = roles.count(X)
         if x < 1:
             raise ValueError("a layout needs at least one X-node")
         if any(roles[i] == roles[i + 1] == X for i in range(len(roles) - 1)):
-            raise ValueError(f"two X-nodes are adjacent in {''.join(roles)}")
+            raise ValueError(f"two X-nodes are adjacent in {spelled(roles)}")
         block, single = self._ends()
         if single != 1:
-            raise ValueError(f"the single-Y end of {''.join(roles)} has {single} Y-nodes, not 1")
+            raise ValueError(f"the single-Y end of {spelled(roles)} has {single} Y-nodes, not 1")
         if block < blockMinimum(x):
-            raise ValueError(f"the Y block of {''.join(roles)} has {block} Y-nodes, fewer than {blockMinimum(x)}")
+            raise ValueError(f"the Y block of {spelled(roles)} has {block} Y-nodes, fewer than {blockMinimum(x)}")
 
     def _ends(self):
         """How many Y-nodes lead up to the first X-node from each end: C{(block, single)}."""
@@ -237,6 +238,11 @@ class Layout:
         """
         positions = self.xPositions
         return positions[::-1] if self.reversed else positions
+
+
+def spelled(roles):
+    """C{roles} as letters, e.g. C{"YXYXYY"}."""
+    return "".join(role.name for role in roles)
 
 
 def layOut(shape, random):
@@ -278,7 +284,7 @@ class Hop:
     """
 
     record: object
-    role: str
+    role: Role
 
 
 @dataclass(frozen=True)
@@ -292,7 +298,7 @@ class PathPlan:
         C{circle[0]}, and C{circle[-1]} sends back to the owner.
     """
 
-    kind: str
+    kind: PathKind
     reversed: bool
     circle: tuple
 
@@ -303,6 +309,7 @@ class PathPlan:
         """
         if self.kind not in PATH_KINDS:
             raise ValueError(f"a path is {' or '.join(PATH_KINDS)}, not {self.kind!r}")
+        object.__setattr__(self, "kind", PathKind(self.kind))
         circle = tuple(self.circle)
         object.__setattr__(self, "circle", circle)
         for hop in circle:

@@ -1,69 +1,50 @@
 """
-Routing paths over links: building one as its owner, taking part in others' as an X- or Y-node.
+Routing paths over links: the service that builds this node's paths and takes part in others'.
 
-The owner samples nodes from the network database, plans the circle, and sends both rounds'
-arrays round it over SETUP links, checking each array that comes back against the one predicted.
-Then the finished path's links are made (PATH links): the owner and x0, and each X and the next.
-A participant runs the checks of L{phantom.path.participant} on whatever reaches it; on any
-failure it stays silent, closes its links and forgets the path, and the owner, hearing nothing,
-times out and tries again with other nodes.
+The owner draws nodes from its pool (sampled from the network database), plans the circle, and
+runs each attempt as an L{OwnerBuild} (L{phantom.path.owner}); a failed attempt is retried
+without its nodes. A participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node
+then relays the finished path as a L{RelayedPath}. The service keeps the tables (owned paths,
+relayed paths, participations), renews paths before their lifetime ends and replaces lost ones.
 """
 
 import random
 from dataclasses import dataclass, field
 
+from twisted.application.internet import TimerService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from phantom.address import Contact, describePeer
+from phantom.address import Contact
 from phantom.config import PathSettings
-from phantom.errors import LinkFailed, LinkTimeout, PathFailed
-from phantom.link.interfaces import ILinkHandler
+from phantom.errors import PathFailed
 from phantom.link.ending import Ending
-from phantom.link.queue import FrameQueue
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
-from phantom.path.array import SetupRejected
 from phantom.path.circle import Construction
-from phantom.path.interfaces import PathKind, Side
-from phantom.path.participant import Participation
-from phantom.path.plan import ENTRY, NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
+from phantom.path.interfaces import PathKind
+from phantom.path.owner import BuildAttempt, OwnerBuild
+from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
-from phantom.wire import ProtocolError, parseStrict
+from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, relayPath
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
-from phantom.wire.path import SetupArray
 
-
-@implementer(ILinkHandler)
-class PathLinkHandler:
-    """A PATH link's frames go to C{onFrame(payload)}; its closing calls C{onClosed()}."""
-
-    def __init__(self, onFrame, onClosed):
-        self._onFrame = onFrame
-        self._onClosed = onClosed
-
-    def frameReceived(self, payload):
-        self._onFrame(payload)
-
-    def linkClosed(self, reason):
-        self._onClosed()
+__all__ = ["Path", "PathService", "RelayedPath"]
 
 
 @dataclass
 class Path:
     """A finished routing path this node owns."""
 
-    kind: str
+    kind: PathKind
     plan: object
     link: object
     """The PATH link to x0."""
     builtAt: float
     phases: dict
+    """How long each phase of the build took (plan, round1, round2, link), in seconds."""
     apAddress: bytes = b""
     keySeeds: dict = field(default_factory=dict)
     shape: object = None
@@ -97,127 +78,37 @@ class Path:
         self.link.close()
 
 
-class RelayedPath:
-    """
-    A path this node is an X-node of. When either of its PATH links goes, the node closes the
-    other and forgets the path, so a dead hop's news travels to the owner hop by hop.
-
-    @ivar previous: the PATH link on the owner's side (towards the owner), once made.
-    @ivar next: the PATH link on T's side, once made.
-    """
-
-    def __init__(self, service, key, rewiring):
-        self._service = service
-        self._key = key
-        self.terminating = rewiring.terminating
-        self.keySeed = rewiring.keySeed
-        self.keyCount = rewiring.keyCount
-        self.routingEntry = rewiring.routingEntry
-        self.contacts = {Side.PREVIOUS: rewiring.expectFrom, Side.NEXT: rewiring.connectTo}
-        """The neighbour on each L{Side} as it listens (C{None} where there is none)."""
-        self.linkIds = {Side.PREVIOUS: rewiring.expectLinkId, Side.NEXT: rewiring.connectLinkId}
-        self.links = {Side.PREVIOUS: None, Side.NEXT: None}
-        """The PATH link on each L{Side}, once made."""
-        self.ending = Ending()
-
-    @property
-    def previous(self):
-        """The PATH link towards the owner, once made."""
-        return self.links[Side.PREVIOUS]
-
-    @property
-    def next(self):
-        """The PATH link towards T, once made."""
-        return self.links[Side.NEXT]
-
-    @property
-    def gone(self):
-        """Whether the path has been torn down here."""
-        return self.ending.ended
-
-    def whenGone(self):
-        """@return: a Deferred that fires when the path is torn down here."""
-        return self.ending.whenEnded()
-
-    def onGone(self, f):
-        """Call C{f()} when the path goes. @return: a Deferred whose C{cancel()} takes that back."""
-        return self.ending.onEnd(f)
-
-    def sides(self):
-        """The L{Side}s that have a neighbour."""
-        return [side for side, contact in self.contacts.items() if contact is not None]
-
-    def linked(self, side, link):
-        """Take the link made on C{side} (a L{Side})."""
-        if self.gone:
-            link.close()
-            return
-        link.attach(PathLinkHandler(lambda payload: self._service.pathFrameReceived(self, side, payload), self.tearDown))
-        self.links[side] = link
-
-    def close(self):
-        """Take the path down here (L{tearDown})."""
-        self.tearDown()
-
-    def tearDown(self):
-        """Close both links, forget the path, and tell whoever asked."""
-        if self.gone:
-            return
-        for link in self.links.values():
-            if link is not None:
-                link.close()
-        self._service.relaying.pop(self._key, None)
-        self.ending.end()
-
-
-def unlessAborted(d, aborts):
-    """
-    C{d}'s outcome, unless one of the abort functions this adds to C{aborts} is called first:
-    then a L{LinkFailed} failure, and C{d} is cancelled.
-    """
-    outcome = Deferred()
-
-    def settle(result):
-        if not outcome.called:
-            outcome.callback(result)
-
-    def abort():
-        settle(Failure(LinkFailed("a node of the circle gave up")))
-        d.cancel()
-
-    aborts.append(abort)
-    d.addBoth(settle)
-    return outcome
-
-
-def parseArray(payload, round):
-    """@raise SetupRejected: not a setup array of C{round}."""
-    try:
-        array = parseStrict(SetupArray, payload)
-    except ProtocolError as e:
-        raise SetupRejected(str(e)) from e
-    if array.round != round:
-        raise SetupRejected(f"a round-{array.round} array where round {round} was due")
-    return list(array.slots)
-
-
 class PathService(Service):
     """
     Builds this node's paths and takes part in other nodes' paths.
 
     @param identity: the node's identity (path-building and routing keys).
-    @param links: the node's L{phantom.link.service.LinkService}.
-    @param dht: the node's L{phantom.netdb.service.DhtNode}: node sampling, routing entries.
+    @param links: the node's L{phantom.link.interfaces.ILinkService}.
+    @param dht: the node's network database (L{phantom.netdb.service.DhtNode}): C{sampleNodes}
+        for the node pool, C{storeRecord} for the routing entries this node publishes as T.
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
     @param frameReceiver: the L{IPathFrameReceiver} that frames on PATH links go to (the tunnel
         service); without one, a frame on a PATH link closes its path.
+    @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
+        under construction from the SETUP link its array came over, given a
+        L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
     """
 
     log = Logger()
 
-    def __init__(self, identity, links, dht, clock, settings=PathSettings(), random=random.SystemRandom(), frameReceiver=None):
+    def __init__(
+        self,
+        identity,
+        links,
+        dht,
+        clock,
+        settings=PathSettings(),
+        random=random.SystemRandom(),
+        frameReceiver=None,
+        participant=SetupParticipant,
+    ):
         self.identity = identity
         self._links = links
         self._dht = dht
@@ -227,24 +118,40 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
-        self._renewal = None
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
+        self._participant = participant
+        self._participation = ParticipationContext(
+            identity, clock, links, 2 * settings.roundTimeout, self.participations, self._relay
+        )
         self._exitShape = None
         self._waitingForExit = []
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
+        self._renewal = TimerService(min(10.0, settings.renewAhead / 2), self.renewDue)
+        self._renewal.clock = clock
         links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
         links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
 
     def startService(self):
         super().startService()
         self.pool.start()
-        self._renewal = LoopingCall(self.renewDue)
-        self._renewal.clock = self._clock
-        self._renewal.start(min(10.0, self.settings.renewAhead / 2), now=False)
+        self._renewal.startService()
+
+    def stopService(self):
+        super().stopService()
+        self.pool.stop()
+        if self._renewal.running:
+            self._renewal.stopService()
+        for participation in list(self.participations):
+            participation.giveUp("the node is stopping")
+        for path in list(self.paths):
+            self.paths.remove(path)
+            path.link.close()
+        for relayed in list(self.relaying.values()):
+            relayed.tearDown()
 
     # Keeping paths alive
 
@@ -277,7 +184,33 @@ class PathService(Service):
 
     def _pathClosed(self, path):
         path.ending.end()
-        self._pathLost(path)
+        if path in self.paths:
+            self._replace(path, "a hop of it is gone")
+
+    def _replace(self, old, why):
+        """Build a path like C{old} in the background, then retire C{old}."""
+        if old not in self.paths:
+            return
+        self.paths.remove(old)
+        if not self.running:
+            old.link.close()
+            return
+        self.log.info("replacing an {kind} path: {why}", kind=old.kind, why=why)
+
+        def retire(result):
+            old.link.close()
+            return result
+
+        def finished(result):
+            if self.replacing.get(old.kind) is d:
+                del self.replacing[old.kind]
+            return result
+
+        d = Deferred.fromCoroutine(self.build(old.kind, old.shape))
+        self.replacing[old.kind] = d
+        d.addBoth(finished)
+        d.addBoth(retire)
+        d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
 
     # What the tunnels of this node ask of its paths
 
@@ -333,74 +266,57 @@ class PathService(Service):
         """Whether this node is the entry node of any path."""
         return any(relayed.routingEntry is not None for relayed in self.relaying.values())
 
-    def _pathLost(self, path):
-        if path in self.paths:
-            self._replace(path, "a hop of it is gone")
-
-    def _replace(self, old, why):
-        """Build a path like C{old} in the background, then retire C{old}."""
-        if old not in self.paths:
-            return
-        self.paths.remove(old)
-        if not self.running:
-            old.link.close()
-            return
-        self.log.info("replacing an {kind} path: {why}", kind=old.kind, why=why)
-
-        def retire(result):
-            old.link.close()
-            return result
-
-        def finished(result):
-            if self.replacing.get(old.kind) is d:
-                del self.replacing[old.kind]
-            return result
-
-        d = Deferred.fromCoroutine(self.build(old.kind, old.shape))
-        self.replacing[old.kind] = d
-        d.addBoth(finished)
-        d.addBoth(retire)
-        d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
-
     # Owner
 
     async def build(self, kind, shape=None, candidates=None):
         """
         Build a path, trying again with other nodes after a failed attempt.
 
-        @param kind: C{"exit"} or C{"entry"}.
+        @param kind: a L{PathKind}.
         @param shape: a L{PathShape}; the configured one if not given.
         @param candidates: node records to plan the first attempt from; sampled from the network
             database if not given (and for every later attempt).
         @return: the finished L{Path}.
         @raise PathFailed: every attempt failed.
         """
+        kind = PathKind(kind)
         shape = shape or PathShape(self.settings.x, self.settings.y)
         excluded = set()
-        reasons = []
+        failures = []
         for attempt in range(self.settings.attempts):
             construction = None
             try:
+                started = self._clock.seconds()
                 construction = await self._plan(kind, shape, excluded, candidates if attempt == 0 else None)
-                path = await self._buildOnce(construction)
+                planned = {"plan": self._clock.seconds() - started}
+                machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
+                link = await BuildAttempt(machine, self._links, self._clock, self.settings.roundTimeout).run()
             except (PathFailed, NotEnoughNodes) as e:
-                reasons.append(str(e))
+                failures.append(str(e))
                 if construction is not None:
                     failed = [hop.record.nodeId for hop in construction.plan.circle]
                     excluded.update(failed)
                     self.pool.discard(failed)
                 continue
-            path.shape = shape
-            path.failures = reasons
-            path.keyCount = construction.keyCount
-            path.link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
+            path = Path(
+                kind,
+                construction.plan,
+                link,
+                self._clock.seconds(),
+                machine.phases,
+                construction.apAddress,
+                construction.keySeeds,
+                shape,
+                failures,
+                construction.keyCount,
+            )
+            link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
             self.paths.append(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
-        raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(reasons))
+        raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))
 
     async def _plan(self, kind, shape, excluded, candidates=None):
-        started = self._clock.seconds()
         if candidates is None:
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
         diversity = self.settings.diversity != "off"
@@ -412,7 +328,7 @@ class PathService(Service):
             self.log.warn("too few networks for X-nodes in distinct /16s or /48s: building without the diversity rule")
             plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
         entry, apAddress = b"", bytes(16)
-        if kind == ENTRY:
+        if kind == PathKind.ENTRY:
             terminating = plan.terminating
             now = int(self._clock.seconds())
             routing = RoutingEntry.create(
@@ -420,78 +336,7 @@ class PathService(Service):
             )
             entry, apAddress = routing.encoded, routing.apAddress
         owner = Contact(*self._links.address, self.identity.nodeId)
-        construction = Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
-        construction.phases = {"plan": self._clock.seconds() - started}
-        return construction
-
-    async def _buildOnce(self, construction):
-        phases = construction.phases
-        links = []
-        awaitingX0 = None
-        try:
-            started = self._clock.seconds()
-            first = construction.round(1)
-            returning = self._links.expectLink(first.returnLinkId, first.returnFrom.host, Purpose.SETUP, self.settings.roundTimeout)
-            try:
-                out = await self._links.connect(first.first.host, first.first.port, Purpose.SETUP, first.linkId, first.first.nodeId)
-            except Exception:
-                returning.cancel()
-                returning.addErrback(lambda f: None)
-                raise
-            links.append(out)
-            # In round 1 nobody closes a SETUP link but a node that gave up: fail at once.
-            aborts = []
-            out.attach(FrameQueue(out, lambda: [abort() for abort in list(aborts)]))
-            out.sendFrame(SetupArray.build({"round": 1, "slots": first.slots}))
-            inbound = await unlessAborted(returning, aborts)
-            links.append(inbound)
-            back = FrameQueue(inbound)
-            inbound.attach(back)
-            await unlessAborted(Deferred.fromCoroutine(self._expectArray(back, 1, first.expectedReturn)), aborts)
-            aborts.clear()
-            phases["round1"] = self._clock.seconds() - started
-
-            started = self._clock.seconds()
-            second = construction.round(2)
-            how, x0, linkId = construction.ownerLink()
-            if how == "await":
-                awaitingX0 = self._links.expectLink(linkId, x0.host, Purpose.PATH, self.settings.roundTimeout)
-            out.sendFrame(SetupArray.build({"round": 2, "slots": second.slots}))
-            await self._expectArray(back, 2, second.expectedReturn)
-            phases["round2"] = self._clock.seconds() - started
-
-            started = self._clock.seconds()
-            if how == "connect":
-                pathLink = await self.connectPath(x0, linkId)
-            else:
-                pathLink = await awaitingX0
-            phases["link"] = self._clock.seconds() - started
-        except (LinkFailed, LinkTimeout, TimeoutError, SetupRejected) as e:
-            raise PathFailed(f"{type(e).__name__}: {e}") from e
-        finally:
-            for link in links:
-                link.close()
-            if awaitingX0 is not None and not awaitingX0.called:
-                awaitingX0.addErrback(lambda failure: None)
-                awaitingX0.cancel()
-        return Path(
-            construction.plan.kind,
-            construction.plan,
-            pathLink,
-            self._clock.seconds(),
-            phases,
-            construction.apAddress,
-            construction.keySeeds,
-        )
-
-    async def _expectArray(self, queue, round, expected):
-        payload = await queue.next().addTimeout(self.settings.roundTimeout, self._clock)
-        if parseArray(payload, round) != expected:
-            raise SetupRejected(f"the round-{round} array came back other than predicted")
-
-    async def connectPath(self, contact, linkId):
-        """Open the PATH link C{linkId} to C{contact}; the far side takes it even if it arrives early."""
-        return await self._links.connect(contact.host, contact.port, Purpose.PATH, linkId, contact.nodeId)
+        return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
 
     # Participant
 
@@ -504,116 +349,10 @@ class PathService(Service):
         if len(self.participations) >= self.settings.maxParticipations:
             self.log.info("refused a path setup: already in {count} under construction", count=len(self.participations))
             return CloseAtOnce(link)
-        return SetupParticipation(self, link)
+        return self._participant(link, self._participation)
 
-    def stopService(self):
-        super().stopService()
-        self.pool.stop()
-        if self._renewal is not None and self._renewal.running:
-            self._renewal.stop()
-        for participation in list(self.participations):
-            participation.giveUp("the node is stopping")
-        for path in list(self.paths):
-            self.paths.remove(path)
-            path.link.close()
-        for relayed in list(self.relaying.values()):
-            relayed.tearDown()
+    def _relay(self, rewiring):
+        return relayPath(rewiring, self._links, self.relaying, self.pathFrameReceived, 2 * self.settings.roundTimeout, self._publish)
 
-
-@implementer(ILinkHandler)
-class SetupParticipation:
-    """This node's part in one path under construction, from the SETUP link the array came over."""
-
-    log = Logger()
-
-    def __init__(self, service, link):
-        self.service = service
-        self._incoming = link
-        self._outgoing = None
-        self._participation = Participation(service.identity.pathBuildingKey, service.identity.nodeId)
-        self._round = 1
-        self._done = False
-        service.participations.add(self)
-        self._timeout = service._clock.callLater(2 * service.settings.roundTimeout, self.giveUp, "round 2 never came")
-
-    def frameReceived(self, payload):
-        try:
-            slots = parseArray(payload, self._round)
-            if self._round == 1:
-                self._round = 2
-                forward = self._participation.firstRound(slots, self._incoming.linkId, self._incoming.peer.host, self._incoming.nodeId)
-                Deferred.fromCoroutine(self.forwardFirst(forward)).addErrback(self._failed)
-            else:
-                self._round = 3
-                forward, rewiring = self._participation.secondRound(slots, int(self.service._clock.seconds()))
-                self.forwardSecond(forward)
-                self._finish(rewiring)
-        except SetupRejected as e:
-            self.log.warn(
-                "path setup from {peer} refused: {why}", peer=describePeer(self._incoming.peer), why=str(e)
-            )
-            self.giveUp(str(e))
-
-    async def forwardFirst(self, forward):
-        """Open the SETUP link to the next node and send it the round-1 array."""
-        self._outgoing = await self.connectSetup(self.service._links, forward.to, forward.linkId)
-        if self._done:
-            self._outgoing.close()
-            return
-        self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": forward.slots}))
-
-    def forwardSecond(self, forward):
-        """Send the round-2 array on over the round-1 link to the next node."""
-        self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": forward.slots}))
-
-    async def connectSetup(self, links, contact, linkId):
-        """
-        A SETUP link to C{contact}, pinned to its node id. Its closing before round 2 has passed
-        means a node further on gave up, and so does this one: the news reaches the owner at once.
-        """
-        link = await links.connect(contact.host, contact.port, Purpose.SETUP, linkId, contact.nodeId)
-        link.attach(FrameQueue(link, lambda: self._round < 3 and self.giveUp("the next node closed the link")))
-        return link
-
-    def _failed(self, failure):
-        self.giveUp(failure.getErrorMessage())
-
-    def _finish(self, rewiring):
-        self._end()
-        if rewiring is None:
-            return  # a Y-node: forget the path
-        service = self.service
-        key = (rewiring.expectLinkId, rewiring.connectLinkId)
-        relayed = RelayedPath(service, key, rewiring)
-        service.relaying[key] = relayed
-        if rewiring.expectFrom is not None:
-            d = service._links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, 2 * service.settings.roundTimeout)
-            d.addCallbacks(lambda link: relayed.linked(Side.PREVIOUS, link), lambda f: relayed.tearDown())
-        if rewiring.connectTo is not None:
-            connecting = Deferred.fromCoroutine(service.connectPath(rewiring.connectTo, rewiring.connectLinkId))
-            connecting.addCallbacks(lambda link: relayed.linked(Side.NEXT, link), lambda f: relayed.tearDown())
-        if rewiring.routingEntry is not None:
-            entry = rewiring.routingEntry
-            published = Deferred.fromCoroutine(service._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
-            published.addErrback(lambda f: self.log.warn("publishing a routing entry failed: {why}", why=f.getErrorMessage()))
-
-    def giveUp(self, why):
-        """Leave the path under construction: close its links and forget it."""
-        if not self._done:
-            self.log.debug("left a path setup: {why}", why=why)
-            self._end()
-
-    def _end(self):
-        if self._done:
-            return
-        self._done = True
-        if self._timeout.active():
-            self._timeout.cancel()
-        self._incoming.close()
-        if self._outgoing is not None:
-            self._outgoing.close()
-        self.service.participations.discard(self)
-
-    def linkClosed(self, reason):
-        if self._round < 3:
-            self.giveUp("the link closed")
+    def _publish(self, routingEntry):
+        return self._dht.storeRecord(Table.ROUTE, routingEntry.key, routingEntry.encoded)

@@ -13,9 +13,9 @@ from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
 from phantom.netdb.records import NodeRecord, RoutingEntry
 from phantom.path.array import SetupRejected
-from phantom.path.circle import Construction, UnsafePath
+from phantom.path.circle import Construction, ToX0, UnsafePath
 from phantom.path.participant import Participation
-from phantom.path.plan import PathShape, planPath
+from phantom.path.plan import T, Y, PathShape, planPath
 
 NOW = 1_800_000_000
 OWNER_CONTACT = Contact("192.0.2.1", 7402, b"\x0f" * 32)
@@ -127,11 +127,11 @@ class BuildTests(SynchronousTestCase):
                 self.assertIsNone(t.connectTo)
             how, x0, linkId = build.construction.ownerLink()
             x0Rewiring = byId[x0.nodeId]
-            if how == "connect":
+            if how == ToX0.CONNECT:
                 self.assertEqual((x0Rewiring.expectFrom, x0Rewiring.expectLinkId), (OWNER_CONTACT, linkId))
             else:
                 self.assertEqual((x0Rewiring.connectTo, x0Rewiring.connectLinkId), (OWNER_CONTACT, linkId))
-            self.assertEqual(how, "await" if reversed else "connect")
+            self.assertEqual(how, ToX0.AWAIT if reversed else ToX0.CONNECT)
 
     def test_keySeedsFreshPerNode(self):
         """Every X-node gets its own key seed; Y-nodes get none."""
@@ -178,12 +178,12 @@ class PrivacyTests(SynchronousTestCase):
             sawInRound1 = owner in (participant.first.previous.address, participant.first.next.address)
             sawInRound2 = rewiring is not None and OWNER_CONTACT in (rewiring.expectFrom, rewiring.connectTo)
             if index in (0, len(build.plan.circle) - 1):
-                self.assertEqual(hop.role, "Y")
+                self.assertEqual(hop.role, Y)
             else:
                 self.assertFalse(sawInRound1)
             if hop.record.nodeId != x0:
                 self.assertFalse(sawInRound2)
-            if hop.role == "T":
+            if hop.role == T:
                 self.assertFalse(sawInRound1 or sawInRound2)
 
 

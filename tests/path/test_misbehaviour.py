@@ -9,20 +9,18 @@ news round the circle to the owner.
 import random
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
 from phantom.crypto import rawPublicBytes
 from phantom.path.array import NO_INSTRUCTION, arrayHash, encodePackage, encodeSlot
 from phantom.path.circle import NO_NEIGHBOUR
 from phantom.path.plan import PathShape
-from phantom.path.service import PathService, SetupParticipation
-from phantom.wire.path import SetupArray
-from tests.link.helpers import startLinkService, until
+from phantom.path.relay import SendNext, SetupParticipant
+from phantom.wire.path import Role
+from tests.path.helpers import MemoryPathNetwork
 from tests.path.test_array import tamper
-from tests.netdb.helpers import loopbackAddress, startDhtNetwork
 
 BUILDS = 200
 AT_ONCE = 25
@@ -36,62 +34,77 @@ BEHAVIOURS = {
 }
 
 
-class Culprit(SetupParticipation):
+class Scene:
+    """What the culprit knows of the network, and what it did."""
+
+    def __init__(self, network, culprit):
+        self.rng = random.Random(2026)
+        self.done = []
+        self.everyone = network.nodes
+        self.culprit = culprit
+        self.keys = {node.nodeId: node.identity.pathBuildingKey.public_key().public_bytes_raw() for node in network.nodes}
+        self.elsewhere = network.links.linkService(nodeId=culprit.nodeId)
+        """The culprit's node id at another address."""
+
+    def participant(self, link, context):
+        return Culprit(link, context, self)
+
+
+class Culprit(SetupParticipant):
     """A participant that plays by the rules except for one misbehaviour in one round."""
 
-    def __init__(self, service, link):
-        super().__init__(service, link)
-        rng = service.rng
-        self.round = rng.choice([1, 2])
-        self.behaviour = rng.choice(BEHAVIOURS[self.round])
-        self.rng = rng
+    def __init__(self, link, context, scene):
+        super().__init__(link, context)
+        self.scene = scene
+        self.rng = scene.rng
+        self.round = self.rng.choice([1, 2])
+        self.behaviour = self.rng.choice(BEHAVIOURS[self.round])
         self.record = [self.round, self.behaviour]
-        service.done.append(self.record)
+        scene.done.append(self.record)
 
-    async def forwardFirst(self, forward):
-        self.first = forward
-        if self.round != 1:
-            return await super().forwardFirst(forward)
-        if self.behaviour == "wrongNext":
-            others = [node for node in self.service.everyone if node.nodeId not in (forward.to.nodeId, self.service.identity.nodeId)]
-            wrong = self.rng.choice(others).contact
-            self._outgoing = await self.connectSetup(self.service._links, wrong, forward.linkId)
-            slots = forward.slots
-        elif self.behaviour == "wrongAddress":
-            self._outgoing = await self.connectSetup(self.service.elsewhere, forward.to, forward.linkId)
-            slots = forward.slots
-        else:
-            self._outgoing = await self.connectSetup(self.service._links, forward.to, forward.linkId)
-            slots = tamper(forward.slots, self.behaviour, self.rng)
-        self._outgoing.sendFrame(SetupArray.build({"round": 1, "slots": slots}))
+    def connectNext(self, links, contact, linkId):
+        self.next, self.linkId = contact, linkId
+        if self.round == 1 and self.behaviour == "wrongNext":
+            others = [node for node in self.scene.everyone if node.nodeId not in (contact.nodeId, self.scene.culprit.nodeId)]
+            contact = self.rng.choice(others).record.contact
+        elif self.round == 1 and self.behaviour == "wrongAddress":
+            links = self.scene.elsewhere
+        super().connectNext(links, contact, linkId)
 
-    def forwardSecond(self, forward):
-        if self.round != 2:
-            return super().forwardSecond(forward)
+    def perform(self, actions):
+        super().perform([self.misbehaving(action) for action in actions])
+
+    def misbehaving(self, action):
+        if not isinstance(action, SendNext):
+            return action
+        if action.round == 1:
+            self.firstSlots = action.slots
+        if action.round != self.round or self.behaviour in ("wrongNext", "wrongAddress"):
+            return action
         if self.behaviour == "replay":
-            slots = self.first.slots
+            slots = self.firstSlots
         elif self.behaviour == "forge":
-            slots = self.forged(forward)
+            slots = self.forged(action.slots)
         else:
-            slots = tamper(forward.slots, self.behaviour, self.rng)
-        if slots == forward.slots:
+            slots = tamper(action.slots, self.behaviour, self.rng)
+        if slots == action.slots:
             # Replaying an empty array as the last node sends what an honest node sends.
             self.record[1] = "insert"
-            slots = tamper(forward.slots, "insert", self.rng)
-        self._outgoing.sendFrame(SetupArray.build({"round": 2, "slots": slots}))
+            slots = tamper(action.slots, "insert", self.rng)
+        return SendNext(action.round, slots)
 
-    def forged(self, forward):
+    def forged(self, honest):
         """
         A round-2 package for the next node, signed by another key but otherwise flawless: it
         opens for the next node, in the place the array hash covers, with the right hash.
         """
-        recipient = self.service.keys.get(self.first.to.nodeId)
+        recipient = self.scene.keys.get(self.next.nodeId)
         if recipient is None:
-            return tamper(forward.slots, "flip", self.rng)
-        slots = [b""] + list(forward.slots[1:])
+            return tamper(honest, "flip", self.rng)
+        slots = [b""] + list(honest[1:])
         package = encodePackage(
             {
-                "role": "Y", "entry": 0, "success": 1,
+                "role": Role.Y, "entry": 0, "success": 1,
                 "previous": NO_NEIGHBOUR, "next": NO_NEIGHBOUR,
                 "key_seed": bytes(32), "key_count": 0, "ap_address": bytes(16),
             },
@@ -100,56 +113,36 @@ class Culprit(SetupParticipation):
             array_hash=arrayHash(slots, 0),
             dummies=[NO_INSTRUCTION] * 4,
         )
-        slots[0] = encodeSlot(package, recipient, self.first.linkId, 2, ed25519.Ed25519PrivateKey.generate())
+        slots[0] = encodeSlot(package, recipient, self.linkId, 2, ed25519.Ed25519PrivateKey.generate())
         return slots
 
 
-class CulpritPathService(PathService):
-    """The path service of the misbehaving node."""
-
-    def _setupLinkArrived(self, link):
-        return Culprit(self, link)
-
-
-class MisbehaviourTests(TestCase):
-    timeout = 600
-
-    async def test_everyMisbehaviourNoticed(self):
+class MisbehaviourTests(SynchronousTestCase):
+    def test_everyMisbehaviourNoticed(self):
         """
         Over 200 builds, one participant of the first attempt misbehaves (a flipped bit, slots
         reordered, inserted or dropped, a round-1 array replayed in round 2, a forged round-2
         package, the array sent from the wrong address or to the wrong node): the attempt
         fails, and the retry without its nodes builds a path the culprit is not in.
         """
-        nodes = await startDhtNetwork(self, 18, base=700)
-        culpritNode = nodes[1]
-        keys = {node.nodeId: node.identity.pathBuildingKey.public_key().public_bytes_raw() for node in nodes}
-        for index, node in enumerate(nodes):
-            cls = CulpritPathService if node is culpritNode else PathService
-            node.paths = cls(node.identity, node.links, node, reactor, SETTINGS, random.Random(index))
-            node.paths.startService()
-            self.addCleanup(node.paths.stopService)
-        culprit = culpritNode.paths
-        culprit.rng = random.Random(2026)
-        culprit.done = []
-        culprit.everyone = nodes
-        culprit.keys = keys
-        culprit.elsewhere = startLinkService(self, address=loopbackAddress(40, 700), bindAddress=loopbackAddress(40, 700), identity=culpritNode.identity)
-        culpritRecord = culpritNode.store.get(1, culpritNode.nodeId)
-
+        scenes = []
+        network = MemoryPathNetwork(self, 18, SETTINGS, participants={1: lambda link, context: scenes[0].participant(link, context)})
+        culpritNode = network.nodes[1]
+        scene = Scene(network, culpritNode)
+        scenes.append(scene)
+        nodes = network.nodes
         owners = [node for node in nodes if node is not culpritNode]
         chooser = random.Random(7)
 
-        async def oneBuild(owner):
+        def oneBuild(owner):
             honest = [node for node in nodes if node is not culpritNode and node is not owner]
-            records = [node.store.get(1, node.nodeId) for node in chooser.sample(honest, SHAPE.size - 1)]
-            path = await owner.paths.build("exit", SHAPE, candidates=[culpritRecord] + records)
-            return path
+            records = [node.record for node in chooser.sample(honest, SHAPE.size - 1)]
+            return Deferred.fromCoroutine(owner.paths.build("exit", SHAPE, candidates=[culpritNode.record] + records))
 
         paths = []
         for start in range(0, BUILDS, AT_ONCE):
             batch = [oneBuild(chooser.choice(owners)) for _ in range(min(AT_ONCE, BUILDS - start))]
-            paths += await gatherResults([Deferred.fromCoroutine(build) for build in batch])
+            paths += network.run(gatherResults(batch))
 
         self.assertEqual(len(paths), BUILDS)
         for path in paths:
@@ -158,7 +151,8 @@ class MisbehaviourTests(TestCase):
             self.assertTrue(path.failures)
             for why in path.failures:
                 self.assertNotIn("Timeout", why)
-        self.assertEqual(len(culprit.done), BUILDS)
-        kinds = {behaviour for _, behaviour in culprit.done}
+        self.assertEqual(len(scene.done), BUILDS)
+        kinds = {behaviour for _, behaviour in scene.done}
         self.assertTrue(kinds >= set(BEHAVIOURS[1]) | set(BEHAVIOURS[2]), kinds)
-        await until(lambda: all(node.paths.helping == 0 for node in nodes), timeout=30)
+        network.settle()
+        self.assertEqual([node.paths.helping for node in nodes], [0] * len(nodes))

@@ -20,6 +20,9 @@ from phantom.path.plan import (
     EXIT,
     MAX_PATH_NODES,
     OWNER,
+    T,
+    X,
+    Y,
     Hop,
     Layout,
     NotEnoughNetworks,
@@ -30,10 +33,17 @@ from phantom.path.plan import (
     layOut,
     minimumY,
     planPath,
+    spelled,
 )
+from phantom.wire.path import Role
 
 SHAPES = [PathShape(x, y) for x in range(1, 9) for y in range(minimumY(x), minimumY(x) + 11)]
 """Every valid shape with 1 to 8 X-nodes and up to 10 surplus Y-nodes."""
+
+
+def roles(letters):
+    """The roles C{letters} spell, e.g. C{roles("YXY")}."""
+    return tuple(Role[letter] for letter in letters)
 
 
 def ruleBreaches(roles, reversed, x, y):
@@ -43,7 +53,7 @@ def ruleBreaches(roles, reversed, x, y):
     @param roles: the sequence, in the order the arrays visit it.
     @param reversed: C{True} when the Y block should come first.
     """
-    sequence = "".join(roles)
+    sequence = spelled(roles)
     breaches = []
     if sequence.count("X") != x or sequence.count("Y") != y or len(sequence) != x + y:
         breaches.append(f"counts: {sequence} is not {x} X and {y} Y")
@@ -62,8 +72,8 @@ def bruteForceMinimumY(x):
     """The fewest Y-nodes with which some sequence of C{x} X-nodes obeys the rules."""
     for y in itertools.count():
         for xPositions in itertools.combinations(range(x + y), x):
-            roles = ["X" if i in xPositions else "Y" for i in range(x + y)]
-            if not ruleBreaches(roles, False, x, y):
+            sequence = [X if i in xPositions else Y for i in range(x + y)]
+            if not ruleBreaches(sequence, False, x, y):
                 return y
 
 
@@ -191,21 +201,21 @@ class LayOutTests(SynchronousTestCase):
         for seed in range(50):
             layout = layOut(shape, random.Random(seed))
             singleFirst = layout.roles[::-1] if layout.reversed else layout.roles
-            self.assertEqual(singleFirst[:2], ("Y", "X"))
-            self.assertEqual(singleFirst[-2:], ("Y", "Y"))
+            self.assertEqual(singleFirst[:2], (Y, X))
+            self.assertEqual(singleFirst[-2:], (Y, Y))
 
     def test_oneXNode(self):
         """With x = 1 the only X has a single Y on one side and all the rest on the other."""
         for seed in range(20):
             layout = layOut(PathShape(1, 6), random.Random(seed))
-            expected = ("Y", "X") + ("Y",) * 5
+            expected = (Y, X) + (Y,) * 5
             self.assertEqual(layout.roles, expected[::-1] if layout.reversed else expected)
             self.assertEqual(len(layout.outwardXPositions), 1)
 
     def test_minimumIsFixed(self):
         """With no surplus there is one layout per direction."""
         seen = {layOut(PathShape(3, 5), random.Random(seed)) for seed in range(40)}
-        expected = {(tuple("YXYXYXYY"), False), (tuple("YYXYXYXY"), True)}
+        expected = {(roles("YXYXYXYY"), False), (roles("YYXYXYXY"), True)}
         self.assertEqual({(layout.roles, layout.reversed) for layout in seen}, expected)
 
     def test_deterministicGivenTheSource(self):
@@ -235,7 +245,7 @@ class LayOutTests(SynchronousTestCase):
         for _ in range(runs):
             layout = layOut(shape, source)
             singleFirst = layout.roles[::-1] if layout.reversed else layout.roles
-            runLengths = [len(run) for run in "".join(singleFirst).split("X")]
+            runLengths = [len(run) for run in spelled(singleFirst).split("X")]
             self.assertEqual(runLengths[0], 1)
             gaps, block = runLengths[1:-1], runLengths[-1]
             extras = [gap - 1 for gap in gaps] + [block - (shape.x - 1)]
@@ -254,17 +264,19 @@ class LayOutTests(SynchronousTestCase):
             self.assertTrue(350 < count < 650, (layout, count))
 
     def test_layoutRefusesBrokenSequences(self):
-        for roles, reversed in [
-            ("YXXYY", False),  # adjacent X
-            ("YYXYXYY", False),  # two Y at the single end
-            ("YXYXYXY", False),  # block of 1 with 3 X-nodes
-            ("YXYXYXYY", True),  # the block is at the wrong end for a reversed layout
-            ("YYYY", False),  # no X
-            ("YXZYY", False),  # unknown role
+        for sequence, reversed in [
+            (roles("YXXYY"), False),  # adjacent X
+            (roles("YYXYXYY"), False),  # two Y at the single end
+            (roles("YXYXYXY"), False),  # block of 1 with 3 X-nodes
+            (roles("YXYXYXYY"), True),  # the block is at the wrong end for a reversed layout
+            (roles("YYYY"), False),  # no X
+            ((Y, X, "Z", Y, Y), False),  # unknown role
+            (tuple("YXYXYXYY"), False),  # letters, not roles
+            (roles("YXYTYXYY"), False),  # T is not a layout's role
         ]:
-            self.assertRaises(ValueError, Layout, tuple(roles), reversed)
-        Layout(tuple("YXYXYXYY"), False)
-        Layout(tuple("YYXYXYXY"), True)
+            self.assertRaises(ValueError, Layout, sequence, reversed)
+        Layout(roles("YXYXYXYY"), False)
+        Layout(roles("YYXYXYXY"), True)
 
 
 def planFor(seed, shape=PathShape(), kind=EXIT, candidates=None, **kwargs):
@@ -285,7 +297,7 @@ class PlanPathTests(SynchronousTestCase):
             self.assertTrue(set(chosen) <= set(candidates))
             self.assertEqual(len(plan.xNodes), 3)
             self.assertEqual(len(plan.yNodes), 12)
-            self.assertEqual(Counter(plan.roles), {"X": 2, "T": 1, "Y": 12})
+            self.assertEqual(Counter(plan.roles), {X: 2, T: 1, Y: 12})
             self.assertEqual(ruleBreaches(plan.layout.roles, plan.reversed, 3, 12), [])
             self.assertEqual(plan.kind, EXIT)
 
@@ -415,7 +427,7 @@ class PlacesTests(SynchronousTestCase):
         """
         for shape in (PathShape(1, 4), PathShape(2, 5), PathShape(), PathShape(5, 20)):
             for plan in self.plans(shape):
-                roles = "".join(plan.roles)
+                roles = spelled(plan.roles)
                 xIndices = [i for i, role in enumerate(roles) if role in "XT"]
                 if plan.reversed:
                     self.assertTrue(roles.endswith("Y"))
@@ -438,7 +450,7 @@ class PlacesTests(SynchronousTestCase):
     def test_xNodesOutwards(self):
         """L{PathPlan.xNodes} runs from x0 to T: circle order, or its reverse when reversed."""
         for plan in self.plans():
-            inCircleOrder = tuple(hop.record for hop in plan.circle if hop.role != "Y")
+            inCircleOrder = tuple(hop.record for hop in plan.circle if hop.role != Y)
             expected = inCircleOrder[::-1] if plan.reversed else inCircleOrder
             self.assertEqual(plan.xNodes, expected)
 
@@ -468,7 +480,7 @@ class PlacesTests(SynchronousTestCase):
     def test_oneXNode(self):
         """With x = 1, T is x0: it connects to the owner, or the owner to it."""
         for plan in self.plans(PathShape(1, 2)):
-            self.assertEqual(plan.roles, ("Y", "T", "Y"))
+            self.assertEqual(plan.roles, (Y, T, Y))
             self.assertEqual(plan.adjacent, plan.terminating)
             expected = (None, OWNER) if plan.reversed else (OWNER, None)
             self.assertEqual(plan.rewired(plan.terminating), expected)
@@ -485,19 +497,19 @@ class PlacesTests(SynchronousTestCase):
 class PathPlanTests(SynchronousTestCase):
     """L{PathPlan} refuses plans that break the rules."""
 
-    layout = Layout(tuple("YXYXYXYY"), False)
+    layout = Layout(roles("YXYXYXYY"), False)
 
     def test_arrange(self):
         xs = [record(n) for n in range(3)]
         ys = [record(n) for n in range(10, 15)]
         plan = PathPlan.arrange(EXIT, self.layout, xs, ys)
-        self.assertEqual(plan.roles, tuple("YXYXYTYY"))
+        self.assertEqual(plan.roles, roles("YXYXYTYY"))
         self.assertEqual(plan.xNodes, tuple(xs))
         self.assertEqual(plan.yNodes, tuple(ys))
-        reversedPlan = PathPlan.arrange(EXIT, Layout(tuple("YYXYXYXY"), True), xs, ys)
-        self.assertEqual(reversedPlan.roles, tuple("YYTYXYXY"))
+        reversedPlan = PathPlan.arrange(EXIT, Layout(roles("YYXYXYXY"), True), xs, ys)
+        self.assertEqual(reversedPlan.roles, roles("YYTYXYXY"))
         self.assertEqual(reversedPlan.xNodes, tuple(xs))
-        self.assertEqual([hop.record for hop in reversedPlan.circle if hop.role != "Y"], xs[::-1])
+        self.assertEqual([hop.record for hop in reversedPlan.circle if hop.role != Y], xs[::-1])
 
     def test_wrongCounts(self):
         xs = [record(n) for n in range(3)]
@@ -506,19 +518,21 @@ class PathPlanTests(SynchronousTestCase):
         self.assertRaises(ValueError, PathPlan.arrange, EXIT, self.layout, xs, ys + [record(20)])
 
     def test_misplacedT(self):
-        hops = [Hop(record(n), role) for n, role in enumerate("YTYXYXYY")]
+        hops = [Hop(record(n), role) for n, role in enumerate(roles("YTYXYXYY"))]
         self.assertRaises(ValueError, PathPlan, EXIT, False, tuple(hops))
-        hops = [Hop(record(n), role) for n, role in enumerate("YXYXYXYY")]
+        hops = [Hop(record(n), role) for n, role in enumerate(roles("YXYXYXYY"))]
         self.assertRaises(ValueError, PathPlan, EXIT, False, tuple(hops))
-        hops = [Hop(record(n), role) for n, role in enumerate("YXYXYTYY")]
+        hops = [Hop(record(n), role) for n, role in enumerate(roles("YXYXYTYY"))]
         PathPlan(EXIT, False, tuple(hops))
 
     def test_repeatedNode(self):
-        hops = [Hop(record(n % 7), role) for n, role in enumerate("YXYXYTYY")]
+        hops = [Hop(record(n % 7), role) for n, role in enumerate(roles("YXYXYTYY"))]
         self.assertRaises(ValueError, PathPlan, EXIT, False, tuple(hops))
 
     def test_unknownRoleOrKind(self):
-        hops = [Hop(record(n), role) for n, role in enumerate("YXYXYTYZ")]
+        hops = [Hop(record(n), role) for n, role in enumerate(roles("YXYXYTY") + ("Z",))]
         self.assertRaises(ValueError, PathPlan, EXIT, False, tuple(hops))
         hops = [Hop(record(n), role) for n, role in enumerate("YXYXYTYY")]
+        self.assertRaises(ValueError, PathPlan, EXIT, False, tuple(hops))
+        hops = [Hop(record(n), role) for n, role in enumerate(roles("YXYXYTYY"))]
         self.assertRaises(ValueError, PathPlan, "exits", False, tuple(hops))
