@@ -25,7 +25,7 @@ import os
 
 from twisted.python import usage
 
-from phantom.control.client import BUILD_TIMEOUT, ControlClient, ControlError
+from phantom.control.client import ControlClient, ControlError
 from phantom.control.runner import runCommandLine
 
 
@@ -194,7 +194,7 @@ class PathBuildOptions(_Subcommand):
             raise usage.UsageError("--kind is exit or entry")
 
     async def ask(self, client):
-        path = await client.pathBuild(self["kind"], self["x"], self["y"], BUILD_TIMEOUT)
+        path = await client.pathBuild(self["kind"], self["x"], self["y"])
         return {**path, "phases": {name: round(seconds, 4) for name, seconds in path["phases"].items()}, "seconds": round(path["seconds"], 4)}
 
     def render(self, result):
@@ -249,7 +249,7 @@ class TunnelOpenOptions(_Subcommand):
         self["ap_address"] = apAddress
 
     async def ask(self, client):
-        opened = await client.tunnelOpen(self["ap_address"], BUILD_TIMEOUT)
+        opened = await client.tunnelOpen(self["ap_address"])
         return {**opened, "open_seconds": round(opened["open_seconds"], 4), "rtt_seconds": round(opened["rtt_seconds"], 4)}
 
     def render(self, result):
