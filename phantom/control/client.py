@@ -13,7 +13,19 @@ from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus
+from phantom.control.commands import (
+    REMOTE_ERRORS,
+    DhtGet,
+    DhtPut,
+    PathBuild,
+    PathList,
+    Peers,
+    RouteLookup,
+    Status,
+    TunnelList,
+    TunnelOpen,
+    TunStatus,
+)
 
 TIMEOUT = 5.0
 """Seconds to wait for the connection, and again for an answer, by default."""
