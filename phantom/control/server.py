@@ -5,6 +5,7 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.logger import Logger
 from twisted.protocols import amp
 
 from phantom.address import formatAddress, parseAddress
@@ -50,9 +51,16 @@ class ControlProtocol(amp.AMP):
     @param node: provides L{IControlledNode<phantom.control.interfaces.IControlledNode>}.
     """
 
+    log = Logger()
+
     def __init__(self, node):
         super().__init__()
         self._node = node
+
+    def lengthLimitExceeded(self, length):
+        """Bytes that are no AMP box: say so, and close this connection (AMP does)."""
+        self.log.warn("control socket: a key of {length} bytes is no AMP box; closing the connection", length=length)
+        super().lengthLimitExceeded(length)
 
     @Status.responder
     def status(self):

@@ -1,6 +1,6 @@
 """
 L{ControlClient} against the control socket's responders: in memory on a driven clock, and
-once over a real unix socket.
+once over a real unix socket; and what the socket does with bad input.
 """
 
 import os
@@ -9,11 +9,15 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import formatAddress
 from phantom.control import CONTROL_SOCKET
 from phantom.control.client import TIMEOUT, ControlClient, ControlError
+from phantom.control.commands import Status
 from phantom.control.server import PROBE_TIMEOUT, ControlService
 from phantom.errors import PathFailed, TunnelFailed
 from phantom.path.interfaces import PathKind
@@ -199,3 +203,40 @@ class UnixSocketTests(TestCase):
             await ControlClient.forNode(reactor, self.directory).status()
         path = os.path.join(self.directory, CONTROL_SOCKET)
         self.assertEqual(str(raised.exception), f"no node answers at {path} (No such file or directory)")
+
+
+class BadInputTests(SynchronousTestCase):
+    """What the control socket does with bytes that are not a question it knows."""
+
+    def setUp(self):
+        self.node = FakeNode()
+        self.client, self.endpoint = memoryClient(self.node)
+
+    def test_garbage(self):
+        """
+        Bytes that are no AMP box close that connection, with the reason logged; the next
+        connection is answered.
+        """
+        raw = Protocol()
+        self.successResultOf(self.endpoint.connect(Factory.forProtocol(lambda: raw)))
+        with capturedLogs() as events:
+            raw.transport.write(b"\xff\xff" + b"x" * 300)
+            self.endpoint.flush()
+        self.assertTrue(self.endpoint.pumps[0].serverIO.disconnecting)
+        warnings = [formatEvent(event) for event in events if event["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, ["control socket: a key of 65535 bytes is no AMP box; closing the connection"])
+        d = self.client.status()
+        self.endpoint.flush()
+        self.assertEqual(self.successResultOf(d)["node_id"], NODE_ID.hex())
+
+    def test_unknownCommand(self):
+        """A command the node does not know is refused, and the connection still answers."""
+        protocol = amp.AMP()
+        self.successResultOf(self.endpoint.connect(Factory.forProtocol(lambda: protocol)))
+        refused = []
+        protocol.callRemoteString(b"Reboot").addErrback(refused.append)
+        known = protocol.callRemote(Status)
+        self.endpoint.flush()
+        [failure] = refused
+        self.assertTrue(failure.check(amp.UnhandledCommand))
+        self.assertEqual(self.successResultOf(known)["node_id"], NODE_ID.hex())
