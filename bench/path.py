@@ -9,8 +9,8 @@ most 30 s (L{JOIN_WAIT}), until every node's routing table holds the other N - 1
 least 20 of them (L{JOINED_CONTACTS}); then C{--builds} rounds (default 30), each one exit-path build
 of each shape, (3, 12) and (3, 5), from randomly chosen nodes (C{--seed}), one build at a time.
 Builds are asked for on the node's control socket, as C{phantomctl path build --json} does
-(L{phantom.control.client.ControlClient}, no process started per build); the owner keeps every path it
-built, as a node does.
+(L{phantom.control.client.ControlClient}, no process started per build); the owner keeps every
+path it built, as a node does.
 
 Figures, for each shape XxY:
 
