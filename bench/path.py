@@ -9,8 +9,8 @@ most 30 s (L{JOIN_WAIT}), until every node's routing table holds the other N - 1
 least 20 of them (L{JOINED_CONTACTS}); then C{--builds} rounds (default 30), each one exit-path build
 of each shape, (3, 12) and (3, 5), from randomly chosen nodes (C{--seed}), one build at a time.
 Builds are asked for on the node's control socket, as C{phantomctl path build --json} does
-(L{phantom.control.cli.askNode}, no process started per build); the owner keeps every path it
-built, as a node does.
+(L{phantom.control.client.ControlClient}, no process started per build); the owner keeps every
+path it built, as a node does.
 
 Figures, for each shape XxY:
 
@@ -61,7 +61,7 @@ from zope.interface import implementer
 from bench.dht import percentile
 from bench.report import BenchmarkResult
 from phantom.config import LinkLimits
-from phantom.control.cli import ControlError, PathBuildOptions, PeersOptions, askNode
+from phantom.control.client import ControlClient, ControlError
 from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
@@ -390,7 +390,7 @@ async def waitUntilJoined(reactor, nodes, timeout=JOIN_WAIT):
         sizes = []
         for node in nodes:
             try:
-                answer = await askNode(reactor, node.dataDir, PeersOptions(), CONTROL_TIMEOUT)
+                answer = await ControlClient.forNode(reactor, node.dataDir, CONTROL_TIMEOUT).peers()
             except ControlError:
                 sizes.append(0)
             else:
@@ -410,12 +410,9 @@ async def build(reactor, node, shape, outcome):
     @param node: a L{phantom.testnet.manifest.NodeSpec}.
     @param outcome: the L{Builds} of C{shape}.
     """
-    options = PathBuildOptions()
-    options["kind"] = KIND
-    options["x"], options["y"] = shape
     started = time.perf_counter()
     try:
-        answer = await askNode(reactor, node.dataDir, options, BUILD_TIMEOUT)
+        answer = await ControlClient.forNode(reactor, node.dataDir, CONTROL_TIMEOUT).pathBuild(KIND, *shape, timeout=BUILD_TIMEOUT)
     except ControlError as e:
         outcome.failed(str(e).replace(node.dataDir, "NODE"))
     else:

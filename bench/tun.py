@@ -30,7 +30,8 @@ from twisted.internet.defer import Deferred
 from bench.link import _positive
 from bench.report import BenchmarkResult, RatioGoal
 from bench.tunnel import measureNetwork
-from phantom.testnet.demo import parsedOptions, pingFrom, transfer
+from phantom.control.client import ControlClient
+from phantom.testnet.demo import pingFrom, transfer
 from phantom.testnet.netns import NetnsTestnet, whyNotAvailable
 
 FIGURES = ("tcp_throughput_mib_s", "ping_rtt_ms")
@@ -85,16 +86,14 @@ async def measureTun(reactor, options):
 
     @return: the figures (L{FIGURES}).
     """
-    from phantom.control.cli import PathBuildOptions, askNode
-
     directory = tempfile.mkdtemp(prefix="bt", dir="/tmp")
     testnet = NetnsTestnet.plan(reactor, directory, options.nodes, random.SystemRandom().randrange(20000, 60001))
     try:
         await testnet.up(timeout=120)
         nodes = testnet.manifest.nodes
         server, client = nodes[1], nodes[-1]
-        entry = await askNode(reactor, server.dataDir, parsedOptions(PathBuildOptions, "--kind", "entry", "--x", "2", "--y", "3"), 120)
-        await askNode(reactor, client.dataDir, parsedOptions(PathBuildOptions, "--kind", "exit", "--x", "2", "--y", "3"), 120)
+        entry = await ControlClient.forNode(reactor, server.dataDir).pathBuild("entry", 2, 3)
+        await ControlClient.forNode(reactor, client.dataDir).pathBuild("exit", 2, 3)
         serverAp = entry["ap_address"]
         pinged = await pingFrom(reactor, testnet.manifest, client, serverAp, options.pings + 1)
         rates = []

@@ -37,8 +37,8 @@ C{twistd phantom} daemons (L{twistdCommandLine} with options added), on the next
 addresses, bootstrapping into it. The I{server} owner runs with C{--serve 127.0.0.1:S}, passing
 every inbound tunnel to a TCP service in this process; once every node's routing table holds
 the others (or 20 of them; L{bench.path.waitUntilJoined}) it builds an entry path of L{SHAPE}
-(3 X-nodes) on its control socket (L{phantom.control.cli.askNode}, as C{phantomctl path
-build --json}). Its AP-address is known before it starts, from the routing key made in its data
+(3 X-nodes) on its control socket (L{phantom.control.client.ControlClient}, as C{phantomctl
+path build}). Its AP-address is known before it starts, from the routing key made in its data
 directory here with L{phantom.identity.loadOrCreateIdentity}, as the node would make it; the
 entry path must be for that address. Then the I{client} owner starts, with C{--forward A:P=AP}
 (A its own address, P the testnet's port + 1): every connection to that port is carried
@@ -112,7 +112,7 @@ from bench.link import CHUNK, CHUNK_SIZE, MIB, PING, PING_SIZE, BulkProducer, By
 from bench.path import BUILD_TIMEOUT, _between, waitUntilJoined
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import formatAddress
-from phantom.control.cli import ControlError, PathBuildOptions, TunnelOpenOptions, askNode
+from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
 from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
@@ -689,11 +689,10 @@ async def buildPath(reactor, node, kind):
     @return: the node's answer.
     @raise NetworkFailed: it could not.
     """
-    options = PathBuildOptions()
-    options.parseOptions(["--kind", kind, "--x", str(SHAPE[0]), "--y", str(SHAPE[1])])
+    control = ControlClient.forNode(reactor, node.dataDir)
     for attempt in range(1, BUILD_TRIES + 1):
         try:
-            return await askNode(reactor, node.dataDir, options, BUILD_TIMEOUT)
+            return await control.pathBuild(kind, *SHAPE, timeout=BUILD_TIMEOUT)
         except ControlError as e:
             if attempt == BUILD_TRIES:
                 raise NetworkFailed(f"{node.name} built no {kind} path, asked {BUILD_TRIES} times: {e}") from e
@@ -708,10 +707,8 @@ async def openTunnel(reactor, node, apText):
     @return: (a coroutine of) the seconds the node took to open it, end-to-end TLS included.
     @raise NetworkFailed: it could not, or no echo came back through it.
     """
-    options = TunnelOpenOptions()
-    options.parseOptions([apText])
     try:
-        answer = await askNode(reactor, node.dataDir, options, options.timeout)
+        answer = await ControlClient.forNode(reactor, node.dataDir).tunnelOpen(apText)
     except ControlError as e:
         raise NetworkFailed(f"{node.name} opened no tunnel to {apText}: {e}") from e
     if answer["rtt_seconds"] < 0:

@@ -1,4 +1,7 @@
-"""A whole Phantom node: identity, link layer, network database, module API and control socket as one service."""
+"""
+A whole Phantom node: identity, link layer, network database, paths, tunnels, tun frontend,
+module API and control socket as one service; the composition root, wiring only.
+"""
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
@@ -7,7 +10,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.address import describePeer, formatAddress, formatHostPort, parseAddress, serverEndpoint
+from phantom.address import describePeer, formatHostPort, serverEndpoint
+from phantom.control.interfaces import IControlledNode
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
 from phantom.frontend.device import TunDevice
@@ -19,19 +23,19 @@ from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.interfaces import IPathFrameReceiver
-from phantom.path.plan import PathShape
 from phantom.path.service import PathService
-from phantom.tunnel.endpoint import EchoProbe, EndToEnd, OneProtocolFactory, TunnelClientEndpoint
+from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
 
-@implementer(IPathFrameReceiver)
+@implementer(IPathFrameReceiver, IControlledNode)
 class PhantomNode(MultiService):
     """
-    A node, ready to be started by twistd or by a test.
+    A node, ready to be started by twistd or by a test: its services, made and connected, and
+    what its control socket asks of it (L{IControlledNode}).
 
     @param config: the node's L{phantom.config.NodeConfig}.
     @param reactor: the reactor every part of the node uses.
@@ -98,7 +102,7 @@ class PhantomNode(MultiService):
         self.tunnels.pathFrameReceived(path, side, payload)
 
     def _connectPackets(self, apAddress, protocol):
-        return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(OneProtocolFactory(protocol))
+        return self.connectTunnel(apAddress, OneProtocolFactory(protocol))
 
     @property
     def nodeId(self):
@@ -145,136 +149,43 @@ class PhantomNode(MultiService):
                 "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
             )
 
-    def status(self):
-        """The node's state, as the control socket's C{Status} command returns it."""
-        return {
-            "node_id": self.nodeId.hex(),
-            "listening": self.address or "",
-            "api": self.apiAddress or "",
-            "uptime": self.reactor.seconds() - self.startedAt if self.startedAt is not None else 0.0,
-            "links": len(self.links.links),
-            "connections": len(self.links.connections),
-            "peers": self.peers(),
-        }
+    # IControlledNode: what the control socket asks of the node
 
-    def routingSummary(self):
-        """The routing table as the control socket's C{Peers} command returns it."""
-        now = self.reactor.seconds()
-        return {
-            "contacts": self.peers(),
-            "buckets": [
-                {"index": b["index"], "size": b["size"], "replacements": b["replacements"], "idle": now - b["lastTouched"]}
-                for b in self.dht.table.summary()
-            ],
-            "lookups": self.dht.stats.lookups,
-            "lookup_requests": self.dht.stats.requests,
-            "stored": len(self.dht.store),
-        }
+    def linkCounts(self):
+        return len(self.links.links), len(self.links.connections)
 
-    async def _build(self, kind, x, y):
-        path = await self.paths.build(kind, PathShape(x, y))
-        return {
-            "kind": path.kind,
-            "ap_address": formatAddress(path.apAddress) if path.apAddress != bytes(16) else "",
-            "nodes": [record.nodeId.hex() for record in path.nodes],
-            "phases": [{"name": name, "seconds": seconds} for name, seconds in path.phases.items()],
-            "seconds": sum(path.phases.values()),
-        }
+    def linkedPeers(self):
+        return self.links.peers()
 
-    def buildPath(self, kind, x, y):
-        """Build a path, as the control socket's C{PathBuild} command answers."""
-        return Deferred.fromCoroutine(self._build(kind, x, y))
+    def routingTable(self):
+        return self.dht.table
 
-    def pathList(self):
-        """The paths this node owns, as the control socket's C{PathList} command answers."""
-        now = self.reactor.seconds()
-        return [
-            {
-                "kind": path.kind,
-                "ap_address": formatAddress(path.apAddress) if path.apAddress != bytes(16) else "",
-                "x0": describePeer(path.link.peer),
-                "age": now - path.builtAt,
-                "length": len(path.nodes),
-            }
-            for path in self.paths.paths
-        ]
+    def lookupCounts(self):
+        return self.dht.stats.lookups, self.dht.stats.requests
 
-    async def _lookupRoute(self, apText):
-        record = await self.dht.findRecord(Table.ROUTE, routeKey(parseAddress(apText)))
-        if record is None:
-            return {"found": False, "sequence": 0, "expires": 0, "entry_nodes": []}
-        return {
-            "found": True,
-            "sequence": record.sequence,
-            "expires": record.expires,
-            "entry_nodes": [{"node_id": n.nodeId.hex(), "address": formatHostPort(n.host, n.port)} for n in record.entryNodes],
-        }
+    def storedCount(self):
+        return len(self.dht.store)
 
-    def lookupRoute(self, apText):
-        """The verified routing entry of an AP-address, as the control socket's C{RouteLookup} answers."""
-        return Deferred.fromCoroutine(self._lookupRoute(apText))
+    def put(self, key, value, ttl, replication):
+        return self.dht.put(key, value, ttl, replication)
 
-    def openTunnel(self, apText, probeTimeout=5.0):
-        """
-        Open a tunnel to an AP-address with end-to-end TLS, time a 1 KiB echo through it, close
-        it; as the control socket's C{TunnelOpen} answers.
-        """
-        return Deferred.fromCoroutine(self._openTunnel(parseAddress(apText), probeTimeout))
+    def get(self, key):
+        return self.dht.get(key)
 
-    async def _openTunnel(self, apAddress, probeTimeout):
-        started = self.reactor.seconds()
-        probe = await TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(Factory.forProtocol(EchoProbe))
-        opened = self.reactor.seconds()
-        try:
-            rtt = await probe.measure(self.reactor, probeTimeout)
-        finally:
-            probe.transport.loseConnection()
-        return {
-            "ap_address": formatAddress(apAddress),
-            "peer": formatAddress(probe.transport.getPeer().apAddress),
-            "open_seconds": opened - started,
-            "rtt_seconds": rtt,
-        }
+    def findRoute(self, apAddress):
+        return Deferred.fromCoroutine(self.dht.findRecord(Table.ROUTE, routeKey(apAddress)))
 
-    def tunnelList(self):
-        """The tunnels this node owns an end of, and how many it carries; as C{TunnelList} answers."""
-        now = self.reactor.seconds()
-        return {
-            "ap_address": formatAddress(self.apAddress),
-            "tunnels": [
-                {
-                    "direction": "out" if tunnel.outbound else "in",
-                    "peer": formatAddress(tunnel.getPeer().apAddress) if tunnel.getPeer().apAddress else "",
-                    "age": now - tunnel.openedAt,
-                    "sent": tunnel.bytesSent,
-                    "received": tunnel.bytesReceived,
-                }
-                for tunnel in self.tunnels.tunnels
-            ],
-            "carried": len(self.tunnels.carried),
-        }
+    def buildPath(self, kind, shape):
+        return Deferred.fromCoroutine(self.paths.build(kind, shape))
 
-    def tunStatus(self):
-        """The tun device's state and counts, as the control socket's C{TunStatus} answers."""
-        if self.router is None:
-            return {"device": "", "ap_address": formatAddress(self.apAddress), "tunnels": 0, "counts": []}
-        return {
-            "device": self.device.name,
-            "ap_address": formatAddress(self.apAddress),
-            "tunnels": len(self.router.tunnels),
-            "counts": [{"event": event, "packets": count} for event, count in sorted(self.router.counts.items())],
-        }
+    def ownedPaths(self):
+        return self.paths.paths
 
-    def peers(self):
-        """
-        The nodes this node knows: the contacts of its routing table and the nodes it has links
-        with, each with its address and open links in each direction.
-        """
-        known = {
-            contact.nodeId: {"node_id": contact.nodeId.hex(), "address": formatHostPort(contact.host, contact.port), "inbound": 0, "outbound": 0}
-            for contact in self.dht.table
-        }
-        for peer in self.links.peers():
-            entry = known.setdefault(peer["nodeId"], {"node_id": peer["nodeId"].hex(), "address": peer["address"]})
-            entry.update(inbound=peer["inbound"], outbound=peer["outbound"])
-        return [known[nodeId] for nodeId in sorted(known)]
+    def connectTunnel(self, apAddress, factory):
+        return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(factory)
+
+    def ownedTunnels(self):
+        return self.tunnels.tunnels
+
+    def carriedCount(self):
+        return len(self.tunnels.carried)

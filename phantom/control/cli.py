@@ -14,23 +14,18 @@
 
 A KEY of 64 hex digits is used as it is; any other text is hashed with SHA-256 to 32 bytes.
 
-Each subcommand is an C{Options} class with C{call(protocol)} (the AMP request) and
-C{render(result)} (the human-readable text); C{--json} prints the result as JSON instead.
-L{askNode} asks a node the same way from other programs (the testnet).
+Each subcommand is an C{Options} class with C{ask(client)} (the question, through a
+L{ControlClient}, and the answer as C{--json} prints it) and C{render(result)} (the text for
+people). Other programs ask nodes with L{ControlClient} directly.
 """
 
 import getopt
 import hashlib
 import os
 
-from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.internet.defer import TimeoutError
-from twisted.internet.error import ConnectError, ConnectionClosed
-from twisted.protocols import amp
 from twisted.python import usage
 
-from phantom.control import CONTROL_SOCKET
-from phantom.control.commands import REMOTE_ERRORS, DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus
+from phantom.control.client import ControlClient, ControlError
 from phantom.control.runner import runCommandLine
 
 
@@ -46,16 +41,16 @@ class _Subcommand(usage.Options):
         reordered = [item for option, value in found for item in ((option, value) if value else (option,))]
         super().parseOptions(reordered + ["--"] + arguments)
 
-    timeout = 5.0
-    """Seconds to wait for the node's answer."""
-
     async def run(self, reactor):
         """Ask the node; the result as JSON or as text, for L{runCommandLine} to print."""
-        result = await askNode(reactor, self.parent["node"], self, self.timeout)
+        result = await self.ask(ControlClient.forNode(reactor, self.parent["node"]))
         return result if self["json"] else self.render(result)
 
-    def call(self, protocol):
-        """@return: a Deferred firing with the result as a JSON-ready dict."""
+    async def ask(self, client):
+        """
+        @param client: a L{ControlClient} of the node.
+        @return: the result as a JSON-ready dict.
+        """
         raise NotImplementedError
 
     def render(self, result):
@@ -80,10 +75,9 @@ class StatusOptions(_Subcommand):
 
     synopsis = "[--json]"
 
-    def call(self, protocol):
-        d = protocol.callRemote(Status)
-        d.addCallback(lambda r: {**r, "uptime": round(r["uptime"], 3), "peers": [dict(p) for p in r["peers"]]})
-        return d
+    async def ask(self, client):
+        result = await client.status()
+        return {**result, "uptime": round(result["uptime"], 3)}
 
     def render(self, result):
         lines = [
@@ -125,10 +119,8 @@ class PeersOptions(_Subcommand):
 
     synopsis = "[--json]"
 
-    def call(self, protocol):
-        d = protocol.callRemote(Peers)
-        d.addCallback(lambda r: {**r, "contacts": [dict(c) for c in r["contacts"]], "buckets": [dict(b) for b in r["buckets"]]})
-        return d
+    async def ask(self, client):
+        return await client.peers()
 
     def render(self, result):
         lookups = result["lookups"]
@@ -161,10 +153,9 @@ class DhtPutOptions(_Subcommand):
         if not 0 < len(self["value"]) <= 65495:
             raise usage.UsageError("a value is 1 to 65495 bytes")
 
-    def call(self, protocol):
-        d = protocol.callRemote(DhtPut, key=self["key"], value=self["value"], ttl=self["ttl"], replication=self["replication"])
-        d.addCallback(lambda r: {"key": self["key"].hex(), "stored": True, "replicas": r["replicas"]})
-        return d
+    async def ask(self, client):
+        replicas = await client.dhtPut(self["key"], self["value"], self["ttl"], self["replication"])
+        return {"key": self["key"].hex(), "stored": True, "replicas": replicas}
 
     def render(self, result):
         return f"stored under {result['key']} here and on {result['replicas']} other nodes"
@@ -178,10 +169,9 @@ class DhtGetOptions(_Subcommand):
     def parseArgs(self, key):
         self["key"] = parseKey(key)
 
-    def call(self, protocol):
-        d = protocol.callRemote(DhtGet, key=self["key"])
-        d.addCallback(lambda r: {"key": self["key"].hex(), "found": r["found"], **(describeValue(r["value"]) if r["found"] else {})})
-        return d
+    async def ask(self, client):
+        value = await client.dhtGet(self["key"])
+        return {"key": self["key"].hex(), "found": value is not None, **(describeValue(value) if value is not None else {})}
 
     def render(self, result):
         if not result["found"]:
@@ -193,7 +183,6 @@ class PathBuildOptions(_Subcommand):
     """``phantomctl path build``: build a routing path and say how long each phase took."""
 
     synopsis = "--kind exit|entry [--x N] [--y N] [--json]"
-    timeout = 120.0
     optParameters = [
         ["kind", "k", "exit", "exit or entry."],
         ["x", None, 3, "X-nodes in the path.", int],
@@ -204,10 +193,9 @@ class PathBuildOptions(_Subcommand):
         if self["kind"] not in ("exit", "entry"):
             raise usage.UsageError("--kind is exit or entry")
 
-    def call(self, protocol):
-        d = protocol.callRemote(PathBuild, kind=self["kind"], x=self["x"], y=self["y"])
-        d.addCallback(lambda r: {**r, "phases": {p["name"]: round(p["seconds"], 4) for p in r["phases"]}, "seconds": round(r["seconds"], 4)})
-        return d
+    async def ask(self, client):
+        path = await client.pathBuild(self["kind"], self["x"], self["y"])
+        return {**path, "phases": {name: round(seconds, 4) for name, seconds in path["phases"].items()}, "seconds": round(path["seconds"], 4)}
 
     def render(self, result):
         lines = [f"built an {result['kind']} path in {result['seconds']:.3f} s"]
@@ -222,8 +210,8 @@ class PathListOptions(_Subcommand):
 
     synopsis = "[--json]"
 
-    def call(self, protocol):
-        return protocol.callRemote(PathList).addCallback(lambda r: {"paths": [dict(p) for p in r["paths"]]})
+    async def ask(self, client):
+        return {"paths": await client.pathList()}
 
     def render(self, result):
         if not result["paths"]:
@@ -241,10 +229,8 @@ class RouteLookupOptions(_Subcommand):
     def parseArgs(self, apAddress):
         self["ap_address"] = apAddress
 
-    def call(self, protocol):
-        d = protocol.callRemote(RouteLookup, ap_address=self["ap_address"])
-        d.addCallback(lambda r: {**r, "ap_address": self["ap_address"], "entry_nodes": [dict(n) for n in r["entry_nodes"]]})
-        return d
+    async def ask(self, client):
+        return {**await client.routeLookup(self["ap_address"]), "ap_address": self["ap_address"]}
 
     def render(self, result):
         if not result["found"]:
@@ -258,15 +244,13 @@ class TunnelOpenOptions(_Subcommand):
     """``phantomctl tunnel open AP``: open a tunnel with end-to-end TLS, time an echo, close it."""
 
     synopsis = "AP [--json]"
-    timeout = 120.0
 
     def parseArgs(self, apAddress):
         self["ap_address"] = apAddress
 
-    def call(self, protocol):
-        d = protocol.callRemote(TunnelOpen, ap_address=self["ap_address"])
-        d.addCallback(lambda r: {**r, "open_seconds": round(r["open_seconds"], 4), "rtt_seconds": round(r["rtt_seconds"], 4)})
-        return d
+    async def ask(self, client):
+        opened = await client.tunnelOpen(self["ap_address"])
+        return {**opened, "open_seconds": round(opened["open_seconds"], 4), "rtt_seconds": round(opened["rtt_seconds"], 4)}
 
     def render(self, result):
         rtt = f"{result['rtt_seconds'] * 1000:.1f} ms" if result["rtt_seconds"] >= 0 else "no echo"
@@ -278,8 +262,8 @@ class TunnelListOptions(_Subcommand):
 
     synopsis = "[--json]"
 
-    def call(self, protocol):
-        return protocol.callRemote(TunnelList).addCallback(lambda r: {**r, "tunnels": [dict(t) for t in r["tunnels"]]})
+    async def ask(self, client):
+        return await client.tunnelList()
 
     def render(self, result):
         lines = [f"AP-address {result['ap_address']}; carrying {result['carried']} tunnels for others"]
@@ -322,8 +306,8 @@ class TunStatusOptions(_Subcommand):
 
     synopsis = "[--json]"
 
-    def call(self, protocol):
-        return protocol.callRemote(TunStatus).addCallback(lambda r: {**r, "counts": {c["event"]: c["packets"] for c in r["counts"]}})
+    async def ask(self, client):
+        return await client.tunStatus()
 
     def render(self, result):
         if not result["device"]:
@@ -382,37 +366,6 @@ class Options(usage.Options):
     def postOptions(self):
         if self.subCommand is None:
             raise usage.UsageError("a command is needed")
-
-
-class ControlError(Exception):
-    """The node could not be asked: the message says why."""
-
-
-async def askNode(reactor, dataDir, subcommand, timeout=5.0):
-    """
-    Ask the node whose data directory is C{dataDir} through its control socket.
-
-    @param subcommand: a parsed subcommand's options (e.g. L{StatusOptions}).
-    @param timeout: seconds to wait for the connection, and again for the answer.
-    @return: the result as the subcommand's C{--json} prints it.
-    @raise ControlError: no node answers, or it refused.
-    """
-    path = os.path.join(dataDir, CONTROL_SOCKET)
-    try:
-        protocol = await connectProtocol(UNIXClientEndpoint(reactor, path, timeout=timeout), amp.AMP())
-    except ConnectError as e:
-        reason = os.strerror(e.osError) if isinstance(e.osError, int) else e.osError or e.__class__.__name__
-        raise ControlError(f"no node answers at {path} ({reason})") from e
-    try:
-        return await subcommand.call(protocol).addTimeout(timeout, reactor)
-    except amp.RemoteAmpError as e:
-        raise ControlError(f"the node refused: {e.description}") from e
-    except REMOTE_ERRORS as e:
-        raise ControlError(f"the node could not: {e}") from e
-    except (ConnectionClosed, TimeoutError) as e:
-        raise ControlError(f"the node at {path} did not answer") from e
-    finally:
-        protocol.transport.loseConnection()
 
 
 def main(argv=None):

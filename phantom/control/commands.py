@@ -1,8 +1,13 @@
 """
 The AMP commands a node answers on its control socket.
 
-Each command's response is what C{phantomctl} prints; a new C{phantomctl} subcommand adds a
-command here, a responder in L{phantom.control.server} and a subcommand in L{phantom.control.cli}.
+A new C{phantomctl} subcommand adds a command here, its response in
+L{phantom.control.responses} and a responder in L{phantom.control.server} (with, if it needs
+more of the node, a member of L{IControlledNode<phantom.control.interfaces.IControlledNode>}),
+a method of L{ControlClient<phantom.control.client.ControlClient>}, and a subcommand in
+L{phantom.control.cli}.
+
+This module is imported by the client: it must not import the daemon's services.
 """
 
 from twisted.protocols.amp import AmpList, Boolean, Command, Float, Integer, ListOf, String, Unicode

@@ -2,72 +2,112 @@
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
+from twisted.logger import Logger
 from twisted.protocols import amp
 
-from phantom.control import CONTROL_SOCKET
+from phantom.address import formatAddress, parseAddress
+from phantom.control import CONTROL_SOCKET, MAX_UNIX_PATH
+from phantom.control import responses
 from phantom.control.commands import DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus
 from phantom.link.listening import ListeningService
+from phantom.path.interfaces import PathKind
+from phantom.path.plan import PathShape
+from phantom.tunnel.endpoint import EchoProbe
 
-MAX_UNIX_PATH = 107
+PROBE_TIMEOUT = 5.0
+"""Seconds C{TunnelOpen} waits for its 1 KiB echo to come back through the tunnel."""
+
+
+async def probeTunnel(node, apAddress, timeout=PROBE_TIMEOUT):
+    """
+    Open a tunnel from C{node} to C{apAddress}, time a 1 KiB echo through it, close it.
+
+    @return: the response of L{TunnelOpen}; C{rtt_seconds} is -1 when no echo came back
+        within C{timeout} seconds.
+    """
+    clock = node.reactor
+    started = clock.seconds()
+    probe = await node.connectTunnel(apAddress, Factory.forProtocol(EchoProbe))
+    opened = clock.seconds()
+    try:
+        rtt = await probe.measure(clock, timeout)
+    finally:
+        probe.transport.loseConnection()
+    return {
+        "ap_address": formatAddress(apAddress),
+        "peer": formatAddress(probe.transport.getPeer().apAddress),
+        "open_seconds": opened - started,
+        "rtt_seconds": rtt,
+    }
 
 
 class ControlProtocol(amp.AMP):
-    """Answers control commands from the node's status and, later, its other modules."""
+    """
+    Answers control commands.
+
+    @param node: provides L{IControlledNode<phantom.control.interfaces.IControlledNode>}.
+    """
+
+    log = Logger()
 
     def __init__(self, node):
         super().__init__()
         self._node = node
 
+    def lengthLimitExceeded(self, length):
+        """Bytes that are no AMP box: say so, and close this connection (AMP does)."""
+        self.log.warn("control socket: a key of {length} bytes is no AMP box; closing the connection", length=length)
+        super().lengthLimitExceeded(length)
+
     @Status.responder
     def status(self):
-        return self._node.status()
+        return responses.status(self._node)
 
     @DhtPut.responder
     def dhtPut(self, key, value, ttl, replication):
-        return self._node.dht.put(key, value, ttl, replication).addCallback(lambda replicas: {"replicas": replicas})
+        return self._node.put(key, value, ttl, replication).addCallback(lambda replicas: {"replicas": replicas})
 
     @DhtGet.responder
     def dhtGet(self, key):
-        d = self._node.dht.get(key)
-        d.addCallback(lambda value: {"found": value is not None, "value": value or b""})
-        return d
+        return self._node.get(key).addCallback(lambda value: {"found": value is not None, "value": value or b""})
 
     @Peers.responder
     def peers(self):
-        return self._node.routingSummary()
+        return responses.routing(self._node)
 
     @PathBuild.responder
     def pathBuild(self, kind, x, y):
-        return self._node.buildPath(kind, x, y)
+        return self._node.buildPath(PathKind(kind), PathShape(x, y)).addCallback(responses.builtPath)
 
     @PathList.responder
     def pathList(self):
-        return {"paths": self._node.pathList()}
+        return responses.pathList(self._node)
 
     @RouteLookup.responder
     def routeLookup(self, ap_address):
-        return self._node.lookupRoute(ap_address)
+        return self._node.findRoute(parseAddress(ap_address)).addCallback(responses.route)
 
     @TunnelOpen.responder
     def tunnelOpen(self, ap_address):
-        return self._node.openTunnel(ap_address)
+        return Deferred.fromCoroutine(probeTunnel(self._node, parseAddress(ap_address)))
 
     @TunnelList.responder
     def tunnelList(self):
-        return self._node.tunnelList()
+        return responses.tunnelList(self._node)
 
     @TunStatus.responder
     def tunStatus(self):
-        return self._node.tunStatus()
+        return responses.tunStatus(self._node)
 
 
 class ControlService(ListeningService):
     """
     Listens on C{dataDir}/control.sock, readable and writable by the owner only.
 
-    @param node: answers C{status()} with the fields of L{Status}'s response.
+    @param node: provides L{IControlledNode<phantom.control.interfaces.IControlledNode>}.
     """
 
     def __init__(self, node, dataDir, reactor):

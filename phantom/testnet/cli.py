@@ -122,7 +122,7 @@ class UpOptions(_Command):
         ["mode", "m", LoopbackTestnet.mode, f"How to run the nodes: {', '.join(MODES)}."],
         [
             "timeout", "t", DEFAULT_TIMEOUT,
-            "Seconds to wait, in all, until every node has a peer (starting takes about 0.25 s of CPU per node).",
+            "Seconds to wait, in all, until every node has a peer (each node's start costs CPU: allow more for many nodes).",
             float,
         ],
     ]

@@ -10,7 +10,7 @@ import sys
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
-from phantom.control.cli import PathBuildOptions, TunnelListOptions, TunStatusOptions, askNode
+from phantom.control.client import ControlClient
 from phantom.testnet.manifest import TestnetError
 from phantom.testnet.netns import NETNS, namespaceOf
 
@@ -47,13 +47,6 @@ def _probe(reactor, manifest, node, *args, onLine=None):
     return collect.done, collect
 
 
-def parsedOptions(cls, *argv):
-    """@return: C{cls} (a phantomctl subcommand's options) parsed from C{argv}."""
-    options = cls()
-    options.parseOptions(list(argv))
-    return options
-
-
 async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     """
     @return: a JSON-ready summary: the two nodes and AP-addresses, the paths, ping round trips,
@@ -66,13 +59,14 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     if len(nodes) < x + y + 2:
         raise TestnetError(f"the demo needs at least {x + y + 2} nodes")
     server, client = nodes[1], nodes[-1]
-    entry = await askNode(reactor, server.dataDir, parsedOptions(PathBuildOptions, "--kind", "entry", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
-    exit = await askNode(reactor, client.dataDir, parsedOptions(PathBuildOptions, "--kind", "exit", "--x", str(x), "--y", str(y)), BUILD_TIMEOUT)
-    clientAp = (await askNode(reactor, client.dataDir, parsedOptions(TunnelListOptions)))["ap_address"]
+    serverControl, clientControl = ControlClient.forNode(reactor, server.dataDir), ControlClient.forNode(reactor, client.dataDir)
+    entry = await serverControl.pathBuild("entry", x, y, BUILD_TIMEOUT)
+    exit = await clientControl.pathBuild("exit", x, y, BUILD_TIMEOUT)
+    clientAp = (await clientControl.tunnelList())["ap_address"]
     serverAp = entry["ap_address"]
     pinged = await pingFrom(reactor, manifest, client, serverAp)
     transferred = await transfer(reactor, manifest, client, server, serverAp, mib)
-    tun = await askNode(reactor, client.dataDir, parsedOptions(TunStatusOptions))
+    tun = await clientControl.tunStatus()
     return {
         "client_tun_counts": tun["counts"],
         "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"], "entry_nodes": entry["nodes"]},

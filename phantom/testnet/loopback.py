@@ -46,7 +46,7 @@ MAX_NODES = 250
 """The most nodes a loopback testnet has: 127.0.0.2 to 127.0.0.251."""
 
 SPAWN_CONCURRENCY = 8
-"""How many C{twistd} launchers run at once; each costs about half a second of CPU."""
+"""How many C{twistd} launchers run at once: each is a Python process starting up, bound by CPU."""
 
 
 def loopbackAddress(index):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from phantom.address import formatHostPort
 from phantom.control import CONTROL_SOCKET
-from phantom.control.server import MAX_UNIX_PATH
+from phantom.control import MAX_UNIX_PATH
 
 MANIFEST = "testnet.json"
 """The manifest's file name inside the testnet directory."""

@@ -21,7 +21,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
 from phantom.address import formatHostPort
-from phantom.control.cli import ControlError, StatusOptions, askNode
+from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import nodeIdOfCertificate
 from phantom.identity import COMMUNICATION_CERTIFICATE
 from phantom.testnet.manifest import NodeSpec, TestnetError
@@ -339,10 +339,10 @@ async def queryStatus(reactor, dataDir, timeout=STATUS_TIMEOUT):
 
     @param reactor: provides C{IReactorUNIX} and C{IReactorTime}.
     @param timeout: seconds to wait for the connection, and again for the answer.
-    @return: the status as C{phantomctl status --json} prints it, or C{None} if no node answers.
+    @return: the status as L{ControlClient.status} gives it, or C{None} if no node answers.
     """
     try:
-        return await askNode(reactor, dataDir, StatusOptions(), timeout)
+        return await ControlClient.forNode(reactor, dataDir, timeout).status()
     except ControlError:
         return None
 

@@ -1,4 +1,7 @@
-"""The control socket and C{phantomctl}, against real nodes in this process."""
+"""
+The control socket and C{phantomctl}, end to end: real nodes in this process, C{phantomctl}
+as a process. The fast tests are in L{tests.control.test_client} and L{tests.control.test_cli}.
+"""
 
 import hashlib
 import json
@@ -11,12 +14,11 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.protocols import amp
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 
 from phantom.address import formatAddress
 from phantom.config import resolveConfig
 from phantom.control import CONTROL_SOCKET
-from phantom.control.cli import Options, formatUptime
 from phantom.control.commands import Status
 from phantom.node import PhantomNode
 from phantom.wire.dht import Table
@@ -157,15 +159,3 @@ class ControlTests(TestCase):
         mode = os.stat(os.path.join(node.config.dataDir, CONTROL_SOCKET)).st_mode & 0o777
         self.assertEqual(mode, 0o600)
 
-
-class CommandLineTests(SynchronousTestCase):
-    """phantomctl's options."""
-
-    def test_commandNeeded(self):
-        from twisted.python.usage import UsageError
-
-        self.assertRaises(UsageError, Options().parseOptions, [])
-
-    def test_uptime(self):
-        self.assertEqual(formatUptime(93784.2), "1d 2h 3m 4s")
-        self.assertEqual(formatUptime(5), "5s")

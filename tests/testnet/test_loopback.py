@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from phantom.control import CONTROL_SOCKET
-from phantom.control.server import MAX_UNIX_PATH
+from phantom.control import MAX_UNIX_PATH
 from phantom.testnet.interfaces import ITestnet
 from phantom.testnet.loopback import LOOPBACK, MAX_NODES, LoopbackTestnet, loopbackAddress, planLoopback
 from phantom.testnet.manifest import LOG_FILE, MANIFEST, PID_FILE, Manifest, TestnetError, manifestPath

@@ -19,10 +19,13 @@ from phantom.testnet.processes import (
     lastLogMessage,
     nodeDataDirOf,
     nodeProcesses,
+    queryStatus,
     signalNode,
     stopNodes,
     twistdCommandLine,
 )
+from phantom.control.server import ControlService
+from tests.control.helpers import NODE_ID as NODE_ID_BYTES, FakeNode
 from tests.testnet.helpers import isRunning, shortTemporaryDirectory
 
 NODE_ID = "ab" * 32
@@ -181,3 +184,20 @@ class ProcessTests(TestCase):
         for _ in range(2):
             self.assertEqual(await Deferred.fromCoroutine(stopNodes(reactor, self.nodes)), 0)
         self.assertFalse(os.path.exists(self.nodes[0].pidFile))
+
+
+class QueryStatusTests(TestCase):
+    """L{queryStatus} asks a node's control socket, and tells when nobody answers."""
+
+    async def test_answered(self):
+        """A node answers its status: as the control client gives it."""
+        directory = shortTemporaryDirectory(self)
+        service = ControlService(FakeNode(reactor), directory, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        status = await queryStatus(reactor, directory)
+        self.assertEqual((status["node_id"], status["peers"]), (NODE_ID_BYTES.hex(), []))
+
+    async def test_nobody(self):
+        """Where no node listens, the status is C{None}."""
+        self.assertIsNone(await queryStatus(reactor, shortTemporaryDirectory(self)))
