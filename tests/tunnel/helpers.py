@@ -19,13 +19,15 @@ SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
 SHAPE = PathShape(3, 5)
 
 
-async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=None, options=None, ownEntry=()):
+async def startTunnelNetwork(testCase, count, base, clocks=None, options=None, ownEntry=(), tampering=False):
     """
-    C{count} nodes, each with a tunnel service (of class C{cls}) as C{node.tunnels}.
+    C{count} nodes, each with a tunnel service as C{node.tunnels}.
 
     @param clocks: node index to the clock of that node's tunnel service (the reactor otherwise).
     @param options: node index to more keyword arguments for that node's tunnel service.
     @param ownEntry: indices of the nodes that are their own entry nodes.
+    @param tampering: whether each node's relays tamper when armed (its
+        L{tests.tunnel.tampering.Tampering} as C{node.tampering}).
     """
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
     for index, node in enumerate(nodes):
@@ -34,7 +36,11 @@ async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=No
         more = dict((options or {}).get(index, {}))
         if index in ownEntry:
             more["ownEntry"] = node.identity.routingKey
-        node.tunnels = cls(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index), **more)
+        if tampering:
+            from tests.tunnel.tampering import Tampering
+
+            node.tampering = more["relaySetup"] = Tampering()
+        node.tunnels = TunnelService(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index), **more)
         testCase.addCleanup(node.tunnels.stop)
     return nodes
 
@@ -127,10 +133,10 @@ def leftovers(nodes, remembered=True):
             "owned tunnels": len(node.tunnels.tunnels),
             "carried splices": len(node.tunnels.carried),
             "TUNNEL/ENTRY connections": len(tunnelLinks(node)),
-            "setups under way": len(node.tunnels._opening),
+            "setups under way": len(node.tunnels.opening),
         }
         if remembered:
-            held["remembered blocks"] = len(node.tunnels._remembered)
+            held["remembered blocks"] = len(node.tunnels.remembered)
         found.extend((index, what, count) for what, count in held.items() if count)
     return found
 

@@ -10,6 +10,7 @@ with a logged reason, and tunnels already open carry on.
 """
 
 import os
+import random
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
@@ -17,9 +18,10 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from phantom.errors import TunnelFailed
-from phantom.tunnel import service
+from phantom.path.interfaces import Side
+from phantom.tunnel.common import chooseKey
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
-from phantom.tunnel.service import Remembered, TunnelService
+from phantom.tunnel.relay import RelaySetup
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.tunnel import BLOCK_SIZE, ApAnswer, ApRequest, InboundStatus, TunnelOpening
 from tests.link.helpers import CollectingHandler, until
@@ -29,107 +31,6 @@ BITS = (0, 200, 8 * BLOCK_SIZE - 1)
 """Bits flipped in a setup block: in its first, second and last AES block."""
 DATA_BIT = 8 * 20 + 3
 """The bit flipped in a data frame: inside the first TLS record's ciphertext."""
-
-
-def tamperNextFrame(link, change):
-    """The next frame sent on C{link} goes out as C{change(frame)}."""
-    send = link.sendFrame
-
-    def tampered(payload):
-        del link.sendFrame
-        send(change(bytes(payload)))
-
-    link.sendFrame = tampered
-
-
-class TamperingTunnelService(TunnelService):
-    """
-    A tunnel service that plays by the rules until L{arm}ed: then, over one path it relays, it
-    flips one bit of what it sends at one step of each tunnel.
-    """
-
-    target = None
-    targetKind = None
-    step = None
-    bit = 0
-    tampered = 0
-    _rememberFlipped = False
-
-    def arm(self, relayed, kind, step, bit):
-        """
-        Tamper with the tunnels over C{relayed}, an X-node's place in an C{kind} ("exit" or
-        "entry") path, at C{step}:
-
-            - C{"opening"}: the second block of the tunnel opening it sends on (an exit path's
-              init block on its way to the owner; the owner's reply on its way to an entry node);
-            - C{"setup block"}: the setup block it passes on along the path (and remembers so);
-            - C{(direction, n)}: frame C{n} its splice sends C{"toOwner"} or C{"fromOwner"}
-              (the path's owner); frame 0 is a setup block, later frames stream data.
-        """
-        self.target, self.targetKind, self.step, self.bit = relayed, kind, step, bit
-        self.tampered = 0
-
-    def armNext(self, relayed, kind, direction, bit):
-        """Tamper with the next frame the latest splice over C{relayed} sends in C{direction}."""
-        self.arm(relayed, kind, (direction, 0), bit)
-        self.step = (direction, self._spliceFrames[relayed][self._source(direction)])
-
-    def disarm(self):
-        self.target = None
-
-    def _armed(self, path, step):
-        return path is self.target and self.step == step
-
-    def _flip(self, data):
-        self.tampered += 1
-        return flipBit(data, self.bit)
-
-    def _passOn(self, path, cameFrom, towards, block):
-        link = getattr(path, towards)
-        if self._armed(path, "setup block") and link is not None:
-            tamperNextFrame(link, self._flip)
-            self._rememberFlipped = True
-        super()._passOn(path, cameFrom, towards, block)
-
-    def _remember(self, block, remembered):
-        if self._rememberFlipped:
-            self._rememberFlipped = False
-            block = flipBit(block, self.bit)
-        return super()._remember(block, remembered)
-
-    async def _connectBack(self, path, side):
-        link = await super()._connectBack(path, side)
-        if self._armed(path, "opening"):
-            tamperNextFrame(link, lambda frame: frame[:BLOCK_SIZE] + self._flip(frame[BLOCK_SIZE:]))
-        return link
-
-    def _source(self, direction):
-        """
-        The end of a relay's splice that frames going C{direction} come from: C{a} is the link
-        from the side the setup block went to, away from an exit path's owner, towards an entry
-        path's.
-        """
-        return "a" if (direction == "toOwner") == (self.targetKind == "exit") else "b"
-
-    def _carry(self, path, a, b, aToB, bToA):
-        frames = {"a": 0, "b": 0}
-        if not hasattr(self, "_spliceFrames"):
-            self._spliceFrames = {}
-        self._spliceFrames[path] = frames
-        return super()._carry(path, a, b, self._tampering(path, frames, "a", aToB), self._tampering(path, frames, "b", bToA))
-
-    def _tampering(self, path, frames, source, convert):
-        def tampered(payload):
-            converted = convert(payload)
-            index = frames[source]
-            frames[source] += 1
-            if converted is not None and path is self.target and isinstance(self.step, tuple):
-                direction, wanted = self.step
-                if self._source(direction) == source and wanted == index:
-                    converted = self._flip(converted)
-            return converted
-
-        return tampered
 
 
 class LogLines:
@@ -157,9 +58,9 @@ async def tunnelNetwork(testCase, base):
 
     @return: C{(nodes, client, server, accepted, relays)}: C{accepted} as for C{acceptInto};
         C{relays["exit"]} and C{relays["entry"]} the C{(node, relayed)} of the middle X-node of
-        that path (its L{TamperingTunnelService} is C{node.tunnels}).
+        that path (its L{tests.tunnel.tampering.Tampering} is C{node.tampering}).
     """
-    nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(testCase, 16, base, 3, 12, cls=TamperingTunnelService)
+    nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(testCase, 16, base, 3, 12, tampering=True)
     relays = {}
     for kind, owner, path in (("exit", client, exitPath), ("entry", server, entryPath)):
         node = hopNode(nodes, path, 1)
@@ -188,23 +89,24 @@ class TamperingTests(TestCase):
         blocks that only carry randomness (the exit node's success block, the dummy blocks of
         an inbound setup) delivers no wrong byte either: the tunnel echoes intact, or fails.
         """
-        self.patch(service, "SETUP_TIMEOUT", 4.0)
         logs = LogLines(self)
         nodes, client, server, accepted, relays = await tunnelNetwork(self, 880)
+        for node in nodes:
+            node.tunnels.setupTimeout = 4.0
 
         async def refused(kind, step, bits, why, noticed):
             node, relayed = relays[kind]
             for bit in bits:
-                node.tunnels.arm(relayed, kind, step, bit)
+                node.tampering.arm(relayed, kind, step, bit)
                 failure = await self.assertFailure(client.tunnels.open(server.apAddress), TunnelFailed)
-                self.assertEqual(node.tunnels.tampered, 1, (kind, step, bit))
+                self.assertEqual(node.tampering.tampered, 1, (kind, step, bit))
                 self.assertIn(why, str(failure))
                 await untilClean(nodes, remembered=False)
                 self.assertEqual(accepted, [])
                 if noticed:
                     self.assertTrue(logs.having(*noticed), (kind, step, bit, noticed))
                 del logs.lines[:]
-            node.tunnels.disarm()
+            node.tampering.disarm()
 
         # The exit node's init block, on its way back to the client.
         await refused("exit", "opening", BITS, "init block does not check out", ())
@@ -221,14 +123,14 @@ class TamperingTests(TestCase):
         # protocol come to check them) the open fails and the server's side got nothing.
         for kind, step in (("exit", ("toOwner", 0)), ("entry", ("toOwner", 0)), ("entry", ("fromOwner", 0))):
             node, relayed = relays[kind]
-            node.tunnels.arm(relayed, kind, step, BITS[1])
+            node.tampering.arm(relayed, kind, step, BITS[1])
             before = len(accepted)
             try:
                 await echoIntact(self, client, server, accepted)
             except TunnelFailed:
                 self.assertEqual([bytes(recorder.received) for _, recorder in accepted[before:]], [b""] * (len(accepted) - before))
-            self.assertEqual(node.tunnels.tampered, 1, (kind, step))
-            node.tunnels.disarm()
+            self.assertEqual(node.tampering.tampered, 1, (kind, step))
+            node.tampering.disarm()
             await untilClean(nodes, remembered=False)
         await echoIntact(self, client, server, accepted)
         await untilClean(nodes, remembered=False)
@@ -251,13 +153,13 @@ class TamperingTests(TestCase):
         tunnel.start(collector)
         tunnel.write(b"first")
         await until(lambda: accepted and bytes(accepted[0][1].received) == b"first")
-        exitNode.tunnels.armNext(exitRelayed, "exit", "fromOwner", DATA_BIT)
+        exitNode.tampering.armNext(exitRelayed, "exit", "fromOwner", DATA_BIT)
         message = os.urandom(1000)
         tunnel.write(message)
         await until(lambda: len(accepted[0][1].received) == 5 + len(message))
-        self.assertEqual(exitNode.tunnels.tampered, 1)
+        self.assertEqual(exitNode.tampering.tampered, 1)
         self.assertEqual(bytes(accepted[0][1].received[5:]), flipBit(message, DATA_BIT))
-        exitNode.tunnels.disarm()
+        exitNode.tampering.disarm()
         tunnel.loseConnection()
         await untilClean(nodes)
 
@@ -277,22 +179,22 @@ class TamperingTests(TestCase):
         for node, relayed, kind, direction in ((exitNode, exitRelayed, "exit", "fromOwner"), (entryNode, entryRelayed, "entry", "fromOwner")):
             message = os.urandom(3000)
             collector = await endpoint.connect(Factory.forProtocol(lambda: Collector(len(message))))
-            node.tunnels.armNext(relayed, kind, direction, DATA_BIT)
+            node.tampering.armNext(relayed, kind, direction, DATA_BIT)
             collector.transport.write(message)
             await until(lambda: collector.ended.called and served[-1].ended.called)
-            self.assertEqual(node.tunnels.tampered, 1, kind)
+            self.assertEqual(node.tampering.tampered, 1, kind)
             self.assertTrue(message.startswith(bytes(served[-1].received)), kind)
             self.assertTrue(message.startswith(bytes(collector.received)), kind)
             self.assertNotEqual(bytes(collector.received), message, kind)
-            node.tunnels.disarm()
+            node.tampering.disarm()
             await untilClean(nodes)
 
-        exitNode.tunnels.arm(exitRelayed, "exit", "setup block", BITS[1])
+        exitNode.tampering.arm(exitRelayed, "exit", "setup block", BITS[1])
         before = len(served)
         connecting = endpoint.connect(Factory.forProtocol(Collector))
         await self.assertFailure(connecting, ConnectionRefusedError, TunnelFailed)
-        self.assertEqual(exitNode.tunnels.tampered, 1)
-        exitNode.tunnels.disarm()
+        self.assertEqual(exitNode.tampering.tampered, 1)
+        exitNode.tampering.disarm()
         await untilClean(nodes)
         await until(lambda: all(application.ended.called for application in served))
         self.assertEqual([bytes(application.received) for application in served[before:]], [b""] * (len(served) - before))
@@ -314,12 +216,12 @@ class TamperingTests(TestCase):
         """
         nodes, client, server, accepted, relays = await tunnelNetwork(self, 980)
         node, relayed = relays["exit"]
-        node.tunnels.arm(relayed, "exit", "setup block", BITS[1])
+        node.tampering.arm(relayed, "exit", "setup block", BITS[1])
         try:
             tunnel = await client.tunnels.open(server.apAddress)
         except TunnelFailed:
             tunnel = None
-        self.assertEqual(node.tunnels.tampered, 1)
+        self.assertEqual(node.tampering.tampered, 1)
         if tunnel is not None:
             message = os.urandom(1000)
             tunnel.start(Collector())
@@ -387,10 +289,10 @@ class BadInputTests(TestCase):
         await refused(relay, Purpose.TUNNEL, block, "a tunnel link from", "malformed tunnel opening")
         await refused(relay, Purpose.TUNNEL, os.urandom(2 * BLOCK_SIZE + 1), "a tunnel link from", "malformed tunnel opening")
         # A block the relay did pass on (towards T), named on a link from another node.
-        key = relay.tunnels._choose(relayed)
-        self.assertTrue(relay.tunnels._remember(block, Remembered(relayed, "next", "previous", key, block, 0.0)))
-        await refused(relay, Purpose.TUNNEL, TunnelOpening.build({"first": block, "second": block}), "a tunnel link from", "not from the neighbour")
-        self.assertNotIn(block, relay.tunnels._remembered)
+        passedOn = RelaySetup(relayed, Side.PREVIOUS, Side.NEXT, chooseKey(relay.tunnels.keySets.ofRelayed(relayed), random.Random(1)), block)
+        self.assertTrue(relay.tunnels.remembered.remember(passedOn.passed, passedOn))
+        await refused(relay, Purpose.TUNNEL, TunnelOpening.build({"first": passedOn.passed, "second": block}), "a tunnel link from", "not from the neighbour")
+        self.assertNotIn(passedOn.passed, relay.tunnels.remembered)
 
         stranger = bytes.fromhex("fd") + os.urandom(15)
         refusal = ApAnswer.build({"status": InboundStatus.REFUSED})

@@ -9,7 +9,7 @@ from collections import Counter
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
-from phantom.tunnel import keys, service
+from phantom.tunnel import entry, exit, keys, owner, relay, service
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel
 from phantom.wire.dht import Table
@@ -45,7 +45,8 @@ def recordLayers(testCase):
             owned.append(list(ownerLayers))
 
     testCase.patch(keys, "streamKeys", recordingStreamKeys)
-    testCase.patch(service, "StreamLayer", RecordingLayer)
+    for module in (relay, exit, entry, owner):
+        testCase.patch(module, "StreamLayer", RecordingLayer)
     testCase.patch(service, "OwnerTunnel", RecordingTunnel)
     testCase.addCleanup(lambda: testCase.assertEqual(len(made), len(layers), "stream keys derived outside a stream layer"))
     return layers, owned

@@ -10,7 +10,7 @@ import weakref
 from twisted.internet.error import ConnectionDone
 from twisted.trial.unittest import TestCase
 
-from phantom.tunnel import service
+from phantom.tunnel import common
 from phantom.tunnel.keys import KeySet
 from phantom.wire.dht import Table
 from tests.link.helpers import until
@@ -128,7 +128,7 @@ class KeySetTests(TestCase):
                 super().__init__(seed, count)
                 made.append((seed, weakref.ref(self)))
 
-        self.patch(service, "KeySet", RecordingKeySet)
+        self.patch(common, "KeySet", RecordingKeySet)
         nodes, client, server, _, exitPath, accepted = await startClientAndServer(self, 12, 1000, 3, 8)
         tunnel, _, _, recorder = await openEcho(self, client, server, accepted)
         tunnel.loseConnection()
@@ -142,7 +142,7 @@ class KeySetTests(TestCase):
         # Known by its key seeds: another path may pass the same nodes in the same order.
         await until(lambda: not any(relayed.keySeed in seeds for node in hops for relayed in node.paths.relaying.values()))
         await untilClean(nodes)
-        held = [index for index, node in enumerate(nodes) if seeds & set(getattr(node.tunnels, "_keySets", {}))]
+        held = [index for index, node in enumerate(nodes) if seeds & set(node.tunnels.keySets.bySeed)]
         self.assertEqual(held, [], "nodes that keep the key sets of a path that is gone")
         exitPath = tunnel = None
         gc.collect()
