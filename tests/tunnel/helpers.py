@@ -5,6 +5,7 @@ import random
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 
 from phantom.config import PathSettings
 from phantom.crypto import apAddressOf
@@ -223,3 +224,21 @@ async def startClientAndServer(testCase, count, base, client, server, exitPath=T
     acceptInto(server, accepted)
     built = await client.paths.build("exit", SHAPE) if exitPath else None
     return nodes, client, server, entryPath, built, accepted
+
+
+class LogLines:
+    """The formatted log events of level C{info} and up while the test runs, with their level."""
+
+    def __init__(self, testCase):
+        self.lines = []
+        globalLogPublisher.addObserver(self)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event):
+        level = event.get("log_level")
+        if level is not None and level.name in ("info", "warn", "error", "critical"):
+            self.lines.append((level.name, formatEvent(event)))
+
+    def having(self, *parts, level="warn"):
+        """The lines of C{level} that contain every one of C{parts}."""
+        return [line for name, line in self.lines if name == level and all(part in line for part in parts)]

@@ -14,7 +14,6 @@ import random
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from phantom.errors import TunnelFailed
@@ -25,30 +24,12 @@ from phantom.tunnel.relay import RelaySetup
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.tunnel import BLOCK_SIZE, ApAnswer, ApRequest, InboundStatus, TunnelOpening
 from tests.link.helpers import CollectingHandler, until
-from tests.tunnel.helpers import Collector, Recorder, flipBit, hopNode, openEcho, relayedOn, startClientAndServer, untilClean
+from tests.tunnel.helpers import Collector, LogLines, Recorder, flipBit, hopNode, openEcho, relayedOn, startClientAndServer, untilClean
 
 BITS = (0, 200, 8 * BLOCK_SIZE - 1)
 """Bits flipped in a setup block: in its first, second and last AES block."""
 DATA_BIT = 8 * 20 + 3
 """The bit flipped in a data frame: inside the first TLS record's ciphertext."""
-
-
-class LogLines:
-    """The formatted log events of level C{info} and up while the test runs, with their level."""
-
-    def __init__(self, testCase):
-        self.lines = []
-        globalLogPublisher.addObserver(self)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self)
-
-    def __call__(self, event):
-        level = event.get("log_level")
-        if level is not None and level.name in ("info", "warn", "error", "critical"):
-            self.lines.append((level.name, formatEvent(event)))
-
-    def having(self, *parts, level="warn"):
-        """The lines of C{level} that contain every one of C{parts}."""
-        return [line for name, line in self.lines if name == level and all(part in line for part in parts)]
 
 
 async def tunnelNetwork(testCase, base):
