@@ -255,7 +255,7 @@ class StreamKeyTests(NetworkTestCase):
     def test_noKeystreamShared(self):
         """
         Twenty tunnels between two clients and two servers, over one exit path of one client
-        and two of the other: every hop of every tunnel has two stream keys of its own, no key
+        and two of the other, five at a time or one after the other: every hop of every tunnel has two stream keys of its own, no key
         serves two contexts (hop, tunnel, direction), and each owner-side layer has exactly the
         keys of one hop's layer, each hop's layer matched once. Every layer is made once per
         tunnel, none per frame.
@@ -298,11 +298,11 @@ class StreamKeyTests(NetworkTestCase):
         self.assertEqual(layers, [], "a stream layer made before any tunnel")
 
         tunnels = 0
-        for client, server, count in ((clientA, serverA, 5), (clientA, serverB, 5), (clientB, serverA, 5), (clientB, serverB, 5)):
-            for _ in range(count):
-                self.echoIntact(network, client, server, [])
-                tunnels += 1
-            clientB.paths.paths.reverse()
+        for client, server, count, atOnce in ((clientA, serverA, 5, 5), (clientA, serverB, 5, 1), (clientB, serverA, 5, 5), (clientB, serverB, 5, 5)):
+            for _ in range(count // atOnce):
+                self.echoAtOnce(network, client, server, atOnce)
+                tunnels += atOnce
+                clientB.paths.paths.reverse()
         self.assertClean(network)
         self.assertEqual(len(made), len(layers), "stream keys derived outside a stream layer")
 
@@ -323,15 +323,20 @@ class StreamKeyTests(NetworkTestCase):
         self.assertEqual(set(ownerPairs.values()), {1})
         self.assertEqual(len({key for layer in layers for key in layer.keys}), 2 * len(hopLayers))
 
-    def echoIntact(self, network, client, server, accepted):
-        tunnel = self.opened(network, client, server.apAddress)
-        message = os.urandom(300)
-        collector = Collector(len(message))
-        tunnel.start(collector)
-        tunnel.write(message)
+    def echoAtOnce(self, network, client, server, count):
+        """Open C{count} tunnels from C{client} to C{server} at once, echo a message of its own through each, close them."""
+        opening = [client.tunnels.open(server.apAddress) for _ in range(count)]
         network.run()
-        self.assertEqual(bytes(collector.received), message)
-        tunnel.loseConnection()
+        tunnels = [self.successResultOf(d) for d in opening]
+        messages = [b"%d " % index + os.urandom(200 + index) for index in range(count)]
+        collectors = [Collector() for _ in messages]
+        for tunnel, collector, message in zip(tunnels, collectors, messages):
+            tunnel.start(collector)
+            tunnel.write(message)
+        network.run()
+        self.assertEqual([bytes(collector.received) for collector in collectors], messages)
+        for tunnel in tunnels:
+            tunnel.loseConnection()
         network.run()
 
 
@@ -343,7 +348,7 @@ class DirectTests(NetworkTestCase):
         node reaches it with no path at all, and a node with an exit path too, over end-to-end
         TLS that shows each opener's AP-address.
         """
-        network = MemoryTunnelNetwork(8, options={3: {"ownExit": True}, 0: {"ownEntry": True}})
+        network = MemoryTunnelNetwork(8, options={3: {"ownExit": True}, 0: {"ownEntry": True, "entryLifetime": 600.0}})
         server, direct, anonymous = network.nodes[0], network.nodes[3], network.nodes[1]
         server.tunnels.startService()
         self.addCleanup(server.tunnels.stopService)
@@ -351,7 +356,7 @@ class DirectTests(NetworkTestCase):
         first = network.dht.records[key]
         entryRecord = self.successResultOf(ensureDeferred(network.dht.findRecord(Table.ROUTE, routeKey(server.apAddress))))
         self.assertEqual([node.nodeId for node in entryRecord.entryNodes], [server.nodeId])
-        network.run(server.tunnels._entryLifetime / 2)
+        network.run(300)
         self.assertNotEqual(network.dht.records[key], first, "the own routing entry was not renewed")
 
         intact, peer = self.endToEndEcho(network, direct, server)
