@@ -10,6 +10,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from phantom.config import PathSettings
 from phantom.crypto import apAddressOf
 from phantom.netdb.records import routeKey
+from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
@@ -48,7 +49,7 @@ async def startTunnelNetwork(testCase, count, base, clocks=None, options=None, o
 
 async def buildEntry(nodes, owner):
     """Build an entry path for C{owner} and wait until every node would find its routing entry."""
-    path = await owner.paths.build("entry", SHAPE)
+    path = await owner.paths.build(PathKind.ENTRY, SHAPE)
     await until(lambda: sum(1 for node in nodes if node.store.get(Table.ROUTE, routeKey(path.apAddress))) >= 1)
     return path
 
@@ -74,7 +75,9 @@ class Collector(Protocol):
 
 
 class Echo(Protocol):
-    """Sends back whatever arrives."""
+    """Sends back whatever arrives; C{lost}: why its connection ended, once it has."""
+
+    lost = None
 
     def dataReceived(self, data):
         self.transport.write(data)
@@ -222,7 +225,7 @@ async def startClientAndServer(testCase, count, base, client, server, exitPath=T
     entryPath = await buildEntry(nodes, server)
     accepted = []
     acceptInto(server, accepted)
-    built = await client.paths.build("exit", SHAPE) if exitPath else None
+    built = await client.paths.build(PathKind.EXIT, SHAPE) if exitPath else None
     return nodes, client, server, entryPath, built, accepted
 
 

@@ -3,6 +3,7 @@ A relay that tampers with tunnels, through the tunnel service's C{relaySetup} se
 machines rewrite the actions a faithful L{RelaySetup} returns.
 """
 
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.common import SendFrame, SpliceLinks
 from phantom.tunnel.relay import RelaySetup
 from phantom.wire.tunnel import BLOCK_SIZE
@@ -30,8 +31,8 @@ class Tampering:
 
     def arm(self, relayed, kind, step, bit):
         """
-        Tamper with the tunnels over C{relayed}, an X-node's place in an C{kind} ("exit" or
-        "entry") path, at C{step}:
+        Tamper with the tunnels over C{relayed}, an X-node's place in a C{kind} (a
+        L{PathKind}) path, at C{step}:
 
             - C{"opening"}: the second block of the tunnel opening it sends on (an exit path's
               init block on its way to the owner; the owner's reply on its way to an entry node);
@@ -63,7 +64,7 @@ class Tampering:
         from the side the setup block went to, away from an exit path's owner, towards an entry
         path's.
         """
-        return "a" if (direction == "toOwner") == (self.kind == "exit") else "b"
+        return "a" if (direction == "toOwner") == (self.kind == PathKind.EXIT) else "b"
 
     def converting(self, path, frames, source, convert):
         def tampered(payload):

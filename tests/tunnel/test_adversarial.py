@@ -12,6 +12,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
 from phantom.errors import TunnelFailed
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.wire.tunnel import BLOCK_SIZE
 from tests.link.helpers import until
@@ -29,12 +30,12 @@ async def tunnelNetwork(testCase, base):
     client with an exit path; the middle X-node of each path is ready to tamper.
 
     @return: C{(nodes, client, server, accepted, relays)}: C{accepted} as for C{acceptInto};
-        C{relays["exit"]} and C{relays["entry"]} the C{(node, relayed)} of the middle X-node of
+        C{relays[PathKind.EXIT]} and C{relays[PathKind.ENTRY]} the C{(node, relayed)} of the middle X-node of
         that path (its L{tests.tunnel.tampering.Tampering} is C{node.tampering}).
     """
     nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(testCase, 16, base, 3, 12, tampering=True)
     relays = {}
-    for kind, owner, path in (("exit", client, exitPath), ("entry", server, entryPath)):
+    for kind, owner, path in ((PathKind.EXIT, client, exitPath), (PathKind.ENTRY, server, entryPath)):
         node = hopNode(nodes, path, 1)
         await until(lambda: relayedOn(node, owner, path, 1) is not None)
         relays[kind] = (node, relayedOn(node, owner, path, 1))
@@ -54,15 +55,15 @@ class TamperingTests(TestCase):
         than was sent. Then an untampered connection echoes.
         """
         nodes, client, server, accepted, relays = await tunnelNetwork(self, 900)
-        exitNode, exitRelayed = relays["exit"]
-        entryNode, entryRelayed = relays["entry"]
+        exitNode, exitRelayed = relays[PathKind.EXIT]
+        entryNode, entryRelayed = relays[PathKind.ENTRY]
 
         tunnel = await client.tunnels.open(server.apAddress)
         collector = Collector()
         tunnel.start(collector)
         tunnel.write(b"first")
         await until(lambda: accepted and bytes(accepted[0][1].received) == b"first")
-        exitNode.tampering.armNext(exitRelayed, "exit", "fromOwner", DATA_BIT)
+        exitNode.tampering.armNext(exitRelayed, PathKind.EXIT, "fromOwner", DATA_BIT)
         message = os.urandom(1000)
         tunnel.write(message)
         await until(lambda: len(accepted[0][1].received) == 5 + len(message))
@@ -85,7 +86,7 @@ class TamperingTests(TestCase):
 
         # A bit of the client's message, on the client's exit path; of the echo, on the server's
         # entry path.
-        for node, relayed, kind, direction in ((exitNode, exitRelayed, "exit", "fromOwner"), (entryNode, entryRelayed, "entry", "fromOwner")):
+        for node, relayed, kind, direction in ((exitNode, exitRelayed, PathKind.EXIT, "fromOwner"), (entryNode, entryRelayed, PathKind.ENTRY, "fromOwner")):
             message = os.urandom(3000)
             collector = await endpoint.connect(Factory.forProtocol(lambda: Collector(len(message))))
             node.tampering.armNext(relayed, kind, direction, DATA_BIT)
@@ -98,7 +99,7 @@ class TamperingTests(TestCase):
             node.tampering.disarm()
             await untilClean(nodes)
 
-        exitNode.tampering.arm(exitRelayed, "exit", "setup block", BITS[1])
+        exitNode.tampering.arm(exitRelayed, PathKind.EXIT, "setup block", BITS[1])
         before = len(served)
         connecting = endpoint.connect(Factory.forProtocol(Collector))
         await self.assertFailure(connecting, ConnectionRefusedError, TunnelFailed)

@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
 from phantom.netdb.records import routeKey
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
 from phantom.wire.dht import Table
@@ -62,7 +63,7 @@ class DirectTests(TestCase):
         self.assertEqual(peer, TunnelAddress(direct.apAddress))
         self.assertEqual(direct.paths.paths, [])
 
-        await anonymous.paths.build("exit", SHAPE)
+        await anonymous.paths.build(PathKind.EXIT, SHAPE)
         intact, peer = await echoThrough(anonymous, server)
         self.assertTrue(intact)
         self.assertEqual(peer, TunnelAddress(anonymous.apAddress))

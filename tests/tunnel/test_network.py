@@ -482,12 +482,12 @@ def tamperingNetwork():
     """
     L{clientAndServer} of tampering (but unarmed) nodes: the middle X-node of each path ready.
 
-    @return: C{(network, client, server, accepted, relays)}: C{relays["exit"]} and
-        C{relays["entry"]} the C{(node, relayed)} of the middle X-node of that path.
+    @return: C{(network, client, server, accepted, relays)}: C{relays[PathKind.EXIT]} and
+        C{relays[PathKind.ENTRY]} the C{(node, relayed)} of the middle X-node of that path.
     """
     network, client, server, entryPath, exitPath, accepted = clientAndServer(tampering=True)
     relays = {}
-    for kind, path, node in (("exit", exitPath, network.nodes[6]), ("entry", entryPath, network.nodes[3])):
+    for kind, path, node in ((PathKind.EXIT, exitPath, network.nodes[6]), (PathKind.ENTRY, entryPath, network.nodes[3])):
         relays[kind] = (node, network.relayedOn(node, path))
     return network, client, server, accepted, relays
 
@@ -522,12 +522,12 @@ class TamperingTests(NetworkTestCase):
                 del logs.lines[:]
             node.tampering.disarm()
 
-        refused("exit", "opening", BITS, "init block does not check out", ())
-        refused("exit", ("fromOwner", 0), BITS, "no tunnel to", ["exit node failed", "malformed outbound reply block"])
-        refused("entry", "opening", BITS, "no tunnel to", ["an entry request", "malformed inbound reply block"])
-        refused("entry", "setup block", BITS[:1], "no tunnel to", ["an inbound tunnel failed", "does not check out"])
+        refused(PathKind.EXIT, "opening", BITS, "init block does not check out", ())
+        refused(PathKind.EXIT, ("fromOwner", 0), BITS, "no tunnel to", ["exit node failed", "malformed outbound reply block"])
+        refused(PathKind.ENTRY, "opening", BITS, "no tunnel to", ["an entry request", "malformed inbound reply block"])
+        refused(PathKind.ENTRY, "setup block", BITS[:1], "no tunnel to", ["an inbound tunnel failed", "does not check out"])
 
-        for kind, step in (("exit", ("toOwner", 0)), ("entry", ("toOwner", 0)), ("entry", ("fromOwner", 0))):
+        for kind, step in ((PathKind.EXIT, ("toOwner", 0)), (PathKind.ENTRY, ("toOwner", 0)), (PathKind.ENTRY, ("fromOwner", 0))):
             node, relayed = relays[kind]
             node.tampering.arm(relayed, kind, step, BITS[1])
             before = len(accepted)
@@ -561,8 +561,8 @@ class TamperingTests(NetworkTestCase):
         tunnel deliver nothing but the bytes sent.
         """
         network, client, server, accepted, relays = tamperingNetwork()
-        node, relayed = relays["exit"]
-        node.tampering.arm(relayed, "exit", "setup block", BITS[1])
+        node, relayed = relays[PathKind.EXIT]
+        node.tampering.arm(relayed, PathKind.EXIT, "setup block", BITS[1])
         d = client.tunnels.open(server.apAddress)
         network.run()
         outcome = []

@@ -4,6 +4,7 @@ real TLS (the rest of the tunnels' behaviour is tested on an in-memory network, 
 """
 
 import os
+from phantom.path.interfaces import PathKind
 
 from twisted.trial.unittest import TestCase
 
@@ -21,7 +22,7 @@ class TunnelTests(TestCase):
         await buildEntry(nodes, server)
         accepted = []
         server.tunnels.acceptor = lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo()))
-        await client.paths.build("exit", SHAPE)
+        await client.paths.build(PathKind.EXIT, SHAPE)
         tunnel = await client.tunnels.open(server.apAddress)
         payload = os.urandom(3 * 1024 * 1024 + 17)
         collector = Collector(len(payload))

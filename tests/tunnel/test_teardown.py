@@ -6,6 +6,7 @@ replaced, and new tunnels open. (Closing from either end: test_network, on an in
 
 from twisted.trial.unittest import TestCase
 
+from phantom.path.interfaces import PathKind
 from phantom.wire.dht import Table
 from tests.link.helpers import until
 from tests.tunnel.helpers import SHAPE, hopNode, openEcho, startClientAndServer, untilClean
@@ -30,7 +31,7 @@ class TeardownTests(TestCase):
         # names its entry node, stay as they are.
         onEntryPath = {record.nodeId for record in entryPath.plan.xNodes} | {server.nodeId}
         for _ in range(10):
-            exitPath = await client.paths.build("exit", SHAPE)
+            exitPath = await client.paths.build(PathKind.EXIT, SHAPE)
             relays = [hopNode(nodes, exitPath, index) for index in (1, 0, 2)]
             relays = [node for node in relays if node.nodeId not in onEntryPath]
             if relays:
@@ -58,13 +59,13 @@ class TeardownTests(TestCase):
         # The path service replaces the path at once, but in a network this small its build
         # often fails: an attempt whose circle holds the dead node excludes all eight of its
         # nodes from the next, which leaves too few. Then the client builds one without it.
-        exits = lambda: [path for path in client.paths.paths if path.kind == "exit"]
+        exits = lambda: [path for path in client.paths.paths if path.kind == PathKind.EXIT]
         try:
             await until(exits, timeout=5.0)
         except AssertionError:
             pass
         if not exits():
-            await client.paths.build("exit", SHAPE, candidates=[node.store.get(Table.NODE, node.nodeId) for node in survivors if node is not client])
+            await client.paths.build(PathKind.EXIT, SHAPE, candidates=[node.store.get(Table.NODE, node.nodeId) for node in survivors if node is not client])
         self.assertEqual(len(exits()), 1)
         self.assertNotIn(victim.nodeId, {record.nodeId for record in exits()[0].plan.xNodes})
         tunnel, collector, serverTunnel, recorder = await openEcho(self, client, server, accepted)
