@@ -268,47 +268,82 @@ class Machine:
         return [CloseLink(link) for link in self.held]
 
 
-class EntryReach:
-    """
-    Reaching one of an AP-address's entry nodes over an ENTRY link, and asking it for a tunnel:
-    part of the exit node's machine and of an own-exit owner's.
+class ReachState(Enum):
+    """The states of reaching an entry node (L{EntryAsker})."""
 
-    @param randomBytes: the source of link ids.
+    LOOKING_UP = "looking up the routing entry"
+    REACHING_ENTRY = "opening an ENTRY link"
+    AWAITING_ANSWER = "waiting for the entry node's answer"
+
+
+class EntryAsker(Machine):
+    """
+    A machine that reaches one of an AP-address's entry nodes over an ENTRY link, in the order
+    its routing entry names them, and asks it for a tunnel: the exit node's, and an own-exit
+    owner's. Once the entry node accepts, L{entryAccepted} says what follows.
+
+    Events: C{routeFound(entry)}; C{linkOpened(link)}/C{linkFailed(why)} for the ENTRY link;
+    C{frameReceived(link, payload)}: the entry node's answer.
+
+    @ivar apAddress: the AP-address asked for, once L{askEntryNode} has been called.
     """
 
-    def __init__(self, apAddress, randomBytes):
-        self.apAddress = apAddress
+    apAddress = None
+
+    def __init__(self, randomBytes):
+        super().__init__()
         self._randomBytes = randomBytes
         self._candidates = []
         self._reasons = []
-        self.link = None
+        self.entryLink = None
 
-    def lookUp(self):
-        return LookUpRoute(self.apAddress)
+    def askEntryNode(self, apAddress):
+        """@return: the actions that start asking for C{apAddress}."""
+        self.apAddress = apAddress
+        self.state = ReachState.LOOKING_UP
+        return [LookUpRoute(apAddress)]
+
+    def entryAccepted(self, link):
+        """@return: the actions once the entry node on C{link} has accepted."""
+        raise NotImplementedError()
 
     def routeFound(self, entry):
-        """@return: the next action. @raise ValueError: no routing entry."""
+        if self.state is not ReachState.LOOKING_UP:
+            return []
         if entry is None:
-            raise ValueError(f"no routing entry for {formatAddress(self.apAddress)}")
+            return self.fail(f"no routing entry for {formatAddress(self.apAddress)}")
         self._candidates = list(entry.entryNodes)
-        return self.tryNext()
+        self.state = ReachState.REACHING_ENTRY
+        return self._tryNext()
 
-    def tryNext(self, why=None):
-        """@return: an L{OpenLink} to the next entry node. @raise ValueError: none is left."""
-        if why is not None:
-            self._reasons.append(why)
+    def _tryNext(self):
         if not self._candidates:
-            raise ValueError(f"no entry node of {formatAddress(self.apAddress)} reachable: {'; '.join(self._reasons)}")
-        return OpenLink(Purpose.ENTRY, self._candidates.pop(0), self._randomBytes(LINK_ID_SIZE))
+            return self.fail(f"no entry node of {formatAddress(self.apAddress)} reachable: {'; '.join(self._reasons)}")
+        return [OpenLink(Purpose.ENTRY, self._candidates.pop(0), self._randomBytes(LINK_ID_SIZE))]
+
+    def linkFailed(self, why):
+        if self.state is not ReachState.REACHING_ENTRY:
+            return super().linkFailed(why)
+        self._reasons.append(why)
+        return self._tryNext()
 
     def linkOpened(self, link):
-        """@return: the request to send on the ENTRY link."""
-        self.link = link
-        return SendFrame(link, apRequest(self.apAddress))
+        if self.state is not ReachState.REACHING_ENTRY:
+            return super().linkOpened(link)
+        self.entryLink = self.hold(link)
+        self.state = ReachState.AWAITING_ANSWER
+        return [SendFrame(link, apRequest(self.apAddress))]
 
-    def refusal(self, payload):
-        """@return: C{None} if C{payload} accepts, else why not. @raise ProtocolError: not an answer."""
-        return None if isAccepted(payload) else f"{formatAddress(self.apAddress)} refused the tunnel"
+    def frameReceived(self, link, payload):
+        if self.state is not ReachState.AWAITING_ANSWER or link is not self.entryLink:
+            return super().frameReceived(link, payload)
+        try:
+            accepted = isAccepted(payload)
+        except ProtocolError as e:
+            return self.fail(str(e))
+        if not accepted:
+            return self.fail(f"{formatAddress(self.apAddress)} refused the tunnel")
+        return self.entryAccepted(link)
 
 
 # Shared tables

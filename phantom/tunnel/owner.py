@@ -10,11 +10,12 @@ from twisted.logger import LogLevel
 
 from phantom.tunnel.common import (
     CloseLink,
-    EntryReach,
+    EntryAsker,
     Machine,
     Note,
     OpenLink,
     OwnTunnel,
+    ReachState,
     RefuseLink,
     SendFrame,
     isEntryInitFor,
@@ -99,15 +100,10 @@ class OutboundSetup(Machine):
         return super().linkClosed(link)
 
 
-class DirectState(Enum):
-    LOOKING_UP = "looking up the routing entry"
-    REACHING_ENTRY = "opening an ENTRY link"
-    AWAITING_ANSWER = "waiting for the entry node's answer"
-
-
-class DirectSetup(Machine):
+class DirectSetup(EntryAsker):
     """
-    A tunnel to C{apAddress} with no exit path: this node asks the entry node itself (paper §6.3).
+    A tunnel to C{apAddress} with no exit path: this node asks the entry node itself (paper
+    §6.3), in the L{phantom.tunnel.common.ReachState}s of an L{EntryAsker}.
 
     Events: C{start()}; C{routeFound(entry)}; C{linkOpened(link)}/C{linkFailed(why)};
     C{frameReceived(link, payload)}: the answer; C{linkClosed(link)}; C{timedOut()}.
@@ -116,47 +112,14 @@ class DirectSetup(Machine):
     what = "a direct tunnel"
 
     def __init__(self, apAddress, randomBytes):
-        super().__init__()
+        super().__init__(randomBytes)
         self.apAddress = apAddress
-        self._reach = EntryReach(apAddress, randomBytes)
-        self.state = DirectState.LOOKING_UP
+        self.state = ReachState.LOOKING_UP
 
     def start(self):
-        return [self._reach.lookUp()]
+        return self.askEntryNode(self.apAddress)
 
-    def routeFound(self, entry):
-        if self.state is not DirectState.LOOKING_UP:
-            return []
-        self.state = DirectState.REACHING_ENTRY
-        try:
-            return [self._reach.routeFound(entry)]
-        except ValueError as e:
-            return self.fail(str(e))
-
-    def linkOpened(self, link):
-        if self.state is not DirectState.REACHING_ENTRY:
-            return super().linkOpened(link)
-        self.hold(link)
-        self.state = DirectState.AWAITING_ANSWER
-        return [self._reach.linkOpened(link)]
-
-    def linkFailed(self, why):
-        if self.state is DirectState.REACHING_ENTRY:
-            try:
-                return [self._reach.tryNext(why)]
-            except ValueError as e:
-                return self.fail(str(e))
-        return super().linkFailed(why)
-
-    def frameReceived(self, link, payload):
-        if self.state is not DirectState.AWAITING_ANSWER:
-            return super().frameReceived(link, payload)
-        try:
-            refusal = self._reach.refusal(payload)
-        except ProtocolError as e:
-            return self.fail(str(e))
-        if refusal is not None:
-            return self.fail(refusal)
+    def entryAccepted(self, link):
         return self.done(OwnTunnel(None, link, [], True, self.apAddress))
 
 

@@ -25,6 +25,7 @@ from phantom.tunnel.common import (
     OpenLink,
     OwnTunnel,
     RefuseLink,
+    ReachState,
     RememberedBlocks,
     SendFrame,
     SendOnPath,
@@ -34,7 +35,7 @@ from phantom.tunnel.common import (
     requireBlock,
 )
 from phantom.tunnel.entry import EntrySetup, EntryState
-from phantom.tunnel.exit import ExitSetup, ExitState
+from phantom.tunnel.exit import ExitSetup
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, applyLayers, backward, exitConfirmation, forward
 from phantom.tunnel.owner import DirectSetup, InboundSetup, InboundState, OutboundSetup, OutboundState
 from phantom.tunnel.relay import RelaySetup, RelayState
@@ -234,10 +235,10 @@ class ExitTests(SynchronousTestCase):
     def test_badReply(self):
         """A reply that is not a valid reply block, or a frame of another size, fails with a warning."""
         for frame in (os.urandom(BLOCK_SIZE), b"short"):
-            exit = ExitSetup(self.path, Side.PREVIOUS, self.block, self.key, os.urandom)
-            exit.start()
-            exit.linkOpened(self.back)
-            actions = exit.frameReceived(self.back, frame)
+            setup = ExitSetup(self.path, Side.PREVIOUS, self.block, self.key, os.urandom)
+            setup.start()
+            setup.linkOpened(self.back)
+            actions = setup.frameReceived(self.back, frame)
             self.assertEqual(actions[0], CloseLink(self.back))
             self.assertEqual(actions[1].level, LogLevel.warn)
 
@@ -253,7 +254,7 @@ class ExitTests(SynchronousTestCase):
         self.exit.start()
         self.exit.linkOpened(self.back)
         self.exit.frameReceived(self.back, forward(self.key, buildOutboundReply(AP)))
-        self.assertIs(self.exit.state, ExitState.LOOKING_UP)
+        self.assertIs(self.exit.state, ReachState.LOOKING_UP)
         actions = self.exit.frameReceived(self.back, os.urandom(BLOCK_SIZE))
         self.assertEqual(actions[-1], Fail("a frame where none was due"))
 
@@ -345,11 +346,17 @@ class EntryTests(SynchronousTestCase):
 
     def test_exitNodeGivesUp(self):
         """The exit node closing, the path going, or the wait timing out ends the wait and forgets the block."""
-        for event in ("linkClosed", "pathGone", "timedOut"):
+        events = {
+            "the exit node closed": lambda entry: entry.linkClosed(self.request),
+            "the path went": lambda entry: entry.pathGone(),
+            "the wait timed out": lambda entry: entry.timedOut(),
+        }
+        for what, event in events.items():
             entry, send = self.asked()
-            actions = entry.linkClosed(self.request) if event == "linkClosed" else entry.pathGone() if event == "pathGone" else entry.timedOut()
-            self.assertIsInstance(actions[-1], Fail, event)
-            self.assertNotIn(send.payload, self.remembered, event)
+            actions = event(entry)
+            self.assertEqual(actions[0], CloseLink(self.request), what)
+            self.assertIsInstance(actions[-1], Fail, what)
+            self.assertNotIn(send.payload, self.remembered, what)
 
     def test_notTheEntryNode(self):
         entry = self.entry(path=False)
