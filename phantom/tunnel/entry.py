@@ -60,7 +60,7 @@ class EntrySetup(Machine):
         self._random = random
         self._randomBytes = randomBytes
         self.state = EntryState.AWAITING_REQUEST
-        self._block = None
+        self._apAddress = self._side = self._key = self._init = self._block = None
 
     def start(self):
         return []

@@ -21,11 +21,10 @@ SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
 SHAPE = PathShape(3, 5)
 
 
-async def startTunnelNetwork(testCase, count, base, clocks=None, options=None, ownEntry=(), tampering=False):
+async def startTunnelNetwork(testCase, count, base, options=None, ownEntry=(), tampering=False):
     """
     C{count} nodes, each with a tunnel service as C{node.tunnels}.
 
-    @param clocks: node index to the clock of that node's tunnel service (the reactor otherwise).
     @param options: node index to more keyword arguments for that node's tunnel service.
     @param ownEntry: indices of the nodes that are their own entry nodes.
     @param tampering: whether each node's relays tamper when armed (its
@@ -34,7 +33,6 @@ async def startTunnelNetwork(testCase, count, base, clocks=None, options=None, o
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
     for index, node in enumerate(nodes):
         node.apAddress = apAddressOf(node.identity.routingKey.public_key())
-        clock = (clocks or {}).get(index, reactor)
         more = dict((options or {}).get(index, {}))
         if index in ownEntry:
             more["ownEntry"] = node.identity.routingKey
@@ -42,7 +40,7 @@ async def startTunnelNetwork(testCase, count, base, clocks=None, options=None, o
             from tests.tunnel.tampering import Tampering
 
             node.tampering = more["relaySetup"] = Tampering()
-        node.tunnels = TunnelService(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index), **more)
+        node.tunnels = TunnelService(node.links, node.paths, node, reactor, node.apAddress, random.Random(1000 + index), **more)
         testCase.addCleanup(node.tunnels.stop)
     return nodes
 
