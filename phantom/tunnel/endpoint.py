@@ -34,9 +34,11 @@ class EndToEnd:
     A node's TLS contexts for the inside of its tunnels, with a certificate for its routing key.
 
     @param routingKey: the node's Ed25519 routing key.
+    @param clock: C{IReactorTime} on which TLS gathers small writes (the global reactor if C{None}).
     """
 
-    def __init__(self, routingKey):
+    def __init__(self, routingKey, clock=None):
+        self._clock = clock
         certificate = selfSignedCertificate(routingKey)
         self.apAddress = apAddressOfCertificate(certificate)
         self._client = makePinnedContext(routingKey, certificate, apAddressOfCertificate, "AP-address", server=False)
@@ -44,11 +46,11 @@ class EndToEnd:
 
     def clientFactory(self, apAddress, factory):
         """A factory of TLS protocols that reach only C{apAddress}, wrapping C{factory}'s."""
-        return TLSMemoryBIOFactory(ClientConnectionCreator(self._client, apAddress), True, factory)
+        return TLSMemoryBIOFactory(ClientConnectionCreator(self._client, apAddress), True, factory, clock=self._clock)
 
     def serverFactory(self, factory):
         """A factory of TLS protocols that accept any AP-address's owner, wrapping C{factory}'s."""
-        return TLSMemoryBIOFactory(ServerConnectionCreator(self._server), False, factory)
+        return TLSMemoryBIOFactory(ServerConnectionCreator(self._server), False, factory, clock=self._clock)
 
 
 @implementer(IHandshakeListener)

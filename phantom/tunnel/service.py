@@ -13,6 +13,11 @@ and the neighbour's pinned node id and matched to the remembered block by its co
       init block naming it; the owner finds every hop's key, opens the tunnel link and answers
       in layers; the two exchange dummy blocks, so that both setups look alike.
 
+Each role is a machine without I/O (L{phantom.tunnel.relay}, L{phantom.tunnel.exit},
+L{phantom.tunnel.entry}, L{phantom.tunnel.owner}, on L{phantom.tunnel.common}); this service
+feeds them the events of links, the network database, timers and paths, and carries out the
+actions they return.
+
 Then each hop passes the tunnel's data through its stream layer (L{phantom.tunnel.keys}), and
 the owners hold all layers of their paths. Nothing else is ever sent: a hop that finds anything
 amiss closes, and the closing runs along the tunnel to both ends.
@@ -20,84 +25,100 @@ amiss closes, and the closing runs along the tunnel to both ends.
 
 import os
 import random
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from phantom.address import Contact, addressBytes, describePeer, formatAddress
-from phantom.errors import LinkFailed, TunnelFailed
-from phantom.link.queue import FrameQueue
+from phantom.address import Contact, describePeer, formatAddress
+from phantom.errors import TunnelFailed
+from phantom.link.interfaces import ILinkHandler
+from phantom.link.local import LocalLink
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry, routeKey
-from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, StreamLayer, applyLayers, backward, exitConfirmation, forward, recoverKeys, wrapForHops
-from phantom.link.local import LocalLink
-from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, firstThen
+from phantom.tunnel.common import (
+    SETUP_TIMEOUT,
+    ClosePath,
+    CloseLink,
+    Fail,
+    KeySets,
+    LookUpRoute,
+    Note,
+    OpenLink,
+    OwnTunnel,
+    RefuseLink,
+    RememberedBlocks,
+    SendFrame,
+    SendOnPath,
+    SpliceLinks,
+    chooseKey,
+    requireBlock,
+)
+from phantom.tunnel.entry import EntrySetup
+from phantom.tunnel.exit import ExitSetup
+from phantom.tunnel.owner import DirectSetup, InboundSetup, OutboundSetup
+from phantom.tunnel.relay import RelaySetup
+from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
-from phantom.wire.link import LINK_ID_SIZE, Purpose
-from phantom.wire.tunnel import (
-    BLOCK_SIZE,
-    ApAnswer,
-    ApRequest,
-    InboundStatus,
-    TunnelOpening,
-    buildEntryInit,
-    buildExitInit,
-    buildInboundReply,
-    buildOutboundReply,
-    isExitInit,
-    parseEntryInit,
-    parseInboundReply,
-    parseOutboundReply,
-)
-
-SETUP_TIMEOUT = 30.0
-"""Seconds any step of a tunnel setup may take before the setup is given up."""
-MAX_PENDING = 4096
-"""The most blocks a node remembers at once, waiting for their tunnel links."""
-
-
-def requireBlock(payload):
-    """@return: C{payload} as bytes, if it is one setup block. @raise ProtocolError: it is not."""
-    if len(payload) != BLOCK_SIZE:
-        raise ProtocolError(f"a frame of {len(payload)} bytes where a {BLOCK_SIZE}-byte setup block was due")
-    return bytes(payload)
+from phantom.wire.link import Purpose
+from phantom.wire.tunnel import BLOCK_SIZE, TunnelOpening
 
 
 @dataclass
-class Remembered:
-    """A block this node passed on along a path, waiting for the tunnel link that names it."""
+class _Opener:
+    """The Deferred a tunnel's opener waits on, and the block its setup is named by (if any)."""
 
-    path: object
-    """The L{phantom.path.service.RelayedPath} it came over."""
-    towards: str
-    """The side it went out to: the tunnel link must come from that neighbour."""
-    cameFrom: str
-    """The side it came from (C{None} at the entry node, where it started)."""
-    key: bytes
-    material: bytes
-    """What the hop first saw of the tunnel: the block it received, or the entry node's init block."""
-    expires: float
-    entry: object = None
-    """At the entry node: the Deferred the tunnel link is handed to."""
+    opened: Deferred
+    block: bytes
 
 
-class TunnelService(Service):
+@implementer(ILinkHandler)
+class _MachineLink:
+    """
+    A link's frames and closing, as events of the machine that holds it; a TUNNEL link's first
+    frame, the opening, first finds that machine.
+    """
+
+    def __init__(self, service, link, machine=None):
+        self._service = service
+        self._link = link
+        self.machine = machine
+        self.waiting = None
+        """While a TUNNEL link's opening is awaited: the call that gives up on it."""
+
+    def frameReceived(self, payload):
+        if self.machine is None:
+            self._service.openingReceived(self, self._link, payload)
+        else:
+            self._service.feed(self.machine, self.machine.frameReceived(self._link, payload))
+
+    def linkClosed(self, reason):
+        if self.waiting is not None and self.waiting.active():
+            self.waiting.cancel()
+        if self.machine is not None:
+            self._service.feed(self.machine, self.machine.linkClosed(self._link))
+
+
+class TunnelService(MultiService):
     """
     This node's tunnels: those it opens and accepts as an owner, and those it carries as an
-    X-node, exit node or entry node.
+    X-node, exit node or entry node. The roles are machines; this service carries out what they
+    ask (links, routing entries, timers) and feeds them what happens.
 
-    @param links: the node's L{phantom.link.service.LinkService}.
-    @param paths: the node's L{phantom.path.service.PathService}; its PATH links' frames come here.
-    @param dht: the network database, to look up routing entries (C{findRecord}).
+    @param links: the node's L{phantom.link.interfaces.ILinkService}.
+    @param paths: the node's L{phantom.path.service.PathService} (its C{exitPath()},
+        C{entryPathFor(apAddress)} and C{isEntryNode}); its PATH links' frames come to
+        L{pathFrameReceived}.
+    @param dht: the network database, to look up routing entries (C{findRecord}) and publish
+        this node's own (C{storeRecord}).
     @param clock: C{IReactorTime}.
+    @param apAddress: this node's AP-address (of its routing key).
     @param random: the secure source of key choices.
     @param randomBytes: the secure source of random blocks.
-    @param apAddress: this node's AP-address (of its routing key).
     @param idleTimeout: seconds after which, while the service runs, a tunnel this node owns an
         end of and nothing has passed through is closed.
     @param ownExit: open tunnels without an exit path, as a non-anonymised client (paper §6.3):
@@ -106,29 +127,38 @@ class TunnelService(Service):
         server: publish a routing entry naming this node, and take tunnels to its AP-address
         straight from the exit nodes that ask. C{None}: reachable over entry paths only.
     @param entryLifetime: how long an own routing entry is valid; it is renewed at half that.
+    @param relaySetup: what makes the machine of each block this node relays (L{RelaySetup}'s
+        signature); tests wrap it to play a relay that tampers.
     """
 
     log = Logger()
 
     def __init__(
         self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom,
-        idleTimeout=600.0, ownExit=False, ownEntry=None, entryLifetime=600.0,
+        idleTimeout=600.0, ownExit=False, ownEntry=None, entryLifetime=600.0, relaySetup=RelaySetup,
     ):
+        super().__init__()
         self._links = links
         self._paths = paths
         self._dht = dht
         self._clock = clock
         self._random = random
         self._randomBytes = randomBytes
-        self._remembered = OrderedDict()
-        self._opening = {}
-        self._keySets = {}
+        self._relaySetup = relaySetup
+        self.setupTimeout = SETUP_TIMEOUT
+        """Seconds each step of a setup may take."""
+        self.remembered = RememberedBlocks(clock)
+        """The blocks this node passed on (or sent as an entry node), waiting for their tunnel links."""
+        self.opening = {}
+        """The first blocks of the tunnels this node is opening, to their L{OutboundSetup}s."""
+        self.keySets = KeySets()
+        self._timers = {}
+        self._pathWatches = {}
+        self._openers = {}
         self.idleTimeout = idleTimeout
-        self._expiry = None
         self.ownExit = ownExit
         self._ownEntry = ownEntry
         self._entryLifetime = entryLifetime
-        self._publishing = None
         self.address = TunnelAddress(apAddress)
         self.acceptor = None
         """C{acceptor(tunnel)} takes each inbound L{OwnerTunnel}; while C{None}, inbound tunnels are refused."""
@@ -136,28 +166,18 @@ class TunnelService(Service):
         """The open tunnels this node owns an end of."""
         self.carried = set()
         """The L{Splice}s of tunnels this node carries."""
+        self._addLoop(min(30.0, idleTimeout / 2), self.expireIdle)
+        if ownEntry is not None:
+            self._addLoop(entryLifetime / 2, self.publishOwnEntry)
         links.registerPurpose(Purpose.TUNNEL, self._tunnelLinkArrived)
         links.registerPurpose(Purpose.ENTRY, self._entryLinkArrived)
 
-    # Keys
+    def _addLoop(self, interval, f):
+        loop = TimerService(interval, f)
+        loop.clock = self._clock
+        loop.setServiceParent(self)
 
-    def _keySet(self, seed, count, path):
-        """The key set of C{seed}, made once and kept while C{path} lasts."""
-        keySet = self._keySets.get(seed)
-        if keySet is None:
-            keySet = self._keySets[seed] = KeySet(seed, count)
-            path.onGone(lambda: self._keySets.pop(seed, None))
-        return keySet
-
-    def _keySetsOf(self, path):
-        """The key sets of an owned path's X-nodes, x0 first, T last."""
-        return [self._keySet(path.keySeeds[record.nodeId], path.keyCount, path) for record in path.plan.xNodes]
-
-    def _choose(self, relayed):
-        keySet = self._keySet(relayed.keySeed, relayed.keyCount, relayed)
-        return keySet.keys[keySet.choose(self._random)]
-
-    # Frames on PATH links: setup blocks
+    # Events in
 
     def pathFrameReceived(self, path, side, payload):
         """
@@ -167,313 +187,163 @@ class TunnelService(Service):
         try:
             block = requireBlock(payload)
         except ProtocolError as e:
-            self.log.warn("closing a path: {why}", why=str(e))
-            path.close()
+            self._do(None, ClosePath(path, str(e)))
             return
         if side is None:
-            self._run(self._inbound(path, block), "an inbound tunnel")
+            self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.acceptor is not None, self._randomBytes))
             return
         others = [other for other in path.sides() if other != side]
         if others:
-            self._passOn(path, side, others[0], block)
+            if path.links[others[0]] is None:
+                return
+            relay = self._relaySetup(path, side, others[0], self._choose(path), block)
+            if not self.remembered.remember(relay.passed, relay):
+                self.log.warn("too many tunnel setups pending: dropped a setup block")
+                return
+            self.begin(relay)
         elif path.terminating and path.routingEntry is None:
-            self._run(self._exit(path, side, block), "an outbound tunnel at its exit node")
+            self.begin(ExitSetup(path, side, block, self._choose(path), self._randomBytes))
         else:
-            self.log.warn("a setup block at the end of an entry path: closing the path")
-            path.tearDown()
+            self._do(None, ClosePath(path, "a setup block at the end of an entry path"))
 
-    def _passOn(self, path, cameFrom, towards, block):
-        link = path.links[towards]
-        if link is None:
-            return
-        key = self._choose(path)
-        passed = forward(key, block)
-        if self._remember(passed, Remembered(path, towards, cameFrom, key, block, 0.0)):
-            link.sendFrame(passed)
-
-    def _forgetExpired(self):
-        """Forget the blocks whose tunnel links never came (they expire in the order remembered)."""
-        now = self._clock.seconds()
-        while self._remembered:
-            oldest = next(iter(self._remembered.values()))
-            if oldest.expires > now:
-                break
-            self._remembered.popitem(last=False)
-
-    def _remember(self, block, remembered):
-        now = self._clock.seconds()
-        self._forgetExpired()
-        if len(self._remembered) >= MAX_PENDING:
-            self.log.warn("too many tunnel setups pending: dropped a setup block")
-            return False
-        remembered.expires = now + SETUP_TIMEOUT
-        self._remembered[block] = remembered
-        return True
-
-    # Tunnel links: opened back along a path, named by the block they carry first
+    def _choose(self, relayed):
+        return chooseKey(self.keySets.ofRelayed(relayed), self._random)
 
     def _tunnelLinkArrived(self, link):
-        queue = FrameQueue(link)
-        self._run(self._tunnelLink(link, queue), f"a tunnel link from {describePeer(link.peer)}")
-        return queue
+        handler = _MachineLink(self, link)
+        handler.waiting = self._clock.callLater(self.setupTimeout, link.close)
+        return handler
 
-    async def _tunnelLink(self, link, queue):
+    def openingReceived(self, handler, link, payload):
+        """The first frame of a TUNNEL link: it names the block of the setup it belongs to."""
+        if handler.waiting.active():
+            handler.waiting.cancel()
         try:
-            opening = parseStrict(TunnelOpening, await self._nextFrame(queue))
-            first = bytes(opening.first)
-            setup = self._opening.get(first)
-            if setup is not None:
-                return setup.linkArrived(link, queue, opening.second)
-            remembered = self._remembered.pop(first, None)
-            if remembered is None:
-                raise ProtocolError("its first block names no tunnel setup")
-            path, towards = remembered.path, remembered.towards
-            contact = path.contacts[towards]
-            if link.linkId != path.linkIds[towards] or link.nodeId != contact.nodeId or link.peer.host != contact.host:
-                raise ProtocolError("it is not from the neighbour the block went to")
-            second = backward(remembered.key, bytes(opening.second))
-            layer = StreamLayer(remembered.key, remembered.material)
-            if remembered.entry is not None:
-                remembered.entry.callback((link, queue, second, layer))
-                return
-            onward = await self._connectBack(path, remembered.cameFrom)
-            onward.sendFrame(TunnelOpening.build({"first": remembered.material, "second": second}))
-            self._carry(
-                path,
-                (link, queue),
-                (onward, None),
-                firstThen(lambda frame: backward(remembered.key, requireBlock(frame)), layer.against),
-                firstThen(lambda frame: backward(remembered.key, requireBlock(frame)), layer.along),
-            )
-        except Exception:
-            link.close()
-            raise
-
-    async def _connectBack(self, path, side):
-        contact = path.contacts[side]
-        return await self._links.connect(contact.host, contact.port, Purpose.TUNNEL, path.linkIds[side], contact.nodeId)
-
-    def _carry(self, path, a, b, aToB, bToA):
-        """Splice two links of a tunnel this node carries; the path's end closes them."""
-        (linkA, queueA), (linkB, queueB) = a, b
-        pathGone = None
-        splice = Splice(linkA, linkB, aToB, bToA, onClosed=lambda: self._uncarry(splice, pathGone))
-        self.carried.add(splice)
-        for queue, link, end in ((queueA, linkA, splice.ends[0]), (queueB, linkB, splice.ends[1])):
-            if queue is not None:
-                queue.handOver(end)
-            else:
-                link.attach(end)
-        pathGone = path.onGone(splice.close)
-        return splice
-
-    def _uncarry(self, splice, pathGone):
-        self.carried.discard(splice)
-        if pathGone is not None:
-            pathGone.cancel()
-
-    # The exit node
-
-    async def _exit(self, path, side, block):
-        key = self._choose(path)
-        layer = StreamLayer(key, block)
-        back = await self._connectBack(path, side)
-        entry = None
-        # The owner giving up (closing) while the entry node is asked ends the asking too.
-        queue = FrameQueue(back, lambda: entry is not None and entry.close())
-        back.attach(queue)
-        try:
-            back.sendFrame(TunnelOpening.build({"first": block, "second": backward(key, buildExitInit(self._randomBytes))}))
-            apAddress = parseOutboundReply(backward(key, requireBlock(await self._nextFrame(queue))))
-            entry, entryQueue = await self._reachEntry(apAddress)
-            if queue.closed:
-                raise TunnelFailed("the owner gave up while the entry node was reached")
-            entry.sendFrame(ApRequest.build({"ap_address": apAddress}))
-            answer = parseStrict(ApAnswer, await self._nextFrame(entryQueue))
-            if int(answer.status) != InboundStatus.ACCEPTED:
-                raise TunnelFailed(f"{formatAddress(apAddress)} refused the tunnel")
-            back.sendFrame(exitConfirmation(key, block))
-            self._carry(path, (back, queue), (entry, entryQueue), layer.along, layer.against)
-        except Exception:
-            back.close()
-            if entry is not None:
-                entry.close()
-            raise
-
-    async def _reachEntry(self, apAddress):
-        """An ENTRY link to one of the entry nodes the AP-address's verified routing entry names."""
-        entry = await self._dht.findRecord(Table.ROUTE, routeKey(apAddress))
-        if entry is None:
-            raise TunnelFailed(f"no routing entry for {formatAddress(apAddress)}")
-        reasons = []
-        for node in entry.entryNodes:
-            if node.nodeId == self._links.nodeId:
-                # This exit node is the entry node asked for too: both roles meet in-process.
-                return self._enterLocally()
-            try:
-                link = await self._links.connect(node.host, node.port, Purpose.ENTRY, self._randomBytes(LINK_ID_SIZE), node.nodeId)
-            except Exception as e:
-                reasons.append(str(e))
-                continue
-            queue = FrameQueue(link)
-            link.attach(queue)
-            return link, queue
-        raise TunnelFailed(f"no entry node of {formatAddress(apAddress)} reachable: {'; '.join(reasons)}")
-
-    def _enterLocally(self):
-        host, port = self._links.address
-        exitEnd, entryEnd = LocalLink.pair(self._links.nodeId, host, port, self._clock)
-        entryQueue = FrameQueue(entryEnd)
-        entryEnd.attach(entryQueue)
-        self._run(self._entry(entryEnd, entryQueue), "an entry request of this node's own exit role")
-        exitQueue = FrameQueue(exitEnd)
-        exitEnd.attach(exitQueue)
-        return exitEnd, exitQueue
-
-    # The entry node
+            opening = parseStrict(TunnelOpening, payload)
+        except ProtocolError as e:
+            self._do(None, RefuseLink(link, str(e)))
+            return
+        first = bytes(opening.first)
+        machine = self.opening.get(first) or self.remembered.take(first)
+        if machine is None:
+            self._do(None, RefuseLink(link, "its first block names no tunnel setup"))
+            return
+        handler.machine = machine
+        self.feed(machine, machine.tunnelLinkArrived(link, bytes(opening.second)))
 
     def _entryLinkArrived(self, link):
         if self._ownEntry is None and not self._paths.isEntryNode:
             self.log.info("refused an entry link from {peer}: this node is no entry node", peer=describePeer(link.peer))
             return CloseAtOnce(link)
-        queue = FrameQueue(link)
-        self._run(self._entry(link, queue), f"an entry request from {describePeer(link.peer)}")
-        return queue
+        return self._enter(link)
 
-    async def _entry(self, request, queue):
-        block = None
-        try:
-            apAddress = bytes(parseStrict(ApRequest, await self._nextFrame(queue)).ap_address)
-            if self._ownEntry is not None and apAddress == self.address.apAddress:
-                return self._acceptDirectly(request, queue)
-            path = self._paths.entryPathFor(apAddress)
-            if path is None:
-                request.sendFrame(ApAnswer.build({"status": InboundStatus.REFUSED}))
-                raise TunnelFailed(f"this node is no entry node of {formatAddress(apAddress)}")
-            [side] = path.sides()
-            key = self._choose(path)
-            init = buildEntryInit(apAddress, addressBytes(request.peer.host), self._randomBytes)
-            block = forward(key, init)
-            arrived = Deferred()
-            if not self._remember(block, Remembered(path, side, None, key, init, 0.0, entry=arrived)):
-                raise TunnelFailed("too many tunnel setups pending")
-            path.links[side].sendFrame(block)
-            # The exit node giving up, or the path going, ends the wait.
-            giveUp = lambda: arrived.called or arrived.cancel()  # noqa: E731
-            queue.onClosed = giveUp
-            pathGone = path.onGone(giveUp)
-            try:
-                back, backQueue, reply, layer = await arrived.addTimeout(SETUP_TIMEOUT, self._clock)
-            finally:
-                queue.onClosed = None
-                pathGone.cancel()
-            try:
-                status = parseInboundReply(reply)
-                request.sendFrame(ApAnswer.build({"status": status}))
-                if status != InboundStatus.ACCEPTED:
-                    raise TunnelFailed(f"the owner of {formatAddress(apAddress)} refused the tunnel")
-                back.sendFrame(self._randomBytes(BLOCK_SIZE))
-                self._carry(path, (back, backQueue), (request, queue), firstThen(lambda frame: requireBlock(frame) and None, layer.against), layer.along)
-            except Exception:
-                back.close()
-                raise
-        except Exception:
-            if block is not None:
-                self._remembered.pop(block, None)
-            request.close()
-            raise
+    def _enter(self, link):
+        machine = EntrySetup(
+            link, self.address.apAddress if self._ownEntry is not None else None, lambda: self.acceptor is not None,
+            self._paths.entryPathFor, self.keySets.ofRelayed, self.remembered, self._random, self._randomBytes,
+        )
+        self.begin(machine)
+        return _MachineLink(self, link, machine)
 
-    def _acceptDirectly(self, request, queue):
-        """A tunnel to this node's own AP-address, asked for by an exit node (or a direct client)."""
-        if self.acceptor is None:
-            request.sendFrame(ApAnswer.build({"status": InboundStatus.REFUSED}))
-            request.close()
-            self.log.info("refused a direct tunnel: nothing listens")
+    # Running machines
+
+    def begin(self, machine):
+        """Start C{machine}."""
+        self.feed(machine, machine.start())
+
+    def feed(self, machine, actions):
+        """Carry out the C{actions} C{machine} returned for an event, and time its next step."""
+        for action in actions:
+            self._do(machine, action)
+        timer = self._timers.pop(machine, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        if machine.ended:
+            watch = self._pathWatches.pop(machine, None)
+            if watch is not None:
+                watch.cancel()
+            opener = self._openers.pop(machine, None)
+            if opener is not None:
+                self.opening.pop(opener.block, None)
             return
-        request.sendFrame(ApAnswer.build({"status": InboundStatus.ACCEPTED}))
-        self.acceptor(self._owned(None, request, queue, [], False, self.address, TunnelAddress(None)))
+        if machine.path is not None and machine not in self._pathWatches:
+            self._pathWatches[machine] = machine.path.onGone(lambda: self.feed(machine, machine.pathGone()))
+        if machine.timed:
+            self._timers[machine] = self._clock.callLater(self.setupTimeout, lambda: self.feed(machine, machine.timedOut()))
 
-    # The owner: outbound
+    def _do(self, machine, action):
+        match action:
+            case SendFrame(link, payload):
+                link.sendFrame(payload)
+            case SendOnPath(path, side, payload):
+                link = path.links[side]
+                if link is not None:
+                    link.sendFrame(payload)
+            case OpenLink(purpose, contact, linkId):
+                self._open(machine, purpose, contact, linkId)
+            case LookUpRoute(apAddress):
+                found = ensureDeferred(self._dht.findRecord(Table.ROUTE, routeKey(apAddress)))
+                found.addCallbacks(
+                    lambda entry: self.feed(machine, machine.routeFound(entry)),
+                    lambda failure: self.feed(machine, machine.linkFailed(f"looking up {formatAddress(apAddress)} failed: {failure.getErrorMessage()}")),
+                )
+            case SpliceLinks(path, a, b, aToB, bToA):
+                self._carry(path, a, b, aToB, bToA)
+            case OwnTunnel():
+                self._own(machine, action)
+            case CloseLink(link):
+                link.close()
+            case RefuseLink(link, why):
+                self.log.warn("a tunnel link from {peer} failed: {why}", peer=describePeer(link.peer), why=why)
+                link.close()
+            case ClosePath(path, why):
+                self.log.warn("closing a path: {why}", why=why)
+                path.close()
+            case Fail(why, level):
+                self.log.emit(level, "{what} failed: {why}", what=machine.what, why=why)
+                opener = self._openers.get(machine)
+                if opener is not None and not opener.opened.called:
+                    opener.opened.errback(TunnelFailed(f"no tunnel to {formatAddress(machine.apAddress)}: {why}"))
+            case Note(message, level):
+                self.log.emit(level, message)
 
-    def open(self, apAddress):
-        """
-        Open a tunnel to C{apAddress} over one of this node's exit paths (built if there is none).
+    def _open(self, machine, purpose, contact, linkId):
+        if contact.nodeId == self._links.nodeId and purpose == Purpose.ENTRY:
+            # This exit node is the entry node asked for too: both roles meet in-process.
+            host, port = self._links.address
+            exitEnd, entryEnd = LocalLink.pair(self._links.nodeId, host, port, self._clock)
+            entryEnd.attach(self._enter(entryEnd))
+            opened = succeed(exitEnd)
+        else:
+            opened = self._links.connect(contact.host, contact.port, purpose, linkId, contact.nodeId)
 
-        @return: a Deferred of the L{OwnerTunnel}, not yet started.
-        @raise TunnelFailed: (errback) the tunnel could not be opened.
-        """
-        return Deferred.fromCoroutine(self._open(apAddress))
+        def connected(link):
+            link.attach(_MachineLink(self, link, machine))
+            self.feed(machine, machine.linkOpened(link))
 
-    async def _open(self, apAddress):
-        if self.ownExit:
-            return await self._openDirectly(apAddress)
-        path = await self._paths.exitPath()
-        block = self._randomBytes(BLOCK_SIZE)
-        setup = _OutboundSetup(self, path, apAddress, block)
-        self._opening[block] = setup
-        try:
-            path.link.sendFrame(block)
-            return await setup.done.addTimeout(SETUP_TIMEOUT, self._clock)
-        except Exception as e:
-            setup.abandon()
-            if isinstance(e, TunnelFailed):
-                raise
-            raise TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {type(e).__name__}: {e}") from e
-        finally:
-            self._opening.pop(block, None)
+        opened.addCallbacks(connected, lambda failure: self.feed(machine, machine.linkFailed(failure.getErrorMessage())))
 
-    async def _openDirectly(self, apAddress):
-        """A tunnel with no exit path: this node asks the entry node itself."""
-        link, queue = await self._reachEntry(apAddress)
-        try:
-            link.sendFrame(ApRequest.build({"ap_address": apAddress}))
-            answer = parseStrict(ApAnswer, await self._nextFrame(queue))
-            if int(answer.status) != InboundStatus.ACCEPTED:
-                raise TunnelFailed(f"{formatAddress(apAddress)} refused the tunnel")
-        except TunnelFailed:
-            link.close()
-            raise
-        except Exception as e:
-            link.close()
-            raise TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {type(e).__name__}: {e}") from e
-        return self._owned(None, link, queue, [], True, self.address, TunnelAddress(apAddress))
+    def _carry(self, path, a, b, aToB, bToA):
+        """Splice two links of a tunnel this node carries; the path's end closes them."""
+        pathGone = None
 
-    # The owner: inbound
+        def uncarry():
+            self.carried.discard(splice)
+            if pathGone is not None:
+                pathGone.cancel()
 
-    async def _inbound(self, path, block):
-        if path.kind != "entry":
-            raise TunnelFailed("a setup block came back over an exit path")
-        keySets = self._keySetsOf(path)
-        chosen = recoverKeys(keySets, block, BACKWARD, lambda plain: _isEntryInitFor(plain, path.apAddress))
-        if chosen is None:
-            raise TunnelFailed("an inbound tunnel request that does not check out")
-        keys = [keySet.keys[index] for keySet, index in zip(keySets, chosen)]
-        status = InboundStatus.ACCEPTED if self.acceptor is not None else InboundStatus.REFUSED
-        x0 = path.plan.adjacent
-        link = await self._links.connect(x0.host, x0.port, Purpose.TUNNEL, path.link.linkId, x0.nodeId)
-        timers = []
-        queue = FrameQueue(link, lambda: [timer.cancel() for timer in timers if timer.active()])
-        link.attach(queue)
-        try:
-            link.sendFrame(TunnelOpening.build({"first": block, "second": wrapForHops(keys, buildInboundReply(status, self._randomBytes))}))
-            if status != InboundStatus.ACCEPTED:
-                # The entry node closes on reading the refusal, and the closing comes back.
-                timers.append(self._clock.callLater(SETUP_TIMEOUT, link.close))
-                self.log.info("refused an inbound tunnel: nothing listens")
-                return
-            requireBlock(await self._nextFrame(queue))
-            link.sendFrame(self._randomBytes(BLOCK_SIZE))
-        except Exception:
-            link.close()
-            raise
-        layers = [StreamLayer(key, applyLayers(keys[: index + 1], block, BACKWARD)) for index, key in enumerate(keys)]
-        tunnel = self._owned(path, link, queue, layers, False, self.address, TunnelAddress(None))
-        self.acceptor(tunnel)
+        splice = Splice(a, b, aToB, bToA, onClosed=uncarry)
+        self.carried.add(splice)
+        a.attach(splice.ends[0])
+        b.attach(splice.ends[1])
+        pathGone = path.onGone(splice.close)
+        return splice
 
-    def _owned(self, path, link, queue, layers, sendsAlong, host, peer):
-        tunnel = OwnerTunnel(link, layers, sendsAlong, host, peer, self._clock)
+    def _own(self, machine, owned):
+        peer = TunnelAddress(owned.peer)
+        tunnel = OwnerTunnel(owned.link, owned.layers, owned.outbound, self.address, peer, self._clock)
         tunnel.openedAt = self._clock.seconds()
-        tunnel.outbound = sendsAlong
+        tunnel.outbound = owned.outbound
         self.tunnels.add(tunnel)
         pathGone = None
 
@@ -483,48 +353,68 @@ class TunnelService(Service):
                 pathGone.cancel()
 
         tunnel.whenClosed.append(closed)
-        queue.handOver(tunnel)
-        if path is not None:
-            pathGone = path.onGone(tunnel.loseConnection)
-        return tunnel
-
-    # Helpers
-
-    async def _nextFrame(self, queue):
-        return await queue.next().addTimeout(SETUP_TIMEOUT, self._clock)
-
-    def _run(self, coroutine, what):
-        def failed(failure):
-            if failure.check(ProtocolError, TunnelFailed):
-                self.log.warn("{what} failed: {why}", what=what, why=failure.getErrorMessage())
+        owned.link.attach(tunnel)
+        if owned.path is not None:
+            pathGone = owned.path.onGone(tunnel.loseConnection)
+        if owned.outbound:
+            opener = self._openers.get(machine)
+            if opener is None or opener.opened.called:
+                tunnel.loseConnection()
             else:
-                self.log.info("{what} ended: {why}", what=what, why=failure.getErrorMessage())
+                opener.opened.callback(tunnel)
+        elif self.acceptor is None:
+            tunnel.loseConnection()
+        else:
+            self.acceptor(tunnel)
 
-        Deferred.fromCoroutine(coroutine).addErrback(failed)
+    # The owner: outbound
 
-    def startService(self):
-        super().startService()
-        self._expiry = LoopingCall(self.expireIdle)
-        self._expiry.clock = self._clock
-        self._expiry.start(min(30.0, self.idleTimeout / 2), now=False)
-        if self._ownEntry is not None:
-            self._publishing = LoopingCall(self.publishOwnEntry)
-            self._publishing.clock = self._clock
-            self._publishing.start(self._entryLifetime / 2, now=True)
+    def open(self, apAddress):
+        """
+        Open a tunnel to C{apAddress} over one of this node's exit paths (built if there is none).
 
-    def stopService(self):
-        super().stopService()
-        for loop in (self._expiry, self._publishing):
-            if loop is not None and loop.running:
-                loop.stop()
-        self.stop()
+        @return: a Deferred of the L{OwnerTunnel}, not yet started; cancelling it gives up.
+        @raise TunnelFailed: (errback) the tunnel could not be opened.
+        """
+        machines = []
+
+        def cancel(opened):
+            if not machines:
+                finding.cancel()
+            else:
+                self.feed(machines[0], machines[0].abandon())
+
+        opened = Deferred(cancel)
+
+        def start(path):
+            if opened.called:
+                return
+            if path is None:
+                machine, block = DirectSetup(apAddress, self._randomBytes), None
+            else:
+                block = self._randomBytes(BLOCK_SIZE)
+                machine = self.opening[block] = OutboundSetup(path, apAddress, block, self.keySets.ofOwned(path), self._randomBytes)
+            machines.append(machine)
+            self._openers[machine] = _Opener(opened, block)
+            self.begin(machine)
+
+        def failed(failure):
+            if not opened.called:
+                why = failure.getErrorMessage()
+                opened.errback(TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {failure.type.__name__}: {why}"))
+
+        finding = succeed(None) if self.ownExit else self._paths.exitPath()
+        finding.addCallback(start).addErrback(failed)
+        return opened
+
+    # Loops
 
     def publishOwnEntry(self):
         """Publish a routing entry that names this node as the entry node of its own AP-address."""
         now = int(self._clock.seconds())
         host, port = self._links.address
         entry = RoutingEntry.create(self._ownEntry, now, now + int(self._entryLifetime), [Contact(host, port, self._links.nodeId)], now)
-        published = Deferred.fromCoroutine(self._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
+        published = ensureDeferred(self._dht.storeRecord(Table.ROUTE, entry.key, entry.encoded))
         published.addErrback(lambda failure: self.log.warn("publishing this node's own routing entry failed: {why}", why=failure.getErrorMessage()))
         return published
 
@@ -533,12 +423,17 @@ class TunnelService(Service):
         Close the tunnels this node owns an end of that have been idle for C{idleTimeout}, and
         forget the setup blocks whose tunnel links never came.
         """
-        self._forgetExpired()
+        self.remembered.forgetExpired()
         now = self._clock.seconds()
         for tunnel in list(self.tunnels):
             if now - tunnel.lastActive >= self.idleTimeout:
                 self.log.info("closing a tunnel idle for {seconds:.0f} s", seconds=now - tunnel.lastActive)
                 tunnel.loseConnection()
+
+    def stopService(self):
+        stopped = super().stopService()
+        self.stop()
+        return stopped
 
     def stop(self):
         """Close every tunnel this node owns an end of or carries."""
@@ -546,61 +441,3 @@ class TunnelService(Service):
             tunnel.loseConnection()
         for splice in list(self.carried):
             splice.close()
-
-
-def _isEntryInitFor(block, apAddress):
-    try:
-        return parseEntryInit(block)[0] == apAddress
-    except ProtocolError:
-        return False
-
-
-class _OutboundSetup:
-    """The owner's side of one outbound tunnel setup, waiting for its tunnel link."""
-
-    def __init__(self, service, path, apAddress, block):
-        self._service = service
-        self._path = path
-        self._apAddress = apAddress
-        self._block = block
-        self.done = Deferred()
-        self._link = None
-
-    def linkArrived(self, link, queue, second):
-        service, path = self._service, self._path
-        if self._link is not None or link.linkId != path.link.linkId or link.nodeId != path.plan.adjacent.nodeId:
-            raise ProtocolError("a tunnel link naming our setup, not from x0 over our path")
-        self._link = link
-        service._run(self._finish(link, queue, bytes(second)), "an outbound tunnel")
-
-    async def _finish(self, link, queue, second):
-        service, path = self._service, self._path
-        try:
-            keySets = service._keySetsOf(path)
-            chosen = recoverKeys(keySets, second, FORWARD, isExitInit)
-            if chosen is None:
-                raise TunnelFailed("the exit node's init block does not check out")
-            keys = [keySet.keys[index] for keySet, index in zip(keySets, chosen)]
-            link.sendFrame(wrapForHops(keys, buildOutboundReply(self._apAddress, service._randomBytes)))
-            # The exit node's success block, with the relays' transforms peeled off, proves
-            # that its stream layer is made from the block this node sent.
-            confirmation = applyLayers(keys[:-1], requireBlock(await service._nextFrame(queue)), FORWARD)
-            if confirmation != exitConfirmation(keys[-1], applyLayers(keys[:-1], self._block, FORWARD)):
-                raise TunnelFailed("the exit node's success block does not check out: a relay altered the setup block")
-        except Exception as e:
-            link.close()
-            # Nothing is reported back along a tunnel: the exit node just closes it.
-            why = "the exit node closed it: no entry node answered, or the owner refused" if isinstance(e, LinkFailed) else str(e)
-            if not self.done.called:
-                self.done.errback(TunnelFailed(f"no tunnel to {formatAddress(self._apAddress)}: {why}"))
-            return
-        layers = [StreamLayer(key, applyLayers(keys[:index], self._block, FORWARD)) for index, key in enumerate(keys)]
-        tunnel = service._owned(path, link, queue, layers, True, service.address, TunnelAddress(self._apAddress))
-        if self.done.called:
-            tunnel.loseConnection()
-        else:
-            self.done.callback(tunnel)
-
-    def abandon(self):
-        if self._link is not None:
-            self._link.close()

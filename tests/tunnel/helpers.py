@@ -5,10 +5,12 @@ import random
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 
 from phantom.config import PathSettings
 from phantom.crypto import apAddressOf
 from phantom.netdb.records import routeKey
+from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
@@ -19,29 +21,33 @@ SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
 SHAPE = PathShape(3, 5)
 
 
-async def startTunnelNetwork(testCase, count, base, cls=TunnelService, clocks=None, options=None, ownEntry=()):
+async def startTunnelNetwork(testCase, count, base, options=None, ownEntry=(), tampering=False):
     """
-    C{count} nodes, each with a tunnel service (of class C{cls}) as C{node.tunnels}.
+    C{count} nodes, each with a tunnel service as C{node.tunnels}.
 
-    @param clocks: node index to the clock of that node's tunnel service (the reactor otherwise).
     @param options: node index to more keyword arguments for that node's tunnel service.
     @param ownEntry: indices of the nodes that are their own entry nodes.
+    @param tampering: whether each node's relays tamper when armed (its
+        L{tests.tunnel.tampering.Tampering} as C{node.tampering}).
     """
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
     for index, node in enumerate(nodes):
         node.apAddress = apAddressOf(node.identity.routingKey.public_key())
-        clock = (clocks or {}).get(index, reactor)
         more = dict((options or {}).get(index, {}))
         if index in ownEntry:
             more["ownEntry"] = node.identity.routingKey
-        node.tunnels = cls(node.links, node.paths, node, clock, node.apAddress, random.Random(1000 + index), **more)
+        if tampering:
+            from tests.tunnel.tampering import Tampering
+
+            node.tampering = more["relaySetup"] = Tampering()
+        node.tunnels = TunnelService(node.links, node.paths, node, reactor, node.apAddress, random.Random(1000 + index), **more)
         testCase.addCleanup(node.tunnels.stop)
     return nodes
 
 
 async def buildEntry(nodes, owner):
     """Build an entry path for C{owner} and wait until every node would find its routing entry."""
-    path = await owner.paths.build("entry", SHAPE)
+    path = await owner.paths.build(PathKind.ENTRY, SHAPE)
     await until(lambda: sum(1 for node in nodes if node.store.get(Table.ROUTE, routeKey(path.apAddress))) >= 1)
     return path
 
@@ -67,7 +73,9 @@ class Collector(Protocol):
 
 
 class Echo(Protocol):
-    """Sends back whatever arrives."""
+    """Sends back whatever arrives; C{lost}: why its connection ended, once it has."""
+
+    lost = None
 
     def dataReceived(self, data):
         self.transport.write(data)
@@ -127,10 +135,10 @@ def leftovers(nodes, remembered=True):
             "owned tunnels": len(node.tunnels.tunnels),
             "carried splices": len(node.tunnels.carried),
             "TUNNEL/ENTRY connections": len(tunnelLinks(node)),
-            "setups under way": len(node.tunnels._opening),
+            "setups under way": len(node.tunnels.opening),
         }
         if remembered:
-            held["remembered blocks"] = len(node.tunnels._remembered)
+            held["remembered blocks"] = len(node.tunnels.remembered)
         found.extend((index, what, count) for what, count in held.items() if count)
     return found
 
@@ -215,5 +223,23 @@ async def startClientAndServer(testCase, count, base, client, server, exitPath=T
     entryPath = await buildEntry(nodes, server)
     accepted = []
     acceptInto(server, accepted)
-    built = await client.paths.build("exit", SHAPE) if exitPath else None
+    built = await client.paths.build(PathKind.EXIT, SHAPE) if exitPath else None
     return nodes, client, server, entryPath, built, accepted
+
+
+class LogLines:
+    """The formatted log events of level C{info} and up while the test runs, with their level."""
+
+    def __init__(self, testCase):
+        self.lines = []
+        globalLogPublisher.addObserver(self)
+        testCase.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event):
+        level = event.get("log_level")
+        if level is not None and level.name in ("info", "warn", "error", "critical"):
+            self.lines.append((level.name, formatEvent(event)))
+
+    def having(self, *parts, level="warn"):
+        """The lines of C{level} that contain every one of C{parts}."""
+        return [line for name, line in self.lines if name == level and all(part in line for part in parts)]

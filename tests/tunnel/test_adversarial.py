@@ -1,153 +1,27 @@
 """
-Relays that tamper with tunnels, and nodes that send tunnel links and entry links garbage.
-
-A relay that flips one bit of an init block, a reply, or the blocks a setup exchanges makes the
-setup fail cleanly, or (for blocks that carry nothing but randomness) changes nothing: no owner
-ever gets a tunnel that delivers other bytes than were sent. A bit flipped in stream data does
-reach the far end of a raw tunnel (CTR has no integrity); end-to-end TLS turns it, and a setup
-block flipped on an exit path, into a closed connection. Bad TUNNEL and ENTRY links are closed
-with a logged reason, and tunnels already open carry on.
+A relay that tampers with stream data, over real links and end-to-end TLS: a bit flipped in
+stream data does reach the far end of a raw tunnel (CTR has no integrity); end-to-end TLS turns
+it, and a setup block flipped on an exit path, into a closed connection. (Tampered setup blocks
+and bad TUNNEL and ENTRY links: test_network, on an in-memory network.)
 """
 
 import os
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from phantom.errors import TunnelFailed
-from phantom.tunnel import service
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
-from phantom.tunnel.service import Remembered, TunnelService
-from phantom.wire.link import LINK_ID_SIZE, Purpose
-from phantom.wire.tunnel import BLOCK_SIZE, ApAnswer, ApRequest, InboundStatus, TunnelOpening
-from tests.link.helpers import CollectingHandler, until
-from tests.tunnel.helpers import Collector, Recorder, flipBit, hopNode, openEcho, relayedOn, startClientAndServer, untilClean
+from phantom.wire.tunnel import BLOCK_SIZE
+from tests.link.helpers import until
+from tests.tunnel.helpers import Collector, Recorder, flipBit, hopNode, relayedOn, startClientAndServer, untilClean
 
 BITS = (0, 200, 8 * BLOCK_SIZE - 1)
 """Bits flipped in a setup block: in its first, second and last AES block."""
 DATA_BIT = 8 * 20 + 3
 """The bit flipped in a data frame: inside the first TLS record's ciphertext."""
-
-
-def tamperNextFrame(link, change):
-    """The next frame sent on C{link} goes out as C{change(frame)}."""
-    send = link.sendFrame
-
-    def tampered(payload):
-        del link.sendFrame
-        send(change(bytes(payload)))
-
-    link.sendFrame = tampered
-
-
-class TamperingTunnelService(TunnelService):
-    """
-    A tunnel service that plays by the rules until L{arm}ed: then, over one path it relays, it
-    flips one bit of what it sends at one step of each tunnel.
-    """
-
-    target = None
-    targetKind = None
-    step = None
-    bit = 0
-    tampered = 0
-    _rememberFlipped = False
-
-    def arm(self, relayed, kind, step, bit):
-        """
-        Tamper with the tunnels over C{relayed}, an X-node's place in an C{kind} ("exit" or
-        "entry") path, at C{step}:
-
-            - C{"opening"}: the second block of the tunnel opening it sends on (an exit path's
-              init block on its way to the owner; the owner's reply on its way to an entry node);
-            - C{"setup block"}: the setup block it passes on along the path (and remembers so);
-            - C{(direction, n)}: frame C{n} its splice sends C{"toOwner"} or C{"fromOwner"}
-              (the path's owner); frame 0 is a setup block, later frames stream data.
-        """
-        self.target, self.targetKind, self.step, self.bit = relayed, kind, step, bit
-        self.tampered = 0
-
-    def armNext(self, relayed, kind, direction, bit):
-        """Tamper with the next frame the latest splice over C{relayed} sends in C{direction}."""
-        self.arm(relayed, kind, (direction, 0), bit)
-        self.step = (direction, self._spliceFrames[relayed][self._source(direction)])
-
-    def disarm(self):
-        self.target = None
-
-    def _armed(self, path, step):
-        return path is self.target and self.step == step
-
-    def _flip(self, data):
-        self.tampered += 1
-        return flipBit(data, self.bit)
-
-    def _passOn(self, path, cameFrom, towards, block):
-        link = getattr(path, towards)
-        if self._armed(path, "setup block") and link is not None:
-            tamperNextFrame(link, self._flip)
-            self._rememberFlipped = True
-        super()._passOn(path, cameFrom, towards, block)
-
-    def _remember(self, block, remembered):
-        if self._rememberFlipped:
-            self._rememberFlipped = False
-            block = flipBit(block, self.bit)
-        return super()._remember(block, remembered)
-
-    async def _connectBack(self, path, side):
-        link = await super()._connectBack(path, side)
-        if self._armed(path, "opening"):
-            tamperNextFrame(link, lambda frame: frame[:BLOCK_SIZE] + self._flip(frame[BLOCK_SIZE:]))
-        return link
-
-    def _source(self, direction):
-        """
-        The end of a relay's splice that frames going C{direction} come from: C{a} is the link
-        from the side the setup block went to, away from an exit path's owner, towards an entry
-        path's.
-        """
-        return "a" if (direction == "toOwner") == (self.targetKind == "exit") else "b"
-
-    def _carry(self, path, a, b, aToB, bToA):
-        frames = {"a": 0, "b": 0}
-        if not hasattr(self, "_spliceFrames"):
-            self._spliceFrames = {}
-        self._spliceFrames[path] = frames
-        return super()._carry(path, a, b, self._tampering(path, frames, "a", aToB), self._tampering(path, frames, "b", bToA))
-
-    def _tampering(self, path, frames, source, convert):
-        def tampered(payload):
-            converted = convert(payload)
-            index = frames[source]
-            frames[source] += 1
-            if converted is not None and path is self.target and isinstance(self.step, tuple):
-                direction, wanted = self.step
-                if self._source(direction) == source and wanted == index:
-                    converted = self._flip(converted)
-            return converted
-
-        return tampered
-
-
-class LogLines:
-    """The formatted log events of level C{info} and up while the test runs, with their level."""
-
-    def __init__(self, testCase):
-        self.lines = []
-        globalLogPublisher.addObserver(self)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self)
-
-    def __call__(self, event):
-        level = event.get("log_level")
-        if level is not None and level.name in ("info", "warn", "error", "critical"):
-            self.lines.append((level.name, formatEvent(event)))
-
-    def having(self, *parts, level="warn"):
-        """The lines of C{level} that contain every one of C{parts}."""
-        return [line for name, line in self.lines if name == level and all(part in line for part in parts)]
 
 
 async def tunnelNetwork(testCase, base):
@@ -156,82 +30,20 @@ async def tunnelNetwork(testCase, base):
     client with an exit path; the middle X-node of each path is ready to tamper.
 
     @return: C{(nodes, client, server, accepted, relays)}: C{accepted} as for C{acceptInto};
-        C{relays["exit"]} and C{relays["entry"]} the C{(node, relayed)} of the middle X-node of
-        that path (its L{TamperingTunnelService} is C{node.tunnels}).
+        C{relays[PathKind.EXIT]} and C{relays[PathKind.ENTRY]} the C{(node, relayed)} of the middle X-node of
+        that path (its L{tests.tunnel.tampering.Tampering} is C{node.tampering}).
     """
-    nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(testCase, 16, base, 3, 12, cls=TamperingTunnelService)
+    nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(testCase, 16, base, 3, 12, tampering=True)
     relays = {}
-    for kind, owner, path in (("exit", client, exitPath), ("entry", server, entryPath)):
+    for kind, owner, path in ((PathKind.EXIT, client, exitPath), (PathKind.ENTRY, server, entryPath)):
         node = hopNode(nodes, path, 1)
         await until(lambda: relayedOn(node, owner, path, 1) is not None)
         relays[kind] = (node, relayedOn(node, owner, path, 1))
     return nodes, client, server, accepted, relays
 
 
-async def echoIntact(testCase, client, server, accepted):
-    """Open a tunnel, see a message come back intact from the server's echo, and close it."""
-    tunnel, _, _, recorder = await openEcho(testCase, client, server, accepted, 1000)
-    tunnel.loseConnection()
-    await until(lambda: recorder.ended.called)
-
-
 class TamperingTests(TestCase):
     timeout = 120
-
-    async def test_tamperedSetupBlocks(self):
-        """
-        One relay flips one bit (in each of a setup block's three AES blocks in turn) of: the
-        exit node's init block on its way to the owner, the owner's reply to the exit node, the
-        owner's reply to its entry node, an entry node's init block on its way to the owner.
-        Each time the open fails with L{TunnelFailed}, the node that notices logs why, the
-        server accepts nothing, and nothing of the setup stays behind. Flipping a bit of the
-        blocks that only carry randomness (the exit node's success block, the dummy blocks of
-        an inbound setup) delivers no wrong byte either: the tunnel echoes intact, or fails.
-        """
-        self.patch(service, "SETUP_TIMEOUT", 4.0)
-        logs = LogLines(self)
-        nodes, client, server, accepted, relays = await tunnelNetwork(self, 880)
-
-        async def refused(kind, step, bits, why, noticed):
-            node, relayed = relays[kind]
-            for bit in bits:
-                node.tunnels.arm(relayed, kind, step, bit)
-                failure = await self.assertFailure(client.tunnels.open(server.apAddress), TunnelFailed)
-                self.assertEqual(node.tunnels.tampered, 1, (kind, step, bit))
-                self.assertIn(why, str(failure))
-                await untilClean(nodes, remembered=False)
-                self.assertEqual(accepted, [])
-                if noticed:
-                    self.assertTrue(logs.having(*noticed), (kind, step, bit, noticed))
-                del logs.lines[:]
-            node.tunnels.disarm()
-
-        # The exit node's init block, on its way back to the client.
-        await refused("exit", "opening", BITS, "init block does not check out", ())
-        # The client's reply, on its way to the exit node, which closes.
-        await refused("exit", ("fromOwner", 0), BITS, "no tunnel to", ["exit node failed", "malformed outbound reply block"])
-        # The server's reply, on its way to its entry node, which closes.
-        await refused("entry", "opening", BITS, "no tunnel to", ["an entry request", "malformed inbound reply block"])
-        # The entry node's init block, on its way to the server, which stays silent; the
-        # client's exit node hears nothing, and the client gives up.
-        await refused("entry", "setup block", BITS[:1], "no tunnel to", ["an inbound tunnel failed", "does not check out"])
-
-        # The blocks that carry nothing but randomness: the exit node's success block, the
-        # dummy blocks of an inbound setup. The tunnel opens and echoes intact, or (should the
-        # protocol come to check them) the open fails and the server's side got nothing.
-        for kind, step in (("exit", ("toOwner", 0)), ("entry", ("toOwner", 0)), ("entry", ("fromOwner", 0))):
-            node, relayed = relays[kind]
-            node.tunnels.arm(relayed, kind, step, BITS[1])
-            before = len(accepted)
-            try:
-                await echoIntact(self, client, server, accepted)
-            except TunnelFailed:
-                self.assertEqual([bytes(recorder.received) for _, recorder in accepted[before:]], [b""] * (len(accepted) - before))
-            self.assertEqual(node.tunnels.tampered, 1, (kind, step))
-            node.tunnels.disarm()
-            await untilClean(nodes, remembered=False)
-        await echoIntact(self, client, server, accepted)
-        await untilClean(nodes, remembered=False)
 
     async def test_tamperedDataOverEndToEndTLS(self):
         """
@@ -243,21 +55,21 @@ class TamperingTests(TestCase):
         than was sent. Then an untampered connection echoes.
         """
         nodes, client, server, accepted, relays = await tunnelNetwork(self, 900)
-        exitNode, exitRelayed = relays["exit"]
-        entryNode, entryRelayed = relays["entry"]
+        exitNode, exitRelayed = relays[PathKind.EXIT]
+        entryNode, entryRelayed = relays[PathKind.ENTRY]
 
         tunnel = await client.tunnels.open(server.apAddress)
         collector = Collector()
         tunnel.start(collector)
         tunnel.write(b"first")
         await until(lambda: accepted and bytes(accepted[0][1].received) == b"first")
-        exitNode.tunnels.armNext(exitRelayed, "exit", "fromOwner", DATA_BIT)
+        exitNode.tampering.armNext(exitRelayed, PathKind.EXIT, "fromOwner", DATA_BIT)
         message = os.urandom(1000)
         tunnel.write(message)
         await until(lambda: len(accepted[0][1].received) == 5 + len(message))
-        self.assertEqual(exitNode.tunnels.tampered, 1)
+        self.assertEqual(exitNode.tampering.tampered, 1)
         self.assertEqual(bytes(accepted[0][1].received[5:]), flipBit(message, DATA_BIT))
-        exitNode.tunnels.disarm()
+        exitNode.tampering.disarm()
         tunnel.loseConnection()
         await untilClean(nodes)
 
@@ -274,25 +86,25 @@ class TamperingTests(TestCase):
 
         # A bit of the client's message, on the client's exit path; of the echo, on the server's
         # entry path.
-        for node, relayed, kind, direction in ((exitNode, exitRelayed, "exit", "fromOwner"), (entryNode, entryRelayed, "entry", "fromOwner")):
+        for node, relayed, kind, direction in ((exitNode, exitRelayed, PathKind.EXIT, "fromOwner"), (entryNode, entryRelayed, PathKind.ENTRY, "fromOwner")):
             message = os.urandom(3000)
             collector = await endpoint.connect(Factory.forProtocol(lambda: Collector(len(message))))
-            node.tunnels.armNext(relayed, kind, direction, DATA_BIT)
+            node.tampering.armNext(relayed, kind, direction, DATA_BIT)
             collector.transport.write(message)
             await until(lambda: collector.ended.called and served[-1].ended.called)
-            self.assertEqual(node.tunnels.tampered, 1, kind)
+            self.assertEqual(node.tampering.tampered, 1, kind)
             self.assertTrue(message.startswith(bytes(served[-1].received)), kind)
             self.assertTrue(message.startswith(bytes(collector.received)), kind)
             self.assertNotEqual(bytes(collector.received), message, kind)
-            node.tunnels.disarm()
+            node.tampering.disarm()
             await untilClean(nodes)
 
-        exitNode.tunnels.arm(exitRelayed, "exit", "setup block", BITS[1])
+        exitNode.tampering.arm(exitRelayed, PathKind.EXIT, "setup block", BITS[1])
         before = len(served)
         connecting = endpoint.connect(Factory.forProtocol(Collector))
         await self.assertFailure(connecting, ConnectionRefusedError, TunnelFailed)
-        self.assertEqual(exitNode.tunnels.tampered, 1)
-        exitNode.tunnels.disarm()
+        self.assertEqual(exitNode.tampering.tampered, 1)
+        exitNode.tampering.disarm()
         await untilClean(nodes)
         await until(lambda: all(application.ended.called for application in served))
         self.assertEqual([bytes(application.received) for application in served[before:]], [b""] * (len(served) - before))
@@ -304,123 +116,3 @@ class TamperingTests(TestCase):
         collector.transport.loseConnection()
         await until(lambda: served[-1].ended.called)
         await untilClean(nodes)
-
-    async def test_setupBlockFlippedOnAnExitPath(self):
-        """
-        A relay of an exit path flips a bit of the setup block it passes on, and remembers the
-        block so: the tunnel links come back as they should, but the hops after it derive their
-        stream layers from another block than the client does. The open must fail, or the
-        tunnel deliver nothing but the bytes sent.
-        """
-        nodes, client, server, accepted, relays = await tunnelNetwork(self, 980)
-        node, relayed = relays["exit"]
-        node.tunnels.arm(relayed, "exit", "setup block", BITS[1])
-        try:
-            tunnel = await client.tunnels.open(server.apAddress)
-        except TunnelFailed:
-            tunnel = None
-        self.assertEqual(node.tunnels.tampered, 1)
-        if tunnel is not None:
-            message = os.urandom(1000)
-            tunnel.start(Collector())
-            tunnel.write(message)
-            try:
-                await until(lambda: accepted and len(accepted[0][1].received) >= len(message), timeout=3.0)
-            except AssertionError:
-                pass
-            for _, recorder in accepted:
-                self.assertTrue(message.startswith(bytes(recorder.received)), "the server got other bytes than were sent")
-            tunnel.loseConnection()
-        await untilClean(nodes, remembered=False)
-
-
-async def rawLink(sender, target, purpose, linkId=None):
-    """
-    A link from node C{sender} to node C{target} for C{purpose}, as any node may open one.
-
-    @return: C{(link, handler, port)}: the link, a L{CollectingHandler} of what comes back, and
-        the sender's port, by which the target's log names the sender.
-    """
-    linkId = linkId or os.urandom(LINK_ID_SIZE)
-    link = await sender.links.connect(target.address[0], target.address[1], purpose, linkId, target.nodeId)
-    handler = CollectingHandler(link)
-    link.attach(handler)
-    return link, handler, link.transport.getHost().port
-
-
-class BadInputTests(TestCase):
-    timeout = 120
-
-    async def test_badTunnelAndEntryLinks(self):
-        """
-        TUNNEL links whose first frame names no setup, is the wrong size, or names a setup but
-        comes from another node than the one the block went to; ENTRY links asking an entry node
-        for an AP-address it does not serve, sending it garbage, or asking a node that is no
-        entry node: each is closed, with a warning naming the sender and the reason (a node that
-        is no entry node just refuses: an entry link may follow a stale routing entry). A tunnel
-        open all the while carries on, the paths stay up, and new tunnels open.
-        """
-        logs = LogLines(self)
-        nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(self, 14, 920, 2, 10)
-        tunnel = await client.tunnels.open(server.apAddress)
-        collector = Collector()
-        tunnel.start(collector)
-        tunnel.write(b"before")
-        await until(lambda: bytes(collector.received) == b"before")
-
-        relay = hopNode(nodes, exitPath, 1)
-        relayed = relayedOn(relay, client, exitPath, 1)
-        entryNode = hopNode(nodes, entryPath, -1)
-        notEntry = next(node for node in nodes if not any(path.routingEntry for path in node.paths.relaying.values()) and node is not relay)
-        sender = next(node for node in nodes if node not in (client, server, relay, entryNode, notEntry))
-
-        async def refused(target, purpose, frame, *why, level="warn", answer=None):
-            link, handler, port = await rawLink(sender, target, purpose)
-            if frame is not None:
-                link.sendFrame(frame)
-            await until(lambda: handler.closed.called)
-            self.assertEqual(handler.frames, [answer] if answer else [])
-            await until(lambda: logs.having(f":{port}", *why, level=level))
-
-        block = os.urandom(BLOCK_SIZE)
-        await refused(relay, Purpose.TUNNEL, TunnelOpening.build({"first": block, "second": block}), "a tunnel link from", "names no tunnel setup")
-        await refused(relay, Purpose.TUNNEL, block, "a tunnel link from", "malformed tunnel opening")
-        await refused(relay, Purpose.TUNNEL, os.urandom(2 * BLOCK_SIZE + 1), "a tunnel link from", "malformed tunnel opening")
-        # A block the relay did pass on (towards T), named on a link from another node.
-        key = relay.tunnels._choose(relayed)
-        self.assertTrue(relay.tunnels._remember(block, Remembered(relayed, "next", "previous", key, block, 0.0)))
-        await refused(relay, Purpose.TUNNEL, TunnelOpening.build({"first": block, "second": block}), "a tunnel link from", "not from the neighbour")
-        self.assertNotIn(block, relay.tunnels._remembered)
-
-        stranger = bytes.fromhex("fd") + os.urandom(15)
-        refusal = ApAnswer.build({"status": InboundStatus.REFUSED})
-        await refused(entryNode, Purpose.ENTRY, ApRequest.build({"ap_address": stranger}), "an entry request from", "no entry node of fd", answer=refusal)
-        await refused(entryNode, Purpose.ENTRY, b"\x00" * 5, "an entry request from", "malformed AP request")
-        await refused(notEntry, Purpose.ENTRY, ApRequest.build({"ap_address": server.apAddress}), "refused an entry link from", "no entry node", level="info")
-
-        tunnel.write(b" and after")
-        await until(lambda: bytes(collector.received) == b"before and after")
-        self.assertEqual(bytes(accepted[0][1].received), b"before and after")
-        self.assertIn(exitPath, client.paths.paths)
-        self.assertIn(entryPath, server.paths.paths)
-        await echoIntact(self, client, server, accepted)
-        tunnel.loseConnection()
-        await untilClean(nodes)
-
-    async def test_wrongSizeOnPathLink(self):
-        """
-        A frame on a PATH link that is not one setup block closes that path at the X-node that
-        got it, with a warning; the owner replaces the path, and other paths and new tunnels
-        are not disturbed.
-        """
-        logs = LogLines(self)
-        nodes, client, server, entryPath, exitPath, accepted = await startClientAndServer(self, 12, 1040, 2, 8)
-        x0 = hopNode(nodes, exitPath, 0)
-        await until(lambda: relayedOn(x0, client, exitPath, 0) is not None)
-        seed = exitPath.keySeeds[x0.nodeId]
-        exitPath.link.sendFrame(b"x" * (BLOCK_SIZE - 1))
-        await until(lambda: not any(relayed.keySeed == seed for relayed in x0.paths.relaying.values()))
-        self.assertTrue(logs.having("closing a path", f"a frame of {BLOCK_SIZE - 1} bytes"))
-        self.assertIn(entryPath, server.paths.paths)
-        await until(lambda: any(path.kind == "exit" for path in client.paths.paths))
-        await echoIntact(self, client, server, accepted)

@@ -1,6 +1,7 @@
 """
-Non-anonymised participation (paper §6.3): a node that is its own exit node, and a node that is
-its own entry node, with end-to-end TLS all the same.
+Non-anonymised participation (paper §6.3) over real links and the real network database: a node
+that is its own exit node, and a node that is its own entry node, with end-to-end TLS all the
+same (more cases in test_network, on an in-memory network).
 """
 
 import os
@@ -9,11 +10,12 @@ from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
 from phantom.netdb.records import routeKey
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
 from phantom.wire.dht import Table
 from tests.link.helpers import until
-from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork
+from tests.tunnel.helpers import SHAPE, Collector, Echo, startTunnelNetwork
 
 
 class Remembering(Echo):
@@ -61,32 +63,8 @@ class DirectTests(TestCase):
         self.assertEqual(peer, TunnelAddress(direct.apAddress))
         self.assertEqual(direct.paths.paths, [])
 
-        await anonymous.paths.build("exit", SHAPE)
+        await anonymous.paths.build(PathKind.EXIT, SHAPE)
         intact, peer = await echoThrough(anonymous, server)
         self.assertTrue(intact)
         self.assertEqual(peer, TunnelAddress(anonymous.apAddress))
-        await until(lambda: not any(node.tunnels.carried for node in nodes) and not server.tunnels.tunnels)
-
-    async def test_ownExitToEntryPath(self):
-        """A node that is its own exit node reaches an AP-address served over an entry path."""
-        nodes = await startTunnelNetwork(self, 12, base=960, options={2: {"ownExit": True}})
-        direct, server = nodes[2], nodes[9]
-        await buildEntry(nodes, server)
-        intact, peer = await echoThrough(direct, server)
-        self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(direct.apAddress))
-
-    async def test_entryNodeOpensToItsOwnPathsOwner(self):
-        """
-        A node that is itself the entry node it must ask (here, an own-exit node that is T of
-        the target's entry path) takes both roles in-process, and the tunnel works.
-        """
-        nodes = await startTunnelNetwork(self, 12, base=970)
-        server = nodes[4]
-        path = await buildEntry(nodes, server)
-        entryNode = next(node for node in nodes if node.nodeId == path.plan.terminating.nodeId)
-        entryNode.tunnels.ownExit = True
-        intact, peer = await echoThrough(entryNode, server)
-        self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(entryNode.apAddress))
         await until(lambda: not any(node.tunnels.carried for node in nodes) and not server.tunnels.tunnels)

@@ -6,6 +6,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 
+from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
 from tests.link.helpers import until
@@ -32,7 +33,7 @@ class EndpointTests(TestCase):
         for node in (client, server):
             node.endToEnd = EndToEnd(node.identity.routingKey)
         await buildEntry(nodes, server)
-        await client.paths.build("exit", SHAPE)
+        await client.paths.build(PathKind.EXIT, SHAPE)
         factory = Factory.forProtocol(PeerEcho)
         factory.made = []
         port = await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory)
@@ -50,7 +51,7 @@ class EndpointTests(TestCase):
 
         collector.transport.loseConnection()
         await collector.ended
-        await until(lambda: hasattr(echo, "lost"))
+        await until(lambda: echo.lost is not None)
         await until(lambda: not server.tunnels.tunnels and not any(node.tunnels.carried for node in nodes))
 
     async def test_wrongOwnerRefused(self):
@@ -63,7 +64,7 @@ class EndpointTests(TestCase):
         client.endToEnd = EndToEnd(client.identity.routingKey)
         impostor = EndToEnd(nodes[5].identity.routingKey)
         await buildEntry(nodes, server)
-        await client.paths.build("exit", SHAPE)
+        await client.paths.build(PathKind.EXIT, SHAPE)
         factory = Factory.forProtocol(PeerEcho)
         factory.made = []
         await TunnelServerEndpoint(server.tunnels, impostor).listen(factory)

@@ -1,8 +1,11 @@
-"""Tunnels across an exit path and an entry path of an in-process network, over real links."""
+"""
+A tunnel across an exit path and an entry path of an in-process network, over real links and
+real TLS (the rest of the tunnels' behaviour is tested on an in-memory network, in test_network).
+"""
 
 import os
+from phantom.path.interfaces import PathKind
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from tests.link.helpers import until
@@ -19,7 +22,7 @@ class TunnelTests(TestCase):
         await buildEntry(nodes, server)
         accepted = []
         server.tunnels.acceptor = lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo()))
-        await client.paths.build("exit", SHAPE)
+        await client.paths.build(PathKind.EXIT, SHAPE)
         tunnel = await client.tunnels.open(server.apAddress)
         payload = os.urandom(3 * 1024 * 1024 + 17)
         collector = Collector(len(payload))
@@ -31,25 +34,3 @@ class TunnelTests(TestCase):
         tunnel.loseConnection()
         await collector.ended
         await until(lambda: not server.tunnels.tunnels and all(not node.tunnels.carried for node in nodes))
-
-    async def test_idleTunnelsExpire(self):
-        """A tunnel nothing has passed through for the idle timeout is closed, at both ends."""
-        clock = Clock()
-        nodes = await startTunnelNetwork(self, 12, base=770, clocks={6: clock})
-        client, server = nodes[1], nodes[6]
-        await buildEntry(nodes, server)
-        # The server's tunnel runs on the fake clock, so it only listens.
-        received = Collector(5)
-        server.tunnels.acceptor = lambda tunnel: tunnel.start(received)
-        await client.paths.build("exit", SHAPE)
-        collector = Collector()
-        (await client.tunnels.open(server.apAddress)).start(collector)
-        collector.transport.write(b"hello")
-        self.assertEqual(await received.arrived, b"hello")
-        server.tunnels.startService()
-        self.addCleanup(server.tunnels.stopService)
-        clock.advance(server.tunnels.idleTimeout - 1)
-        self.assertEqual(len(server.tunnels.tunnels), 1)
-        clock.advance(30)
-        await collector.ended
-        await until(lambda: not client.tunnels.tunnels and not server.tunnels.tunnels)
