@@ -45,3 +45,23 @@ class Ending:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
+
+
+class Goes:
+    """
+    A mixin for things that go once (paths): L{gone}, L{whenGone} and L{onGone} from the
+    L{Ending} in the C{ending} attribute.
+    """
+
+    @property
+    def gone(self):
+        """Whether the thing has gone."""
+        return self.ending.ended
+
+    def whenGone(self):
+        """@return: a Deferred that fires when the thing goes."""
+        return self.ending.whenEnded()
+
+    def onGone(self, f):
+        """Call C{f()} when the thing goes. @return: a Deferred whose C{cancel()} takes that back."""
+        return self.ending.onEnd(f)

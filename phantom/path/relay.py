@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phantom.address import Contact, describePeer
-from phantom.link.ending import Ending
+from phantom.link.ending import Ending, Goes
 from phantom.link.interfaces import ILinkHandler
 from phantom.path.array import SetupRejected
 from phantom.path.interfaces import Side
@@ -297,7 +297,7 @@ class SetupParticipant:
         self.context.participations.discard(self)
 
 
-class RelayedPath:
+class RelayedPath(Goes):
     """
     A path this node is an X-node of. When either of its PATH links goes, the node closes the
     other and forgets the path, so a dead hop's news travels to the owner hop by hop.
@@ -332,19 +332,6 @@ class RelayedPath:
     def next(self):
         """The PATH link on the L{Side.NEXT} side (the one this node opened), once made."""
         return self.links[Side.NEXT]
-
-    @property
-    def gone(self):
-        """Whether the path has been torn down here."""
-        return self.ending.ended
-
-    def whenGone(self):
-        """@return: a Deferred that fires when the path is torn down here."""
-        return self.ending.whenEnded()
-
-    def onGone(self, f):
-        """Call C{f()} when the path goes. @return: a Deferred whose C{cancel()} takes that back."""
-        return self.ending.onEnd(f)
 
     def sides(self):
         """The L{Side}s that have a neighbour."""

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from phantom.address import Contact
 from phantom.config import PathSettings
 from phantom.errors import PathFailed
-from phantom.link.ending import Ending
+from phantom.link.ending import Ending, Goes
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
@@ -35,7 +35,7 @@ __all__ = ["Path", "PathService", "RelayedPath"]
 
 
 @dataclass
-class Path:
+class Path(Goes):
     """A finished routing path this node owns."""
 
     kind: PathKind
@@ -59,19 +59,6 @@ class Path:
     def nodes(self):
         """The X-nodes from x0 to T."""
         return self.plan.xNodes
-
-    @property
-    def gone(self):
-        """Whether the path's link to x0 has closed."""
-        return self.ending.ended
-
-    def whenGone(self):
-        """@return: a Deferred that fires when the path's link to x0 closes."""
-        return self.ending.whenEnded()
-
-    def onGone(self, f):
-        """Call C{f()} when the path goes. @return: a Deferred whose C{cancel()} takes that back."""
-        return self.ending.onEnd(f)
 
     def close(self):
         """Close the link to x0: the hops forget the path one after the other."""

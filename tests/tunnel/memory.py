@@ -17,7 +17,7 @@ from zope.interface import implementer
 from phantom.address import Contact
 from phantom.crypto import apAddressOf
 from phantom.errors import PathFailed
-from phantom.link.ending import Ending
+from phantom.link.ending import Ending, Goes
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.testing import MemoryNetwork
 from phantom.netdb.records import RoutingEntry, parseRecord
@@ -59,20 +59,6 @@ class _PathLinkHandler:
         self._onClosed()
 
 
-class _Gone:
-    """A path's end, as the path service's paths have it."""
-
-    @property
-    def gone(self):
-        return self.ending.ended
-
-    def whenGone(self):
-        return self.ending.whenEnded()
-
-    def onGone(self, f):
-        return self.ending.onEnd(f)
-
-
 @dataclass
 class Plan:
     xNodes: list
@@ -81,7 +67,7 @@ class Plan:
 
 
 @dataclass
-class OwnedPath(_Gone):
+class OwnedPath(Goes):
     """A path a node owns: what tunnels use of L{phantom.path.service.Path}."""
 
     kind: PathKind
@@ -96,7 +82,7 @@ class OwnedPath(_Gone):
         self.link.close()
 
 
-class RelayedPath(_Gone):
+class RelayedPath(Goes):
     """A node's place in a path: what tunnels use of L{phantom.path.service.RelayedPath}."""
 
     def __init__(self, node, contacts, linkIds, keySeed, terminating, routingEntry):
