@@ -1,6 +1,7 @@
 """Real link services and raw misbehaving clients on loopback, for the link tests."""
 
 import dataclasses
+import ipaddress
 import socket
 
 from OpenSSL import SSL
@@ -105,21 +106,39 @@ def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
 
 
 class LogCollector:
-    """Collects the formatted warnings logged under C{namespace} while it is installed."""
+    """
+    The tests' one log observer: collects the formatted events of level info and up logged
+    under C{namespace} (every namespace for C{""}) while the test runs.
+
+    @ivar lines: the warnings, formatted, in order (a list the test may clear).
+    @ivar events: C{(level name, formatted line)} of every event of level info and up.
+    """
+
+    LEVELS = frozenset({"info", "warn", "error", "critical"})
 
     def __init__(self, testCase, namespace="phantom.link"):
         self.lines = []
+        self.events = []
         self._namespace = namespace
         globalLogPublisher.addObserver(self)
         testCase.addCleanup(globalLogPublisher.removeObserver, self)
 
     def __call__(self, event):
-        if event.get("log_namespace", "").startswith(self._namespace) and event.get("log_level").name == "warn":
-            self.lines.append(formatEvent(event))
+        level = event.get("log_level")
+        if level is None or level.name not in self.LEVELS or not event.get("log_namespace", "").startswith(self._namespace):
+            return
+        line = formatEvent(event)
+        self.events.append((level.name, line))
+        if level.name == "warn":
+            self.lines.append(line)
 
     def about(self, port):
-        """The lines naming the peer whose end of the connection is C{port}."""
+        """The warnings naming the peer whose end of the connection is C{port}."""
         return [line for line in self.lines if f":{port} " in line]
+
+    def having(self, *parts, level="warn"):
+        """The lines of C{level} that contain every one of C{parts}."""
+        return [line for name, line in self.events if name == level and all(part in line for part in parts)]
 
 
 class CollectingHandler:
@@ -145,6 +164,44 @@ class CollectingHandler:
     def linkClosed(self, reason):
         self.reason = reason
         self.closed.callback(None)
+
+
+class LoopbackAddresses:
+    """
+    The one source of the loopback addresses tests bind nodes to: each call of L{fresh}
+    hands out an address nobody in this process had before (127.42.0.1 upward, skipping .0
+    and .255), so networks of different tests never share an address, whatever order the
+    tests run in. On Linux the whole of 127.0.0.0/8 reaches this machine.
+    """
+
+    def __init__(self, first="127.42.0.1"):
+        self._next = int(ipaddress.IPv4Address(first))
+        self._named = {}
+
+    def fresh(self):
+        """@return: an address not handed out before, dotted."""
+        while self._next & 0xFF in (0, 0xFF):
+            self._next += 1
+        address = ipaddress.IPv4Address(self._next)
+        if address not in LOOPBACK_NETWORK:
+            raise RuntimeError("out of loopback addresses")
+        self._next += 1
+        return str(address)
+
+    def named(self, name):
+        """@return: the address handed out for C{name}, one fresh address per name."""
+        if name not in self._named:
+            self._named[name] = self.fresh()
+        return self._named[name]
+
+
+LOOPBACK_NETWORK = ipaddress.IPv4Network("127.0.0.0/8")
+LOOPBACK = LoopbackAddresses()
+
+
+def freshLoopbackAddress():
+    """A loopback address no other test of this process uses; see L{LoopbackAddresses}."""
+    return LOOPBACK.fresh()
 
 
 def freePort(host="127.0.0.1"):
