@@ -8,9 +8,9 @@ from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher, formatEvent
 from zope.interface import implementer
 
@@ -100,9 +100,21 @@ def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
         client.tls = True
         context = context or makeContext(Identity.generate(), server=False)
         endpoint = wrapClientTLS(ClientConnectionCreator(context), endpoint)
-    connected = connectProtocol(endpoint, client)
+    connected = endpoint.connect(_QuietFactory(client))
     connected.addErrback(client.closed.errback)
     return client.closed
+
+
+class _QuietFactory(Factory):
+    """Builds one given protocol and logs nothing (C{connectProtocol}'s factory logs its start and stop)."""
+
+    noisy = False
+
+    def __init__(self, protocol):
+        self._protocol = protocol
+
+    def buildProtocol(self, addr):
+        return self._protocol
 
 
 class LogCollector:
@@ -116,12 +128,21 @@ class LogCollector:
 
     LEVELS = frozenset({"info", "warn", "error", "critical"})
 
-    def __init__(self, testCase, namespace="phantom.link"):
+    def __init__(self, testCase, namespace="phantom.link", publisher=globalLogPublisher):
+        """
+        @param publisher: the log publisher to observe while the test runs, or C{None} for
+            none (the collector is then a logger's observer itself).
+        """
         self.lines = []
         self.events = []
         self._namespace = namespace
-        globalLogPublisher.addObserver(self)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self)
+        if publisher is not None:
+            publisher.addObserver(self)
+            testCase.addCleanup(publisher.removeObserver, self)
+
+    def clear(self):
+        """Forget what was collected."""
+        del self.lines[:], self.events[:]
 
     def __call__(self, event):
         level = event.get("log_level")

@@ -26,18 +26,22 @@ from phantom.wire.link import KEEPALIVE_FRAME, Purpose, encodeOpen
 LIMITS = LinkLimits(handshakeTimeout=5, openTimeout=5, idleTimeout=30, keepaliveInterval=10)
 
 
-def linkedPair(testCase, limits=LIMITS):
+def linkedPair(testCase, limits=LIMITS, linkId=bytes(16), awaitedFrom=None):
     """
     A client and a server link layer connected in memory over real TLS.
 
+    @param awaitedFrom: the client's host if the server awaits the link (C{server.awaited} is
+        then the wait's Deferred), or C{None} for an ECHO link to the ECHO handler.
     @return: (clock, pump, server service, client service, Deferred of the client's link)
     """
     reactor = MemoryReactorClock()
     server = LinkService(Identity.generate(), None, limits, reactor)
     server.registerPurpose(Purpose.ECHO, EchoHandler)
+    if awaitedFrom is not None:
+        server.awaited = server.expectLink(linkId, awaitedFrom, Purpose.ECHO, 5)
     client = LinkService(Identity.generate(), None, limits, reactor)
     opened = Deferred()
-    request = OutboundRequest(Purpose.ECHO, bytes(16), opened)
+    request = OutboundRequest(Purpose.ECHO, linkId, opened)
     serverFactory = TLSMemoryBIOFactory(ServerConnectionCreator(server._serverContext), False, _LinkFactory(server), clock=reactor)
     clientFactory = TLSMemoryBIOFactory(ClientConnectionCreator(client._clientContext), True, _LinkFactory(client, request), clock=reactor)
     clientAddress = IPv4Address("TCP", "127.0.0.2", 40000)
@@ -125,6 +129,36 @@ class TimerTests(SynchronousTestCase):
         clock.advance(0.2)
         self.assertTrue(transport.disconnecting or transport.disconnected)
 
+
+
+class AwaitedLinkTests(SynchronousTestCase):
+    def test_framesBeforeAttachAreKept(self):
+        """Frames that arrive before the awaiter attaches its handler are delivered after, in order."""
+        clock, pump, server, client, opened = linkedPair(self, linkId=b"\x43" * 16, awaitedFrom="127.0.0.2")
+        outbound = self.successResultOf(opened)
+        inbound = self.successResultOf(server.awaited)
+        outbound.sendFrame(b"one")
+        outbound.sendFrame(b"two")
+        pump.flush()
+        handler = Recorder()
+        inbound.attach(handler)
+        self.assertEqual(handler.frames, [b"one", b"two"])
+        outbound.sendFrame(b"three")
+        pump.flush()
+        self.assertEqual(handler.frames, [b"one", b"two", b"three"])
+
+
+class Recorder:
+    """A link handler that keeps the frames it receives."""
+
+    def __init__(self):
+        self.frames = []
+
+    def frameReceived(self, payload):
+        self.frames.append(payload)
+
+    def linkClosed(self, reason):
+        pass
 
 
 class CertifiedTransport(StringTransport):
