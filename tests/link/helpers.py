@@ -57,6 +57,7 @@ class RawClient(Protocol):
         self.received = b""
         self.closed = Deferred()
         self.tls = False
+        self._awaitedBytes = []
 
     def connectionMade(self):
         self.localPort = self.transport.getHost().port
@@ -74,6 +75,21 @@ class RawClient(Protocol):
 
     def dataReceived(self, data):
         self.received += data
+        awaited, self._awaitedBytes = self._awaitedBytes, []
+        for wanted, d in awaited:
+            self._check(wanted, d)
+
+    def whenReceived(self, wanted):
+        """@return: a Deferred that fires once C{wanted} is among the bytes received."""
+        d = Deferred()
+        self._check(wanted, d)
+        return d
+
+    def _check(self, wanted, d):
+        if wanted in self.received:
+            d.callback(self.received)
+        else:
+            self._awaitedBytes.append((wanted, d))
 
     def connectionLost(self, reason):
         self.reason = reason

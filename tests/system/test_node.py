@@ -86,8 +86,7 @@ class NodeProcessTests(TestCase):
 
         anyone = RawClient(encodeOpen(Purpose.ECHO) + dataHeader(5) + b"hello")
         anyoneClosed = connectRaw(port, anyone, host="127.0.0.31")
-        while dataHeader(5) + b"hello" not in anyone.received:
-            await _sleep(0.05)
+        await anyone.whenReceived(dataHeader(5) + b"hello")
         anyone.transport.loseConnection()
         await anyoneClosed
 
@@ -130,8 +129,3 @@ class NodeProcessTests(TestCase):
         self.assertEqual(await node.ended, "exit 1")
         self.assertIn("Address already in use", node.output.decode())
 
-
-def _sleep(seconds):
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, seconds, lambda: None)
