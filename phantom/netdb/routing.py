@@ -274,7 +274,8 @@ class RoutingTable:
             if len(found) >= count:
                 break
             take(buckets[farther])
-        return heapq.nsmallest(count, found, key=lambda c: idAsInt(c.nodeId) ^ number)
+        # Ids in the table were checked on the way in.
+        return heapq.nsmallest(count, found, key=lambda c: int.from_bytes(c.nodeId, "big") ^ number)
 
     def refreshTargets(self, now, interval=REFRESH_INTERVAL):
         """
