@@ -53,35 +53,44 @@ class HeapClock(Clock):
         return call
 
     def _push(self, call):
-        heapq.heappush(self._heap, (call.getTime(), next(self._order), call))
+        heapq.heappush(self._heap, (call.time, next(self._order), call))
+
+    # A call's entry is current while its time is the entry's: a reset to an earlier time pushes
+    # a new entry and leaves the old one stale; a delay keeps the entry, which is moved on when
+    # it comes up.
+
+    def _nextCall(self):
+        """@return: the heap's first current entry, stale ones dropped, delayed ones moved on."""
+        heap = self._heap
+        while heap:
+            when, _, call = heap[0]
+            if not call.active() or when != call.time:
+                heapq.heappop(heap)
+            elif call.delayed_time:
+                heapq.heappop(heap)
+                call.activate_delay()
+                self._push(call)
+            else:
+                return heap[0]
+        return None
 
     def getDelayedCalls(self):
-        return [call for when, _, call in sorted(self._heap) if call.active() and call.getTime() == when]
+        return [call for when, _, call in sorted(self._heap) if call.active() and when == call.time]
 
     def advance(self, amount):
         self.rightNow += amount
-        heap = self._heap
-        while heap and heap[0][0] <= self.rightNow:
-            when, _, call = heapq.heappop(heap)
-            if not call.active() or call.getTime() < when:
-                continue  # cancelled, made, or moved earlier (it has another entry)
-            if call.getTime() > when:
-                self._push(call)  # delayed
-                continue
+        while True:
+            entry = self._nextCall()
+            if entry is None or entry[0] > self.rightNow:
+                return
+            call = heapq.heappop(self._heap)[2]
             call.called = 1
             call.func(*call.args, **call.kw)
 
     def nextCallTime(self):
         """@return: when the next pending call is due, or C{None} when there is none."""
-        heap = self._heap
-        while heap:
-            when, _, call = heap[0]
-            if call.active() and call.getTime() == when:
-                return when
-            heapq.heappop(heap)
-            if call.active() and call.getTime() > when:
-                self._push(call)
-        return None
+        entry = self._nextCall()
+        return entry[0] if entry is not None else None
 
 
 class MemoryNetwork:
