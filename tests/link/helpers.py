@@ -1,4 +1,8 @@
-"""Real link services and raw misbehaving clients on loopback, for the link tests."""
+"""
+Real link services and raw misbehaving clients on loopback, for the link tests; and what every
+room's tests share: the one log collector (L{LogCollector}), the one source of loopback
+addresses (L{LOOPBACK}), and L{until} for the tests that still poll.
+"""
 
 import dataclasses
 import ipaddress
