@@ -15,6 +15,7 @@ class ILink(IPushProducer):
     purpose = Attribute("The L{phantom.wire.link.Purpose} named by the link's OPEN frame.")
     linkId = Attribute("The 16-byte link id named by the OPEN frame.")
     inbound = Attribute("True when the peer opened the link.")
+    ending = Attribute("The link's L{phantom.link.ending.Ending}: it ends once the link is gone.")
 
     def attach(handler):
         """

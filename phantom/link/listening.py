@@ -2,6 +2,7 @@
 
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred, succeed
+from twisted.python.failure import Failure
 
 
 class ListeningService(Service):
@@ -27,7 +28,7 @@ class ListeningService(Service):
         endpoint.listen(factory).addBoth(outcome.append)
         if not outcome:
             raise RuntimeError(f"{endpoint!r} did not listen at once")
-        if hasattr(outcome[0], "raiseException"):
+        if isinstance(outcome[0], Failure):
             outcome[0].raiseException()
         self.port = outcome[0]
 

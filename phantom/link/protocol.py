@@ -6,7 +6,11 @@ certificate when the handshake completes, sends or expects the OPEN frame, enfor
 handshake, open and idle timeouts and the frame-rate limit, sends keepalives, and hands DATA
 payloads to the handler of the link's purpose. A peer that breaks the rules gets its
 connection aborted and one log line naming it and the reason.
+
+Where a link is in its life is its L{LinkState}; L{NEXT_STATES} lists every move.
 """
+
+from enum import Enum
 
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
@@ -19,6 +23,7 @@ from phantom.address import describePeer
 from phantom.crypto import nodeIdOfCertificate
 from phantom.errors import ConnectedToSelf, LinkFailed
 from phantom.link.framing import FrameDecoder
+from phantom.link.ending import Ending
 from phantom.link.interfaces import ILink
 from phantom.link.tls import rejectionOf
 from phantom.wire import ProtocolError
@@ -34,6 +39,33 @@ from phantom.wire.link import (
 _DATA = int(FrameKind.DATA)
 
 
+class LinkState(Enum):
+    """Where a link is in its life."""
+
+    HANDSHAKING = "in its TLS handshake"
+    AWAITING_OPEN = "awaiting the OPEN frame"
+    """Inbound, the handshake done: the peer must say what the link is for."""
+    OPEN = "open"
+    """Carrying DATA frames and keepalives."""
+    CLOSING = "closing"
+    """This side closed or aborted it; the connection is not gone yet."""
+    CLOSED = "closed"
+
+
+NEXT_STATES = {
+    LinkState.HANDSHAKING: {LinkState.AWAITING_OPEN, LinkState.OPEN, LinkState.CLOSING, LinkState.CLOSED},
+    LinkState.AWAITING_OPEN: {LinkState.OPEN, LinkState.CLOSING, LinkState.CLOSED},
+    LinkState.OPEN: {LinkState.CLOSING, LinkState.CLOSED},
+    LinkState.CLOSING: {LinkState.CLOSED},
+    LinkState.CLOSED: set(),
+}
+"""The states a link may move to from each state: the handshake leads an outbound link to
+OPEN and an inbound one to AWAITING_OPEN, its OPEN frame then to OPEN; this side's C{close} or
+C{abort} leads to CLOSING; the connection's loss, from anywhere, to CLOSED."""
+
+_ENDED = (LinkState.CLOSING, LinkState.CLOSED)
+
+
 @implementer(IHandshakeListener, ILink)
 class LinkProtocol(Protocol):
     """
@@ -41,6 +73,9 @@ class LinkProtocol(Protocol):
 
     @param service: the L{phantom.link.service.LinkService} that owns the link.
     @param outbound: for a link this node opens, the L{OutboundRequest}; C{None} for inbound.
+
+    @ivar state: the L{LinkState}.
+    @ivar ending: the L{Ending} of the link: it ends once the connection is gone.
     """
 
     log = Logger()
@@ -54,18 +89,30 @@ class LinkProtocol(Protocol):
         self._handler = None
         self._queued = []
         self._timer = None
-        self._closing = False
+        self.state = LinkState.HANDSHAKING
+        self._closedFrom = None
         self._closeReason = None
-        self._handshakeDone = False
+        self.ending = Ending()
         self.nodeId = None
         self.peer = None
         self.purpose = outbound.purpose if outbound else None
         self.linkId = outbound.linkId if outbound else None
         self.inbound = outbound is None
-        self.opened = False
         self._lastReceived = self._lastSent = 0.0
         self._windowStart = 0.0
         self._windowFrames = 0
+
+    @property
+    def opened(self):
+        """Whether the link is open: its OPEN frame sent or received, and not closing."""
+        return self.state is LinkState.OPEN
+
+    def _moveTo(self, state):
+        if state not in NEXT_STATES[self.state]:
+            raise RuntimeError(f"a link {self.state.value} cannot become {state.value}")
+        if state is LinkState.CLOSING:
+            self._closedFrom = self.state
+        self.state = state
 
     # Connection lifecycle
 
@@ -75,9 +122,8 @@ class LinkProtocol(Protocol):
         self._schedule(self._limits.handshakeTimeout, self.abort, "TLS handshake not completed in time")
 
     def handshakeCompleted(self):
-        if self._closing:
+        if self.state is not LinkState.HANDSHAKING:
             return
-        self._handshakeDone = True
         certificate = self.transport.getPeerCertificate()
         if certificate is None:
             return self.abort("no peer certificate after the handshake")
@@ -87,6 +133,7 @@ class LinkProtocol(Protocol):
         now = self._clock.seconds()
         self._lastReceived = self._lastSent = self._windowStart = now
         if self._outbound is None:
+            self._moveTo(LinkState.AWAITING_OPEN)
             self._schedule(self._limits.openTimeout, self.abort, "no OPEN frame in time")
             return
         self.transport.write(encodeOpen(self.purpose, self.linkId))
@@ -94,13 +141,13 @@ class LinkProtocol(Protocol):
         self._outbound.succeeded(self)
 
     def _becomeOpen(self):
-        self.opened = True
+        self._moveTo(LinkState.OPEN)
         self._tickInterval = min(self._limits.keepaliveInterval, self._limits.idleTimeout / 3)
         self._schedule(self._tickInterval, self._tick)
         self._service.linkOpened(self)
 
     def dataReceived(self, data):
-        if self._closing:
+        if self.state in _ENDED:
             return
         try:
             frames = self._decoder.feed(data)
@@ -117,10 +164,10 @@ class LinkProtocol(Protocol):
         if self._windowFrames > self._limits.maxFramesPerSecond:
             return self.abort(f"more than {self._limits.maxFramesPerSecond} frames in one second")
         for kind, content in frames:
-            if self._closing:
+            if self.state in _ENDED:
                 return
             if kind == _DATA:
-                if not self.opened:
+                if self.state is not LinkState.OPEN:
                     return self.abort("DATA frame before OPEN")
                 self._deliver(content)
             elif kind == FrameKind.OPEN:
@@ -128,7 +175,7 @@ class LinkProtocol(Protocol):
             # A KEEPALIVE only refreshes _lastReceived.
 
     def _openReceived(self, content):
-        if not self.inbound or self.opened:
+        if self.state is not LinkState.AWAITING_OPEN:
             return self.abort("unexpected OPEN frame")
         self.purpose = Purpose(int(content.purpose))
         self.linkId = content.link_id
@@ -159,18 +206,19 @@ class LinkProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._cancelTimer()
-        closedByUs = self._closing
-        self._closing = True
+        closedByUs = self.state is LinkState.CLOSING
+        reached = self._closedFrom if closedByUs else self.state
+        self._moveTo(LinkState.CLOSED)
         self._queued = []
-        why = self._closeReason or self._describeLoss(reason)
+        why = self._closeReason or self._describeLoss(reason, reached)
         direction = "from" if self.inbound else "to"
         if closedByUs and self._closeReason is None:
             self.log.debug("link {direction} {peer} closed", direction=direction, peer=describePeer(self.peer))
-        elif self.opened and reason.check(ConnectionDone) and not self._decoder.pending:
+        elif reached is LinkState.OPEN and reason.check(ConnectionDone) and not self._decoder.pending:
             self.log.info("link {direction} {peer} closed by the peer", direction=direction, peer=describePeer(self.peer))
         else:
             self.log.warn("link {direction} {peer} closed: {why}", direction=direction, peer=describePeer(self.peer), why=why)
-        if self._outbound is not None and not self.opened:
+        if self._outbound is not None and reached is not LinkState.OPEN:
             self._outbound.failed(LinkFailed(why) if not isinstance(why, Exception) else why)
         handler, self._handler = self._handler, None
         if handler is not None:
@@ -179,16 +227,17 @@ class LinkProtocol(Protocol):
             except Exception:
                 self.log.failure("handler of {purpose} link failed on close", purpose=self.purpose)
         self._service.connectionEnded(self)
+        self.ending.end()
 
-    def _describeLoss(self, reason):
-        if not self._handshakeDone:
+    def _describeLoss(self, reason, reached):
+        if reached is LinkState.HANDSHAKING:
             rejection = rejectionOf(self.transport.getHandle()) if self.transport else None
             if rejection is not None:
                 return rejection
             if reason.check(SSL.Error):
                 return f"TLS handshake failed: {_sslErrorText(reason.value)}"
             return "connection closed before the TLS handshake completed"
-        if not self.opened:
+        if reached is not LinkState.OPEN:
             return "connection closed before the OPEN frame"
         if self._decoder.pending:
             return f"connection closed inside a frame ({self._decoder.pending} bytes pending)"
@@ -200,33 +249,33 @@ class LinkProtocol(Protocol):
         self._handler = handler
         queued, self._queued = self._queued, []
         for payload in queued:
-            if self._closing:
+            if self.state in _ENDED:
                 return
             self._deliver(payload)
-        if queued and not self._closing:
+        if queued and self.state not in _ENDED:
             self.transport.resumeProducing()
 
     def sendFrame(self, payload):
         size = len(payload)
         if not 0 < size <= MAX_PAYLOAD:
             raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
-        if self._closing:
+        if self.state in _ENDED:
             return
         self.transport.writeSequence((HEADER.pack(size + 1, _DATA), payload))
         self._lastSent = self._clock.seconds()
 
     def close(self):
-        if not self._closing:
-            self._closing = True
+        if self.state not in _ENDED:
+            self._moveTo(LinkState.CLOSING)
             self._cancelTimer()
             # TLS holds its close back while a producer is registered.
             self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def abort(self, reason):
-        if self._closing:
+        if self.state in _ENDED:
             return
-        self._closing = True
+        self._moveTo(LinkState.CLOSING)
         self._closeReason = reason
         self._cancelTimer()
         self.transport.abortConnection()
@@ -235,11 +284,11 @@ class LinkProtocol(Protocol):
         self.transport.registerProducer(producer, streaming)
 
     def pauseProducing(self):
-        if not self._closing:
+        if self.state not in _ENDED:
             self.transport.pauseProducing()
 
     def resumeProducing(self):
-        if not self._closing:
+        if self.state not in _ENDED:
             self.transport.resumeProducing()
 
     def stopProducing(self):

@@ -3,7 +3,7 @@ The link layer of a node: the one listening TLS port, outbound links, purpose di
 the registry of awaited links.
 """
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -98,7 +98,6 @@ class LinkService(ListeningService):
         self._connections = set()
         self._attempts = set()
         self._links = set()
-        self._closed = {}
 
     # Service
 
@@ -111,7 +110,7 @@ class LinkService(ListeningService):
             attempt.cancel()
         self._dispatcher.stop()
         for connection in list(self._connections):
-            waits.append(self._whenClosed(connection))
+            waits.append(connection.ending.whenEnded())
             connection.abort("the node is stopping") if not connection.opened else connection.close()
         return DeferredList(waits)
 
@@ -189,19 +188,10 @@ class LinkService(ListeningService):
     def connectionEnded(self, link):
         self._connections.discard(link)
         self._links.discard(link)
-        for deferred in self._closed.pop(link, ()):
-            deferred.callback(None)
 
     def dispatch(self, link):
         """Hand a freshly opened inbound link to whoever awaits it or to its purpose's handler."""
         self._dispatcher.dispatch(link)
-
-    def _whenClosed(self, link):
-        if link not in self._connections:
-            return succeed(None)
-        deferred = Deferred()
-        self._closed.setdefault(link, []).append(deferred)
-        return deferred
 
     # Views
 

@@ -14,8 +14,13 @@ L{phantom.netdb.interfaces.IValueStore}:
       while the client does not read its answers, the connection is not read from;
     - malformed input closes that connection, with one log line naming the peer and the reason.
 
+Where a connection is (reading, handling what it read, paused, closing, closed) is its
+L{ApiState}; L{NEXT_API_STATES} lists every move.
+
 L{ApiService} listens for such connections.
 """
+
+from enum import Enum
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -112,6 +117,34 @@ class ApiDecoder:
         return messages
 
 
+class ApiState(Enum):
+    """Where a module-API connection is."""
+
+    READING = "reading"
+    """Waiting for requests; every complete request received has been taken."""
+    HANDLING = "handling"
+    """Taking the requests received, one after the other."""
+    PAUSED = "paused"
+    """Not reading: the client does not read its answers, or C{maxOutstanding} GETs wait."""
+    CLOSING = "closing"
+    """This side aborted the connection; it is not gone yet."""
+    CLOSED = "closed"
+
+
+NEXT_API_STATES = {
+    ApiState.READING: {ApiState.HANDLING, ApiState.PAUSED, ApiState.CLOSING, ApiState.CLOSED},
+    ApiState.HANDLING: {ApiState.READING, ApiState.PAUSED, ApiState.CLOSING, ApiState.CLOSED},
+    ApiState.PAUSED: {ApiState.HANDLING, ApiState.CLOSING, ApiState.CLOSED},
+    ApiState.CLOSING: {ApiState.CLOSED},
+    ApiState.CLOSED: set(),
+}
+"""The states a connection may move to from each state: received bytes (or room for more
+answers) lead to HANDLING, which ends in READING or PAUSED; malformed input, or the service
+stopping, leads to CLOSING; the connection's loss, from anywhere, to CLOSED."""
+
+_API_ENDED = (ApiState.CLOSING, ApiState.CLOSED)
+
+
 class _PendingGet:
     """A GET waiting for its answer: its key and its deadline."""
 
@@ -134,6 +167,8 @@ class ApiProtocol(Protocol):
     @param getTimeout: seconds within which every GET is answered (FAILURE when the store
         has not answered by then).
     @param maxOutstanding: how many GETs may wait for an answer at once.
+
+    @ivar state: the L{ApiState}.
     """
 
     log = Logger()
@@ -145,11 +180,8 @@ class ApiProtocol(Protocol):
         self._maxOutstanding = maxOutstanding
         self._decoder = ApiDecoder(REQUESTS)
         self._outstanding = set()
-        self._closing = False
-        self._lost = False
-        self._decoding = False
+        self.state = ApiState.READING
         self._writeBlocked = False
-        self._readingPaused = False
         self._waitingForClose = []
         self.peer = None
 
@@ -163,6 +195,11 @@ class ApiProtocol(Protocol):
         """How many received bytes wait to be handled."""
         return self._decoder.pending
 
+    def _moveTo(self, state):
+        if state not in NEXT_API_STATES[self.state]:
+            raise RuntimeError(f"a module-API connection {self.state.value} cannot become {state.value}")
+        self.state = state
+
     # Connection lifecycle
 
     def connectionMade(self):
@@ -170,13 +207,13 @@ class ApiProtocol(Protocol):
         self.transport.registerProducer(self, True)
 
     def dataReceived(self, data):
-        if self._closing:
+        if self.state in _API_ENDED:
             return
         self._decoder.receive(data)
         self._handleReceived()
 
     def connectionLost(self, reason):
-        self._closing = self._lost = True
+        self._moveTo(ApiState.CLOSED)
         for pending in self._outstanding:
             if pending.deadline.active():
                 pending.deadline.cancel()
@@ -191,7 +228,7 @@ class ApiProtocol(Protocol):
         @return: a Deferred that fires with C{None} once the connection is closed.
         """
         closed = Deferred()
-        if self._lost:
+        if self.state is ApiState.CLOSED:
             closed.callback(None)
         else:
             self._waitingForClose.append(closed)
@@ -199,14 +236,14 @@ class ApiProtocol(Protocol):
 
     def abort(self, reason):
         """Close the connection at once, with one log line naming the peer and C{reason}."""
-        if not self._closing:
+        if self.state not in _API_ENDED:
             self.log.warn("DHT API client {peer} closed: {why}", peer=self._describePeer(), why=reason)
             self.close()
 
     def close(self):
         """Close the connection at once; answers not yet sent are dropped."""
-        if not self._closing:
-            self._closing = True
+        if self.state not in _API_ENDED:
+            self._moveTo(ApiState.CLOSING)
             self.transport.abortConnection()
 
     def _describePeer(self):
@@ -215,27 +252,40 @@ class ApiProtocol(Protocol):
     # Requests
 
     def _handleReceived(self):
-        """Handle the messages received, as far as the limits allow."""
-        if self._decoding:
-            # An answer was sent while a message was being handled; the loop goes on below.
+        """
+        Take the requests received, as far as the limits allow; then read on, or pause.
+        While HANDLING, an answer sent on the way changes nothing: the loop goes on.
+        """
+        if self.state not in (ApiState.READING, ApiState.PAUSED):
             return
-        self._decoding = True
-        try:
-            while not self._closing and not self._writeBlocked and len(self._outstanding) < self._maxOutstanding:
-                try:
-                    message = self._decoder.nextMessage()
-                except ProtocolError as e:
-                    self.abort(str(e))
-                    return
-                if message is None:
-                    break
-                if isinstance(message, DhtPut):
-                    self._put(message)
-                else:
-                    self._get(message.key)
-        finally:
-            self._decoding = False
-        self._updateReading()
+        wasPaused = self.state is ApiState.PAUSED
+        self._moveTo(ApiState.HANDLING)
+        while self.state is ApiState.HANDLING and not self._mustPause():
+            try:
+                message = self._decoder.nextMessage()
+            except ProtocolError as e:
+                self.abort(str(e))
+                return
+            if message is None:
+                break
+            if isinstance(message, DhtPut):
+                self._put(message)
+            else:
+                self._get(message.key)
+        if self.state is ApiState.HANDLING:
+            self._settle(wasPaused)
+
+    def _mustPause(self):
+        return self._writeBlocked or len(self._outstanding) >= self._maxOutstanding
+
+    def _settle(self, wasPaused):
+        """After HANDLING: PAUSED if a limit holds, READING otherwise; the transport follows."""
+        pause = self._mustPause()
+        self._moveTo(ApiState.PAUSED if pause else ApiState.READING)
+        if pause and not wasPaused:
+            self.transport.pauseProducing()
+        elif wasPaused and not pause:
+            self.transport.resumeProducing()
 
     def _put(self, message):
         try:
@@ -264,10 +314,11 @@ class ApiProtocol(Protocol):
         self._outstanding.remove(pending)
         if pending.deadline.active():
             pending.deadline.cancel()
-        if self._closing:
+        if self.state in _API_ENDED:
             return
         self.transport.write(self._reply(pending.key, value))
-        self._handleReceived()
+        if self.state is ApiState.PAUSED:
+            self._handleReceived()
 
     def _reply(self, key, value):
         if value is not None:
@@ -279,21 +330,12 @@ class ApiProtocol(Protocol):
 
     # Flow control
 
-    def _updateReading(self):
-        if self._closing:
-            return
-        wantPaused = self._writeBlocked or len(self._outstanding) >= self._maxOutstanding
-        if wantPaused != self._readingPaused:
-            self._readingPaused = wantPaused
-            if wantPaused:
-                self.transport.pauseProducing()
-            else:
-                self.transport.resumeProducing()
-
     def pauseProducing(self):
         """The client does not read its answers fast enough: stop taking requests."""
         self._writeBlocked = True
-        self._updateReading()
+        if self.state is ApiState.READING:
+            self._moveTo(ApiState.PAUSED)
+            self.transport.pauseProducing()
 
     def resumeProducing(self):
         """The client has read its answers: take requests again."""

@@ -9,6 +9,7 @@ The records of the network database, validated before they are stored or believe
   overwrite it, and it lives for a clamped TTL.
 """
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -44,7 +45,14 @@ class InvalidRecord(Exception):
 
 def contactOf(parsed):
     """A L{Contact} from a parsed wire contact or entry node."""
-    return Contact(hostOf(parsed.address), parsed.port, parsed.node_id)
+    return _contact(parsed.address, parsed.port, parsed.node_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _contact(address, port, nodeId):
+    # A node hears of the same contacts over and over (every NODES reply names 20); a Contact
+    # is immutable, so one object serves them all.
+    return Contact(hostOf(address), port, nodeId)
 
 
 def routeKey(apAddress):

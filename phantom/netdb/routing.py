@@ -258,18 +258,24 @@ class RoutingTable:
         number = idAsInt(target)
         index = self._indexOf(number)
         buckets = self._buckets
-        groups = [buckets[index : index + 1], buckets[index + 1 :]] if index < ID_BITS else []
-        groups += [[buckets[farther]] for farther in range(min(index, ID_BITS) - 1, -1, -1)]
         excluded = set(exclude)
         found = []
-        for group in groups:
-            for bucket in group:
-                found += (c for nodeId, c in bucket.contacts.items() if nodeId not in excluded)
-                if replacements:
-                    found += (c for nodeId, c in bucket.replacements.items() if nodeId not in excluded)
+
+        def take(bucket):
+            if bucket.contacts:
+                found.extend(c for nodeId, c in bucket.contacts.items() if nodeId not in excluded)
+            if replacements and bucket.replacements:
+                found.extend(c for nodeId, c in bucket.replacements.items() if nodeId not in excluded)
+
+        for bucket in buckets[index:]:
+            if bucket.contacts or bucket.replacements:
+                take(bucket)
+        for farther in range(min(index, ID_BITS) - 1, -1, -1):
             if len(found) >= count:
                 break
-        return heapq.nsmallest(count, found, key=lambda c: idAsInt(c.nodeId) ^ number)
+            take(buckets[farther])
+        # Ids in the table were checked on the way in.
+        return heapq.nsmallest(count, found, key=lambda c: int.from_bytes(c.nodeId, "big") ^ number)
 
     def refreshTargets(self, now, interval=REFRESH_INTERVAL):
         """

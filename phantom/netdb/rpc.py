@@ -187,13 +187,15 @@ class DhtLinks:
         channel = self._channels.get(contact.nodeId)
         if channel is not None and not channel.closed:
             return succeed(channel)
-        waiting = self._connecting.get(contact.nodeId)
-        if waiting is None:
-            waiting = self._connecting[contact.nodeId] = []
-            d = self._links.connect(contact.host, contact.port, Purpose.DHT, nodeId=contact.nodeId)
-            d.addCallbacks(self._connected, self._connectFailed, errbackArgs=(contact,))
         deferred = Deferred()
-        waiting.append(deferred)
+        waiting = self._connecting.get(contact.nodeId)
+        if waiting is not None:
+            waiting.append(deferred)
+            return deferred
+        # Registered before connecting: a connect may fail (or succeed) at once.
+        self._connecting[contact.nodeId] = [deferred]
+        d = self._links.connect(contact.host, contact.port, Purpose.DHT, nodeId=contact.nodeId)
+        d.addCallbacks(self._connected, self._connectFailed, errbackArgs=(contact,))
         return deferred
 
     def channelToAddress(self, host, port, nodeId=None):

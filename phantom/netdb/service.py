@@ -16,6 +16,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phantom.address import Contact, addressBytes
@@ -124,7 +125,7 @@ class DhtNode(Service):
         Deferred.fromCoroutine(self.join(contacts)).addBoth(self._joinedOrNot, contacts)
 
     def _joinedOrNot(self, result, contacts):
-        if hasattr(result, "getErrorMessage"):
+        if isinstance(result, Failure):
             self.log.failure("joining the network", result)
         if len(self.table) or not contacts:
             if not self.joined.called:
@@ -140,7 +141,7 @@ class DhtNode(Service):
             self._joining.cancel()
         if self._maintenance is not None and self._maintenance.running:
             self._maintenance.stop()
-        self.saveContacts()
+        self._isolated("saving the contacts", self.saveContacts)
 
     # Answering other nodes
 
@@ -338,7 +339,7 @@ class DhtNode(Service):
         d.addTimeout(self.settings.getTimeout, self._clock)
 
         def done(result):
-            if hasattr(result, "getErrorMessage"):
+            if isinstance(result, Failure):
                 return None
             return result.encoded if result is not None else None
 
@@ -430,9 +431,9 @@ class DhtNode(Service):
         C{republishing} are Deferreds of the last ones started.
         """
         now = self._clock.seconds()
-        self.store.expire()
-        self.rpc.closeIdle()
-        self.saveContacts()
+        self._isolated("expiring records", self.store.expire)
+        self._isolated("closing idle links", self.rpc.closeIdle)
+        self._isolated("saving the contacts", self.saveContacts)
         targets = self.table.refreshTargets(now, self.settings.refreshInterval)
         if targets:
             self.refreshing = DeferredList([self.lookup(target) for target in targets])
@@ -441,6 +442,13 @@ class DhtNode(Service):
         if now - self._lastRepublish >= self.settings.republishInterval:
             self._lastRepublish = now
             self.republishing = self._background(self.republish(), "republishing")
+
+    def _isolated(self, what, step):
+        """Run one step of the upkeep; its failure is logged and stops nothing else."""
+        try:
+            step()
+        except Exception:
+            self.log.failure(what)
 
     def _background(self, coroutine, what):
         """Run C{coroutine} on its own, logging its failure. @return: a Deferred of its end."""

@@ -10,7 +10,6 @@ from twisted.trial.unittest import TestCase
 from phantom.address import formatAddress
 from phantom.frontend.device import TunDevice, whyNoTunDevice
 from phantom.frontend.router import PacketRouter
-from tests.link.helpers import until
 
 OWN = b"\xfd\x7e" + os.urandom(14)
 FAR = b"\xfd\x7f" + os.urandom(14)
@@ -29,7 +28,15 @@ class RealDeviceTests(TestCase):
 
         name = f"phtest{os.getpid() % 100000}"
         opened = []
-        router = PacketRouter(OWN, lambda ap, protocol: opened.append(ap) or Deferred())
+        firstOpened = Deferred()
+
+        def openTunnel(ap, protocol):
+            opened.append(ap)
+            if not firstOpened.called:
+                firstOpened.callback(ap)
+            return Deferred()
+
+        router = PacketRouter(OWN, openTunnel)
         device = TunDevice(name, router, reactor)
         device.privilegedStartService()
         device.startService()
@@ -47,7 +54,8 @@ class RealDeviceTests(TestCase):
             self.addCleanup(sender.close)
             sender.bind((formatAddress(OWN), 0))
             sender.sendto(b"hello", (formatAddress(FAR), 9))
-            await until(lambda: router.counts["device in"] >= 1, timeout=10)
+            self.assertEqual(await firstOpened, FAR)
+            self.assertGreaterEqual(router.counts["device in"], 1)
             self.assertEqual(opened, [FAR])
             self.assertIn(FAR, router.pending)
             await device.stopService()

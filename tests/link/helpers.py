@@ -1,15 +1,20 @@
-"""Real link services and raw misbehaving clients on loopback, for the link tests."""
+"""
+Real link services and raw misbehaving clients on loopback, for the link tests; and what every
+room's tests share: the one log collector (L{LogCollector}), the one source of loopback
+addresses (L{LOOPBACK}), and L{until} for the tests that still poll.
+"""
 
 import dataclasses
+import ipaddress
 import socket
 
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher, formatEvent
 from zope.interface import implementer
 
@@ -56,6 +61,7 @@ class RawClient(Protocol):
         self.received = b""
         self.closed = Deferred()
         self.tls = False
+        self._awaitedBytes = []
 
     def connectionMade(self):
         self.localPort = self.transport.getHost().port
@@ -73,6 +79,21 @@ class RawClient(Protocol):
 
     def dataReceived(self, data):
         self.received += data
+        awaited, self._awaitedBytes = self._awaitedBytes, []
+        for wanted, d in awaited:
+            self._check(wanted, d)
+
+    def whenReceived(self, wanted):
+        """@return: a Deferred that fires once C{wanted} is among the bytes received."""
+        d = Deferred()
+        self._check(wanted, d)
+        return d
+
+    def _check(self, wanted, d):
+        if wanted in self.received:
+            d.callback(self.received)
+        else:
+            self._awaitedBytes.append((wanted, d))
 
     def connectionLost(self, reason):
         self.reason = reason
@@ -99,27 +120,66 @@ def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
         client.tls = True
         context = context or makeContext(Identity.generate(), server=False)
         endpoint = wrapClientTLS(ClientConnectionCreator(context), endpoint)
-    connected = connectProtocol(endpoint, client)
+    connected = endpoint.connect(_QuietFactory(client))
     connected.addErrback(client.closed.errback)
     return client.closed
 
 
-class LogCollector:
-    """Collects the formatted warnings logged under C{namespace} while it is installed."""
+class _QuietFactory(Factory):
+    """Builds one given protocol and logs nothing (C{connectProtocol}'s factory logs its start and stop)."""
 
-    def __init__(self, testCase, namespace="phantom.link"):
+    noisy = False
+
+    def __init__(self, protocol):
+        self._protocol = protocol
+
+    def buildProtocol(self, addr):
+        return self._protocol
+
+
+class LogCollector:
+    """
+    The tests' one log observer: collects the formatted events of level info and up logged
+    under C{namespace} (every namespace for C{""}) while the test runs.
+
+    @ivar lines: the warnings, formatted, in order (a list the test may clear).
+    @ivar events: C{(level name, formatted line)} of every event of level info and up.
+    """
+
+    LEVELS = frozenset({"info", "warn", "error", "critical"})
+
+    def __init__(self, testCase, namespace="phantom.link", publisher=globalLogPublisher):
+        """
+        @param publisher: the log publisher to observe while the test runs, or C{None} for
+            none (the collector is then a logger's observer itself).
+        """
         self.lines = []
+        self.events = []
         self._namespace = namespace
-        globalLogPublisher.addObserver(self)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self)
+        if publisher is not None:
+            publisher.addObserver(self)
+            testCase.addCleanup(publisher.removeObserver, self)
+
+    def clear(self):
+        """Forget what was collected."""
+        del self.lines[:], self.events[:]
 
     def __call__(self, event):
-        if event.get("log_namespace", "").startswith(self._namespace) and event.get("log_level").name == "warn":
-            self.lines.append(formatEvent(event))
+        level = event.get("log_level")
+        if level is None or level.name not in self.LEVELS or not event.get("log_namespace", "").startswith(self._namespace):
+            return
+        line = formatEvent(event)
+        self.events.append((level.name, line))
+        if level.name == "warn":
+            self.lines.append(line)
 
     def about(self, port):
-        """The lines naming the peer whose end of the connection is C{port}."""
+        """The warnings naming the peer whose end of the connection is C{port}."""
         return [line for line in self.lines if f":{port} " in line]
+
+    def having(self, *parts, level="warn"):
+        """The lines of C{level} that contain every one of C{parts}."""
+        return [line for name, line in self.events if name == level and all(part in line for part in parts)]
 
 
 class CollectingHandler:
@@ -145,6 +205,44 @@ class CollectingHandler:
     def linkClosed(self, reason):
         self.reason = reason
         self.closed.callback(None)
+
+
+class LoopbackAddresses:
+    """
+    The one source of the loopback addresses tests bind nodes to: each call of L{fresh}
+    hands out an address nobody in this process had before (127.42.0.1 upward, skipping .0
+    and .255), so networks of different tests never share an address, whatever order the
+    tests run in. On Linux the whole of 127.0.0.0/8 reaches this machine.
+    """
+
+    def __init__(self, first="127.42.0.1"):
+        self._next = int(ipaddress.IPv4Address(first))
+        self._named = {}
+
+    def fresh(self):
+        """@return: an address not handed out before, dotted."""
+        while self._next & 0xFF in (0, 0xFF):
+            self._next += 1
+        address = ipaddress.IPv4Address(self._next)
+        if address not in LOOPBACK_NETWORK:
+            raise RuntimeError("out of loopback addresses")
+        self._next += 1
+        return str(address)
+
+    def named(self, name):
+        """@return: the address handed out for C{name}, one fresh address per name."""
+        if name not in self._named:
+            self._named[name] = self.fresh()
+        return self._named[name]
+
+
+LOOPBACK_NETWORK = ipaddress.IPv4Network("127.0.0.0/8")
+LOOPBACK = LoopbackAddresses()
+
+
+def freshLoopbackAddress():
+    """A loopback address no other test of this process uses; see L{LoopbackAddresses}."""
+    return LOOPBACK.fresh()
 
 
 def freePort(host="127.0.0.1"):

@@ -7,7 +7,10 @@ import dataclasses
 
 from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
+from OpenSSL.crypto import X509
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,25 +18,30 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.config import LinkLimits
 from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
+from phantom.link.protocol import NEXT_STATES, LinkState
 from phantom.link.service import LinkService, OutboundRequest, _LinkFactory
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator
-from phantom.wire.link import KEEPALIVE_FRAME, Purpose
+from phantom.wire.link import KEEPALIVE_FRAME, Purpose, encodeOpen
 
 LIMITS = LinkLimits(handshakeTimeout=5, openTimeout=5, idleTimeout=30, keepaliveInterval=10)
 
 
-def linkedPair(testCase, limits=LIMITS):
+def linkedPair(testCase, limits=LIMITS, linkId=bytes(16), awaitedFrom=None):
     """
     A client and a server link layer connected in memory over real TLS.
 
+    @param awaitedFrom: the client's host if the server awaits the link (C{server.awaited} is
+        then the wait's Deferred), or C{None} for an ECHO link to the ECHO handler.
     @return: (clock, pump, server service, client service, Deferred of the client's link)
     """
     reactor = MemoryReactorClock()
     server = LinkService(Identity.generate(), None, limits, reactor)
     server.registerPurpose(Purpose.ECHO, EchoHandler)
+    if awaitedFrom is not None:
+        server.awaited = server.expectLink(linkId, awaitedFrom, Purpose.ECHO, 5)
     client = LinkService(Identity.generate(), None, limits, reactor)
     opened = Deferred()
-    request = OutboundRequest(Purpose.ECHO, bytes(16), opened)
+    request = OutboundRequest(Purpose.ECHO, linkId, opened)
     serverFactory = TLSMemoryBIOFactory(ServerConnectionCreator(server._serverContext), False, _LinkFactory(server), clock=reactor)
     clientFactory = TLSMemoryBIOFactory(ClientConnectionCreator(client._clientContext), True, _LinkFactory(client, request), clock=reactor)
     clientAddress = IPv4Address("TCP", "127.0.0.2", 40000)
@@ -121,3 +129,110 @@ class TimerTests(SynchronousTestCase):
         clock.advance(0.2)
         self.assertTrue(transport.disconnecting or transport.disconnected)
 
+
+
+class AwaitedLinkTests(SynchronousTestCase):
+    def test_framesBeforeAttachAreKept(self):
+        """Frames that arrive before the awaiter attaches its handler are delivered after, in order."""
+        clock, pump, server, client, opened = linkedPair(self, linkId=b"\x43" * 16, awaitedFrom="127.0.0.2")
+        outbound = self.successResultOf(opened)
+        inbound = self.successResultOf(server.awaited)
+        outbound.sendFrame(b"one")
+        outbound.sendFrame(b"two")
+        pump.flush()
+        handler = Recorder()
+        inbound.attach(handler)
+        self.assertEqual(handler.frames, [b"one", b"two"])
+        outbound.sendFrame(b"three")
+        pump.flush()
+        self.assertEqual(handler.frames, [b"one", b"two", b"three"])
+
+
+class Recorder:
+    """A link handler that keeps the frames it receives."""
+
+    def __init__(self):
+        self.frames = []
+
+    def frameReceived(self, payload):
+        self.frames.append(payload)
+
+    def linkClosed(self, reason):
+        pass
+
+
+class CertifiedTransport(StringTransport):
+    """A string transport whose peer presented C{identity}'s certificate in a TLS handshake."""
+
+    def __init__(self, identity):
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.2", 40000))
+        self._certificate = X509.from_cryptography(identity.certificate)
+
+    def getPeerCertificate(self):
+        return self._certificate
+
+    def abortConnection(self):
+        self.loseConnection()
+
+    def unregisterProducer(self):
+        self.producer = None  # as TLS does: whether or not one is registered
+
+
+class StateTests(SynchronousTestCase):
+    """A link's L{LinkState}: every move it makes is one of L{NEXT_STATES}."""
+
+    def inboundLink(self):
+        """An inbound link on a string transport, its handshake not yet complete; (clock, server, link, transport)."""
+        clock = MemoryReactorClock()
+        server = LinkService(Identity.generate(), None, LIMITS, clock)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        link = _LinkFactory(server).buildProtocol(None)
+        transport = CertifiedTransport(Identity.generate())
+        link.makeConnection(transport)
+        return clock, server, link, transport
+
+    def test_inbound(self):
+        """HANDSHAKING, AWAITING_OPEN after the handshake, OPEN with the OPEN frame, CLOSING, CLOSED and ended."""
+        clock, server, link, transport = self.inboundLink()
+        self.assertEqual(link.state, LinkState.HANDSHAKING)
+        link.handshakeCompleted()
+        self.assertEqual(link.state, LinkState.AWAITING_OPEN)
+        self.assertFalse(link.opened)
+        link.dataReceived(encodeOpen(Purpose.ECHO))
+        self.assertEqual(link.state, LinkState.OPEN)
+        self.assertTrue(link.opened)
+        ended = link.ending.whenEnded()
+        link.close()
+        self.assertEqual(link.state, LinkState.CLOSING)
+        self.assertNoResult(ended)
+        link.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(link.state, LinkState.CLOSED)
+        self.successResultOf(ended)
+        self.assertEqual(server.connections, frozenset())
+
+    def test_noOpenFrame(self):
+        """AWAITING_OPEN for the open timeout, then aborted: CLOSING until the connection is gone."""
+        clock, server, link, transport = self.inboundLink()
+        link.handshakeCompleted()
+        clock.advance(LIMITS.openTimeout)
+        self.assertEqual(link.state, LinkState.CLOSING)
+        self.assertTrue(transport.disconnecting)
+
+    def test_outbound(self):
+        """An outbound link is OPEN once the handshake completes; both ends CLOSED after a close."""
+        clock, pump, server, client, opened = linkedPair(self)
+        outbound = self.successResultOf(opened)
+        [inbound] = server.connections
+        self.assertEqual((inbound.state, outbound.state), (LinkState.OPEN, LinkState.OPEN))
+        outbound.close()
+        pump.flush()
+        self.assertEqual((inbound.state, outbound.state), (LinkState.CLOSED, LinkState.CLOSED))
+
+    def test_noWayBack(self):
+        """A closed link cannot become anything else; every state has its moves listed."""
+        clock, server, link, transport = self.inboundLink()
+        link.abort("test")
+        link.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(NEXT_STATES[LinkState.CLOSED], set())
+        self.assertRaises(RuntimeError, link._moveTo, LinkState.OPEN)
+        self.assertEqual(set(NEXT_STATES), set(LinkState))

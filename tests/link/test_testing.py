@@ -1,12 +1,13 @@
 """The in-memory links that the tests of the rooms above run on: they must behave as real links do."""
 
-from twisted.internet.task import Clock
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from phantom.errors import LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.interfaces import ILink, ILinkService
-from phantom.link.testing import MemoryNetwork
+from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.wire.link import Purpose
 
 
@@ -92,3 +93,71 @@ class MemoryNetworkTests(SynchronousTestCase):
         link = self.connect()
         self.clock.advance(0)
         self.assertTrue(link.closed)
+
+
+class HeapClockTests(SynchronousTestCase):
+    """L{HeapClock} runs calls as C{task.Clock} does: by time, then in the order they were made."""
+
+    def test_order(self):
+        """Calls run by their time; calls due at the same time in the order they were made."""
+        clock, ran = HeapClock(), []
+        for name, delay in [("b", 2), ("a", 1), ("c", 2), ("d", 0)]:
+            clock.callLater(delay, ran.append, name)
+        clock.advance(0)
+        self.assertEqual(ran, ["d"])
+        clock.advance(2)
+        self.assertEqual(ran, ["d", "a", "b", "c"])
+
+    def test_cancelResetDelay(self):
+        """A cancelled call never runs; a reset or delayed one runs at its new time, once."""
+        clock, ran = HeapClock(), []
+        cancelled = clock.callLater(1, ran.append, "cancelled")
+        earlier = clock.callLater(5, ran.append, "earlier")
+        later = clock.callLater(2, ran.append, "later")
+        delayed = clock.callLater(3, ran.append, "delayed")
+        cancelled.cancel()
+        earlier.reset(1)
+        later.reset(4)
+        delayed.delay(2)
+        self.assertEqual([call.getTime() for call in clock.getDelayedCalls()], [1, 4, 5])
+        self.assertEqual(clock.nextCallTime(), 1)
+        clock.advance(1)
+        self.assertEqual(ran, ["earlier"])
+        clock.advance(3)
+        self.assertEqual(ran, ["earlier", "later"])
+        clock.advance(10)
+        self.assertEqual(ran, ["earlier", "later", "delayed"])
+        self.assertEqual((clock.getDelayedCalls(), clock.nextCallTime()), ([], None))
+
+
+class RunTests(SynchronousTestCase):
+    """L{MemoryNetwork.run} and L{MemoryNetwork.runFor} drive the clock for a test."""
+
+    def setUp(self):
+        self.network = MemoryNetwork(HeapClock())
+        self.clock = self.network.clock
+
+    def test_runJumpsToTheResult(self):
+        """A result an hour away comes back at once, with the clock an hour on."""
+        self.assertEqual(self.network.run(deferLater(self.clock, 3600, lambda: "done")), "done")
+        self.assertEqual(self.clock.seconds(), 3600)
+
+    def test_runRaisesTheFailure(self):
+        """A Deferred that fails raises its exception."""
+        self.assertRaises(LinkTimeout, self.network.run, fail(LinkTimeout("late")))
+
+    def test_runGivesUp(self):
+        """Nothing left that could give a result, or not within the limit: TimeoutError."""
+        self.assertRaises(TimeoutError, self.network.run, Deferred())
+        self.clock.callLater(10, lambda: None)
+        self.assertRaises(TimeoutError, self.network.run, Deferred(), within=5)
+
+    def test_runForRunsEachTimerAtItsTime(self):
+        """Each call sees the clock at its own time, not at the end of the span."""
+        seen = []
+        self.clock.callLater(1, lambda: self.clock.callLater(1, lambda: seen.append(self.clock.seconds())))
+        self.clock.callLater(5, lambda: seen.append(self.clock.seconds()))
+        self.network.runFor(4)
+        self.assertEqual((seen, self.clock.seconds()), ([2], 4))
+        self.network.runFor(1)
+        self.assertEqual(seen, [2, 5])

@@ -1,4 +1,8 @@
-"""In-process DHT networks: real nodes, each its own link service on its own loopback address."""
+"""
+DHT networks for tests: in memory on a driven clock (L{MemoryDht}, most tests), or real nodes
+in this process, each with its own link service on its own loopback address (the integration
+tests, and the rooms above).
+"""
 
 import random
 
@@ -10,26 +14,100 @@ from twisted.internet.protocol import Protocol
 from phantom.address import Contact
 from phantom.config import DhtSettings
 from phantom.identity import Identity
+from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb.api import ApiDecoder, ApiService
 from phantom.netdb.service import DhtNode
 from phantom.wire.api import REPLIES
-from tests.link.helpers import portOf, startLinkService
+from tests.link.helpers import LOOPBACK, portOf, startLinkService
 
 FAST_DHT = DhtSettings(rpcTimeout=2.0, getTimeout=8.0, maintenanceInterval=3600.0)
 
+START = 1_800_000_000
+"""The time on the clock of an in-memory network when it starts."""
+
+
+class MemoryDht:
+    """
+    DHT nodes on a L{MemoryNetwork}: no sockets, every timer on one L{HeapClock} that
+    L{run} drives, so a network of dozens of nodes joins, stores and finds in milliseconds.
+
+    @ivar network: the L{MemoryNetwork}; C{network.clock} is every node's clock.
+    """
+
+    def __init__(self, testCase, settings=FAST_DHT):
+        self._testCase = testCase
+        self.settings = settings
+        self.clock = HeapClock()
+        self.clock.advance(START)
+        self.network = MemoryNetwork(self.clock)
+
+    def run(self, deferred, within=3600.0):
+        """Drive the clock until C{deferred} (or a coroutine) has its result; see L{MemoryNetwork.run}."""
+        if not isinstance(deferred, Deferred):
+            deferred = Deferred.fromCoroutine(deferred)
+        return self.network.run(deferred, within)
+
+    def runFor(self, seconds):
+        """Let C{seconds} of the clock pass, every timer at its time; see L{MemoryNetwork.runFor}."""
+        self.network.runFor(seconds)
+
+    def startNode(self, index, bootstrap=(), identity=None, dataDir=None, seed=None, cls=DhtNode, settings=None):
+        """
+        A started DHT node (of class C{cls}) with its own link service on the network, stopped
+        on cleanup; C{node.links} is its link service. Its join has begun: see C{node.joined}.
+        """
+        identity = identity or Identity.generate()
+        links = self.network.linkService(nodeId=identity.nodeId)
+        node = cls(
+            identity,
+            links,
+            self.clock,
+            settings or self.settings,
+            address=links.address,
+            bootstrap=bootstrap,
+            dataDir=dataDir,
+            random=random.Random(seed if seed is not None else index),
+        )
+        node.links = links
+        node.startService()
+        self._testCase.addCleanup(lambda: node.running and node.stopService())
+        return node
+
+    def start(self, count):
+        """
+        C{count} nodes; the first is everyone's bootstrap contact (by address only).
+
+        @return: the nodes, once every one has joined.
+        """
+        first = self.startNode(0)
+        self.run(first.joined)
+        bootstrap = (Contact(*first.address),)
+        nodes = [first] + [self.startNode(i, bootstrap) for i in range(1, count)]
+        self.run(gatherResults([node.joined for node in nodes]))
+        return nodes
+
+    def stop(self, node):
+        """Stop C{node} and take it off the network: its links close, nobody reaches it."""
+        node.stopService()
+        self.network.disconnect(node.links)
+        self.network.settle()
+
 
 def loopbackAddress(index, base=100):
-    """127.0.(base/250).(...): addresses for node C{index}, away from other tests' addresses."""
-    number = base + index
-    return f"127.0.{number // 250 + 1}.{number % 250 + 2}"
+    """
+    A loopback address of its own for the pair C{(index, base)} (the same one every time it is
+    asked for), from the one allocator L{tests.link.helpers.LOOPBACK}.
+    """
+    return LOOPBACK.named(("node", index, base))
 
 
-def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=100, seed=None, cls=DhtNode, clock=reactor):
+def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=None, seed=None, cls=DhtNode, clock=reactor):
     """
-    A started DHT node (of class C{cls}) on its own loopback address, stopped on cleanup; its
-    links run on the reactor, its timers on C{clock}.
+    A started DHT node (of class C{cls}) on a loopback address of its own, stopped on cleanup;
+    its links run on the reactor, its timers on C{clock}. C{index} seeds its random; C{base}
+    is ignored (every node gets a fresh address).
     """
-    host = loopbackAddress(index, base)
+    host = LOOPBACK.fresh()
     identity = identity or Identity.generate()
     links = startLinkService(testCase, address=host, bindAddress=host, identity=identity)
     node = cls(
@@ -48,16 +126,17 @@ def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None
     return node
 
 
-async def startDhtNetwork(testCase, count, base=100, settings=FAST_DHT):
+async def startDhtNetwork(testCase, count, base=None, settings=FAST_DHT):
     """
-    C{count} DHT nodes; the first is everyone's bootstrap contact (by address only).
+    C{count} real DHT nodes, each on a fresh loopback address; the first is everyone's
+    bootstrap contact (by address only). C{base} is ignored.
 
     @return: the nodes, once every one has joined.
     """
-    first = startDhtNode(testCase, 0, base=base, settings=settings)
+    first = startDhtNode(testCase, 0, settings=settings)
     await first.joined
     bootstrap = (Contact(first.address[0], first.address[1]),)
-    nodes = [first] + [startDhtNode(testCase, i, bootstrap, base=base, settings=settings) for i in range(1, count)]
+    nodes = [first] + [startDhtNode(testCase, i, bootstrap, settings=settings) for i in range(1, count)]
     await gatherResults([node.joined for node in nodes])
     return nodes
 

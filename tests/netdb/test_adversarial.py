@@ -1,22 +1,22 @@
 """
 Nodes that lie: forged records served or stored, contacts with ids they do not hold. Nothing
-they say is stored or believed, and honest lookups still succeed.
+they say is stored or believed, and honest lookups still succeed. In memory, on a driven clock
+(bad bytes over real TLS: L{tests.netdb.test_rpc} and L{tests.link.test_service}).
 """
 
 import os
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
 from phantom.netdb.records import RoutingEntry
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
-from tests.netdb.helpers import startDhtNetwork, startDhtNode
+from tests.netdb.helpers import START, MemoryDht
 
-NOW = int(reactor.seconds())
+NOW = START
 
 
 class ForgingNode(DhtNode):
@@ -61,41 +61,40 @@ def flip(data, position):
     return bytes(data)
 
 
-class AdversarialTests(TestCase):
-    timeout = 120
+class AdversarialTests(SynchronousTestCase):
+    def setUp(self):
+        self.dht = MemoryDht(self)
 
-    async def test_forgedRoutingEntryNotBelieved(self):
+    def test_forgedRoutingEntryNotBelieved(self):
         """A node serving a forged routing entry is not believed; the real entry is found."""
-        nodes = await startDhtNetwork(self, 10, base=190)
+        nodes = self.dht.start(10)
         routingKey = ed25519.Ed25519PrivateKey.generate()
         entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
-        liar = startDhtNode(
-            self, 30, bootstrap=[Contact(*nodes[0].address)], base=190, cls=ForgingNode, identity=closestIdentity(entry.key, nodes)
-        )
-        await liar.joined
+        liar = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=ForgingNode, identity=closestIdentity(entry.key, nodes))
+        self.dht.run(liar.joined)
         liar.forged = flip(entry.encoded, 40)
-        await nodes[2].storeRecord(Table.ROUTE, entry.key, entry.encoded, replication=2)
+        self.dht.run(nodes[2].storeRecord(Table.ROUTE, entry.key, entry.encoded, replication=2))
         seekers = [node for node in nodes if node.store.get(Table.ROUTE, entry.key) is None]
         self.assertGreater(len(seekers), 4)
         for node in seekers:
-            found = await node.findRecord(Table.ROUTE, entry.key)
+            found = self.dht.run(node.findRecord(Table.ROUTE, entry.key))
             self.assertEqual(found.encoded, entry.encoded)
         self.assertGreater(liar.served, 0)
 
-    async def test_onlyForgeriesFindNothing(self):
+    def test_onlyForgeriesFindNothing(self):
         """If only forgeries exist, the lookup finds nothing rather than believing one."""
-        nodes = await startDhtNetwork(self, 6, base=205)
+        nodes = self.dht.start(6)
         routingKey = ed25519.Ed25519PrivateKey.generate()
         entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
-        liar = startDhtNode(self, 30, bootstrap=[Contact(*nodes[0].address)], base=205, cls=ForgingNode)
-        await liar.joined
+        liar = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=ForgingNode)
+        self.dht.run(liar.joined)
         liar.forged = flip(entry.encoded, len(entry.encoded) - 1)
-        self.assertIsNone(await nodes[3].findRecord(Table.ROUTE, entry.key))
+        self.assertIsNone(self.dht.run(nodes[3].findRecord(Table.ROUTE, entry.key)))
         self.assertEqual(liar.served, 1)
 
-    async def test_forgedStoresRefused(self):
+    def test_forgedStoresRefused(self):
         """STOREs of forged node records and routing entries are refused; nothing is stored."""
-        nodes = await startDhtNetwork(self, 4, base=215)
+        nodes = self.dht.start(4)
         victim, attacker = nodes[1], nodes[2]
         routingKey = ed25519.Ed25519PrivateKey.generate()
         entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[0].nodeId)], NOW)
@@ -108,22 +107,22 @@ class AdversarialTests(TestCase):
         ]
         contact = Contact(*victim.address, victim.nodeId)
         for table, key, value in forgeries:
-            kind, content = await attacker.rpc.call(contact, RpcKind.STORE, {"port": 0, "table": table, "key": key, "ttl": 60, "value": value})
+            kind, content = self.dht.run(attacker.rpc.call(contact, RpcKind.STORE, {"port": 0, "table": table, "key": key, "ttl": 60, "value": value}))
             self.assertEqual((kind, content.accepted), (RpcKind.STORED, 0))
         self.assertIsNone(victim.store.get(Table.ROUTE, entry.key))
         self.assertEqual(victim.store.get(Table.NODE, victim.nodeId), ownRecord)
 
-    async def test_madeUpIdsNotBelieved(self):
+    def test_madeUpIdsNotBelieved(self):
         """Contacts with made-up ids at real addresses never enter a table or a lookup result."""
-        nodes = await startDhtNetwork(self, 8, base=225)
-        liar = startDhtNode(self, 30, bootstrap=[Contact(*nodes[0].address)], base=225, cls=LyingNode)
-        await liar.joined
+        nodes = self.dht.start(8)
+        liar = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=LyingNode)
+        self.dht.run(liar.joined)
         real = {node.nodeId for node in nodes} | {liar.nodeId}
         for node in nodes:
-            search = await node.lookup(os.urandom(32))
+            search = self.dht.run(node.lookup(os.urandom(32)))
             self.assertTrue({c.nodeId for c in search.result} <= real)
             self.assertTrue({c.nodeId for c in node.table} <= real)
         key = os.urandom(32)
         nodes[1].put(key, b"still found", 60, 3)
         for node in nodes[2:]:
-            self.assertEqual(await node.get(key), b"still found")
+            self.assertEqual(self.dht.run(node.get(key)), b"still found")

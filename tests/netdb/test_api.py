@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from phantom.netdb.api import ApiDecoder, ApiProtocol, ApiService
+from phantom.netdb.api import NEXT_API_STATES, ApiDecoder, ApiProtocol, ApiService, ApiState
 from phantom.netdb.interfaces import IValueStore
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.api import (
@@ -477,6 +477,42 @@ class LimitTests(SynchronousTestCase):
         connection.protocol.resumeProducing()
         self.assertEqual(connection.replies(), [DhtSuccess(KEY_A, b"a")] * 3)
         self.assertTrue(connection.reading)
+
+
+class StateTests(SynchronousTestCase):
+    """A connection's L{ApiState}: every move it makes is one of L{NEXT_API_STATES}."""
+
+    def test_pausedAtTheLimitAndBack(self):
+        """READING; PAUSED while the GETs waiting fill the limit; READING once answered; CLOSED when lost."""
+        clock = Clock()
+        connection = Connection(DelayedStore(clock, 1.0), clock, maxOutstanding=2)
+        self.assertEqual(connection.protocol.state, ApiState.READING)
+        connection.send(encodeGet(KEY_A) * 3)
+        self.assertEqual(connection.protocol.state, ApiState.PAUSED)
+        clock.advance(1.0)
+        self.assertEqual((connection.protocol.state, connection.protocol.outstanding), (ApiState.READING, 1))
+        connection.lose()
+        self.assertEqual(connection.protocol.state, ApiState.CLOSED)
+
+    def test_pausedByTheClient(self):
+        """The transport's pause moves a reading connection to PAUSED, its resume back to READING."""
+        connection = Connection(DictStore())
+        connection.protocol.pauseProducing()
+        self.assertEqual(connection.protocol.state, ApiState.PAUSED)
+        connection.protocol.resumeProducing()
+        self.assertEqual(connection.protocol.state, ApiState.READING)
+
+    def test_closingThenClosed(self):
+        """Malformed input: CLOSING until the connection is lost, then CLOSED; no way back."""
+        logs = ApiLogCollector(self)
+        connection = Connection(DictStore())
+        connection.send(b"\x00\x03\x02\x8b")
+        self.assertEqual(connection.protocol.state, ApiState.CLOSING)
+        connection.lose()
+        self.assertEqual(connection.protocol.state, ApiState.CLOSED)
+        self.assertEqual(len(logs.lines), 1)
+        self.assertRaises(RuntimeError, connection.protocol._moveTo, ApiState.READING)
+        self.assertEqual(set(NEXT_API_STATES), set(ApiState))
 
 
 class MalformedInputTests(SynchronousTestCase):

@@ -1,55 +1,51 @@
-"""Churn: a quarter of the network stops; stored values survive; a restarted node rejoins."""
+"""Churn, in memory: a quarter of the network stops; stored values survive; a restarted node rejoins."""
 
 import os
 import random
 
 from twisted.internet.defer import gatherResults
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from tests.control.test_control import shortDirectory
-from tests.netdb.helpers import startDhtNetwork, startDhtNode
-
-
-def stop(node):
-    """Stop a node and close its links; a Deferred that fires when they are closed."""
-    node.stopService()
-    return node.links.stopService()
+from tests.netdb.helpers import MemoryDht
 
 
-class ChurnTests(TestCase):
-    timeout = 180
-
-    async def test_quarterStops(self):
+class ChurnTests(SynchronousTestCase):
+    def test_quarterStops(self):
         """
         40 nodes, 20 values stored with replication 3; a quarter of the nodes stop. Every value
         is still found from every node that runs.
         """
-        nodes = await startDhtNetwork(self, 40, base=300)
+        dht = MemoryDht(self)
+        nodes = dht.start(40)
         chooser = random.Random(3)
         values = {os.urandom(32): os.urandom(20) for _ in range(20)}
-        await gatherResults([chooser.choice(nodes).put(key, value, 600, 3) for key, value in values.items()])
+        dht.run(gatherResults([chooser.choice(nodes).put(key, value, 600, 3) for key, value in values.items()]))
         stopped = chooser.sample(nodes, 10)
-        await gatherResults([stop(node) for node in stopped])
+        for node in stopped:
+            dht.stop(node)
         running = [node for node in nodes if node not in stopped]
         for key, value in values.items():
             for node in chooser.sample(running, 6):
-                self.assertEqual(await node.get(key), value)
+                self.assertEqual(dht.run(node.get(key)), value)
 
-    async def test_restartRejoinsFromSavedContacts(self):
+    def test_restartRejoinsFromSavedContacts(self):
         """A node stopped and started again without bootstrap contacts rejoins from the contacts it saved."""
-        nodes = await startDhtNetwork(self, 10, base=350)
-        dataDir = shortDirectory(self)
-        wanderer = startDhtNode(self, 20, bootstrap=[nodes[0].contact], base=350, dataDir=dataDir)
-        await wanderer.joined
+        dht = MemoryDht(self)
+        nodes = dht.start(10)
+        dataDir = self.mktemp()
+        os.makedirs(dataDir)
+        wanderer = dht.startNode(20, bootstrap=[nodes[0].contact], dataDir=dataDir)
+        dht.run(wanderer.joined)
         self.assertGreater(len(wanderer.table), 3)
-        await stop(wanderer)
+        dht.stop(wanderer)
         self.assertTrue(os.path.exists(os.path.join(dataDir, "contacts.json")))
 
         key = os.urandom(32)
-        await nodes[4].put(key, b"written while away", 600, 3)
-        again = startDhtNode(self, 20, bootstrap=(), base=350, dataDir=dataDir, identity=wanderer.identity)
-        await again.joined
+        dht.run(nodes[4].put(key, b"written while away", 600, 3))
+        again = dht.startNode(20, bootstrap=(), dataDir=dataDir, identity=wanderer.identity)
+        self.assertNotEqual(again.address, wanderer.address)
+        dht.run(again.joined)
         self.assertGreater(len(again.table), 3)
-        self.assertEqual(await again.get(key), b"written while away")
-        # The others learn the returning node's new port when it talks to them.
-        self.assertTrue(any(again.nodeId in {c.nodeId for c in node.table} for node in nodes))
+        self.assertEqual(dht.run(again.get(key)), b"written while away")
+        # The others learn the returning node's new address when it talks to them.
+        self.assertTrue(any(again.contact in set(node.table) for node in nodes))

@@ -1,59 +1,67 @@
-"""A DHT of real nodes in this process, over real TLS links on loopback addresses."""
+"""
+A DHT of many nodes: joining, storing and finding, in memory on a driven clock; and one small
+network of real nodes over real TLS links on loopback addresses.
+"""
 
 import os
 
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.netdb.records import NodeRecord
 from phantom.wire.dht import Table
-from tests.netdb.helpers import startDhtNetwork
+from tests.netdb.helpers import MemoryDht, startDhtNetwork
 
 
-async def eventually(check, timeout=15.0, step=0.1):
-    """Wait until the coroutine function C{check} returns something true; return it."""
-    waited = 0.0
-    while True:
-        result = await check()
-        if result:
-            return result
-        if waited >= timeout:
-            raise AssertionError("not reached in time")
-        await deferLater(reactor, step, lambda: None)
-        waited += step
+class NetworkTests(SynchronousTestCase):
+    """Joining, storing and finding across a network in memory."""
 
-
-class NetworkTests(TestCase):
-    """Joining, storing and finding across a small network."""
-
-    timeout = 120
-
-    async def test_putGetEverywhere(self):
+    def test_putGetEverywhere(self):
         """A value put through one node is found through every other node."""
-        nodes = await startDhtNetwork(self, 20)
+        dht = MemoryDht(self)
+        nodes = dht.start(20)
         self.assertTrue(all(len(node.table) >= 5 for node in nodes), [len(n.table) for n in nodes])
         key, value = os.urandom(32), b"the value"
-        nodes[3].put(key, value, ttl=600, replication=3)
-        await eventually(lambda: nodes[17].get(key))
-        answers = [await node.get(key) for node in nodes]
+        replicated = nodes[3].put(key, value, ttl=600, replication=3)
+        self.assertEqual(nodes[3].get(key).result, value)  # the local copy, at once
+        self.assertGreaterEqual(dht.run(replicated), nodes[3].settings.minReplication)
+        answers = [dht.run(node.get(key)) for node in nodes]
         self.assertEqual(answers, [value] * len(nodes))
 
-    async def test_missingValue(self):
+    def test_missingValue(self):
         """A key nobody stored is answered with None."""
-        nodes = await startDhtNetwork(self, 8, base=130)
-        self.assertIsNone(await nodes[5].get(os.urandom(32)))
+        dht = MemoryDht(self)
+        nodes = dht.start(8)
+        self.assertIsNone(dht.run(nodes[5].get(os.urandom(32))))
 
-    async def test_nodeRecordsAndSampling(self):
+    def test_nodeRecordsAndSampling(self):
         """Every node's record can be found; sampling returns distinct verified records."""
-        nodes = await startDhtNetwork(self, 20, base=160)
+        dht = MemoryDht(self)
+        nodes = dht.start(20)
         for node in nodes[:5]:
-            record = await nodes[-1].findRecord(Table.NODE, node.nodeId)
+            record = dht.run(nodes[-1].findRecord(Table.NODE, node.nodeId))
             self.assertIsInstance(record, NodeRecord)
             self.assertEqual((record.host, record.port), node.address)
-        sample = await nodes[2].sampleNodes(8, exclude=[nodes[0].nodeId])
+        sample = dht.run(nodes[2].sampleNodes(8, exclude=[nodes[0].nodeId]))
         ids = {record.nodeId for record in sample}
         self.assertEqual(len(ids), 8)
         self.assertNotIn(nodes[2].nodeId, ids)
         self.assertNotIn(nodes[0].nodeId, ids)
         self.assertTrue(ids <= {node.nodeId for node in nodes})
+
+
+class RealNetworkTests(TestCase):
+    """A few real nodes, real TLS links, real time: what the in-memory network stands in for."""
+
+    timeout = 60
+
+    async def test_joinPutGetFind(self):
+        """Eight nodes join; a value put through one is found through every other; node records are found; a missing key is None."""
+        nodes = await startDhtNetwork(self, 8)
+        self.assertTrue(all(len(node.table) >= 5 for node in nodes), [len(n.table) for n in nodes])
+        key, value = os.urandom(32), b"the value"
+        await nodes[3].put(key, value, ttl=600, replication=3)
+        answers = [await node.get(key) for node in nodes]
+        self.assertEqual(answers, [value] * len(nodes))
+        record = await nodes[-1].findRecord(Table.NODE, nodes[0].nodeId)
+        self.assertEqual((record.host, record.port), nodes[0].address)
+        self.assertIsNone(await nodes[5].get(os.urandom(32)))

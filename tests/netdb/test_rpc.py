@@ -1,14 +1,17 @@
-"""DHT RPCs over real links on loopback: multiplexing, timeouts, broken peers."""
+"""
+DHT RPCs over links: multiplexing, timeouts, broken peers. In memory on a driven clock, and
+over real TLS links on loopback for multiplexing and malformed input.
+"""
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import Contact
+from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.wire.dht import Rpc, RpcKind
-from tests.link.helpers import LogCollector, portOf, startLinkService
-from tests.link.helpers import until
+from tests.link.helpers import LogCollector, freshLoopbackAddress, portOf, startLinkService
 
 
 class Responder:
@@ -30,109 +33,147 @@ class Responder:
         return Deferred()  # SAMPLE: never answered
 
 
-def startDht(testCase, timeout=5.0, address="127.0.0.1"):
+def contactOf(links):
+    return Contact(*links.address, links.nodeId)
+
+
+class MemoryRpcTests(SynchronousTestCase):
+    """Requests and replies between nodes of an in-memory network."""
+
+    def setUp(self):
+        self.network = MemoryNetwork(HeapClock())
+
+    def startDht(self, timeout=5.0):
+        links = self.network.linkService()
+        responder = Responder()
+        return links, responder, DhtLinks(links, responder, self.network.clock, timeout=timeout)
+
+    def drive(self, deferred):
+        return self.network.run(deferred)
+
+    def test_manyInFlight(self):
+        """100 requests in flight on one link each get their own reply; one link is used."""
+        serverLinks, responder, _ = self.startDht()
+        clientLinks, _, client = self.startDht()
+        targets = [bytes([i]) * 32 for i in range(100)]
+        replies = self.drive(
+            gatherResults([client.call(contactOf(serverLinks), RpcKind.FIND_NODE, {"port": 4242, "target": t}) for t in targets])
+        )
+        self.assertEqual([content.contacts[0].node_id for _, content in replies], targets)
+        self.assertEqual(len(clientLinks.links), 1)
+        self.assertEqual(responder.senders[0], Contact(clientLinks.address[0], 4242, clientLinks.nodeId))
+
+    def test_bothDirections(self):
+        """The node that accepted a DHT link sends its own requests over it."""
+        serverLinks, _, server = self.startDht()
+        clientLinks, _, client = self.startDht()
+        self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": clientLinks.address[1]}))
+        kind, _ = self.drive(server.call(contactOf(clientLinks), RpcKind.PING, {"port": serverLinks.address[1]}))
+        self.assertEqual(kind, RpcKind.PONG)
+        self.assertEqual(len(serverLinks.links), 1)
+
+    def test_timeout(self):
+        """A request without a reply fails after the timeout, not before; the link stays usable."""
+        serverLinks, _, _ = self.startDht()
+        _, _, client = self.startDht(timeout=0.3)
+        failures = []
+        client.call(contactOf(serverLinks), RpcKind.SAMPLE, {"port": 0}).addErrback(failures.append)
+        self.network.runFor(0.29)
+        self.assertEqual(failures, [])
+        self.network.runFor(0.01)
+        self.assertTrue(failures[0].check(RpcFailed))
+        kind, _ = self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        self.assertEqual(kind, RpcKind.PONG)
+
+    def test_wrongReplyKind(self):
+        """A reply of the wrong kind fails the request and closes the link."""
+        serverLinks, _, _ = self.startDht()
+        clientLinks, _, client = self.startDht()
+        with self.assertRaises(RpcFailed):
+            self.drive(client.call(contactOf(serverLinks), RpcKind.FIND_VALUE, {"port": 0, "table": "VALUE", "key": b"k" * 32}))
+        self.network.settle()
+        self.assertEqual(clientLinks.links, set())
+
+    def test_responderFails(self):
+        """A request the responder cannot answer closes the link and fails pending requests."""
+        serverLinks, _, _ = self.startDht()
+        _, _, client = self.startDht()
+        logs = LogCollector(self, "phantom.netdb")
+        store = {"port": 0, "table": "VALUE", "key": b"k" * 32, "ttl": 1, "value": b"v"}
+        pending = client.call(contactOf(serverLinks), RpcKind.SAMPLE, {"port": 0})
+        with self.assertRaises(RpcFailed):
+            self.drive(client.call(contactOf(serverLinks), RpcKind.STORE, store))
+        self.assertTrue(self.failureResultOf(pending).check(RpcFailed))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(logs.having("answering STORE", level="critical"))
+
+    def test_unreachable(self):
+        """A contact nobody answers for fails the request with RpcFailed, now and next time."""
+        _, _, client = self.startDht()
+        for attempt in range(2):
+            with self.assertRaises(RpcFailed):
+                self.drive(client.call(Contact("10.9.9.9", 1, b"x" * 32), RpcKind.PING, {"port": 0}))
+
+    def test_idleClosed(self):
+        """Links idle for the idle time are closed by closeIdle; busy ones are kept."""
+        serverLinks, _, _ = self.startDht()
+        clientLinks, _, client = self.startDht()
+        self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        client.closeIdle()
+        self.network.settle()
+        self.assertEqual(len(clientLinks.links), 1)
+        client.idleClose = 0
+        client.closeIdle()
+        self.network.settle()
+        self.assertEqual((clientLinks.links, serverLinks.links), (set(), set()))
+
+    def test_requestRightAfterIdleClose(self):
+        """A request made in the same turn as closeIdle goes over a fresh link."""
+        serverLinks, _, _ = self.startDht()
+        clientLinks, _, client = self.startDht()
+        self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        client.idleClose = 0
+        client.closeIdle()
+        kind, _ = self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        self.assertEqual(kind, RpcKind.PONG)
+
+
+def startDht(testCase, timeout=5.0):
+    address = freshLoopbackAddress()
     links = startLinkService(testCase, address=address, bindAddress=address)
     responder = Responder()
     dht = DhtLinks(links, responder, reactor, timeout=timeout)
     return links, responder, dht
 
 
-def contactOf(links):
+def realContactOf(links):
     return Contact(links.listeningAddress.host, portOf(links), links.nodeId)
 
 
-class RpcTests(TestCase):
-    """Requests and replies between two nodes."""
+class RealRpcTests(TestCase):
+    """Over real TLS links on loopback."""
 
     async def test_manyInFlight(self):
-        """100 requests in flight on one link each get their own reply; one link is used."""
+        """100 requests in flight on one real link each get their own reply; one link is used."""
         serverLinks, responder, _ = startDht(self)
-        clientLinks, _, client = startDht(self, address="127.0.0.41")
+        clientLinks, _, client = startDht(self)
         targets = [bytes([i]) * 32 for i in range(100)]
         replies = await gatherResults(
-            [client.call(contactOf(serverLinks), RpcKind.FIND_NODE, {"port": 4242, "target": t}) for t in targets]
+            [client.call(realContactOf(serverLinks), RpcKind.FIND_NODE, {"port": 4242, "target": t}) for t in targets]
         )
         self.assertEqual([content.contacts[0].node_id for _, content in replies], targets)
         self.assertEqual(len(clientLinks.links), 1)
-        self.assertEqual(responder.senders[0], Contact("127.0.0.41", 4242, clientLinks.nodeId))
-
-    async def test_bothDirections(self):
-        """The node that accepted a DHT link sends its own requests over it."""
-        serverLinks, _, server = startDht(self)
-        clientLinks, _, client = startDht(self, address="127.0.0.42")
-        await client.call(contactOf(serverLinks), RpcKind.PING, {"port": portOf(clientLinks)})
-        kind, _ = await server.call(contactOf(clientLinks), RpcKind.PING, {"port": portOf(serverLinks)})
-        self.assertEqual(kind, RpcKind.PONG)
-        self.assertEqual(len(serverLinks.links), 1)
-
-    async def test_timeout(self):
-        """A request without a reply fails after the timeout; the link stays usable."""
-        serverLinks, _, _ = startDht(self)
-        _, _, client = startDht(self, timeout=0.3)
-        with self.assertRaises(RpcFailed):
-            await client.call(contactOf(serverLinks), RpcKind.SAMPLE, {"port": 0})
-        kind, _ = await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
-        self.assertEqual(kind, RpcKind.PONG)
-
-    async def test_wrongReplyKind(self):
-        """A reply of the wrong kind fails the request and closes the link."""
-        serverLinks, _, _ = startDht(self)
-        clientLinks, _, client = startDht(self)
-        with self.assertRaises(RpcFailed):
-            await client.call(contactOf(serverLinks), RpcKind.FIND_VALUE, {"port": 0, "table": "VALUE", "key": b"k" * 32})
-        await until(lambda: not clientLinks.links)
-
-    async def test_responderFails(self):
-        """A request the responder cannot answer closes the link and fails pending requests."""
-        serverLinks, _, _ = startDht(self)
-        _, _, client = startDht(self)
-        logs = LogCollector(self)
-        store = {"port": 0, "table": "VALUE", "key": b"k" * 32, "ttl": 1, "value": b"v"}
-        with self.assertRaises(RpcFailed):
-            await client.call(contactOf(serverLinks), RpcKind.STORE, store)
-        self.flushLoggedErrors(RuntimeError)
-        self.assertTrue(any("could not be answered" in line for line in logs.lines))
+        self.assertEqual(responder.senders[0], Contact(clientLinks.listeningAddress.host, 4242, clientLinks.nodeId))
 
     async def test_malformedMessage(self):
         """A malformed RPC closes its link with a log line; other links are untouched."""
         serverLinks, _, _ = startDht(self)
         _, _, good = startDht(self)
-        badLinks, _, bad = startDht(self, address="127.0.0.43")
+        badLinks, _, bad = startDht(self)
         logs = LogCollector(self)
-        channel = await bad.channelTo(contactOf(serverLinks))
+        channel = await bad.channelTo(realContactOf(serverLinks))
         channel.link.sendFrame(Rpc.build({"kind": "PING", "request_id": b"r" * 8, "content": {"port": 1}}) + b"junk")
-        await until(lambda: not badLinks.links)
-        self.assertTrue(any("127.0.0.43" in line and "malformed DHT message" in line for line in logs.lines))
-        kind, _ = await good.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
-        self.assertEqual(kind, RpcKind.PONG)
-
-    async def test_unreachable(self):
-        """A contact nobody answers for fails the request with RpcFailed."""
-        _, _, client = startDht(self)
-        with self.assertRaises(RpcFailed):
-            await client.call(Contact("127.0.0.1", 1, b"x" * 32), RpcKind.PING, {"port": 0})
-
-    async def test_idleClosed(self):
-        """Links idle for the idle time are closed by closeIdle; busy ones are kept."""
-        serverLinks, _, _ = startDht(self)
-        clientLinks, _, client = startDht(self)
-        await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
-        client.closeIdle()
-        self.assertEqual(len(clientLinks.links), 1)
-        client.idleClose = 0
-        client.closeIdle()
-        await until(lambda: not clientLinks.links)
-
-
-class IdleCloseTests(TestCase):
-    """Closing idle links never leaves requests on a link that is going away."""
-
-    async def test_requestRightAfterIdleClose(self):
-        """A request made in the same turn as closeIdle goes over a fresh link."""
-        serverLinks, _, _ = startDht(self)
-        clientLinks, _, client = startDht(self)
-        await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
-        client.idleClose = 0
-        client.closeIdle()
-        kind, _ = await client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0})
+        await channel.link.ending.whenEnded()
+        [line] = logs.having(badLinks.listeningAddress.host, "malformed DHT message")
+        kind, _ = await good.call(realContactOf(serverLinks), RpcKind.PING, {"port": 0})
         self.assertEqual(kind, RpcKind.PONG)

@@ -34,8 +34,9 @@ class TwistdDhtTests(TestCase):
         values = {os.urandom(32): os.urandom(100) for _ in range(4)}
         for index, (key, value) in enumerate(values.items()):
             writer = await apiClient(hosts[index], apiPort)
-            writer.transport.write(encodePut(key, value, ttl=600, replication=3))
-            await deferLater(reactor, 0.2, lambda: None)
+            writer.transport.write(encodePut(key, value, ttl=600, replication=3) + encodeGet(key))
+            # A PUT has no answer; the GET after it on the same connection shows it was taken.
+            self.assertEqual(await writer.wait(1), [DhtSuccess(key, value)])
             writer.transport.loseConnection()
 
         for index, (key, value) in enumerate(values.items()):

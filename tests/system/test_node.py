@@ -15,7 +15,7 @@ from phantom.identity import loadOrCreateIdentity
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.control.test_control import shortDirectory
 from tests.link.helpers import RawClient, connectRaw, plainClientContext
-from tests.link.helpers import freePort
+from tests.link.helpers import freePort, freshLoopbackAddress
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 ID_LINE = re.compile(r"phantom node ([0-9a-f]{64}) listening on (\S+)")
@@ -48,7 +48,7 @@ class NodeProcess(ProcessProtocol):
         self.ended.callback(f"signal {status.signal}" if status.signal is not None else f"exit {status.exitCode}")
 
 
-def startNodeProcess(testCase, dataDir, port, address="127.0.0.31", extra=()):
+def startNodeProcess(testCase, dataDir, port, address, extra=()):
     node = NodeProcess()
     args = [
         TWISTD, "-n", "--pidfile=", "--logfile=-", "phantom", "--port", str(port), "--listen-address", address,
@@ -77,22 +77,22 @@ class NodeProcessTests(TestCase):
         closes on a client without one, and stops cleanly on SIGTERM.
         """
         dataDir = shortDirectory(self)
-        port = freePort("127.0.0.31")
-        node = startNodeProcess(self, dataDir, port)
+        address = freshLoopbackAddress()
+        port = freePort(address)
+        node = startNodeProcess(self, dataDir, port, address)
         match = await node.ready
         nodeId = loadOrCreateIdentity(dataDir).nodeId
         self.assertEqual(match.group(1), nodeId.hex())
-        self.assertEqual(match.group(2), f"127.0.0.31:{port}")
+        self.assertEqual(match.group(2), f"{address}:{port}")
 
         anyone = RawClient(encodeOpen(Purpose.ECHO) + dataHeader(5) + b"hello")
-        anyoneClosed = connectRaw(port, anyone, host="127.0.0.31")
-        while dataHeader(5) + b"hello" not in anyone.received:
-            await _sleep(0.05)
+        anyoneClosed = connectRaw(port, anyone, host=address)
+        await anyone.whenReceived(dataHeader(5) + b"hello")
         anyone.transport.loseConnection()
         await anyoneClosed
 
         nobody = RawClient(encodeOpen(Purpose.ECHO) + dataHeader(5) + b"hello")
-        await connectRaw(port, nobody, host="127.0.0.31", context=plainClientContext())
+        await connectRaw(port, nobody, host=address, context=plainClientContext())
         self.assertNotIn(b"hello", nobody.received)
 
         node.transport.signalProcess("TERM")
@@ -106,12 +106,13 @@ class NodeProcessTests(TestCase):
     async def test_restartKeepsIdentity(self):
         """A restarted node reuses the identity in its data directory."""
         dataDir = shortDirectory(self)
-        port = freePort("127.0.0.32")
-        first = startNodeProcess(self, dataDir, port, address="127.0.0.32")
+        address = freshLoopbackAddress()
+        port = freePort(address)
+        first = startNodeProcess(self, dataDir, port, address)
         firstId = (await first.ready).group(1)
         first.transport.signalProcess("TERM")
         await first.ended
-        second = startNodeProcess(self, dataDir, port, address="127.0.0.32")
+        second = startNodeProcess(self, dataDir, port, address)
         self.assertEqual((await second.ready).group(1), firstId)
         second.transport.signalProcess("TERM")
         self.assertEqual(await second.ended, f"signal {signal.SIGTERM}")
@@ -121,17 +122,13 @@ class NodeProcessTests(TestCase):
         """A node whose port is taken exits with an error instead of running half-started."""
         taken = socket.socket()
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        taken.bind(("127.0.0.33", 0))
+        address = freshLoopbackAddress()
+        taken.bind((address, 0))
         taken.listen()
         self.addCleanup(taken.close)
-        node = startNodeProcess(self, shortDirectory(self), taken.getsockname()[1], address="127.0.0.33")
+        node = startNodeProcess(self, shortDirectory(self), taken.getsockname()[1], address)
         with self.assertRaises(RuntimeError):
             await node.ready
         self.assertEqual(await node.ended, "exit 1")
         self.assertIn("Address already in use", node.output.decode())
 
-
-def _sleep(seconds):
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, seconds, lambda: None)
