@@ -8,7 +8,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
-from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
+from phantom.errors import ConnectedToSelf, LinkFailed, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import LinkProtocol
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
