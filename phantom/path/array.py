@@ -104,6 +104,22 @@ class OpenedSlot:
         return verifyWithDomain(constructionKey, SIGNATURE_DOMAIN, self.sealed, self.signature)
 
 
+def parseOfRound(schema, payload, round, what):
+    """
+    C{payload} parsed by C{schema} (a setup array or package), which must be of C{round}.
+
+    @param what: what it is, for the error (C{"array"}, C{"package"}).
+    @raise SetupRejected: it does not parse, or is of another round.
+    """
+    try:
+        parsed = parseStrict(schema, payload)
+    except ProtocolError as e:
+        raise SetupRejected(str(e)) from e
+    if parsed.round != round:
+        raise SetupRejected(f"a round-{parsed.round} {what} where round {round} was due")
+    return parsed
+
+
 def openOwnSlot(slots, linkId, round, pathBuildingKey):
     """
     Find and open the slot meant for this node: the one that opens with the layer of the link it
@@ -118,12 +134,7 @@ def openOwnSlot(slots, linkId, round, pathBuildingKey):
         package = openSealed(pathBuildingKey, sealed, SEAL_DOMAIN)
         if package is None:
             continue
-        try:
-            parsed = parseStrict(SetupPackage, package)
-        except ProtocolError as e:
-            raise SetupRejected(str(e)) from e
-        if parsed.round != round:
-            raise SetupRejected(f"a round-{parsed.round} package in round {round}")
+        parsed = parseOfRound(SetupPackage, package, round, "package")
         return OpenedSlot(index, parsed, plain[:SIGNATURE_SIZE], sealed)
     raise SetupRejected("no slot of this node in the array")
 

@@ -20,10 +20,9 @@ from zope.interface import implementer
 from phantom.address import Contact, describePeer
 from phantom.link.ending import Ending, Goes
 from phantom.link.interfaces import ILinkHandler
-from phantom.path.array import SetupRejected
+from phantom.path.array import SetupRejected, parseOfRound
 from phantom.path.interfaces import Side
 from phantom.path.participant import Participation
-from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.link import Purpose
 from phantom.wire.path import SetupArray
 
@@ -31,14 +30,8 @@ log = Logger()
 
 
 def parseArray(payload, round):
-    """@raise SetupRejected: not a setup array of C{round}."""
-    try:
-        array = parseStrict(SetupArray, payload)
-    except ProtocolError as e:
-        raise SetupRejected(str(e)) from e
-    if array.round != round:
-        raise SetupRejected(f"a round-{array.round} array where round {round} was due")
-    return list(array.slots)
+    """@return: the slots of a setup array of C{round}. @raise SetupRejected: it is not one."""
+    return list(parseOfRound(SetupArray, payload, round, "array").slots)
 
 
 def encodeArray(round, slots):
