@@ -6,6 +6,7 @@ addresses (L{LOOPBACK}), and L{until} for the tests that still poll.
 
 import dataclasses
 import ipaddress
+import os
 import socket
 
 from OpenSSL import SSL
@@ -237,7 +238,16 @@ class LoopbackAddresses:
 
 
 LOOPBACK_NETWORK = ipaddress.IPv4Network("127.0.0.0/8")
-LOOPBACK = LoopbackAddresses()
+
+
+def trialWorker():
+    """The index of the trial worker this process is (C{trial --jobs} runs each in C{_trial_temp/N}), or 0."""
+    name = os.path.basename(os.getcwd())
+    return int(name) if name.isdigit() else 0
+
+
+LOOPBACK = LoopbackAddresses(f"127.{42 + 16 * trialWorker()}.0.1")
+"""The addresses of this process: parallel trial workers draw from ranges of their own."""
 
 
 def freshLoopbackAddress():
