@@ -122,11 +122,12 @@ def tunnelLinks(node):
     return [link for link in node.links.connections if link.purpose in (Purpose.TUNNEL, Purpose.ENTRY)]
 
 
-def leftovers(nodes, remembered=True):
+def leftovers(nodes, remembered=True, linksOf=tunnelLinks):
     """
     What tunnels left behind on C{nodes}: owned tunnels, carried splices, TUNNEL and ENTRY
-    connections, setups under way, and (if C{remembered}) blocks waiting for tunnel links.
+    links, setups under way, and (if C{remembered}) blocks waiting for tunnel links.
 
+    @param linksOf: C{linksOf(node)}, the node's TUNNEL and ENTRY links.
     @return: C{(node index, what, how many)} for each kind a node still holds; empty when clean.
     """
     found = []
@@ -134,7 +135,7 @@ def leftovers(nodes, remembered=True):
         held = {
             "owned tunnels": len(node.tunnels.tunnels),
             "carried splices": len(node.tunnels.carried),
-            "TUNNEL/ENTRY connections": len(tunnelLinks(node)),
+            "TUNNEL/ENTRY links": len(linksOf(node)),
             "setups under way": len(node.tunnels.opening),
         }
         if remembered:
