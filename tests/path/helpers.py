@@ -9,11 +9,12 @@ the harness the path tests run on, and the one the tunnel tests build theirs on.
 
 import random
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from phantom.config import PathSettings
 from phantom.identity import Identity
 from phantom.link.testing import HeapClock, MemoryNetwork
+from phantom.netdb.records import routeKey
 from phantom.netdb.testing import MemoryDatabase
 from phantom.path.plan import PathShape, minimumY
 from phantom.path.relay import SetupParticipant
@@ -136,11 +137,37 @@ class MemoryPathNetwork:
             raise AssertionError("the path was not built through the X-nodes chosen")
         return path
 
-    def wait(self, predicate, limit=600.0, step=0.5):
-        """Drive the clock in steps of C{step} seconds until C{predicate()} holds."""
-        end = self.clock.seconds() + limit
-        while not predicate():
-            if self.clock.seconds() > end:
-                raise AssertionError(f"not true within {limit} simulated seconds")
-            self.clock.advance(step)
-            self.clock.advance(0)
+
+class PublishedRoutes:
+    """
+    The routing entries stored through the given network databases (each a
+    L{phantom.netdb.service.DhtNode} or a L{phantom.netdb.testing.MemoryDhtNode}), from now
+    on: L{whenStored} fires once a node's C{storeRecord} of one has finished, so a test awaits
+    the entry instead of polling the stores for it.
+    """
+
+    def __init__(self, dhts):
+        self._stored = set()
+        self._waiting = {}
+        for dht in dhts:
+            dht.storeRecord = self._storing(dht.storeRecord)
+
+    def _storing(self, storeRecord):
+        async def storing(table, key, encoded, *args, **kwargs):
+            result = await storeRecord(table, key, encoded, *args, **kwargs)
+            if Table(table) == Table.ROUTE:
+                self._stored.add(bytes(key))
+                for d in self._waiting.pop(bytes(key), []):
+                    d.callback(result)
+            return result
+
+        return storing
+
+    def whenStored(self, apAddress):
+        """@return: a Deferred that fires once the routing entry of C{apAddress} has been stored."""
+        key = routeKey(apAddress)
+        if key in self._stored:
+            return succeed(None)
+        d = Deferred()
+        self._waiting.setdefault(key, []).append(d)
+        return d

@@ -14,8 +14,7 @@ from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
 from phantom.wire.dht import Table
-from tests.link.helpers import until
-from tests.tunnel.helpers import SHAPE, Collector, Echo, startTunnelNetwork
+from tests.tunnel.helpers import SHAPE, Collector, Echo, startTunnelNetwork, untilClean
 
 
 class Remembering(Echo):
@@ -54,7 +53,7 @@ class DirectTests(TestCase):
         # The server's own routing entry is published when its tunnel service starts.
         server.tunnels.startService()
         self.addCleanup(server.tunnels.stopService)
-        await until(lambda: any(node.store.get(Table.ROUTE, routeKey(server.apAddress)) for node in nodes))
+        await server.published.whenStored(server.apAddress)
         entry = await direct.findRecord(Table.ROUTE, routeKey(server.apAddress))
         self.assertEqual([node.nodeId for node in entry.entryNodes], [server.nodeId])
 
@@ -67,4 +66,4 @@ class DirectTests(TestCase):
         intact, peer = await echoThrough(anonymous, server)
         self.assertTrue(intact)
         self.assertEqual(peer, TunnelAddress(anonymous.apAddress))
-        await until(lambda: not any(node.tunnels.carried for node in nodes) and not server.tunnels.tunnels)
+        await untilClean(nodes)
