@@ -198,14 +198,18 @@ class Recorder(Echo):
 
 
 def acceptInto(node, accepted, protocol=Recorder):
-    """Start C{protocol()} on each tunnel C{node} accepts; keep C{(tunnel, protocol)} in C{accepted}."""
+    """
+    Start C{protocol()} on each tunnel C{node} accepts; keep C{(tunnel, protocol)} in C{accepted}.
+
+    @return: the listening port (C{node.tunnels.listener}).
+    """
 
     def accept(tunnel):
         running = protocol()
         accepted.append((tunnel, running))
         tunnel.start(running)
 
-    node.tunnels.acceptor = accept
+    return node.tunnels.listen(accept)
 
 
 

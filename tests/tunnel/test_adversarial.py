@@ -85,6 +85,7 @@ class TamperingTests(TestCase):
             def connectionMade(self):
                 served.append(self)
 
+        server.tunnels.listener.stopListening()  # the raw tunnels' acceptor
         await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Served))
         endpoint = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress)
 

@@ -26,7 +26,7 @@ async def echoThrough(client, server, size=200_000):
     """Open an end-to-end tunnel from C{client} to C{server}'s AP-address; check an echo; close."""
     factory = Factory.forProtocol(Remembering)
     factory.made = []
-    await TunnelServerEndpoint(server.tunnels, EndToEnd(server.identity.routingKey)).listen(factory)
+    port = await TunnelServerEndpoint(server.tunnels, EndToEnd(server.identity.routingKey)).listen(factory)
     payload = os.urandom(size)
     collector = await TunnelClientEndpoint(client.tunnels, EndToEnd(client.identity.routingKey), server.apAddress).connect(
         Factory.forProtocol(lambda: Collector(len(payload)))
@@ -37,6 +37,7 @@ async def echoThrough(client, server, size=200_000):
     peer = echo.transport.getPeer()
     collector.transport.loseConnection()
     await collector.ended
+    port.stopListening()
     return echoed == payload, peer
 
 

@@ -11,9 +11,11 @@ import weakref
 from collections import Counter
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from phantom.errors import TunnelFailed
 from phantom.netdb.records import routeKey
@@ -106,7 +108,7 @@ class NetworkTestCase(SynchronousTestCase):
         factory = Factory.forProtocol(Echo)
         made = []
         factory.buildProtocol = lambda addr, build=factory.buildProtocol: made.append(build(addr)) or made[-1]
-        TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory)
+        port = self.successResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory))
         payload = os.urandom(size)
         connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(lambda: Collector(len(payload))))
         network.settle()
@@ -118,6 +120,7 @@ class NetworkTestCase(SynchronousTestCase):
         collector.transport.loseConnection()
         network.settle()
         self.assertTrue(collector.ended.called)
+        port.stopListening()
         return bytes(collector.received) == payload, peer
 
 
@@ -439,7 +442,7 @@ class SetupFailureTests(NetworkTestCase):
         nothing stays; once it listens, tunnels open.
         """
         network, client, server, _, _, accepted = clientAndServer(self)
-        server.tunnels.acceptor = None
+        server.tunnels.listener.stopListening()
         logs = LogCollector(self, "phantom")
         d = client.tunnels.open(server.apAddress)
         network.settle()
@@ -449,6 +452,35 @@ class SetupFailureTests(NetworkTestCase):
         self.assertClean(network)
         acceptInto(server, accepted)
         self.echoIntact(network, client, server, accepted)
+
+    def test_oneListenerAtATime(self):
+        """
+        A node's inbound tunnels have one listener at a time: a second is refused (by the
+        service, and by a server endpoint) and the first keeps the tunnels; once it stops
+        listening, tunnels are refused, and the next listener takes them. A port that stopped
+        listening twice, or after another took over, leaves the new one be.
+        """
+        network, client, server, _, _, accepted = clientAndServer(self)
+        port = server.tunnels.listener
+        verifyObject(IListeningPort, port)
+        self.assertEqual(port.getHost(), TunnelAddress(server.apAddress))
+        self.assertRaises(CannotListenError, server.tunnels.listen, lambda tunnel: None)
+        self.failureResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Echo)), CannotListenError)
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(accepted), 1)
+
+        self.successResultOf(port.stopListening())
+        self.assertIsNone(server.tunnels.listener)
+        d = client.tunnels.open(server.apAddress)
+        network.settle()
+        self.failureResultOf(d, TunnelFailed)
+
+        again = []
+        acceptInto(server, again)
+        port.stopListening()
+        self.echoIntact(network, client, server, again)
+        self.assertEqual((len(accepted), len(again)), (1, 1))
+        self.assertClean(network)
 
     def test_stepTimesOut(self):
         """

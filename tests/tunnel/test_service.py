@@ -20,7 +20,7 @@ class TunnelTests(TestCase):
         client, server = nodes[2], nodes[9]
         await buildEntry(nodes, server)
         accepted = []
-        server.tunnels.acceptor = lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo()))
+        server.tunnels.listen(lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo())))
         await client.paths.build(PathKind.EXIT, SHAPE)
         tunnel = await client.tunnels.open(server.apAddress)
         payload = os.urandom(3 * 1024 * 1024 + 17)
