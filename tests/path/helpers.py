@@ -102,16 +102,19 @@ class MemoryPathNetwork:
         self.byId = {node.nodeId: node for node in self.nodes}
         for node in self.nodes:
             node.paths.startService()
-            testCase.addCleanup(self._stop, node)
+        testCase.addCleanup(self._stop)
 
     def makeNode(self, index, settings, participant, frameReceiver):
         """@return: node C{index} of this network (a L{MemoryNode})."""
         return MemoryNode(self, index, settings, participant, frameReceiver)
 
-    def _stop(self, node):
-        if node.paths.running:
-            node.paths.stopService()
-        self.clock.advance(0)
+    def _stop(self):
+        # Every service stops before the links' closings arrive, so no owner replaces a path
+        # that goes because a hop stopped.
+        for node in self.nodes:
+            if node.paths.running:
+                node.paths.stopService()
+        self.settle()
 
     def buildPath(self, owner, kind, xNodes, shape=None):
         """
