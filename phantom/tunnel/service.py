@@ -121,8 +121,8 @@ class TunnelListeningPort:
 
     def stopListening(self):
         """Refuse inbound tunnels again (unless another listener has taken over since)."""
-        if self._tunnels.listener is self:
-            self._tunnels.listener = None
+        if self._tunnels._listener is self:
+            self._tunnels._listener = None
         return succeed(None)
 
     def getHost(self):
@@ -187,9 +187,7 @@ class TunnelService(MultiService):
         self._ownEntry = ownEntry
         self._entryLifetime = entryLifetime
         self.address = TunnelAddress(apAddress)
-        self.listener = None
-        """The L{TunnelListeningPort} whose acceptor takes each inbound L{OwnerTunnel}; while
-        C{None}, inbound tunnels are refused."""
+        self._listener = None
         self.tunnels = set()
         """The open tunnels this node owns an end of."""
         self.carried = set()
@@ -406,10 +404,15 @@ class TunnelService(MultiService):
         @return: a L{TunnelListeningPort} (an C{IListeningPort}).
         @raise CannotListenError: another listener takes them already.
         """
-        if self.listener is not None:
+        if self._listener is not None:
             raise CannotListenError(formatAddress(self.address.apAddress), 0, "another listener takes this node's inbound tunnels")
-        self.listener = TunnelListeningPort(self, acceptor)
-        return self.listener
+        self._listener = TunnelListeningPort(self, acceptor)
+        return self._listener
+
+    @property
+    def listener(self):
+        """The L{TunnelListeningPort} whose acceptor takes each inbound L{OwnerTunnel}; C{None} while nobody listens."""
+        return self._listener
 
     # The owner: outbound
 

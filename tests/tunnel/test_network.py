@@ -465,6 +465,7 @@ class SetupFailureTests(NetworkTestCase):
         verifyObject(IListeningPort, port)
         self.assertEqual(port.getHost(), TunnelAddress(server.apAddress))
         self.assertRaises(CannotListenError, server.tunnels.listen, lambda tunnel: None)
+        self.assertRaises(AttributeError, setattr, server.tunnels, "listener", None)
         self.failureResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Echo)), CannotListenError)
         self.echoIntact(network, client, server, accepted)
         self.assertEqual(len(accepted), 1)
