@@ -11,9 +11,9 @@ answers in the place of the far end gets nothing but a failed handshake or a clo
 import os
 from functools import partial
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import IHandshakeListener, IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError, ConnectionRefusedError
+from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -149,29 +149,13 @@ class TunnelClientEndpoint:
         return await runOver(tunnel, partial(self._endToEnd.clientFactory, self._apAddress), application)
 
 
-@implementer(IListeningPort)
-class TunnelListeningPort:
-    """Inbound tunnels, while listening; L{stopListening} refuses them again."""
-
-    def __init__(self, tunnels, address):
-        self._tunnels = tunnels
-        self._address = address
-
-    def startListening(self):
-        pass
-
-    def stopListening(self):
-        self._tunnels.acceptor = None
-
-    def getHost(self):
-        return self._address
-
-
 @implementer(IStreamServerEndpoint)
 class TunnelServerEndpoint:
     """
     Accepts tunnels to this node's AP-address (over its entry paths), with end-to-end TLS; the
     accepted protocol's C{transport.getPeer()} is the opener's AP-address once authenticated.
+    One listener at a time takes a node's inbound tunnels: L{listen} fails with
+    C{CannotListenError} while another listens.
 
     @param tunnels: the node's L{phantom.tunnel.service.TunnelService}.
     @param endToEnd: the node's L{EndToEnd}.
@@ -190,8 +174,10 @@ class TunnelServerEndpoint:
             handshook = runOver(tunnel, self._endToEnd.serverFactory, application)
             handshook.addErrback(lambda failure: None)
 
-        self._tunnels.acceptor = accept
-        return succeed(TunnelListeningPort(self._tunnels, self._tunnels.address))
+        try:
+            return succeed(self._tunnels.listen(accept))
+        except CannotListenError:
+            return fail()
 
 
 class EchoProbe(Protocol):

@@ -81,6 +81,7 @@ class TunnelPorts(Service):
         self._reactor = reactor
         self._inbound = inbound
         self._listening = []
+        """The ports listening while running: the forwarded ones, and the tunnels' inbound one."""
         self.forwarded = []
         """C{(host, port, apText)} of each forwarded port, as bound."""
 
@@ -103,11 +104,12 @@ class TunnelPorts(Service):
         super().startService()
         factory = self._inbound or inboundFactory(self._settings.serve, self._reactor)
         if factory is not None:
-            TunnelServerEndpoint(self._tunnels, self._endToEnd).listen(factory)
+            listening = TunnelServerEndpoint(self._tunnels, self._endToEnd).listen(factory)
+            listening.addCallback(self._listening.append)
+            listening.addErrback(lambda failure: self.log.failure("cannot serve this node's AP-address", failure))
 
     def stopService(self):
         super().stopService()
-        self._tunnels.acceptor = None
         ports, self._listening = self._listening, []
         for port in ports:
             port.stopListening()

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -103,6 +105,31 @@ class _MachineLink:
             self._service.feed(self.machine, self.machine.linkClosed(self._link))
 
 
+@implementer(IListeningPort)
+class TunnelListeningPort:
+    """
+    The one listener of a L{TunnelService}: inbound tunnels go to its C{acceptor} until
+    L{stopListening}, after which they are refused again.
+    """
+
+    def __init__(self, tunnels, acceptor):
+        self._tunnels = tunnels
+        self.acceptor = acceptor
+
+    def startListening(self):
+        pass
+
+    def stopListening(self):
+        """Refuse inbound tunnels again (unless another listener has taken over since)."""
+        if self._tunnels._listener is self:
+            self._tunnels._listener = None
+        return succeed(None)
+
+    def getHost(self):
+        """@return: the node's L{TunnelAddress}."""
+        return self._tunnels.address
+
+
 class TunnelService(MultiService):
     """
     This node's tunnels: those it opens and accepts as an owner, and those it carries as an
@@ -160,8 +187,7 @@ class TunnelService(MultiService):
         self._ownEntry = ownEntry
         self._entryLifetime = entryLifetime
         self.address = TunnelAddress(apAddress)
-        self.acceptor = None
-        """C{acceptor(tunnel)} takes each inbound L{OwnerTunnel}; while C{None}, inbound tunnels are refused."""
+        self._listener = None
         self.tunnels = set()
         """The open tunnels this node owns an end of."""
         self.carried = set()
@@ -190,7 +216,7 @@ class TunnelService(MultiService):
             self._do(None, ClosePath(path, str(e)))
             return
         if side is None:
-            self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.acceptor is not None, self._randomBytes))
+            self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.listener is not None, self._randomBytes))
             return
         others = [other for other in path.sides() if other != side]
         if others:
@@ -239,7 +265,7 @@ class TunnelService(MultiService):
 
     def _enter(self, link):
         machine = EntrySetup(
-            link, self.address.apAddress if self._ownEntry is not None else None, lambda: self.acceptor is not None,
+            link, self.address.apAddress if self._ownEntry is not None else None, lambda: self.listener is not None,
             self._paths.entryPathFor, self.keySets.ofRelayed, self.remembered, self._random, self._randomBytes,
         )
         self.begin(machine)
@@ -362,10 +388,31 @@ class TunnelService(MultiService):
                 tunnel.loseConnection()
             else:
                 opener.opened.callback(tunnel)
-        elif self.acceptor is None:
+        elif self.listener is None:
             tunnel.loseConnection()
         else:
-            self.acceptor(tunnel)
+            self.listener.acceptor(tunnel)
+
+    # The owner: inbound
+
+    def listen(self, acceptor):
+        """
+        Take the inbound tunnels to this node's AP-address: each L{OwnerTunnel} goes to
+        C{acceptor(tunnel)}, not yet started, until the returned port stops listening. While
+        nobody listens, inbound tunnels are refused.
+
+        @return: a L{TunnelListeningPort} (an C{IListeningPort}).
+        @raise CannotListenError: another listener takes them already.
+        """
+        if self._listener is not None:
+            raise CannotListenError(formatAddress(self.address.apAddress), 0, "another listener takes this node's inbound tunnels")
+        self._listener = TunnelListeningPort(self, acceptor)
+        return self._listener
+
+    @property
+    def listener(self):
+        """The L{TunnelListeningPort} whose acceptor takes each inbound L{OwnerTunnel}; C{None} while nobody listens."""
+        return self._listener
 
     # The owner: outbound
 

@@ -4,6 +4,7 @@ as a process. The fast tests are in L{tests.control.test_client} and L{tests.con
 """
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -22,7 +23,8 @@ from phantom.control import CONTROL_SOCKET
 from phantom.control.commands import Status
 from phantom.node import PhantomNode
 from phantom.wire.dht import Table
-from tests.link.helpers import freePort, until
+from tests.link.helpers import freePort
+from tests.path.helpers import PublishedRoutes
 
 PHANTOMCTL = os.path.join(os.path.dirname(sys.executable), "phantomctl")
 
@@ -56,7 +58,8 @@ class ControlTests(TestCase):
         """The Status command answers the node id, address, uptime, links and peers."""
         first = startNode(self, "127.0.0.21")
         second = startNode(self, "127.0.0.22", bootstrap=first.address)
-        await until(lambda: len(first.dht.table) and len(second.dht.table) and second.links.peers())
+        await second.dht.joined
+        self.assertTrue(len(first.dht.table) and len(second.dht.table) and second.links.peers())
         protocol = await connectProtocol(
             UNIXClientEndpoint(reactor, os.path.join(second.config.dataDir, CONTROL_SOCKET)), amp.AMP()
         )
@@ -73,7 +76,8 @@ class ControlTests(TestCase):
         """The phantomctl command prints the status as text and as JSON."""
         first = startNode(self, "127.0.0.23")
         second = startNode(self, "127.0.0.24", bootstrap=first.address)
-        await until(lambda: len(first.dht.table))
+        await second.dht.joined
+        self.assertTrue(len(first.dht.table))
         out, err, code = await getProcessOutputAndValue(
             PHANTOMCTL, ["--node", first.config.dataDir, "status", "--json"], env=os.environ
         )
@@ -118,6 +122,7 @@ class ControlTests(TestCase):
         others = [startNode(self, f"127.0.0.{61 + i}", bootstrap=first.address) for i in range(7)]
         for node in others:
             await node.dht.joined
+        published = PublishedRoutes(node.dht for node in [first] + others)
 
         async def phantomctl(node, *args, expect=0):
             out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", node.config.dataDir, *args], env=os.environ)
@@ -129,7 +134,8 @@ class ControlTests(TestCase):
         self.assertEqual(set(built["phases"]), {"plan", "round1", "round2", "link"})
         listed = json.loads(await phantomctl(others[0], "path", "list", "--json"))
         self.assertEqual([p["ap_address"] for p in listed["paths"]], [built["ap_address"]])
-        await until(lambda: any(node.dht.store.records(Table.ROUTE) for node in [first] + others))
+        await published.whenStored(bytes(ipaddress.IPv6Address(built["ap_address"]).packed))
+        self.assertTrue(any(node.dht.store.records(Table.ROUTE) for node in [first] + others))
         route = json.loads(await phantomctl(others[5], "route", "lookup", built["ap_address"], "--json"))
         self.assertTrue(route["found"])
         self.assertEqual([n["node_id"] for n in route["entry_nodes"]], [built["nodes"][-1]])

@@ -1,14 +1,22 @@
-"""Path services on an in-memory network and database, driven by a L{task.Clock}."""
+"""
+Path services on an in-memory network and database, driven by one clock (a L{HeapClock}):
+the harness the path tests run on, and the one the tunnel tests build theirs on.
+
+    network = MemoryPathNetwork(testCase, 20)
+    path = network.run(Deferred.fromCoroutine(network.nodes[5].paths.build(PathKind.EXIT)))
+    path = network.buildPath(owner, PathKind.ENTRY, [x0, x1, t])   # X-nodes chosen by the test
+"""
 
 import random
 
-from twisted.internet.task import Clock
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, succeed
 
 from phantom.config import PathSettings
 from phantom.identity import Identity
-from phantom.link.testing import MemoryNetwork
+from phantom.link.testing import HeapClock, MemoryNetwork
+from phantom.netdb.records import routeKey
 from phantom.netdb.testing import MemoryDatabase
+from phantom.path.plan import PathShape, minimumY
 from phantom.path.relay import SetupParticipant
 from phantom.path.service import PathService
 from phantom.wire.dht import Table
@@ -19,8 +27,34 @@ START = 1_800_000_000
 """Where the clock starts: records are timestamped and judged by it."""
 
 
+class ChosenXNodes(random.Random):
+    """
+    A seeded random for a node's path service through which a test chooses a path's X-nodes:
+    while L{lead} names node ids, a shuffle of node records that holds them all puts them
+    first, in that order. L{phantom.path.plan.planPath} takes the first x records of its
+    shuffle as the X-nodes, x0 first and T last.
+    """
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.lead = None
+
+    def shuffle(self, items):
+        super().shuffle(items)
+        if self.lead is None:
+            return
+        nodeIds = [getattr(item, "nodeId", None) for item in items]
+        if not set(self.lead) <= set(nodeIds):
+            return
+        first = [items[nodeIds.index(nodeId)] for nodeId in self.lead]
+        items[:] = first + [item for item in items if getattr(item, "nodeId", None) not in self.lead]
+
+
 class MemoryNode:
-    """One node: an identity, its link service, its view of the database, its path service."""
+    """
+    One node: an identity, its link service, its view of the database, its path service (and
+    the L{ChosenXNodes} random that service is given, as C{random}).
+    """
 
     def __init__(self, network, index, settings, participant, frameReceiver):
         self._database = network.database
@@ -29,8 +63,9 @@ class MemoryNode:
         self.links = network.links.linkService(nodeId=self.nodeId)
         self.address = self.links.address
         self.dht = network.database.node(self.identity, *self.address)
+        self.random = ChosenXNodes(index)
         self.paths = PathService(
-            self.identity, self.links, self.dht, network.clock, settings, random.Random(index),
+            self.identity, self.links, self.dht, network.clock, settings, self.random,
             frameReceiver=frameReceiver, participant=participant,
         )
 
@@ -42,7 +77,9 @@ class MemoryNode:
 
 class MemoryPathNetwork:
     """
-    C{count} nodes with path services on a L{MemoryNetwork} and a L{MemoryDatabase}.
+    C{count} nodes with path services on a L{MemoryNetwork} (as C{links}) and a
+    L{MemoryDatabase} (as C{database}), on one L{HeapClock}. C{run}, C{runFor} and C{settle}
+    are the network's (L{MemoryNetwork.run} and so on).
 
     @param participants: node index to the C{participant} factory its path service uses.
     @param frameReceivers: node index to the frame receiver its path service is given (none
@@ -50,59 +87,90 @@ class MemoryPathNetwork:
     """
 
     def __init__(self, testCase, count, settings=SETTINGS, participants=None, frameReceivers=None, seed=0):
-        self.clock = Clock()
+        self.clock = HeapClock()
         self.clock.advance(START)
         self.links = MemoryNetwork(self.clock)
+        self.run, self.runFor, self.settle = self.links.run, self.links.runFor, self.links.settle
         self.database = MemoryDatabase(self.clock, random.Random(seed))
+        self.random = random.Random(seed)
         participants = participants or {}
         frameReceivers = frameReceivers or {}
         self.nodes = [
-            MemoryNode(self, index, settings, participants.get(index, SetupParticipant), frameReceivers.get(index))
+            self.makeNode(index, settings, participants.get(index, SetupParticipant), frameReceivers.get(index))
             for index in range(count)
         ]
         self.byId = {node.nodeId: node for node in self.nodes}
         for node in self.nodes:
             node.paths.startService()
-            testCase.addCleanup(self._stop, node)
+        testCase.addCleanup(self._stop)
 
-    def _stop(self, node):
-        if node.paths.running:
-            node.paths.stopService()
-        self.clock.advance(0)
+    def makeNode(self, index, settings, participant, frameReceiver):
+        """@return: node C{index} of this network (a L{MemoryNode})."""
+        return MemoryNode(self, index, settings, participant, frameReceiver)
 
-    def settle(self):
-        """Let everything due now happen: links open, frames and closings arrive."""
-        self.clock.advance(0)
+    def _stop(self):
+        # Every service stops before the links' closings arrive, so no owner replaces a path
+        # that goes because a hop stopped.
+        for node in self.nodes:
+            if node.paths.running:
+                node.paths.stopService()
+        self.settle()
 
-    def run(self, d, limit=600.0):
+    def buildPath(self, owner, kind, xNodes, shape=None):
         """
-        Drive the clock until C{d} fires: a turn at a time while anything is due, else on to the
-        next call.
+        Build a path of C{kind} for C{owner} with its path service, through the X-nodes
+        C{xNodes} (x0 first, T last) and Y-nodes drawn at random from the rest; run the network
+        until the path is built and every hop has linked.
 
-        @param limit: the simulated seconds after which the test fails.
-        @return: C{d}'s result. @raise: its failure.
+        @param shape: a L{PathShape} of C{len(xNodes)} X-nodes; the fewest Y-nodes if not given.
+        @return: the owner's L{phantom.path.service.Path}.
         """
-        results = []
-        d.addBoth(results.append)
-        end = self.clock.seconds() + limit
-        while not results:
-            self.clock.advance(0)
-            if results:
-                break
-            calls = self.clock.getDelayedCalls()
-            if not calls or self.clock.seconds() > end:
-                raise AssertionError(f"nothing fired within {limit} simulated seconds")
-            self.clock.advance(max(0.0, min(call.getTime() for call in calls) - self.clock.seconds()))
-        result = results[0]
-        if isinstance(result, Failure):
-            result.raiseException()
-        return result
+        shape = shape or PathShape(len(xNodes), minimumY(len(xNodes)))
+        others = [node for node in self.nodes if node is not owner and node not in xNodes]
+        if len(others) < shape.y:
+            raise ValueError(f"{len(others)} nodes left for the {shape.y} Y-nodes: make the network bigger")
+        candidates = [node.record for node in list(xNodes) + self.random.sample(others, shape.y)]
+        owner.random.lead = [node.nodeId for node in xNodes]
+        try:
+            path = self.run(Deferred.fromCoroutine(owner.paths.build(kind, shape, candidates)))
+        finally:
+            owner.random.lead = None
+        self.settle()
+        if [record.nodeId for record in path.plan.xNodes] != [node.nodeId for node in xNodes]:
+            raise AssertionError("the path was not built through the X-nodes chosen")
+        return path
 
-    def wait(self, predicate, limit=600.0, step=0.5):
-        """Drive the clock in steps of C{step} seconds until C{predicate()} holds."""
-        end = self.clock.seconds() + limit
-        while not predicate():
-            if self.clock.seconds() > end:
-                raise AssertionError(f"not true within {limit} simulated seconds")
-            self.clock.advance(step)
-            self.clock.advance(0)
+
+class PublishedRoutes:
+    """
+    The routing entries stored through the given network databases (each a
+    L{phantom.netdb.service.DhtNode} or a L{phantom.netdb.testing.MemoryDhtNode}), from now
+    on: L{whenStored} fires once a node's C{storeRecord} of one has finished, so a test awaits
+    the entry instead of polling the stores for it.
+    """
+
+    def __init__(self, dhts):
+        self._stored = set()
+        self._waiting = {}
+        for dht in dhts:
+            dht.storeRecord = self._storing(dht.storeRecord)
+
+    def _storing(self, storeRecord):
+        async def storing(table, key, encoded, *args, **kwargs):
+            result = await storeRecord(table, key, encoded, *args, **kwargs)
+            if Table(table) == Table.ROUTE:
+                self._stored.add(bytes(key))
+                for d in self._waiting.pop(bytes(key), []):
+                    d.callback(result)
+            return result
+
+        return storing
+
+    def whenStored(self, apAddress):
+        """@return: a Deferred that fires once the routing entry of C{apAddress} has been stored."""
+        key = routeKey(apAddress)
+        if key in self._stored:
+            return succeed(None)
+        d = Deferred()
+        self._waiting.setdefault(key, []).append(d)
+        return d

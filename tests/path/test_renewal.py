@@ -1,10 +1,11 @@
 """Paths that lose a hop or reach the end of their lifetime are replaced; overloaded nodes refuse."""
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
 from phantom.errors import PathFailed
+from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from tests.path.helpers import MemoryPathNetwork
 
@@ -29,8 +30,9 @@ class RenewalTests(SynchronousTestCase):
         self.assertTrue(victim.paths.relaying)
         victim.paths.stopService()
         network.links.disconnect(victim.links)
-        network.wait(lambda: owner.paths.paths and owner.paths.paths[0] is not path)
-        replacement = owner.paths.paths[0]
+        network.run(path.whenGone())
+        network.run(owner.paths.replacing.get(PathKind.EXIT, succeed(None)))  # if it is still being built
+        [replacement] = owner.paths.paths
         self.assertTrue(path.gone)
         self.assertNotIn(path.link, owner.links.links)
         self.assertEqual(len(replacement.nodes), 2)
@@ -44,7 +46,8 @@ class RenewalTests(SynchronousTestCase):
         owner = network.nodes[1]
         path = build(network, owner)
         builtAt = network.clock.seconds()
-        network.wait(lambda: owner.paths.paths and owner.paths.paths[0] is not path, step=0.25)
+        network.run(path.whenGone())  # once its replacement is built
+        self.assertTrue(owner.paths.paths and owner.paths.paths[0] is not path)
         self.assertGreaterEqual(network.clock.seconds() - builtAt, 2.0)
         self.assertLess(network.clock.seconds() - builtAt, 4.0)
         network.settle()

@@ -15,6 +15,7 @@ from phantom.wire.dht import Table
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from phantom.wire.path import SLOT_SIZE, SetupArray
 from tests.link.helpers import LogCollector, RawClient, connectRaw, until
+from tests.path.helpers import PublishedRoutes
 from tests.netdb.helpers import startDhtNetwork
 
 SETTINGS = PathSettings(roundTimeout=5.0)
@@ -62,7 +63,8 @@ class PathBuildTests(TestCase):
         self.assertEqual(path.link.nodeId, path.plan.adjacent.nodeId)
         everyone = byId(nodes)
         xIds = [record.nodeId for record in path.nodes]
-        await until(lambda: all(everyone[x].paths.relaying for x in xIds))
+        # Each X-node joined the path in round 2, before the array came back to the owner.
+        self.assertTrue(all(everyone[x].paths.relaying for x in xIds))
         t = everyone[path.plan.terminating.nodeId]
         [relayed] = t.paths.relaying.values()
         self.assertTrue(relayed.terminating)
@@ -78,6 +80,7 @@ class PathBuildTests(TestCase):
     async def test_entryPath(self):
         """An entry path's T publishes the routing entry; another node finds and verifies it."""
         nodes = await startPathNetwork(self, 20, base=630)
+        published = PublishedRoutes(nodes)
         owner = nodes[3]
         path = await owner.paths.build("entry", PathShape(3, 12))
         seeker = nodes[17]
@@ -86,7 +89,8 @@ class PathBuildTests(TestCase):
             record = await seeker.findRecord(Table.ROUTE, routeKey(path.apAddress))
             return record
 
-        await until(lambda: any(node.store.get(Table.ROUTE, routeKey(path.apAddress)) for node in nodes))
+        await published.whenStored(path.apAddress)
+        self.assertTrue(any(node.store.get(Table.ROUTE, routeKey(path.apAddress)) for node in nodes))
         entry = await found()
         self.assertEqual([n.nodeId for n in entry.entryNodes], [path.plan.terminating.nodeId])
 

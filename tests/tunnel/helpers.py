@@ -5,7 +5,6 @@ import random
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
-from twisted.logger import formatEvent, globalLogPublisher
 
 from phantom.config import PathSettings
 from phantom.crypto import apAddressOf
@@ -15,6 +14,7 @@ from phantom.path.plan import PathShape
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
 from tests.link.helpers import until
+from tests.path.helpers import PublishedRoutes
 from tests.path.test_service import startPathNetwork
 
 SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
@@ -29,9 +29,12 @@ async def startTunnelNetwork(testCase, count, base, options=None, ownEntry=(), t
     @param ownEntry: indices of the nodes that are their own entry nodes.
     @param tampering: whether each node's relays tamper when armed (its
         L{tests.tunnel.tampering.Tampering} as C{node.tampering}).
+    @return: the nodes; C{node.published} is the network's L{PublishedRoutes}.
     """
     nodes = await startPathNetwork(testCase, count, base, SETTINGS)
+    published = PublishedRoutes(nodes)
     for index, node in enumerate(nodes):
+        node.published = published
         node.apAddress = apAddressOf(node.identity.routingKey.public_key())
         more = dict((options or {}).get(index, {}))
         if index in ownEntry:
@@ -46,9 +49,9 @@ async def startTunnelNetwork(testCase, count, base, options=None, ownEntry=(), t
 
 
 async def buildEntry(nodes, owner):
-    """Build an entry path for C{owner} and wait until every node would find its routing entry."""
+    """Build an entry path for C{owner} and wait until its routing entry has been stored."""
     path = await owner.paths.build(PathKind.ENTRY, SHAPE)
-    await until(lambda: sum(1 for node in nodes if node.store.get(Table.ROUTE, routeKey(path.apAddress))) >= 1)
+    await owner.published.whenStored(path.apAddress)
     return path
 
 
@@ -73,15 +76,20 @@ class Collector(Protocol):
 
 
 class Echo(Protocol):
-    """Sends back whatever arrives; C{lost}: why its connection ended, once it has."""
+    """Sends back whatever arrives; C{lost}: why its connection ended, once it has (C{ended} fires then)."""
 
     lost = None
+
+    def __init__(self):
+        self.ended = Deferred()
 
     def dataReceived(self, data):
         self.transport.write(data)
 
     def connectionLost(self, reason):
         self.lost = reason
+        if not self.ended.called:
+            self.ended.callback(None)
 
 
 # Looking into a network's tunnels: who relays what, and what a tunnel left behind.
@@ -122,11 +130,12 @@ def tunnelLinks(node):
     return [link for link in node.links.connections if link.purpose in (Purpose.TUNNEL, Purpose.ENTRY)]
 
 
-def leftovers(nodes, remembered=True):
+def leftovers(nodes, remembered=True, linksOf=tunnelLinks):
     """
     What tunnels left behind on C{nodes}: owned tunnels, carried splices, TUNNEL and ENTRY
-    connections, setups under way, and (if C{remembered}) blocks waiting for tunnel links.
+    links, setups under way, and (if C{remembered}) blocks waiting for tunnel links.
 
+    @param linksOf: C{linksOf(node)}, the node's TUNNEL and ENTRY links.
     @return: C{(node index, what, how many)} for each kind a node still holds; empty when clean.
     """
     found = []
@@ -134,7 +143,7 @@ def leftovers(nodes, remembered=True):
         held = {
             "owned tunnels": len(node.tunnels.tunnels),
             "carried splices": len(node.tunnels.carried),
-            "TUNNEL/ENTRY connections": len(tunnelLinks(node)),
+            "TUNNEL/ENTRY links": len(linksOf(node)),
             "setups under way": len(node.tunnels.opening),
         }
         if remembered:
@@ -162,30 +171,45 @@ class Recorder(Echo):
     """An echo that keeps what arrives and fires C{ended} when its tunnel ends."""
 
     def __init__(self, echo=True):
+        super().__init__()
         self.received = bytearray()
         self.echo = echo
-        self.ended = Deferred()
+        self._awaited = []
 
     def dataReceived(self, data):
         self.received += data
         if self.echo:
             self.transport.write(data)
+        awaited, self._awaited = self._awaited, []
+        for count, d in awaited:
+            self._check(count, d)
 
-    def connectionLost(self, reason):
-        self.lost = reason
-        if not self.ended.called:
-            self.ended.callback(None)
+    def whenReceived(self, count):
+        """@return: a Deferred that fires with what arrived once C{count} bytes have."""
+        d = Deferred()
+        self._check(count, d)
+        return d
+
+    def _check(self, count, d):
+        if len(self.received) >= count:
+            d.callback(bytes(self.received))
+        else:
+            self._awaited.append((count, d))
 
 
 def acceptInto(node, accepted, protocol=Recorder):
-    """Start C{protocol()} on each tunnel C{node} accepts; keep C{(tunnel, protocol)} in C{accepted}."""
+    """
+    Start C{protocol()} on each tunnel C{node} accepts; keep C{(tunnel, protocol)} in C{accepted}.
+
+    @return: the listening port (C{node.tunnels.listener}).
+    """
 
     def accept(tunnel):
         running = protocol()
         accepted.append((tunnel, running))
         tunnel.start(running)
 
-    node.tunnels.acceptor = accept
+    return node.tunnels.listen(accept)
 
 
 
@@ -225,21 +249,3 @@ async def startClientAndServer(testCase, count, base, client, server, exitPath=T
     acceptInto(server, accepted)
     built = await client.paths.build(PathKind.EXIT, SHAPE) if exitPath else None
     return nodes, client, server, entryPath, built, accepted
-
-
-class LogLines:
-    """The formatted log events of level C{info} and up while the test runs, with their level."""
-
-    def __init__(self, testCase):
-        self.lines = []
-        globalLogPublisher.addObserver(self)
-        testCase.addCleanup(globalLogPublisher.removeObserver, self)
-
-    def __call__(self, event):
-        level = event.get("log_level")
-        if level is not None and level.name in ("info", "warn", "error", "critical"):
-            self.lines.append((level.name, formatEvent(event)))
-
-    def having(self, *parts, level="warn"):
-        """The lines of C{level} that contain every one of C{parts}."""
-        return [line for name, line in self.lines if name == level and all(part in line for part in parts)]

@@ -15,7 +15,8 @@ from phantom.errors import TunnelFailed
 from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.wire.tunnel import BLOCK_SIZE
-from tests.link.helpers import until
+from twisted.internet.defer import gatherResults
+
 from tests.tunnel.helpers import Collector, Recorder, flipBit, hopNode, relayedOn, startClientAndServer, untilClean
 
 BITS = (0, 200, 8 * BLOCK_SIZE - 1)
@@ -37,8 +38,9 @@ async def tunnelNetwork(testCase, base):
     relays = {}
     for kind, owner, path in ((PathKind.EXIT, client, exitPath), (PathKind.ENTRY, server, entryPath)):
         node = hopNode(nodes, path, 1)
-        await until(lambda: relayedOn(node, owner, path, 1) is not None)
+        # Each X-node joined the path in round 2, before the array came back to the owner.
         relays[kind] = (node, relayedOn(node, owner, path, 1))
+        testCase.assertIsNotNone(relays[kind][1])
     return nodes, client, server, accepted, relays
 
 
@@ -59,14 +61,16 @@ class TamperingTests(TestCase):
         entryNode, entryRelayed = relays[PathKind.ENTRY]
 
         tunnel = await client.tunnels.open(server.apAddress)
-        collector = Collector()
+        collector = Collector(len(b"first"))
         tunnel.start(collector)
         tunnel.write(b"first")
-        await until(lambda: accepted and bytes(accepted[0][1].received) == b"first")
+        await collector.arrived  # echoed: the server has it
+        self.assertEqual(bytes(accepted[0][1].received), b"first")
         exitNode.tampering.armNext(exitRelayed, PathKind.EXIT, "fromOwner", DATA_BIT)
         message = os.urandom(1000)
         tunnel.write(message)
-        await until(lambda: len(accepted[0][1].received) == 5 + len(message))
+        await accepted[0][1].whenReceived(5 + len(message))
+        self.assertEqual(len(accepted[0][1].received), 5 + len(message))
         self.assertEqual(exitNode.tampering.tampered, 1)
         self.assertEqual(bytes(accepted[0][1].received[5:]), flipBit(message, DATA_BIT))
         exitNode.tampering.disarm()
@@ -81,6 +85,7 @@ class TamperingTests(TestCase):
             def connectionMade(self):
                 served.append(self)
 
+        server.tunnels.listener.stopListening()  # the raw tunnels' acceptor
         await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Served))
         endpoint = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress)
 
@@ -91,7 +96,7 @@ class TamperingTests(TestCase):
             collector = await endpoint.connect(Factory.forProtocol(lambda: Collector(len(message))))
             node.tampering.armNext(relayed, kind, direction, DATA_BIT)
             collector.transport.write(message)
-            await until(lambda: collector.ended.called and served[-1].ended.called)
+            await gatherResults([collector.ended, served[-1].ended])
             self.assertEqual(node.tampering.tampered, 1, kind)
             self.assertTrue(message.startswith(bytes(served[-1].received)), kind)
             self.assertTrue(message.startswith(bytes(collector.received)), kind)
@@ -106,7 +111,7 @@ class TamperingTests(TestCase):
         self.assertEqual(exitNode.tampering.tampered, 1)
         exitNode.tampering.disarm()
         await untilClean(nodes)
-        await until(lambda: all(application.ended.called for application in served))
+        await gatherResults([application.ended for application in served])
         self.assertEqual([bytes(application.received) for application in served[before:]], [b""] * (len(served) - before))
 
         message = os.urandom(3000)
@@ -114,5 +119,5 @@ class TamperingTests(TestCase):
         collector.transport.write(message)
         self.assertEqual(await collector.arrived, message)
         collector.transport.loseConnection()
-        await until(lambda: served[-1].ended.called)
+        await served[-1].ended
         await untilClean(nodes)

@@ -14,8 +14,7 @@ from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
 from phantom.wire.dht import Table
-from tests.link.helpers import until
-from tests.tunnel.helpers import SHAPE, Collector, Echo, startTunnelNetwork
+from tests.tunnel.helpers import SHAPE, Collector, Echo, startTunnelNetwork, untilClean
 
 
 class Remembering(Echo):
@@ -27,7 +26,7 @@ async def echoThrough(client, server, size=200_000):
     """Open an end-to-end tunnel from C{client} to C{server}'s AP-address; check an echo; close."""
     factory = Factory.forProtocol(Remembering)
     factory.made = []
-    await TunnelServerEndpoint(server.tunnels, EndToEnd(server.identity.routingKey)).listen(factory)
+    port = await TunnelServerEndpoint(server.tunnels, EndToEnd(server.identity.routingKey)).listen(factory)
     payload = os.urandom(size)
     collector = await TunnelClientEndpoint(client.tunnels, EndToEnd(client.identity.routingKey), server.apAddress).connect(
         Factory.forProtocol(lambda: Collector(len(payload)))
@@ -38,6 +37,7 @@ async def echoThrough(client, server, size=200_000):
     peer = echo.transport.getPeer()
     collector.transport.loseConnection()
     await collector.ended
+    port.stopListening()
     return echoed == payload, peer
 
 
@@ -54,7 +54,7 @@ class DirectTests(TestCase):
         # The server's own routing entry is published when its tunnel service starts.
         server.tunnels.startService()
         self.addCleanup(server.tunnels.stopService)
-        await until(lambda: any(node.store.get(Table.ROUTE, routeKey(server.apAddress)) for node in nodes))
+        await server.published.whenStored(server.apAddress)
         entry = await direct.findRecord(Table.ROUTE, routeKey(server.apAddress))
         self.assertEqual([node.nodeId for node in entry.entryNodes], [server.nodeId])
 
@@ -67,4 +67,4 @@ class DirectTests(TestCase):
         intact, peer = await echoThrough(anonymous, server)
         self.assertTrue(intact)
         self.assertEqual(peer, TunnelAddress(anonymous.apAddress))
-        await until(lambda: not any(node.tunnels.carried for node in nodes) and not server.tunnels.tunnels)
+        await untilClean(nodes)

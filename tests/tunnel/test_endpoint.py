@@ -9,8 +9,7 @@ from twisted.trial.unittest import TestCase
 from phantom.path.interfaces import PathKind
 from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServerEndpoint
 from phantom.tunnel.transport import TunnelAddress
-from tests.link.helpers import until
-from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork
+from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork, untilClean
 
 
 class PeerEcho(Echo):
@@ -51,8 +50,8 @@ class EndpointTests(TestCase):
 
         collector.transport.loseConnection()
         await collector.ended
-        await until(lambda: echo.lost is not None)
-        await until(lambda: not server.tunnels.tunnels and not any(node.tunnels.carried for node in nodes))
+        await echo.ended
+        await untilClean(nodes)
 
     async def test_wrongOwnerRefused(self):
         """
@@ -71,4 +70,4 @@ class EndpointTests(TestCase):
         connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(Collector))
         failure = await self.assertFailure(connecting, ConnectionRefusedError)
         self.assertIn("AP-address", str(failure))
-        await until(lambda: not client.tunnels.tunnels and not server.tunnels.tunnels)
+        await untilClean(nodes)

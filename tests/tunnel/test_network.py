@@ -11,9 +11,11 @@ import weakref
 from collections import Counter
 
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from phantom.errors import TunnelFailed
 from phantom.netdb.records import routeKey
@@ -27,8 +29,8 @@ from phantom.tunnel.transport import OwnerTunnel, TunnelAddress
 from phantom.wire.dht import Table
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.tunnel import BLOCK_SIZE, ApAnswer, ApRequest, InboundStatus, TunnelOpening
-from tests.link.helpers import CollectingHandler
-from tests.tunnel.helpers import Collector, Echo, LogLines, acceptInto
+from tests.link.helpers import CollectingHandler, LogCollector
+from tests.tunnel.helpers import Collector, Echo, acceptInto
 from tests.tunnel.memory import MemoryTunnelNetwork
 
 EXIT, ENTRY = PathKind.EXIT, PathKind.ENTRY
@@ -36,7 +38,7 @@ BITS = (0, 200, 8 * BLOCK_SIZE - 1)
 """Bits flipped in a setup block: in its first, second and last AES block."""
 
 
-def clientAndServer(count=10, **every):
+def clientAndServer(testCase, count=10, **every):
     """
     A network in which node 0, the server, has an entry path through nodes 2-4 and echoes each
     tunnel it accepts, and node 1, the client, has an exit path through nodes 5-7.
@@ -44,7 +46,7 @@ def clientAndServer(count=10, **every):
     @return: C{(network, client, server, entryPath, exitPath, accepted)}; C{accepted} as for
         L{acceptInto}.
     """
-    network = MemoryTunnelNetwork(count, **every)
+    network = MemoryTunnelNetwork(testCase, count, **every)
     server, client = network.nodes[:2]
     entryPath = network.buildPath(server, ENTRY, network.nodes[2:5])
     exitPath = network.buildPath(client, EXIT, network.nodes[5:8])
@@ -53,11 +55,17 @@ def clientAndServer(count=10, **every):
     return network, client, server, entryPath, exitPath, accepted
 
 
+def lookUpsNeverEnd(network):
+    """Every node's look-ups in the network database from now on: never answered."""
+    for node in network.nodes:
+        node.dht.findRecord = lambda table, key: Deferred()
+
+
 class NetworkTestCase(SynchronousTestCase):
     def opened(self, network, client, apAddress):
         """The tunnel C{client} opens to C{apAddress}."""
         d = client.tunnels.open(apAddress)
-        network.run()
+        network.settle()
         return self.successResultOf(d)
 
     def openEcho(self, network, client, server, accepted, size=5000):
@@ -73,7 +81,7 @@ class NetworkTestCase(SynchronousTestCase):
         collector = Collector(len(message))
         tunnel.start(collector)
         tunnel.write(message)
-        network.run()
+        network.settle()
         self.assertEqual(bytes(collector.received), message)
         self.assertEqual(len(accepted), before + 1)
         serverTunnel, recorder = accepted[-1]
@@ -84,7 +92,7 @@ class NetworkTestCase(SynchronousTestCase):
         """Open a tunnel, see a message come back intact from the server's echo, and close it."""
         tunnel, _, _, recorder = self.openEcho(network, client, server, accepted, 1000)
         tunnel.loseConnection()
-        network.run()
+        network.settle()
         self.assertTrue(recorder.ended.called)
 
     def assertClean(self, network, remembered=True):
@@ -100,18 +108,19 @@ class NetworkTestCase(SynchronousTestCase):
         factory = Factory.forProtocol(Echo)
         made = []
         factory.buildProtocol = lambda addr, build=factory.buildProtocol: made.append(build(addr)) or made[-1]
-        TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory)
+        port = self.successResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory))
         payload = os.urandom(size)
         connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(lambda: Collector(len(payload))))
-        network.run()
+        network.settle()
         collector = self.successResultOf(connecting)
         collector.transport.write(payload)
-        network.run()
+        network.settle()
         [echo] = made
         peer = echo.transport.getPeer()
         collector.transport.loseConnection()
-        network.run()
+        network.settle()
         self.assertTrue(collector.ended.called)
+        port.stopListening()
         return bytes(collector.received) == payload, peer
 
 
@@ -122,10 +131,10 @@ class TunnelTests(NetworkTestCase):
         node keeps anything of the tunnel. Then the server closes another: the same at the
         client. Both paths stay up and carry a third tunnel.
         """
-        network, client, server, entryPath, exitPath, accepted = clientAndServer()
+        network, client, server, entryPath, exitPath, accepted = clientAndServer(self)
         tunnel, collector, serverTunnel, recorder = self.openEcho(network, client, server, accepted)
         tunnel.loseConnection()
-        network.run()
+        network.settle()
         self.assertTrue(collector.reason.check(ConnectionDone))
         self.assertTrue(recorder.lost.check(ConnectionDone))
         self.assertFalse(serverTunnel.connected)
@@ -133,7 +142,7 @@ class TunnelTests(NetworkTestCase):
 
         tunnel, collector, serverTunnel, recorder = self.openEcho(network, client, server, accepted)
         serverTunnel.loseConnection()
-        network.run()
+        network.settle()
         self.assertTrue(collector.reason.check(ConnectionDone))
         self.assertTrue(recorder.lost.check(ConnectionDone))
         self.assertFalse(tunnel.connected)
@@ -152,11 +161,11 @@ class TunnelTests(NetworkTestCase):
         A hop of the client's exit path takes the path down with a tunnel open across it: both
         ends' protocols lose their connections, and no node keeps anything of the tunnel.
         """
-        network, client, server, entryPath, exitPath, accepted = clientAndServer()
+        network, client, server, entryPath, exitPath, accepted = clientAndServer(self)
         tunnel, collector, serverTunnel, recorder = self.openEcho(network, client, server, accepted)
         self.assertTrue(network.nodes[6].tunnels.carried)
         network.relayedOn(network.nodes[6], exitPath).close()
-        network.run()
+        network.settle()
         self.assertTrue(collector.ended.called)
         self.assertTrue(recorder.ended.called)
         self.assertFalse(tunnel.connected)
@@ -167,13 +176,13 @@ class TunnelTests(NetworkTestCase):
 
     def test_idleTunnelsExpire(self):
         """A tunnel nothing has passed through for the idle timeout is closed, at both ends."""
-        network, client, server, _, _, accepted = clientAndServer()
+        network, client, server, _, _, accepted = clientAndServer(self)
         tunnel, collector, serverTunnel, recorder = self.openEcho(network, client, server, accepted)
         server.tunnels.startService()
         self.addCleanup(server.tunnels.stopService)
-        network.run(server.tunnels.idleTimeout - 1)
+        network.runFor(server.tunnels.idleTimeout - 1)
         self.assertEqual(len(server.tunnels.tunnels), 1)
-        network.run(30)
+        network.runFor(30)
         self.assertTrue(collector.ended.called)
         self.assertEqual(client.tunnels.tunnels, set())
         self.assertEqual(server.tunnels.tunnels, set())
@@ -185,10 +194,10 @@ class TunnelTests(NetworkTestCase):
         own message: each gets its own message back, intact, and the server saw each message
         on one tunnel of its own. Closing them all leaves nothing behind.
         """
-        network, client, server, _, _, accepted = clientAndServer()
+        network, client, server, _, _, accepted = clientAndServer(self)
         count = 100
         opening = [client.tunnels.open(server.apAddress) for _ in range(count)]
-        network.run()
+        network.settle()
         tunnels = [self.successResultOf(d) for d in opening]
         self.assertEqual(len(set(map(id, tunnels))), count)
         messages = [b"tunnel %03d:" % index + os.urandom(64) for index in range(count)]
@@ -196,7 +205,7 @@ class TunnelTests(NetworkTestCase):
         for tunnel, collector, message in zip(tunnels, collectors, messages):
             tunnel.start(collector)
             tunnel.write(message)
-        network.run()
+        network.settle()
         self.assertEqual([bytes(collector.received) for collector in collectors], messages)
         self.assertEqual(len(accepted), count)
         self.assertEqual(sorted(bytes(recorder.received) for _, recorder in accepted), sorted(messages))
@@ -204,7 +213,7 @@ class TunnelTests(NetworkTestCase):
         self.assertEqual(len(server.tunnels.tunnels), count)
         for tunnel in tunnels:
             tunnel.loseConnection()
-        network.run()
+        network.settle()
         self.assertTrue(all(recorder.ended.called for _, recorder in accepted))
         self.assertClean(network)
 
@@ -213,7 +222,7 @@ class TunnelTests(NetworkTestCase):
         The exit node of the client's path is the entry node of the server's AP-address: it
         takes both roles in-process, and the tunnel opens and echoes.
         """
-        network = MemoryTunnelNetwork(8)
+        network = MemoryTunnelNetwork(self, 9)
         server, client = network.nodes[:2]
         accepted = []
         acceptInto(server, accepted)
@@ -235,14 +244,14 @@ class TunnelTests(NetworkTestCase):
                 made.append((seed, weakref.ref(self)))
 
         self.patch(common, "KeySet", RecordingKeySet)
-        network, client, server, _, exitPath, accepted = clientAndServer()
+        network, client, server, _, exitPath, accepted = clientAndServer(self)
         self.echoIntact(network, client, server, accepted)
         seeds = set(exitPath.keySeeds.values())
         self.assertEqual(len(seeds), 3)
         self.assertTrue(seeds <= {seed for seed, _ in made})
         exitPath.close()
-        network.run()
-        self.assertTrue(all(relayed.keySeed not in seeds for node in network.nodes for relayed in node.paths.relaying))
+        network.settle()
+        self.assertTrue(all(relayed.keySeed not in seeds for node in network.nodes for relayed in node.paths.relaying.values()))
         held = [index for index, node in enumerate(network.nodes) if seeds & set(node.tunnels.keySets.bySeed)]
         self.assertEqual(held, [], "nodes that keep the key sets of a path that is gone")
         exitPath = None
@@ -285,7 +294,7 @@ class StreamKeyTests(NetworkTestCase):
             self.patch(module, "StreamLayer", RecordingLayer)
         self.patch(service, "OwnerTunnel", RecordingTunnel)
 
-        network = MemoryTunnelNetwork(14)
+        network = MemoryTunnelNetwork(self, 14)
         nodes = network.nodes
         serverA, serverB, clientA, clientB = nodes[:4]
         network.buildPath(serverA, ENTRY, nodes[4:7])
@@ -326,18 +335,18 @@ class StreamKeyTests(NetworkTestCase):
     def echoAtOnce(self, network, client, server, count):
         """Open C{count} tunnels from C{client} to C{server} at once, echo a message of its own through each, close them."""
         opening = [client.tunnels.open(server.apAddress) for _ in range(count)]
-        network.run()
+        network.settle()
         tunnels = [self.successResultOf(d) for d in opening]
         messages = [b"%d " % index + os.urandom(200 + index) for index in range(count)]
         collectors = [Collector() for _ in messages]
         for tunnel, collector, message in zip(tunnels, collectors, messages):
             tunnel.start(collector)
             tunnel.write(message)
-        network.run()
+        network.settle()
         self.assertEqual([bytes(collector.received) for collector in collectors], messages)
         for tunnel in tunnels:
             tunnel.loseConnection()
-        network.run()
+        network.settle()
 
 
 class DirectTests(NetworkTestCase):
@@ -348,16 +357,16 @@ class DirectTests(NetworkTestCase):
         node reaches it with no path at all, and a node with an exit path too, over end-to-end
         TLS that shows each opener's AP-address.
         """
-        network = MemoryTunnelNetwork(8, options={3: {"ownExit": True}, 0: {"ownEntry": True, "entryLifetime": 600.0}})
+        network = MemoryTunnelNetwork(self, 9, options={3: {"ownExit": True}, 0: {"ownEntry": True, "entryLifetime": 600.0}})
         server, direct, anonymous = network.nodes[0], network.nodes[3], network.nodes[1]
         server.tunnels.startService()
         self.addCleanup(server.tunnels.stopService)
         key = (Table.ROUTE, routeKey(server.apAddress))
-        first = network.dht.records[key]
-        entryRecord = self.successResultOf(ensureDeferred(network.dht.findRecord(Table.ROUTE, routeKey(server.apAddress))))
+        first = network.database.store.get(*key)
+        entryRecord = self.successResultOf(ensureDeferred(direct.dht.findRecord(Table.ROUTE, routeKey(server.apAddress))))
         self.assertEqual([node.nodeId for node in entryRecord.entryNodes], [server.nodeId])
-        network.run(300)
-        self.assertNotEqual(network.dht.records[key], first, "the own routing entry was not renewed")
+        network.runFor(300)
+        self.assertNotEqual(network.database.store.get(*key), first, "the own routing entry was not renewed")
 
         intact, peer = self.endToEndEcho(network, direct, server)
         self.assertTrue(intact)
@@ -372,7 +381,7 @@ class DirectTests(NetworkTestCase):
 
     def test_ownExitToEntryPath(self):
         """A node that is its own exit node reaches an AP-address served over an entry path."""
-        network = MemoryTunnelNetwork(6, options={1: {"ownExit": True}})
+        network = MemoryTunnelNetwork(self, 9, options={1: {"ownExit": True}})
         server, direct = network.nodes[:2]
         network.buildPath(server, ENTRY, network.nodes[2:5])
         intact, peer = self.endToEndEcho(network, direct, server)
@@ -385,7 +394,7 @@ class DirectTests(NetworkTestCase):
         A node that is itself the entry node it must ask (here, an own-exit node that is T of
         the target's entry path) takes both roles in-process, and the tunnel works.
         """
-        network = MemoryTunnelNetwork(5)
+        network = MemoryTunnelNetwork(self, 9)
         server, entryNode = network.nodes[0], network.nodes[4]
         network.buildPath(server, ENTRY, network.nodes[2:5])
         entryNode.tunnels.ownExit = True
@@ -396,11 +405,11 @@ class DirectTests(NetworkTestCase):
 
     def test_ownEntryNothingListens(self):
         """A node that is its own entry node and accepts nothing refuses direct tunnels."""
-        network = MemoryTunnelNetwork(2, options={1: {"ownExit": True}, 0: {"ownEntry": True}})
+        network = MemoryTunnelNetwork(self, 2, options={1: {"ownExit": True}, 0: {"ownEntry": True}})
         server, direct = network.nodes
         self.successResultOf(server.tunnels.publishOwnEntry())
         d = direct.tunnels.open(server.apAddress)
-        network.run()
+        network.settle()
         self.assertIn("refused the tunnel", str(self.failureResultOf(d, TunnelFailed).value))
         self.assertClean(network)
 
@@ -408,21 +417,21 @@ class DirectTests(NetworkTestCase):
 class SetupFailureTests(NetworkTestCase):
     def test_noRoutingEntry(self):
         """An AP-address nobody serves: the exit node finds no routing entry, the open fails, nothing stays."""
-        network, client, server, _, _, accepted = clientAndServer()
-        logs = LogLines(self)
+        network, client, server, _, _, accepted = clientAndServer(self)
+        logs = LogCollector(self, "phantom")
         d = client.tunnels.open(bytes.fromhex("fd") + os.urandom(15))
-        network.run()
+        network.settle()
         self.failureResultOf(d, TunnelFailed)
         self.assertTrue(logs.having("exit node failed", "no routing entry"))
         self.assertClean(network)
 
     def test_entryNodeUnreachable(self):
         """The entry node has left the network: the open fails, naming why, and nothing stays."""
-        network, client, server, entryPath, _, accepted = clientAndServer()
-        logs = LogLines(self)
-        network.memory.disconnect(network.nodes[4].links)
+        network, client, server, entryPath, _, accepted = clientAndServer(self)
+        logs = LogCollector(self, "phantom")
+        network.links.disconnect(network.nodes[4].links)
         d = client.tunnels.open(server.apAddress)
-        network.run()
+        network.settle()
         self.failureResultOf(d, TunnelFailed)
         self.assertTrue(logs.having("exit node failed", "reachable", "nobody listens"))
         self.assertClean(network)
@@ -432,11 +441,11 @@ class SetupFailureTests(NetworkTestCase):
         A server that accepts nothing refuses: the open fails, the refusal is logged, and
         nothing stays; once it listens, tunnels open.
         """
-        network, client, server, _, _, accepted = clientAndServer()
-        server.tunnels.acceptor = None
-        logs = LogLines(self)
+        network, client, server, _, _, accepted = clientAndServer(self)
+        server.tunnels.listener.stopListening()
+        logs = LogCollector(self, "phantom")
         d = client.tunnels.open(server.apAddress)
-        network.run()
+        network.settle()
         self.failureResultOf(d, TunnelFailed)
         self.assertTrue(logs.having("refused an inbound tunnel", level="info"))
         self.assertTrue(logs.having("refused the tunnel"))
@@ -444,48 +453,78 @@ class SetupFailureTests(NetworkTestCase):
         acceptInto(server, accepted)
         self.echoIntact(network, client, server, accepted)
 
+    def test_oneListenerAtATime(self):
+        """
+        A node's inbound tunnels have one listener at a time: a second is refused (by the
+        service, and by a server endpoint) and the first keeps the tunnels; once it stops
+        listening, tunnels are refused, and the next listener takes them. A port that stopped
+        listening twice, or after another took over, leaves the new one be.
+        """
+        network, client, server, _, _, accepted = clientAndServer(self)
+        port = server.tunnels.listener
+        verifyObject(IListeningPort, port)
+        self.assertEqual(port.getHost(), TunnelAddress(server.apAddress))
+        self.assertRaises(CannotListenError, server.tunnels.listen, lambda tunnel: None)
+        self.assertRaises(AttributeError, setattr, server.tunnels, "listener", None)
+        self.failureResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Echo)), CannotListenError)
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(accepted), 1)
+
+        self.successResultOf(port.stopListening())
+        self.assertIsNone(server.tunnels.listener)
+        d = client.tunnels.open(server.apAddress)
+        network.settle()
+        self.failureResultOf(d, TunnelFailed)
+
+        again = []
+        acceptInto(server, again)
+        port.stopListening()
+        self.echoIntact(network, client, server, again)
+        self.assertEqual((len(accepted), len(again)), (1, 1))
+        self.assertClean(network)
+
     def test_stepTimesOut(self):
         """
         The exit node's look-up never ends: after the setup timeout the owner gives up, and the
         exit node too; nothing stays.
         """
-        network, client, server, _, _, accepted = clientAndServer()
-        network.dht.findRecord = lambda table, key: Deferred()
+        network, client, server, _, _, accepted = clientAndServer(self)
+        lookUpsNeverEnd(network)
         d = client.tunnels.open(server.apAddress)
-        network.run(client.tunnels.setupTimeout - 1)
+        network.runFor(client.tunnels.setupTimeout - 1)
         self.assertNoResult(d)
-        network.run(2)
+        network.runFor(2)
         self.assertIn("took too long", str(self.failureResultOf(d, TunnelFailed).value))
         self.assertClean(network)
 
     def test_cancelOpen(self):
         """Cancelling an open under way gives it up: nothing stays."""
-        network, client, server, _, _, accepted = clientAndServer()
-        network.dht.findRecord = lambda table, key: Deferred()
+        network, client, server, _, _, accepted = clientAndServer(self)
+        lookUpsNeverEnd(network)
         d = client.tunnels.open(server.apAddress)
-        network.run(1)
+        network.runFor(1)
         d.cancel()
         self.failureResultOf(d)
-        network.run()
+        network.settle()
         self.assertEqual(client.tunnels.opening, {})
-        network.run(common.SETUP_TIMEOUT)
+        network.runFor(common.SETUP_TIMEOUT)
         self.assertClean(network)
 
     def test_noExitPath(self):
         """A node with no exit path (and none built): the open fails with the path's failure."""
-        network = MemoryTunnelNetwork(2)
+        network = MemoryTunnelNetwork(self, 2)
         d = network.nodes[0].tunnels.open(network.nodes[1].apAddress)
         self.assertIn("PathFailed", str(self.failureResultOf(d, TunnelFailed).value))
 
 
-def tamperingNetwork():
+def tamperingNetwork(testCase):
     """
     L{clientAndServer} of tampering (but unarmed) nodes: the middle X-node of each path ready.
 
     @return: C{(network, client, server, accepted, relays)}: C{relays[PathKind.EXIT]} and
         C{relays[PathKind.ENTRY]} the C{(node, relayed)} of the middle X-node of that path.
     """
-    network, client, server, entryPath, exitPath, accepted = clientAndServer(tampering=True)
+    network, client, server, entryPath, exitPath, accepted = clientAndServer(testCase, tampering=True)
     relays = {}
     for kind, path, node in ((PathKind.EXIT, exitPath, network.nodes[6]), (PathKind.ENTRY, entryPath, network.nodes[3])):
         relays[kind] = (node, network.relayedOn(node, path))
@@ -503,15 +542,15 @@ class TamperingTests(NetworkTestCase):
         blocks that only carry randomness (the exit node's success block, the dummy blocks of
         an inbound setup) delivers no wrong byte either: the tunnel echoes intact, or fails.
         """
-        logs = LogLines(self)
-        network, client, server, accepted, relays = tamperingNetwork()
+        logs = LogCollector(self, "phantom")
+        network, client, server, accepted, relays = tamperingNetwork(self)
 
         def refused(kind, step, bits, why, noticed):
             node, relayed = relays[kind]
             for bit in bits:
                 node.tampering.arm(relayed, kind, step, bit)
                 d = client.tunnels.open(server.apAddress)
-                network.run(2 * common.SETUP_TIMEOUT)
+                network.runFor(2 * common.SETUP_TIMEOUT)
                 failure = self.failureResultOf(d, TunnelFailed)
                 self.assertEqual(node.tampering.tampered, 1, (kind, step, bit))
                 self.assertIn(why, str(failure.value))
@@ -519,7 +558,7 @@ class TamperingTests(NetworkTestCase):
                 self.assertEqual(accepted, [])
                 if noticed:
                     self.assertTrue(logs.having(*noticed), (kind, step, bit, noticed))
-                del logs.lines[:]
+                logs.clear()
             node.tampering.disarm()
 
         refused(PathKind.EXIT, "opening", BITS, "init block does not check out", ())
@@ -532,7 +571,7 @@ class TamperingTests(NetworkTestCase):
             node.tampering.arm(relayed, kind, step, BITS[1])
             before = len(accepted)
             d = client.tunnels.open(server.apAddress)
-            network.run()
+            network.settle()
             outcome = []
             d.addBoth(outcome.append)
             if isinstance(outcome[0], OwnerTunnel):
@@ -540,7 +579,7 @@ class TamperingTests(NetworkTestCase):
                 collector = Collector(len(message))
                 outcome[0].start(collector)
                 outcome[0].write(message)
-                network.run()
+                network.settle()
                 self.assertEqual(bytes(collector.received), message)
                 outcome[0].loseConnection()
             else:
@@ -548,7 +587,7 @@ class TamperingTests(NetworkTestCase):
                 self.assertEqual([bytes(recorder.received) for _, recorder in accepted[before:]], [b""] * (len(accepted) - before))
             self.assertEqual(node.tampering.tampered, 1, (kind, step))
             node.tampering.disarm()
-            network.run(2 * common.SETUP_TIMEOUT)
+            network.runFor(2 * common.SETUP_TIMEOUT)
             self.assertClean(network, remembered=False)
         self.echoIntact(network, client, server, accepted)
         self.assertClean(network, remembered=False)
@@ -560,11 +599,11 @@ class TamperingTests(NetworkTestCase):
         stream layers from another block than the client does. The open must fail, or the
         tunnel deliver nothing but the bytes sent.
         """
-        network, client, server, accepted, relays = tamperingNetwork()
+        network, client, server, accepted, relays = tamperingNetwork(self)
         node, relayed = relays[PathKind.EXIT]
         node.tampering.arm(relayed, PathKind.EXIT, "setup block", BITS[1])
         d = client.tunnels.open(server.apAddress)
-        network.run()
+        network.settle()
         outcome = []
         d.addBoth(outcome.append)
         self.assertEqual(node.tampering.tampered, 1)
@@ -572,13 +611,13 @@ class TamperingTests(NetworkTestCase):
             message = os.urandom(1000)
             outcome[0].start(Collector())
             outcome[0].write(message)
-            network.run()
+            network.settle()
             for _, recorder in accepted:
                 self.assertTrue(message.startswith(bytes(recorder.received)), "the server got other bytes than were sent")
             outcome[0].loseConnection()
         else:
             outcome[0].trap(TunnelFailed)
-        network.run(2 * common.SETUP_TIMEOUT)
+        network.runFor(2 * common.SETUP_TIMEOUT)
         self.assertClean(network, remembered=False)
 
 
@@ -588,7 +627,7 @@ class BadInputTests(NetworkTestCase):
         connecting = sender.links.connect(*target.links.address, purpose, os.urandom(LINK_ID_SIZE), target.nodeId)
         handlers = []
         connecting.addCallback(lambda link: (handlers.append(CollectingHandler(link)), link.attach(handlers[-1]), link)[-1])
-        network.run()
+        network.settle()
         return self.successResultOf(connecting), handlers[0]
 
     def test_badTunnelAndEntryLinks(self):
@@ -600,13 +639,13 @@ class BadInputTests(NetworkTestCase):
         is no entry node just refuses: an entry link may follow a stale routing entry). A tunnel
         open all the while carries on, the paths stay up, and new tunnels open.
         """
-        logs = LogLines(self)
-        network, client, server, entryPath, exitPath, accepted = clientAndServer(11)
+        logs = LogCollector(self, "phantom")
+        network, client, server, entryPath, exitPath, accepted = clientAndServer(self, 11)
         tunnel = self.opened(network, client, server.apAddress)
         collector = Collector()
         tunnel.start(collector)
         tunnel.write(b"before")
-        network.run()
+        network.settle()
         self.assertEqual(bytes(collector.received), b"before")
 
         relayNode, entryNode, notEntry, sender = network.nodes[6], network.nodes[4], network.nodes[8], network.nodes[10]
@@ -617,10 +656,10 @@ class BadInputTests(NetworkTestCase):
             link, handler = self.rawLink(network, sender, target, purpose)
             if frame is not None:
                 link.sendFrame(frame)
-            network.run()
+            network.settle()
             self.assertTrue(handler.closed.called)
             self.assertEqual(handler.frames, [answer] if answer else [])
-            self.assertTrue(logs.having(senderAt, *why, level=level), (why, logs.lines))
+            self.assertTrue(logs.having(senderAt, *why, level=level), (why, logs.events))
 
         block = os.urandom(BLOCK_SIZE)
         refused(relayNode, Purpose.TUNNEL, TunnelOpening.build({"first": block, "second": block}), "a tunnel link from", "names no tunnel setup")
@@ -639,18 +678,18 @@ class BadInputTests(NetworkTestCase):
         refused(notEntry, Purpose.ENTRY, ApRequest.build({"ap_address": server.apAddress}), "refused an entry link from", "no entry node", level="info")
         # A TUNNEL link that never names its setup is closed after the setup timeout.
         link, handler = self.rawLink(network, sender, relayNode, Purpose.TUNNEL)
-        network.run(common.SETUP_TIMEOUT)
+        network.runFor(common.SETUP_TIMEOUT)
         self.assertTrue(handler.closed.called)
 
         tunnel.write(b" and after")
-        network.run()
+        network.settle()
         self.assertEqual(bytes(collector.received), b"before and after")
         self.assertEqual(bytes(accepted[0][1].received), b"before and after")
         self.assertEqual(client.paths.paths, [exitPath])
         self.assertEqual(server.paths.paths, [entryPath])
         self.echoIntact(network, client, server, accepted)
         tunnel.loseConnection()
-        network.run()
+        network.settle()
         self.assertClean(network)
 
     def test_wrongSizeOnPathLink(self):
@@ -660,14 +699,14 @@ class BadInputTests(NetworkTestCase):
         and a new exit path carries tunnels. (That the path service replaces a path that goes
         is tested with it.)
         """
-        logs = LogLines(self)
-        network, client, server, entryPath, exitPath, accepted = clientAndServer()
+        logs = LogCollector(self, "phantom")
+        network, client, server, entryPath, exitPath, accepted = clientAndServer(self)
         x0 = network.nodes[5]
         relayed = network.relayedOn(x0, exitPath)
         exitPath.link.sendFrame(b"x" * (BLOCK_SIZE - 1))
-        network.run()
+        network.settle()
         self.assertTrue(relayed.gone)
-        self.assertNotIn(relayed, x0.paths.relaying)
+        self.assertNotIn(relayed, x0.paths.relaying.values())
         self.assertTrue(exitPath.gone)
         self.assertTrue(logs.having("closing a path", f"a frame of {BLOCK_SIZE - 1} bytes"))
         self.assertEqual(server.paths.paths, [entryPath])
@@ -676,10 +715,10 @@ class BadInputTests(NetworkTestCase):
 
     def test_setupBlockAtTheEndOfAnEntryPath(self):
         """An entry node that gets a setup block over its entry path closes the path, with a warning."""
-        logs = LogLines(self)
-        network, client, server, entryPath, exitPath, accepted = clientAndServer()
+        logs = LogCollector(self, "phantom")
+        network, client, server, entryPath, exitPath, accepted = clientAndServer(self)
         entryPath.link.sendFrame(os.urandom(BLOCK_SIZE))
-        network.run()
+        network.settle()
         self.assertTrue(entryPath.gone)
         self.assertTrue(logs.having("closing a path", "at the end of an entry path"))
         self.assertEqual(client.paths.paths, [exitPath])

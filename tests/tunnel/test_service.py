@@ -8,8 +8,7 @@ from phantom.path.interfaces import PathKind
 
 from twisted.trial.unittest import TestCase
 
-from tests.link.helpers import until
-from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork
+from tests.tunnel.helpers import SHAPE, Collector, Echo, buildEntry, startTunnelNetwork, untilClean
 
 
 class TunnelTests(TestCase):
@@ -21,7 +20,7 @@ class TunnelTests(TestCase):
         client, server = nodes[2], nodes[9]
         await buildEntry(nodes, server)
         accepted = []
-        server.tunnels.acceptor = lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo()))
+        server.tunnels.listen(lambda tunnel: (accepted.append(tunnel), tunnel.start(Echo())))
         await client.paths.build(PathKind.EXIT, SHAPE)
         tunnel = await client.tunnels.open(server.apAddress)
         payload = os.urandom(3 * 1024 * 1024 + 17)
@@ -33,4 +32,4 @@ class TunnelTests(TestCase):
         self.assertEqual(len(accepted), 1)
         tunnel.loseConnection()
         await collector.ended
-        await until(lambda: not server.tunnels.tunnels and all(not node.tunnels.carried for node in nodes))
+        await untilClean(nodes)
