@@ -8,11 +8,9 @@ from twisted.internet.protocol import Protocol
 
 from phantom.config import PathSettings
 from phantom.crypto import apAddressOf
-from phantom.netdb.records import routeKey
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.tunnel.service import TunnelService
-from phantom.wire.dht import Table
 from tests.link.helpers import until
 from tests.path.helpers import PublishedRoutes
 from tests.path.test_service import startPathNetwork
