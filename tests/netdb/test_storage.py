@@ -21,7 +21,7 @@ from phantom.netdb import records
 from phantom.netdb.records import InvalidRecord, NodeRecord, RoutingEntry
 from phantom.netdb import storage
 from phantom.netdb.storage import RecordStore
-from phantom.wire.dht import MAX_VALUE, RpcKind, Table
+from phantom.wire.dht import MAX_VALUE, RpcKind, Table, decodeRpc, encodeRpc
 from tests.netdb.helpers import FAST_DHT, MemoryDht
 from tests.netdb.test_adversarial import closestIdentity
 
@@ -356,3 +356,46 @@ def farIdentity(node):
         identity = Identity.generate()
         if not node.responsibleFor(Table.NODE, identity.nodeId):
             return identity
+
+
+PEERS = [os.urandom(32) for _ in range(3)]
+
+
+class StoreHandlerTests(SynchronousTestCase):
+    """The STORE handler under any sequence of STOREs from a few peers."""
+
+    def setUp(self):
+        settings = replace(FAST_DHT, maxStoreBytes=40_000, maxStoreBytesPerPeer=12_000, storeReserveBytes=8000)
+        self.dht = MemoryDht(self, settings)
+        self.node = self.dht.startNode(0)
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(0, len(PEERS) - 1),
+                st.sampled_from([table.name for table in Table]),
+                st.binary(min_size=32, max_size=32) | st.sampled_from([b"a" * 32, b"b" * 32]),
+                st.integers(0, 2**32 - 1),
+                st.binary(min_size=1, max_size=4000),
+            ),
+            max_size=25,
+        )
+    )
+    def test_anyStoreAnswered(self, stores):
+        """
+        Every STORE is answered STORED, accepted exactly when the record is then held; no
+        peer gets past its share, the store not past its budget.
+        """
+        node = self.node
+        for peer, table, key, ttl, value in stores:
+            content = decodeRpc(encodeRpc(RpcKind.STORE, b"r" * 8, storeRequest(table, key, value, ttl))).content
+            kind, reply = node.respond(Contact("10.0.0.1", 0, PEERS[peer]), RpcKind.STORE, content)
+            self.assertEqual(kind, RpcKind.STORED)
+            held = node.store.get(Table[table], key)
+            if reply["accepted"]:
+                self.assertEqual(held.encoded, value)
+            else:
+                self.assertTrue(held is None or held.encoded != value or table != "VALUE")
+            self.assertLessEqual(node.store.usage(PEERS[peer]), node.settings.maxStoreBytesPerPeer)
+            self.assertLessEqual(node.store.size, node.settings.maxStoreBytes)
