@@ -290,6 +290,20 @@ class FullStoreTests(SynchronousTestCase):
         self.assertGreaterEqual(accepted, full.settings.minReplication)
         self.assertEqual(dht.run(nodes[7].get(key)), value)
 
+    def test_republishedWhenNotHeld(self):
+        """A value put through a full node is republished by it to the closest nodes all the same."""
+        dht = MemoryDht(self)
+        nodes = dht.start(12)
+        full = nodes[3]
+        full.store.maxBytes = full.store.size
+        key = os.urandom(32)
+        dht.run(full.put(key, b"kept alive", ttl=600, replication=3))
+        holders = [node for node in nodes if node.store.get(Table.VALUE, key) is not None]
+        for node in holders:
+            node.store._drop((Table.VALUE, key))
+        dht.run(full.republish())
+        self.assertEqual([node for node in nodes if node.store.get(Table.VALUE, key) is not None], holders)
+
     def test_putStoredNowhere(self):
         """A PUT that no node stored, not even this one, is reported: a warning, and 0 accepted."""
         dht = MemoryDht(self)
