@@ -368,8 +368,6 @@ class TunnelService(MultiService):
     def _own(self, machine, owned):
         peer = TunnelAddress(owned.peer)
         tunnel = OwnerTunnel(owned.link, owned.layers, owned.outbound, self.address, peer, self._clock)
-        tunnel.openedAt = self._clock.seconds()
-        tunnel.outbound = owned.outbound
         self.tunnels.add(tunnel)
         pathGone = None
 
