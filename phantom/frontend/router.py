@@ -1,7 +1,8 @@
 """
 Routing IPv6 packets between the tun device and tunnels, as a router would: by destination
 AP-address, opening a tunnel on the first packet to a new destination, answering what cannot be
-delivered with ICMPv6 destination-unreachable, and counting what it drops and why.
+delivered with ICMPv6 destination-unreachable (packet too big when longer than the tunnel MTU),
+and counting what it drops and why.
 """
 
 from collections import Counter
@@ -11,7 +12,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.frontend.packets import PacketDeframer, UnreachableCode, destinationUnreachable, framePacket, isApAddress, parsePacket
+from phantom.frontend.packets import MAX_PACKET, PacketDeframer, UnreachableCode, destinationUnreachable, framePacket, isApAddress, packetTooBig, parsePacket
 from phantom.wire import ProtocolError
 
 QUEUE_LIMIT = 32
@@ -88,6 +89,10 @@ class PacketRouter:
         self.counts["device in"] += 1
         if source != self.ownAddress:
             self.counts["dropped: not from this node's AP-address"] += 1
+            return
+        if len(packet) > MAX_PACKET:
+            self.counts["too big"] += 1
+            self.toDevice(packetTooBig(packet, self.ownAddress, MAX_PACKET))
             return
         if not isApAddress(destination) or destination == self.ownAddress:
             self._unreachable(packet, UnreachableCode.NO_ROUTE)
