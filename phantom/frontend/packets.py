@@ -51,6 +51,14 @@ def parsePacket(packet):
     return source, destination
 
 
+def isIcmpError(packet):
+    """
+    Whether C{packet} (a valid IPv6 packet) is an ICMPv6 error message (type below 128) right
+    after the IPv6 header: one that must never be answered with another error (RFC 4443 §2.4 e).
+    """
+    return packet[6] == ICMPV6 and len(packet) > HEADER_SIZE and packet[HEADER_SIZE] < 128
+
+
 def isApAddress(address):
     """Whether a 16-byte address is an AP-address (in fd00::/8)."""
     return address[:1] == AP_PREFIX
