@@ -29,8 +29,11 @@ FAST_LIMITS = LinkLimits(
 )
 
 
-def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity=None, bindAddress=None, **changes):
-    """A started L{LinkService} on C{address}, port chosen by the kernel, stopped on cleanup."""
+def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity=None, bindAddress=None, clock=None, **changes):
+    """
+    A started L{LinkService} on C{address}, port chosen by the kernel, stopped on cleanup; its
+    links' timers run on C{clock} (a driven one) if given.
+    """
     identity = identity or Identity.generate()
     service = LinkService(
         identity,
@@ -38,6 +41,7 @@ def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity
         dataclasses.replace(limits, **changes),
         reactor,
         bindAddress=bindAddress,
+        clock=clock,
     )
     service.startService()
     testCase.addCleanup(service.stopService)
