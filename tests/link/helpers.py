@@ -105,6 +105,32 @@ class RawClient(Protocol):
         self.closed.callback(None)
 
 
+class NonReader(RawClient):
+    """
+    A hostile client: sends its payload after the TLS handshake and reads nothing, through a
+    small receive window (so the kernel buffers little of what the node sends it).
+    """
+
+    def connectionMade(self):
+        self.transport.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        super().connectionMade()
+
+    def handshakeCompleted(self):
+        self.transport.pauseProducing()
+        super().handshakeCompleted()
+
+
+def unsentBytes(link):
+    """What the kernel has not taken yet of a real link's writes: its TCP transport's buffer (a FileDescriptor's)."""
+    tcp = link.transport.transport
+    return len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+
+
+def isReading(link):
+    """Whether the reactor reads a real link's TCP connection."""
+    return link.transport.transport in reactor.getReaders()
+
+
 def plainClientContext():
     """A TLS 1.3 client context that presents no certificate and accepts any server."""
     context = SSL.Context(SSL.TLS_METHOD)

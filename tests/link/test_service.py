@@ -1,10 +1,8 @@
 """The link layer over real TLS sockets on loopback: authentication, dispatch, limits, bad input."""
 
 import gc
-import socket
 import tracemalloc
 
-from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.task import Clock
 from twisted.logger import Logger
@@ -18,12 +16,15 @@ from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, d
 from tests.link.helpers import (
     CollectingHandler,
     LogCollector,
+    NonReader,
     RawClient,
     connectRaw,
     freshLoopbackAddress,
+    isReading,
     plainClientContext,
     portOf,
     startLinkService,
+    unsentBytes,
     until,
 )
 
@@ -367,24 +368,6 @@ def _ecCertificate(key):
     )
 
 
-class NonReader(RawClient):
-    """A hostile client: sends its payload after the handshake and reads nothing, through a small receive window."""
-
-    def connectionMade(self):
-        self.transport.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        super().connectionMade()
-
-    def handshakeCompleted(self):
-        self.transport.pauseProducing()
-        super().handshakeCompleted()
-
-
-def unsentBytes(link):
-    """What the kernel has not taken yet of a link's writes: its TCP transport's buffer (Twisted's FileDescriptor)."""
-    tcp = link.transport.transport
-    return len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-
-
 class BackpressureTests(TestCase):
     """A peer that sends and never reads cannot make the node buffer without bound."""
 
@@ -402,10 +385,7 @@ class BackpressureTests(TestCase):
         hostile = NonReader(encodeOpen(Purpose.ECHO) + frame * (16 * 2**20 // len(frame)))
         closed = connectRaw(portOf(server), hostile)
 
-        def readingStopped():
-            return any(link.transport.transport not in reactor.getReaders() for link in server.links)
-
-        await until(readingStopped)
+        await until(lambda: any(not isReading(link) for link in server.links))
         [link] = server.links
         bound = server.limits.maxWriteBuffer + len(frame) + 4096  # one more frame, in TLS records
         self.assertLessEqual(unsentBytes(link), bound)
