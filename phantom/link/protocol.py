@@ -4,15 +4,15 @@ One link: a TLS connection carrying frames, from the handshake to the close.
 L{LinkProtocol} is the protocol inside Twisted's C{TLSMemoryBIOProtocol}. It checks the peer's
 certificate when the handshake completes, sends or expects the OPEN frame, enforces the
 handshake, open, idle and drain timeouts and the frame-rate limit, sends keepalives, and hands
-DATA payloads to the handler of the link's purpose.
+DATA payloads to the handler of the link's purpose. A peer that breaks the rules gets its
+connection aborted and one log line naming it and the reason.
 
 Backpressure: the link is the producer of its own writes (registered with its transport), so
 while more than C{LinkLimits.maxWriteBuffer} bytes wait for the kernel it handles no more frames
 and reads nothing; a handler that answers on the same link (ECHO, the DHT's RPC) can then make it
 write no more. A splice registers the other link of its tunnel instead, which is then paused in
 its place. A peer that takes none of the waiting bytes within C{LinkLimits.drainTimeout} loses
-its link. A peer that breaks the rules gets its
-connection aborted and one log line naming it and the reason.
+its link.
 
 Where a link is in its life is its L{LinkState}; L{NEXT_STATES} lists every move.
 """
@@ -129,6 +129,7 @@ class LinkProtocol(Protocol):
         self._producer = None
         self._writeSide = _WriteSide(self)
         self._timer = None
+        self._writesFull = False
         self._drainTimer = None
         self.state = LinkState.HANDSHAKING
         self._closedFrom = None
@@ -277,6 +278,7 @@ class LinkProtocol(Protocol):
     # Backpressure: called by the transport through the link's _WriteSide
 
     def _writesBlocked(self):
+        self._writesFull = True
         if self._drainTimer is None and self.state is not LinkState.CLOSED:
             self._drainTimer = self._clock.callLater(self._limits.drainTimeout, self._drainExpired)
         if self._producer is not None:
@@ -285,6 +287,7 @@ class LinkProtocol(Protocol):
             self._hold(Hold.WRITES)
 
     def _writesDrained(self):
+        self._writesFull = False
         self._cancelDrainTimer()
         if self._producer is not None:
             self._producer.resumeProducing()
@@ -398,7 +401,9 @@ class LinkProtocol(Protocol):
             self._release(Hold.WRITES)
 
     def unregisterProducer(self):
-        self._producer = None
+        producer, self._producer = self._producer, None
+        if producer is not None and self._writesFull and self.state not in _ENDED:
+            self._hold(Hold.WRITES)
 
     def pauseProducing(self):
         if self.state not in _ENDED:

@@ -339,13 +339,20 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual((producer.calls, link.holds), (["pause", "resume"], {Hold.WRITES}))
 
     def test_producerRegisteredWhileFull(self):
-        """A producer registered while the buffer is full is paused at once, and the link reads again."""
+        """
+        A producer registered while the buffer is full is paused at once, and the link reads
+        again; unregistered while it is still full, the link stops reading in its place.
+        """
         clock, link, transport, logs = self.openEchoLink()
         transport.producer.pauseProducing()
         producer = Producer()
         link.registerProducer(producer, True)
         self.assertEqual((producer.calls, link.holds, transport.producerState), (["pause"], frozenset(), "producing"))
         self.assertRaises(RuntimeError, link.registerProducer, Producer(), True)
+        link.unregisterProducer()
+        self.assertEqual((link.holds, transport.producerState), ({Hold.WRITES}, "paused"))
+        transport.producer.resumeProducing()
+        self.assertEqual((link.holds, transport.producerState), (frozenset(), "producing"))
 
     def test_holdsCombine(self):
         """Reading resumes only when the buffer has drained and the consumer the link feeds wants more."""
