@@ -37,7 +37,7 @@ WILDCARD_ADDRESSES = ("0.0.0.0", "::")
 
 @dataclass(frozen=True)
 class LinkLimits:
-    """Limits every link enforces, in seconds and frames."""
+    """Limits every link enforces, in seconds, frames and bytes."""
 
     handshakeTimeout: float = 10.0
     """A TLS handshake must finish within this time."""
@@ -51,6 +51,11 @@ class LinkLimits:
     """An outbound TCP connection must be established within this time."""
     maxFramesPerSecond: int = 50000
     """More frames than this from one peer within a second closes its link."""
+    maxWriteBuffer: int = 262144
+    """Bytes a link may hold that the kernel has not taken yet: above it the link stops reading
+    (or, spliced into a tunnel, stops the link that feeds it) until they are sent."""
+    drainTimeout: float = 60.0
+    """A link whose peer takes none of what is held for it within this time is closed."""
 
 
 @dataclass(frozen=True)

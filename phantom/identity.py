@@ -10,10 +10,12 @@ import os
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 from phantom.crypto import nodeIdOfPublicKey, selfSignedCertificate
+from phantom.statefiles import writeAtomically
 
 COMMUNICATION_KEY = "communication-key.pem"
 COMMUNICATION_CERTIFICATE = "communication-cert.pem"
@@ -51,12 +53,21 @@ def loadOrCreateIdentity(dataDir):
     """
     Load the identity kept in C{dataDir}, creating the directory and any missing key.
 
-    A certificate that is missing or does not match the communication key is made anew
-    from the key; a key file that exists but cannot be read is an error, never overwritten.
+    A certificate that is missing, unparsable or does not match the communication key is made
+    anew from the key; a key file that exists but cannot be read is an error, never overwritten.
 
     @param dataDir: path of the node's data directory.
-    @raise IdentityError: a key file is unreadable or of the wrong type.
+    @raise IdentityError: the directory or a file in it cannot be read or written (a directory
+        in a file's place, no permission, a full disk), or a key file holds no usable key of its
+        type. Its message names the path and why, in one line.
     """
+    try:
+        return _loadOrCreateIdentity(dataDir)
+    except OSError as e:
+        raise IdentityError(f"{e.filename or dataDir}: {e.strerror or e}") from e
+
+
+def _loadOrCreateIdentity(dataDir):
     os.makedirs(dataDir, mode=0o700, exist_ok=True)
     communicationKey = _loadOrCreateKey(
         os.path.join(dataDir, COMMUNICATION_KEY), ed25519.Ed25519PrivateKey
@@ -69,7 +80,7 @@ def loadOrCreateIdentity(dataDir):
         communicationKey.public_key()
     ):
         certificate = selfSignedCertificate(communicationKey)
-        _writePrivate(certificatePath, certificate.public_bytes(serialization.Encoding.PEM))
+        writeAtomically(certificatePath, certificate.public_bytes(serialization.Encoding.PEM))
     return Identity(communicationKey, certificate, pathBuildingKey, routingKey)
 
 
@@ -79,7 +90,7 @@ def _loadOrCreateKey(path, keyType):
             pem = f.read()
     except FileNotFoundError:
         key = keyType.generate()
-        _writePrivate(
+        writeAtomically(
             path,
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -88,8 +99,10 @@ def _loadOrCreateKey(path, keyType):
         return key
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as e:
-        raise IdentityError(f"{path}: not a usable private key ({e})") from e
+    except (ValueError, TypeError, UnsupportedAlgorithm, InternalError) as e:
+        # OpenSSL's InternalError says, over several lines, that it knows no more.
+        why = "its bytes do not fit the algorithm it names" if isinstance(e, InternalError) else " ".join(str(e).split())
+        raise IdentityError(f"{path}: not a usable private key ({why})") from e
     if not isinstance(key, keyType):
         raise IdentityError(f"{path}: expected a {keyType.__name__[:-10]} key, found {type(key).__name__}")
     return key
@@ -101,16 +114,3 @@ def _loadCertificate(path):
             return x509.load_pem_x509_certificate(f.read())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def _writePrivate(path, content):
-    """Write C{content} to C{path} atomically, readable and writable by the owner only."""
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)

@@ -2,7 +2,7 @@
 
 import os
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -16,6 +16,15 @@ from phantom.link.listening import ListeningService
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.tunnel.endpoint import EchoProbe
+
+COMMANDS = {command.commandName: command for command in (DhtGet, DhtPut, PathBuild, PathList, Peers, RouteLookup, Status, TunnelList, TunnelOpen, TunStatus)}
+"""The commands the control socket answers, by their AMP name."""
+
+BAD_ARGUMENTS = b"BAD_ARGUMENTS"
+"""The error code of a command whose arguments are missing or do not parse."""
+
+NO_COMMAND = b"NO_COMMAND"
+"""The error code of a box that asks something but names no command."""
 
 PROBE_TIMEOUT = 5.0
 """Seconds C{TunnelOpen} waits for its 1 KiB echo to come back through the tunnel."""
@@ -44,6 +53,10 @@ async def probeTunnel(node, apAddress, timeout=PROBE_TIMEOUT):
     }
 
 
+def _keys(box):
+    return ", ".join(sorted(key.decode("ascii", "replace") for key in box))
+
+
 class ControlProtocol(amp.AMP):
     """
     Answers control commands.
@@ -61,6 +74,41 @@ class ControlProtocol(amp.AMP):
         """Bytes that are no AMP box: say so, and close this connection (AMP does)."""
         self.log.warn("control socket: a key of {length} bytes is no AMP box; closing the connection", length=length)
         super().lengthLimitExceeded(length)
+
+    def ampBoxReceived(self, box):
+        """
+        Every box is a question: an answer or error (this side asks nothing) or a box with neither
+        a command nor a question tag is logged and ignored, where AMP would log a traceback and
+        drop the connection.
+        """
+        if amp.ANSWER in box or amp.ERROR in box or (amp.COMMAND not in box and amp.ASK not in box):
+            self.log.warn("control socket: a box that asks nothing (keys {keys}); ignored", keys=_keys(box))
+            return
+        self._commandReceived(box)
+
+    def dispatchCommand(self, box):
+        """
+        A question that names no command is refused with L{NO_COMMAND}; an unknown command, with
+        AMP's C{UNHANDLED}; a known command's arguments that are missing or do not parse, with
+        L{BAD_ARGUMENTS}. Each with a logged warning; no traceback, the connection stays open.
+        """
+        if amp.COMMAND not in box:
+            return self._refuse(box, NO_COMMAND, f"a question naming no command (keys {_keys(box)})")
+        command = COMMANDS.get(box[amp.COMMAND])
+        if command is None:
+            return self._refuse(box, amp.UNHANDLED_ERROR_CODE, f"an unknown command {box[amp.COMMAND]!r}")
+        try:
+            command.parseArguments(box, self)
+        except (KeyError, ValueError) as e:
+            name = box[amp.COMMAND].decode("ascii", "replace")
+            return self._refuse(box, BAD_ARGUMENTS, f"bad arguments to {name}: {e.__class__.__name__}: {e}")
+        return super().dispatchCommand(box)
+
+    def _refuse(self, box, code, why):
+        self.log.warn("control socket: {why}; refused", why=why)
+        if amp.ASK not in box:
+            return succeed(None)
+        return fail(amp.RemoteAmpError(code, why.encode("utf-8", "replace")))
 
     @Status.responder
     def status(self):

@@ -1,6 +1,7 @@
 """
 IPv6 packets as the tun frontend handles them, sans-io: the header fields it routes by, the
-ICMPv6 destination-unreachable it answers with, and the framing of packets in a tunnel's stream.
+ICMPv6 errors it answers with (destination unreachable, packet too big), and the framing of
+packets in a tunnel's stream.
 """
 
 import struct
@@ -18,7 +19,14 @@ AP_PREFIX = b"\xfd"
 
 FRAME_HEADER = struct.Struct("!H")
 MAX_PACKET = 0xFFFF
-"""The longest packet a tunnel frame carries."""
+"""The longest packet a tunnel frame carries: the tunnel MTU. An IPv6 packet can be 40 bytes longer."""
+
+
+class IcmpType:
+    """The ICMPv6 error types the frontend sends (RFC 4443 §3)."""
+
+    DESTINATION_UNREACHABLE = 1
+    PACKET_TOO_BIG = 2
 
 
 class UnreachableCode:
@@ -43,6 +51,14 @@ def parsePacket(packet):
     return source, destination
 
 
+def isIcmpError(packet):
+    """
+    Whether C{packet} (a valid IPv6 packet) is an ICMPv6 error message (type below 128) right
+    after the IPv6 header: one that must never be answered with another error (RFC 4443 §2.4 e).
+    """
+    return packet[6] == ICMPV6 and len(packet) > HEADER_SIZE and packet[HEADER_SIZE] < 128
+
+
 def isApAddress(address):
     """Whether a 16-byte address is an AP-address (in fd00::/8)."""
     return address[:1] == AP_PREFIX
@@ -58,26 +74,45 @@ def checksum(data):
     return ~total & 0xFFFF
 
 
-def destinationUnreachable(packet, source, code=UnreachableCode.NO_ROUTE):
+def icmpError(packet, source, icmpType, code, field):
     """
-    The ICMPv6 destination-unreachable a router sends back for C{packet}.
+    The ICMPv6 error a router sends back for C{packet} (RFC 4443 §2.1).
 
     @param packet: the packet that could not be delivered (a valid IPv6 packet).
     @param source: the address the error comes from (the node's own AP-address).
+    @param icmpType: an L{IcmpType}.
+    @param field: the 4-byte field after the checksum (the MTU of a packet too big, else 0).
     @return: the ICMPv6 packet to the original packet's source, holding as much of the packet
         as fits in L{MINIMUM_MTU}.
     """
     originalSource, _ = parsePacket(packet)
     invoking = bytes(packet[: MINIMUM_MTU - HEADER_SIZE - 8])
-    message = struct.pack("!BBHI", 1, code, 0, 0) + invoking
+    message = struct.pack("!BBHI", icmpType, code, 0, field) + invoking
     pseudoHeader = source + originalSource + struct.pack("!I3xB", len(message), ICMPV6)
     message = message[:2] + struct.pack("!H", checksum(pseudoHeader + message)) + message[4:]
     header = HEADER.pack(6 << 28, len(message), ICMPV6, 64, source, originalSource)
     return header + message
 
 
+def destinationUnreachable(packet, source, code=UnreachableCode.NO_ROUTE):
+    """The ICMPv6 destination-unreachable (an L{UnreachableCode}) for C{packet}: L{icmpError}."""
+    return icmpError(packet, source, IcmpType.DESTINATION_UNREACHABLE, code, 0)
+
+
+def packetTooBig(packet, source, mtu=MAX_PACKET):
+    """The ICMPv6 packet-too-big for C{packet}, telling its sender the MTU C{mtu}: L{icmpError}."""
+    return icmpError(packet, source, IcmpType.PACKET_TOO_BIG, 0, mtu)
+
+
 def framePacket(packet):
-    """A packet as it travels in a tunnel's stream: a 2-byte length, then the packet."""
+    """
+    A packet as it travels in a tunnel's stream: a 2-byte length, then the packet.
+
+    @raise ValueError: the packet is longer than L{MAX_PACKET} (the router answers those with
+        L{packetTooBig} instead).
+    """
+    if len(packet) > MAX_PACKET:
+        raise ValueError(f"a packet of {len(packet)} bytes is longer than the tunnel MTU of {MAX_PACKET}")
     return FRAME_HEADER.pack(len(packet)) + packet
 
 

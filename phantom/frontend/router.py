@@ -1,7 +1,9 @@
 """
 Routing IPv6 packets between the tun device and tunnels, as a router would: by destination
 AP-address, opening a tunnel on the first packet to a new destination, answering what cannot be
-delivered with ICMPv6 destination-unreachable, and counting what it drops and why.
+delivered with ICMPv6 destination-unreachable (packet too big when longer than the tunnel MTU; an
+ICMPv6 error itself is never answered with another, RFC 4443 §2.4 e), and counting what it drops
+and why.
 """
 
 from collections import Counter
@@ -11,7 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.frontend.packets import PacketDeframer, UnreachableCode, destinationUnreachable, framePacket, isApAddress, parsePacket
+from phantom.frontend.packets import MAX_PACKET, PacketDeframer, UnreachableCode, destinationUnreachable, framePacket, isApAddress, isIcmpError, packetTooBig, parsePacket
 from phantom.wire import ProtocolError
 
 QUEUE_LIMIT = 32
@@ -89,6 +91,10 @@ class PacketRouter:
         if source != self.ownAddress:
             self.counts["dropped: not from this node's AP-address"] += 1
             return
+        if len(packet) > MAX_PACKET:
+            self.counts["too big"] += 1
+            self._answer(packet, packetTooBig)
+            return
         if not isApAddress(destination) or destination == self.ownAddress:
             self._unreachable(packet, UnreachableCode.NO_ROUTE)
             return
@@ -115,7 +121,14 @@ class PacketRouter:
 
     def _unreachable(self, packet, code):
         self.counts["unreachable"] += 1
-        self.toDevice(destinationUnreachable(packet, self.ownAddress, code))
+        self._answer(packet, lambda packet, source: destinationUnreachable(packet, source, code))
+
+    def _answer(self, packet, error):
+        """Send C{error(packet, source)} back to the device, unless C{packet} is an ICMPv6 error itself."""
+        if isIcmpError(packet):
+            self.counts["ICMPv6 errors not answered"] += 1
+            return
+        self.toDevice(error(packet, self.ownAddress))
 
     def tunnelUp(self, peer, tunnel):
         """A tunnel to C{peer} is open (either way): packets to it go there, held ones first."""

@@ -3,18 +3,26 @@ One link: a TLS connection carrying frames, from the handshake to the close.
 
 L{LinkProtocol} is the protocol inside Twisted's C{TLSMemoryBIOProtocol}. It checks the peer's
 certificate when the handshake completes, sends or expects the OPEN frame, enforces the
-handshake, open and idle timeouts and the frame-rate limit, sends keepalives, and hands DATA
-payloads to the handler of the link's purpose. A peer that breaks the rules gets its
+handshake, open, idle and drain timeouts and the frame-rate limit, sends keepalives, and hands
+DATA payloads to the handler of the link's purpose. A peer that breaks the rules gets its
 connection aborted and one log line naming it and the reason.
+
+Backpressure: the link is the producer of its own writes (registered with its transport), so
+while more than C{LinkLimits.maxWriteBuffer} bytes wait for the kernel it handles no more frames
+and reads nothing; a handler that answers on the same link (ECHO, the DHT's RPC) can then make it
+write no more. A splice registers the other link of its tunnel instead, which is then paused in
+its place. A peer that takes none of the waiting bytes within C{LinkLimits.drainTimeout} loses
+its link.
 
 Where a link is in its life is its L{LinkState}; L{NEXT_STATES} lists every move.
 """
 
+from collections import deque
 from enum import Enum
 
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -66,6 +74,34 @@ C{abort} leads to CLOSING; the connection's loss, from anywhere, to CLOSED."""
 _ENDED = (LinkState.CLOSING, LinkState.CLOSED)
 
 
+class Hold(Enum):
+    """Why a link reads and handles no frames for now."""
+
+    UNATTACHED = "a DATA frame arrived before its handler"
+    WRITES = "its outbound buffer is full"
+    CONSUMER = "the consumer it feeds (a spliced link) is full"
+
+
+@implementer(IPushProducer)
+class _WriteSide:
+    """
+    What a link registers as its transport's producer: the transport's pause and resume of
+    the link's writes, passed to the link.
+    """
+
+    def __init__(self, link):
+        self._link = link
+
+    def pauseProducing(self):
+        self._link._writesBlocked()
+
+    def resumeProducing(self):
+        self._link._writesDrained()
+
+    def stopProducing(self):
+        self._link._writesStopped()
+
+
 @implementer(IHandshakeListener, ILink)
 class LinkProtocol(Protocol):
     """
@@ -87,8 +123,14 @@ class LinkProtocol(Protocol):
         self._outbound = outbound
         self._decoder = FrameDecoder()
         self._handler = None
-        self._queued = []
+        self._backlog = deque()
+        self._holds = set()
+        self._handling = False
+        self._producer = None
+        self._writeSide = _WriteSide(self)
         self._timer = None
+        self._writesFull = False
+        self._drainTimer = None
         self.state = LinkState.HANDSHAKING
         self._closedFrom = None
         self._closeReason = None
@@ -118,6 +160,11 @@ class LinkProtocol(Protocol):
 
     def connectionMade(self):
         self.peer = self.transport.getPeer()
+        tcp = getattr(self.transport, "transport", None)
+        if tcp is not None and hasattr(tcp, "bufferSize"):
+            # A FileDescriptor pauses its producer above bufferSize bytes unsent.
+            tcp.bufferSize = self._limits.maxWriteBuffer
+        self.transport.registerProducer(self._writeSide, True)
         self._service.connectionStarted(self)
         self._schedule(self._limits.handshakeTimeout, self.abort, "TLS handshake not completed in time")
 
@@ -163,16 +210,43 @@ class LinkProtocol(Protocol):
         self._windowFrames += len(frames)
         if self._windowFrames > self._limits.maxFramesPerSecond:
             return self.abort(f"more than {self._limits.maxFramesPerSecond} frames in one second")
-        for kind, content in frames:
-            if self.state in _ENDED:
-                return
-            if kind == _DATA:
-                if self.state is not LinkState.OPEN:
-                    return self.abort("DATA frame before OPEN")
-                self._deliver(content)
-            elif kind == FrameKind.OPEN:
-                self._openReceived(content)
-            # A KEEPALIVE only refreshes _lastReceived.
+        self._backlog.extend(frames)
+        self._handleBacklog()
+
+    def _handleBacklog(self):
+        """Handle the frames read, in order, until one of L{Hold} stops it."""
+        if self._handling:
+            return
+        self._handling = True
+        try:
+            while self._backlog and not self._holds and self.state not in _ENDED:
+                kind, content = self._backlog.popleft()
+                if kind == _DATA:
+                    if self.state is not LinkState.OPEN:
+                        return self.abort("DATA frame before OPEN")
+                    if self._handler is None:
+                        self._backlog.appendleft((kind, content))
+                        self._hold(Hold.UNATTACHED)
+                        return
+                    self._deliver(content)
+                elif kind == FrameKind.OPEN:
+                    self._openReceived(content)
+                # A KEEPALIVE only refreshed _lastReceived.
+        finally:
+            self._handling = False
+
+    def _hold(self, why):
+        if not self._holds:
+            self.transport.pauseProducing()
+        self._holds.add(why)
+
+    def _release(self, why):
+        if why not in self._holds:
+            return
+        self._holds.discard(why)
+        if not self._holds and self.state not in _ENDED:
+            self.transport.resumeProducing()
+            self._handleBacklog()
 
     def _openReceived(self, content):
         if self.state is not LinkState.AWAITING_OPEN:
@@ -184,11 +258,6 @@ class LinkProtocol(Protocol):
         self._service.dispatch(self)
 
     def _deliver(self, payload):
-        if self._handler is None:
-            self._queued.append(payload)
-            if len(self._queued) == 1:
-                self.transport.pauseProducing()
-            return
         try:
             self._handler.frameReceived(payload)
         except Exception:
@@ -197,19 +266,58 @@ class LinkProtocol(Protocol):
 
     def _tick(self):
         now = self._clock.seconds()
-        if now - self._lastReceived >= self._limits.idleTimeout:
+        if self._holds:
+            self._lastReceived = now  # not reading: the peer's silence would be ours
+        elif now - self._lastReceived >= self._limits.idleTimeout:
             return self.abort(f"idle for {self._limits.idleTimeout:g} s")
         if now - self._lastSent >= self._limits.keepaliveInterval:
             self.transport.write(KEEPALIVE_FRAME)
             self._lastSent = now
         self._schedule(self._tickInterval, self._tick)
 
+    # Backpressure: called by the transport through the link's _WriteSide
+
+    def _writesBlocked(self):
+        self._writesFull = True
+        if self._drainTimer is None and self.state is not LinkState.CLOSED:
+            self._drainTimer = self._clock.callLater(self._limits.drainTimeout, self._drainExpired)
+        if self._producer is not None:
+            self._producer.pauseProducing()
+        else:
+            self._hold(Hold.WRITES)
+
+    def _writesDrained(self):
+        self._writesFull = False
+        self._cancelDrainTimer()
+        if self._producer is not None:
+            self._producer.resumeProducing()
+        self._release(Hold.WRITES)
+
+    def _writesStopped(self):
+        if self._producer is not None:
+            self._producer.stopProducing()
+
+    def _drainExpired(self):
+        self._drainTimer = None
+        if self.state is LinkState.CLOSING:
+            self._closeReason = f"its peer did not let it close within {self._limits.drainTimeout:g} s"
+            self.transport.abortConnection()
+        else:
+            self.abort(f"its peer read nothing for {self._limits.drainTimeout:g} s")
+
+    def _cancelDrainTimer(self):
+        if self._drainTimer is not None and self._drainTimer.active():
+            self._drainTimer.cancel()
+        self._drainTimer = None
+
     def connectionLost(self, reason):
         self._cancelTimer()
+        self._cancelDrainTimer()
         closedByUs = self.state is LinkState.CLOSING
         reached = self._closedFrom if closedByUs else self.state
         self._moveTo(LinkState.CLOSED)
-        self._queued = []
+        self._backlog.clear()
+        self._producer = None
         why = self._closeReason or self._describeLoss(reason, reached)
         direction = "from" if self.inbound else "to"
         if closedByUs and self._closeReason is None:
@@ -247,13 +355,7 @@ class LinkProtocol(Protocol):
 
     def attach(self, handler):
         self._handler = handler
-        queued, self._queued = self._queued, []
-        for payload in queued:
-            if self.state in _ENDED:
-                return
-            self._deliver(payload)
-        if queued and self.state not in _ENDED:
-            self.transport.resumeProducing()
+        self._release(Hold.UNATTACHED)
 
     def sendFrame(self, payload):
         size = len(payload)
@@ -271,6 +373,9 @@ class LinkProtocol(Protocol):
             # TLS holds its close back while a producer is registered.
             self.transport.unregisterProducer()
             self.transport.loseConnection()
+            if self._drainTimer is None:
+                # Whatever is still unsent must go within the drain timeout too.
+                self._drainTimer = self._clock.callLater(self._limits.drainTimeout, self._drainExpired)
 
     def abort(self, reason):
         if self.state in _ENDED:
@@ -281,21 +386,39 @@ class LinkProtocol(Protocol):
         self.transport.abortConnection()
 
     def registerProducer(self, producer, streaming):
-        self.transport.registerProducer(producer, streaming)
+        """
+        Let C{producer} (a push producer) be paused instead of this link's reading while the
+        link's outbound buffer is full.
+        """
+        if self._producer is not None:
+            raise RuntimeError(f"a producer is registered with this link already: {self._producer!r}")
+        if self.state is LinkState.CLOSED:
+            producer.stopProducing()
+            return
+        self._producer = producer
+        if Hold.WRITES in self._holds:
+            producer.pauseProducing()
+            self._release(Hold.WRITES)
+
+    def unregisterProducer(self):
+        producer, self._producer = self._producer, None
+        if producer is not None and self._writesFull and self.state not in _ENDED:
+            self._hold(Hold.WRITES)
 
     def pauseProducing(self):
         if self.state not in _ENDED:
-            self.transport.pauseProducing()
+            self._hold(Hold.CONSUMER)
 
     def resumeProducing(self):
-        if self.state not in _ENDED:
-            self.transport.resumeProducing()
+        self._release(Hold.CONSUMER)
 
     def stopProducing(self):
         self.close()
 
-    def unregisterProducer(self):
-        self.transport.unregisterProducer()
+    @property
+    def holds(self):
+        """The L{Hold}s that stop this link reading now: none while it reads."""
+        return frozenset(self._holds)
 
     # Timers
 

@@ -81,14 +81,15 @@ class LinkService(ListeningService):
     @param limits: the L{phantom.config.LinkLimits} every link enforces.
     @param reactor: provides C{IReactorTCP} and C{IReactorTime}.
     @param bindAddress: the address outbound connections leave from, or C{None} for any.
+    @param clock: the C{IReactorTime} the links' timers run on, C{reactor} unless given.
     """
 
     log = Logger()
 
-    def __init__(self, identity, endpoint, limits, reactor, bindAddress=None):
+    def __init__(self, identity, endpoint, limits, reactor, bindAddress=None, clock=None):
         self.nodeId = identity.nodeId
         self.limits = limits
-        self.clock = reactor
+        self.clock = reactor if clock is None else clock
         self._reactor = reactor
         self._endpoint = endpoint
         self._bindAddress = bindAddress

@@ -8,7 +8,6 @@ building, and serves opaque values to the VoidPhone module API as an L{IValueSto
 bucket refresh, republishing and expiry run on the injected clock.
 """
 
-import json
 import os
 import random
 
@@ -22,12 +21,14 @@ from zope.interface import implementer
 from phantom.address import Contact, addressBytes
 from phantom.config import DhtSettings
 from phantom.netdb import ALPHA, K
+from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseContacts
 from phantom.netdb.interfaces import IValueStore
 from phantom.netdb.lookup import Lookup
 from phantom.netdb.records import InvalidRecord, NodeRecord, contactOf, parseRecord
 from phantom.netdb.routing import RoutingTable, distance
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.netdb.storage import RecordStore, StoreFull
+from phantom.statefiles import writeAtomically
 from phantom.wire.dht import RpcKind, Table
 
 CONTACTS_FILE = "contacts.json"
@@ -130,6 +131,7 @@ class DhtNode(Service):
         if isinstance(result, Failure):
             self.log.failure("joining the network", result)
         if len(self.table) or not contacts:
+            self._isolated("saving the contacts", self.saveContacts)
             if not self.joined.called:
                 self.joined.callback(len(self.table))
             return
@@ -513,24 +515,26 @@ class DhtNode(Service):
             await self._replicate(table, key, value, ttl, replication)
 
     def saveContacts(self):
-        """Write the routing table's contacts to the data directory, replacing the old file."""
+        """
+        Write the routing table's contacts to the data directory, atomically and durably; a
+        write that fails (a full disk, a directory in the way) is a warning, and the old file
+        stays as it was.
+        """
         if self._contactsPath is None:
             return
-        contacts = [{"node_id": c.nodeId.hex(), "host": c.host, "port": c.port} for c in self.table]
-        temporary = self._contactsPath + ".tmp"
-        with open(temporary, "w") as f:
-            json.dump(contacts, f)
-        os.replace(temporary, self._contactsPath)
+        try:
+            writeAtomically(self._contactsPath, encodeContacts(self.table))
+        except OSError as e:
+            self.log.warn("could not save {path}: {why}", path=self._contactsPath, why=str(e))
 
     def _loadContacts(self):
         if self._contactsPath is None:
             return []
         try:
-            with open(self._contactsPath) as f:
-                saved = json.load(f)
-            return [Contact(entry["host"], int(entry["port"]), bytes.fromhex(entry["node_id"])) for entry in saved]
+            with open(self._contactsPath, "rb") as f:
+                return parseContacts(f.read(MAX_CONTACTS_FILE + 1))
         except FileNotFoundError:
             return []
-        except (ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError) as e:
             self.log.warn("ignoring unreadable {path}: {why}", path=self._contactsPath, why=str(e))
             return []

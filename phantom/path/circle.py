@@ -31,6 +31,17 @@ NO_NEIGHBOUR = {"address": bytes(16), "port": 0, "node_id": bytes(32), "link_id"
 DEFAULT_KEY_COUNT = 16
 """How many keys an X-node derives for its key set (paper §7.2; the tunnel key search is over them)."""
 
+MIN_KEY_COUNT = 1
+"""The fewest keys a round-2 package may ask an X-node for: a key set cannot be empty."""
+
+MAX_KEY_COUNT = 256
+"""
+The most keys a round-2 package may ask an X-node for. The paper needs only that each hop's
+choice of key is unpredictable (§7.2.3); the owner must search the product of the key counts
+(at most C{MAX_COMBINATIONS} of L{phantom.tunnel.keys}, 2**24 = 256**3: three hops at this
+bound). Deriving 256 keys costs a relay about 1.5 ms, where 65,535 cost it 0.35 s per path.
+"""
+
 
 class ToX0(Enum):
     """Which end opens the finished path's link between the owner and x0."""
@@ -72,13 +83,16 @@ class Construction:
     @param random: a C{random.Random}-like source for the arrays (production: C{SystemRandom}).
     @param routingEntry: for an entry path, the encoded routing entry T publishes.
     @param apAddress: for an entry path, the AP-address (16 bytes).
-    @param keyCount: how many keys each X-node derives.
+    @param keyCount: how many keys each X-node derives, L{MIN_KEY_COUNT} to L{MAX_KEY_COUNT}.
     @param randomBytes: where link ids and key seeds come from.
+    @raise ValueError: C{keyCount} is out of those bounds.
     """
 
     def __init__(self, plan, owner, random, routingEntry=b"", apAddress=bytes(16), keyCount=DEFAULT_KEY_COUNT, randomBytes=os.urandom):
         if len(plan.xNodes) < 2:
             raise UnsafePath("a path needs at least two X-nodes, or T would be the owner's neighbour")
+        if not MIN_KEY_COUNT <= keyCount <= MAX_KEY_COUNT:
+            raise ValueError(f"a key set has {MIN_KEY_COUNT} to {MAX_KEY_COUNT} keys, not {keyCount}")
         self.plan = plan
         self.owner = owner
         self._random = random

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from phantom.address import Contact, addressBytes, hostOf
 from phantom.netdb.records import InvalidRecord, RoutingEntry, routeKey
 from phantom.path.array import SetupRejected, checkArray, openOwnSlot, passOn
+from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
 from phantom.wire.path import Role
 
 ZERO_ADDRESS = bytes(16)
@@ -104,7 +105,8 @@ class Participation:
         @return: C{(Forward, Rewiring or None)}: where the array goes (the round-1 next node),
             and for an X-node how it joins the finished path.
         @raise SetupRejected: not signed by the path's construction key, no success flag,
-            another role than in round 1, or a routing entry that is not valid for this node.
+            another role than in round 1, for an X-node a key count out of L{MIN_KEY_COUNT} to
+            L{MAX_KEY_COUNT}, or a routing entry that is not valid for this node.
         """
         if self.first is None:
             raise SetupRejected("round 2 before round 1")
@@ -120,6 +122,8 @@ class Participation:
         forward = Forward(_contactOf(self.first.next), self.first.next.link_id, passOn(slots, opened))
         if self.role == Role.Y:
             return forward, None
+        if not MIN_KEY_COUNT <= package.key_count <= MAX_KEY_COUNT:
+            raise SetupRejected(f"a key count of {package.key_count}, not {MIN_KEY_COUNT} to {MAX_KEY_COUNT}")
         entry = None
         if package.entry:
             if self.role != Role.T:

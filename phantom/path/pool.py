@@ -10,8 +10,9 @@ seconds, and nodes that failed a build leave it at once.
 """
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from phantom.upkeep import Upkeep
 
 
 class NodePool:
@@ -40,16 +41,13 @@ class NodePool:
 
     def start(self):
         """Sample now and every C{refreshInterval} seconds."""
-        self._loop = LoopingCall(self.refresh)
-        self._loop.clock = self._clock
-        self._loop.start(self.refreshInterval, now=True).addErrback(
-            lambda failure: self.log.failure("node pool refresh stopped", failure)
-        )
+        self._loop = Upkeep(self.refreshInterval, self.refresh, self._clock, "refreshing the node pool")
+        self._loop.startService()
 
     def stop(self):
         """Stop sampling; the records drawn so far stay usable."""
         if self._loop is not None and self._loop.running:
-            self._loop.stop()
+            self._loop.stopService()
 
     def refresh(self):
         """

@@ -11,7 +11,6 @@ relayed paths, participations), renews paths before their lifetime ends and repl
 import random
 from dataclasses import dataclass, field
 
-from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -28,6 +27,7 @@ from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, relayPath
+from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
@@ -117,8 +117,7 @@ class PathService(Service):
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
-        self._renewal = TimerService(min(10.0, settings.renewAhead / 2), self.renewDue)
-        self._renewal.clock = clock
+        self._renewal = Upkeep(min(10.0, settings.renewAhead / 2), self.renewDue, clock, "renewing paths")
         links.registerPurpose(Purpose.SETUP, self._setupLinkArrived)
         links.parkEarlyLinks(Purpose.PATH, 2 * settings.roundTimeout)
 

@@ -20,12 +20,11 @@ import math
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from phantom.crypto import ZERO_COUNTER, deriveKey
+from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
 from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CHECK
 
 KEY_SIZE = 32
 SEED_SIZE = 32
-MAX_KEY_COUNT = 0xFFFF
-"""The most keys a key set may have: what a setup package can ask for."""
 
 FORWARD = "forward"
 """AES-256-CBC encryption with a zero IV."""
@@ -62,12 +61,13 @@ class KeySet:
     def __init__(self, seed, count):
         """
         @param seed: the 32-byte key seed of round 2.
-        @param count: how many keys, 1 to L{MAX_KEY_COUNT}.
+        @param count: how many keys, L{MIN_KEY_COUNT} to L{MAX_KEY_COUNT} (what round 2 may ask
+            for, L{phantom.path.circle}).
         """
         if len(seed) != SEED_SIZE:
             raise ValueError(f"a key seed is {SEED_SIZE} bytes, not {len(seed)}")
-        if not 1 <= count <= MAX_KEY_COUNT:
-            raise ValueError(f"a key set has 1 to {MAX_KEY_COUNT} keys, not {count}")
+        if not MIN_KEY_COUNT <= count <= MAX_KEY_COUNT:
+            raise ValueError(f"a key set has {MIN_KEY_COUNT} to {MAX_KEY_COUNT} keys, not {count}")
         self.keys = tuple(deriveKey(seed, _KEY_LABEL + index.to_bytes(2, "big")) for index in range(count))
         self._firstBlockCiphers = {}
 

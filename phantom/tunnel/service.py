@@ -27,7 +27,6 @@ import os
 import random
 from dataclasses import dataclass
 
-from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.error import CannotListenError
@@ -64,6 +63,7 @@ from phantom.tunnel.exit import ExitSetup
 from phantom.tunnel.owner import DirectSetup, InboundSetup, OutboundSetup
 from phantom.tunnel.relay import RelaySetup
 from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress
+from phantom.upkeep import Upkeep
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
@@ -192,16 +192,11 @@ class TunnelService(MultiService):
         """The open tunnels this node owns an end of."""
         self.carried = set()
         """The L{Splice}s of tunnels this node carries."""
-        self._addLoop(min(30.0, idleTimeout / 2), self.expireIdle)
+        Upkeep(min(30.0, idleTimeout / 2), self.expireIdle, clock, "closing idle tunnels").setServiceParent(self)
         if ownEntry is not None:
-            self._addLoop(entryLifetime / 2, self.publishOwnEntry)
+            Upkeep(entryLifetime / 2, self.publishOwnEntry, clock, "publishing this node's own routing entry").setServiceParent(self)
         links.registerPurpose(Purpose.TUNNEL, self._tunnelLinkArrived)
         links.registerPurpose(Purpose.ENTRY, self._entryLinkArrived)
-
-    def _addLoop(self, interval, f):
-        loop = TimerService(interval, f)
-        loop.clock = self._clock
-        loop.setServiceParent(self)
 
     # Events in
 
@@ -368,8 +363,6 @@ class TunnelService(MultiService):
     def _own(self, machine, owned):
         peer = TunnelAddress(owned.peer)
         tunnel = OwnerTunnel(owned.link, owned.layers, owned.outbound, self.address, peer, self._clock)
-        tunnel.openedAt = self._clock.seconds()
-        tunnel.outbound = owned.outbound
         self.tunnels.add(tunnel)
         pathGone = None
 

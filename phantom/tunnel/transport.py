@@ -65,7 +65,9 @@ class OwnerTunnel:
         self._unsent = bytearray()
         self._flushing = None
         self.clock = clock
-        self.lastActive = clock.seconds()
+        self.openedAt = self.lastActive = clock.seconds()
+        self.outbound = sendsAlong
+        """Whether this end opened the tunnel (over an exit path, or as its own exit node)."""
         self.whenClosed = []
         """Called, without arguments, when the tunnel has closed."""
 

@@ -13,12 +13,14 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phantom.address import formatAddress
 from phantom.control import CONTROL_SOCKET
 from phantom.control.client import TIMEOUT, ControlClient, ControlError
 from phantom.control.commands import Status
-from phantom.control.server import PROBE_TIMEOUT, ControlService
+from phantom.control.server import BAD_ARGUMENTS, COMMANDS, NO_COMMAND, PROBE_TIMEOUT, ControlService
 from phantom.errors import PathFailed, TunnelFailed
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
@@ -240,3 +242,111 @@ class BadInputTests(SynchronousTestCase):
         [failure] = refused
         self.assertTrue(failure.check(amp.UnhandledCommand))
         self.assertEqual(self.successResultOf(known)["node_id"], NODE_ID.hex())
+
+
+class RawBoxes(Protocol):
+    """Sends AMP boxes as they are given, and keeps every box the node answers."""
+
+    def __init__(self):
+        self.answers = amp.BinaryBoxProtocol(self)
+        self.boxes = []
+
+    def connectionMade(self):
+        self.answers.makeConnection(self.transport)
+
+    def dataReceived(self, data):
+        self.answers.dataReceived(data)
+
+    def ampBoxReceived(self, box):
+        self.boxes.append(box)
+
+    def startReceivingBoxes(self, sender):
+        pass
+
+    def stopReceivingBoxes(self, reason):
+        pass
+
+    def send(self, **keys):
+        self.transport.write(amp.AmpBox(**keys).serialize())
+
+
+class BadArgumentTests(SynchronousTestCase):
+    """
+    Boxes that are AMP but no question the node can parse are refused with an error code and a
+    logged warning: no traceback, the connection still answers.
+    """
+
+    def setUp(self):
+        self.node = FakeNode()
+        self.client, self.endpoint = memoryClient(self.node)
+        self.raw = RawBoxes()
+        self.successResultOf(self.endpoint.connect(Factory.forProtocol(lambda: self.raw)))
+
+    def exchange(self, **keys):
+        """@return: the warnings logged and the boxes answered after sending one box, then a Status."""
+        del self.raw.boxes[:]
+        with capturedLogs() as events:
+            self.raw.send(**keys)
+            self.raw.send(_command=b"Status", _ask=b"status")
+            self.endpoint.flush()
+        self.assertEqual([event for event in events if event.get("log_failure")], [])
+        self.assertEqual([event for event in events if event["log_level"] >= LogLevel.error], [])
+        self.assertFalse(self.endpoint.pumps[0].serverIO.disconnecting)
+        self.assertEqual(self.raw.boxes[-1][b"_answer"], b"status")
+        warnings = [formatEvent(event) for event in events if event["log_level"] == LogLevel.warn]
+        return warnings, self.raw.boxes[:-1]
+
+    def assertRefused(self, answers, code):
+        [answer] = answers
+        self.assertEqual((answer[b"_error"], answer[b"_error_code"]), (b"1", code))
+        return answer[b"_error_description"].decode()
+
+    def test_noCommandName(self):
+        """A question without C{_command} is answered C{NO_COMMAND}."""
+        warnings, answers = self.exchange(_ask=b"1", key=b"x")
+        self.assertIn("naming no command", self.assertRefused(answers, NO_COMMAND))
+        self.assertEqual(warnings, ["control socket: a question naming no command (keys _ask, key); refused"])
+
+    def test_asksNothing(self):
+        """An answer to a question the node never asked, or an empty box, is logged and ignored."""
+        for keys in ({"_answer": b"7", "x": b"1"}, {"_error": b"7"}, {"x": b"1"}):
+            warnings, answers = self.exchange(**keys)
+            self.assertEqual(answers, [])
+            self.assertEqual(len(warnings), 1)
+            self.assertIn("a box that asks nothing", warnings[0])
+
+    def test_nonNumericTtl(self):
+        """A C{DhtPut} whose C{ttl} is no number is answered C{BAD_ARGUMENTS}; nothing is stored."""
+        warnings, answers = self.exchange(_command=b"DhtPut", _ask=b"1", key=b"k", value=b"v", ttl=b"soon", replication=b"3")
+        self.assertIn("bad arguments to DhtPut: ValueError", self.assertRefused(answers, BAD_ARGUMENTS))
+        self.assertEqual(self.node.puts, [])
+        self.assertEqual(len(warnings), 1)
+
+    def test_nonUtf8Address(self):
+        """An C{ap_address} that is no UTF-8 is answered C{BAD_ARGUMENTS}."""
+        for command in (b"RouteLookup", b"TunnelOpen"):
+            warnings, answers = self.exchange(_command=command, _ask=b"1", ap_address=b"\xfd\xff::1")
+            self.assertIn("UnicodeDecodeError", self.assertRefused(answers, BAD_ARGUMENTS))
+
+    def test_missingArgument(self):
+        """A known command missing an argument is answered C{BAD_ARGUMENTS}."""
+        warnings, answers = self.exchange(_command=b"DhtGet", _ask=b"1")
+        self.assertIn("KeyError", self.assertRefused(answers, BAD_ARGUMENTS))
+
+    def test_noQuestionTag(self):
+        """Bad arguments, or an unknown command, that want no answer are logged; nothing is sent."""
+        for keys in ({"_command": b"DhtPut", "key": b"k", "value": b"v", "ttl": b"x", "replication": b"3"}, {"_command": b"Reboot"}):
+            warnings, answers = self.exchange(**keys)
+            self.assertEqual(answers, [])
+            self.assertEqual(len(warnings), 1)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        command=st.sampled_from(sorted(COMMANDS) + [None, b"", b"Reboot"]),
+        keys=st.dictionaries(st.sampled_from([b"key", b"value", b"ttl", b"replication", b"kind", b"x", b"y", b"ap_address", b"_ask", b"_answer", b"_error", b"zz"]), st.binary(max_size=20)),
+    )
+    def test_anyBox(self, command, keys):
+        """Any box at all: no traceback, the connection stays open, a Status on it is answered."""
+        if command is not None:
+            keys[b"_command"] = command
+        self.exchange(**{key.decode(): value for key, value in keys.items() if (key, value) != (b"_ask", b"status")})

@@ -8,12 +8,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.frontend.packets import (
     HEADER,
     ICMPV6,
+    MAX_PACKET,
     MINIMUM_MTU,
     PacketDeframer,
     checksum,
     destinationUnreachable,
     framePacket,
     isApAddress,
+    packetTooBig,
     parsePacket,
 )
 from phantom.wire import ProtocolError
@@ -77,6 +79,20 @@ class UnreachableTests(SynchronousTestCase):
         pseudoHeader = source + destination + struct.pack("!I3xB", len(message), ICMPV6)
         self.assertEqual(checksum(pseudoHeader + message), 0)
 
+    @given(packets(maxPayload=3000), addresses, st.integers(MINIMUM_MTU, MAX_PACKET))
+    def test_packetTooBig(self, packet, router, mtu):
+        """Packet too big: ICMPv6 type 2, code 0, the MTU after the checksum, the start of the packet."""
+        error = packetTooBig(packet, router, mtu)
+        source, destination = parsePacket(error)
+        self.assertEqual((source, destination), (router, packet[8:24]))
+        self.assertLessEqual(len(error), MINIMUM_MTU)
+        message = error[40:]
+        self.assertEqual(struct.unpack("!BBHI", message[:8])[::3], (2, mtu))
+        self.assertEqual(message[1], 0)
+        self.assertTrue(packet.startswith(message[8:]))
+        pseudoHeader = source + destination + struct.pack("!I3xB", len(message), ICMPV6)
+        self.assertEqual(checksum(pseudoHeader + message), 0)
+
 
 class FramingTests(SynchronousTestCase):
     @given(st.lists(packets(maxPayload=200), max_size=6), st.lists(st.integers(0, 2000), max_size=8))
@@ -84,6 +100,12 @@ class FramingTests(SynchronousTestCase):
         """Framed packets come out whole and in order however the stream is cut."""
         stream = b"".join(framePacket(packet) for packet in sent)
         self.assertEqual(feedInPieces(PacketDeframer(), stream, [cut for cut in cuts if cut <= len(stream)]), sent)
+
+    def test_longestPacket(self):
+        """A packet of the tunnel MTU is framed and comes out whole; a longer one is refused."""
+        longest = HEADER.pack(6 << 28, MAX_PACKET - 40, 17, 64, bytes(16), bytes(16)) + bytes(MAX_PACKET - 40)
+        self.assertEqual(PacketDeframer().feed(framePacket(longest)), [longest])
+        self.assertRaises(ValueError, framePacket, longest + b"x")
 
     def test_emptyFrameRejected(self):
         self.assertRaises(ProtocolError, PacketDeframer().feed, b"\x00\x00")

@@ -9,7 +9,7 @@ from twisted.pair.testing import MemoryIOSystem, Tunnel
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.frontend.device import DEFAULT_MTU, TunDevice
-from phantom.frontend.packets import HEADER, framePacket, parsePacket
+from phantom.frontend.packets import HEADER, ICMPV6, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
 from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
 
@@ -121,6 +121,41 @@ class RouterTests(SynchronousTestCase):
         [error] = self.a.written()
         self.assertEqual(error[40:42], b"\x01\x00")
         self.assertEqual(self.opened, [C])
+
+    def test_icmpErrorsNeverAnswered(self):
+        """
+        An ICMPv6 error that cannot be delivered gets no error back (RFC 4443 §2.4 e), so two
+        routers cannot bounce errors between them; an ICMPv6 echo request still does.
+        """
+        unreachable = HEADER.pack(6 << 28, 8, ICMPV6, 64, A, C) + b"\x01\x03" + bytes(6)
+        echo = HEADER.pack(6 << 28, 8, ICMPV6, 64, A, b"\x20\x01" + bytes(14)) + b"\x80\x00" + bytes(6)
+        self.a.inject(unreachable, echo)
+        [error] = self.a.written()
+        self.assertEqual(error[40:42], b"\x01\x00")
+        self.assertEqual(self.a.router.counts["ICMPv6 errors not answered"], 1)
+
+    def test_tooBigAnswered(self):
+        """
+        A packet longer than the tunnel MTU gets ICMPv6 packet-too-big with that MTU, whether its
+        tunnel is open or not; packets that fit still go through. (The device's MTU keeps such
+        packets from it: the router is given them directly.)
+        """
+        self.a.tun.SEND_BUFFER_SIZE = self.b.tun.SEND_BUFFER_SIZE = 2 * MAX_PACKET
+        huge = packet(A, B, bytes(0xFFFF))
+        self.a.router.fromDevice(huge)
+        [error] = self.a.written()
+        self.assertEqual(parsePacket(error), (A, A))
+        self.assertEqual(error[40:42], b"\x02\x00")
+        self.assertEqual(int.from_bytes(error[44:48], "big"), MAX_PACKET)
+        self.assertEqual(len(error), MINIMUM_MTU)
+        self.assertEqual(self.opened, [])
+        fits = packet(A, B, bytes(MAX_PACKET - 40))
+        for each in (fits, huge, fits):
+            self.a.router.fromDevice(each)
+        pump(*self.pair)
+        self.assertEqual(self.b.written(), [fits, fits])
+        self.assertEqual(len(self.a.written()), 1)
+        self.assertEqual(self.a.router.counts["too big"], 2)
 
     def test_badPacketsCountedAndDropped(self):
         """Non-IPv6, truncated and foreign-source packets are counted and dropped; forwarding goes on."""

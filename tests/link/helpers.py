@@ -29,8 +29,11 @@ FAST_LIMITS = LinkLimits(
 )
 
 
-def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity=None, bindAddress=None, **changes):
-    """A started L{LinkService} on C{address}, port chosen by the kernel, stopped on cleanup."""
+def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity=None, bindAddress=None, clock=None, **changes):
+    """
+    A started L{LinkService} on C{address}, port chosen by the kernel, stopped on cleanup; its
+    links' timers run on C{clock} (a driven one) if given.
+    """
     identity = identity or Identity.generate()
     service = LinkService(
         identity,
@@ -38,6 +41,7 @@ def startLinkService(testCase, address="127.0.0.1", limits=FAST_LIMITS, identity
         dataclasses.replace(limits, **changes),
         reactor,
         bindAddress=bindAddress,
+        clock=clock,
     )
     service.startService()
     testCase.addCleanup(service.stopService)
@@ -99,6 +103,32 @@ class RawClient(Protocol):
     def connectionLost(self, reason):
         self.reason = reason
         self.closed.callback(None)
+
+
+class NonReader(RawClient):
+    """
+    A hostile client: sends its payload after the TLS handshake and reads nothing, through a
+    small receive window (so the kernel buffers little of what the node sends it).
+    """
+
+    def connectionMade(self):
+        self.transport.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        super().connectionMade()
+
+    def handshakeCompleted(self):
+        self.transport.pauseProducing()
+        super().handshakeCompleted()
+
+
+def unsentBytes(link):
+    """What the kernel has not taken yet of a real link's writes: its TCP transport's buffer (a FileDescriptor's)."""
+    tcp = link.transport.transport
+    return len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+
+
+def isReading(link):
+    """Whether the reactor reads a real link's TCP connection."""
+    return link.transport.transport in reactor.getReaders()
 
 
 def plainClientContext():

@@ -5,10 +5,11 @@ TLS, and a L{Clock} instead of the reactor, so every timeout is checked to the s
 
 import dataclasses
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
 from OpenSSL.crypto import X509
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -18,12 +19,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.config import LinkLimits
 from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
-from phantom.link.protocol import NEXT_STATES, LinkState
+from phantom.link.protocol import NEXT_STATES, Hold, LinkState
 from phantom.link.service import LinkService, OutboundRequest, _LinkFactory
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator
-from phantom.wire.link import KEEPALIVE_FRAME, Purpose, encodeOpen
+from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
+from tests.link.helpers import LogCollector
 
 LIMITS = LinkLimits(handshakeTimeout=5, openTimeout=5, idleTimeout=30, keepaliveInterval=10)
+
+
+DRAIN_LIMITS = dataclasses.replace(LIMITS, idleTimeout=600, keepaliveInterval=200)
 
 
 def linkedPair(testCase, limits=LIMITS, linkId=bytes(16), awaitedFrom=None):
@@ -181,10 +186,10 @@ class CertifiedTransport(StringTransport):
 class StateTests(SynchronousTestCase):
     """A link's L{LinkState}: every move it makes is one of L{NEXT_STATES}."""
 
-    def inboundLink(self):
+    def inboundLink(self, limits=LIMITS):
         """An inbound link on a string transport, its handshake not yet complete; (clock, server, link, transport)."""
         clock = MemoryReactorClock()
-        server = LinkService(Identity.generate(), None, LIMITS, clock)
+        server = LinkService(Identity.generate(), None, limits, clock)
         server.registerPurpose(Purpose.ECHO, EchoHandler)
         link = _LinkFactory(server).buildProtocol(None)
         transport = CertifiedTransport(Identity.generate())
@@ -236,3 +241,187 @@ class StateTests(SynchronousTestCase):
         self.assertEqual(NEXT_STATES[LinkState.CLOSED], set())
         self.assertRaises(RuntimeError, link._moveTo, LinkState.OPEN)
         self.assertEqual(set(NEXT_STATES), set(LinkState))
+
+
+class Producer:
+    """A push producer that records what it is told."""
+
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+    def stopProducing(self):
+        self.calls.append("stop")
+
+
+def echoFrame(payload):
+    return dataHeader(len(payload)) + payload
+
+
+class BackpressureTests(SynchronousTestCase):
+    """A link whose outbound buffer is full reads nothing; a peer that never drains it is closed."""
+
+    def openEchoLink(self):
+        """An inbound ECHO link, open, on a string transport; (clock, link, transport, logs)."""
+        clock, server, link, transport = StateTests.inboundLink(self, DRAIN_LIMITS)
+        logs = LogCollector(self)
+        link.handshakeCompleted()
+        link.dataReceived(encodeOpen(Purpose.ECHO))
+        return clock, link, transport, logs
+
+    def test_fullBufferStopsReading(self):
+        """While the transport says the buffer is full, frames wait unread; they are answered once it drains."""
+        clock, link, transport, logs = self.openEchoLink()
+        writeSide = transport.producer
+        link.dataReceived(echoFrame(b"one"))
+        self.assertEqual(transport.value(), echoFrame(b"one"))
+        writeSide.pauseProducing()
+        self.assertEqual((transport.producerState, link.holds), ("paused", {Hold.WRITES}))
+        link.dataReceived(echoFrame(b"two") + echoFrame(b"three"))
+        self.assertEqual(transport.value(), echoFrame(b"one"))
+        clock.advance(DRAIN_LIMITS.drainTimeout - 1)
+        writeSide.resumeProducing()
+        self.assertEqual(transport.value(), b"".join(map(echoFrame, [b"one", b"two", b"three"])))
+        self.assertEqual((transport.producerState, link.holds), ("producing", frozenset()))
+        clock.advance(DRAIN_LIMITS.drainTimeout)
+        self.assertTrue(link.opened)
+
+    def test_writesBlockedDuringAFrame(self):
+        """A buffer that fills while one frame is handled stops the frames after it, read in the same chunk."""
+        clock, link, transport, logs = self.openEchoLink()
+        writeSide = transport.producer
+        link.attach(FillsOnFirst(link, writeSide))
+        link.dataReceived(echoFrame(b"one") + echoFrame(b"two"))
+        self.assertEqual(transport.value(), echoFrame(b"one"))
+        writeSide.resumeProducing()
+        self.assertEqual(transport.value(), echoFrame(b"one") + echoFrame(b"two"))
+
+    def test_peerNeverDrains(self):
+        """A buffer that stays full for the drain timeout closes the link, with one line naming the peer."""
+        clock, link, transport, logs = self.openEchoLink()
+        transport.producer.pauseProducing()
+        clock.advance(DRAIN_LIMITS.drainTimeout - 0.5)
+        self.assertTrue(link.opened)
+        clock.advance(0.5)
+        self.assertEqual(link.state, LinkState.CLOSING)
+        link.connectionLost(Failure(ConnectionAborted()))
+        [line] = logs.lines
+        self.assertIn("127.0.0.2:40000", line)
+        self.assertIn(f"read nothing for {DRAIN_LIMITS.drainTimeout:g} s", line)
+
+    def test_closeThatNeverDrains(self):
+        """A closed link whose peer takes nothing is aborted after the drain timeout."""
+        clock, link, transport, logs = self.openEchoLink()
+        link.close()
+        clock.advance(DRAIN_LIMITS.drainTimeout)
+        link.connectionLost(Failure(ConnectionAborted()))
+        [line] = logs.lines
+        self.assertIn(f"did not let it close within {DRAIN_LIMITS.drainTimeout:g} s", line)
+
+    def test_registeredProducerPausedInstead(self):
+        """A registered producer (a splice's other link) is paused in the link's place; the link reads on."""
+        clock, link, transport, logs = self.openEchoLink()
+        producer = Producer()
+        link.registerProducer(producer, True)
+        transport.producer.pauseProducing()
+        self.assertEqual((producer.calls, link.holds, transport.producerState), (["pause"], frozenset(), "producing"))
+        link.dataReceived(echoFrame(b"one"))
+        self.assertEqual(transport.value(), echoFrame(b"one"))
+        transport.producer.resumeProducing()
+        self.assertEqual(producer.calls, ["pause", "resume"])
+        link.unregisterProducer()
+        transport.producer.pauseProducing()
+        self.assertEqual((producer.calls, link.holds), (["pause", "resume"], {Hold.WRITES}))
+
+    def test_producerRegisteredWhileFull(self):
+        """
+        A producer registered while the buffer is full is paused at once, and the link reads
+        again; unregistered while it is still full, the link stops reading in its place.
+        """
+        clock, link, transport, logs = self.openEchoLink()
+        transport.producer.pauseProducing()
+        producer = Producer()
+        link.registerProducer(producer, True)
+        self.assertEqual((producer.calls, link.holds, transport.producerState), (["pause"], frozenset(), "producing"))
+        self.assertRaises(RuntimeError, link.registerProducer, Producer(), True)
+        link.unregisterProducer()
+        self.assertEqual((link.holds, transport.producerState), ({Hold.WRITES}, "paused"))
+        transport.producer.resumeProducing()
+        self.assertEqual((link.holds, transport.producerState), (frozenset(), "producing"))
+
+    def test_holdsCombine(self):
+        """Reading resumes only when the buffer has drained and the consumer the link feeds wants more."""
+        clock, link, transport, logs = self.openEchoLink()
+        link.pauseProducing()
+        transport.producer.pauseProducing()
+        link.dataReceived(echoFrame(b"one"))
+        transport.producer.resumeProducing()
+        self.assertEqual((transport.value(), link.holds), (b"", {Hold.CONSUMER}))
+        link.resumeProducing()
+        self.assertEqual((transport.value(), transport.producerState), (echoFrame(b"one"), "producing"))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.one_of(st.binary(min_size=1, max_size=20), st.sampled_from(["full", "drained", "paused", "resumed"]))))
+    def test_framesAnsweredInOrderOnlyWhileFree(self, steps):
+        """
+        Whatever the order of frames, full and drained buffers, pauses and resumes: nothing is
+        answered while held, everything is answered in order once free, and the link stays open.
+        """
+        clock, link, transport, logs = self.openEchoLink()
+        writeSide = transport.producer
+        sent = []
+        for step in steps:
+            if step == "full":
+                writeSide.pauseProducing()
+            elif step == "drained":
+                writeSide.resumeProducing()
+            elif step == "paused":
+                link.pauseProducing()
+            elif step == "resumed":
+                link.resumeProducing()
+            else:
+                before = transport.value()
+                sent.append(step)
+                link.dataReceived(echoFrame(step))
+                if link.holds:
+                    self.assertEqual(transport.value(), before)
+            if not link.holds:
+                self.assertEqual(transport.value(), b"".join(map(echoFrame, sent)))
+            self.assertEqual(transport.producerState, "paused" if link.holds else "producing")
+        writeSide.resumeProducing()
+        link.resumeProducing()
+        self.assertEqual(transport.value(), b"".join(map(echoFrame, sent)))
+        self.assertTrue(link.opened)
+
+    def test_badFrameWhileHeld(self):
+        """A malformed frame read while the link is held still closes it at once, with one clear line."""
+        clock, link, transport, logs = self.openEchoLink()
+        transport.producer.pauseProducing()
+        link.dataReceived((MAX_BODY + 1).to_bytes(4, "big") + b"\x02")
+        self.assertEqual(link.state, LinkState.CLOSING)
+        link.connectionLost(Failure(ConnectionAborted()))
+        [line] = logs.lines
+        self.assertIn("127.0.0.2:40000", line)
+
+
+class FillsOnFirst:
+    """An echo handler whose first answer fills the link's outbound buffer."""
+
+    def __init__(self, link, writeSide):
+        self._link = link
+        self._writeSide = writeSide
+        self._first = True
+
+    def frameReceived(self, payload):
+        self._link.sendFrame(payload)
+        if self._first:
+            self._first = False
+            self._writeSide.pauseProducing()
+
+    def linkClosed(self, reason):
+        pass

@@ -4,6 +4,7 @@ import gc
 import tracemalloc
 
 from twisted.internet.defer import CancelledError, gatherResults
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
@@ -11,16 +12,20 @@ from phantom.crypto import nodeIdOfCertificate
 from phantom.errors import ConnectedToSelf, LinkFailed, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import LinkProtocol
-from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
+from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
     CollectingHandler,
     LogCollector,
+    NonReader,
     RawClient,
     connectRaw,
     freshLoopbackAddress,
+    isReading,
     plainClientContext,
     portOf,
     startLinkService,
+    unsentBytes,
+    until,
 )
 
 
@@ -361,3 +366,44 @@ def _ecCertificate(key):
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
+
+
+class BackpressureTests(TestCase):
+    """A peer that sends and never reads cannot make the node buffer without bound."""
+
+    async def test_echoFloodReadNothing(self):
+        """
+        16 MiB of ECHO frames from a peer that reads nothing: the node holds at most its bound for
+        that link and stops reading it, another client is answered meanwhile, and the link is
+        closed at the drain timeout of a driven clock.
+        """
+        clock = Clock()
+        server = startLinkService(self, clock=clock, idleTimeout=600.0, keepaliveInterval=200.0)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        logs = LogCollector(self)
+        frame = dataHeader(MAX_PAYLOAD) + b"x" * MAX_PAYLOAD
+        hostile = NonReader(encodeOpen(Purpose.ECHO) + frame * (16 * 2**20 // len(frame)))
+        closed = connectRaw(portOf(server), hostile)
+
+        await until(lambda: any(not isReading(link) for link in server.links))
+        [link] = server.links
+        bound = server.limits.maxWriteBuffer + len(frame) + 4096  # one more frame, in TLS records
+        self.assertLessEqual(unsentBytes(link), bound)
+
+        client = startLinkService(self)
+        good = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        handler = CollectingHandler(good)
+        good.attach(handler)
+        echoed = handler.nextFrame()
+        good.sendFrame(b"still answered")
+        self.assertEqual(await echoed, b"still answered")
+        self.assertLessEqual(unsentBytes(link), bound)
+        self.assertTrue(link.opened)
+
+        clock.advance(server.limits.drainTimeout - 1)
+        self.assertTrue(link.opened)
+        clock.advance(1)
+        await closed
+        [line] = logs.about(hostile.localPort)
+        self.assertIn(f"read nothing for {server.limits.drainTimeout:g} s", line)
+        self.assertTrue(good.opened)

@@ -5,13 +5,25 @@ over real TLS links on loopback for multiplexing and malformed input.
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import Contact
 from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb.rpc import DhtLinks, RpcFailed
-from phantom.wire.dht import Rpc, RpcKind
-from tests.link.helpers import LogCollector, freshLoopbackAddress, portOf, startLinkService
+from phantom.wire.dht import MAX_VALUE, Rpc, RpcKind, Table, encodeRpc
+from phantom.wire.link import Purpose, dataHeader, encodeOpen
+from tests.link.helpers import (
+    LogCollector,
+    NonReader,
+    connectRaw,
+    freshLoopbackAddress,
+    isReading,
+    portOf,
+    startLinkService,
+    unsentBytes,
+    until,
+)
 
 
 class Responder:
@@ -138,10 +150,19 @@ class MemoryRpcTests(SynchronousTestCase):
         self.assertEqual(kind, RpcKind.PONG)
 
 
-def startDht(testCase, timeout=5.0):
+class BigValues(Responder):
+    """Answers FIND_VALUE with the largest value there can be."""
+
+    def respond(self, sender, kind, content):
+        if kind == RpcKind.FIND_VALUE:
+            return RpcKind.VALUE, {"value": b"v" * MAX_VALUE}
+        return super().respond(sender, kind, content)
+
+
+def startDht(testCase, timeout=5.0, responder=None, **changes):
     address = freshLoopbackAddress()
-    links = startLinkService(testCase, address=address, bindAddress=address)
-    responder = Responder()
+    links = startLinkService(testCase, address=address, bindAddress=address, **changes)
+    responder = responder or Responder()
     dht = DhtLinks(links, responder, reactor, timeout=timeout)
     return links, responder, dht
 
@@ -177,3 +198,32 @@ class RealRpcTests(TestCase):
         [line] = logs.having(badLinks.listeningAddress.host, "malformed DHT message")
         kind, _ = await good.call(realContactOf(serverLinks), RpcKind.PING, {"port": 0})
         self.assertEqual(kind, RpcKind.PONG)
+
+    async def test_findValueFloodReadNothing(self):
+        """
+        5,000 FIND_VALUE for a 65,495-byte value from a peer that reads no reply: the node holds at
+        most its write bound for that link and stops reading it, another node's requests are
+        answered meanwhile, and the link is closed at the drain timeout of a driven clock.
+        """
+        clock = Clock()
+        serverLinks, _, _ = startDht(self, responder=BigValues(), clock=clock, idleTimeout=600.0, keepaliveInterval=200.0)
+        _, _, good = startDht(self)
+        logs = LogCollector(self)
+        request = encodeRpc(RpcKind.FIND_VALUE, b"r" * 8, {"port": 1, "table": Table.NODE, "key": b"k" * 32})
+        hostile = NonReader(encodeOpen(Purpose.DHT) + (dataHeader(len(request)) + request) * 5000)
+        closed = connectRaw(portOf(serverLinks), hostile, host=serverLinks.listeningAddress.host)
+
+        await until(lambda: any(not isReading(link) for link in serverLinks.links))
+        [link] = serverLinks.links
+        bound = serverLinks.limits.maxWriteBuffer + MAX_VALUE + 4096  # one more reply, in TLS records
+        self.assertLessEqual(unsentBytes(link), bound)
+        kind, _ = await good.call(realContactOf(serverLinks), RpcKind.PING, {"port": 0})
+        self.assertEqual(kind, RpcKind.PONG)
+        self.assertLessEqual(unsentBytes(link), bound)
+
+        clock.advance(serverLinks.limits.drainTimeout)
+        await link.ending.whenEnded()
+        hostile.transport.abortConnection()  # it reads nothing, so it would never learn of the close
+        await closed
+        [line] = logs.about(hostile.localPort)
+        self.assertIn(f"read nothing for {serverLinks.limits.drainTimeout:g} s", line)

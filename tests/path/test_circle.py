@@ -13,7 +13,7 @@ from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
 from phantom.netdb.records import NodeRecord, RoutingEntry
 from phantom.path.array import SetupRejected
-from phantom.path.circle import Construction, ToX0, UnsafePath
+from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT, Construction, ToX0, UnsafePath
 from phantom.path.participant import Participation
 from phantom.path.plan import T, Y, PathShape, planPath
 
@@ -244,3 +244,49 @@ class MisbehaviourTests(SynchronousTestCase):
         build = Build(Network(), seed=10)
         self.assertRaises(SetupRejected, build.participants[0].secondRound, build.construction.round(2).slots, NOW)
 
+
+
+class KeyCountTests(SynchronousTestCase):
+    """
+    Round 2 asks each X-node for a key set of C{key_count} keys: a count out of bounds is refused
+    like any other bad package, before the node derives a key or relays a tunnel block.
+    """
+
+    network = Network()
+
+    def rewirings(self, keyCount, seed=12):
+        """@return: the rewirings of a build whose owner asks for C{keyCount} keys per X-node."""
+        build = Build(self.network, seed=seed)
+        build.construction.keyCount = keyCount
+        build.runRound1()
+        return [rewiring for rewiring in build.runRound2()[2] if rewiring is not None]
+
+    def test_outOfBoundsRefused(self):
+        """0 (which made a relay raise in its PATH frame handler) and 65,535 are refused."""
+        for keyCount in (0, MIN_KEY_COUNT - 1, MAX_KEY_COUNT + 1, 0xFFFF):
+            with self.assertRaises(SetupRejected) as raised:
+                self.rewirings(keyCount)
+            self.assertIn(f"a key count of {keyCount}", str(raised.exception))
+
+    def test_boundsAccepted(self):
+        """The bounds themselves build, and each X-node is told the count."""
+        for keyCount in (MIN_KEY_COUNT, MAX_KEY_COUNT):
+            self.assertEqual({rewiring.keyCount for rewiring in self.rewirings(keyCount)}, {keyCount})
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.integers(0, 0xFFFF))
+    def test_anyKeyCount(self, keyCount):
+        """Any 16-bit key count builds exactly when it is within the bounds."""
+        try:
+            rewirings = self.rewirings(keyCount, seed=13)
+        except SetupRejected:
+            self.assertFalse(MIN_KEY_COUNT <= keyCount <= MAX_KEY_COUNT)
+        else:
+            self.assertTrue(MIN_KEY_COUNT <= keyCount <= MAX_KEY_COUNT)
+            self.assertTrue(rewirings)
+
+    def test_ownerRefusesToAsk(self):
+        """The owner's construction refuses a key count out of bounds."""
+        plan = Build(self.network, seed=14).plan
+        for keyCount in (MIN_KEY_COUNT - 1, MAX_KEY_COUNT + 1):
+            self.assertRaises(ValueError, Construction, plan, OWNER_CONTACT, random.Random(1), keyCount=keyCount)

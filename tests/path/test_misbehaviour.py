@@ -10,12 +10,14 @@ import random
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
 from phantom.crypto import rawPublicBytes
+from phantom.errors import PathFailed
 from phantom.path.array import NO_INSTRUCTION, arrayHash, encodePackage, encodeSlot
-from phantom.path.circle import NO_NEIGHBOUR
+from phantom.path.circle import DEFAULT_KEY_COUNT, NO_NEIGHBOUR
 from phantom.path.plan import PathShape
 from phantom.path.relay import SendNext, SetupParticipant
 from phantom.wire.path import Role
@@ -156,3 +158,36 @@ class MisbehaviourTests(SynchronousTestCase):
         self.assertTrue(kinds >= set(BEHAVIOURS[1]) | set(BEHAVIOURS[2]), kinds)
         network.settle()
         self.assertEqual([node.paths.helping for node in nodes], [0] * len(nodes))
+
+
+class HostileKeyCountTests(SynchronousTestCase):
+    def test_keyCountOutOfBounds(self):
+        """
+        An owner that asks its X-nodes for 0 or 65,535 keys gets no path: the first X-node
+        refuses round 2, and no relay keeps a path of it. An honest owner builds through the
+        same nodes meanwhile.
+        """
+        network = MemoryPathNetwork(self, 12, SETTINGS)
+        hostile, honest = network.nodes[0], network.nodes[1]
+        xNodes = network.nodes[2:4]
+        for keyCount in (0, 0xFFFF):
+            plan = hostile.paths._plan
+
+            async def asking(*args, keyCount=keyCount, plan=plan, **kwargs):
+                construction = await plan(*args, **kwargs)
+                construction.keyCount = keyCount
+                return construction
+
+            hostile.paths._plan = asking
+            with capturedLogs() as events:
+                self.assertRaises(PathFailed, network.buildPath, hostile, "exit", xNodes)
+            refusals = [formatEvent(event) for event in events if "refused" in event.get("log_format", "")]
+            self.assertTrue(refusals)
+            self.assertTrue(all(f"a key count of {keyCount}, not " in refusal for refusal in refusals), refusals)
+            hostile.paths._plan = plan
+            network.settle()
+            relayed = [path.keyCount for node in network.nodes for path in node.paths.relaying.values()]
+            self.assertNotIn(keyCount, relayed)
+            path = network.buildPath(honest, "exit", xNodes)
+            self.assertEqual([record.nodeId for record in path.nodes], [node.nodeId for node in xNodes])
+            self.assertEqual({path.keyCount for xNode in xNodes for path in xNode.paths.relaying.values()}, {DEFAULT_KEY_COUNT})

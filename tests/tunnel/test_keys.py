@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bench.tunnel import firstBlockNestedSearch, naiveRecoverKeys
 from phantom.tunnel import keys
+from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
 from phantom.tunnel.keys import (
     BACKWARD,
     FORWARD,
@@ -81,10 +82,11 @@ class KeySetTests(SynchronousTestCase):
         self.assertEqual({keySet.choose(rng) for _ in range(500)}, set(range(6)))
 
     def test_badArguments(self):
-        """Seeds are 32 bytes; a set has 1 to 65535 keys."""
+        """Seeds are 32 bytes; a set has MIN_KEY_COUNT to MAX_KEY_COUNT keys."""
         self.assertRaises(ValueError, KeySet, bytes(31), 4)
-        self.assertRaises(ValueError, KeySet, bytes(32), 0)
-        self.assertRaises(ValueError, KeySet, bytes(32), 0x10000)
+        self.assertRaises(ValueError, KeySet, bytes(32), MIN_KEY_COUNT - 1)
+        self.assertRaises(ValueError, KeySet, bytes(32), MAX_KEY_COUNT + 1)
+        self.assertEqual(len(KeySet(bytes(32), MAX_KEY_COUNT)), MAX_KEY_COUNT)
 
     def test_firstBlockCiphersKept(self):
         """The ECB contexts are made once per direction and give CBC's first block."""
