@@ -80,6 +80,18 @@ class DhtSettings:
     """Expiry, idle links and the due refreshes and republishes are looked at this often."""
     idleLinkTimeout: float = 300.0
     """A DHT link that carried nothing for this long is closed."""
+    maxStoreBytes: int = 64 * 1024 * 1024
+    """The bytes of memory the records a node holds may take, each counted at what it costs."""
+    maxStoreBytesPerPeer: int = 4 * 1024 * 1024
+    """The bytes of memory the records one peer (node id) stored may take."""
+    storeReserveBytes: int = 8 * 1024 * 1024
+    """The bytes of the store only node records and routing entries the node is responsible for
+    (it is among the k closest nodes it knows to their keys) may use: a store full of other
+    records still takes them."""
+
+    def __post_init__(self):
+        if self.storeReserveBytes >= self.maxStoreBytes:
+            raise ConfigError(f"store_reserve_bytes ({self.storeReserveBytes}) must be less than max_store_bytes ({self.maxStoreBytes})")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,12 @@ class ResolveTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             resolveConfig(configFile=path)
         self.assertIn(path, str(caught.exception))
-        for bad in ("[tunnel]\nown_exit = maybe\n", "[tunnel]\nforward = 127.0.0.1:9000=10.0.0.1\n", "[tunnel]\nserve = nowhere\n"):
+        for bad in (
+            "[tunnel]\nown_exit = maybe\n",
+            "[tunnel]\nforward = 127.0.0.1:9000=10.0.0.1\n",
+            "[tunnel]\nserve = nowhere\n",
+            "[dht]\nmax_store_bytes = 1000000\nstore_reserve_bytes = 1000000\n",
+        ):
             with open(path, "w") as f:
                 f.write(bad)
             self.assertRaises(ConfigError, resolveConfig, configFile=path)

@@ -25,9 +25,9 @@ from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseC
 from phantom.netdb.interfaces import IValueStore
 from phantom.netdb.lookup import Lookup
 from phantom.netdb.records import InvalidRecord, NodeRecord, contactOf, parseRecord
-from phantom.netdb.routing import RoutingTable
+from phantom.netdb.routing import RoutingTable, distance
 from phantom.netdb.rpc import DhtLinks, RpcFailed
-from phantom.netdb.storage import RecordStore
+from phantom.netdb.storage import RecordStore, StoreFull
 from phantom.statefiles import writeAtomically
 from phantom.wire.dht import RpcKind, Table
 
@@ -85,7 +85,9 @@ class DhtNode(Service):
         self._bootstrap = tuple(bootstrap)
         self._contactsPath = os.path.join(dataDir, CONTACTS_FILE) if dataDir else None
         self.table = RoutingTable(self.nodeId, clock, random)
-        self.store = RecordStore(clock, settings.maxValueTtl)
+        self.store = RecordStore(
+            clock, settings.maxValueTtl, settings.maxStoreBytes, settings.maxStoreBytesPerPeer, settings.storeReserveBytes, self.responsibleFor
+        )
         self.rpc = DhtLinks(links, self, clock, timeout=settings.rpcTimeout, idleClose=settings.idleLinkTimeout)
         self.stats = LookupStats()
         self._published = {}
@@ -166,7 +168,7 @@ class DhtNode(Service):
             return self._nodesReply(content.key, sender)
         if kind == RpcKind.STORE:
             try:
-                self.store.put(int(content.table), content.key, content.value, content.ttl)
+                self.store.put(int(content.table), content.key, content.value, content.ttl, storer=sender.nodeId)
             except InvalidRecord as e:
                 self.log.info("refused a STORE from {peer}: {why}", peer=str(sender), why=str(e))
                 return RpcKind.STORED, {"accepted": 0}
@@ -178,6 +180,16 @@ class DhtNode(Service):
                 return RpcKind.VALUE, {"value": self._random.choice(records).encoded}
             return RpcKind.NODES, {"contacts": []}
         raise ValueError(f"{kind.name} is not a request")
+
+    def responsibleFor(self, table, key):
+        """
+        Whether a record is a node record or routing entry this node must keep even when its
+        store is full: it is among the K closest nodes it knows to the key.
+        """
+        if Table(table) == Table.VALUE:
+            return False
+        closest = self.table.closest(key, K)
+        return len(closest) < K or distance(self.nodeId, key) < distance(closest[-1].nodeId, key)
 
     def _nodesReply(self, target, sender):
         closest = self.table.closest(target, K, exclude=(sender.nodeId,))
@@ -276,13 +288,27 @@ class DhtNode(Service):
 
     async def storeRecord(self, table, key, encoded, ttl=None, replication=K):
         """
-        Store a record here and on the C{replication} nodes closest to C{key}.
+        Store a record here, if there is room, and on the C{replication} nodes closest to C{key}.
 
         @return: how many other nodes accepted it.
         @raise InvalidRecord: the record is not valid (it is then sent nowhere).
         """
-        self.store.put(table, key, encoded, ttl)
+        self._keep(table, key, encoded, ttl)
         return await self._replicate(table, key, encoded, ttl, replication)
+
+    def _keep(self, table, key, encoded, ttl):
+        """
+        Store a record of this node's own here, if there is room.
+
+        @return: whether it is stored here.
+        @raise InvalidRecord: the record is not valid.
+        """
+        try:
+            self.store.put(table, key, encoded, ttl)
+        except StoreFull as e:
+            self.log.info("not keeping a {table} record here, only sending it: {why}", table=Table(table).name, why=str(e))
+            return False
+        return True
 
     async def _replicate(self, table, key, encoded, ttl, replication):
         search = await self.lookup(key)
@@ -314,14 +340,15 @@ class DhtNode(Service):
 
     def put(self, key, value, ttl, replication):
         """
-        L{IValueStore}: keep C{value} here and on max(C{replication}, minReplication) of the
-        closest nodes (at most K); invalid values are dropped with a log line.
+        L{IValueStore}: keep C{value} here (if the store has room) and on max(C{replication},
+        minReplication) of the closest nodes (at most K); invalid values are dropped with a log
+        line, and so is a value that no node stored.
 
-        @return: a Deferred that fires with how many nodes accepted the value once it was sent
-            to them; callers that only need the local copy may ignore it.
+        @return: a Deferred that fires with how many other nodes accepted the value once it was
+            sent to them; callers that only need the local copy may ignore it.
         """
         try:
-            self.store.put(Table.VALUE, key, value, ttl)
+            kept = self._keep(Table.VALUE, key, value, ttl)
         except InvalidRecord as e:
             self.log.warn("module API value not stored: {why}", why=str(e))
             return succeed(0)
@@ -330,7 +357,13 @@ class DhtNode(Service):
         self._published[(Table.VALUE, key)] = (value, ttl, replication, self._clock.seconds() + ttl)
         d = Deferred.fromCoroutine(self._replicate(Table.VALUE, key, value, ttl, replication))
         d.addErrback(lambda failure: self.log.failure("replicating a module API value", failure) or 0)
-        return d
+
+        def stored(accepted):
+            if not kept and not accepted:
+                self.log.warn("module API value for {key} stored on no node: this store is full and no other node took it", key=key.hex())
+            return accepted
+
+        return d.addCallback(stored)
 
     def get(self, key):
         """L{IValueStore}: the value under C{key}, or C{None}; fires within the GET timeout."""
@@ -462,12 +495,14 @@ class DhtNode(Service):
         not expired, to the nodes now closest to its key.
         """
         now = self._clock.seconds()
+        notHeld = []
         for (table, key), (value, ttl, replication, until) in list(self._published.items()):
             if until <= now:
                 del self._published[(table, key)]
                 continue
             try:
-                self.store.put(table, key, value, until - now)
+                if not self._keep(table, key, value, until - now):
+                    notHeld.append((table, key, value, until - now, replication))
             except InvalidRecord as e:
                 self.log.warn("not republishing a value: {why}", why=str(e))
         for record in self.store.records():
@@ -476,6 +511,8 @@ class DhtNode(Service):
             ttl = self.store.remaining(record.table, record.key)
             replication = self._published.get((record.table, record.key), (None, None, K))[2]
             await self._replicate(record.table, record.key, record.encoded, ttl, replication)
+        for table, key, value, ttl, replication in notHeld:
+            await self._replicate(table, key, value, ttl, replication)
 
     def saveContacts(self):
         """

@@ -1,6 +1,6 @@
 """
 What a node stores for the network: records by table and key, validated on the way in,
-expired on the clock, bounded in size.
+expired on the clock, bounded by what they cost in memory, in total and per storing peer.
 """
 
 from dataclasses import dataclass
@@ -9,42 +9,90 @@ from phantom.config import DhtSettings
 from phantom.netdb.records import InvalidRecord, parseRecord
 from phantom.wire.dht import Table
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""How many bytes of records a node holds for others at most."""
+DEFAULT_MAX_BYTES = DhtSettings.maxStoreBytes
+"""How many bytes of memory the records a node holds for others may take at most."""
+
+# What an entry costs in memory, on CPython 3.11 (64-bit), measured with tracemalloc by
+# tests.netdb.test_storage.StoreMemoryTests: it fills a store with records as they come off the
+# wire (fresh bytes nobody else holds), drops everything but the store, and divides the memory
+# still traced by the number of entries. Measured: 400 bytes per 1-byte value, 534 when each value
+# has a storer of its own (so 134 per storer's account), 921 per node record (155 encoded),
+# 1,047 per routing entry with one entry node (180 encoded) and 3,175 with eight (530 encoded:
+# 304 per further entry node). The constants are those, less the encoded bytes, rounded up; that
+# test fails if the store charges less than an entry takes, or more than 1.3 times as much.
+ENTRY_OVERHEAD = {Table.VALUE: 416, Table.NODE: 784, Table.ROUTE: 640}
+"""Bytes an entry of each table costs besides its encoded record (and its entry nodes)."""
+ENTRY_NODE_OVERHEAD = 272
+"""Bytes each entry node of a stored routing entry costs besides its 50 encoded bytes."""
+STORER_OVERHEAD = 160
+"""Bytes the account of one storing peer costs (its node id held, its usage)."""
 
 
-@dataclass
+class StoreFull(InvalidRecord):
+    """A valid record the store has no room for: in total, or in its storer's share."""
+
+
+def entryCost(record):
+    """@return: the bytes of memory C{record} takes once stored."""
+    return ENTRY_OVERHEAD[record.table] + len(record.encoded) + ENTRY_NODE_OVERHEAD * len(getattr(record, "entryNodes", ()))
+
+
+@dataclass(slots=True)
 class StoredRecord:
-    """A record held by this node and when it expires."""
+    """A record held by this node, when it expires, who stored it and what it costs."""
 
     record: object
     expires: float
+    storer: object
+    cost: int
 
 
 class RecordStore:
     """
-    Records by C{(table, key)}.
+    Records by C{(table, key)}, each charged at what it costs in memory (L{entryCost}) to the
+    peer that stored its current contents.
+
+    A record that would take the store past C{maxBytes - reserve}, or its storer past
+    C{peerShare}, is refused (updates that grow included); records for which C{reserved(table,
+    key)} holds (the node records and routing entries this node is responsible for) may also
+    use the last C{reserve} bytes, so a store filled with other records still takes them.
 
     @param clock: C{IReactorTime}; its C{seconds()} is the time records are judged by.
     @param maxValueTtl: module-API values are kept at most this long, whatever they ask.
-    @param maxBytes: once this many bytes are held, new keys are refused (updates still land).
+    @param maxBytes: the bytes of memory all records may take together.
+    @param peerShare: the bytes of memory the records one storer stored may take; C{None}:
+        C{maxBytes}.
+    @param reserve: the bytes of C{maxBytes} only reserved records may use.
+    @param reserved: C{reserved(table, key)}: whether a record may use the reserve.
     """
 
-    def __init__(self, clock, maxValueTtl=DhtSettings.maxValueTtl, maxBytes=DEFAULT_MAX_BYTES):
+    def __init__(
+        self, clock, maxValueTtl=DhtSettings.maxValueTtl, maxBytes=DEFAULT_MAX_BYTES,
+        peerShare=None, reserve=0, reserved=lambda table, key: False,
+    ):
+        if not 0 <= reserve < maxBytes:
+            raise ValueError(f"a reserve of {reserve} bytes does not fit a store of {maxBytes}")
         self._clock = clock
         self.maxValueTtl = maxValueTtl
         self.maxBytes = maxBytes
+        self.peerShare = maxBytes if peerShare is None else peerShare
+        self.reserve = reserve
+        self._reserved = reserved
         self._records = {}
+        self._usage = {}
         self.size = 0
+        """The bytes of memory charged for the records held and their storers."""
 
-    def put(self, table, key, encoded, ttl=None):
+    def put(self, table, key, encoded, ttl=None, storer=None):
         """
         Validate and store a record; a stored record is only replaced by one that supersedes it.
 
         @param ttl: for module-API values, the lifetime asked for (clamped to 1 ..
             C{maxValueTtl} seconds); records of the other tables carry their own lifetime.
+        @param storer: who stores it: the peer's node id, C{None} for this node.
         @return: the stored record object.
-        @raise InvalidRecord: the record is invalid, older than the one stored, or the store is full.
+        @raise StoreFull: the record is valid but there is no room for it.
+        @raise InvalidRecord: the record is invalid or older than the one stored.
         """
         now = self._clock.seconds()
         record = parseRecord(table, key, encoded, now)
@@ -56,12 +104,35 @@ class RecordStore:
         stored = self._live(slot, now)
         if stored is not None and not record.supersedes(stored.record):
             raise InvalidRecord(f"{record.table.name.lower()} record older than the one stored")
-        grows = len(record.encoded) - (len(stored.record.encoded) if stored else 0)
-        if stored is None and self.size + grows > self.maxBytes:
-            raise InvalidRecord("the record store is full")
-        self._records[slot] = StoredRecord(record, expires)
-        self.size += grows
+        if stored is not None and stored.record.encoded == record.encoded:
+            # The same record again (a republish): it stays charged to whoever stored it first.
+            storer = stored.storer
+        cost = entryCost(record)
+        self._checkRoom(record, storer, cost, stored)
+        if stored is not None:
+            self._release(stored)
+        self._records[slot] = StoredRecord(record, expires, storer, cost)
+        self.size += cost if storer in self._usage else cost + STORER_OVERHEAD
+        self._usage[storer] = self._usage.get(storer, STORER_OVERHEAD) + cost
         return record
+
+    def _checkRoom(self, record, storer, cost, stored):
+        """@raise StoreFull: C{record} at C{cost}, replacing C{stored}, does not fit."""
+        usage = self._usage.get(storer, STORER_OVERHEAD)
+        grows = cost + (STORER_OVERHEAD if storer not in self._usage else 0)
+        if stored is not None:
+            grows -= stored.cost
+            if stored.storer == storer:
+                usage -= stored.cost
+        if usage + cost > self.peerShare and usage + cost > self._usage.get(storer, 0):
+            raise StoreFull("the storer's share of the record store is full")
+        if grows > 0 and self.size + grows > self.maxBytes - self.reserve:
+            if self.size + grows > self.maxBytes or not self._reserved(record.table, record.key):
+                raise StoreFull("the record store is full")
+
+    def usage(self, storer):
+        """@return: the bytes of memory charged to C{storer} (C{None}: this node)."""
+        return self._usage.get(storer, 0)
 
     def get(self, table, key):
         """@return: the live record stored under C{key} in C{table}, or C{None}."""
@@ -101,5 +172,13 @@ class RecordStore:
         return stored
 
     def _drop(self, slot):
-        stored = self._records.pop(slot)
-        self.size -= len(stored.record.encoded)
+        self._release(self._records.pop(slot))
+
+    def _release(self, stored):
+        self.size -= stored.cost
+        usage = self._usage[stored.storer] - stored.cost
+        if usage == STORER_OVERHEAD:
+            del self._usage[stored.storer]
+            self.size -= STORER_OVERHEAD
+        else:
+            self._usage[stored.storer] = usage
