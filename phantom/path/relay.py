@@ -369,7 +369,7 @@ def relayPath(rewiring, links, relaying, frameReceived, linkTimeout, publish):
     relayed = RelayedPath(key, rewiring, relaying, frameReceived)
     relaying[key] = relayed
     if rewiring.expectFrom is not None:
-        d = links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, linkTimeout)
+        d = links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, linkTimeout, rewiring.expectFrom.nodeId)
         d.addCallbacks(lambda link: relayed.linked(Side.PREVIOUS, link), lambda f: relayed.tearDown())
     if rewiring.connectTo is not None:
         contact = rewiring.connectTo

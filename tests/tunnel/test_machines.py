@@ -132,6 +132,7 @@ class RelayTests(SynchronousTestCase):
         """A tunnel link naming the block, from another node or with another link id, is refused; the setup ends."""
         for link in (
             linkFrom(contact(9), self.path.linkIds[Side.NEXT]),
+            linkFrom(Contact(self.path.contacts[Side.NEXT].host, self.path.contacts[Side.NEXT].port, os.urandom(32)), self.path.linkIds[Side.NEXT]),
             linkFrom(self.path.contacts[Side.NEXT], os.urandom(LINK_ID_SIZE)),
             linkFrom(self.path.contacts[Side.PREVIOUS], self.path.linkIds[Side.NEXT]),
         ):
