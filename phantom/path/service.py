@@ -33,6 +33,9 @@ from phantom.wire.link import Purpose
 
 __all__ = ["Path", "PathService", "RelayedPath"]
 
+PEER_SHARES = 4
+"""One node may fill at most this fraction (1/PEER_SHARES) of a node's participations."""
+
 
 @dataclass
 class Path(Goes):
@@ -105,6 +108,7 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
+        self._fromPeer = {}
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -335,7 +339,23 @@ class PathService(Service):
         if len(self.participations) >= self.settings.maxParticipations:
             self.log.info("refused a path setup: already in {count} under construction", count=len(self.participations))
             return CloseAtOnce(link)
-        return self._participant(link, self._participation)
+        for gone in [participant for participant in self._fromPeer if participant not in self.participations]:
+            del self._fromPeer[gone]
+        if sum(1 for peer in self._fromPeer.values() if peer == link.nodeId) >= self.peerShare:
+            self.log.debug("refused a path setup: its peer's share of participations is taken")
+            return CloseAtOnce(link)
+        participant = self._participant(link, self._participation)
+        self._fromPeer[participant] = link.nodeId
+        return participant
+
+    @property
+    def peerShare(self):
+        """
+        How many paths under construction one node may have this node take part in: a share of
+        C{maxParticipations}, counted against the node each SETUP link came from (so a forger's
+        round-1 packages, which must arrive over its own links, fill only its own share).
+        """
+        return max(1, self.settings.maxParticipations // PEER_SHARES)
 
     def _relay(self, rewiring):
         return relayPath(rewiring, self._links, self.relaying, self.pathFrameReceived, 2 * self.settings.roundTimeout, self._publish)

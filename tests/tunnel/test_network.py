@@ -722,3 +722,41 @@ class BadInputTests(NetworkTestCase):
         self.assertTrue(entryPath.gone)
         self.assertTrue(logs.having("closing a path", "at the end of an entry path"))
         self.assertEqual(client.paths.paths, [exitPath])
+
+
+class QuotaTests(NetworkTestCase):
+    def test_floodingX0(self):
+        """
+        A malicious x0 floods its path's next hop with setup blocks that its T, colluding, never
+        answers: that relay remembers no more than the path's share of them, and a tunnel over
+        another path through the same relay still opens.
+        """
+        network, client, server, _, exitPath, accepted = clientAndServer(self, 14)
+        relayNode, flooder, colluder = network.nodes[6], network.nodes[9], network.nodes[10]
+        floodPath = network.buildPath(network.nodes[8], EXIT, [flooder, relayNode, colluder])
+        colluder.tunnels.pathFrameReceived = lambda path, side, payload: None
+        flooding = network.relayedOn(flooder, floodPath)
+        [towardsRelay] = [flooding.links[side] for side in flooding.sides() if flooding.contacts[side].nodeId == relayNode.nodeId]
+        for _ in range(common.MAX_PENDING + 1000):
+            towardsRelay.sendFrame(os.urandom(BLOCK_SIZE))
+        network.settle()
+        self.assertEqual(len(relayNode.tunnels.remembered), common.MAX_PENDING_PER_PATH)
+        self.echoIntact(network, client, server, accepted)
+
+    def test_floodingEntryRequests(self):
+        """
+        One node opens ENTRY links to an entry node as fast as it can: the entry node takes no
+        more than that node's share, the owner searches keys for no more than its rate, and
+        tunnels from other exit nodes still open.
+        """
+        network, client, server, entryPath, _, accepted = clientAndServer(self, 10)
+        entryNode = network.nodes[4]
+        flooder = network.links.linkService()
+        links = []
+        for _ in range(1000):
+            opened = flooder.connect(*entryNode.address, Purpose.ENTRY, os.urandom(LINK_ID_SIZE), entryNode.nodeId)
+            opened.addCallback(lambda link: (links.append(link), link.attach(CollectingHandler(link)), link.sendFrame(ApRequest.build({"ap_address": server.apAddress}))))
+        network.settle()
+        self.assertEqual(len(entryNode.tunnels.entering), 0, "the owner answered every request it took")
+        self.assertEqual(len(accepted), common.MAX_ENTRY_PENDING_PER_PEER)
+        self.echoIntact(network, client, server, accepted)
