@@ -23,9 +23,12 @@ class Shares:
     that floods recycles only its own share and never crowds out the others.
 
     @param onEvicted: C{onEvicted(item)}, told of each item that gave way.
+    @param evict: C{False}: nobody gives way, a full total refuses (for items that must not be
+        forgotten early).
     """
 
-    def __init__(self, limit, perPeer, perPath, onEvicted=lambda item: None):
+    def __init__(self, limit, perPeer, perPath, onEvicted=lambda item: None, evict=True):
+        self._evict = evict
         self.limit = limit
         self.perPeer = perPeer
         self.perPath = perPath
@@ -51,7 +54,7 @@ class Shares:
         """@return: whether an item of C{peer} on C{path} would be admitted now."""
         if self._byPeer[peer] >= self.perPeer or self._byPath[path] >= self.perPath:
             return False
-        return len(self._items) < self.limit or self._heaviest(peer) is not None
+        return len(self._items) < self.limit or (self._evict and self._heaviest(peer) is not None)
 
     def admit(self, item, peer, path):
         """

@@ -9,6 +9,7 @@ C{tunnelLinkArrived}, C{timedOut}, C{pathGone}), each of which returns a list of
 carries the actions out. The links a machine names are handles it never calls.
 """
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
@@ -38,6 +39,12 @@ KEY_SEARCH_RATE = 50.0
 """Inbound requests an owner searches the keys of per entry path and second, on average."""
 KEY_SEARCH_BURST = MAX_PENDING_PER_PATH
 """... and at once."""
+MAX_SETUPS_PER_PATH = 8192
+"""The most tunnel setups one path brings a node in its life: each block it saw is kept to refuse replays."""
+MAX_SEEN_PER_PEER = 4 * MAX_SETUPS_PER_PATH
+"""The most setup blocks kept for the paths one neighbour brings them over."""
+MAX_SEEN = 1 << 18
+"""The most setup blocks kept in all (16 bytes of digest and about 100 of overhead each)."""
 
 
 # Actions
@@ -424,6 +431,47 @@ class RememberedBlocks:
             if expires > now:
                 break
             self.forget(block)
+
+
+class SeenBlocks:
+    """
+    A digest of every setup block each path brought this node, kept while the path (and so its
+    key sets) lasts: a block seen before is a replay, refused before any key is chosen for it,
+    so no hop derives the same stream keys twice. A fresh block begins with 16 random bytes of
+    whoever made it, so an honest block recurs with probability 2^-128. Bounded: per path
+    (L{MAX_SETUPS_PER_PATH} setups in its life), per neighbour and in total; once a bound is
+    reached, further setups on that path are refused rather than forgotten, since forgetting
+    would let a replay through.
+    """
+
+    def __init__(self, limit=MAX_SEEN, perPeer=MAX_SEEN_PER_PEER, perPath=MAX_SETUPS_PER_PATH):
+        self.shares = Shares(limit, perPeer, perPath, evict=False)
+        self._byPath = {}
+
+    def __len__(self):
+        return len(self.shares)
+
+    def firstSight(self, path, peer, block):
+        """
+        Note C{block}, brought by C{peer} (node id) over C{path} (which must C{onGone}).
+
+        @return: C{None} if it is new and noted; else why it is refused.
+        """
+        digest = hashlib.blake2b(block, digest_size=16).digest()
+        key = id(path)
+        if (key, digest) in self.shares:
+            return "a replayed setup block"
+        if not self.shares.admit((key, digest), peer, key):
+            return "too many setup blocks over this path or from this neighbour"
+        if key not in self._byPath:
+            self._byPath[key] = []
+            path.onGone(lambda: self._forget(key))
+        self._byPath[key].append(digest)
+        return None
+
+    def _forget(self, key):
+        for digest in self._byPath.pop(key, ()):
+            self.shares.release((key, digest))
 
 
 class KeySets:

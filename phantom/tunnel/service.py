@@ -31,7 +31,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from phantom.address import Contact, describePeer, formatAddress
@@ -60,6 +60,7 @@ from phantom.tunnel.common import (
     OwnTunnel,
     RefuseLink,
     RememberedBlocks,
+    SeenBlocks,
     SendFrame,
     SendOnPath,
     SpliceLinks,
@@ -184,6 +185,9 @@ class TunnelService(MultiService):
         """Seconds each step of a setup may take."""
         self.remembered = RememberedBlocks(clock)
         """The blocks this node passed on (or sent as an entry node), waiting for their tunnel links."""
+        self._warnings = RateLimits(1.0, 5, clock.seconds)
+        self.seen = SeenBlocks()
+        """Every setup block each path brought, while the path lasts: replays are refused."""
         self.exiting = Shares(MAX_PENDING, MAX_PENDING_PER_PEER, MAX_PENDING_PER_PATH, onEvicted=self._abandon)
         """The outbound setups under way at this node as an exit node, by neighbour and path."""
         self.entering = Shares(MAX_PENDING, MAX_ENTRY_PENDING_PER_PEER, MAX_PENDING, onEvicted=self._abandon)
@@ -229,8 +233,8 @@ class TunnelService(MultiService):
         if side is None:
             if not self.keySearches.allow(path.link.linkId):
                 self.log.debug("too many inbound tunnel requests on an entry path: dropped one")
-                return
-            self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.listener is not None, self._randomBytes))
+            elif self._fresh(path, path.link.nodeId, block):
+                self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.listener is not None, self._randomBytes))
             return
         others = [other for other in path.sides() if other != side]
         neighbour = path.contacts[side].nodeId
@@ -240,18 +244,30 @@ class TunnelService(MultiService):
             if not self.remembered.admits(neighbour, path):
                 self.log.debug("a neighbour's share of pending tunnel setups is full: dropped a setup block")
                 return
+            if not self._fresh(path, neighbour, block):
+                return
             relay = self._relaySetup(path, side, others[0], self._choose(path), block)
             if not self.remembered.remember(relay.passed, relay, neighbour, path):
                 return
             self.begin(relay)
         elif path.terminating and path.routingEntry is None:
-            machine = ExitSetup(path, side, block, self._choose(path), self._randomBytes)
-            if not self.exiting.admit(machine, neighbour, path):
+            if not self.exiting.admits(neighbour, path) or not self._fresh(path, neighbour, block):
                 self.log.debug("too many tunnel setups pending at this exit node: dropped a setup block")
                 return
+            machine = ExitSetup(path, side, block, self._choose(path), self._randomBytes)
+            self.exiting.admit(machine, neighbour, path)
             self.begin(machine)
         else:
             self._do(None, ClosePath(path, "a setup block at the end of an entry path"))
+
+    def _fresh(self, path, neighbour, block):
+        """Whether C{block} is the first of its kind over C{path}: a replay, or one too many, is dropped with a warning."""
+        why = self.seen.firstSight(path, neighbour, block)
+        if why is not None:
+            # A warning a second per neighbour at most: a replaying neighbour cannot flood the log.
+            level = LogLevel.warn if self._warnings.allow(neighbour) else LogLevel.debug
+            self.log.emit(level, "dropped a setup block from {peer}: {why}", peer=neighbour.hex()[:16], why=why)
+        return why is None
 
     def _choose(self, relayed):
         return chooseKey(self.keySets.ofRelayed(relayed), self._random)

@@ -29,6 +29,7 @@ from phantom.tunnel.common import (
     RefuseLink,
     ReachState,
     RememberedBlocks,
+    SeenBlocks,
     SendFrame,
     SendOnPath,
     SpliceLinks,
@@ -557,6 +558,26 @@ class TableTests(SynchronousTestCase):
         self.assertEqual([block in small for block in (b"f0", b"f1", b"f2", b"f3", b"honest")], [False, True, True, True, True])
         self.assertIsNone(small.take(b"f0"))
         self.assertEqual(small.take(b"honest"), "machine")
+
+    def test_seenBlocks(self):
+        """
+        A block seen before over a path is a replay; one path brings at most its bound of
+        blocks in its life, and they are forgotten when it goes, never before.
+        """
+        ending = Ending()
+        path = SimpleNamespace(onGone=ending.onEnd)
+        other = SimpleNamespace(onGone=Ending().onEnd)
+        seen = SeenBlocks(limit=10, perPeer=10, perPath=3)
+        block = os.urandom(BLOCK_SIZE)
+        self.assertIsNone(seen.firstSight(path, "peer", block))
+        self.assertEqual(seen.firstSight(path, "peer", block), "a replayed setup block")
+        self.assertIsNone(seen.firstSight(other, "peer", block), "another path's blocks are its own")
+        for _ in range(2):
+            self.assertIsNone(seen.firstSight(path, "peer", os.urandom(BLOCK_SIZE)))
+        self.assertIn("too many", seen.firstSight(path, "peer", os.urandom(BLOCK_SIZE)))
+        self.assertEqual(len(seen), 4)
+        ending.end()
+        self.assertEqual(len(seen), 1)
 
     def test_keySetsForgottenWithTheirPath(self):
         """A path's key set is made once, and forgotten when the path goes."""

@@ -760,3 +760,39 @@ class QuotaTests(NetworkTestCase):
         self.assertEqual(len(entryNode.tunnels.entering), 0, "the owner answered every request it took")
         self.assertEqual(len(accepted), common.MAX_ENTRY_PENDING_PER_PEER)
         self.echoIntact(network, client, server, accepted)
+
+
+class FreshnessTests(NetworkTestCase):
+    def test_replayedBlocksAndReplies(self):
+        """
+        Every setup block a hop (or the owner) received is sent to it again a hundred times, as
+        a malicious neighbour would replay it: each replay is refused by the hop it reaches, and
+        no hop ever derives the same stream keys twice. (A reply travels only on the tunnel link
+        whose opening names a remembered block, and a remembered block is taken once: a replayed
+        opening names no setup, as L{BadInputTests.test_badTunnelAndEntryLinks} shows.)
+        """
+        derived = []
+        realStreamKeys = keys.streamKeys
+
+        def recordingStreamKeys(chosenKey, tunnelMaterial):
+            derived.append(realStreamKeys(chosenKey, tunnelMaterial))
+            return derived[-1]
+
+        self.patch(keys, "streamKeys", recordingStreamKeys)
+        network, client, server, _, _, accepted = clientAndServer(self)
+        received = []
+        for node in network.nodes:
+            node.pathFrameReceived = lambda path, side, payload, node=node: (received.append((node, path, side, payload)), node.tunnels.pathFrameReceived(path, side, payload))
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(received), 6, "x0, x1 and T of the exit path; x1, x0 and the owner of the entry path")
+        before = len(derived)
+        logs = LogCollector(self, "phantom.tunnel")
+        for node, path, side, payload in received:
+            for _ in range(100):
+                node.tunnels.pathFrameReceived(path, side, payload)
+        network.settle()
+        self.assertEqual(len(derived), before, "a hop derived stream keys for a replay")
+        self.assertTrue(logs.having("a replayed setup block", level="warn"))
+        self.assertEqual(network.leftovers(), [])
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(set(Counter(derived).values()), {2}, "each pair of stream keys is derived by one hop and its path's owner, once")
