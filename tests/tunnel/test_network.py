@@ -796,3 +796,24 @@ class FreshnessTests(NetworkTestCase):
         self.assertEqual(network.leftovers(), [])
         self.echoIntact(network, client, server, accepted)
         self.assertEqual(set(Counter(derived).values()), {2}, "each pair of stream keys is derived by one hop and its path's owner, once")
+
+
+class RouteSetTests(NetworkTestCase):
+    def test_twoEntryNodesOneDies(self):
+        """
+        A server with two entry paths has two entry nodes in the network database; when the
+        one tried first dies, a tunnel still reaches the server through the other.
+        """
+        network = MemoryTunnelNetwork(self, 14)
+        server, client = network.nodes[:2]
+        network.buildPath(server, ENTRY, network.nodes[2:5])
+        network.runFor(1)
+        network.buildPath(server, ENTRY, network.nodes[5:8])
+        network.buildPath(client, EXIT, network.nodes[8:11])
+        accepted = []
+        acceptInto(server, accepted)
+        found = self.successResultOf(ensureDeferred(client.dht.findRecord(Table.ROUTE, routeKey(server.apAddress))))
+        self.assertEqual([node.nodeId for node in found.entryNodes], [network.nodes[7].nodeId, network.nodes[4].nodeId])
+        network.links.disconnect(network.nodes[7].links)
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(accepted), 1)
