@@ -125,6 +125,18 @@ class RateLimits:
         self._buckets[peer] = (tokens - cost, now)
         return True
 
+    def has(self, peer, amount):
+        """@return: whether C{peer} has C{amount} units to spend now (none are taken)."""
+        return self._tokens(peer, self._seconds()) >= amount
+
+    def charge(self, peer, cost=1):
+        """
+        Take C{cost} units from C{peer} whatever it has left: work already done is paid for,
+        and a peer in debt is refused until its bucket fills again.
+        """
+        now = self._seconds()
+        self._buckets[peer] = (self._tokens(peer, now) - cost, now)
+
     def _tokens(self, peer, now):
         tokens, then = self._buckets.get(peer, (self.burst, now))
         return min(self.burst, tokens + (now - then) * self.rate)

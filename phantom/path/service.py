@@ -26,7 +26,7 @@ from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
-from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, relayPath
+from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
@@ -114,7 +114,7 @@ class PathService(Service):
         self._frameReceiver = frameReceiver
         self._participant = participant
         self._participation = ParticipationContext(
-            identity, clock, links, 2 * settings.roundTimeout, self.participations, self._relay
+            identity, clock, links, 2 * settings.roundTimeout, self.participations, self._relay, SetupWork(clock.seconds)
         )
         self._exitShape = None
         self._waitingForExit = []
