@@ -251,8 +251,10 @@ class TunnelService(MultiService):
                 return
             self.begin(relay)
         elif path.terminating and path.routingEntry is None:
-            if not self.exiting.admits(neighbour, path) or not self._fresh(path, neighbour, block):
+            if not self.exiting.admits(neighbour, path):
                 self.log.debug("too many tunnel setups pending at this exit node: dropped a setup block")
+                return
+            if not self._fresh(path, neighbour, block):
                 return
             machine = ExitSetup(path, side, block, self._choose(path), self._randomBytes)
             self.exiting.admit(machine, neighbour, path)
