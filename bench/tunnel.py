@@ -1,7 +1,7 @@
 """
 Routing tunnels: key recovery, and bulk transfer, round trips and setup through 6 hops of node processes, against bare baselines.
 
-The benchmark has two parts; C{--skip-network} runs only the first.
+The benchmark has three parts; C{--skip-network} runs only the first two.
 
 B{Key recovery.} L{phantom.tunnel.keys.recoverKeys} on an exit path of C{--recovery-hops} hops
 (default 4) with C{--recovery-keys} keys each (default 30: 810,000 combinations). The key sets
@@ -29,6 +29,11 @@ case: what batching alone gains. A ratio is a figure over the baseline, the inve
 speedup; the goal is a worst case at least 50 times faster than the thesis's search (ratio at
 most 0.02). The notes also say whether the issue's absolute goal is met: a worst case of at most
 20 ms on this two-core machine.
+
+B{Setup floods} (L{measurePendingFlood}, in memory, with or without C{--skip-network}):
+C{pending_flood_survival}, the fraction of 100 honest tunnel setups that succeed while one
+neighbour sends 10,000 setup blocks and opens 1,000 ENTRY links a second into the nodes they
+pass through, against the same setups with no flood. Goal: at least 0.99 of it.
 
 B{The network.} Nodes as separate processes on loopback: a testnet of C{--nodes} nodes (default
 16) started as L{bench.path} starts it (L{phantom.testnet.loopback}: one random port, a fresh
@@ -259,12 +264,13 @@ def measure(reactor, options):
         C{skip_network}.
     """
     recovery = measureKeyRecovery(options)
+    parts = [recovery, measurePendingFlood(options)]
     if options.skip_network:
-        return succeed(combine([recovery], "thesis"))
+        return succeed(combine(parts, "thesis / no flood"))
 
     async def both():
         network = await measureNetwork(reactor, options)
-        return combine([recovery, network], "thesis / TLS chain")
+        return combine(parts + [network], "thesis / no flood / TLS chain")
 
     return Deferred.fromCoroutine(both())
 
@@ -1019,3 +1025,118 @@ class RelayChain:
                 if not relay.ended:
                     relay.transport.signalProcess("KILL")
             await gatherResults([relay.gone for relay in running])
+
+
+# Setup floods
+
+
+PENDING_FLOOD_SURVIVAL = "pending_flood_survival"
+FLOOD_BLOCKS_PER_SECOND = 10_000
+FLOOD_ENTRY_REQUESTS_PER_SECOND = 1_000
+FLOOD_SECONDS = 3.0
+FLOOD_TICK = 0.01
+HONEST_SETUPS = 100
+GOAL_FLOOD_SURVIVAL = 0.99
+
+
+class _Cleanups:
+    """What the in-memory test networks ask of a test case: calls to make when done."""
+
+    def __init__(self):
+        self.calls = []
+
+    def addCleanup(self, f, *args, **kwargs):
+        self.calls.append((f, args, kwargs))
+
+    def run(self):
+        for f, args, kwargs in reversed(self.calls):
+            f(*args, **kwargs)
+
+
+def measurePendingFlood(options):
+    """
+    C{pending_flood_survival}: on the in-memory tunnel network of the tunnel tests (real path
+    and tunnel services, driven clock), the fraction of L{HONEST_SETUPS} tunnel setups that
+    succeed while one neighbour floods the nodes they pass through, against the same setups
+    with no flood (the baseline). The honest tunnels run from a client's exit path (x0, x1,
+    T) to a server's entry path; the flooder is x0 of a path of its own through the client's
+    x1, whose T colludes and answers nothing, and for L{FLOOD_SECONDS} of the clock it sends
+    that x1 L{FLOOD_BLOCKS_PER_SECOND} setup blocks a second and opens
+    L{FLOOD_ENTRY_REQUESTS_PER_SECOND} ENTRY links a second to the server's entry node, each
+    asking for the server's AP-address; the honest setups are spread over the same time.
+    Goal: at least L{GOAL_FLOOD_SURVIVAL} of the baseline.
+
+    @param options: unused (the figure has no options of its own).
+    @return: the L{Part}.
+    """
+    survival = _floodSurvival(flood=True)
+    baseline = _floodSurvival(flood=False)
+    met = "met" if survival >= GOAL_FLOOD_SURVIVAL * baseline else "MISSED"
+    return Part(
+        figures={PENDING_FLOOD_SURVIVAL: survival},
+        baseline={PENDING_FLOOD_SURVIVAL: baseline},
+        goals={PENDING_FLOOD_SURVIVAL: RatioGoal(GOAL_FLOOD_SURVIVAL, atLeast=True)},
+        notes=(
+            f"pending flood: {HONEST_SETUPS} honest tunnel setups over {FLOOD_SECONDS:g} s while one neighbour "
+            f"sends {FLOOD_BLOCKS_PER_SECOND} setup blocks and opens {FLOOD_ENTRY_REQUESTS_PER_SECOND} ENTRY links "
+            f"a second; {survival:.2f} succeed ({baseline:.2f} with no flood); at least {GOAL_FLOOD_SURVIVAL}: {met}"
+        ),
+    )
+
+
+def _floodSurvival(flood):
+    """@return: the fraction of honest tunnel setups that succeed, with or without the flood."""
+    from tests.tunnel.helpers import acceptInto
+    from tests.tunnel.memory import MemoryTunnelNetwork
+    from phantom.path.interfaces import PathKind
+    from phantom.wire.link import LINK_ID_SIZE, Purpose
+    from phantom.wire.tunnel import BLOCK_SIZE, ApRequest
+
+    cleanups = _Cleanups()
+    network = MemoryTunnelNetwork(cleanups, 14)
+    try:
+        nodes = network.nodes
+        server, client = nodes[:2]
+        network.buildPath(server, PathKind.ENTRY, nodes[2:5])
+        network.buildPath(client, PathKind.EXIT, nodes[5:8])
+        relay, flooder, colluder = nodes[6], nodes[9], nodes[10]
+        floodPath = network.buildPath(nodes[8], PathKind.EXIT, [flooder, relay, colluder])
+        colluder.tunnels.pathFrameReceived = lambda path, side, payload: None
+        flooding = network.relayedOn(flooder, floodPath)
+        [towardsRelay] = [flooding.links[side] for side in flooding.sides() if flooding.contacts[side].nodeId == relay.nodeId]
+        entryNode = nodes[4]
+        request = ApRequest.build({"ap_address": server.apAddress})
+        acceptInto(server, [])
+        ticks = int(FLOOD_SECONDS / FLOOD_TICK)
+        setupEvery = max(1, ticks // HONEST_SETUPS)
+        outcomes = []
+
+        def asked(link):
+            link.attach(_Quiet())
+            link.sendFrame(request)
+
+        for tick in range(ticks):
+            if flood:
+                for _ in range(int(FLOOD_BLOCKS_PER_SECOND * FLOOD_TICK)):
+                    towardsRelay.sendFrame(os.urandom(BLOCK_SIZE))
+                for _ in range(int(FLOOD_ENTRY_REQUESTS_PER_SECOND * FLOOD_TICK)):
+                    opened = flooder.links.connect(*entryNode.address, Purpose.ENTRY, os.urandom(LINK_ID_SIZE), entryNode.nodeId)
+                    opened.addCallbacks(asked, lambda failure: None)
+            if tick % setupEvery == 0 and len(outcomes) < HONEST_SETUPS:
+                opening = client.tunnels.open(server.apAddress)
+                opening.addCallbacks(lambda tunnel: (outcomes.append(True), tunnel.loseConnection()), lambda failure: outcomes.append(False))
+            network.runFor(FLOOD_TICK)
+        network.runFor(60)
+        return sum(outcomes) / HONEST_SETUPS
+    finally:
+        cleanups.run()
+
+
+class _Quiet:
+    """A link handler that ignores what arrives."""
+
+    def frameReceived(self, payload):
+        pass
+
+    def linkClosed(self, reason):
+        pass

@@ -42,17 +42,20 @@ class LinkDispatcher:
         """
         self._parkable[Purpose(purpose)] = timeout
 
-    def expectLink(self, linkId, fromHost, purpose, timeout):
+    def expectLink(self, linkId, fromHost, purpose, timeout, nodeId=None):
         """
         Wait for a link with C{linkId} and C{purpose} to arrive from C{fromHost}, or take it if
         it arrived early and was parked.
 
+        @param nodeId: the node id the link must come from (its pin), or C{None} for any. A
+            link from another node id, at that host and with that link id, is aborted and the
+            wait goes on: knowing a link id and sharing a host is no way in.
         @return: a Deferred that fires with the L{ILink}, or fails with L{LinkTimeout}.
         """
         key = (linkId, fromHost)
-        parked = self._parked.pop(key, None)
-        if parked is not None:
-            link, call = parked
+        parked = self._parked.get(key, {})
+        for fromNode in [n for n in parked if nodeId is None or n == nodeId][:1]:
+            link, call = self._unparked(key, fromNode)
             call.cancel()
             if link.purpose == Purpose(purpose):
                 return succeed(link)
@@ -70,7 +73,7 @@ class LinkDispatcher:
                 entry[2].cancel()
 
         deferred = Deferred(cancel)
-        self._awaited[key] = (Purpose(purpose), deferred, self._clock.callLater(timeout, expire))
+        self._awaited[key] = (Purpose(purpose), deferred, self._clock.callLater(timeout, expire), nodeId)
         return deferred
 
     def dispatch(self, link):
@@ -78,17 +81,25 @@ class LinkDispatcher:
         key = (link.linkId, link.peer.host)
         awaited = self._awaited.get(key)
         if awaited is not None:
-            purpose, deferred, call = awaited
+            purpose, deferred, call, nodeId = awaited
+            if nodeId is not None and link.nodeId != nodeId:
+                self.log.warn(
+                    "refused link {linkId} from {host}: node {got}, not the awaited {pinned}",
+                    linkId=link.linkId.hex(), host=link.peer.host, got=link.nodeId.hex()[:16], pinned=nodeId.hex()[:16],
+                )
+                return link.abort(f"link {link.linkId.hex()} came from another node than the one awaited")
             if purpose != link.purpose:
                 return link.abort(f"link {link.linkId.hex()} opened as {link.purpose.name}, {purpose.name} awaited")
             del self._awaited[key]
             call.cancel()
             deferred.callback(link)
             return
-        if link.purpose in self._parkable and key not in self._parked:
-            call = self._clock.callLater(self._parkable[link.purpose], self._unpark, key)
-            self._parked[key] = (link, call)
-            return
+        if link.purpose in self._parkable:
+            # Parked by node id too, so that a link from another node cannot take the place.
+            parked = self._parked.setdefault(key, {})
+            if link.nodeId not in parked:
+                parked[link.nodeId] = (link, self._clock.callLater(self._parkable[link.purpose], self._unpark, key, link.nodeId))
+                return
         handlerFactory = self._handlers.get(link.purpose)
         if handlerFactory is None:
             return link.abort(f"no handler for {link.purpose.name} links")
@@ -99,17 +110,25 @@ class LinkDispatcher:
             return link.abort("its handler could not be made")
         link.attach(handler)
 
-    def _unpark(self, key):
-        link, _ = self._parked.pop(key)
+    def _unparked(self, key, nodeId):
+        parked = self._parked[key]
+        taken = parked.pop(nodeId)
+        if not parked:
+            del self._parked[key]
+        return taken
+
+    def _unpark(self, key, nodeId):
+        link, _ = self._unparked(key, nodeId)
         link.abort(f"nobody awaited link {key[0].hex()}")
 
     def stop(self):
         """Fail every wait and drop every parked link's timer: the node is stopping."""
-        for link, call in self._parked.values():
-            call.cancel()
+        for parked in self._parked.values():
+            for link, call in parked.values():
+                call.cancel()
         self._parked.clear()
         for key in list(self._awaited):
-            _, deferred, call = self._awaited.pop(key)
+            _, deferred, call, _ = self._awaited.pop(key)
             call.cancel()
             deferred.errback(LinkFailed("the node is stopping"))
 

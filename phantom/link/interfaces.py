@@ -64,8 +64,11 @@ class ILinkService(Interface):
     def parkEarlyLinks(purpose, timeout):
         """Hold links of C{purpose} that arrive before anyone awaits them, for up to C{timeout} seconds."""
 
-    def expectLink(linkId, fromHost, purpose, timeout):
-        """@return: a Deferred of the awaited L{ILink}; it fails with L{phantom.errors.LinkTimeout}."""
+    def expectLink(linkId, fromHost, purpose, timeout, nodeId=None):
+        """
+        @param nodeId: the awaited node's id: a link from another node is refused (C{None}: any).
+        @return: a Deferred of the awaited L{ILink}; it fails with L{phantom.errors.LinkTimeout}.
+        """
 
     def connect(host, port, purpose, linkId, nodeId):
         """@return: a Deferred of a new L{ILink} to C{host:port}, pinned to C{nodeId} unless it is C{None}."""

@@ -140,9 +140,9 @@ class LinkService(ListeningService):
         """See L{LinkDispatcher.parkEarlyLinks}."""
         self._dispatcher.parkEarlyLinks(purpose, timeout)
 
-    def expectLink(self, linkId, fromHost, purpose, timeout):
+    def expectLink(self, linkId, fromHost, purpose, timeout, nodeId=None):
         """See L{LinkDispatcher.expectLink}."""
-        return self._dispatcher.expectLink(linkId, fromHost, purpose, timeout)
+        return self._dispatcher.expectLink(linkId, fromHost, purpose, timeout, nodeId)
 
     # Outbound
 

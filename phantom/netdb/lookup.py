@@ -49,11 +49,12 @@ class Lookup:
     @ivar target: the 32-byte id or key looked up.
     @ivar requests: how many requests L{nextQueries} has asked for so far.
     @ivar inFlight: how many of them have no outcome yet.
-    @ivar value: the value found (FIND_VALUE), or C{None}.
+    @ivar value: the first value found (FIND_VALUE), or C{None}.
     @ivar valueSource: the L{Contact} that returned L{value}, or C{None}.
+    @ivar values: C{(contact, value)} of every value found; more than one only when collecting.
     """
 
-    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False):
+    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False):
         """
         @param target: the 32-byte id or key to look up.
         @param contacts: the L{Contact}s to start from, usually the closest in our routing table.
@@ -61,6 +62,9 @@ class Lookup:
         @param k: how many closest contacts the lookup finds.
         @param alpha: how many requests may be in flight at once.
         @param findValue: C{True} for FIND_VALUE, C{False} for FIND_NODE.
+        @param collect: for FIND_VALUE, do not stop at the first value: ask on until each of
+            the k closest has answered, and keep every value in L{values} (so that a node
+            near the key serving an old value cannot hide a newer one).
         @raise ValueError: C{target} or a contact's node id is not 32 bytes.
         """
         self.target = target
@@ -69,6 +73,9 @@ class Lookup:
         self._k = k
         self._alpha = alpha
         self._findValue = findValue
+        self._collect = collect
+        self.values = []
+        """C{(contact, value)} of every value found, in the order found."""
         self._candidates = {}
         self._ranked = []
         """C{(distance, nodeId)} of the candidates that did not fail, closest first."""
@@ -107,7 +114,7 @@ class Lookup:
     @property
     def done(self):
         """C{True} once the value is found or each of the k closest candidates has answered."""
-        if self.valueSource is not None:
+        if self.valueSource is not None and not self._collect:
             return True
         waiting = (Progress.HEARD_OF, Progress.ASKED)
         return not any(candidate.progress in waiting for candidate in self._closest())
@@ -163,7 +170,7 @@ class Lookup:
 
     def found(self, contact, value):
         """
-        A contact returned the value (FIND_VALUE); the lookup is done.
+        A contact returned the value (FIND_VALUE); the lookup is done, unless it collects.
 
         Values must be checked before they are reported: a contact that returns an invalid
         value is reported with L{failed} instead, and the lookup goes on without it.
@@ -175,8 +182,10 @@ class Lookup:
         if not self._findValue:
             raise ValueError("a FIND_NODE lookup finds no value")
         if self._settle(contact, Progress.HELD_VALUE):
-            self.value = value
-            self.valueSource = contact
+            self.values.append((contact, value))
+            if self.valueSource is None:
+                self.value = value
+                self.valueSource = contact
 
     def failed(self, contact):
         """

@@ -234,9 +234,102 @@ class RoutingEntry:
             bytes(encoded),
         )
 
+    @property
+    def entryNode(self):
+        """The node id of the entry node this entry is of (its first): a node keeps one entry per entry node."""
+        return self.entryNodes[0].nodeId
+
     def supersedes(self, other):
-        """Whether this entry may replace C{other}, the one stored: its version is not older."""
-        return self.sequence >= other.sequence
+        """
+        Whether this entry may replace C{other}, the one stored for the same entry node: it is
+        newer, or the same entry again (a republish). An equal sequence with other contents
+        changes nothing: the first one stays.
+        """
+        return self.sequence > other.sequence or self.encoded == other.encoded
+
+
+@dataclass(frozen=True)
+class RouteSet:
+    """
+    The valid routing entries of one AP-address, at most one per entry node (the newest) and
+    L{wire.MAX_ROUTES} in all, the highest sequence first: what a node stores for an
+    AP-address, what a FIND_VALUE of the ROUTE table returns (as L{encoded}), and what a lookup
+    finds when it has merged every reply.
+
+    @ivar entries: the L{RoutingEntry}s.
+    """
+
+    entries: tuple
+
+    table = Table.ROUTE
+
+    @classmethod
+    def of(cls, entries):
+        """
+        The route set of C{entries} (of one AP-address): for each entry node the entry of the
+        highest sequence, highest first, the lowest left out beyond L{wire.MAX_ROUTES}.
+        """
+        newest = {}
+        for entry in entries:
+            held = newest.get(entry.entryNode)
+            if held is None or entry.sequence > held.sequence:
+                newest[entry.entryNode] = entry
+        ordered = sorted(newest.values(), key=lambda entry: (-entry.sequence, entry.entryNode))
+        return cls(tuple(ordered[: wire.MAX_ROUTES]))
+
+    @classmethod
+    def parse(cls, encoded, key, now):
+        """
+        @param key: the key it was found under: SHA-256 of its AP-address.
+        @raise InvalidRecord: malformed, or an entry in it is not a valid routing entry for
+            that key (then none of it is believed), or two are of one entry node.
+        """
+        entries = [RoutingEntry.parse(bytes(entry), key, now) for entry in _parse(wire.RouteSet, encoded).entries]
+        if len({entry.entryNode for entry in entries}) != len(entries):
+            raise InvalidRecord("route set: two entries of one entry node")
+        return cls.of(entries)
+
+    @property
+    def encoded(self):
+        """The set as a FIND_VALUE reply carries it."""
+        return wire.RouteSet.build({"entries": [entry.encoded for entry in self.entries]})
+
+    @property
+    def newest(self):
+        """The entry of the highest sequence."""
+        return self.entries[0]
+
+    @property
+    def apAddress(self):
+        return self.newest.apAddress
+
+    @property
+    def key(self):
+        return self.newest.key
+
+    @property
+    def sequence(self):
+        """The highest sequence."""
+        return self.newest.sequence
+
+    @property
+    def expires(self):
+        """When the last of its entries expires."""
+        return max(entry.expires for entry in self.entries)
+
+    @property
+    def entryNodes(self):
+        """Every entry node the entries name, those of higher sequences first, each once."""
+        nodes = {}
+        for entry in self.entries:
+            for node in entry.entryNodes:
+                nodes.setdefault(node.nodeId, node)
+        return tuple(nodes.values())
+
+    def lacks(self, other):
+        """@return: the entries of C{other} (a L{RouteSet}) this set has nothing as new as."""
+        held = {entry.entryNode: entry.sequence for entry in self.entries}
+        return [entry for entry in other.entries if held.get(entry.entryNode, -1) < entry.sequence]
 
 
 @dataclass(frozen=True)
@@ -261,6 +354,20 @@ class OpaqueValue:
 
 
 RECORD_TYPES = {Table.NODE: NodeRecord, Table.ROUTE: RoutingEntry, Table.VALUE: OpaqueValue}
+
+
+def parseFound(table, key, encoded, now):
+    """
+    Validate C{encoded}, a FIND_VALUE reply's value from C{table} under C{key}: a L{RouteSet}
+    for the ROUTE table, a record as L{parseRecord} gives for the others.
+
+    @raise InvalidRecord: it must not be believed.
+    """
+    if Table(table) == Table.ROUTE:
+        if len(key) != wire.KEY_SIZE:
+            raise InvalidRecord(f"key of {len(key)} bytes")
+        return RouteSet.parse(encoded, key, now)
+    return parseRecord(table, key, encoded, now)
 
 
 def parseRecord(table, key, encoded, now):

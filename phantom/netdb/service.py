@@ -24,7 +24,7 @@ from phantom.netdb import ALPHA, K
 from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseContacts
 from phantom.netdb.interfaces import IValueStore
 from phantom.netdb.lookup import Lookup
-from phantom.netdb.records import InvalidRecord, NodeRecord, contactOf, parseRecord
+from phantom.netdb.records import InvalidRecord, NodeRecord, RouteSet, contactOf, parseFound
 from phantom.netdb.routing import RoutingTable, distance
 from phantom.netdb.rpc import DhtLinks, RpcFailed
 from phantom.netdb.storage import RecordStore, StoreFull
@@ -223,14 +223,15 @@ class DhtNode(Service):
 
     def lookup(self, target, table=None):
         """
-        An iterative lookup: FIND_NODE for C{target}, or FIND_VALUE in C{table} if given.
+        An iterative lookup: FIND_NODE for C{target}, or FIND_VALUE in C{table} if given. A
+        FIND_VALUE of the ROUTE table collects the route sets of all the closest nodes.
 
         @return: a Deferred firing with the finished L{Lookup}; for FIND_VALUE its C{value} is
-            the validated record object, or C{None}.
+            the validated record object (a L{RouteSet} for the ROUTE table), or C{None}.
         """
         self.table.lookedUp(target)
         start = self.table.closest(target, K, replacements=True)
-        search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None)
+        search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None, collect=table == Table.ROUTE)
         finished = Deferred()
 
         def ask(contact):
@@ -246,7 +247,7 @@ class DhtNode(Service):
                 return step()
             if kind == RpcKind.VALUE:
                 try:
-                    record = parseRecord(table, target, content.value, self._clock.seconds())
+                    record = parseFound(table, target, content.value, self._clock.seconds())
                 except InvalidRecord as e:
                     self.log.warn("node {peer} served an invalid record: {why}", peer=str(contact), why=str(e))
                     self.table.failed(contact)
@@ -325,6 +326,8 @@ class DhtNode(Service):
         @return: the record object, or C{None}.
         """
         record = self.store.get(table, key)
+        if Table(table) == Table.ROUTE:
+            return await self._findRoutes(key, record)
         if record is not None:
             return record
         search = await self.lookup(key, Table(table))
@@ -332,6 +335,31 @@ class DhtNode(Service):
             content = {"table": Table(table).name, "key": key, "ttl": int(self._remainingOf(search.value)), "value": search.value.encoded}
             self._call(search.closestWithoutValue, RpcKind.STORE, content).addErrback(lambda failure: None)
         return search.value
+
+    async def _findRoutes(self, key, local):
+        """
+        The route set of an AP-address: the newest entry of each entry node among the local
+        set (C{local}, or C{None}) and those of every node the lookup reached, the highest
+        sequence first. A node that served an older set, and the closest that had none, are
+        sent the entries they lack, so that stale entries are replaced where they are kept.
+
+        @return: the L{RouteSet}, or C{None} when no valid entry was found.
+        """
+        search = await self.lookup(key, Table.ROUTE)
+        entries = [entry for _, found in search.values for entry in found.entries]
+        if local is not None:
+            entries.extend(local.entries)
+        if not entries:
+            return None
+        merged = RouteSet.of(entries)
+        behind = [(contact, found) for contact, found in search.values]
+        if search.closestWithoutValue is not None:
+            behind.append((search.closestWithoutValue, RouteSet(())))
+        for contact, found in behind:
+            for entry in found.lacks(merged):
+                content = {"table": Table.ROUTE.name, "key": key, "ttl": int(self._remainingOf(entry)), "value": entry.encoded}
+                self._call(contact, RpcKind.STORE, content).addErrback(lambda failure: None)
+        return merged
 
     def _remainingOf(self, record):
         if record.table == Table.VALUE:

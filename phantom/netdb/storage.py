@@ -6,8 +6,8 @@ expired on the clock, bounded by what they cost in memory, in total and per stor
 from dataclasses import dataclass
 
 from phantom.config import DhtSettings
-from phantom.netdb.records import InvalidRecord, parseRecord
-from phantom.wire.dht import Table
+from phantom.netdb.records import InvalidRecord, RouteSet, parseRecord
+from phantom.wire.dht import MAX_ROUTES, Table
 
 DEFAULT_MAX_BYTES = DhtSettings.maxStoreBytes
 """How many bytes of memory the records a node holds for others may take at most."""
@@ -18,9 +18,10 @@ DEFAULT_MAX_BYTES = DhtSettings.maxStoreBytes
 # still traced by the number of entries. Measured: 400 bytes per 1-byte value, 534 when each value
 # has a storer of its own (so 134 per storer's account), 921 per node record (155 encoded),
 # 1,047 per routing entry with one entry node (180 encoded) and 3,175 with eight (530 encoded:
-# 304 per further entry node). The constants are those, less the encoded bytes, rounded up; that
+# 304 per further entry node); 276 more per routing entry of an AP-address of its own since a
+# key keeps a route set (the set of its entry nodes). The constants are those, less the encoded bytes, rounded up; that
 # test fails if the store charges less than an entry takes, or more than 1.3 times as much.
-ENTRY_OVERHEAD = {Table.VALUE: 416, Table.NODE: 784, Table.ROUTE: 640}
+ENTRY_OVERHEAD = {Table.VALUE: 416, Table.NODE: 784, Table.ROUTE: 920}
 """Bytes an entry of each table costs besides its encoded record (and its entry nodes)."""
 ENTRY_NODE_OVERHEAD = 272
 """Bytes each entry node of a stored routing entry costs besides its 50 encoded bytes."""
@@ -45,6 +46,8 @@ class StoredRecord:
     expires: float
     storer: object
     cost: int
+    slot: tuple
+    """C{(table, key, entry node id)}, the entry node id empty outside the ROUTE table."""
 
 
 class RecordStore:
@@ -79,6 +82,8 @@ class RecordStore:
         self.reserve = reserve
         self._reserved = reserved
         self._records = {}
+        self._routes = {}
+        """The entry nodes of the route set stored under each key."""
         self._usage = {}
         self.size = 0
         """The bytes of memory charged for the records held and their storers."""
@@ -86,6 +91,9 @@ class RecordStore:
     def put(self, table, key, encoded, ttl=None, storer=None):
         """
         Validate and store a record; a stored record is only replaced by one that supersedes it.
+        Routing entries are kept one per entry node (L{RouteSet}), at most C{MAX_ROUTES} for an
+        AP-address: an entry replaces that entry node's entry, and a full set gives up its
+        oldest entry for a newer one.
 
         @param ttl: for module-API values, the lifetime asked for (clamped to 1 ..
             C{maxValueTtl} seconds); records of the other tables carry their own lifetime.
@@ -100,21 +108,48 @@ class RecordStore:
             expires = now + min(max(int(ttl or 0), 1), self.maxValueTtl)
         else:
             expires = record.expires
-        slot = (record.table, bytes(key))
+        slot = (record.table, bytes(key), record.entryNode if record.table == Table.ROUTE else b"")
         stored = self._live(slot, now)
         if stored is not None and not record.supersedes(stored.record):
             raise InvalidRecord(f"{record.table.name.lower()} record older than the one stored")
         if stored is not None and stored.record.encoded == record.encoded:
             # The same record again (a republish): it stays charged to whoever stored it first.
             storer = stored.storer
+        displaced = self._displaced(record, slot, now) if stored is None and record.table == Table.ROUTE else None
         cost = entryCost(record)
-        self._checkRoom(record, storer, cost, stored)
+        self._checkRoom(record, storer, cost, stored or displaced)
         if stored is not None:
             self._release(stored)
-        self._records[slot] = StoredRecord(record, expires, storer, cost)
+        if displaced is not None:
+            self._drop(displaced.slot)
+        self._records[slot] = StoredRecord(record, expires, storer, cost, slot)
+        if record.table == Table.ROUTE:
+            self._routes.setdefault(slot[1], set()).add(slot[2])
         self.size += cost if storer in self._usage else cost + STORER_OVERHEAD
         self._usage[storer] = self._usage.get(storer, STORER_OVERHEAD) + cost
         return record
+
+    def _displaced(self, entry, slot, now):
+        """
+        The stored entry a new entry node's C{entry} takes the place of in a full route set:
+        the oldest, if C{entry} is newer. @raise InvalidRecord: the set is full of newer ones.
+        """
+        held = [stored for stored in self._routeEntries(slot[1], now)]
+        if len(held) < MAX_ROUTES:
+            return None
+        oldest = min(held, key=lambda stored: stored.record.sequence)
+        if oldest.record.sequence >= entry.sequence:
+            raise InvalidRecord("routing entry older than every one of the full route set stored")
+        return oldest
+
+    def _routeEntries(self, key, now):
+        """The live stored entries of the route set under C{key}."""
+        entries = []
+        for entryNode in list(self._routes.get(key, ())):
+            stored = self._live((Table.ROUTE, key, entryNode), now)
+            if stored is not None:
+                entries.append(stored)
+        return entries
 
     def _checkRoom(self, record, storer, cost, stored):
         """@raise StoreFull: C{record} at C{cost}, replacing C{stored}, does not fit."""
@@ -135,14 +170,24 @@ class RecordStore:
         return self._usage.get(storer, 0)
 
     def get(self, table, key):
-        """@return: the live record stored under C{key} in C{table}, or C{None}."""
-        stored = self._live((Table(table), bytes(key)), self._clock.seconds())
+        """
+        @return: the live record stored under C{key} in C{table} (for the ROUTE table, the
+            L{RouteSet} of the live entries), or C{None}.
+        """
+        now = self._clock.seconds()
+        if Table(table) == Table.ROUTE:
+            entries = self._routeEntries(bytes(key), now)
+            return RouteSet.of([stored.record for stored in entries]) if entries else None
+        stored = self._live((Table(table), bytes(key), b""), now)
         return stored.record if stored else None
 
     def remaining(self, table, key):
-        """@return: seconds the record under C{key} has left, or 0."""
-        stored = self._live((Table(table), bytes(key)), self._clock.seconds())
-        return stored.expires - self._clock.seconds() if stored else 0
+        """@return: seconds the record under C{key} has left (the last entry of a route set), or 0."""
+        now = self._clock.seconds()
+        if Table(table) == Table.ROUTE:
+            return max((stored.expires - now for stored in self._routeEntries(bytes(key), now)), default=0)
+        stored = self._live((Table(table), bytes(key), b""), now)
+        return stored.expires - now if stored else 0
 
     def expire(self):
         """Drop every expired record. @return: how many were dropped."""
@@ -157,7 +202,7 @@ class RecordStore:
         now = self._clock.seconds()
         return [
             stored.record
-            for (recordTable, _), stored in self._records.items()
+            for (recordTable, _, _), stored in self._records.items()
             if stored.expires > now and (table is None or recordTable == table)
         ]
 
@@ -173,6 +218,11 @@ class RecordStore:
 
     def _drop(self, slot):
         self._release(self._records.pop(slot))
+        if slot[0] == Table.ROUTE:
+            entryNodes = self._routes[slot[1]]
+            entryNodes.discard(slot[2])
+            if not entryNodes:
+                del self._routes[slot[1]]
 
     def _release(self, stored):
         self.size -= stored.cost

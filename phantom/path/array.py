@@ -120,16 +120,44 @@ def parseOfRound(schema, payload, round, what):
     return parsed
 
 
-def openOwnSlot(slots, linkId, round, pathBuildingKey):
+MAX_TRIALS = 32
+"""
+The most slots of one array a node tries its path-building key on. Only slots that may be
+real are tried (L{mayBeReal}: 1 in 16 of the others), so an honest array of L{MAX_SLOTS} slots
+needs about 9 trials, and more than 32 with probability below 10^-9.
+"""
+
+
+def mayBeReal(plain):
+    """
+    Whether a slot, its link-id layer taken off, may be a real one: the Ed25519 signature's S
+    is below 2^253 (its last byte's top three bits clear) and the ephemeral X25519 key is below
+    2^255 (its last byte's top bit clear), as every real slot's are. Random bytes pass with
+    probability 1/16. Only a node that knows the link id can take that layer off, and the
+    previous node, which does, could tell as much already: the hint tells nobody anything.
+    """
+    return not plain[SIGNATURE_SIZE - 1] & 0xE0 and not plain[SIGNATURE_SIZE + 31] & 0x80
+
+
+def openOwnSlot(slots, linkId, round, pathBuildingKey, maxTrials=MAX_TRIALS, tried=lambda: None):
     """
     Find and open the slot meant for this node: the one that opens with the layer of the link it
-    came over and with this node's path-building key.
+    came over and with this node's path-building key, trying the key on at most C{maxTrials}
+    slots that L{mayBeReal}.
 
+    @param tried: called for each slot the key is tried on (an X25519 exchange each).
     @raise SetupRejected: no slot is ours, or ours is malformed or of another round.
     """
     key = slotKey(linkId, round)
+    trials = 0
     for index, slot in enumerate(slots):
         plain = keystreamXor(key, slot)
+        if not mayBeReal(plain):
+            continue
+        if trials == maxTrials:
+            raise SetupRejected(f"no slot of this node among the first {maxTrials} that may be real")
+        trials += 1
+        tried()
         sealed = plain[SIGNATURE_SIZE:]
         package = openSealed(pathBuildingKey, sealed, SEAL_DOMAIN)
         if package is None:

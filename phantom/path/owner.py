@@ -74,12 +74,13 @@ class Connect(BuildAction):
 
 @dataclass(frozen=True)
 class Await(BuildAction):
-    """Await the link C{leg} with C{linkId} from C{host}, for the round timeout at most."""
+    """Await the link C{leg} with C{linkId} from C{host} and node C{nodeId}, for the round timeout at most."""
 
     leg: Leg
     purpose: Purpose
     linkId: bytes
     host: str
+    nodeId: bytes
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class OwnerBuild:
         self._phaseStarted = self._seconds()
         first = self._round
         return [
-            Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host),
+            Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host, first.returnFrom.nodeId),
             Connect(Leg.OUT, Purpose.SETUP, first.first, first.linkId),
         ]
 
@@ -205,7 +206,7 @@ class OwnerBuild:
         self.state = BuildState.ROUND2
         self._round = self.construction.round(2)
         how, x0, linkId = self.construction.ownerLink()
-        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId) if how == ToX0.CONNECT else Await(Leg.X0, Purpose.PATH, linkId, x0.host)
+        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId) if how == ToX0.CONNECT else Await(Leg.X0, Purpose.PATH, linkId, x0.host, x0.nodeId)
         actions = [self._x0] if isinstance(self._x0, Await) else []
         return actions + [Send(2, self._round.slots), ArmTimer(self._roundTimeout)]
 
@@ -292,7 +293,7 @@ class BuildAttempt:
                 to = action.to
                 self._wait(action.leg, self._links.connect(to.host, to.port, action.purpose, action.linkId, to.nodeId))
             elif isinstance(action, Await):
-                self._wait(action.leg, self._links.expectLink(action.linkId, action.host, action.purpose, self._roundTimeout))
+                self._wait(action.leg, self._links.expectLink(action.linkId, action.host, action.purpose, self._roundTimeout, action.nodeId))
             elif isinstance(action, Send):
                 self._open[Leg.OUT].sendFrame(encodeArray(action.round, action.slots))
             elif isinstance(action, ArmTimer):

@@ -58,11 +58,13 @@ class Participation:
 
     @param pathBuildingKey: this node's X25519 private path-building key.
     @param nodeId: this node's id (an entry path's routing entry must name it).
+    @param tried: called for each slot this node's key is tried on (L{openOwnSlot}).
     """
 
-    def __init__(self, pathBuildingKey, nodeId):
+    def __init__(self, pathBuildingKey, nodeId, tried=lambda: None):
         self._key = pathBuildingKey
         self._nodeId = nodeId
+        self._tried = tried
         self.first = None
         """The round-1 package, once accepted."""
 
@@ -78,7 +80,7 @@ class Participation:
         @return: a L{Forward}.
         @raise SetupRejected: not for us, not as predicted, or from the wrong node.
         """
-        opened = openOwnSlot(slots, linkId, 1, self._key)
+        opened = openOwnSlot(slots, linkId, 1, self._key, tried=self._tried)
         checkArray(slots, opened)
         package = opened.package
         # The array hash leaves our own slot out; its signature covers the rest of it.
@@ -110,7 +112,7 @@ class Participation:
         """
         if self.first is None:
             raise SetupRejected("round 2 before round 1")
-        opened = openOwnSlot(slots, self.first.previous.link_id, 2, self._key)
+        opened = openOwnSlot(slots, self.first.previous.link_id, 2, self._key, tried=self._tried)
         checkArray(slots, opened)
         if not opened.signedBy(self.first.construction_key):
             raise SetupRejected("round 2 is not signed by the path's construction key")

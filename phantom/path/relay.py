@@ -20,9 +20,10 @@ from zope.interface import implementer
 from phantom.address import Contact, describePeer
 from phantom.link.ending import Ending, Goes
 from phantom.link.interfaces import ILinkHandler
-from phantom.path.array import SetupRejected, parseOfRound
+from phantom.path.array import MAX_TRIALS, SetupRejected, parseOfRound
 from phantom.path.interfaces import Side
 from phantom.path.participant import Participation
+from phantom.quota import RateLimits
 from phantom.wire.link import Purpose
 from phantom.wire.path import SetupArray
 
@@ -197,6 +198,34 @@ class SetupMachine:
         return [Leave(why, refused)]
 
 
+ARRAYS_PER_SECOND = 20.0
+"""Setup arrays one peer may send this node a second, on average (twice as many at once)."""
+TRIALS_PER_SECOND = 20 * MAX_TRIALS
+"""Slots of its arrays this node tries its key on a second for one peer (an X25519 exchange each)."""
+
+
+class SetupWork:
+    """
+    The setup work each peer may cost this node: arrays a second, and slots tried (the costly
+    part: an X25519 exchange each) a second. An array is taken only while its peer has both to
+    spend, enough for L{MAX_TRIALS} trials; each trial is then charged as it is made.
+
+    @param seconds: C{() -> float}, the clock.
+    """
+
+    def __init__(self, seconds, arrays=ARRAYS_PER_SECOND, trials=TRIALS_PER_SECOND):
+        self.arrays = RateLimits(arrays, 2 * arrays, seconds)
+        self.trials = RateLimits(trials, 2 * trials, seconds)
+
+    def admit(self, peer):
+        """@return: whether an array from C{peer} (node id) is to be looked at now."""
+        return self.trials.has(peer, MAX_TRIALS) and self.arrays.allow(peer)
+
+    def tried(self, peer):
+        """One slot of C{peer}'s array was tried."""
+        self.trials.charge(peer)
+
+
 @dataclass(frozen=True)
 class ParticipationContext:
     """
@@ -208,6 +237,7 @@ class ParticipationContext:
     @ivar timeout: seconds from the first array to the end of round 2.
     @ivar participations: the set of participants at work (each adds and removes itself).
     @ivar rewired: C{rewired(rewiring)}: an X-node joins the finished path (L{relayPath}).
+    @ivar work: the L{SetupWork} each peer may cost this node.
     """
 
     identity: object
@@ -216,6 +246,7 @@ class ParticipationContext:
     timeout: float
     participations: set
     rewired: object
+    work: SetupWork = None
 
 
 @implementer(ILinkHandler)
@@ -233,13 +264,18 @@ class SetupParticipant:
         self.context = context
         self._incoming = link
         self._outgoing = None
+        self._work = context.work or SetupWork(context.clock.seconds)
+        tried = lambda: self._work.tried(link.nodeId)  # noqa: E731
         self.machine = SetupMachine(
-            Participation(context.identity.pathBuildingKey, context.identity.nodeId), link, context.clock.seconds
+            Participation(context.identity.pathBuildingKey, context.identity.nodeId, tried), link, context.clock.seconds
         )
         context.participations.add(self)
         self._timeout = context.clock.callLater(context.timeout, self.timedOut)
 
     def frameReceived(self, payload):
+        if not self.machine.over and not self._work.admit(self._incoming.nodeId):
+            self.perform(self.machine.giveUp("its peer's share of setup work is spent"))
+            return
         self.perform(self.machine.arrayReceived(payload))
 
     def linkClosed(self, reason):
@@ -369,7 +405,7 @@ def relayPath(rewiring, links, relaying, frameReceived, linkTimeout, publish):
     relayed = RelayedPath(key, rewiring, relaying, frameReceived)
     relaying[key] = relayed
     if rewiring.expectFrom is not None:
-        d = links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, linkTimeout)
+        d = links.expectLink(rewiring.expectLinkId, rewiring.expectFrom.host, Purpose.PATH, linkTimeout, rewiring.expectFrom.nodeId)
         d.addCallbacks(lambda link: relayed.linked(Side.PREVIOUS, link), lambda f: relayed.tearDown())
     if rewiring.connectTo is not None:
         contact = rewiring.connectTo

@@ -26,12 +26,15 @@ from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
-from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, relayPath
+from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
 
 __all__ = ["Path", "PathService", "RelayedPath"]
+
+PEER_SHARES = 4
+"""One node may fill at most this fraction (1/PEER_SHARES) of a node's participations."""
 
 
 @dataclass
@@ -105,12 +108,13 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
+        self._fromPeer = {}
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
         self._participant = participant
         self._participation = ParticipationContext(
-            identity, clock, links, 2 * settings.roundTimeout, self.participations, self._relay
+            identity, clock, links, 2 * settings.roundTimeout, self.participations, self._relay, SetupWork(clock.seconds)
         )
         self._exitShape = None
         self._waitingForExit = []
@@ -335,7 +339,23 @@ class PathService(Service):
         if len(self.participations) >= self.settings.maxParticipations:
             self.log.info("refused a path setup: already in {count} under construction", count=len(self.participations))
             return CloseAtOnce(link)
-        return self._participant(link, self._participation)
+        for gone in [participant for participant in self._fromPeer if participant not in self.participations]:
+            del self._fromPeer[gone]
+        if sum(1 for peer in self._fromPeer.values() if peer == link.nodeId) >= self.peerShare:
+            self.log.debug("refused a path setup: its peer's share of participations is taken")
+            return CloseAtOnce(link)
+        participant = self._participant(link, self._participation)
+        self._fromPeer[participant] = link.nodeId
+        return participant
+
+    @property
+    def peerShare(self):
+        """
+        How many paths under construction one node may have this node take part in: a share of
+        C{maxParticipations}, counted against the node each SETUP link came from (so a forger's
+        round-1 packages, which must arrive over its own links, fill only its own share).
+        """
+        return max(1, self.settings.maxParticipations // PEER_SHARES)
 
     def _relay(self, rewiring):
         return relayPath(rewiring, self._links, self.relaying, self.pathFrameReceived, 2 * self.settings.roundTimeout, self._publish)

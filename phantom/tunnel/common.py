@@ -9,6 +9,7 @@ C{tunnelLinkArrived}, C{timedOut}, C{pathGone}), each of which returns a list of
 carries the actions out. The links a machine names are handles it never calls.
 """
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
@@ -16,6 +17,7 @@ from enum import Enum
 from twisted.logger import LogLevel
 
 from phantom.address import formatAddress
+from phantom.quota import Shares
 from phantom.tunnel.keys import KeySet
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.link import LINK_ID_SIZE, Purpose
@@ -25,6 +27,24 @@ SETUP_TIMEOUT = 30.0
 """Seconds any step of a tunnel setup may take before the setup is given up."""
 MAX_PENDING = 4096
 """The most blocks a node remembers at once, waiting for their tunnel links."""
+MAX_PENDING_PER_PEER = MAX_PENDING // 4
+"""The most of them that came from one neighbour (or were asked for by one exit node)."""
+MAX_PENDING_PER_PATH = 256
+"""The most of them on one path (a hundred tunnels opened at once over one path fit)."""
+MAX_ENTRY_PENDING_PER_PEER = MAX_PENDING_PER_PATH // 2
+"""The most entry requests one node may have under way at an entry node: half an entry path's share."""
+ENTRY_REQUEST_RATE = 10.0
+"""ENTRY links one node may open a second, on average (L{MAX_ENTRY_PENDING_PER_PEER} at once)."""
+KEY_SEARCH_RATE = 50.0
+"""Inbound requests an owner searches the keys of per entry path and second, on average."""
+KEY_SEARCH_BURST = MAX_PENDING_PER_PATH
+"""... and at once."""
+MAX_SETUPS_PER_PATH = 8192
+"""The most tunnel setups one path brings a node in its life: each block it saw is kept to refuse replays."""
+MAX_SEEN_PER_PEER = 4 * MAX_SETUPS_PER_PATH
+"""The most setup blocks kept for the paths one neighbour brings them over."""
+MAX_SEEN = 1 << 18
+"""The most setup blocks kept in all (16 bytes of digest and about 100 of overhead each)."""
 
 
 # Actions
@@ -352,17 +372,21 @@ class EntryAsker(Machine):
 class RememberedBlocks:
     """
     The blocks this node passed on along a path (or sent, as an entry node), each with the
-    machine waiting for the tunnel link that names it; at most L{MAX_PENDING}, each for
-    L{SETUP_TIMEOUT} seconds, forgotten in the order remembered.
+    machine waiting for the tunnel link that names it, for L{SETUP_TIMEOUT} seconds, forgotten
+    in the order remembered. Each is charged to the neighbour it came from (or the exit node
+    that asked) and to its path: at most L{MAX_PENDING} in all, L{MAX_PENDING_PER_PEER} for
+    one neighbour, L{MAX_PENDING_PER_PATH} for one path; when all are taken, the neighbour
+    holding the most gives way (L{phantom.quota.Shares}). So a neighbour flooding blocks fills
+    only its own share, and the setups of every other path through the node go on.
 
     @param clock: C{IReactorTime}.
     """
 
-    def __init__(self, clock, limit=MAX_PENDING, lifetime=SETUP_TIMEOUT):
+    def __init__(self, clock, limit=MAX_PENDING, lifetime=SETUP_TIMEOUT, perPeer=MAX_PENDING_PER_PEER, perPath=MAX_PENDING_PER_PATH):
         self._clock = clock
-        self._limit = limit
         self._lifetime = lifetime
         self._waiting = OrderedDict()
+        self.shares = Shares(limit, perPeer, perPath, onEvicted=self._waiting.pop)
 
     def __len__(self):
         return len(self._waiting)
@@ -370,10 +394,20 @@ class RememberedBlocks:
     def __contains__(self, block):
         return block in self._waiting
 
-    def remember(self, block, machine):
-        """@return: whether C{block} is remembered for C{machine} (not: too many are)."""
+    def admits(self, peer, path):
+        """@return: whether a block from C{peer} on C{path} would be remembered now."""
         self.forgetExpired()
-        if len(self._waiting) >= self._limit:
+        return self.shares.admits(peer, path)
+
+    def remember(self, block, machine, peer=None, path=None):
+        """
+        @param peer: the node id of the neighbour the block came from (or of the exit node that
+            asked for it).
+        @param path: the path it travels on.
+        @return: whether C{block} is remembered for C{machine} (not: their shares are taken).
+        """
+        self.forgetExpired()
+        if not self.shares.admit(block, peer, path):
             return False
         self._waiting[block] = (machine, self._clock.seconds() + self._lifetime)
         return True
@@ -382,10 +416,12 @@ class RememberedBlocks:
         """@return: the machine waiting for C{block}'s tunnel link, forgetting it; or C{None}."""
         self.forgetExpired()
         machine, _ = self._waiting.pop(block, (None, None))
+        self.shares.release(block)
         return machine
 
     def forget(self, block):
         self._waiting.pop(block, None)
+        self.shares.release(block)
 
     def forgetExpired(self):
         """Forget the blocks whose tunnel links never came."""
@@ -394,7 +430,48 @@ class RememberedBlocks:
             block, (_, expires) = next(iter(self._waiting.items()))
             if expires > now:
                 break
-            del self._waiting[block]
+            self.forget(block)
+
+
+class SeenBlocks:
+    """
+    A digest of every setup block each path brought this node, kept while the path (and so its
+    key sets) lasts: a block seen before is a replay, refused before any key is chosen for it,
+    so no hop derives the same stream keys twice. A fresh block begins with 16 random bytes of
+    whoever made it, so an honest block recurs with probability 2^-128. Bounded: per path
+    (L{MAX_SETUPS_PER_PATH} setups in its life), per neighbour and in total; once a bound is
+    reached, further setups on that path are refused rather than forgotten, since forgetting
+    would let a replay through.
+    """
+
+    def __init__(self, limit=MAX_SEEN, perPeer=MAX_SEEN_PER_PEER, perPath=MAX_SETUPS_PER_PATH):
+        self.shares = Shares(limit, perPeer, perPath, evict=False)
+        self._byPath = {}
+
+    def __len__(self):
+        return len(self.shares)
+
+    def firstSight(self, path, peer, block):
+        """
+        Note C{block}, brought by C{peer} (node id) over C{path} (which must C{onGone}).
+
+        @return: C{None} if it is new and noted; else why it is refused.
+        """
+        digest = hashlib.blake2b(block, digest_size=16).digest()
+        key = id(path)
+        if (key, digest) in self.shares:
+            return "a replayed setup block"
+        if not self.shares.admit((key, digest), peer, key):
+            return "too many setup blocks over this path or from this neighbour"
+        if key not in self._byPath:
+            self._byPath[key] = []
+            path.onGone(lambda: self._forget(key))
+        self._byPath[key].append(digest)
+        return None
+
+    def _forget(self, key):
+        for digest in self._byPath.pop(key, ()):
+            self.shares.release((key, digest))
 
 
 class KeySets:

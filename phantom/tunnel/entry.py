@@ -84,7 +84,7 @@ class EntrySetup(Machine):
         self._block = forward(self._key, self._init)
         self._side = side
         self._apAddress = apAddress
-        if not self._remembered.remember(self._block, self):
+        if not self._remembered.remember(self._block, self, self.request.nodeId, path):
             return self.fail("too many tunnel setups pending")
         self.state = EntryState.AWAITING_OWNER
         return [SendOnPath(path, side, self._block)]

@@ -31,7 +31,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from phantom.address import Contact, describePeer, formatAddress
@@ -40,7 +40,15 @@ from phantom.link.interfaces import ILinkHandler
 from phantom.link.local import LocalLink
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry, routeKey
+from phantom.quota import RateLimits, Shares
 from phantom.tunnel.common import (
+    ENTRY_REQUEST_RATE,
+    KEY_SEARCH_BURST,
+    KEY_SEARCH_RATE,
+    MAX_ENTRY_PENDING_PER_PEER,
+    MAX_PENDING,
+    MAX_PENDING_PER_PATH,
+    MAX_PENDING_PER_PEER,
     SETUP_TIMEOUT,
     ClosePath,
     CloseLink,
@@ -52,6 +60,7 @@ from phantom.tunnel.common import (
     OwnTunnel,
     RefuseLink,
     RememberedBlocks,
+    SeenBlocks,
     SendFrame,
     SendOnPath,
     SpliceLinks,
@@ -176,6 +185,17 @@ class TunnelService(MultiService):
         """Seconds each step of a setup may take."""
         self.remembered = RememberedBlocks(clock)
         """The blocks this node passed on (or sent as an entry node), waiting for their tunnel links."""
+        self._warnings = RateLimits(1.0, 5, clock.seconds)
+        self.seen = SeenBlocks()
+        """Every setup block each path brought, while the path lasts: replays are refused."""
+        self.exiting = Shares(MAX_PENDING, MAX_PENDING_PER_PEER, MAX_PENDING_PER_PATH, onEvicted=self._abandon)
+        """The outbound setups under way at this node as an exit node, by neighbour and path."""
+        self.entering = Shares(MAX_PENDING, MAX_ENTRY_PENDING_PER_PEER, MAX_PENDING, onEvicted=self._abandon)
+        """The entry requests under way at this node, by the node that asked."""
+        self.entryRequests = RateLimits(ENTRY_REQUEST_RATE, MAX_ENTRY_PENDING_PER_PEER, clock.seconds)
+        """ENTRY links a second, per node that opens them."""
+        self.keySearches = RateLimits(KEY_SEARCH_RATE, KEY_SEARCH_BURST, clock.seconds)
+        """Inbound requests a second per owned entry path: each costs a key search."""
         self.opening = {}
         """The first blocks of the tunnels this node is opening, to their L{OutboundSetup}s."""
         self.keySets = KeySets()
@@ -211,21 +231,45 @@ class TunnelService(MultiService):
             self._do(None, ClosePath(path, str(e)))
             return
         if side is None:
-            self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.listener is not None, self._randomBytes))
+            if not self.keySearches.allow(path.link.linkId):
+                self.log.debug("too many inbound tunnel requests on an entry path: dropped one")
+            elif self._fresh(path, path.link.nodeId, block):
+                self.begin(InboundSetup(path, block, self.keySets.ofOwned(path), self.listener is not None, self._randomBytes))
             return
         others = [other for other in path.sides() if other != side]
+        neighbour = path.contacts[side].nodeId
         if others:
             if path.links[others[0]] is None:
                 return
+            if not self.remembered.admits(neighbour, path):
+                self.log.debug("a neighbour's share of pending tunnel setups is full: dropped a setup block")
+                return
+            if not self._fresh(path, neighbour, block):
+                return
             relay = self._relaySetup(path, side, others[0], self._choose(path), block)
-            if not self.remembered.remember(relay.passed, relay):
-                self.log.warn("too many tunnel setups pending: dropped a setup block")
+            if not self.remembered.remember(relay.passed, relay, neighbour, path):
                 return
             self.begin(relay)
         elif path.terminating and path.routingEntry is None:
-            self.begin(ExitSetup(path, side, block, self._choose(path), self._randomBytes))
+            if not self.exiting.admits(neighbour, path):
+                self.log.debug("too many tunnel setups pending at this exit node: dropped a setup block")
+                return
+            if not self._fresh(path, neighbour, block):
+                return
+            machine = ExitSetup(path, side, block, self._choose(path), self._randomBytes)
+            self.exiting.admit(machine, neighbour, path)
+            self.begin(machine)
         else:
             self._do(None, ClosePath(path, "a setup block at the end of an entry path"))
+
+    def _fresh(self, path, neighbour, block):
+        """Whether C{block} is the first of its kind over C{path}: a replay, or one too many, is dropped with a warning."""
+        why = self.seen.firstSight(path, neighbour, block)
+        if why is not None:
+            # A warning a second per neighbour at most: a replaying neighbour cannot flood the log.
+            level = LogLevel.warn if self._warnings.allow(neighbour) else LogLevel.debug
+            self.log.emit(level, "dropped a setup block from {peer}: {why}", peer=neighbour.hex()[:16], why=why)
+        return why is None
 
     def _choose(self, relayed):
         return chooseKey(self.keySets.ofRelayed(relayed), self._random)
@@ -256,6 +300,9 @@ class TunnelService(MultiService):
         if self._ownEntry is None and not self._paths.isEntryNode:
             self.log.info("refused an entry link from {peer}: this node is no entry node", peer=describePeer(link.peer))
             return CloseAtOnce(link)
+        if not self.entering.admits(link.nodeId, None) or not self.entryRequests.allow(link.nodeId):
+            self.log.debug("refused an entry link from {peer}: its share of entry requests is spent", peer=describePeer(link.peer))
+            return CloseAtOnce(link)
         return self._enter(link)
 
     def _enter(self, link):
@@ -263,10 +310,14 @@ class TunnelService(MultiService):
             link, self.address.apAddress if self._ownEntry is not None else None, lambda: self.listener is not None,
             self._paths.entryPathFor, self.keySets.ofRelayed, self.remembered, self._random, self._randomBytes,
         )
+        self.entering.admit(machine, link.nodeId, None)
         self.begin(machine)
         return _MachineLink(self, link, machine)
 
     # Running machines
+
+    def _abandon(self, machine):
+        self.feed(machine, machine.abandon())
 
     def begin(self, machine):
         """Start C{machine}."""
@@ -280,6 +331,8 @@ class TunnelService(MultiService):
         if timer is not None and timer.active():
             timer.cancel()
         if machine.ended:
+            self.exiting.release(machine)
+            self.entering.release(machine)
             watch = self._pathWatches.pop(machine, None)
             if watch is not None:
                 watch.cancel()

@@ -24,6 +24,7 @@ from construct import (
     Int64ub,
     OneOf,
     Pass,
+    Prefixed,
     PrefixedArray,
     RawCopy,
     Struct,
@@ -110,6 +111,20 @@ RoutingEntryBody = Struct(
 )
 
 RoutingEntry = signed(RoutingEntryBody, "routing entry")
+
+MAX_ROUTES = 8
+"""At most this many routing entries for one AP-address: a node keeps one per entry node."""
+
+RouteSet = Struct(
+    "entries"
+    / PrefixedArray(
+        ExprValidator(Int8ub, lambda obj, ctx: 1 <= obj <= MAX_ROUTES),
+        Prefixed(ExprValidator(Int16ub, lambda obj, ctx: obj >= 1), GreedyBytes),
+    ),
+    Terminated,
+)
+"""The routing entries of one AP-address, as a FIND_VALUE of the ROUTE table returns them; each is checked as a L{RoutingEntry}."""
+RouteSet.name = "route set"
 
 Contact = Struct(
     "node_id" / Bytes(KEY_SIZE),

@@ -35,6 +35,9 @@ FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
 NETWORK_FIGURES = {"throughput_mib_s", "rtt_1k_ms", "setup_p50_ms", "setup_p95_ms", "bulk_cpu_ms_per_mib"}
 """The figures the issue asks for, and the CPU cost of the bulk transfer, each against the chain of TLS relays."""
 
+FLOOD_FIGURES = {"pending_flood_survival"}
+"""Measured in memory, with or without the network part."""
+
 SMALL = Namespace(recovery_runs=4, recovery_hops=3, recovery_keys=8, skip_network=True)
 
 TINY_RECOVERY = ("--recovery-runs", "3", "--recovery-hops", "3", "--recovery-keys", "8")
@@ -66,12 +69,15 @@ class KeyRecoveryTests(SynchronousTestCase):
     def test_result(self):
         """
         With C{skip_network}, C{measure} gives at once the result named C{tunnel}, with the
-        key-recovery figures only and the ratio goal on the worst case.
+        key-recovery figures and the pending flood's survival (in memory, met), and the ratio
+        goals on the worst case and the survival.
         """
         result = self.successResultOf(tunnel.measure(reactor, SMALL))
         self.assertEqual(result.name, "tunnel")
-        self.assertEqual(set(result.figures), FIGURES)
-        self.assertEqual(set(result.goals), {"key_recovery_worst_ms"})
+        self.assertEqual(set(result.figures), FIGURES | FLOOD_FIGURES)
+        self.assertEqual(set(result.goals), {"key_recovery_worst_ms", "pending_flood_survival"})
+        self.assertEqual(result.baseline["pending_flood_survival"], 1.0)
+        self.assertGreaterEqual(result.figures["pending_flood_survival"], 0.99)
 
     def test_registered(self):
         """The benchmark is on the command line as C{tunnel}."""
@@ -218,10 +224,10 @@ class TunnelBenchmarkTests(TestCase):
             self.assertAlmostEqual(result["ratios"][name], result["figures"][name] / result["baseline"][name])
 
     async def test_jsonShape(self):
-        """With C{--skip-network}: both key-recovery figures, positive."""
+        """With C{--skip-network}: both key-recovery figures and the pending flood's survival, positive."""
         out, err, status = await runBench("tunnel", "--json", "--skip-network", *TINY_RECOVERY)
         self.assertEqual(status, 0, err.decode(errors="replace"))
-        self.checkShape(json.loads(out), FIGURES)
+        self.checkShape(json.loads(out), FIGURES | FLOOD_FIGURES)
 
     async def test_network(self):
         """
@@ -240,7 +246,7 @@ class TunnelBenchmarkTests(TestCase):
         )  # fmt: skip
         stderr = err.decode(errors="replace")
         self.assertEqual(status, 0, stderr)
-        self.checkShape(json.loads(out), FIGURES | NETWORK_FIGURES)
+        self.checkShape(json.loads(out), FIGURES | FLOOD_FIGURES | NETWORK_FIGURES)
 
         [directory] = re.findall(r"starting 9 nodes on \S+ port \d+ in (\S+)", stderr)
         self.assertFalse(os.path.exists(directory), directory)

@@ -75,6 +75,33 @@ class MemoryNetworkTests(SynchronousTestCase):
         self.connect(Purpose.PATH, b"\x07" * 16)
         self.assertEqual([link.nodeId for link in awaited], [self.alice.nodeId])
 
+    def test_awaitedFromAnotherNode(self):
+        """
+        A link with the awaited link id from the awaited host but another node id is refused,
+        and the wait goes on for the node it pins.
+        """
+        mallory = self.network.linkService(host=self.alice.address[0], port=7403)
+        awaited = []
+        self.bob.expectLink(b"\x07" * 16, self.alice.address[0], Purpose.PATH, 5, self.alice.nodeId).addCallback(awaited.append)
+        impostor = self.network.run(mallory.connect(*self.bob.address, Purpose.PATH, b"\x07" * 16, self.bob.nodeId))
+        self.clock.advance(0)
+        self.assertTrue(impostor.closed)
+        self.assertEqual(awaited, [])
+        self.connect(Purpose.PATH, b"\x07" * 16)
+        self.assertEqual([link.nodeId for link in awaited], [self.alice.nodeId])
+
+    def test_parkedFromAnotherNode(self):
+        """A link parked early by another node at the same host takes neither the place nor the wait."""
+        self.bob.parkEarlyLinks(Purpose.PATH, 5)
+        mallory = self.network.linkService(host=self.alice.address[0], port=7403)
+        impostor = self.network.run(mallory.connect(*self.bob.address, Purpose.PATH, b"\x07" * 16, self.bob.nodeId))
+        self.connect(Purpose.PATH, b"\x07" * 16)
+        awaited = []
+        self.bob.expectLink(b"\x07" * 16, self.alice.address[0], Purpose.PATH, 5, self.alice.nodeId).addCallback(awaited.append)
+        self.assertEqual([link.nodeId for link in awaited], [self.alice.nodeId])
+        self.clock.advance(5)
+        self.assertTrue(impostor.closed)
+
     def test_awaitedTimesOut(self):
         """The wait fails on the clock."""
         failures = []

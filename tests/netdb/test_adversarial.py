@@ -13,6 +13,7 @@ from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
 from phantom.netdb.records import RoutingEntry
 from phantom.netdb.service import DhtNode
+from phantom.wire import dht as wireDht
 from phantom.wire.dht import RpcKind, Table
 from tests.netdb.helpers import START, MemoryDht
 
@@ -29,6 +30,15 @@ class ForgingNode(DhtNode):
         if kind == RpcKind.FIND_VALUE and self.forged is not None:
             self.served += 1
             return RpcKind.VALUE, {"value": self.forged}
+        return super().respond(sender, kind, content)
+
+
+class StaleNode(DhtNode):
+    """Keeps serving the routing entries it holds: it says it stores newer ones, and drops them."""
+
+    def respond(self, sender, kind, content):
+        if kind == RpcKind.STORE and int(content.table) == Table.ROUTE:
+            return RpcKind.STORED, {"accepted": 1}
         return super().respond(sender, kind, content)
 
 
@@ -72,14 +82,39 @@ class AdversarialTests(SynchronousTestCase):
         entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
         liar = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=ForgingNode, identity=closestIdentity(entry.key, nodes))
         self.dht.run(liar.joined)
-        liar.forged = flip(entry.encoded, 40)
+        liar.forged = wireDht.RouteSet.build({"entries": [flip(entry.encoded, 40)]})
         self.dht.run(nodes[2].storeRecord(Table.ROUTE, entry.key, entry.encoded, replication=2))
         seekers = [node for node in nodes if node.store.get(Table.ROUTE, entry.key) is None]
         self.assertGreater(len(seekers), 4)
         for node in seekers:
             found = self.dht.run(node.findRecord(Table.ROUTE, entry.key))
-            self.assertEqual(found.encoded, entry.encoded)
+            self.assertEqual(found.entries, (entry,))
         self.assertGreater(liar.served, 0)
+
+    def test_olderEntryNearTheKey(self):
+        """
+        The node nearest an AP-address's key keeps serving an older, valid routing entry, and
+        an honest node near it missed the newer one: every lookup still returns the newest
+        entry, and the honest node is sent it.
+        """
+        nodes = self.dht.start(10)
+        routingKey = ed25519.Ed25519PrivateKey.generate()
+        entryNode = Contact("127.0.0.9", 7402, nodes[1].nodeId)
+        old = RoutingEntry.create(routingKey, 1, NOW + 3600, [entryNode], NOW)
+        new = RoutingEntry.create(routingKey, 2, NOW + 3600, [entryNode], NOW)
+        stale = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=StaleNode, identity=closestIdentity(old.key, nodes))
+        self.dht.run(stale.joined)
+        stale.store.put(Table.ROUTE, old.key, old.encoded)
+        self.dht.run(nodes[2].storeRecord(Table.ROUTE, new.key, new.encoded, replication=3))
+        behind = next(node for node in nodes if node.store.get(Table.ROUTE, old.key) is None)
+        behind.store.put(Table.ROUTE, old.key, old.encoded)
+        seekers = [node for node in nodes if node.store.get(Table.ROUTE, old.key) is None]
+        self.assertGreater(len(seekers), 4)
+        for node in seekers:
+            self.assertEqual(self.dht.run(node.findRecord(Table.ROUTE, old.key)).sequence, 2)
+        self.dht.runFor(1)
+        self.assertEqual(behind.store.get(Table.ROUTE, old.key).entries, (new,))
+        self.assertEqual(stale.store.get(Table.ROUTE, old.key).entries, (old,))
 
     def test_onlyForgeriesFindNothing(self):
         """If only forgeries exist, the lookup finds nothing rather than believing one."""
@@ -88,7 +123,7 @@ class AdversarialTests(SynchronousTestCase):
         entry = RoutingEntry.create(routingKey, 1, NOW + 3600, [Contact("127.0.0.9", 7402, nodes[1].nodeId)], NOW)
         liar = self.dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=ForgingNode)
         self.dht.run(liar.joined)
-        liar.forged = flip(entry.encoded, len(entry.encoded) - 1)
+        liar.forged = wireDht.RouteSet.build({"entries": [flip(entry.encoded, len(entry.encoded) - 1)]})
         self.assertIsNone(self.dht.run(nodes[3].findRecord(Table.ROUTE, entry.key)))
         self.assertEqual(liar.served, 1)
 

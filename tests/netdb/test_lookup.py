@@ -363,6 +363,20 @@ class LookupRulesTests(SynchronousTestCase):
         lookup.responded(first, [])
         self.assertTrue(lookup.done)
 
+    def test_collectingGoesOnAfterAValue(self):
+        """A collecting FIND_VALUE asks on after the first value, until the k closest have answered, and keeps every value."""
+        lookup = Lookup(asId(1 << 255), [contactFor(n) for n in (FAR | 1, FAR | 2, FAR | 3)], asId(0), 3, 1, findValue=True, collect=True)
+        [first] = lookup.nextQueries()
+        lookup.found(first, "old")
+        self.assertFalse(lookup.done)
+        [second] = lookup.nextQueries()
+        lookup.responded(second, [])
+        [third] = lookup.nextQueries()
+        lookup.found(third, "new")
+        self.assertTrue(lookup.done)
+        self.assertEqual([(numberOf(contact), value) for contact, value in lookup.values], [(FAR | 1, "old"), (FAR | 3, "new")])
+        self.assertEqual((lookup.value, numberOf(lookup.closestWithoutValue)), ("old", FAR | 2))
+
     def test_nothingToAsk(self):
         """Without contacts, or when all fail, the lookup is done with an empty result."""
         self.assertEqual((makeLookup([]).done, makeLookup([]).result), (True, []))

@@ -7,8 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.address import Contact, addressBytes, hostOf
 from phantom.identity import Identity
-from phantom.netdb.records import MAX_CLOCK_SKEW, NODE_RECORD_LIFETIME, InvalidRecord, NodeRecord, RoutingEntry, parseRecord, routeKey
-from phantom.netdb.storage import RecordStore
+from phantom.netdb.records import MAX_CLOCK_SKEW, NODE_RECORD_LIFETIME, InvalidRecord, NodeRecord, RoutingEntry, parseFound, parseRecord, routeKey
+from phantom.netdb.storage import STORER_OVERHEAD, RecordStore, entryCost
 from phantom.wire import ProtocolError, dht as wire, parseStrict
 from phantom.wire.dht import MAX_VALUE, Table
 from tests.properties import assertCanonicalOrRejected, mutated
@@ -217,8 +217,96 @@ rpcs = st.one_of(
 ).map(wire.Rpc.build)
 
 
+routeSets = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=wire.MAX_ROUTES).map(lambda entries: wire.RouteSet.build({"entries": entries}))
+
+
+class RouteSetTests(SynchronousTestCase):
+    """The routing entries of an AP-address, one per entry node, as stored, served and found."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.store = RecordStore(self.clock)
+
+    def entryOf(self, sequence, index):
+        return routingEntry(sequence, entryNodes=(Contact(f"127.0.0.{index + 10}", 7402, bytes([index]) * 32),))
+
+    def test_oneEntryPerEntryNode(self):
+        """Entries of two entry nodes are both kept, the highest sequence first; each entry node's is replaced only by a newer one."""
+        a1, b2 = self.entryOf(1, 0), self.entryOf(2, 1)
+        for entry in (a1, b2):
+            self.store.put(Table.ROUTE, entry.key, entry.encoded)
+        found = self.store.get(Table.ROUTE, a1.key)
+        self.assertEqual(found.entries, (b2, a1))
+        self.assertEqual((found.sequence, [node.host for node in found.entryNodes]), (2, ["127.0.0.11", "127.0.0.10"]))
+        a3 = self.entryOf(3, 0)
+        self.store.put(Table.ROUTE, a3.key, a3.encoded)
+        self.assertEqual(self.store.get(Table.ROUTE, a1.key).entries, (a3, b2))
+        self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, a1.key, a1.encoded)
+        again = routingEntry(3, entryNodes=(Contact("127.0.0.99", 7402, bytes(32)),))
+        self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, again.key, again.encoded)
+        self.store.put(Table.ROUTE, a3.key, a3.encoded)
+        self.assertEqual(len(self.store), 2)
+
+    def test_fullSetGivesUpItsOldest(self):
+        """A full set takes a new entry node's entry in place of its oldest, if it is newer."""
+        for index in range(wire.MAX_ROUTES):
+            entry = self.entryOf(10 + index, index)
+            self.store.put(Table.ROUTE, entry.key, entry.encoded)
+        older = self.entryOf(5, 100)
+        self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, older.key, older.encoded)
+        newer = self.entryOf(50, 100)
+        self.store.put(Table.ROUTE, newer.key, newer.encoded)
+        found = self.store.get(Table.ROUTE, newer.key)
+        self.assertEqual(len(found.entries), wire.MAX_ROUTES)
+        self.assertEqual((found.entries[0], min(entry.sequence for entry in found.entries)), (newer, 11))
+        self.assertEqual(self.store.size, sum(entryCost(entry) for entry in found.entries) + STORER_OVERHEAD)
+
+    def test_expiredLeaveTheSet(self):
+        """Each entry expires on its own; a set with none left is gone."""
+        short = routingEntry(1, expires=NOW + 10, entryNodes=(Contact("127.0.0.10", 7402, bytes(32)),))
+        long = self.entryOf(2, 1)
+        for entry in (short, long):
+            self.store.put(Table.ROUTE, entry.key, entry.encoded)
+        self.clock.advance(10)
+        self.assertEqual(self.store.get(Table.ROUTE, long.key).entries, (long,))
+        self.clock.advance(3600)
+        self.assertIsNone(self.store.get(Table.ROUTE, long.key))
+        self.assertEqual((len(self.store), self.store.size), (0, 0))
+
+    def test_parse(self):
+        """A served set is believed only whole: every entry valid, for its key, one per entry node."""
+        a, b = self.entryOf(1, 0), self.entryOf(2, 1)
+        served = wire.RouteSet.build({"entries": [a.encoded, b.encoded]})
+        self.assertEqual(parseFound(Table.ROUTE, a.key, served, NOW).entries, (b, a))
+        for bad in (
+            wire.RouteSet.build({"entries": [a.encoded, mutate(b.encoded, 40, 0)]}),
+            wire.RouteSet.build({"entries": [a.encoded, self.entryOf(3, 0).encoded]}),
+            a.encoded,
+            b"",
+        ):
+            self.assertRaises(InvalidRecord, parseFound, Table.ROUTE, a.key, bad, NOW)
+        self.assertRaises(InvalidRecord, parseFound, Table.ROUTE, bytes(32), served, NOW)
+
+    @given(st.integers(0, 1200), st.integers(0, 7))
+    def test_anyBitFlipRefused(self, position, bit):
+        """Any flipped bit of a served set makes it unbelievable."""
+        a, b = self.entryOf(1, 0), self.entryOf(2, 1)
+        served = wire.RouteSet.build({"entries": [a.encoded, b.encoded]})
+        self.assertRaises(InvalidRecord, parseFound, Table.ROUTE, a.key, mutate(served, position, bit), NOW)
+
+
 class SchemaTests(SynchronousTestCase):
     """Every DHT schema accepts exactly its canonical messages."""
+
+    @given(routeSets)
+    def test_routeSetRoundTrip(self, encoded):
+        self.assertEqual(wire.RouteSet.build(parseStrict(wire.RouteSet, encoded)), encoded)
+
+    @given(mutated(routeSets))
+    def test_routeSetMutations(self, data):
+        """A mutated route set is refused with ProtocolError or is itself canonical."""
+        assertCanonicalOrRejected(self, wire.RouteSet, data)
 
     @given(rpcs)
     def test_rpcRoundTrip(self, message):

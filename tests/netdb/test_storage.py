@@ -300,7 +300,7 @@ class FullStoreTests(SynchronousTestCase):
         dht.run(full.put(key, b"kept alive", ttl=600, replication=3))
         holders = [node for node in nodes if node.store.get(Table.VALUE, key) is not None]
         for node in holders:
-            node.store._drop((Table.VALUE, key))
+            node.store._drop((Table.VALUE, key, b""))
         dht.run(full.republish())
         self.assertEqual([node for node in nodes if node.store.get(Table.VALUE, key) is not None], holders)
 

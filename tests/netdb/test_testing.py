@@ -48,7 +48,7 @@ class MemoryDatabaseTests(SynchronousTestCase):
         self.assertEqual(result(self, self.nodes[0].storeRecord(Table.ROUTE, entry.key, entry.encoded)), 1)
         self.assertEqual(self.nodes[0].stored, [(Table.ROUTE, entry.key)])
         found = result(self, self.nodes[3].findRecord(Table.ROUTE, entry.key))
-        self.assertEqual(found.encoded, entry.encoded)
+        self.assertEqual(found.entries, (entry,))
         self.assertIsNone(result(self, self.nodes[3].findRecord(Table.ROUTE, bytes(32))))
         failure = self.failureResultOf(Deferred.fromCoroutine(self.nodes[1].storeRecord(Table.ROUTE, bytes(32), entry.encoded)))
         failure.trap(InvalidRecord)

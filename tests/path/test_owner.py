@@ -68,7 +68,7 @@ class OwnerBuildTests(SynchronousTestCase):
         self.assertEqual(
             actions,
             [
-                Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host),
+                Await(Leg.BACK, Purpose.SETUP, first.returnLinkId, first.returnFrom.host, first.returnFrom.nodeId),
                 Connect(Leg.OUT, Purpose.SETUP, first.first, first.linkId),
             ],
         )
@@ -99,7 +99,7 @@ class OwnerBuildTests(SynchronousTestCase):
         machine = self.machine(reversed=True)
         how, x0, linkId = self.build.construction.ownerLink()
         [awaiting, send, timer] = self.throughRoundOne(machine)
-        self.assertEqual(awaiting, Await(Leg.X0, Purpose.PATH, linkId, x0.host))
+        self.assertEqual(awaiting, Await(Leg.X0, Purpose.PATH, linkId, x0.host, x0.nodeId))
         self.assertEqual(machine.linkOpened(Leg.X0), [])
         self.assertEqual(machine.arrayReceived(self.circle.roundTrip(send)), [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Built()])
 

@@ -218,6 +218,21 @@ class RelayedPathTests(SynchronousTestCase):
         self.assertEqual((gone, self.relaying), ([True], {}))
         self.assertTrue(relayed.next.closed)
 
+    def test_previousFromAnotherNode(self):
+        """
+        A PATH link with the right link id from the previous node's host but another node id is
+        refused; the previous node's own link is still taken.
+        """
+        relayed = self.relay()
+        impostor = self.network.links.linkService(host=self.before.address[0], port=self.before.address[1] + 1)
+        refused = self.network.run(impostor.connect(*self.me.address, Purpose.PATH, b"\x0a" * 16, self.me.nodeId))
+        self.network.settle()
+        self.assertTrue(refused.closed)
+        self.assertIsNone(relayed.previous)
+        self.network.run(self.before.links.connect(*self.me.address, Purpose.PATH, b"\x0a" * 16, self.me.nodeId))
+        self.network.settle()
+        self.assertEqual(relayed.previous.nodeId, self.before.nodeId)
+
     def test_previousNeverComes(self):
         """A previous node that never opens its link: the path is torn down when the wait ends."""
         relayed = self.relay()

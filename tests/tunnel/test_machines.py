@@ -16,6 +16,8 @@ from phantom.link.ending import Ending
 from phantom.path.interfaces import PathKind, Side
 from phantom.tunnel.common import (
     MAX_PENDING,
+    MAX_PENDING_PER_PATH,
+    MAX_PENDING_PER_PEER,
     CloseLink,
     Ended,
     Fail,
@@ -27,6 +29,7 @@ from phantom.tunnel.common import (
     RefuseLink,
     ReachState,
     RememberedBlocks,
+    SeenBlocks,
     SendFrame,
     SendOnPath,
     SpliceLinks,
@@ -132,6 +135,7 @@ class RelayTests(SynchronousTestCase):
         """A tunnel link naming the block, from another node or with another link id, is refused; the setup ends."""
         for link in (
             linkFrom(contact(9), self.path.linkIds[Side.NEXT]),
+            linkFrom(Contact(self.path.contacts[Side.NEXT].host, self.path.contacts[Side.NEXT].port, os.urandom(32)), self.path.linkIds[Side.NEXT]),
             linkFrom(self.path.contacts[Side.NEXT], os.urandom(LINK_ID_SIZE)),
             linkFrom(self.path.contacts[Side.PREVIOUS], self.path.linkIds[Side.NEXT]),
         ):
@@ -517,13 +521,13 @@ class TableTests(SynchronousTestCase):
         clock = Clock()
         table = RememberedBlocks(clock)
         for index in range(MAX_PENDING):
-            self.assertTrue(table.remember(index.to_bytes(4, "big"), index))
+            self.assertTrue(table.remember(index.to_bytes(4, "big"), index, index % 8, index % 32))
             if index == 10:
                 clock.advance(1)
-        self.assertFalse(table.remember(b"more", None))
+        self.assertFalse(table.remember(b"more", None, 0, 0))
         self.assertEqual(table.take((5).to_bytes(4, "big")), 5)
         self.assertIsNone(table.take((5).to_bytes(4, "big")))
-        self.assertTrue(table.remember(b"more", "more"))
+        self.assertTrue(table.remember(b"more", "more", 5, 5))
         clock.advance(29.5)
         table.forgetExpired()
         self.assertEqual(len(table), MAX_PENDING - 11 + 1, "the eleven remembered first, one of them taken, are forgotten")
@@ -531,6 +535,49 @@ class TableTests(SynchronousTestCase):
         clock.advance(1)
         table.forgetExpired()
         self.assertEqual(len(table), 0)
+
+    def test_rememberedBlocksShares(self):
+        """
+        One neighbour fills at most its share, one path at most its own; once all are taken, the
+        neighbour holding the most gives way to one holding fewer, oldest block first.
+        """
+        clock = Clock()
+        table = RememberedBlocks(clock)
+        for index in range(MAX_PENDING_PER_PATH + 10):
+            table.remember(b"a%d" % index, index, "flooder", "its path")
+        self.assertEqual(len(table), MAX_PENDING_PER_PATH)
+        self.assertFalse(table.admits("flooder", "its path"))
+        self.assertTrue(table.remember(b"honest", "machine", "honest", "another path"))
+        for path in range(MAX_PENDING_PER_PEER):
+            table.remember(b"b%d" % path, path, "flooder", path)
+        self.assertEqual(table.shares.held("flooder"), MAX_PENDING_PER_PEER)
+        small = RememberedBlocks(clock, limit=4, perPeer=4, perPath=4)
+        for index in range(4):
+            self.assertTrue(small.remember(b"f%d" % index, index, "flooder", index))
+        self.assertTrue(small.remember(b"honest", "machine", "honest", "path"))
+        self.assertEqual([block in small for block in (b"f0", b"f1", b"f2", b"f3", b"honest")], [False, True, True, True, True])
+        self.assertIsNone(small.take(b"f0"))
+        self.assertEqual(small.take(b"honest"), "machine")
+
+    def test_seenBlocks(self):
+        """
+        A block seen before over a path is a replay; one path brings at most its bound of
+        blocks in its life, and they are forgotten when it goes, never before.
+        """
+        ending = Ending()
+        path = SimpleNamespace(onGone=ending.onEnd)
+        other = SimpleNamespace(onGone=Ending().onEnd)
+        seen = SeenBlocks(limit=10, perPeer=10, perPath=3)
+        block = os.urandom(BLOCK_SIZE)
+        self.assertIsNone(seen.firstSight(path, "peer", block))
+        self.assertEqual(seen.firstSight(path, "peer", block), "a replayed setup block")
+        self.assertIsNone(seen.firstSight(other, "peer", block), "another path's blocks are its own")
+        for _ in range(2):
+            self.assertIsNone(seen.firstSight(path, "peer", os.urandom(BLOCK_SIZE)))
+        self.assertIn("too many", seen.firstSight(path, "peer", os.urandom(BLOCK_SIZE)))
+        self.assertEqual(len(seen), 4)
+        ending.end()
+        self.assertEqual(len(seen), 1)
 
     def test_keySetsForgottenWithTheirPath(self):
         """A path's key set is made once, and forgotten when the path goes."""

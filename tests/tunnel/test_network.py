@@ -722,3 +722,98 @@ class BadInputTests(NetworkTestCase):
         self.assertTrue(entryPath.gone)
         self.assertTrue(logs.having("closing a path", "at the end of an entry path"))
         self.assertEqual(client.paths.paths, [exitPath])
+
+
+class QuotaTests(NetworkTestCase):
+    def test_floodingX0(self):
+        """
+        A malicious x0 floods its path's next hop with setup blocks that its T, colluding, never
+        answers: that relay remembers no more than the path's share of them, and a tunnel over
+        another path through the same relay still opens.
+        """
+        network, client, server, _, exitPath, accepted = clientAndServer(self, 14)
+        relayNode, flooder, colluder = network.nodes[6], network.nodes[9], network.nodes[10]
+        floodPath = network.buildPath(network.nodes[8], EXIT, [flooder, relayNode, colluder])
+        colluder.tunnels.pathFrameReceived = lambda path, side, payload: None
+        flooding = network.relayedOn(flooder, floodPath)
+        [towardsRelay] = [flooding.links[side] for side in flooding.sides() if flooding.contacts[side].nodeId == relayNode.nodeId]
+        for _ in range(common.MAX_PENDING + 1000):
+            towardsRelay.sendFrame(os.urandom(BLOCK_SIZE))
+        network.settle()
+        self.assertEqual(len(relayNode.tunnels.remembered), common.MAX_PENDING_PER_PATH)
+        self.echoIntact(network, client, server, accepted)
+
+    def test_floodingEntryRequests(self):
+        """
+        One node opens ENTRY links to an entry node as fast as it can: the entry node takes no
+        more than that node's share, the owner searches keys for no more than its rate, and
+        tunnels from other exit nodes still open.
+        """
+        network, client, server, entryPath, _, accepted = clientAndServer(self, 10)
+        entryNode = network.nodes[4]
+        flooder = network.links.linkService()
+        links = []
+        for _ in range(1000):
+            opened = flooder.connect(*entryNode.address, Purpose.ENTRY, os.urandom(LINK_ID_SIZE), entryNode.nodeId)
+            opened.addCallback(lambda link: (links.append(link), link.attach(CollectingHandler(link)), link.sendFrame(ApRequest.build({"ap_address": server.apAddress}))))
+        network.settle()
+        self.assertEqual(len(entryNode.tunnels.entering), 0, "the owner answered every request it took")
+        self.assertEqual(len(accepted), common.MAX_ENTRY_PENDING_PER_PEER)
+        self.echoIntact(network, client, server, accepted)
+
+
+class FreshnessTests(NetworkTestCase):
+    def test_replayedBlocksAndReplies(self):
+        """
+        Every setup block a hop (or the owner) received is sent to it again a hundred times, as
+        a malicious neighbour would replay it: each replay is refused by the hop it reaches, and
+        no hop ever derives the same stream keys twice. (A reply travels only on the tunnel link
+        whose opening names a remembered block, and a remembered block is taken once: a replayed
+        opening names no setup, as L{BadInputTests.test_badTunnelAndEntryLinks} shows.)
+        """
+        derived = []
+        realStreamKeys = keys.streamKeys
+
+        def recordingStreamKeys(chosenKey, tunnelMaterial):
+            derived.append(realStreamKeys(chosenKey, tunnelMaterial))
+            return derived[-1]
+
+        self.patch(keys, "streamKeys", recordingStreamKeys)
+        network, client, server, _, _, accepted = clientAndServer(self)
+        received = []
+        for node in network.nodes:
+            node.pathFrameReceived = lambda path, side, payload, node=node: (received.append((node, path, side, payload)), node.tunnels.pathFrameReceived(path, side, payload))
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(received), 6, "x0, x1 and T of the exit path; x1, x0 and the owner of the entry path")
+        before = len(derived)
+        logs = LogCollector(self, "phantom.tunnel")
+        for node, path, side, payload in received:
+            for _ in range(100):
+                node.tunnels.pathFrameReceived(path, side, payload)
+        network.settle()
+        self.assertEqual(len(derived), before, "a hop derived stream keys for a replay")
+        self.assertTrue(logs.having("a replayed setup block", level="warn"))
+        self.assertEqual(network.leftovers(), [])
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(set(Counter(derived).values()), {2}, "each pair of stream keys is derived by one hop and its path's owner, once")
+
+
+class RouteSetTests(NetworkTestCase):
+    def test_twoEntryNodesOneDies(self):
+        """
+        A server with two entry paths has two entry nodes in the network database; when the
+        one tried first dies, a tunnel still reaches the server through the other.
+        """
+        network = MemoryTunnelNetwork(self, 14)
+        server, client = network.nodes[:2]
+        network.buildPath(server, ENTRY, network.nodes[2:5])
+        network.runFor(1)
+        network.buildPath(server, ENTRY, network.nodes[5:8])
+        network.buildPath(client, EXIT, network.nodes[8:11])
+        accepted = []
+        acceptInto(server, accepted)
+        found = self.successResultOf(ensureDeferred(client.dht.findRecord(Table.ROUTE, routeKey(server.apAddress))))
+        self.assertEqual([node.nodeId for node in found.entryNodes], [network.nodes[7].nodeId, network.nodes[4].nodeId])
+        network.links.disconnect(network.nodes[7].links)
+        self.echoIntact(network, client, server, accepted)
+        self.assertEqual(len(accepted), 1)
