@@ -15,13 +15,16 @@ L{recoverKeys} tries all combinations that way, one AES call per key and hop ove
 candidates of the previous hop at once.
 """
 
+import hmac
 import math
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from phantom.crypto import ZERO_COUNTER, deriveKey
 from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
-from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CHECK
+from phantom.wire import ProtocolError
+from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CELL_SIZE, CHECK
 
 KEY_SIZE = 32
 SEED_SIZE = 32
@@ -48,6 +51,10 @@ _ZERO_IV = bytes(AES_BLOCK_SIZE)
 _KEY_LABEL = b"phantom tunnel key\x00"
 _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
 _CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
+_CELL_LABEL = b"phantom tunnel cell keys\x00"
+_CELL_MATERIAL = 112
+_HEAD = 16
+_MODULUS = 1 << 128
 
 
 class KeySet:
@@ -252,12 +259,96 @@ def exitConfirmation(chosenKey, tunnelMaterial):
     return deriveKey(chosenKey + tunnelMaterial, _CONFIRMATION_LABEL, BLOCK_SIZE)
 
 
+def expand(key, info, length):
+    """
+    HKDF-Expand (RFC 5869) with HMAC-SHA-512: C{length} bytes (at most 255 * 64) of C{key}
+    for the purpose C{info}. The standard library's HMAC, which is C{cryptography}'s OpenSSL
+    underneath without its per-call objects: it runs once per cell and hop.
+    """
+    blocks, block = [], b""
+    for counter in range(1, -(-length // 64) + 1):
+        block = hmac.digest(key, block + info + bytes((counter,)), "sha512")
+        blocks.append(block)
+    return b"".join(blocks)[:length]
+
+
+class CellCipher:
+    """
+    One hop's layer on one direction of a tunnel's cells: a wide-block cipher on each
+    L{CELL_SIZE}-byte cell, under keys that move forward with every cell.
+
+    A cell is a 16-byte head H and a body B. For cell number i the hop's present key K gives,
+    by L{expand}, a one-time Poly1305 key P, a 16-byte mask M, a body key E and a next key N.
+    L{forward} (what a hop does) makes::
+
+        H' = ((H + Poly1305(P, B)) mod 2^128) XOR M         (little-endian integers)
+        B' = AES-256-CTR(E, counter block H')(B)
+        K  = HMAC-SHA-256(N, H')
+
+    and L{inverse} (what an owner does) undoes it. A change to any bit of a cell changes H'
+    unpredictably (Poly1305 is almost-delta-universal, M a one-time pad), so the whole output
+    cell, under a keystream chosen by H', bears no relation to the one that would have come out;
+    and since H' goes into the next key, so does every later cell. Nobody who holds K after
+    cell i can recompute the keys of cell i or earlier (HMAC and HKDF are one-way), so cells
+    already passed stay unreadable: forward secrecy per cell.
+    """
+
+    def __init__(self, key):
+        """@param key: the 32-byte key of the first cell."""
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a cell key is {KEY_SIZE} bytes, not {len(key)}")
+        self._key = key
+        self.cells = 0
+        """How many cells this layer has transformed."""
+
+    def _next(self):
+        material = expand(self._key, _CELL_LABEL, _CELL_MATERIAL)
+        return material[:32], int.from_bytes(material[32:48], "little"), material[48:80], material[80:112]
+
+    def forward(self, cell):
+        """
+        @return: C{cell} with this layer added (a hop's transform).
+        @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
+        """
+        cell = _requireCellSize(cell)
+        hashKey, mask, bodyKey, nextKey = self._next()
+        body = cell[_HEAD:]
+        head = (int.from_bytes(cell[:_HEAD], "little") + int.from_bytes(Poly1305.generate_tag(hashKey, body), "little")) % _MODULUS
+        head = (head ^ mask).to_bytes(_HEAD, "little")
+        self._advance(nextKey, head)
+        return head + Cipher(algorithms.AES(bodyKey), modes.CTR(head)).encryptor().update(body)
+
+    def inverse(self, cell):
+        """
+        @return: C{cell} with this layer removed (what an owner does, for a hop's L{forward}).
+        @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
+        """
+        cell = _requireCellSize(cell)
+        hashKey, mask, bodyKey, nextKey = self._next()
+        head = cell[:_HEAD]
+        body = Cipher(algorithms.AES(bodyKey), modes.CTR(head)).encryptor().update(cell[_HEAD:])
+        before = ((int.from_bytes(head, "little") ^ mask) - int.from_bytes(Poly1305.generate_tag(hashKey, body), "little")) % _MODULUS
+        self._advance(nextKey, head)
+        return before.to_bytes(_HEAD, "little") + body
+
+    def _advance(self, nextKey, head):
+        self._key = hmac.digest(nextKey, head, "sha256")
+        self.cells += 1
+
+
+def _requireCellSize(cell):
+    if len(cell) != CELL_SIZE:
+        raise ProtocolError(f"a frame of {len(cell)} bytes where a {CELL_SIZE}-byte cell was due")
+    return bytes(cell)
+
+
 class StreamLayer:
     """
-    One hop's layer on a tunnel's data: an AES-256-CTR stream per direction (L{streamKeys}),
-    each context made once and advanced by every byte. The hop and the owner each hold one;
-    XOR with the keystream both adds the layer and removes it, and the owner's layers may be
-    applied in any order.
+    One hop's layer on a tunnel's cells: a L{CellCipher} per direction, keyed by
+    L{streamKeys}. The hop and the owner each hold one: the hop adds the layer (L{along},
+    L{against}) to the cells it passes on either way, whichever side its path's owner is on;
+    the owner removes it (L{alongCipher}'s and L{againstCipher}'s C{inverse}), the hops'
+    layers in the order opposite to the one they were added in.
     """
 
     def __init__(self, chosenKey, tunnelMaterial):
@@ -265,15 +356,16 @@ class StreamLayer:
         @param chosenKey: the 32-byte key the hop chose for the tunnel.
         @param tunnelMaterial: the 48-byte block the hop first saw for the tunnel.
         """
-        self._along, self._against = (
-            Cipher(algorithms.AES(key), modes.CTR(ZERO_COUNTER)).encryptor().update
-            for key in streamKeys(chosenKey, tunnelMaterial)
-        )
+        self.alongCipher, self.againstCipher = (CellCipher(key) for key in streamKeys(chosenKey, tunnelMaterial))
 
-    def along(self, data):
-        """@return: C{data}, travelling the way the setup block came, with this layer added or removed."""
-        return self._along(data)
+    def along(self, cell):
+        """@return: C{cell}, travelling the way the setup block came, with this layer added."""
+        return self.alongCipher.forward(cell)
 
-    def against(self, data):
-        """@return: C{data}, travelling against the way the setup block came, with this layer added or removed."""
-        return self._against(data)
+    def against(self, cell):
+        """@return: C{cell}, travelling against the way the setup block came, with this layer added."""
+        return self.againstCipher.forward(cell)
+
+    def ciphers(self, along):
+        """@return: this layer's L{CellCipher} for cells travelling along (C{True}) or against the way the setup block came."""
+        return self.alongCipher if along else self.againstCipher
