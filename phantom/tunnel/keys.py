@@ -15,11 +15,10 @@ L{recoverKeys} tries all combinations that way, one AES call per key and hop ove
 candidates of the previous hop at once.
 """
 
-import hmac
 import math
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.poly1305 import Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from phantom.crypto import ZERO_COUNTER, deriveKey
 from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
@@ -51,10 +50,12 @@ _ZERO_IV = bytes(AES_BLOCK_SIZE)
 _KEY_LABEL = b"phantom tunnel key\x00"
 _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
 _CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
-_CELL_LABEL = b"phantom tunnel cell keys\x00"
-_CELL_MATERIAL = 112
 _HEAD = 16
-_MODULUS = 1 << 128
+_NONCE = 12
+_NONCE_KEYS = bytes(_NONCE)
+_NONCE_BODY = bytes(_NONCE - 1) + b"\x01"
+_NONCE_HEAD = bytes(_NONCE - 1) + b"\x02"
+_MATERIAL = bytes(64)
 
 
 class KeySet:
@@ -259,38 +260,28 @@ def exitConfirmation(chosenKey, tunnelMaterial):
     return deriveKey(chosenKey + tunnelMaterial, _CONFIRMATION_LABEL, BLOCK_SIZE)
 
 
-def expand(key, info, length):
-    """
-    HKDF-Expand (RFC 5869) with HMAC-SHA-512: C{length} bytes (at most 255 * 64) of C{key}
-    for the purpose C{info}. The standard library's HMAC, which is C{cryptography}'s OpenSSL
-    underneath without its per-call objects: it runs once per cell and hop.
-    """
-    blocks, block = [], b""
-    for counter in range(1, -(-length // 64) + 1):
-        block = hmac.digest(key, block + info + bytes((counter,)), "sha512")
-        blocks.append(block)
-    return b"".join(blocks)[:length]
-
-
 class CellCipher:
     """
     One hop's layer on one direction of a tunnel's cells: a wide-block cipher on each
-    L{CELL_SIZE}-byte cell, under keys that move forward with every cell.
+    L{CELL_SIZE}-byte cell, under a key that moves forward with every cell.
 
-    A cell is a 16-byte head H and a body B. For cell number i the hop's present key K gives,
-    by L{expand}, a one-time Poly1305 key P, a 16-byte mask M, a body key E and a next key N.
-    L{forward} (what a hop does) makes::
+    A cell is a 16-byte head H and a body B. For each cell the hop's present key K gives
+    (AES-256-GCM's keystream under K, a fixed nonce) a hash key A and a body key E; GMAC under
+    A, with two fixed nonces, is a one-time keyed hash G0 and G1. L{forward} (what a hop does)
+    makes::
 
-        H' = ((H + Poly1305(P, B)) mod 2^128) XOR M         (little-endian integers)
-        B' = AES-256-CTR(E, counter block H')(B)
-        K  = HMAC-SHA-256(N, H')
+        H' = H XOR G0(B)
+        n  = G1(H'), its first 12 bytes
+        B' = B XOR AES-256-CTR(E, nonce n)             (AES-GCM's keystream)
+        K  = AES-256-CTR(K, nonce n), 32 bytes         (the next cell's key)
 
-    and L{inverse} (what an owner does) undoes it. A change to any bit of a cell changes H'
-    unpredictably (Poly1305 is almost-delta-universal, M a one-time pad), so the whole output
-    cell, under a keystream chosen by H', bears no relation to the one that would have come out;
-    and since H' goes into the next key, so does every later cell. Nobody who holds K after
-    cell i can recompute the keys of cell i or earlier (HMAC and HKDF are one-way), so cells
-    already passed stay unreadable: forward secrecy per cell.
+    and L{inverse} (what an owner does) undoes it. G0 and G1 are almost-XOR-universal and
+    masked with a one-time pad, so a change to any bit of a cell makes H' differ unpredictably
+    in all its bits, and n too: the whole output cell bears no relation to the one that would
+    have come out; and since n makes the next key, neither does any later cell. Nobody who
+    holds K after a cell can recompute the keys of that cell or an earlier one (that would
+    take AES key recovery), so cells already passed stay unreadable: forward secrecy per cell.
+    GCM's own tags are thrown away: the checks are those of plain cells, at the ends.
     """
 
     def __init__(self, key):
@@ -301,9 +292,10 @@ class CellCipher:
         self.cells = 0
         """How many cells this layer has transformed."""
 
-    def _next(self):
-        material = expand(self._key, _CELL_LABEL, _CELL_MATERIAL)
-        return material[:32], int.from_bytes(material[32:48], "little"), material[48:80], material[80:112]
+    def _keys(self):
+        present = AESGCM(self._key)
+        material = present.encrypt(_NONCE_KEYS, _MATERIAL, None)
+        return present, AESGCM(material[:32]), AESGCM(material[32:64])
 
     def forward(self, cell):
         """
@@ -311,12 +303,12 @@ class CellCipher:
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
         cell = _requireCellSize(cell)
-        hashKey, mask, bodyKey, nextKey = self._next()
-        body = cell[_HEAD:]
-        head = (int.from_bytes(cell[:_HEAD], "little") + int.from_bytes(Poly1305.generate_tag(hashKey, body), "little")) % _MODULUS
-        head = (head ^ mask).to_bytes(_HEAD, "little")
-        self._advance(nextKey, head)
-        return head + Cipher(algorithms.AES(bodyKey), modes.CTR(head)).encryptor().update(body)
+        present, hashing, body = self._keys()
+        plainBody = cell[_HEAD:]
+        head = _xor(cell[:_HEAD], hashing.encrypt(_NONCE_BODY, b"", plainBody))
+        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        self._advance(present, nonce)
+        return head + body.encrypt(nonce, plainBody, None)[:-_HEAD]
 
     def inverse(self, cell):
         """
@@ -324,16 +316,20 @@ class CellCipher:
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
         cell = _requireCellSize(cell)
-        hashKey, mask, bodyKey, nextKey = self._next()
+        present, hashing, body = self._keys()
         head = cell[:_HEAD]
-        body = Cipher(algorithms.AES(bodyKey), modes.CTR(head)).encryptor().update(cell[_HEAD:])
-        before = ((int.from_bytes(head, "little") ^ mask) - int.from_bytes(Poly1305.generate_tag(hashKey, body), "little")) % _MODULUS
-        self._advance(nextKey, head)
-        return before.to_bytes(_HEAD, "little") + body
+        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        plainBody = body.encrypt(nonce, cell[_HEAD:], None)[:-_HEAD]
+        self._advance(present, nonce)
+        return _xor(head, hashing.encrypt(_NONCE_BODY, b"", plainBody)) + plainBody
 
-    def _advance(self, nextKey, head):
-        self._key = hmac.digest(nextKey, head, "sha256")
+    def _advance(self, present, nonce):
+        self._key = present.encrypt(nonce, _MATERIAL[:KEY_SIZE], None)[:KEY_SIZE]
         self.cells += 1
+
+
+def _xor(a, b):
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(_HEAD, "little")
 
 
 def _requireCellSize(cell):

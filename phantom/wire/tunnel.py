@@ -222,7 +222,7 @@ ApAnswer.name = "AP answer"
 
 # Cells: a tunnel's data, once it is open.
 
-CELL_SIZE = 4096
+CELL_SIZE = 8192
 """Every DATA frame of an open tunnel, on every link of it, is one cell of this many bytes."""
 
 CELL_CHECK = bytes(16)
