@@ -98,6 +98,7 @@ class Tampering:
             if converted is not None and path is self.target and isinstance(self.step, tuple):
                 direction, wanted = self.step
                 if self.source(direction) == source and wanted == index:
+                    self.step = None  # once: other splices over the path may be at the same frame
                     return self.tamperWith(converted, target, held)
             return converted
 

@@ -89,4 +89,29 @@ class TamperedDataTests(NetworkTestCase):
         self.tampered("rechunk")
 
     def test_everyWay(self):
-        self.assertEqual(sorted(HOW), sorted(name[len("test_"):] for name in dir(self) if name.startswith("test_") and name != "test_everyWay"))
+        """Every way L{Tampering} knows has its test here."""
+        for how in HOW:
+            self.assertTrue(hasattr(self, f"test_{how}"), how)
+
+    def test_otherTunnelsUndisturbed(self):
+        """
+        Two tunnels over the same paths; the middle X-node of the exit path cuts a cell of the
+        second in two. The exit node, the next hop, closes that tunnel, logging why; the first
+        still echoes.
+        """
+        logs = LogCollector(self, "phantom")
+        network, client, server, accepted, relays = tamperingNetwork(self)
+        first, firstCollector, _, _ = self.openEcho(network, client, server, accepted, 1000)
+        second, secondCollector, _, _ = self.openEcho(network, client, server, accepted, 1000)
+        node, relayed = relays[EXIT]
+        node.tampering.armFrames(relayed, EXIT, "fromOwner", "rechunk")
+        second.write(os.urandom(1000))
+        network.settle()
+        self.assertEqual(node.tampering.tampered, 1)
+        self.assertTrue(secondCollector.ended.called)
+        self.assertTrue(logs.having("tunnel closed", "where a 8192-byte cell was due"), logs.lines)
+        message = os.urandom(3000)
+        first.write(message)
+        network.settle()
+        self.assertEqual(bytes(firstCollector.received)[1000:], message)
+        self.assertFalse(firstCollector.ended.called)
