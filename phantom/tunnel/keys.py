@@ -292,6 +292,12 @@ class CellCipher:
         self.cells = 0
         """How many cells this layer has transformed."""
 
+    def copy(self):
+        """@return: a L{CellCipher} where this one stands now: what taking the hop now would yield."""
+        copied = CellCipher(self._key)
+        copied.cells = self.cells
+        return copied
+
     def _keys(self):
         present = AESGCM(self._key)
         material = present.encrypt(_NONCE_KEYS, _MATERIAL, None)

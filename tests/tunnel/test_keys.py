@@ -341,7 +341,7 @@ class CellCipherTests(SynchronousTestCase):
         """
         at = min(at, hops - 1)
         owner, relays = self.hops(hops)
-        twins = [CellCipher(relay._key) for relay in relays]
+        twins = [relay.copy() for relay in relays]
         cells = [buildCell(os.urandom(100)) for _ in range(2)]
         for index, cell in enumerate(cells):
             for layer in reversed(owner):
@@ -358,22 +358,22 @@ class CellCipherTests(SynchronousTestCase):
 
     def test_forwardSecrecy(self):
         """
-        The state a hop holds after a cell (what taking the hop later yields) decrypts neither
-        that cell nor the ones before it: a cipher made from it, even told where it stands,
-        does not recover them; and the state changes with every cell.
+        The state a hop holds after a cell (what taking the hop later yields, L{CellCipher.copy})
+        decrypts neither that cell nor the ones before it; the state changes with every cell.
         """
         sender, hop = self.hops(1)
         sender, hop = sender[0], hop[0]
         plain = [buildCell(os.urandom(50)) for _ in range(3)]
         seen = [sender.inverse(cell) for cell in plain]
-        keys = []
+        states = []
         for cell in seen:
-            keys.append(hop._key)
-            hop.forward(cell)
-        keys.append(hop._key)
-        self.assertEqual(len(set(keys)), len(keys))
+            states.append(hop.copy())
+            self.assertEqual(parseCell(hop.forward(cell)), parseCell(states[-1].copy().forward(cell)))
+        states.append(hop.copy())
+        probe = bytes(CELL_SIZE)
+        self.assertEqual(len({state.forward(probe) for state in states}), len(states))
         for cell in seen:
-            self.assertRaises(ProtocolError, parseCell, CellCipher(hop._key).forward(cell))
+            self.assertRaises(ProtocolError, parseCell, hop.copy().forward(cell))
 
     def test_cellCount(self):
         cipher = CellCipher(os.urandom(32))
