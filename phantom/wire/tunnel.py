@@ -1,5 +1,6 @@
 """
-The blocks of tunnel setup (paper §7.2): each exactly L{BLOCK_SIZE} = 48 bytes, three AES blocks.
+The blocks of tunnel setup (paper §7.2): each exactly L{BLOCK_SIZE} = 48 bytes, three AES blocks;
+and the cells of an open tunnel, each L{CELL_SIZE} bytes (at the end).
 
 Layouts (offsets in bytes; every checksum is SHA-256 of a label naming the block type and of
 all the bytes before it, truncated)::
@@ -220,7 +221,13 @@ ApAnswer = Struct(
 ApAnswer.name = "AP answer"
 
 
-# Cells: a tunnel's data, once it is open.
+# Cells: a tunnel's data, once it is open. A plain cell (what the owners make and read, and
+# what crosses the ENTRY link)::
+#
+#     0 check (16 zero bytes) | 16 length (2) | 18 data (length) | zero bytes to CELL_SIZE
+#
+# On the links of a path every cell is under the layers of the hops it has passed or has yet to
+# pass (phantom.tunnel.keys.CellCipher), and looks uniformly random.
 
 CELL_SIZE = 8192
 """Every DATA frame of an open tunnel, on every link of it, is one cell of this many bytes."""
