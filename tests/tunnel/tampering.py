@@ -20,9 +20,9 @@ class Tampering:
     """
     One node's tampering, given to its tunnel service as C{relaySetup}: it plays by the rules
     until L{arm}ed, then over one path it relays flips one bit of what it sends at one step of
-    each tunnel.
+    a tunnel (a data frame: once, and in any way of L{HOW}, L{armFrames}).
 
-    @ivar tampered: how many times it flipped a bit since armed.
+    @ivar tampered: how many times it tampered since armed.
     """
 
     def __init__(self):
