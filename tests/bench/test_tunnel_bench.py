@@ -30,14 +30,16 @@ from phantom.testnet.processes import findTwistd
 from tests.bench.test_bench import runBench
 from tests.bench.test_path_bench import processesMentioning
 
-FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
+RECOVERY_FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
+FIGURES = RECOVERY_FIGURES | {"tags_reaching_far_end", "distinct_cell_sizes_on_links"}
+"""The figures without the network: key recovery's, and those of cells on in-process tunnels."""
 
 NETWORK_FIGURES = {"throughput_mib_s", "rtt_1k_ms", "setup_p50_ms", "setup_p95_ms", "bulk_cpu_ms_per_mib"}
 """The figures the issue asks for, and the CPU cost of the bulk transfer, each against the chain of TLS relays."""
 
-SMALL = Namespace(recovery_runs=4, recovery_hops=3, recovery_keys=8, skip_network=True)
+SMALL = Namespace(recovery_runs=4, recovery_hops=3, recovery_keys=8, skip_network=True, tamper_events=2)
 
-TINY_RECOVERY = ("--recovery-runs", "3", "--recovery-hops", "3", "--recovery-keys", "8")
+TINY_RECOVERY = ("--recovery-runs", "3", "--recovery-hops", "3", "--recovery-keys", "8", "--tamper-events", "4")
 
 
 class KeyRecoveryTests(SynchronousTestCase):
@@ -49,8 +51,8 @@ class KeyRecoveryTests(SynchronousTestCase):
         thesis's search, positive.
         """
         part = tunnel.measureKeyRecovery(SMALL, random.Random(1))
-        self.assertEqual(set(part.figures), FIGURES)
-        self.assertEqual(set(part.baseline), FIGURES)
+        self.assertEqual(set(part.figures), RECOVERY_FIGURES)
+        self.assertEqual(set(part.baseline), RECOVERY_FIGURES)
         for value in part.figures.values():
             self.assertGreater(value, 0)
         self.assertGreaterEqual(part.figures["key_recovery_worst_ms"], part.figures["key_recovery_mean_ms"])
@@ -66,12 +68,16 @@ class KeyRecoveryTests(SynchronousTestCase):
     def test_result(self):
         """
         With C{skip_network}, C{measure} gives at once the result named C{tunnel}, with the
-        key-recovery figures only and the ratio goal on the worst case.
+        key-recovery and cell figures only, the ratio goals on the worst case and on tags (none
+        reached the far end of 2 events of each way).
         """
         result = self.successResultOf(tunnel.measure(reactor, SMALL))
         self.assertEqual(result.name, "tunnel")
         self.assertEqual(set(result.figures), FIGURES)
-        self.assertEqual(set(result.goals), {"key_recovery_worst_ms"})
+        self.assertEqual(set(result.goals), {"key_recovery_worst_ms", "tags_reaching_far_end"})
+        self.assertEqual(result.figures["tags_reaching_far_end"], 0)
+        self.assertEqual(result.baseline["tags_reaching_far_end"], 12)
+        self.assertEqual(result.figures["distinct_cell_sizes_on_links"], 1)
 
     def test_registered(self):
         """The benchmark is on the command line as C{tunnel}."""
@@ -212,13 +218,16 @@ class TunnelBenchmarkTests(TestCase):
         for part in ("figures", "baseline", "ratios"):
             self.assertEqual(set(result[part]), names, part)
             for name, value in result[part].items():
+                if name == "tags_reaching_far_end" and part != "baseline":
+                    self.assertEqual(value, 0, f"{part} {name}")
+                    continue
                 self.assertGreater(value, 0, f"{part} {name}")
                 self.assertFalse(math.isinf(value), f"{part} {name}")
         for name in names:
             self.assertAlmostEqual(result["ratios"][name], result["figures"][name] / result["baseline"][name])
 
     async def test_jsonShape(self):
-        """With C{--skip-network}: both key-recovery figures, positive."""
+        """With C{--skip-network}: both key-recovery figures, positive, and the cell figures."""
         out, err, status = await runBench("tunnel", "--json", "--skip-network", *TINY_RECOVERY)
         self.assertEqual(status, 0, err.decode(errors="replace"))
         self.checkShape(json.loads(out), FIGURES)
