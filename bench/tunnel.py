@@ -1,5 +1,5 @@
 """
-Routing tunnels: key recovery, and bulk transfer, round trips and setup through 6 hops of node processes, against bare baselines.
+Routing tunnels: key recovery, tampered cells, and bulk transfer, round trips and setup through 6 hops of node processes, against bare baselines.
 
 The benchmark has three parts; C{--skip-network} runs only the first two.
 
@@ -34,6 +34,26 @@ B{Setup floods} (L{measurePendingFlood}, in memory, with or without C{--skip-net
 C{pending_flood_survival}, the fraction of 100 honest tunnel setups that succeed while one
 neighbour sends 10,000 setup blocks and opens 1,000 ENTRY links a second into the nodes they
 pass through, against the same setups with no flood. Goal: at least 0.99 of it.
+
+B{Cells.} On L{bench.cells.CellChain}s, a tunnel's data phase made of the real parts in one
+process (both owners' L{phantom.tunnel.transport.OwnerTunnel}s, the six hops' splices with the
+converters the machines make, in-process links), C{--tamper-events} times (default 1000) in each
+way the middle X-node of one path tampers with the next cell it sends one way (the four places
+in turn): a bit flipped, the cell dropped, sent after the next one, a random cell injected
+before it, the cell sent twice, or cut in two. Then a chain carries random-sized writes, echoed.
+
+    - C{tags_reaching_far_end}: the events after which the first node that checks cells going
+      that way (the exit node or the entry node, where cells leave the path whose hops added
+      layers; or the owner) took any later cell as plain (beyond the genuine copy of a
+      replayed one), or either owner's protocol got bytes that were not sent, in order. Its
+      baseline is the events in all. Goal 0.
+    - C{distinct_cell_sizes_on_links}: the distinct lengths of the frames sent on any link of
+      the chain. Its baseline is the distinct sizes of the writes, what frames had before
+      cells. Goal 1.
+
+The notes also give, for cells of 2, 4, 8 and 16 KiB, what a chain spends: CPU ms per MiB of
+bulk transfer, CPU ms per 1 KiB round trip, and the bytes a link carries per byte of a 1 KiB
+message.
 
 B{The network.} Nodes as separate processes on loopback: a testnet of C{--nodes} nodes (default
 16) started as L{bench.path} starts it (L{phantom.testnet.loopback}: one random port, a fresh
@@ -112,6 +132,7 @@ from twisted.internet.defer import Deferred, DeferredLock, FirstError, TimeoutEr
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import ProcessProtocol, Protocol
 
+from bench import cells
 from bench.dht import percentile
 from bench.link import CHUNK, CHUNK_SIZE, MIB, PING, PING_SIZE, BulkProducer, ByteCounter, Channel, _factory, _positive, measureRoundTrips
 from bench.path import BUILD_TIMEOUT, _between, waitUntilJoined
@@ -134,7 +155,12 @@ from phantom.testnet.processes import (
     twistdCommandLine,
 )
 from phantom.tunnel.keys import BACKWARD, FORWARD, KeySet, applyLayers, recoverKeys, transform
-from phantom.wire.tunnel import AES_BLOCK_SIZE, CHECK, buildExitInit, isExitInit
+from phantom.wire.tunnel import AES_BLOCK_SIZE, CELL_SIZE, CHECK, buildExitInit, isExitInit
+
+TAGS = "tags_reaching_far_end"
+CELL_SIZES_SEEN = "distinct_cell_sizes_on_links"
+CELL_SIZES = (2048, 4096, 8192, 16384)
+"""The cell sizes whose costs the notes compare."""
 
 KEY_RECOVERY_WORST = "key_recovery_worst_ms"
 KEY_RECOVERY_MEAN = "key_recovery_mean_ms"
@@ -229,6 +255,7 @@ def addArguments(parser):
     parser.add_argument("--recovery-runs", type=_positive(int), default=20, help="timed key recoveries (default 20)")
     parser.add_argument("--recovery-hops", type=_positive(int), default=4, help="hops whose keys are recovered (default 4)")
     parser.add_argument("--recovery-keys", type=_positive(int), default=30, help="keys in each hop's set (default 30)")
+    parser.add_argument("--tamper-events", type=_positive(int), default=1000, help="tampering events of each way (default 1000)")
     parser.add_argument("--skip-network", action="store_true", help="measure key recovery only: start no process")
     parser.add_argument(
         "--nodes",
@@ -251,9 +278,40 @@ def addArguments(parser):
     )
 
 
+def measureCells(options, rng=None):
+    """
+    Tamper with cells C{tamper_events} times in each way on in-process tunnels
+    (L{bench.cells.tamperingEvents}), count the frame sizes on their links
+    (L{bench.cells.distinctSizes}), and measure what each cell size of L{CELL_SIZES} costs there.
+
+    @return: the L{Part} of L{TAGS} and L{CELL_SIZES_SEEN}: the first against the events in
+        all, the second against the distinct sizes of the writes (what frames were before cells).
+    """
+    rng = rng or random.Random()
+    reached, closed, events = cells.tamperingEvents(options.tamper_events, rng)
+    sizes, writes = cells.distinctSizes(rng)
+    lines = [
+        f"tampering: {options.tamper_events} events of each way ({', '.join(cells.HOW)}), by the middle X-node of either path, "
+        f"either way, on fresh in-process tunnels; tags reaching the far end: "
+        + ", ".join(f"{how} {reached[how]}" for how in cells.HOW)
+        + "; tunnels closed: " + ", ".join(f"{how} {closed[how]}" for how in cells.HOW),
+        f"{TAGS}: goal 0, {'met' if sum(reached.values()) == 0 else 'NOT met'}; {CELL_SIZES_SEEN}: goal 1, {'met' if sizes == 1 else 'NOT met'} ({writes} write sizes)",
+        "cell sizes, in-process chain (6 hops, both owners, no TLS): size: bulk CPU ms/MiB, 1 KiB round trip CPU ms, link bytes per byte of 1 KiB",
+    ]
+    for size in CELL_SIZES:
+        bulk, trip, padding = cells.sizeCosts(size)
+        lines.append(f"    {size}{' (chosen)' if size == CELL_SIZE else ''}: {bulk:.1f}, {trip:.2f}, {padding:.0f}")
+    return Part(
+        figures={TAGS: sum(reached.values()), CELL_SIZES_SEEN: sizes},
+        baseline={TAGS: events, CELL_SIZES_SEEN: writes},
+        goals={TAGS: RatioGoal(0.0, atLeast=False)},
+        notes="\n".join(lines),
+    )
+
+
 def measure(reactor, options):
     """
-    Measure every part of the benchmark: key recovery, then (unless C{skip_network}) the network.
+    Measure every part of the benchmark: key recovery and cells, then (unless C{skip_network}) the network.
 
     @param reactor: provides C{IReactorTCP}, C{IReactorUNIX}, C{IReactorProcess} and
         C{IReactorTime}; unused with C{skip_network}.
@@ -264,13 +322,13 @@ def measure(reactor, options):
         C{skip_network}.
     """
     recovery = measureKeyRecovery(options)
-    parts = [recovery, measurePendingFlood(options)]
+    parts = [recovery, measurePendingFlood(options), measureCells(options)]
     if options.skip_network:
-        return succeed(combine(parts, "thesis / no flood"))
+        return succeed(combine(parts, "thesis / no flood / events"))
 
     async def both():
         network = await measureNetwork(reactor, options)
-        return combine(parts + [network], "thesis / no flood / TLS chain")
+        return combine(parts + [network], "thesis / no flood / events / TLS chain")
 
     return Deferred.fromCoroutine(both())
 

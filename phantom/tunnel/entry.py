@@ -23,7 +23,7 @@ from phantom.tunnel.common import (
     requireBlock,
 )
 from phantom.tunnel.keys import StreamLayer, backward, forward
-from phantom.tunnel.transport import firstThen
+from phantom.tunnel.transport import firstThen, plainAfter, plainBefore
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.tunnel import BLOCK_SIZE, ApRequest, InboundStatus, buildEntryInit, parseInboundReply
 
@@ -113,7 +113,7 @@ class EntrySetup(Machine):
         return self.done(
             answer,
             SendFrame(link, self._randomBytes(BLOCK_SIZE)),
-            SpliceLinks(self.path, link, self.request, firstThen(lambda frame: requireBlock(frame) and None, layer.against), layer.along),
+            SpliceLinks(self.path, link, self.request, firstThen(lambda frame: requireBlock(frame) and None, plainAfter(layer.against)), plainBefore(layer.along)),
         )
 
     def fail(self, why, level=LogLevel.warn):

@@ -11,6 +11,7 @@ from twisted.logger import LogLevel
 from phantom.address import formatAddress
 from phantom.tunnel.common import EntryAsker, OpenLink, SendFrame, SpliceLinks, openingOf, requireBlock
 from phantom.tunnel.keys import StreamLayer, backward, exitConfirmation
+from phantom.tunnel.transport import plainAfter, plainBefore
 from phantom.wire import ProtocolError
 from phantom.wire.link import Purpose
 from phantom.wire.tunnel import buildExitInit, parseOutboundReply
@@ -66,7 +67,7 @@ class ExitSetup(EntryAsker):
         layer = StreamLayer(self.key, self.block)
         return self.done(
             SendFrame(self._back, exitConfirmation(self.key, self.block)),
-            SpliceLinks(self.path, self._back, link, layer.along, layer.against),
+            SpliceLinks(self.path, self._back, link, plainAfter(layer.along), plainBefore(layer.against)),
         )
 
     def linkClosed(self, link):

@@ -18,10 +18,12 @@ candidates of the previous hop at once.
 import math
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from phantom.crypto import ZERO_COUNTER, deriveKey
 from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
-from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CHECK
+from phantom.wire import ProtocolError
+from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CELL_SIZE, CHECK
 
 KEY_SIZE = 32
 SEED_SIZE = 32
@@ -48,6 +50,12 @@ _ZERO_IV = bytes(AES_BLOCK_SIZE)
 _KEY_LABEL = b"phantom tunnel key\x00"
 _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
 _CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
+_HEAD = 16
+_NONCE = 12
+_NONCE_KEYS = bytes(_NONCE)
+_NONCE_BODY = bytes(_NONCE - 1) + b"\x01"
+_NONCE_HEAD = bytes(_NONCE - 1) + b"\x02"
+_MATERIAL = bytes(64)
 
 
 class KeySet:
@@ -252,12 +260,97 @@ def exitConfirmation(chosenKey, tunnelMaterial):
     return deriveKey(chosenKey + tunnelMaterial, _CONFIRMATION_LABEL, BLOCK_SIZE)
 
 
+class CellCipher:
+    """
+    One hop's layer on one direction of a tunnel's cells: a wide-block cipher on each
+    L{CELL_SIZE}-byte cell, under a key that moves forward with every cell.
+
+    A cell is a 16-byte head H and a body B. For each cell the hop's present key K gives
+    (AES-256-GCM's keystream under K, a fixed nonce) a hash key A and a body key E; GMAC under
+    A, with two fixed nonces, is a one-time keyed hash G0 and G1. L{forward} (what a hop does)
+    makes::
+
+        H' = H XOR G0(B)
+        n  = G1(H'), its first 12 bytes
+        B' = B XOR AES-256-CTR(E, nonce n)             (AES-GCM's keystream)
+        K  = AES-256-CTR(K, nonce n), 32 bytes         (the next cell's key)
+
+    and L{inverse} (what an owner does) undoes it. G0 and G1 are almost-XOR-universal and
+    masked with a one-time pad, so a change to any bit of a cell makes H' differ unpredictably
+    in all its bits, and n too: the whole output cell bears no relation to the one that would
+    have come out; and since n makes the next key, neither does any later cell. Nobody who
+    holds K after a cell can recompute the keys of that cell or an earlier one (that would
+    take AES key recovery), so cells already passed stay unreadable: forward secrecy per cell.
+    GCM's own tags are thrown away: the checks are those of plain cells, at the ends.
+    """
+
+    def __init__(self, key):
+        """@param key: the 32-byte key of the first cell."""
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a cell key is {KEY_SIZE} bytes, not {len(key)}")
+        self._key = key
+        self.cells = 0
+        """How many cells this layer has transformed."""
+
+    def copy(self):
+        """@return: a L{CellCipher} where this one stands now: what taking the hop now would yield."""
+        copied = CellCipher(self._key)
+        copied.cells = self.cells
+        return copied
+
+    def _keys(self):
+        present = AESGCM(self._key)
+        material = present.encrypt(_NONCE_KEYS, _MATERIAL, None)
+        return present, AESGCM(material[:32]), AESGCM(material[32:64])
+
+    def forward(self, cell):
+        """
+        @return: C{cell} with this layer added (a hop's transform).
+        @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
+        """
+        cell = _requireCellSize(cell)
+        present, hashing, body = self._keys()
+        plainBody = cell[_HEAD:]
+        head = _xor(cell[:_HEAD], hashing.encrypt(_NONCE_BODY, b"", plainBody))
+        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        self._advance(present, nonce)
+        return head + body.encrypt(nonce, plainBody, None)[:-_HEAD]
+
+    def inverse(self, cell):
+        """
+        @return: C{cell} with this layer removed (what an owner does, for a hop's L{forward}).
+        @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
+        """
+        cell = _requireCellSize(cell)
+        present, hashing, body = self._keys()
+        head = cell[:_HEAD]
+        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        plainBody = body.encrypt(nonce, cell[_HEAD:], None)[:-_HEAD]
+        self._advance(present, nonce)
+        return _xor(head, hashing.encrypt(_NONCE_BODY, b"", plainBody)) + plainBody
+
+    def _advance(self, present, nonce):
+        self._key = present.encrypt(nonce, _MATERIAL[:KEY_SIZE], None)[:KEY_SIZE]
+        self.cells += 1
+
+
+def _xor(a, b):
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(_HEAD, "little")
+
+
+def _requireCellSize(cell):
+    if len(cell) != CELL_SIZE:
+        raise ProtocolError(f"a frame of {len(cell)} bytes where a {CELL_SIZE}-byte cell was due")
+    return bytes(cell)
+
+
 class StreamLayer:
     """
-    One hop's layer on a tunnel's data: an AES-256-CTR stream per direction (L{streamKeys}),
-    each context made once and advanced by every byte. The hop and the owner each hold one;
-    XOR with the keystream both adds the layer and removes it, and the owner's layers may be
-    applied in any order.
+    One hop's layer on a tunnel's cells: a L{CellCipher} per direction, keyed by
+    L{streamKeys}. The hop and the owner each hold one: the hop adds the layer (L{along},
+    L{against}) to the cells it passes on either way, whichever side its path's owner is on;
+    the owner removes it (L{alongCipher}'s and L{againstCipher}'s C{inverse}), the hops'
+    layers in the order opposite to the one they were added in.
     """
 
     def __init__(self, chosenKey, tunnelMaterial):
@@ -265,15 +358,16 @@ class StreamLayer:
         @param chosenKey: the 32-byte key the hop chose for the tunnel.
         @param tunnelMaterial: the 48-byte block the hop first saw for the tunnel.
         """
-        self._along, self._against = (
-            Cipher(algorithms.AES(key), modes.CTR(ZERO_COUNTER)).encryptor().update
-            for key in streamKeys(chosenKey, tunnelMaterial)
-        )
+        self.alongCipher, self.againstCipher = (CellCipher(key) for key in streamKeys(chosenKey, tunnelMaterial))
 
-    def along(self, data):
-        """@return: C{data}, travelling the way the setup block came, with this layer added or removed."""
-        return self._along(data)
+    def along(self, cell):
+        """@return: C{cell}, travelling the way the setup block came, with this layer added."""
+        return self.alongCipher.forward(cell)
 
-    def against(self, data):
-        """@return: C{data}, travelling against the way the setup block came, with this layer added or removed."""
-        return self._against(data)
+    def against(self, cell):
+        """@return: C{cell}, travelling against the way the setup block came, with this layer added."""
+        return self.againstCipher.forward(cell)
+
+    def ciphers(self, along):
+        """@return: this layer's L{CellCipher} for cells travelling along (C{True}) or against the way the setup block came."""
+        return self.alongCipher if along else self.againstCipher

@@ -1,6 +1,9 @@
 """
 The two ends of a tunnel's data phase: the owner's end, a transport any Twisted protocol can
 run over, and a splice that joins two links at a node in between, each frame through a function.
+Data travels in cells (L{phantom.wire.tunnel.CELL_SIZE} bytes, one per DATA frame) under each
+hop's L{phantom.tunnel.keys.CellCipher}; the owners and the two nodes where a tunnel's paths
+meet (the exit node and the entry node) check that every cell they take is a plain cell.
 """
 
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
@@ -12,7 +15,7 @@ from zope.interface import implementer
 from phantom.address import formatAddress
 from phantom.link.interfaces import ILinkHandler
 from phantom.wire import ProtocolError
-from phantom.wire.link import MAX_PAYLOAD
+from phantom.wire.tunnel import CELL_CAPACITY, buildCell, parseCell, requireCell
 
 
 @implementer(IAddress)
@@ -35,25 +38,28 @@ class TunnelAddress:
 @implementer(ITransport, IConsumer, IPushProducer, ILinkHandler)
 class OwnerTunnel:
     """
-    The owner's end of an open tunnel: a transport that adds every hop's stream layer to what it
-    writes and removes them from what it reads, over the tunnel link to x0.
+    The owner's end of an open tunnel: a transport that packs what it writes into cells and
+    wraps each in every hop's layer, so that the hops, adding theirs, make it a plain cell; and
+    that removes every hop's layer from each cell it reads, and checks it. A cell that does not
+    check out closes the tunnel: it was altered, dropped, reordered, injected or replayed on the
+    way, and every cell after it would fail as well.
 
-    @param link: the tunnel link to x0.
-    @param layers: the L{phantom.tunnel.keys.StreamLayer} of every hop.
+    @param link: the tunnel link to x0 (or, with no layers, the ENTRY link).
+    @param layers: the L{phantom.tunnel.keys.StreamLayer} of every hop, x0's first.
     @param sendsAlong: whether data this end sends travels the way the setup block came (an
         exit path's owner) or against it (an entry path's owner).
     @param host: this end's L{TunnelAddress}; C{peer}: the far end's.
     @param clock: C{IReactorTime}: when the tunnel was last active, and when written data that
-        fills no whole frame goes out (at the end of the reactor turn, so that the many small
-        writes of a turn, such as TLS records, share frames).
+        fills no whole cell goes out (at the end of the reactor turn, so that the many small
+        writes of a turn, such as TLS records, share cells; the last one is padded).
     """
 
     log = Logger()
 
     def __init__(self, link, layers, sendsAlong, host, peer, clock):
         self._link = link
-        self._sending = [layer.along if sendsAlong else layer.against for layer in layers]
-        self._receiving = [layer.against if sendsAlong else layer.along for layer in layers]
+        self._sending = [layer.ciphers(sendsAlong).inverse for layer in reversed(layers)]
+        self._receiving = [layer.ciphers(not sendsAlong).inverse for layer in layers]
         self._host = host
         self.peerAddress = peer
         """The far end's L{TunnelAddress}, once known."""
@@ -62,6 +68,7 @@ class OwnerTunnel:
         self.connected = False
         self.bytesSent = self.bytesReceived = 0
         self._early = []
+        self._broken = False
         self._unsent = bytearray()
         self._flushing = None
         self.clock = clock
@@ -86,11 +93,21 @@ class OwnerTunnel:
         if self.protocol is None:
             self._early.append(bytes(payload))
             return
-        for remove in self._receiving:
-            payload = remove(payload)
-        self.bytesReceived += len(payload)
+        if self._broken:
+            return
+        try:
+            for remove in self._receiving:
+                payload = remove(payload)
+            data = parseCell(payload)
+        except ProtocolError as e:
+            self.log.warn("tunnel closed: {why}", why=str(e))
+            self._broken = True
+            self.abortConnection()
+            return
+        self.bytesReceived += len(data)
         self._touch()
-        self.protocol.dataReceived(payload)
+        if data:
+            self.protocol.dataReceived(data)
 
     def linkClosed(self, reason):
         self.connected = False
@@ -110,9 +127,9 @@ class OwnerTunnel:
         self._unsent += data
         self.bytesSent += len(data)
         self._touch()
-        while len(self._unsent) >= MAX_PAYLOAD:
-            chunk = bytes(self._unsent[:MAX_PAYLOAD])
-            del self._unsent[:MAX_PAYLOAD]
+        while len(self._unsent) >= CELL_CAPACITY:
+            chunk = bytes(self._unsent[:CELL_CAPACITY])
+            del self._unsent[:CELL_CAPACITY]
             self._sendFrame(chunk)
         if self._unsent and self._flushing is None:
             self._flushing = self.clock.callLater(0, self._flush)
@@ -130,9 +147,10 @@ class OwnerTunnel:
             self._flush()
 
     def _sendFrame(self, chunk):
-        for add in self._sending:
-            chunk = add(chunk)
-        self._link.sendFrame(chunk)
+        cell = buildCell(chunk)
+        for wrap in self._sending:
+            cell = wrap(cell)
+        self._link.sendFrame(cell)
 
     def _touch(self):
         self.lastActive = self.clock.seconds()
@@ -242,3 +260,17 @@ def firstThen(first, rest):
         return converter(payload)
 
     return convert
+
+
+def plainAfter(convert):
+    """
+    @return: a converter that passes each frame through C{convert}, and takes the result only
+        if it is a plain cell (L{requireCell}): where a tunnel leaves the path whose hops added
+        layers to it, at the exit node or the entry node.
+    """
+    return lambda payload: requireCell(convert(payload))
+
+
+def plainBefore(convert):
+    """@return: a converter that takes each frame only if it is a plain cell, and passes it through C{convert}."""
+    return lambda payload: convert(requireCell(payload))

@@ -1,5 +1,6 @@
 """
-The blocks of tunnel setup (paper §7.2): each exactly L{BLOCK_SIZE} = 48 bytes, three AES blocks.
+The blocks of tunnel setup (paper §7.2): each exactly L{BLOCK_SIZE} = 48 bytes, three AES blocks;
+and the cells of an open tunnel, each L{CELL_SIZE} bytes (at the end).
 
 Layouts (offsets in bytes; every checksum is SHA-256 of a label naming the block type and of
 all the bytes before it, truncated)::
@@ -40,6 +41,7 @@ further layer, and the owner compares the AP-address in full.
 import enum
 import hashlib
 import os
+import struct
 
 from construct import Bytes, Checksum, Const, RawCopy, Struct, Terminated, this
 
@@ -217,3 +219,61 @@ ApAnswer = Struct(
 )
 """The entry node's answer on the entry link, once the owner has answered; stream data follows."""
 ApAnswer.name = "AP answer"
+
+
+# Cells: a tunnel's data, once it is open. A plain cell (what the owners make and read, and
+# what crosses the ENTRY link)::
+#
+#     0 check (16 zero bytes) | 16 length (2) | 18 data (length) | zero bytes to CELL_SIZE
+#
+# On the links of a path every cell is under the layers of the hops it has passed or has yet to
+# pass (phantom.tunnel.keys.CellCipher), and looks uniformly random.
+
+CELL_SIZE = 8192
+"""Every DATA frame of an open tunnel, on every link of it, is one cell of this many bytes."""
+
+CELL_CHECK = bytes(16)
+"""A plain cell starts with these bytes: what every layer's cipher garbles if it was altered."""
+
+_LENGTH = struct.Struct(">H")
+CELL_HEADER_SIZE = len(CELL_CHECK) + _LENGTH.size
+CELL_CAPACITY = CELL_SIZE - CELL_HEADER_SIZE
+"""The most stream bytes one cell carries."""
+
+
+def buildCell(data):
+    """
+    A plain cell: L{CELL_CHECK}, the length of C{data} (2 bytes, big-endian), C{data}, and zero
+    bytes to L{CELL_SIZE}.
+
+    @param data: at most L{CELL_CAPACITY} bytes.
+    """
+    if len(data) > CELL_CAPACITY:
+        raise ValueError(f"a cell carries at most {CELL_CAPACITY} bytes, not {len(data)}")
+    return b"".join((CELL_CHECK, _LENGTH.pack(len(data)), data, bytes(CELL_CAPACITY - len(data))))
+
+
+def parseCell(cell):
+    """
+    @return: the stream bytes the plain C{cell} carries.
+    @raise ProtocolError: it is not a plain cell: the wrong size, no L{CELL_CHECK}, a length
+        beyond L{CELL_CAPACITY}, or padding that is not zero. A cell altered under any layer's
+        cipher is so with probability 1 - 2^-128.
+    """
+    if len(cell) != CELL_SIZE:
+        raise ProtocolError(f"a frame of {len(cell)} bytes where a {CELL_SIZE}-byte cell was due")
+    if not cell.startswith(CELL_CHECK):
+        raise ProtocolError("a cell that does not check out: altered on its way")
+    (length,) = _LENGTH.unpack_from(cell, len(CELL_CHECK))
+    if length > CELL_CAPACITY:
+        raise ProtocolError(f"a cell that says it carries {length} bytes, more than {CELL_CAPACITY}")
+    end = CELL_HEADER_SIZE + length
+    if cell.count(0, end) != CELL_SIZE - end:
+        raise ProtocolError("a cell whose padding is not zero")
+    return bytes(cell[CELL_HEADER_SIZE:end])
+
+
+def requireCell(cell):
+    """@return: C{cell}, if L{parseCell} takes it. @raise ProtocolError: it does not."""
+    parseCell(cell)
+    return cell

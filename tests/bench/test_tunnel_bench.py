@@ -30,7 +30,9 @@ from phantom.testnet.processes import findTwistd
 from tests.bench.test_bench import runBench
 from tests.bench.test_path_bench import processesMentioning
 
-FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
+RECOVERY_FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
+FIGURES = RECOVERY_FIGURES | {"tags_reaching_far_end", "distinct_cell_sizes_on_links"}
+"""The figures without the network: key recovery's, and those of cells on in-process tunnels."""
 
 NETWORK_FIGURES = {"throughput_mib_s", "rtt_1k_ms", "setup_p50_ms", "setup_p95_ms", "bulk_cpu_ms_per_mib"}
 """The figures the issue asks for, and the CPU cost of the bulk transfer, each against the chain of TLS relays."""
@@ -38,9 +40,9 @@ NETWORK_FIGURES = {"throughput_mib_s", "rtt_1k_ms", "setup_p50_ms", "setup_p95_m
 FLOOD_FIGURES = {"pending_flood_survival"}
 """Measured in memory, with or without the network part."""
 
-SMALL = Namespace(recovery_runs=4, recovery_hops=3, recovery_keys=8, skip_network=True)
+SMALL = Namespace(recovery_runs=4, recovery_hops=3, recovery_keys=8, skip_network=True, tamper_events=2)
 
-TINY_RECOVERY = ("--recovery-runs", "3", "--recovery-hops", "3", "--recovery-keys", "8")
+TINY_RECOVERY = ("--recovery-runs", "3", "--recovery-hops", "3", "--recovery-keys", "8", "--tamper-events", "4")
 
 
 class KeyRecoveryTests(SynchronousTestCase):
@@ -52,8 +54,8 @@ class KeyRecoveryTests(SynchronousTestCase):
         thesis's search, positive.
         """
         part = tunnel.measureKeyRecovery(SMALL, random.Random(1))
-        self.assertEqual(set(part.figures), FIGURES)
-        self.assertEqual(set(part.baseline), FIGURES)
+        self.assertEqual(set(part.figures), RECOVERY_FIGURES)
+        self.assertEqual(set(part.baseline), RECOVERY_FIGURES)
         for value in part.figures.values():
             self.assertGreater(value, 0)
         self.assertGreaterEqual(part.figures["key_recovery_worst_ms"], part.figures["key_recovery_mean_ms"])
@@ -69,13 +71,19 @@ class KeyRecoveryTests(SynchronousTestCase):
     def test_result(self):
         """
         With C{skip_network}, C{measure} gives at once the result named C{tunnel}, with the
-        key-recovery figures and the pending flood's survival (in memory, met), and the ratio
-        goals on the worst case and the survival.
+        key-recovery and cell figures, the pending flood's survival (in memory, met), and the
+        ratio goals on the worst case, on tags (none reached the far end of 2 events of each way)
+        and on the survival.
         """
         result = self.successResultOf(tunnel.measure(reactor, SMALL))
         self.assertEqual(result.name, "tunnel")
         self.assertEqual(set(result.figures), FIGURES | FLOOD_FIGURES)
-        self.assertEqual(set(result.goals), {"key_recovery_worst_ms", "pending_flood_survival"})
+        self.assertEqual(
+            set(result.goals), {"key_recovery_worst_ms", "tags_reaching_far_end", "pending_flood_survival"}
+        )
+        self.assertEqual(result.figures["tags_reaching_far_end"], 0)
+        self.assertEqual(result.baseline["tags_reaching_far_end"], 12)
+        self.assertEqual(result.figures["distinct_cell_sizes_on_links"], 1)
         self.assertEqual(result.baseline["pending_flood_survival"], 1.0)
         self.assertGreaterEqual(result.figures["pending_flood_survival"], 0.99)
 
@@ -218,13 +226,16 @@ class TunnelBenchmarkTests(TestCase):
         for part in ("figures", "baseline", "ratios"):
             self.assertEqual(set(result[part]), names, part)
             for name, value in result[part].items():
+                if name == "tags_reaching_far_end" and part != "baseline":
+                    self.assertEqual(value, 0, f"{part} {name}")
+                    continue
                 self.assertGreater(value, 0, f"{part} {name}")
                 self.assertFalse(math.isinf(value), f"{part} {name}")
         for name in names:
             self.assertAlmostEqual(result["ratios"][name], result["figures"][name] / result["baseline"][name])
 
     async def test_jsonShape(self):
-        """With C{--skip-network}: both key-recovery figures and the pending flood's survival, positive."""
+        """With C{--skip-network}: both key-recovery figures, the cell figures and the pending flood's survival."""
         out, err, status = await runBench("tunnel", "--json", "--skip-network", *TINY_RECOVERY)
         self.assertEqual(status, 0, err.decode(errors="replace"))
         self.checkShape(json.loads(out), FIGURES | FLOOD_FIGURES)

@@ -7,7 +7,7 @@ import os
 import random
 from functools import partial
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench.tunnel import firstBlockNestedSearch, naiveRecoverKeys
@@ -17,6 +17,7 @@ from phantom.tunnel.keys import (
     BACKWARD,
     FORWARD,
     MAX_COMBINATIONS,
+    CellCipher,
     KeySet,
     StreamLayer,
     applyLayers,
@@ -27,7 +28,19 @@ from phantom.tunnel.keys import (
     wrapForHops,
 )
 from phantom.wire import ProtocolError
-from phantom.wire.tunnel import BLOCK_SIZE, buildEntryInit, buildExitInit, isExitInit, parseEntryInit
+from phantom.wire.tunnel import (
+    BLOCK_SIZE,
+    CELL_CAPACITY,
+    CELL_SIZE,
+    buildCell,
+    buildEntryInit,
+    buildExitInit,
+    isExitInit,
+    parseCell,
+    parseEntryInit,
+    requireCell,
+)
+from tests.tunnel.helpers import flipBit
 
 OPPOSITE = {FORWARD: BACKWARD, BACKWARD: FORWARD}
 
@@ -270,35 +283,148 @@ class StreamTests(SynchronousTestCase):
         self.assertRaises(ValueError, streamKeys, bytes(16), bytes(BLOCK_SIZE))
         self.assertRaises(ValueError, streamKeys, bytes(32), bytes(16))
 
-    @given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8), st.integers(1, 4))
+    @given(st.lists(st.binary(max_size=CELL_CAPACITY), min_size=1, max_size=6), st.integers(0, 4))
+    @settings(deadline=None)
     def test_layersCancel(self, chunks, hops):
         """
-        Data the owner wraps in every layer reaches T plain after each hop removed its own,
-        whichever way the stream is cut; and the same back.
+        A cell the owner wraps in every layer's inverse, T's first, reaches T plain after each
+        hop added its own, x0 first; and a cell T sends back, each hop adding its layer, comes
+        out plain at the owner removing them, x0's first.
         """
         hopKeys = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(hops)]
         owner = [StreamLayer(*pair) for pair in hopKeys]
         relays = [StreamLayer(*pair) for pair in hopKeys]
         for chunk in chunks:
-            travelling = chunk
-            for layer in owner:
-                travelling = layer.along(travelling)
+            travelling = buildCell(chunk)
+            for layer in reversed(owner):
+                travelling = layer.alongCipher.inverse(travelling)
             for relay in relays:
                 travelling = relay.along(travelling)
-            self.assertEqual(travelling, chunk)
+            self.assertEqual(parseCell(travelling), chunk)
         for chunk in chunks:
-            travelling = chunk
+            travelling = buildCell(chunk)
             for relay in reversed(relays):
                 travelling = relay.against(travelling)
-            for layer in reversed(owner):
-                travelling = layer.against(travelling)
-            self.assertEqual(travelling, chunk)
+            for layer in owner:
+                travelling = layer.againstCipher.inverse(travelling)
+            self.assertEqual(parseCell(travelling), chunk)
 
     def test_directionsDiffer(self):
-        """The two directions' keystreams differ, and neither repeats from chunk to chunk."""
+        """The two directions' ciphers differ, and neither repeats from cell to cell."""
         layer = StreamLayer(os.urandom(32), os.urandom(BLOCK_SIZE))
-        zeros = bytes(64)
+        zeros = bytes(CELL_SIZE)
         first, second = layer.along(zeros), layer.along(zeros)
         self.assertNotEqual(first, second)
         self.assertNotEqual(first, layer.against(zeros))
         self.assertNotEqual(first, zeros)
+        self.assertRaises(ProtocolError, layer.along, bytes(CELL_SIZE - 1))
+        self.assertRaises(ProtocolError, layer.against, bytes(CELL_SIZE + 1))
+
+
+class CellCipherTests(SynchronousTestCase):
+    def hops(self, count):
+        keys = [os.urandom(32) for _ in range(count)]
+        return [CellCipher(key) for key in keys], [CellCipher(key) for key in keys]
+
+    def test_wrongKeyGarbles(self):
+        """A cell through another key's cipher comes out as no plain cell."""
+        cell = buildCell(b"data")
+        self.assertRaises(ProtocolError, parseCell, CellCipher(os.urandom(32)).inverse(CellCipher(os.urandom(32)).forward(cell)))
+
+    @given(st.integers(0, 8 * CELL_SIZE - 1), st.integers(1, 3), st.integers(0, 2))
+    @settings(deadline=None, max_examples=200)
+    def test_anyFlipGarbles(self, bit, hops, at):
+        """
+        One bit flipped in a cell before hop C{at} of C{hops}: the plain cell fails its check,
+        and every bit of what the hops after it send differs from what they would have sent as
+        often as chance has it (no bit of the flip shows through); the next cell fails too.
+        """
+        at = min(at, hops - 1)
+        owner, relays = self.hops(hops)
+        twins = [relay.copy() for relay in relays]
+        cells = [buildCell(os.urandom(100)) for _ in range(2)]
+        for index, cell in enumerate(cells):
+            for layer in reversed(owner):
+                cell = layer.inverse(cell)
+            honest = tampered = cell
+            for hop, (relay, twin) in enumerate(zip(relays, twins)):
+                if hop == at and index == 0:
+                    tampered = bytes(flipBit(tampered, bit))
+                honest, tampered = relay.forward(honest), twin.forward(tampered)
+            self.assertEqual(len(tampered), CELL_SIZE)
+            self.assertRaises(ProtocolError, parseCell, tampered)
+            differing = bin(int.from_bytes(honest, "big") ^ int.from_bytes(tampered, "big")).count("1")
+            self.assertGreater(differing, 8 * CELL_SIZE * 0.45)
+
+    def test_forwardSecrecy(self):
+        """
+        The state a hop holds after a cell (what taking the hop later yields, L{CellCipher.copy})
+        decrypts neither that cell nor the ones before it; the state changes with every cell.
+        """
+        sender, hop = self.hops(1)
+        sender, hop = sender[0], hop[0]
+        plain = [buildCell(os.urandom(50)) for _ in range(3)]
+        seen = [sender.inverse(cell) for cell in plain]
+        states = []
+        for cell in seen:
+            states.append(hop.copy())
+            self.assertEqual(parseCell(hop.forward(cell)), parseCell(states[-1].copy().forward(cell)))
+        states.append(hop.copy())
+        probe = bytes(CELL_SIZE)
+        self.assertEqual(len({state.forward(probe) for state in states}), len(states))
+        for cell in seen:
+            self.assertRaises(ProtocolError, parseCell, hop.copy().forward(cell))
+
+    def test_cellCount(self):
+        cipher = CellCipher(os.urandom(32))
+        cipher.forward(bytes(CELL_SIZE))
+        cipher.inverse(bytes(CELL_SIZE))
+        self.assertEqual(cipher.cells, 2)
+
+
+class CellFormatTests(SynchronousTestCase):
+    @given(st.binary(max_size=CELL_CAPACITY))
+    def test_roundTrip(self, data):
+        """Any data up to a cell's capacity: a cell of L{CELL_SIZE} bytes that parses back to it."""
+        cell = buildCell(data)
+        self.assertEqual(len(cell), CELL_SIZE)
+        self.assertEqual(parseCell(cell), data)
+        self.assertIs(requireCell(cell), cell)
+
+    @given(st.binary(max_size=CELL_CAPACITY), st.data())
+    def test_mutations(self, data, draw):
+        """
+        A cell cut, extended, with a byte of its check or its padding changed, or a length
+        beyond its capacity: a L{ProtocolError}. (A length changed within the capacity may
+        still parse, as may a changed data byte: what keeps cells whole is the layers'
+        cipher, which garbles the check of any cell altered under it.)
+        """
+        cell = bytearray(buildCell(data))
+        how = draw.draw(st.sampled_from(["cut", "extend", "check", "length", "padding"]))
+        if how == "cut":
+            cell = cell[: draw.draw(st.integers(0, CELL_SIZE - 1))]
+        elif how == "extend":
+            cell += draw.draw(st.binary(min_size=1, max_size=64))
+        elif how == "check":
+            cell[draw.draw(st.integers(0, 15))] ^= draw.draw(st.integers(1, 255))
+        elif how == "length":
+            cell[16:18] = draw.draw(st.integers(CELL_CAPACITY + 1, 0xFFFF)).to_bytes(2, "big")
+        else:
+            if len(data) == CELL_CAPACITY:
+                return
+            cell[draw.draw(st.integers(CELL_SIZE - (CELL_CAPACITY - len(data)), CELL_SIZE - 1))] ^= draw.draw(st.integers(1, 255))
+        with self.assertRaises(ProtocolError):
+            parseCell(bytes(cell))
+
+    def test_badInput(self):
+        """The errors say what is wrong."""
+        for cell, why in (
+            (bytes(10), "10 bytes where"),
+            (b"\x01" + bytes(CELL_SIZE - 1), "does not check out"),
+            (bytes(16) + b"\xff\xff" + bytes(CELL_SIZE - 18), "more than"),
+            (bytes(CELL_SIZE - 1) + b"\x01", "padding"),
+        ):
+            with self.assertRaises(ProtocolError) as caught:
+                parseCell(cell)
+            self.assertIn(why, str(caught.exception))
+        self.assertRaises(ValueError, buildCell, bytes(CELL_CAPACITY + 1))

@@ -45,6 +45,7 @@ from phantom.tunnel.relay import RelaySetup, RelayState
 from phantom.wire import ProtocolError
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.tunnel import (
+    CELL_SIZE,
     BLOCK_SIZE,
     InboundStatus,
     TunnelOpening,
@@ -128,7 +129,8 @@ class RelayTests(SynchronousTestCase):
         reply = os.urandom(BLOCK_SIZE)
         self.assertEqual(splice.bToA(reply), backward(self.key, reply))
         self.assertRaises(ProtocolError, splice.aToB, b"short")
-        self.assertNotEqual(splice.bToA(b"data"), b"data")
+        self.assertRaises(ProtocolError, splice.bToA, b"data")
+        self.assertNotEqual(splice.bToA(bytes(CELL_SIZE)), bytes(CELL_SIZE))
         self.assertIs(self.relay.state, Ended.DONE)
 
     def test_wrongNeighbour(self):

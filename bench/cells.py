@@ -1,0 +1,279 @@
+"""
+Tunnel cells in one process: tampering, the sizes on the links, and the costs of cell sizes.
+
+A L{CellChain} is a whole tunnel's data phase made of the real parts, in one process on a
+driven clock: the client's L{OwnerTunnel} over its exit path's three hops (L{Splice}s with the
+converters the relay and exit machines make), the ENTRY link, the server's entry path's three
+hops and the server's L{OwnerTunnel}; every link a L{LocalLink}. Its middle hop on either path
+can tamper with the next cell it sends either way.
+"""
+
+import os
+import random
+import time
+from contextlib import contextmanager
+
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+
+from phantom.link.local import LocalLink
+from phantom.tunnel import keys, transport
+from phantom.tunnel.keys import StreamLayer
+from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, plainAfter, plainBefore
+from phantom.wire import tunnel as wire
+from phantom.wire.tunnel import BLOCK_SIZE
+
+HOW = ("flip", "drop", "reorder", "inject", "replay", "rechunk")
+"""The ways a relay tampers with a cell."""
+
+PLACES = (("exit", "fromOwner"), ("exit", "toOwner"), ("entry", "fromOwner"), ("entry", "toOwner"))
+"""The middle hop of which path tampers, with cells going which way (from or to its path's owner)."""
+
+LEG_END = {("exit", "fromOwner"): "exit", ("exit", "toOwner"): "client", ("entry", "fromOwner"): "entry", ("entry", "toOwner"): "server"}
+"""Where the cells tampered with at each place are next checked: a leg's end, the first node that can."""
+
+HOPS = 3
+
+
+class Keeper(Protocol):
+    """Keeps what arrives; echoes it if C{echo}."""
+
+    def __init__(self, echo=False):
+        self.received = bytearray()
+        self.echo = echo
+        self.lost = False
+
+    def dataReceived(self, data):
+        self.received += data
+        if self.echo:
+            self.transport.write(data)
+
+    def connectionLost(self, reason):
+        self.lost = True
+
+
+class CellChain:
+    """
+    One tunnel's data phase, 6 hops between two owners, in this process.
+
+    @ivar sizes: the length of every frame sent on any link.
+    @ivar accepted: how many cells each leg's end took as plain after the tampering: the exit
+        node (C{"exit"}, from the client), the entry node (C{"entry"}, from the server), and the
+        owners (C{"client"}, C{"server"}).
+    """
+
+    def __init__(self, echo=False):
+        self.clock = Clock()
+        self.sizes = []
+        self.accepted = dict.fromkeys(("exit", "entry", "client", "server"), 0)
+        self.counting = False
+        self.tamper = None
+        exitHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
+        entryHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
+        # Links from the client to the server: clientSide[i] is the end on the client's side.
+        ends = [self._link() for _ in range(2 * HOPS + 1)]
+        self.splices = []
+        # The exit path: a is the link on the side away from the owner (the block went there).
+        for index, (key, material) in enumerate(exitHops):
+            layer = StreamLayer(key, material)
+            a, b = ends[index + 1][0], ends[index][1]
+            along, against = layer.along, layer.against
+            if index == HOPS - 1:
+                along, against = self._counted(plainAfter(along), "exit"), plainBefore(against)
+            self._splice("exit", index, a, b, self._tampered("exit", index, "toOwner", against, b), self._tampered("exit", index, "fromOwner", along, a))
+        # The entry path, its hops from the entry node (next to the ENTRY link) to x0.
+        for index in range(HOPS):
+            layer = StreamLayer(*entryHops[HOPS - 1 - index])
+            link = HOPS + index
+            a, b = ends[link + 1][0], ends[link][1]  # a: the owner's side; b: the entry node's
+            along, against = layer.along, layer.against
+            if index == 0:
+                against, along = self._counted(plainAfter(against), "entry"), plainBefore(along)
+            position = HOPS - 1 - index  # x0 is next to the owner
+            self._splice("entry", position, a, b, self._tampered("entry", position, "fromOwner", against, b), self._tampered("entry", position, "toOwner", along, a))
+        self.client = OwnerTunnel(ends[0][0], [StreamLayer(*pair) for pair in exitHops], True, TunnelAddress(None), TunnelAddress(None), self.clock)
+        self.server = OwnerTunnel(ends[-1][1], [StreamLayer(*pair) for pair in entryHops], False, TunnelAddress(None), TunnelAddress(None), self.clock)
+        for owner, name in ((self.client, "client"), (self.server, "server")):
+            received = owner.frameReceived
+            owner.frameReceived = self._countedOwner(received, name)
+        ends[0][0].attach(self.client)
+        ends[-1][1].attach(self.server)
+        self.clientProtocol, self.serverProtocol = Keeper(), Keeper(echo)
+        self.client.start(self.clientProtocol)
+        self.server.start(self.serverProtocol)
+
+    def _link(self):
+        a, b = LocalLink.between((b"a" * 32, "10.0.0.1", 1), (b"b" * 32, "10.0.0.2", 1), self.clock)
+        for end in (a, b):
+            send = end.sendFrame
+            end.sendFrame = lambda payload, send=send: (self.sizes.append(len(payload)), send(payload))[1]
+        return a, b
+
+    def _splice(self, kind, position, a, b, aToB, bToA):
+        splice = Splice(a, b, aToB, bToA)
+        a.attach(splice.ends[0])
+        b.attach(splice.ends[1])
+        self.splices.append(splice)
+
+    def _counted(self, convert, name):
+        def counted(payload):
+            converted = convert(payload)
+            if self.counting:
+                self.accepted[name] += 1
+            return converted
+
+        return counted
+
+    def _countedOwner(self, received, name):
+        def counted(payload):
+            before = self.client.bytesReceived + self.server.bytesReceived
+            received(payload)
+            if self.counting and self.client.bytesReceived + self.server.bytesReceived > before:
+                self.accepted[name] += 1
+
+        return counted
+
+    def _tampered(self, kind, position, direction, convert, target):
+        held = []
+
+        def tampered(payload):
+            converted = convert(payload)
+            if held:
+                target.sendFrame(converted)
+                return held.pop()
+            if self.tamper != (kind, position, direction):
+                return converted
+            how, self.tamper = self.how, None
+            self.counting = True
+            if how == "flip":
+                bit = self.rng.randrange(8 * len(converted))
+                flipped = bytearray(converted)
+                flipped[bit // 8] ^= 0x80 >> bit % 8
+                return bytes(flipped)
+            if how == "drop":
+                return None
+            if how == "reorder":
+                held.append(converted)
+                return None
+            if how == "inject":
+                target.sendFrame(os.urandom(len(converted)))
+                return converted
+            if how == "replay":
+                target.sendFrame(converted)
+                return converted
+            target.sendFrame(converted[: len(converted) // 2])
+            return converted[len(converted) // 2 :]
+
+        return tampered
+
+    def arm(self, kind, direction, how, rng):
+        """The middle hop of C{kind}'s path tampers C{how} with the next cell it sends C{direction}."""
+        self.tamper, self.how, self.rng = (kind, 1, direction), how, rng
+
+    def settle(self):
+        while self.clock.getDelayedCalls():
+            self.clock.advance(0)
+
+    @property
+    def closed(self):
+        return self.clientProtocol.lost and self.serverProtocol.lost
+
+
+def tamperingEvents(events, rng=None):
+    """
+    C{events} tampering events of every kind in L{HOW}, spread over the places in L{PLACES},
+    each on a fresh L{CellChain}: a message each way, then the tampering with the next cell
+    while two more go each way.
+
+    @return: C{(reached, closed, total)}: per kind, the events after which a leg's end took a
+        cell as plain, or an owner's protocol got a byte not sent in order (a tag that reached
+        the far end); the events after which the tunnel closed; and the events in all.
+    """
+    rng = rng or random.Random()
+    reached, closed = dict.fromkeys(HOW, 0), dict.fromkeys(HOW, 0)
+    for how in HOW:
+        for event in range(events):
+            kind, direction = PLACES[event % len(PLACES)]
+            chain = CellChain(echo=False)
+            sent = {"client": [], "server": []}
+
+            def exchange():
+                for name, owner in (("client", chain.client), ("server", chain.server)):
+                    message = os.urandom(rng.randrange(1, 3000))
+                    sent[name].append(message)
+                    owner.write(message)
+                chain.settle()
+
+            exchange()
+            chain.arm(kind, direction, how, rng)
+            exchange()
+            exchange()
+            # The genuine copy of a replayed cell may arrive: the copy after it may not.
+            allowed = 2 if how == "replay" else 1
+            intact = all(
+                b"".join(sent[sender]).startswith(bytes(protocol.received)) and len(protocol.received) <= len(b"".join(sent[sender][:allowed]))
+                for sender, protocol in (("server", chain.clientProtocol), ("client", chain.serverProtocol))
+                if (sender == "client") == ((kind == "exit") == (direction == "fromOwner"))
+            )
+            passed = chain.accepted[LEG_END[kind, direction]] > (1 if how == "replay" else 0) or not intact
+            reached[how] += passed
+            closed[how] += chain.closed
+    return reached, closed, len(HOW) * events
+
+
+def distinctSizes(rng=None, writes=300):
+    """
+    @return: C{(cells, writes)}: the distinct frame sizes on every link of a L{CellChain} while
+        the client writes C{writes} random-sized chunks (1 byte to 20 KiB, several a turn) and
+        the server echoes; and the distinct sizes of those writes (the frames before cells).
+    """
+    rng = rng or random.Random()
+    chain = CellChain(echo=True)
+    written = set()
+    for _ in range(writes // 3):
+        for _ in range(3):
+            size = rng.randrange(1, 20 * 1024)
+            written.add(size)
+            chain.client.write(os.urandom(size))
+        chain.settle()
+    return len(set(chain.sizes)), len(written)
+
+
+@contextmanager
+def cellSize(size):
+    """Cells of C{size} bytes for a while, in this process (to measure what other sizes cost)."""
+    names = [(wire, "CELL_SIZE"), (wire, "CELL_CAPACITY"), (keys, "CELL_SIZE"), (transport, "CELL_CAPACITY")]
+    saved = [getattr(module, name) for module, name in names]
+    values = {"CELL_SIZE": size, "CELL_CAPACITY": size - wire.CELL_HEADER_SIZE}
+    for module, name in names:
+        setattr(module, name, values[name])
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(names, saved):
+            setattr(module, name, value)
+
+
+def sizeCosts(size, mib=4, trips=200):
+    """
+    The CPU a L{CellChain} with cells of C{size} bytes spends, all 6 hops and both owners in
+    this process: on a bulk transfer of C{mib} MiB (writes of 64 KiB), in ms per MiB, and on a
+    1 KiB round trip through an echo, in ms; and the bytes each link carries per byte of a
+    1 KiB message.
+    """
+    with cellSize(size):
+        chain = CellChain(echo=False)
+        chunk = os.urandom(64 * 1024)
+        started = time.process_time()
+        for _ in range(mib * 16):
+            chain.client.write(chunk)
+            chain.settle()
+        bulk = (time.process_time() - started) * 1000 / mib
+        chain = CellChain(echo=True)
+        ping = os.urandom(1024)
+        started = time.process_time()
+        for _ in range(trips):
+            chain.client.write(ping)
+            chain.settle()
+        trip = (time.process_time() - started) * 1000 / trips
+        return bulk, trip, size / 1024

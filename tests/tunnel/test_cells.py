@@ -1,0 +1,94 @@
+"""
+Cells at the owner's end (gathering writes, padding, a bad cell) and on whole in-process
+tunnels of the real parts (L{bench.cells.CellChain}): one frame size on every link, and
+tampering that never gets through.
+"""
+
+import os
+import random
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import cells
+from phantom.link.local import LocalLink
+from phantom.tunnel.keys import StreamLayer
+from phantom.tunnel.transport import OwnerTunnel, TunnelAddress
+from phantom.wire.tunnel import BLOCK_SIZE, CELL_CAPACITY, CELL_SIZE, buildCell, parseCell
+from tests.link.helpers import CollectingHandler, LogCollector
+from tests.tunnel.helpers import Collector
+
+
+class OwnerEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.near, self.far = LocalLink.between((b"a" * 32, "10.0.0.1", 1), (b"b" * 32, "10.0.0.2", 1), self.clock)
+        self.hops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(3)]
+        self.tunnel = OwnerTunnel(self.near, [StreamLayer(*hop) for hop in self.hops], True, TunnelAddress(None), TunnelAddress(None), self.clock)
+        self.near.attach(self.tunnel)
+        self.received = CollectingHandler(self.far)
+        self.far.attach(self.received)
+        self.protocol = Collector()
+        self.tunnel.start(self.protocol)
+
+    def settle(self):
+        while self.clock.getDelayedCalls():
+            self.clock.advance(0)
+
+    def plain(self):
+        """What the hops, adding their layers, make of every cell sent: the data of each."""
+        hops = [StreamLayer(*hop) for hop in self.hops]
+        data = []
+        for cell in self.received.frames:
+            self.assertEqual(len(cell), CELL_SIZE)
+            for hop in hops:
+                cell = hop.along(cell)
+            data.append(parseCell(cell))
+        return data
+
+    def test_turnsWritesGathered(self):
+        """
+        The writes of one reactor turn go in as few cells as they fill: full cells at once,
+        the rest padded at the end of the turn; a turn's single small write, one cell.
+        """
+        writes = [os.urandom(size) for size in (100, 3000, CELL_CAPACITY, 7000, 5)]
+        for data in writes:
+            self.tunnel.write(data)
+        whole = b"".join(writes)
+        self.settle()
+        expected = [whole[start : start + CELL_CAPACITY] for start in range(0, len(whole), CELL_CAPACITY)]
+        self.assertEqual(self.plain(), expected)
+        self.tunnel.write(b"x")
+        self.settle()
+        self.assertEqual(self.plain()[-1], b"x")
+        self.assertEqual(len(self.received.frames), len(expected) + 1)
+
+    def test_badCell(self):
+        """
+        A frame from x0 that is no cell under the hops' layers, or not a cell's size: the
+        tunnel closes, logging why, and the program gets nothing of it.
+        """
+        for frame, why in ((os.urandom(CELL_SIZE), "does not check out"), (buildCell(b"short")[:100], "100 bytes where")):
+            self.setUp()
+            logs = LogCollector(self, "phantom.tunnel")
+            self.far.sendFrame(frame)
+            self.settle()
+            self.assertEqual(bytes(self.protocol.received), b"")
+            self.assertTrue(self.protocol.ended.called)
+            self.assertTrue(logs.having("tunnel closed", why), logs.lines)
+
+
+class ChainTests(SynchronousTestCase):
+    def test_oneSize(self):
+        """Writes of any size, echoed: every frame on every link of the tunnel is one cell."""
+        sizes, writes = cells.distinctSizes(random.Random(1), writes=30)
+        self.assertEqual(sizes, 1)
+        self.assertGreater(writes, 1)
+
+    def test_tamperingNeverGetsThrough(self):
+        """Each way of tampering, at each place: nothing is taken after it, and the tunnel closes."""
+        LogCollector(self, "phantom")
+        reached, closed, events = cells.tamperingEvents(len(cells.PLACES), random.Random(2))
+        self.assertEqual(reached, dict.fromkeys(cells.HOW, 0))
+        self.assertEqual(closed, dict.fromkeys(cells.HOW, len(cells.PLACES)))
+        self.assertEqual(events, len(cells.HOW) * len(cells.PLACES))
