@@ -87,10 +87,11 @@ class PhantomNode(MultiService):
         inbound = Factory.forProtocol(lambda: PacketTunnel(self.router)) if self.router is not None else None
         self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor, inbound=inbound)
         self.tunnelPorts.setServiceParent(self)
-        apiHost, apiPort = config.apiAddress
-        apiEndpoint = serverEndpoint(reactor, apiHost, apiPort)
-        self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
-        self.api.setServiceParent(self)
+        self.api = None
+        if config.apiAddress is not None:
+            apiEndpoint = serverEndpoint(reactor, *config.apiAddress)
+            self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
+            self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
 
@@ -139,12 +140,13 @@ class PhantomNode(MultiService):
     @property
     def apiAddress(self):
         """C{host:port} of the DHT module API, once listening."""
-        bound = self.api.listeningAddress
+        bound = self.api.listeningAddress if self.api is not None else None
         return describePeer(bound) if bound is not None else None
 
     def _announce(self):
         if self.running:
-            self.log.info("DHT module API listening on {address}", address=self.apiAddress)
+            if self.api is not None:
+                self.log.info("DHT module API listening on {address}", address=self.apiAddress)
             self.log.info(
                 "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
             )

@@ -5,11 +5,14 @@
                       [--bootstrap HOST:PORT,...] [--api-address HOST:PORT]
                       [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP]
                       [--own-exit] [--own-entry] [--tun NAME] [--config FILE]
+                      [--print-config] [--version]
 """
+
+import sys
 
 from twisted.python import usage
 
-from phantom.config import resolveConfig
+from phantom.config import formatConfig, resolveConfig
 from phantom.errors import ConfigError
 from phantom.identity import IdentityError
 
@@ -17,7 +20,7 @@ from phantom.identity import IdentityError
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -25,13 +28,14 @@ class Options(usage.Options):
     optFlags = [
         ["own-exit", None, "Open tunnels without exit paths, asking entry nodes directly (not anonymous, paper 6.3)."],
         ["own-entry", None, "Publish this node as the entry node of its own AP-address (not anonymous, paper 6.3)."],
+        ["print-config", None, "Print the effective configuration, each value with where it came from, and exit."],
     ]
     optParameters = [
         ["port", "p", None, "The TLS port: a number, or a tcp:/tcp6: endpoint string [default: 7402]."],
         ["data-dir", "d", None, "Where the node keeps its keys and state [default: ~/.phantom]."],
         ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
         ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
-        ["api-address", None, None, "HOST:PORT of the DHT module API [default: 127.0.0.1:7401]."],
+        ["api-address", None, None, "HOST:PORT of the DHT module API [default: none, it does not listen]."],
         ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]; with --tun they carry packets."],
         ["forward", None, None, "Comma-separated HOST:PORT=AP: carry connections to a local port through tunnels to AP."],
         ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
@@ -54,7 +58,10 @@ class Options(usage.Options):
                 configFile=self["config"],
             )
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
+            raise SystemExit(f"phantom: {e}") from None
+        if self["print-config"]:
+            sys.stdout.write(formatConfig(self["node"]))
+            raise SystemExit(0)
 
 
 def makeService(options, reactor=None):
