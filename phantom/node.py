@@ -6,6 +6,7 @@ module API and control socket as one service; the composition root, wiring only.
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,6 +25,7 @@ from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.service import PathService
+from phantom.startup import explainListenError
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
@@ -121,7 +123,10 @@ class PhantomNode(MultiService):
         return describePeer(bound)
 
     def privilegedStartService(self):
-        super().privilegedStartService()
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(f"phantom: {explainListenError(e, self.config)}") from None
         if self.config.listenAddress is not None:
             self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
         else:

@@ -15,6 +15,7 @@ from twisted.python import usage
 from phantom.config import formatConfig, resolveConfig
 from phantom.errors import ConfigError
 from phantom.identity import IdentityError
+from phantom.startup import StartupError, checkDataDir
 
 
 class Options(usage.Options):
@@ -75,6 +76,7 @@ def makeService(options, reactor=None):
     from phantom.node import PhantomNode
 
     try:
+        checkDataDir(options["node"].dataDir)
         return PhantomNode(options["node"], reactor)
-    except IdentityError as e:
-        raise SystemExit(f"phantom: {e}") from e
+    except (IdentityError, StartupError) as e:
+        raise SystemExit(f"phantom: {e}") from None
