@@ -15,6 +15,7 @@ from twisted.python import usage
 from phantom.config import formatConfig, resolveConfig
 from phantom.errors import ConfigError
 from phantom.identity import IdentityError
+from phantom.logs import useForTwistd
 from phantom.startup import StartupError, checkDataDir
 
 
@@ -63,6 +64,11 @@ class Options(usage.Options):
         if self["print-config"]:
             sys.stdout.write(formatConfig(self["node"]))
             raise SystemExit(0)
+        twistd = getattr(self, "parent", None)
+        if twistd is not None and twistd.get("logger") is None:
+            # twistd's --logger names a factory taking no arguments: it finds the settings here.
+            useForTwistd(self["node"], twistd)
+            twistd["logger"] = "phantom.logs.twistdObserver"
 
 
 def makeService(options, reactor=None):
