@@ -17,6 +17,7 @@ from phantom.errors import ConfigError
 from phantom.identity import IdentityError
 from phantom.logs import useForTwistd
 from phantom.startup import StartupError, checkDataDir
+from phantom.version import versionLine
 
 
 class Options(usage.Options):
@@ -43,6 +44,11 @@ class Options(usage.Options):
         ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
         ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],
     ]
+
+    def opt_version(self):
+        """Print Phantom's version and the protocol version, and exit."""
+        print(versionLine("twistd phantom"))
+        raise SystemExit(0)
 
     def postOptions(self):
         try:
