@@ -30,6 +30,8 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from twisted.internet.endpoints import clientFromString, serverFromString
+
 from phantom.address import AddressError, formatHostPort, parseContacts, parseHostPort
 from phantom.errors import ConfigError
 
@@ -158,9 +160,12 @@ class TunnelSettings:
 
     serve: str = "echo"
     """Inbound tunnels to this node's AP-address: C{echo} (answer with what arrives), C{none}
-    (refuse them), or C{HOST:PORT} (pass each on to that TCP service)."""
+    (refuse them), C{HOST:PORT} (pass each on to that TCP service), or a Twisted client endpoint
+    string (C{unix:/run/app.sock}, C{tcp:host=127.0.0.1:port=8080})."""
     forward: str = ""
-    """Comma-separated C{HOST:PORT=AP}: listen on HOST:PORT, and carry each connection through a tunnel to AP."""
+    """Comma-separated C{LISTEN=AP}: listen on LISTEN, C{HOST:PORT} or a Twisted server endpoint
+    string (C{tcp:8080:interface=127.0.0.1}, C{unix:/run/ap.sock}), and carry each connection
+    through a tunnel to AP."""
     idle: float = 600.0
     """Seconds after which a tunnel nothing has passed through is closed."""
     ownExit: bool = False
@@ -169,24 +174,56 @@ class TunnelSettings:
     """Publish this node as the entry node of its own AP-address: a non-anonymised server (paper §6.3)."""
 
     def __post_init__(self):
-        if self.serve not in ("echo", "none"):
-            _configured(parseHostPort, self.serve)
+        self.served()
         self.forwards()
 
+    def served(self):
+        """
+        @return: C{echo}, C{none}, C{(host, port)}, or a client endpoint string.
+        @raise ConfigError: none of these.
+        """
+        if self.serve in ("echo", "none"):
+            return self.serve
+        return _hostPortOrEndpoint(self.serve, clientFromString, "serve", "echo, none, HOST:PORT or a Twisted client endpoint string")
+
     def forwards(self):
-        """@return: the forwards, as C{((host, port), apText)} pairs. @raise ConfigError: malformed."""
+        """
+        @return: the forwards, as C{(listen, apText)} pairs, C{listen} a C{(host, port)} or a
+            server endpoint string.
+        @raise ConfigError: malformed.
+        """
         pairs = []
         for item in filter(None, (part.strip() for part in self.forward.split(","))):
             listen, sep, ap = item.rpartition("=")
             if not sep:
-                raise ConfigError(f"forward {item!r}: give HOST:PORT=AP-ADDRESS")
+                raise ConfigError(f"forward {item!r}: give HOST:PORT=AP-ADDRESS or ENDPOINT=AP-ADDRESS")
             try:
                 if ipaddress.ip_address(ap).packed[:1] != b"\xfd":
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"forward {item!r}: {ap!r} is not an AP-address (fd00::/8)") from None
-            pairs.append((_configured(parseHostPort, listen), ap))
+            what = "HOST:PORT or a Twisted server endpoint string"
+            pairs.append((_hostPortOrEndpoint(listen, serverFromString, f"forward {item!r}:", what), ap))
         return pairs
+
+
+def _hostPortOrEndpoint(text, fromString, option, what):
+    """
+    @return: C{(host, port)} for C{HOST:PORT}, else C{text}, checked as an endpoint string.
+    @raise ConfigError: neither.
+    """
+    try:
+        return parseHostPort(text)
+    except AddressError:
+        pass
+    if ":" in text:
+        try:
+            # Parsing makes the endpoint object only: no reactor is used until it connects or listens.
+            fromString(None, text)
+            return text
+        except Exception as e:  # noqa: BLE001 (an endpoint parser raises whatever it likes)
+            raise ConfigError(f"{option} {text!r}: not {what} ({e})") from None
+    raise ConfigError(f"{option} {text!r}: not {what}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 
     twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR]
                       [--bootstrap HOST:PORT,...] [--api-address HOST:PORT]
-                      [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP]
+                      [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP]
                       [--own-exit] [--own-entry] [--tun NAME] [--config FILE]
                       [--print-config] [--version]
 """
@@ -23,7 +23,7 @@ from phantom.version import versionLine
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT] [--forward HOST:PORT=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -39,8 +39,8 @@ class Options(usage.Options):
         ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
         ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: none, it does not listen]."],
-        ["serve", None, None, "Inbound tunnels: echo, none, or HOST:PORT of a TCP service to pass them to [default: echo]; with --tun they carry packets."],
-        ["forward", None, None, "Comma-separated HOST:PORT=AP: carry connections to a local port through tunnels to AP."],
+        ["serve", None, None, "Inbound tunnels: echo, none, HOST:PORT of a TCP service to pass them to, or a client endpoint string (unix:/run/app.sock) [default: echo]; with --tun they carry packets."],
+        ["forward", None, None, "Comma-separated LISTEN=AP, LISTEN a HOST:PORT or a server endpoint string (tcp:8080:interface=127.0.0.1): carry connections to it through tunnels to AP."],
         ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
         ["config", "c", None, "An INI file ([dht] p2p_address, api_address, ...); options here override it."],
     ]
