@@ -11,6 +11,7 @@ import subprocess
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from phantom.config import configSchema
 from tests.control.test_control import shortDirectory
 from tests.link.helpers import freePort, freshLoopbackAddress
 from tests.system.test_node import TWISTD, NodeProcess, startNodeProcess
@@ -152,3 +153,29 @@ class SecondNodeTests(TestCase):
         for node in nodes:
             node.transport.signalProcess("TERM")
             self.assertEqual(await node.ended, "signal 15")
+
+
+class PrintConfigTests(SynchronousTestCase):
+    """twistd phantom --print-config, as an operator runs it."""
+
+    def test_valid(self):
+        """Exit 0; every key of the schema, with its source; nothing started."""
+        path = os.path.join(shortDirectory(self), "phantom.ini")
+        with open(path, "w") as f:
+            f.write("[link]\nidle_timeout = 45\n")
+        done = subprocess.run(
+            [TWISTD, "-n", "--pidfile=", "phantom", "--config", path, "--port", "7999", "--print-config"],
+            capture_output=True, text=True, timeout=30, env=os.environ,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("idle_timeout = 45", done.stdout)
+        self.assertIn(f"; file {path}", done.stdout)
+        self.assertRegex(done.stdout, r"p2p_address = 0\.0\.0\.0:7999 +; command line")
+        self.assertEqual(len([line for line in done.stdout.splitlines() if " = " in line]), len(configSchema()))
+
+    def test_invalid(self):
+        """Exit 1 and one line when the configuration is invalid."""
+        code, lines = runTwistd(["--listen-address", "nowhere", "--print-config"])
+        self.assertEqual(code, 1)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertNotIn("Traceback", lines[0])
