@@ -239,6 +239,13 @@ def twistdObserver():
     where twistd would write (stdout, C{--logfile}, or syslog), the file rotated and bounded.
     """
     config, options = _forTwistd[0]
+    try:
+        return _twistdObserver(config, options)
+    except OSError as e:
+        raise SystemExit(f"phantom: cannot open the log file {e.filename}: {e.strerror}; fix --logfile or [phantom] log_json") from None
+
+
+def _twistdObserver(config, options):
     settings = config.log
     path = options.get("logfile") or ""
     if options.get("syslog"):

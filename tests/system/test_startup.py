@@ -101,6 +101,14 @@ class StartupMistakeTests(SynchronousTestCase):
         self.assertOneLine(self.node("--config", path), path, "p2p_adress", "valid keys")
 
 
+    def test_unwritableLogFile(self):
+        """A JSON lines log file that cannot be opened."""
+        path = os.path.join(shortDirectory(self), "phantom.ini")
+        with open(path, "w") as f:
+            f.write("[phantom]\nlog_json = /nonexistent/log.json\n")
+        self.assertOneLine(self.node("--config", path), "/nonexistent/log.json", "log_json")
+
+
 class SecondNodeTests(TestCase):
     """A second node on the same data directory, and two nodes side by side."""
 
