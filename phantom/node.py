@@ -25,7 +25,7 @@ from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.service import PathService
-from phantom.startup import explainListenError
+from phantom.startup import StartupError, explainListenError
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
@@ -126,7 +126,11 @@ class PhantomNode(MultiService):
         try:
             super().privilegedStartService()
         except CannotListenError as e:
-            raise SystemExit(f"phantom: {explainListenError(e, self.config)}") from None
+            # Logged here, where a daemon's log file has it; twistd then ends the program.
+            error = StartupError(explainListenError(e, self.config))
+            self.log.critical("phantom: {why}", why=str(error))
+            error.logged = True
+            raise error from None
         if self.config.listenAddress is not None:
             self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
         else:

@@ -6,6 +6,7 @@ without CAP_NET_ADMIN. Part of the composition root, with L{phantom.node} and L{
 
 import errno
 import os
+import sys
 
 from phantom.address import formatHostPort
 from phantom.control import CONTROL_SOCKET
@@ -13,7 +14,35 @@ from phantom.frontend.device import whyNoTunDevice
 
 
 class StartupError(Exception):
-    """The node cannot start; the message says why and what to do, in one line."""
+    """
+    The node cannot start; the message says why and what to do, in one line.
+
+    An exception, not C{SystemExit}, so that a daemonizing twistd reports it to its launcher
+    (which waits for the daemon to say it started); L{printStartupErrorsInOneLine} prints it
+    without a traceback when it ends the program.
+
+    @ivar logged: whether the message was logged already (then it is not printed again).
+    """
+
+    logged = False
+
+
+def printStartupErrorsInOneLine(hook=None):
+    """
+    Make an uncaught L{StartupError} print as one line, C{phantom: MESSAGE} (exit code 1).
+
+    @param hook: the C{sys.excepthook} to leave other exceptions to; the current one if not given.
+    """
+    previous = hook or sys.excepthook
+
+    def oneLine(kind, value, traceback):
+        if issubclass(kind, StartupError):
+            if not value.logged:
+                print(f"phantom: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, traceback)
+
+    sys.excepthook = oneLine
 
 
 def checkDataDir(path):
@@ -61,10 +90,10 @@ def explainListenError(error, config):
         what, option = f"the DHT module API address {formatHostPort(*config.apiAddress)}", "--api-address"
     else:
         what, option = f"the TLS port {error.interface or '*'}:{port}", "--port or --listen-address"
-    if code == errno.EADDRINUSE:
-        return f"{what} is in use (another node or program listens there): give another {option}"
-    if code == errno.EADDRNOTAVAIL:
-        return f"{what}: no interface of this host has that address: give another {option}"
-    if code == errno.EACCES:
-        return f"{what}: permission denied (ports below 1024 need root): give another {option}"
-    return f"cannot listen on {what}: {_why(error.socketError)}: give another {option}"
+    why = os.strerror(code) if code else str(error.socketError)
+    hint = {
+        errno.EADDRINUSE: " (another node or program listens there)",
+        errno.EADDRNOTAVAIL: " (no interface of this host has that address)",
+        errno.EACCES: " (ports below 1024 need root)",
+    }.get(code, "")
+    return f"cannot listen on {what}: {why}{hint}; give another {option}"

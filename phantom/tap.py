@@ -16,7 +16,7 @@ from phantom.config import formatConfig, resolveConfig
 from phantom.errors import ConfigError
 from phantom.identity import IdentityError
 from phantom.logs import useForTwistd
-from phantom.startup import StartupError, checkDataDir
+from phantom.startup import StartupError, checkDataDir, printStartupErrorsInOneLine
 from phantom.version import versionLine
 
 
@@ -71,6 +71,8 @@ class Options(usage.Options):
             sys.stdout.write(formatConfig(self["node"]))
             raise SystemExit(0)
         twistd = getattr(self, "parent", None)
+        if twistd is not None:
+            printStartupErrorsInOneLine()
         if twistd is not None and twistd.get("logger") is None:
             # twistd's --logger names a factory taking no arguments: it finds the settings here.
             useForTwistd(self["node"], twistd)

@@ -58,11 +58,24 @@ class StartupMistakeTests(SynchronousTestCase):
 
     def test_tlsPortInUse(self):
         """The TLS port in use: give another --port."""
-        self.assertOneLine(self.node(port=self.occupied()), "is in use", "--port")
+        self.assertOneLine(self.node(port=self.occupied()), "Address already in use", "--port")
+
+    def test_daemonTlsPortInUse(self):
+        """Daemonized (no -n), the launcher exits 1 at once, and the log has the one line."""
+        directory = shortDirectory(self)
+        log = os.path.join(directory, "node.log")
+        argv = [TWISTD, f"--pidfile={directory}/twistd.pid", f"--logfile={log}", "phantom", *self.node(port=self.occupied(), dataDir=directory)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=os.environ)
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertNotIn("Traceback", done.stdout + done.stderr)
+        with open(log) as f:
+            logged = f.read()
+        self.assertNotIn("Traceback", logged)
+        self.assertEqual(len([line for line in logged.splitlines() if "Address already in use" in line]), 1, logged)
 
     def test_apiPortInUse(self):
         """The module API's port in use: give another --api-address."""
-        self.assertOneLine(self.node("--api-address", f"{self.address}:{self.occupied()}"), "is in use", "--api-address")
+        self.assertOneLine(self.node("--api-address", f"{self.address}:{self.occupied()}"), "Address already in use", "--api-address")
 
     def test_dataDirIsFile(self):
         """--data-dir naming a file."""
