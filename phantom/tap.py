@@ -71,9 +71,10 @@ class Options(usage.Options):
             sys.stdout.write(formatConfig(self["node"]))
             raise SystemExit(0)
         twistd = getattr(self, "parent", None)
-        if twistd is not None:
-            printStartupErrorsInOneLine()
-        if twistd is not None and twistd.get("logger") is None:
+        if twistd is None:
+            return
+        printStartupErrorsInOneLine()
+        if twistd.get("logger") is None:
             # twistd's --logger names a factory taking no arguments: it finds the settings here.
             useForTwistd(self["node"], twistd)
             twistd["logger"] = "phantom.logs.twistdObserver"
