@@ -14,12 +14,12 @@ PORT   ?= 7402
 
 install: $(VENV)/.installed
 
-# Editable in "compat" mode: the checkout itself goes on sys.path, which is where twistd looks
-# for twisted/plugins/phantom_plugin.py.
+# Editable, as a developer types it: setup.cfg's package_dir makes setuptools put the checkout
+# on sys.path (a .pth file), which is where twistd looks for twisted/plugins/phantom_plugin.py.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $@
 
@@ -64,7 +64,7 @@ test: install
 	$(BIN)/python -m tests
 
 bench: install
-	$(BIN)/pip install --quiet -e '.[bench]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench link
 	$(BIN)/python -m bench dht
 

@@ -16,23 +16,54 @@ section are global, ``;`` and ``#`` start inline comments::
     [link]
     idle_timeout = 90
 
-The ``[dht]`` and ``[link]`` sections may also set any field of L{DhtSettings} and
-L{LinkLimits}, in snake case (``get_timeout = 10``, ``max_value_ttl = 43200``).
+Each section may also set any field of its settings class in snake case: [phantom]
+L{LogSettings}, [dht] L{DhtSettings}, [link] L{LinkLimits}, [path] L{PathSettings}, [tunnel]
+L{TunnelSettings} (``get_timeout = 10``). L{configSchema} lists every key with its kind, default
+and doc (the field's docstring); an unknown section or key is an error that names the file, the
+key and the valid keys. docs/config.md is generated from the schema (C{python -m phantom.config}).
 """
 
 import configparser
+import functools
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 
-from phantom.address import AddressError, parseContacts, parseHostPort
+from twisted.internet.endpoints import clientFromString, serverFromString
+
+from phantom.address import AddressError, formatHostPort, parseContacts, parseHostPort
 from phantom.errors import ConfigError
 
 DEFAULT_PORT = 7402
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues for the TLS port: a burst of connects must not be dropped."""
-DEFAULT_API_ADDRESS = ("127.0.0.1", 7401)
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How the node logs (the [phantom] section)."""
+
+    logLevel: str = "info"
+    """The least severe events written: debug, info, warn, error or critical."""
+    safeLogging: bool = True
+    """Scrub IP addresses and AP-addresses from log lines; C{no} only to debug."""
+    logJson: str = ""
+    """Also write every event as a line of JSON to this file; empty: no such file."""
+    logFiles: int = 5
+    """Rotated log files kept besides the current one (with twistd --logfile)."""
+    logFileBytes: int = 1000000
+    """A log file is rotated when it reaches this size."""
+    warningInterval: float = 60.0
+    """Seconds within which one kind of warning about one peer is written once; the rest are counted."""
+
+    def __post_init__(self):
+        if self.logLevel not in LOG_LEVELS:
+            raise ConfigError(f"log_level is one of {', '.join(LOG_LEVELS)}, not {self.logLevel!r}")
 
 
 @dataclass(frozen=True)
@@ -129,9 +160,12 @@ class TunnelSettings:
 
     serve: str = "echo"
     """Inbound tunnels to this node's AP-address: C{echo} (answer with what arrives), C{none}
-    (refuse them), or C{HOST:PORT} (pass each on to that TCP service)."""
+    (refuse them), C{HOST:PORT} (pass each on to that TCP service), or a Twisted client endpoint
+    string (C{unix:/run/app.sock}, C{tcp:host=127.0.0.1:port=8080})."""
     forward: str = ""
-    """Comma-separated C{HOST:PORT=AP}: listen on HOST:PORT, and carry each connection through a tunnel to AP."""
+    """Comma-separated C{LISTEN=AP}: listen on LISTEN, C{HOST:PORT} or a Twisted server endpoint
+    string (C{tcp:8080:interface=127.0.0.1}, C{unix:/run/ap.sock}), and carry each connection
+    through a tunnel to AP."""
     idle: float = 600.0
     """Seconds after which a tunnel nothing has passed through is closed."""
     ownExit: bool = False
@@ -140,24 +174,56 @@ class TunnelSettings:
     """Publish this node as the entry node of its own AP-address: a non-anonymised server (paper §6.3)."""
 
     def __post_init__(self):
-        if self.serve not in ("echo", "none"):
-            _configured(parseHostPort, self.serve)
+        self.served()
         self.forwards()
 
+    def served(self):
+        """
+        @return: C{echo}, C{none}, C{(host, port)}, or a client endpoint string.
+        @raise ConfigError: none of these.
+        """
+        if self.serve in ("echo", "none"):
+            return self.serve
+        return _hostPortOrEndpoint(self.serve, clientFromString, "serve", "echo, none, HOST:PORT or a Twisted client endpoint string")
+
     def forwards(self):
-        """@return: the forwards, as C{((host, port), apText)} pairs. @raise ConfigError: malformed."""
+        """
+        @return: the forwards, as C{(listen, apText)} pairs, C{listen} a C{(host, port)} or a
+            server endpoint string.
+        @raise ConfigError: malformed.
+        """
         pairs = []
         for item in filter(None, (part.strip() for part in self.forward.split(","))):
             listen, sep, ap = item.rpartition("=")
             if not sep:
-                raise ConfigError(f"forward {item!r}: give HOST:PORT=AP-ADDRESS")
+                raise ConfigError(f"forward {item!r}: give HOST:PORT=AP-ADDRESS or ENDPOINT=AP-ADDRESS")
             try:
                 if ipaddress.ip_address(ap).packed[:1] != b"\xfd":
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"forward {item!r}: {ap!r} is not an AP-address (fd00::/8)") from None
-            pairs.append((_configured(parseHostPort, listen), ap))
+            what = "HOST:PORT or a Twisted server endpoint string"
+            pairs.append((_hostPortOrEndpoint(listen, serverFromString, f"forward {item!r}:", what), ap))
         return pairs
+
+
+def _hostPortOrEndpoint(text, fromString, option, what):
+    """
+    @return: C{(host, port)} for C{HOST:PORT}, else C{text}, checked as an endpoint string.
+    @raise ConfigError: neither.
+    """
+    try:
+        return parseHostPort(text)
+    except AddressError:
+        pass
+    if ":" in text:
+        try:
+            # Parsing makes the endpoint object only: no reactor is used until it connects or listens.
+            fromString(None, text)
+            return text
+        except Exception as e:  # noqa: BLE001 (an endpoint parser raises whatever it likes)
+            raise ConfigError(f"{option} {text!r}: not {what} ({e})") from None
+    raise ConfigError(f"{option} {text!r}: not {what}")
 
 
 @dataclass(frozen=True)
@@ -171,21 +237,29 @@ class NodeConfig:
     """The address this node is reached at and binds its outbound connections to."""
     bootstrap: tuple = ()
     """L{Contact}s to keep links to."""
-    apiAddress: tuple = DEFAULT_API_ADDRESS
+    apiAddress: tuple | None = None
+    """C{(host, port)} of the DHT module API; C{None}: it does not listen."""
+    log: LogSettings = field(default_factory=LogSettings)
     link: LinkLimits = field(default_factory=LinkLimits)
     dht: DhtSettings = field(default_factory=DhtSettings)
     path: PathSettings = field(default_factory=PathSettings)
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
     tun: str | None = None
     """The name of the tun device carrying this node's AP-address; C{None}: no device."""
+    settings: tuple = field(default=(), compare=False)
+    """The L{Setting}s this configuration was made of (see L{formatConfig})."""
 
 
-def _configured(parse, text):
-    """C{parse(text)}, an address parser of L{phantom.address}, its error a L{ConfigError}."""
+def _configured(parse, text, where=None):
+    """
+    C{parse(text)}, an address parser of L{phantom.address}, its error a L{ConfigError}.
+
+    @param where: what gave C{text} (C{file F: [dht] p2p_address}), for the message.
+    """
     try:
         return parse(text)
     except AddressError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 
 
 def listenEndpointFor(port, listenAddress):
@@ -212,68 +286,202 @@ def listenEndpointFor(port, listenAddress):
     return port
 
 
+GLOBAL_KEYS = {"hostkey": "VoidPhone's host key file; read by other VoidPhone modules, ignored here (the node keeps its keys in data_dir)."}
+"""Keys a file may give before its first section."""
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """
+    One key of the config file.
+
+    @ivar section: the section it is in.
+    @ivar name: its name, in snake case.
+    @ivar kind: what its value is, in words (C{seconds}, C{integer}, C{yes/no}, C{HOST:PORT}, ...).
+    @ivar default: the value it has when no file or option gives it, as the file would write it.
+    @ivar doc: what it does.
+    @ivar attribute: the field of the section's settings class that holds it, if any.
+    """
+
+    section: str
+    name: str
+    kind: str
+    default: str
+    doc: str
+    attribute: str | None = None
+
+
+def snakeCase(name):
+    """C{maxFramesPerSecond} -> C{max_frames_per_second}."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _fieldDocs(settingsType):
+    """The attribute docstrings of a settings class, by field name."""
+    import ast
+    import inspect
+
+    docs = {}
+    body = ast.parse(inspect.getsource(settingsType)).body[0].body
+    for statement, following in zip(body, body[1:]):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _kindOf(settingsField):
+    name = getattr(settingsField.type, "__name__", str(settingsField.type))
+    return {"float": "number", "int": "integer", "bool": "yes/no", "str": "text"}.get(name, name)
+
+
+def _formatValue(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _settingsKeys(section, settingsType):
+    docs = _fieldDocs(settingsType)
+    defaults = settingsType()
+    return [
+        ConfigKey(
+            section, snakeCase(f.name), _kindOf(f), _formatValue(getattr(defaults, f.name)), docs.get(f.name, ""), f.name
+        )
+        for f in fields(settingsType)
+    ]
+
+
+@functools.cache
+def configSchema():
+    """
+    Every key of the config file: the ones below, and every field of L{LogSettings} ([phantom]),
+    L{DhtSettings} ([dht]), L{LinkLimits} ([link]), L{PathSettings} ([path]) and L{TunnelSettings}
+    ([tunnel]) in snake case. A new field of one of those classes, with its docstring, is a new
+    key; nothing else needs to change.
+
+    @return: a list of L{ConfigKey}, section by section.
+    """
+    keys = [
+        ConfigKey("phantom", "data_dir", "path", "~/.phantom", "Where the node keeps its keys and state."),
+        ConfigKey("phantom", "bootstrap", "contacts", "", "The same as [dht] bootstrapper."),
+        ConfigKey(
+            "phantom", "tun", "device name", "",
+            "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN); empty: no device.",
+        ),
+        *_settingsKeys("phantom", LogSettings),
+        ConfigKey(
+            "dht", "p2p_address", "HOST:PORT", formatHostPort(WILDCARD_ADDRESSES[0], DEFAULT_PORT),
+            "Where the node's one TLS port listens; a specific HOST is also the address peers are told "
+            "to reach it at and outbound links leave from. The port may instead be a tcp:/tcp6: endpoint string.",
+        ),
+        ConfigKey(
+            "dht", "api_address", "HOST:PORT", "",
+            "Where the VoidPhone DHT module API listens (plain TCP, for local programs); empty: it does not listen.",
+        ),
+        ConfigKey(
+            "dht", "bootstrapper", "contacts", "",
+            "Comma-separated HOST:PORT or NODEID@HOST:PORT (pinned) of nodes to join the network through.",
+        ),
+        *_settingsKeys("dht", DhtSettings),
+        *_settingsKeys("link", LinkLimits),
+        *_settingsKeys("path", PathSettings),
+        *_settingsKeys("tunnel", TunnelSettings),
+    ]
+    return tuple(keys)
+
+
+_SETTINGS_TYPES = {"phantom": "LogSettings", "dht": "DhtSettings", "link": "LinkLimits", "path": "PathSettings", "tunnel": "TunnelSettings"}
+
+
+def _suggest(word, choices):
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def readConfigFile(path):
     """
-    Read the settings an INI file gives.
+    Read the keys an INI file gives, refusing any the schema (L{configSchema}) does not know.
 
-    @return: a dict with any of the keys C{listenAddress}, C{port}, C{apiAddress},
-        C{bootstrap}, C{dataDir}, C{link} (a dict of L{LinkLimits} fields).
-    @raise ConfigError: unreadable file or malformed value.
+    @return: a dict C{{(section, key): text}}.
+    @raise ConfigError: unreadable file, or an unknown section or key (named, with the valid ones).
     """
-    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), default_section="\0", interpolation=None)
     try:
         with open(path, encoding="utf-8") as f:
-            parser.read_string("[DEFAULT]\n" + f.read(), source=path)
-    except (OSError, configparser.Error) as e:
+            parser.read_string("[\0global]\n" + f.read(), source=path)
+    except (OSError, UnicodeDecodeError, configparser.Error) as e:
         raise ConfigError(f"config file {path}: {e}") from e
-    settings = {}
-    if parser.has_section("dht"):
-        dht = parser["dht"]
-        if "p2p_address" in dht:
-            settings["listenAddress"], settings["port"] = _configured(parseHostPort, dht["p2p_address"])
-        if "api_address" in dht:
-            settings["apiAddress"] = _configured(parseHostPort, dht["api_address"])
-        if "bootstrapper" in dht:
-            settings["bootstrap"] = _configured(parseContacts, dht["bootstrapper"])
-    if parser.has_section("phantom"):
-        section = parser["phantom"]
-        if "data_dir" in section:
-            settings["dataDir"] = os.path.expanduser(section["data_dir"])
-        if "bootstrap" in section:
-            settings["bootstrap"] = _configured(parseContacts, section["bootstrap"])
-        if "tun" in section:
-            settings["tun"] = section["tun"].strip()
-    if parser.has_section("link"):
-        settings["link"] = _readSettings(LinkLimits, parser["link"], path)
-    if parser.has_section("dht"):
-        settings["dht"] = _readSettings(DhtSettings, parser["dht"], path)
-    if parser.has_section("path"):
-        settings["path"] = _readSettings(PathSettings, parser["path"], path)
-    if parser.has_section("tunnel"):
-        settings["tunnel"] = _readSettings(TunnelSettings, parser["tunnel"], path)
-    return settings
+    known = {}
+    for key in configSchema():
+        known.setdefault(key.section, []).append(key.name)
+    given = {}
+    for section in parser.sections():
+        if section == "\0global":
+            for name in parser[section]:
+                if name not in GLOBAL_KEYS:
+                    raise ConfigError(
+                        f"config file {path}: unknown key {name!r} before the first section{_suggest(name, list(GLOBAL_KEYS))}; "
+                        f"valid there: {', '.join(GLOBAL_KEYS)}; the others belong in a section: "
+                        + ", ".join(f"[{s}]" for s in known)
+                    )
+            continue
+        if section not in known:
+            raise ConfigError(
+                f"config file {path}: unknown section [{section}]{_suggest(section, list(known))}; "
+                f"valid sections: {', '.join(f'[{s}]' for s in known)}"
+            )
+        for name, text in parser[section].items():
+            if name not in known[section]:
+                raise ConfigError(
+                    f"config file {path}: [{section}] unknown key {name!r}{_suggest(name, known[section])}; "
+                    f"valid keys in [{section}]: {', '.join(known[section])}"
+                )
+            given[(section, name)] = text.strip()
+    return given
 
 
-def _readSettings(settingsType, section, path):
-    limits = {}
-    for limit in fields(settingsType):
-        key = "".join("_" + c.lower() if c.isupper() else c for c in limit.name)
-        if key in section and limit.type is str:
-            limits[limit.name] = section[key].strip()
-        elif key in section and limit.type is bool:
-            try:
-                limits[limit.name] = section.getboolean(key)
-            except ValueError:
-                raise ConfigError(f"config file {path}: [{section.name}] {key} = {section[key]!r} is not yes or no") from None
-        elif key in section:
-            try:
-                value = limit.type(section[key]) if callable(limit.type) else float(section[key])
-            except ValueError:
-                raise ConfigError(f"config file {path}: [{section.name}] {key} = {section[key]!r} is not a number") from None
-            if value <= 0:
-                raise ConfigError(f"config file {path}: [{section.name}] {key} must be positive")
-            limits[limit.name] = value
-    return limits
+def _parseField(settingsField, text, where):
+    if settingsField.type is str:
+        return text
+    if settingsField.type is bool:
+        value = configparser.ConfigParser.BOOLEAN_STATES.get(text.lower())
+        if value is None:
+            raise ConfigError(f"{where} = {text!r} is not yes or no")
+        return value
+    try:
+        value = settingsField.type(text)
+    except ValueError:
+        raise ConfigError(f"{where} = {text!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive")
+    return value
+
+
+def _readSettings(settingsType, section, given, origin):
+    values = {}
+    for settingsField in fields(settingsType):
+        key = (section, snakeCase(settingsField.name))
+        if key in given:
+            values[settingsField.name] = _parseField(settingsField, given[key], f"{origin(key)}: [{section}] {key[1]}")
+    return values
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One line of the effective configuration: a key, its value, and where the value came from."""
+
+    key: ConfigKey
+    value: str
+    source: str
+    """C{default}, C{file PATH} or C{command line}."""
 
 
 def resolveConfig(
@@ -283,39 +491,121 @@ def resolveConfig(
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
     other arguments (the command line), which are C{None} where not given.
+
+    @return: a L{NodeConfig}, its C{settings} saying where each value came from.
+    @raise ConfigError: an unknown key, or a value that cannot be used.
     """
-    settings = readConfigFile(configFile) if configFile else {}
+    given = readConfigFile(configFile) if configFile else {}
+    fromFile = {key: f"file {configFile}" for key in given}
+    commandLine = {}
     for key, value in (
-        ("dataDir", dataDir),
-        ("port", port),
-        ("listenAddress", listenAddress),
-        ("bootstrap", _configured(parseContacts, bootstrap) if isinstance(bootstrap, str) else bootstrap),
-        ("apiAddress", _configured(parseHostPort, apiAddress) if isinstance(apiAddress, str) else apiAddress),
-        ("tun", tun),
+        (("phantom", "data_dir"), dataDir),
+        (("dht", "api_address"), apiAddress),
+        (("dht", "bootstrapper"), bootstrap),
+        (("phantom", "tun"), tun),
+        (("tunnel", "serve"), serve),
+        (("tunnel", "forward"), forward),
+        (("tunnel", "own_exit"), None if ownExit is None else _formatValue(ownExit)),
+        (("tunnel", "own_entry"), None if ownEntry is None else _formatValue(ownEntry)),
     ):
         if value is not None:
-            settings[key] = value
-    for key, value in (("serve", serve), ("forward", forward), ("ownExit", ownExit), ("ownEntry", ownEntry)):
-        if value is not None:
-            settings.setdefault("tunnel", {})[key] = value
-    listenAddress = settings.get("listenAddress")
+            commandLine[key] = value
+    if ("dht", "bootstrapper") in commandLine:
+        given.pop(("phantom", "bootstrap"), None)
+    given.update(commandLine)
+    origin = lambda key: "command line" if key in commandLine else fromFile.get(key, "default")
+
+    fileHost = filePort = None
+    if ("dht", "p2p_address") in given:
+        where = f"{origin(('dht', 'p2p_address'))}: [dht] p2p_address"
+        fileHost, filePort = _configured(parseHostPort, given[("dht", "p2p_address")], where)
+    if port is not None or listenAddress is not None:
+        commandLine[("dht", "p2p_address")] = True
+    listenAddress = listenAddress if listenAddress is not None else fileHost
+    port = port if port is not None else (filePort if filePort is not None else DEFAULT_PORT)
     if listenAddress is not None:
         try:
             listenAddress = str(ipaddress.ip_address(listenAddress.strip("[]")))
         except ValueError:
             raise ConfigError(f"listen address {listenAddress!r} is not an IP address") from None
-    return NodeConfig(
-        dataDir=settings.get("dataDir") or os.path.expanduser("~/.phantom"),
-        listenEndpoint=listenEndpointFor(settings.get("port", DEFAULT_PORT), listenAddress),
-        listenAddress=None if listenAddress in WILDCARD_ADDRESSES else listenAddress,
-        bootstrap=tuple(settings.get("bootstrap", ())),
-        apiAddress=tuple(settings.get("apiAddress", DEFAULT_API_ADDRESS)),
-        link=replace(LinkLimits(), **settings.get("link", {})),
-        dht=replace(DhtSettings(), **settings.get("dht", {})),
-        path=replace(PathSettings(), **settings.get("path", {})),
-        tunnel=replace(TunnelSettings(), **settings.get("tunnel", {})),
-        tun=_tunName(settings.get("tun")),
+    listenEndpoint = listenEndpointFor(port, listenAddress)
+    p2pText = str(port).strip()
+    if p2pText.isdigit():
+        p2pText = formatHostPort(listenAddress or WILDCARD_ADDRESSES[0], p2pText)
+
+    bootstrapText = given.get(("dht", "bootstrapper"), given.get(("phantom", "bootstrap"), ""))
+    bootstrapKey = ("dht", "bootstrapper") if ("dht", "bootstrapper") in given else ("phantom", "bootstrap")
+    contacts = bootstrapText if not isinstance(bootstrapText, str) else _configured(
+        parseContacts, bootstrapText, f"{origin(bootstrapKey)}: [{bootstrapKey[0]}] {bootstrapKey[1]}"
     )
+    apiText = given.get(("dht", "api_address"), "")
+    if not isinstance(apiText, str):
+        apiText = formatHostPort(*apiText)
+    api = _configured(parseHostPort, apiText, f"{origin(('dht', 'api_address'))}: [dht] api_address") if apiText else None
+    sections = {
+        section: _readSettings(globals()[typeName], section, given, origin) for section, typeName in _SETTINGS_TYPES.items()
+    }
+    made = {}
+    for section, typeName in _SETTINGS_TYPES.items():
+        try:
+            made[section] = globals()[typeName](**sections[section])
+        except ConfigError as e:
+            origins = sorted({origin(key) for key in given if key[0] == section} - {"default"})
+            raise ConfigError(f"{', '.join(origins) or 'default'}: [{section}] {e}") from None
+    config = NodeConfig(
+        dataDir=os.path.expanduser(given.get(("phantom", "data_dir")) or "~/.phantom"),
+        listenEndpoint=listenEndpoint,
+        listenAddress=None if listenAddress in WILDCARD_ADDRESSES else listenAddress,
+        bootstrap=tuple(contacts),
+        apiAddress=api,
+        log=made["phantom"],
+        link=made["link"],
+        dht=made["dht"],
+        path=made["path"],
+        tunnel=made["tunnel"],
+        tun=_tunName(given.get(("phantom", "tun")) or None),
+    )
+    shown = {
+        ("phantom", "data_dir"): config.dataDir,
+        ("phantom", "bootstrap"): ", ".join(map(str, config.bootstrap)),
+        ("phantom", "tun"): config.tun or "",
+        ("dht", "p2p_address"): p2pText,
+        ("dht", "api_address"): apiText,
+        ("dht", "bootstrapper"): ", ".join(map(str, config.bootstrap)),
+    }
+    settings = []
+    for key in configSchema():
+        where = (key.section, key.name)
+        if key.attribute is not None:
+            value = _formatValue(getattr(getattr(config, _SECTION_ATTRIBUTES[key.section]), key.attribute))
+        else:
+            value = shown[where]
+        if where in (("phantom", "bootstrap"), ("dht", "bootstrapper")):
+            where = bootstrapKey
+        settings.append(Setting(key, value, origin(where)))
+    return replace(config, settings=tuple(settings))
+
+
+_SECTION_ATTRIBUTES = {"phantom": "log", "dht": "dht", "link": "link", "path": "path", "tunnel": "tunnel"}
+
+
+def formatConfig(config):
+    """
+    The effective configuration as an INI file, each value with where it came from.
+
+    @param config: a L{NodeConfig} made by L{resolveConfig}.
+    @return: the text, ending with a newline.
+    """
+    lines = []
+    section = None
+    width = max(len(f"{s.key.name} = {s.value}") for s in config.settings)
+    for setting in config.settings:
+        if setting.key.section != section:
+            section = setting.key.section
+            lines.extend(([""] if lines else []) + [f"[{section}]"])
+        line = f"{setting.key.name} = {setting.value}"
+        lines.append(f"{line.ljust(width)}  ; {setting.source}")
+    return "\n".join(lines) + "\n"
 
 
 def _tunName(name):
@@ -324,3 +614,39 @@ def _tunName(name):
     if not 0 < len(name.encode()) <= 15 or "/" in name or name.strip() != name:
         raise ConfigError(f"tun device name {name!r}: 1 to 15 bytes, no slash or spaces")
     return name
+
+
+def configReference():
+    """
+    docs/config.md: every key of the schema, section by section, as Markdown.
+
+    @return: the text, ending with a newline.
+    """
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from phantom/config.py by `python -m phantom.config > docs/config.md`; "
+        "tests/test_config.py checks that it is current. -->",
+        "",
+        "`twistd phantom --config FILE` reads an INI file in the VoidPhone style: `;` and `#` start",
+        "comments, keys before the first section are global. Options on the command line override the",
+        "file. A section or key not listed here is an error naming the file, the key and the valid",
+        "keys. `twistd phantom --print-config` prints the effective configuration, each value with",
+        "where it came from (`default`, `file PATH`, `command line`), and exits (1 when it is invalid).",
+        "",
+        "Keys before the first section: " + ", ".join(f"`{k}` ({doc})" for k, doc in GLOBAL_KEYS.items()),
+    ]
+    section = None
+    for key in configSchema():
+        if key.section != section:
+            section = key.section
+            lines += ["", f"## [{section}]", "", "| key | kind | default | meaning |", "| --- | --- | --- | --- |"]
+        doc = key.doc.replace("|", "\\|")
+        doc = re.sub(r"[CL]\{([^}]*)\}", r"`\1`", doc)
+        default = f"`{key.default}`" if key.default else "(empty)"
+        lines.append(f"| `{key.name}` | {key.kind} | {default} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(configReference(), end="")

@@ -6,6 +6,7 @@ module API and control socket as one service; the composition root, wiring only.
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,6 +25,7 @@ from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
 from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.service import PathService
+from phantom.startup import StartupError, explainListenError
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
@@ -87,10 +89,11 @@ class PhantomNode(MultiService):
         inbound = Factory.forProtocol(lambda: PacketTunnel(self.router)) if self.router is not None else None
         self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor, inbound=inbound)
         self.tunnelPorts.setServiceParent(self)
-        apiHost, apiPort = config.apiAddress
-        apiEndpoint = serverEndpoint(reactor, apiHost, apiPort)
-        self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
-        self.api.setServiceParent(self)
+        self.api = None
+        if config.apiAddress is not None:
+            apiEndpoint = serverEndpoint(reactor, *config.apiAddress)
+            self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
+            self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
 
@@ -120,7 +123,14 @@ class PhantomNode(MultiService):
         return describePeer(bound)
 
     def privilegedStartService(self):
-        super().privilegedStartService()
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            # Logged here, where a daemon's log file has it; twistd then ends the program.
+            error = StartupError(explainListenError(e, self.config))
+            self.log.critical("phantom: {why}", why=str(error))
+            error.logged = True
+            raise error from None
         if self.config.listenAddress is not None:
             self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
         else:
@@ -139,12 +149,13 @@ class PhantomNode(MultiService):
     @property
     def apiAddress(self):
         """C{host:port} of the DHT module API, once listening."""
-        bound = self.api.listeningAddress
+        bound = self.api.listeningAddress if self.api is not None else None
         return describePeer(bound) if bound is not None else None
 
     def _announce(self):
         if self.running:
-            self.log.info("DHT module API listening on {address}", address=self.apiAddress)
+            if self.api is not None:
+                self.log.info("DHT module API listening on {address}", address=self.apiAddress)
             self.log.info(
                 "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
             )

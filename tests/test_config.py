@@ -1,9 +1,18 @@
 """Configuration: defaults, the VoidPhone-style INI file, and command-line overrides."""
 
+import os
+import re
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.config import LISTEN_BACKLOG, resolveConfig
+from phantom.config import LISTEN_BACKLOG, configReference, configSchema, formatConfig, readConfigFile, resolveConfig
 from phantom.errors import ConfigError
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ResolveTests(SynchronousTestCase):
@@ -86,3 +95,136 @@ class ResolveTests(SynchronousTestCase):
             with open(path, "w") as f:
                 f.write(bad)
             self.assertRaises(ConfigError, resolveConfig, configFile=path)
+
+
+class StrictFileTests(SynchronousTestCase):
+    """Unknown sections and keys are errors that name the file, the key and the valid keys."""
+
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def refused(self, text):
+        path = self.write(text)
+        with self.assertRaises(ConfigError) as caught:
+            resolveConfig(configFile=path)
+        message = str(caught.exception)
+        self.assertIn(path, message)
+        return message
+
+    def test_unknownKey(self):
+        """A misspelt key is named, with the keys its section has and the likely one."""
+        message = self.refused("[dht]\np2p_adress = 127.0.0.1:7402\n")
+        self.assertIn("'p2p_adress'", message)
+        self.assertIn("did you mean p2p_address?", message)
+        for key in configSchema():
+            if key.section == "dht":
+                self.assertIn(key.name, message)
+
+    def test_unknownSection(self):
+        """A misspelt section is named, with the valid sections."""
+        message = self.refused("[pth]\nx = 3\n")
+        self.assertIn("[pth]", message)
+        self.assertIn("did you mean path?", message)
+        self.assertIn("[tunnel]", message)
+
+    def test_keyInWrongSection(self):
+        """A key of one section given in another is refused (the old README's mistake)."""
+        message = self.refused("[phantom]\nget_timeout = 10\n")
+        self.assertIn("[phantom] unknown key 'get_timeout'", message)
+
+    def test_globalKeys(self):
+        """Before the first section only VoidPhone's hostkey is known; dashes are not underscores."""
+        self.assertIsNone(resolveConfig(configFile=self.write("hostkey = /k.pem\n")).apiAddress)
+        self.assertIn("'data_dir'", self.refused("data_dir = /x\n[phantom]\n"))
+        self.assertIn("'data-dir'", self.refused("[phantom]\ndata-dir = /x\n"))
+
+    def test_badValueNamesKey(self):
+        """A bad value names the file, section and key."""
+        self.assertIn("[dht] p2p_address", self.refused("[dht]\np2p_address = nowhere\n"))
+        self.assertIn("[phantom] log_level", self.refused("[phantom]\nlog_level = loud\n"))
+
+    @given(st.text(alphabet=string.ascii_lowercase + "_-", min_size=1, max_size=20))
+    def test_anyUnknownKeyRefused(self, name):
+        """Every name the schema does not know is refused in every section; known ones are not."""
+        known = {(key.section, key.name) for key in configSchema()}
+        path = self.write("")
+        for section in ("phantom", "dht", "link", "path", "tunnel"):
+            with open(path, "w") as f:
+                f.write(f"[{section}]\n{name} = 1\n")
+            if (section, name) in known:
+                continue
+            with self.assertRaises(ConfigError):
+                readConfigFile(path)
+
+    def test_binaryFile(self):
+        """A file that is not text is refused with one line."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"\xff\xfe[dht]\x00")
+        with self.assertRaises(ConfigError) as caught:
+            resolveConfig(configFile=path)
+        self.assertIn(path, str(caught.exception))
+
+
+class EffectiveConfigTests(SynchronousTestCase):
+    """--print-config: the effective value of every key, and where it came from."""
+
+    def test_sources(self):
+        """Defaults, the file and the command line are each named."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[link]\nidle_timeout = 45\n[dht]\np2p_address = 127.0.0.9:7502\n")
+        config = resolveConfig(configFile=path, dataDir="/d")
+        settings = {(s.key.section, s.key.name): (s.value, s.source) for s in config.settings}
+        self.assertEqual(settings[("link", "idle_timeout")], ("45", f"file {path}"))
+        self.assertEqual(settings[("dht", "p2p_address")], ("127.0.0.9:7502", f"file {path}"))
+        self.assertEqual(settings[("phantom", "data_dir")], ("/d", "command line"))
+        self.assertEqual(settings[("link", "open_timeout")], ("10", "default"))
+        self.assertEqual(len(settings), len(configSchema()))
+        overridden = resolveConfig(configFile=path, port="7600")
+        self.assertIn(("127.0.0.9:7600", "command line"), [(s.value, s.source) for s in overridden.settings])
+
+    def test_printedConfigReads(self):
+        """What --print-config prints is a config file that gives the same configuration."""
+        config = resolveConfig(dataDir="/d", port="7402", listenAddress="127.0.0.5", forward="127.0.0.1:9000=fd00::1")
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(formatConfig(config))
+        again = resolveConfig(configFile=path)
+        self.assertEqual(again, config)
+        self.assertEqual({s.source for s in again.settings}, {f"file {path}"})
+
+
+class ReferenceTests(SynchronousTestCase):
+    """docs/config.md and the README agree with the schema."""
+
+    def test_referenceCurrent(self):
+        """docs/config.md is what python -m phantom.config prints: every key, documented."""
+        with open(os.path.join(ROOT, "docs", "config.md"), encoding="utf-8") as f:
+            self.assertEqual(f.read(), configReference(), "regenerate: python -m phantom.config > docs/config.md")
+        for key in configSchema():
+            self.assertTrue(key.doc, f"[{key.section}] {key.name} has no docstring")
+
+    def test_readmeExample(self):
+        """The README's example config file parses, every value as it says."""
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        example = re.search(r"```ini\n(.*?)```", readme, re.S).group(1)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(example)
+        config = resolveConfig(configFile=path)
+        fromFile = {(s.key.section, s.key.name) for s in config.settings if s.source != "default"}
+        self.assertLessEqual(set(readConfigFile(path)), fromFile)
+
+    def test_readmeOptions(self):
+        """Every option of twistd phantom is in the README's options table."""
+        from phantom.tap import Options
+
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        missing = [option[0] for option in Options.optFlags + Options.optParameters if f"`--{option[0]}`" not in readme]
+        self.assertEqual(missing, [])

@@ -3,7 +3,6 @@
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
-from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.node import PhantomNode
@@ -32,5 +31,7 @@ class PluginTests(SynchronousTestCase):
     def test_badOptions(self):
         """Bad option values are usage errors that name the problem."""
         for argv in (["--port", "ssl:443"], ["--bootstrap", "nowhere"], ["--listen-address", "x"]):
-            with self.assertRaises(UsageError):
+            with self.assertRaises(SystemExit) as caught:
                 Options().parseOptions(argv)
+            self.assertTrue(str(caught.exception.code).startswith("phantom: "))
+            self.assertNotIn("\n", str(caught.exception.code))

@@ -21,16 +21,65 @@ people). Other programs ask nodes with L{ControlClient} directly.
 
 import getopt
 import hashlib
+import ipaddress
 import os
+import sys
+from datetime import datetime, timezone
 
 from twisted.python import usage
 
-from phantom.control.client import ControlClient, ControlError
-from phantom.control.runner import runCommandLine
+from phantom.control.runner import printOrQuit, runCommandLine
+from phantom.version import versionLine
+
+# The client and the runner load Twisted's reactor and AMP: imported where they are used, so
+# that ``phantomctl status`` (L{quickStatus}) and ``--help`` run without them.
+
+PROGRAM = "phantomctl"
+NODE_OPTION = "[--node DIR]"
 
 
-class _Subcommand(usage.Options):
+def refuseNonAp(text):
+    """@return: C{text}, an AP-address. @raise usage.UsageError: it is not one (fd00::/8), so nothing is sent."""
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise usage.UsageError(f"{text!r} is not an AP-address (an IPv6 address in fd00::/8)") from None
+    if address.packed[0] != 0xFD:
+        raise usage.UsageError(f"{text} is not an AP-address (fd00::/8): Phantom reaches AP-addresses only")
+    return text
+
+
+def isoTime(epochSeconds):
+    """@return: C{epochSeconds} as an ISO 8601 UTC time, to the second."""
+    return datetime.fromtimestamp(epochSeconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Common:
+    """C{-h} as C{--help}, and Phantom's C{--version}, on every command."""
+
+    def opt_help(self):
+        """Display this help and exit."""
+        printOrQuit(str(self))
+        raise SystemExit(0)
+
+    opt_h = opt_help
+
+    def opt_version(self):
+        """Print Phantom's version and the protocol version, and exit."""
+        printOrQuit(versionLine(PROGRAM))
+        raise SystemExit(0)
+
+
+class _Help(_Common):
+    """The usage line names the whole command."""
+
+    def getSynopsis(self):
+        return f"Usage: {PROGRAM} {NODE_OPTION} {self.command} {self.synopsis}".rstrip()
+
+
+class _Subcommand(_Help, usage.Options):
     optFlags = [["json", "j", "Print the result as one JSON object."]]
+    command = ""
 
     def parseOptions(self, options=None):
         # Options may follow the arguments (``dht put KEY VALUE --ttl 60``), as in GNU tools.
@@ -42,9 +91,14 @@ class _Subcommand(usage.Options):
         super().parseOptions(reordered + ["--"] + arguments)
 
     async def run(self, reactor):
-        """Ask the node; the result as JSON or as text, for L{runCommandLine} to print."""
+        """
+        Ask the node; the result as JSON or as text, for L{runCommandLine} to print, and the
+        exit code: 1 when the answer is that nothing was found.
+        """
+        from phantom.control.client import ControlClient
+
         result = await self.ask(ControlClient.forNode(reactor, self.parent["node"]))
-        return result if self["json"] else self.render(result)
+        return (result if self["json"] else self.render(result)), (1 if result.get("found") is False else 0)
 
     async def ask(self, client):
         """
@@ -73,6 +127,7 @@ def formatUptime(seconds):
 class StatusOptions(_Subcommand):
     """``phantomctl status``: node id, addresses, uptime, open links and peers."""
 
+    command = "status"
     synopsis = "[--json]"
 
     async def ask(self, client):
@@ -83,7 +138,7 @@ class StatusOptions(_Subcommand):
         lines = [
             f"node       {result['node_id']}",
             f"listening  {result['listening']}",
-            f"DHT API    {result['api']}",
+            f"DHT API    {result['api'] or 'not listening (no --api-address)'}",
             f"uptime     {formatUptime(result['uptime'])}",
             f"links      {result['links']} open ({result['connections']} connections)",
             f"peers      {len(result['peers'])}",
@@ -117,6 +172,7 @@ def describeValue(value):
 class PeersOptions(_Subcommand):
     """``phantomctl peers``: the routing table."""
 
+    command = "peers"
     synopsis = "[--json]"
 
     async def ask(self, client):
@@ -141,6 +197,7 @@ class PeersOptions(_Subcommand):
 class DhtPutOptions(_Subcommand):
     """``phantomctl dht put KEY VALUE``: store a value as a module-API PUT does."""
 
+    command = "dht put"
     synopsis = "KEY VALUE [--ttl S] [--replication N] [--json]"
     optParameters = [
         ["ttl", "t", 3600, "Seconds the value should live (clamped by the node).", int],
@@ -164,6 +221,7 @@ class DhtPutOptions(_Subcommand):
 class DhtGetOptions(_Subcommand):
     """``phantomctl dht get KEY``: find a value as a module-API GET does."""
 
+    command = "dht get"
     synopsis = "KEY [--json]"
 
     def parseArgs(self, key):
@@ -182,6 +240,7 @@ class DhtGetOptions(_Subcommand):
 class PathBuildOptions(_Subcommand):
     """``phantomctl path build``: build a routing path and say how long each phase took."""
 
+    command = "path build"
     synopsis = "--kind exit|entry [--x N] [--y N] [--json]"
     optParameters = [
         ["kind", "k", "exit", "exit or entry."],
@@ -208,6 +267,7 @@ class PathBuildOptions(_Subcommand):
 class PathListOptions(_Subcommand):
     """``phantomctl path list``: the paths this node owns."""
 
+    command = "path list"
     synopsis = "[--json]"
 
     async def ask(self, client):
@@ -224,10 +284,11 @@ class PathListOptions(_Subcommand):
 class RouteLookupOptions(_Subcommand):
     """``phantomctl route lookup AP``: the verified routing entry of an AP-address."""
 
+    command = "route lookup"
     synopsis = "AP [--json]"
 
     def parseArgs(self, apAddress):
-        self["ap_address"] = apAddress
+        self["ap_address"] = refuseNonAp(apAddress)
 
     async def ask(self, client):
         return {**await client.routeLookup(self["ap_address"]), "ap_address": self["ap_address"]}
@@ -235,7 +296,7 @@ class RouteLookupOptions(_Subcommand):
     def render(self, result):
         if not result["found"]:
             return f"no routing entry for {result['ap_address']}"
-        lines = [f"{result['ap_address']}  version {result['sequence']}, expires at {result['expires']}"]
+        lines = [f"{result['ap_address']}  version {result['sequence']}, expires at {isoTime(result['expires'])}"]
         lines += [f"  entry node {n['node_id']}  {n['address']}" for n in result["entry_nodes"]]
         return "\n".join(lines)
 
@@ -243,10 +304,11 @@ class RouteLookupOptions(_Subcommand):
 class TunnelOpenOptions(_Subcommand):
     """``phantomctl tunnel open AP``: open a tunnel with end-to-end TLS, time an echo, close it."""
 
+    command = "tunnel open"
     synopsis = "AP [--json]"
 
     def parseArgs(self, apAddress):
-        self["ap_address"] = apAddress
+        self["ap_address"] = refuseNonAp(apAddress)
 
     async def ask(self, client):
         opened = await client.tunnelOpen(self["ap_address"])
@@ -260,6 +322,7 @@ class TunnelOpenOptions(_Subcommand):
 class TunnelListOptions(_Subcommand):
     """``phantomctl tunnel list``: the tunnels this node owns an end of."""
 
+    command = "tunnel list"
     synopsis = "[--json]"
 
     async def ask(self, client):
@@ -274,8 +337,10 @@ class TunnelListOptions(_Subcommand):
         return "\n".join(lines)
 
 
-class _Group(usage.Options):
+class _Group(_Help, usage.Options):
     """A command with subcommands of its own (``phantomctl dht put``)."""
+
+    synopsis = "COMMAND [--json]"
 
     def postOptions(self):
         if self.subCommand is None:
@@ -289,6 +354,8 @@ class _Group(usage.Options):
 class PathOptions(_Group):
     """``phantomctl path``: routing paths."""
 
+    command = "path"
+
     subCommands = [
         ["build", None, PathBuildOptions, "Build a routing path."],
         ["list", None, PathListOptions, "List the paths this node owns."],
@@ -298,12 +365,15 @@ class PathOptions(_Group):
 class RouteOptions(_Group):
     """``phantomctl route``: routing entries."""
 
+    command = "route"
+
     subCommands = [["lookup", None, RouteLookupOptions, "Look up an AP-address's routing entry."]]
 
 
 class TunStatusOptions(_Subcommand):
     """``phantomctl tun status``: the tun device, and packets and drops per direction."""
 
+    command = "tun status"
     synopsis = "[--json]"
 
     async def ask(self, client):
@@ -320,11 +390,15 @@ class TunStatusOptions(_Subcommand):
 class TunOptions(_Group):
     """``phantomctl tun``: the tun device."""
 
+    command = "tun"
+
     subCommands = [["status", None, TunStatusOptions, "Show the device, and packets and drops per direction."]]
 
 
 class TunnelOptions(_Group):
     """``phantomctl tunnel``: routing tunnels."""
+
+    command = "tunnel"
 
     subCommands = [
         ["open", None, TunnelOpenOptions, "Open a tunnel to an AP-address and time an echo through it."],
@@ -335,16 +409,18 @@ class TunnelOptions(_Group):
 class DhtOptions(_Group):
     """``phantomctl dht``: the network database's module-API operations."""
 
+    command = "dht"
+
     subCommands = [
         ["put", None, DhtPutOptions, "Store a value."],
         ["get", None, DhtGetOptions, "Find a value."],
     ]
 
 
-class Options(usage.Options):
+class Options(_Common, usage.Options):
     """The options of ``phantomctl``."""
 
-    synopsis = "[--node DIR] COMMAND [--json]"
+    synopsis = f"Usage: {PROGRAM} {NODE_OPTION} COMMAND [ARGUMENTS] [--json]"
     optParameters = [
         [
             "node",
@@ -368,6 +444,38 @@ class Options(usage.Options):
             raise usage.UsageError("a command is needed")
 
 
+def quickStatusNode(argv):
+    """
+    @return: the data directory C{argv} asks the text status of (C{[--node DIR] status}), or
+        C{None} for any other command line.
+    """
+    node = Options.optParameters[0][2]
+    if argv[:1] in (["--node"], ["-n"]) and len(argv) == 3:
+        node, argv = argv[1], argv[2:]
+    elif len(argv) == 2 and argv[0].startswith("--node="):
+        node, argv = argv[0].partition("=")[2], argv[1:]
+    return node if argv == ["status"] else None
+
+
+def quickStatus(node):
+    """``phantomctl status`` without Twisted (L{phantom.control.quick}): @return: the exit code."""
+    from phantom.control.quick import STATUS_TYPES, QuickError, ask
+
+    try:
+        result = ask(node, "Status", STATUS_TYPES)
+    except QuickError as e:
+        print(f"{PROGRAM}: {e}", file=sys.stderr)
+        return 1
+    printOrQuit(StatusOptions().render({**result, "uptime": round(result["uptime"], 3)}))
+    return 0
+
+
 def main(argv=None):
     """Entry point of ``phantomctl``."""
-    runCommandLine("phantomctl", Options(), argv, (ControlError,))
+    argv = sys.argv[1:] if argv is None else argv
+    node = quickStatusNode(argv)
+    if node is not None:
+        raise SystemExit(quickStatus(node))
+    from phantom.control.client import ControlError
+
+    runCommandLine(PROGRAM, Options(), argv, (ControlError,))

@@ -27,9 +27,24 @@ throughput at MTU 1400 and 0.52 times at 65000.
 IFA_F_NODAD = 0x02
 
 
+CAP_NET_ADMIN = 12
+
+
+def _hasNetAdmin():
+    """Whether this process holds CAP_NET_ADMIN (on Linux, from /proc; elsewhere: is it root)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
 def whyNoTunDevice():
     """@return: why this process cannot create a tun device, or C{None} if it can."""
-    if os.geteuid() != 0:
+    if not _hasNetAdmin():
         return "needs root (CAP_NET_ADMIN) to create a tun device"
     if not os.path.exists("/dev/net/tun"):
         return "no /dev/net/tun on this machine"

@@ -5,12 +5,15 @@ are carried through tunnels to an AP-address. Both run over end-to-end TLS
 (L{phantom.tunnel.endpoint}); the byte shovelling is C{twisted.protocols.portforward}'s.
 """
 
+import os
+
 from twisted.application.service import Service
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols import portforward
 
-from phantom.address import parseAddress, parseHostPort, serverEndpoint
+from phantom.address import formatHostPort, parseAddress, serverEndpoint
 from phantom.tunnel.endpoint import TunnelClientEndpoint, TunnelServerEndpoint
 
 
@@ -22,7 +25,7 @@ class EchoService(Protocol):
 
 
 class TunnelProxyServer(portforward.ProxyServer):
-    """A local connection carried through a tunnel to the factory's AP-address."""
+    """A connection passed on through the factory's client endpoint: a tunnel, or a served program."""
 
     def connectionMade(self):
         self.transport.pauseProducing()
@@ -32,31 +35,38 @@ class TunnelProxyServer(portforward.ProxyServer):
         connecting.addErrback(self._failed)
 
     def _failed(self, failure):
-        self.factory.log.warn("no tunnel for a local connection: {why}", why=failure.getErrorMessage())
+        self.factory.log.warn("{what}: {why}", what=self.factory.failed, why=failure.getErrorMessage())
         self.transport.loseConnection()
 
 
 class TunnelProxyFactory(Factory):
-    """Makes a L{TunnelProxyServer} for each local connection, all to C{endpoint}."""
+    """
+    Makes a L{TunnelProxyServer} for each connection, all to C{endpoint}.
+
+    @param failed: what the warning says when C{endpoint} cannot be reached.
+    """
 
     protocol = TunnelProxyServer
     log = Logger()
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, failed="no tunnel for a local connection"):
         self.endpoint = endpoint
+        self.failed = failed
 
 
-def inboundFactory(serve, reactor):
+def inboundFactory(served, reactor):
     """
-    @param serve: L{phantom.config.TunnelSettings.serve}.
+    @param served: what L{phantom.config.TunnelSettings.served} gives: C{echo}, C{none},
+        C{(host, port)} or a client endpoint string.
     @return: the factory of what answers inbound tunnels, or C{None} to refuse them.
     """
-    if serve == "none":
+    if served == "none":
         return None
-    if serve == "echo":
+    if served == "echo":
         return Factory.forProtocol(EchoService)
-    host, port = parseHostPort(serve)
-    factory = portforward.ProxyFactory(host, port)
+    if isinstance(served, str):
+        return TunnelProxyFactory(clientFromString(reactor, served), failed=f"cannot pass an inbound tunnel on to {served}")
+    factory = portforward.ProxyFactory(*served)
     factory.protocol = type("ProxyServer", (portforward.ProxyServer,), {"reactor": reactor})
     return factory
 
@@ -83,26 +93,31 @@ class TunnelPorts(Service):
         self._listening = []
         """The ports listening while running: the forwarded ones, and the tunnels' inbound one."""
         self.forwarded = []
-        """C{(host, port, apText)} of each forwarded port, as bound."""
+        """C{(host, port, apText)} of each forwarded port, as bound (a unix socket: C{(path, None, apText)})."""
 
     def privilegedStartService(self):
         super().privilegedStartService()
-        for (host, port), apText in self._settings.forwards():
+        for listen, apText in self._settings.forwards():
             endpoint = TunnelClientEndpoint(self._tunnels, self._endToEnd, parseAddress(apText))
-            server = serverEndpoint(self._reactor, host, port)
+            if isinstance(listen, str):
+                server, where = serverFromString(self._reactor, listen), listen
+            else:
+                server, where = serverEndpoint(self._reactor, *listen), formatHostPort(*listen)
             listening = server.listen(TunnelProxyFactory(endpoint))
             listening.addCallback(self._forwarding, apText)
-            listening.addErrback(lambda failure, where=f"{host}:{port}": self.log.failure("cannot forward {where}", failure, where=where))
+            listening.addErrback(lambda failure, where=where: self.log.failure("cannot forward {where}", failure, where=where))
 
     def _forwarding(self, port, apText):
         self._listening.append(port)
         bound = port.getHost()
-        self.forwarded.append((bound.host, bound.port, apText))
-        self.log.info("forwarding {host}:{port} through tunnels to {ap}", host=bound.host, port=bound.port, ap=apText)
+        host, portNumber = (bound.host, bound.port) if hasattr(bound, "port") else (os.fsdecode(bound.name), None)
+        self.forwarded.append((host, portNumber, apText))
+        where = formatHostPort(host, portNumber) if portNumber is not None else host
+        self.log.info("forwarding {where} through tunnels to {ap}", where=where, ap=apText)
 
     def startService(self):
         super().startService()
-        factory = self._inbound or inboundFactory(self._settings.serve, self._reactor)
+        factory = self._inbound or inboundFactory(self._settings.served(), self._reactor)
         if factory is not None:
             listening = TunnelServerEndpoint(self._tunnels, self._endToEnd).listen(factory)
             listening.addCallback(self._listening.append)

@@ -96,9 +96,9 @@ class ControlTests(TestCase):
         second = startNode(self, "127.0.0.27", bootstrap=first.address)
         await second.dht.joined
 
-        async def phantomctl(node, *args):
+        async def phantomctl(node, *args, expect=0):
             out, err, code = await getProcessOutputAndValue(PHANTOMCTL, ["--node", node.config.dataDir, *args], env=os.environ)
-            self.assertEqual(code, 0, err)
+            self.assertEqual(code, expect, err)
             return out.decode()
 
         stored = json.loads(await phantomctl(first, "dht", "put", "some key", "some value", "--ttl", "60", "--json"))
@@ -106,7 +106,8 @@ class ControlTests(TestCase):
         found = json.loads(await phantomctl(second, "dht", "get", "--json", "some key"))
         self.assertEqual((found["found"], found["value"]), (True, "some value"))
         self.assertEqual(await phantomctl(second, "dht", "get", "some key"), "some value\n")
-        missing = json.loads(await phantomctl(second, "dht", "get", "ab" * 32, "--json"))
+        missing = json.loads(await phantomctl(second, "dht", "get", "ab" * 32, "--json", expect=1))
+        self.assertIn("nothing found", await phantomctl(second, "dht", "get", "ab" * 32, expect=1))
         self.assertEqual((missing["found"], missing["key"]), (False, "ab" * 32))
         peers = json.loads(await phantomctl(second, "peers", "--json"))
         self.assertEqual([c["node_id"] for c in peers["contacts"]], [first.nodeId.hex()])
@@ -139,7 +140,8 @@ class ControlTests(TestCase):
         route = json.loads(await phantomctl(others[5], "route", "lookup", built["ap_address"], "--json"))
         self.assertTrue(route["found"])
         self.assertEqual([n["node_id"] for n in route["entry_nodes"]], [built["nodes"][-1]])
-        self.assertIn("not an IPv6 address", await phantomctl(others[5], "route", "lookup", "nonsense", expect=1))
+        self.assertIn("not an AP-address", await phantomctl(others[5], "route", "lookup", "nonsense", expect=2))
+        self.assertIn("not an AP-address", await phantomctl(others[5], "tunnel", "open", "2001:db8::1", expect=2))
         self.assertIn("two X-nodes", await phantomctl(others[0], "path", "build", "--x", "1", "--y", "2", expect=1))
 
         # A tunnel from another node's exit path to the entry path's AP-address, echoed by default.
