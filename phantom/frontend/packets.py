@@ -34,6 +34,8 @@ class UnreachableCode:
 
     NO_ROUTE = 0
     ADDRESS_UNREACHABLE = 3
+    SOURCE_POLICY = 5
+    """Source address failed ingress/egress policy: no tunnel is opened from the published AP-address."""
 
 
 def parsePacket(packet):

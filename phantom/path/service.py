@@ -114,6 +114,7 @@ class PathService(Service):
         )
         self._exitShape = None
         self._waitingForExit = []
+        self._builtWatchers = []
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
@@ -199,6 +200,13 @@ class PathService(Service):
         d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
 
     # What the tunnels of this node ask of its paths
+
+    def onPathBuilt(self, f):
+        """
+        Call C{f(path)} with every path this node builds, as soon as it is built: before whoever
+        waits for it gets it.
+        """
+        self._builtWatchers.append(f)
 
     def exitPath(self):
         """
@@ -298,6 +306,8 @@ class PathService(Service):
             )
             link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
             self.paths.append(path)
+            for watcher in self._builtWatchers:
+                watcher(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))

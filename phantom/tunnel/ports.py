@@ -88,7 +88,7 @@ class TunnelPorts(Service):
     def privilegedStartService(self):
         super().privilegedStartService()
         for (host, port), apText in self._settings.forwards():
-            endpoint = TunnelClientEndpoint(self._tunnels, self._endToEnd, parseAddress(apText))
+            endpoint = TunnelClientEndpoint(self._tunnels, parseAddress(apText))
             server = serverEndpoint(self._reactor, host, port)
             listening = server.listen(TunnelProxyFactory(endpoint))
             listening.addCallback(self._forwarding, apText)

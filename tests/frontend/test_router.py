@@ -12,25 +12,50 @@ from phantom.frontend.device import DEFAULT_MTU, TunDevice
 from phantom.frontend.packets import HEADER, ICMPV6, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
 from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
+from tests.link.helpers import LogCollector
 
 A = b"\xfd" + b"\x0a" * 15
 B = b"\xfd" + b"\x0b" * 15
 C = b"\xfd" + b"\x0c" * 15
+EA = b"\xfd" + b"\xea" * 15
+"""A's exit AP: its programs connect out from it."""
+EB = b"\xfd" + b"\xeb" * 15
 
 
 def packet(source, destination, payload=b"ping"):
     return HEADER.pack(6 << 28, len(payload), 17, 64, source, destination) + payload
 
 
-class Node:
-    """A router on an in-memory tun device."""
+class FakeExits:
+    """The exit APs of a node's exit paths, as the router and device see them."""
 
-    def __init__(self, testCase, address, connect):
+    def __init__(self, addresses):
+        self.addresses = list(addresses)
+        self._watchers = []
+
+    def watch(self, f):
+        self._watchers.append(f)
+
+    def change(self, addresses):
+        self.addresses = list(addresses)
+        for f in self._watchers:
+            f()
+
+
+class Node:
+    """A router on an in-memory tun device, with its published AP-address and exit APs."""
+
+    def __init__(self, testCase, address, connect, exits=(), readdress=None):
         self.system = MemoryIOSystem()
         self.system.registerSpecialDevice(Tunnel._DEVICE_NAME, Tunnel)
         self.configured = []
-        self.router = PacketRouter(address, connect)
-        self.device = TunDevice("ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system)
+        self.readdressed = []
+        self.exits = FakeExits(exits)
+        self.router = PacketRouter(address, connect, exits=self.exits)
+        self.device = TunDevice(
+            "ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system,
+            exits=self.exits, readdress=readdress or (lambda *args: self.readdressed.append(args)),
+        )
         self.device.privilegedStartService()
         self.device.startService()
         testCase.addCleanup(self.device.stopService)
@@ -49,16 +74,16 @@ class Node:
 
 
 class Wire(StringTransport):
-    """One end of an in-memory tunnel: a transport that knows the far end's AP-address."""
+    """One end of an in-memory tunnel: a transport that knows both ends' AP-addresses."""
 
-    def __init__(self, peer):
-        super().__init__(peerAddress=TunnelAddress(peer))
+    def __init__(self, local, peer):
+        super().__init__(hostAddress=TunnelAddress(local), peerAddress=TunnelAddress(peer))
 
 
 def join(left, leftAddress, right, rightAddress):
     """Connect two packet tunnels back to back and authenticate both ends."""
-    left.makeConnection(Wire(rightAddress))
-    right.makeConnection(Wire(leftAddress))
+    left.makeConnection(Wire(leftAddress, rightAddress))
+    right.makeConnection(Wire(rightAddress, leftAddress))
     left.handshakeCompleted()
     right.handshakeCompleted()
 
@@ -79,31 +104,36 @@ def pump(*tunnels):
 class RouterTests(SynchronousTestCase):
     def setUp(self):
         self.opened = []
-        self.b = Node(self, B, lambda ap, protocol: fail(AssertionError("B opens nothing")))
+        self.b = Node(self, B, lambda source, ap, protocol: fail(AssertionError("B opens nothing")), exits=[EB])
 
-        def connect(apAddress, protocol):
+        def connect(source, apAddress, protocol):
             self.opened.append(apAddress)
             if apAddress != B:
                 return fail(ConnectionRefusedError("no such AP-address"))
             far = PacketTunnel(self.b.router)
-            join(protocol, A, far, B)
+            join(protocol, source, far, B)
             self.pair = ((protocol, far), (far, protocol))
             return succeed(protocol)
 
-        self.a = Node(self, A, connect)
+        self.a = Node(self, A, connect, exits=[EA])
 
     def test_configured(self):
-        """The device is configured with the node's AP-address."""
+        """
+        The device is configured with the node's published AP-address, and carries its exit AP,
+        the source the fd00::/8 route prefers.
+        """
         self.assertEqual(self.a.configured, [("ph0", A, DEFAULT_MTU)])
+        self.assertEqual(self.a.readdressed, [("ph0", [EA], [], EA)])
+        self.assertEqual(self.a.device.exitAddresses, [EA])
 
     def test_packetsBothWays(self):
         """The first packet opens a tunnel; packets go through it both ways, in order."""
-        first, second = packet(A, B, b"one"), packet(A, B, b"two")
+        first, second = packet(EA, B, b"one"), packet(EA, B, b"two")
         self.a.inject(first, second)
         pump(*self.pair)
         self.assertEqual(self.b.written(), [first, second])
         self.assertEqual(self.opened, [B])
-        reply = packet(B, A, b"pong")
+        reply = packet(B, EA, b"pong")
         self.b.inject(reply)
         pump(*self.pair)
         self.assertEqual(self.a.written(), [reply])
@@ -112,11 +142,11 @@ class RouterTests(SynchronousTestCase):
 
     def test_unreachableAnswered(self):
         """A destination no tunnel reaches gets ICMPv6 destination-unreachable, from our address."""
-        self.a.inject(packet(A, C))
+        self.a.inject(packet(EA, C))
         [error] = self.a.written()
-        self.assertEqual(parsePacket(error), (A, A))
+        self.assertEqual(parsePacket(error), (A, EA))
         self.assertEqual(error[40:42], b"\x01\x03")
-        outside = packet(A, b"\x20\x01" + bytes(14))
+        outside = packet(EA, b"\x20\x01" + bytes(14))
         self.a.inject(outside)
         [error] = self.a.written()
         self.assertEqual(error[40:42], b"\x01\x00")
@@ -127,8 +157,8 @@ class RouterTests(SynchronousTestCase):
         An ICMPv6 error that cannot be delivered gets no error back (RFC 4443 §2.4 e), so two
         routers cannot bounce errors between them; an ICMPv6 echo request still does.
         """
-        unreachable = HEADER.pack(6 << 28, 8, ICMPV6, 64, A, C) + b"\x01\x03" + bytes(6)
-        echo = HEADER.pack(6 << 28, 8, ICMPV6, 64, A, b"\x20\x01" + bytes(14)) + b"\x80\x00" + bytes(6)
+        unreachable = HEADER.pack(6 << 28, 8, ICMPV6, 64, EA, C) + b"\x01\x03" + bytes(6)
+        echo = HEADER.pack(6 << 28, 8, ICMPV6, 64, EA, b"\x20\x01" + bytes(14)) + b"\x80\x00" + bytes(6)
         self.a.inject(unreachable, echo)
         [error] = self.a.written()
         self.assertEqual(error[40:42], b"\x01\x00")
@@ -141,15 +171,15 @@ class RouterTests(SynchronousTestCase):
         packets from it: the router is given them directly.)
         """
         self.a.tun.SEND_BUFFER_SIZE = self.b.tun.SEND_BUFFER_SIZE = 2 * MAX_PACKET
-        huge = packet(A, B, bytes(0xFFFF))
+        huge = packet(EA, B, bytes(0xFFFF))
         self.a.router.fromDevice(huge)
         [error] = self.a.written()
-        self.assertEqual(parsePacket(error), (A, A))
+        self.assertEqual(parsePacket(error), (A, EA))
         self.assertEqual(error[40:42], b"\x02\x00")
         self.assertEqual(int.from_bytes(error[44:48], "big"), MAX_PACKET)
         self.assertEqual(len(error), MINIMUM_MTU)
         self.assertEqual(self.opened, [])
-        fits = packet(A, B, bytes(MAX_PACKET - 40))
+        fits = packet(EA, B, bytes(MAX_PACKET - 40))
         for each in (fits, huge, fits):
             self.a.router.fromDevice(each)
         pump(*self.pair)
@@ -160,32 +190,39 @@ class RouterTests(SynchronousTestCase):
     def test_badPacketsCountedAndDropped(self):
         """Non-IPv6, truncated and foreign-source packets are counted and dropped; forwarding goes on."""
         ipv4 = bytes([0x45]) + bytes(27)
-        good = packet(A, B)
+        good = packet(EA, B)
         self.a.inject(ipv4, good[:30], packet(C, B), good)
         pump(*self.pair)
         self.assertEqual(self.b.written(), [good])
         counts = self.a.router.counts
         self.assertEqual(counts["dropped: malformed from the device"], 2)
-        self.assertEqual(counts["dropped: not from this node's AP-address"], 1)
+        self.assertEqual(counts["dropped: not from this node's AP-addresses"], 1)
 
     def test_tunnelCannotSpoof(self):
-        """A packet from a tunnel must come from its far end's AP-address and be for us."""
-        self.a.inject(packet(A, B))
+        """
+        A packet from a tunnel must come from its far end's AP-address and be for this end's:
+        so a server cannot reach its client's published AP-address through a tunnel the client
+        opened from its exit AP.
+        """
+        self.a.inject(packet(EA, B))
         pump(*self.pair)
         self.b.written()
-        (_, far), _ = self.pair
-        for forged in (packet(C, B), packet(A, C)):
+        (near, far), _ = self.pair
+        for forged in (packet(C, B), packet(EA, C), packet(A, B)):
             far.dataReceived(framePacket(forged))
         self.assertEqual(self.b.written(), [])
-        self.assertEqual(self.b.router.counts["dropped: addresses not the tunnel's ends"], 2)
+        self.assertEqual(self.b.router.counts["dropped: addresses not the tunnel's ends"], 3)
+        near.dataReceived(framePacket(packet(B, A)))
+        self.assertEqual(self.a.written(), [])
+        self.assertEqual(self.a.router.counts["dropped: addresses not the tunnel's ends"], 1)
 
     def test_queueBoundedWhileOpening(self):
         """While a tunnel opens, a bounded number of packets waits; the rest are dropped and counted."""
         waiting = Deferred()
-        router = PacketRouter(A, lambda ap, protocol: waiting, queueLimit=3)
+        router = PacketRouter(A, lambda source, ap, protocol: waiting, queueLimit=3, exits=FakeExits([EA]))
         for _ in range(5):
-            router.fromDevice(packet(A, C))
-        self.assertEqual(len(router.pending[C]), 3)
+            router.fromDevice(packet(EA, C))
+        self.assertEqual(len(router.pending[EA, C]), 3)
         self.assertEqual(router.counts["dropped: queue full while a tunnel opens"], 2)
 
     def test_failedWritesCounted(self):
@@ -195,21 +232,99 @@ class RouterTests(SynchronousTestCase):
             raise OSError("no buffer space")
 
         self.a.router.writeToDevice = broken
-        self.a.router.toDevice(packet(B, A))
+        self.a.router.toDevice(packet(B, EA))
         self.assertEqual(self.a.router.counts["dropped: device write failed"], 1)
 
     def test_badFrameClosesOnlyItsTunnel(self):
         """A tunnel that frames an empty packet is closed; the router goes on with the others."""
-        self.a.inject(packet(A, B))
+        self.a.inject(packet(EA, B))
         pump(*self.pair)
         self.b.written()
         (_, far), _ = self.pair
         stray = PacketTunnel(self.b.router)
-        join(PacketTunnel(self.a.router), C, stray, C)
+        join(PacketTunnel(self.a.router), EA, stray, C)
         stray.dataReceived(b"\x00\x00")
         self.assertTrue(stray.transport.disconnecting)
         self.assertFalse(far.transport.disconnecting)
-        reply = packet(B, A, b"still here")
+        reply = packet(B, EA, b"still here")
         self.b.inject(reply)
         pump(*self.pair)
         self.assertEqual(self.a.written(), [reply])
+
+
+class IdentityRoutingTests(SynchronousTestCase):
+    """Packets go through tunnels by both ends: exit APs out, the published AP-address only back."""
+
+    def setUp(self):
+        self.opened = []
+
+        def connect(source, apAddress, protocol):
+            self.opened.append((source, apAddress))
+            return Deferred()
+
+        self.a = Node(self, A, connect, exits=[EA])
+        self.b = Node(self, B, lambda source, ap, protocol: fail(AssertionError("B opens nothing")), exits=[EB])
+
+    def test_publishedAddressOpensNoTunnel(self):
+        """
+        A packet from the published AP-address with no tunnel it came in by opens none: it is
+        answered with ICMPv6 destination-unreachable, code 5 (source address failed policy).
+        """
+        self.a.inject(packet(A, B))
+        [error] = self.a.written()
+        self.assertEqual(parsePacket(error), (A, A))
+        self.assertEqual(error[40:42], b"\x01\x05")
+        self.assertEqual(self.opened, [])
+        self.assertEqual(self.a.router.counts["refused: no tunnel opens from the published AP-address"], 1)
+        self.a.inject(packet(EA, B))
+        self.assertEqual(self.opened, [(EA, B)])
+
+    def test_repliesFromThePublishedAddress(self):
+        """
+        A tunnel B opened from its exit AP to A's published AP-address carries B's packets to A,
+        and A's replies from its published AP-address back; not a packet A sends from its exit AP.
+        """
+        outer, inner = PacketTunnel(self.b.router), PacketTunnel(self.a.router)
+        join(outer, EB, inner, A)
+        pair = ((outer, inner), (inner, outer))
+        request = packet(EB, A, b"syn")
+        self.b.inject(request)
+        pump(*pair)
+        self.assertEqual(self.a.written(), [request])
+        reply = packet(A, EB, b"syn-ack")
+        self.a.inject(reply)
+        pump(*pair)
+        self.assertEqual(self.b.written(), [reply])
+        self.a.inject(packet(EA, EB, b"linked?"))
+        pump(*pair)
+        self.assertEqual(self.b.written(), [])
+        self.assertEqual(self.opened, [(EA, EB)])
+
+    def test_exitAddressesFollowTheExitPaths(self):
+        """
+        A new exit AP is carried and preferred as soon as its path exists; the old one stays
+        until it is no longer in use, and packets from it are dropped after that.
+        """
+        self.a.exits.change([C, EA])
+        self.assertEqual(self.a.readdressed[-1], ("ph0", [C], [], C))
+        self.a.inject(packet(C, B))
+        self.assertEqual(self.opened[-1], (C, B))
+        self.a.exits.change([C])
+        self.assertEqual(self.a.readdressed[-1], ("ph0", [], [EA], C))
+        self.assertEqual(self.a.device.exitAddresses, [C])
+        self.a.inject(packet(EA, B))
+        self.assertEqual(self.a.router.counts["dropped: not from this node's AP-addresses"], 1)
+        self.assertEqual(len(self.opened), 1)
+
+    def test_readdressingFailureLogged(self):
+        """A device that cannot be readdressed (no CAP_NET_ADMIN) keeps its addresses, and says why."""
+
+        def refuse(*args):
+            raise OSError(1, "Operation not permitted")
+
+        logged = LogCollector(self, "phantom.frontend")
+        node = Node(self, A, lambda source, ap, protocol: Deferred(), exits=[EA], readdress=refuse)
+        self.assertEqual(node.device.exitAddresses, [])
+        node.exits.change([C])
+        self.assertEqual(node.device.exitAddresses, [])
+        self.assertTrue(any("Operation not permitted" in line for line in logged.lines), logged.lines)
