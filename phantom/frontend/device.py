@@ -149,8 +149,9 @@ class TunDevice(Service):
         except OSError as e:
             self.log.warn("tun device {name}: cannot change its exit AP-addresses: {why}", name=self.name, why=e.strerror or str(e))
             return
-        self.exitAddresses = wanted
-        self.log.info("tun device {name}: connects out from exit AP {address}", name=self.name, address=formatAddress(wanted[0]))
+        before, self.exitAddresses = self.exitAddresses, wanted
+        if before[:1] != wanted[:1]:
+            self.log.info("tun device {name}: connects out from exit AP {address}", name=self.name, address=formatAddress(wanted[0]))
 
     def stopService(self):
         super().stopService()
