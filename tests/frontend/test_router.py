@@ -3,6 +3,7 @@ The frontend's router and device protocol against Twisted's in-memory tun system
 one node's device come out of another's, through packet tunnels; bad packets are counted.
 """
 
+from hypothesis import given, strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.pair.testing import MemoryIOSystem, Tunnel
@@ -328,3 +329,36 @@ class IdentityRoutingTests(SynchronousTestCase):
         node.exits.change([C])
         self.assertEqual(node.device.exitAddresses, [])
         self.assertTrue(any("Operation not permitted" in line for line in logged.lines), logged.lines)
+
+
+ANY_ADDRESS = st.sampled_from([A, B, C, EA, EB]) | st.binary(min_size=16, max_size=16)
+
+
+class IdentityProperties(SynchronousTestCase):
+    @given(st.lists(st.tuples(st.booleans(), ANY_ADDRESS, ANY_ADDRESS), max_size=30))
+    def test_publishedAddressNeverLeavesThroughAnOpenedTunnel(self, events):
+        """
+        Whatever packets come from the device or from the tunnel A opened from its exit AP
+        to B: A opens tunnels only from its exit AP, never sends its published AP-address
+        through the tunnel it opened, and writes to its device only what that tunnel's far end
+        sent to that tunnel's near end.
+        """
+        sent = []
+        router = PacketRouter(A, lambda source, ap, protocol: sent.append(source) or Deferred(), exits=FakeExits([EA]))
+        written = []
+        router.writeToDevice = written.append
+        opened = PacketTunnel(router)
+        opened.makeConnection(Wire(EA, B))
+        opened.handshakeCompleted()
+        for fromDevice, source, destination in events:
+            before = len(opened.transport.value())
+            if fromDevice:
+                router.fromDevice(packet(source, destination))
+                if len(opened.transport.value()) > before:
+                    self.assertEqual((source, destination), (EA, B))
+            else:
+                count = len(written)
+                opened.dataReceived(framePacket(packet(source, destination)))
+                if len(written) > count:
+                    self.assertEqual(parsePacket(written[-1]), (B, EA))
+        self.assertTrue(all(source == EA for source in sent))
