@@ -7,18 +7,33 @@ ICMPv6 error itself is never answered with another, RFC 4443 §2.4 e), and count
 and why.
 """
 
-from collections import Counter
+from collections import Counter, OrderedDict
 
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.frontend.packets import MAX_PACKET, PacketDeframer, UnreachableCode, destinationUnreachable, framePacket, isApAddress, isIcmpError, packetTooBig, parsePacket
+from phantom.frontend.packets import (
+    MAX_PACKET,
+    UDP,
+    PacketDeframer,
+    UnreachableCode,
+    destinationUnreachable,
+    framePacket,
+    isApAddress,
+    isIcmpError,
+    isUnsolicited,
+    packetTooBig,
+    parsePacket,
+    portsOf,
+)
 from phantom.wire import ProtocolError
 
 QUEUE_LIMIT = 32
 """Packets held for a destination while its tunnel opens; more are dropped."""
+FLOW_LIMIT = 256
+"""UDP port pairs remembered per tunnel opened from an exit AP; the oldest is forgotten first."""
 
 
 @implementer(IHandshakeListener)
@@ -30,12 +45,16 @@ class PacketTunnel(Protocol):
     @ivar local: this end's AP-address: an exit AP for a tunnel this node opened, its published
         AP-address for one it accepted.
     @ivar peer: the far end's, authenticated.
+    @ivar flows: the UDP C{(local port, far port)} pairs this end has sent from, at most
+        L{FLOW_LIMIT}: through a tunnel opened from an exit AP, only UDP answering one of them
+        comes in.
     """
 
     def __init__(self, router):
         self._router = router
         self._deframer = PacketDeframer()
         self.local = self.peer = None
+        self.flows = OrderedDict()
 
     def handshakeCompleted(self):
         self.local = self.transport.getHost().apAddress
@@ -43,8 +62,20 @@ class PacketTunnel(Protocol):
         self._router.tunnelUp(self)
 
     def sendPacket(self, packet):
-        """Send one packet to the far end."""
+        """Send one packet (valid, from this end to the far end) to the far end."""
+        ports = self._portsOf(packet) if packet[6] == UDP else None
+        if ports is not None:
+            self.flows[ports] = None
+            self.flows.move_to_end(ports)
+            if len(self.flows) > FLOW_LIMIT:
+                self.flows.popitem(last=False)
         self.transport.write(framePacket(packet))
+
+    def _portsOf(self, packet):
+        try:
+            return portsOf(packet)
+        except ProtocolError:
+            return None
 
     def dataReceived(self, data):
         try:
@@ -180,15 +211,24 @@ class PacketRouter:
         """
         A packet from the far end of C{tunnel}: write it to the device if it comes from that end
         and is for this one (so a server cannot reach this node's published AP-address through a
-        tunnel opened from an exit AP, nor the reverse).
+        tunnel opened from an exit AP, nor the reverse). Through a tunnel opened from an exit AP
+        only answers come in: no new TCP connection, echo request, or UDP but to a port pair
+        this end has sent from; else a server could find the services of the node's published
+        AP-address at its exit AP too.
         """
         try:
             source, destination = parsePacket(packet)
+            unsolicited = destination != self.ownAddress and (
+                isUnsolicited(packet) or (packet[6] == UDP and tuple(reversed(portsOf(packet))) not in tunnel.flows)
+            )
         except ProtocolError:
             self.counts["dropped: malformed from a tunnel"] += 1
             return
         if source != tunnel.peer or destination != tunnel.local:
             self.counts["dropped: addresses not the tunnel's ends"] += 1
+            return
+        if unsolicited:
+            self.counts["dropped: unsolicited to an exit AP"] += 1
             return
         self.counts["tunnel in"] += 1
         self.toDevice(packet)

@@ -3,6 +3,8 @@ The frontend's router and device protocol against Twisted's in-memory tun system
 one node's device come out of another's, through packet tunnels; bad packets are counted.
 """
 
+import struct
+
 from hypothesis import given, strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -10,8 +12,8 @@ from twisted.pair.testing import MemoryIOSystem, Tunnel
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.frontend.device import DEFAULT_MTU, TunDevice
-from phantom.frontend.packets import HEADER, ICMPV6, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
-from phantom.frontend.router import PacketRouter, PacketTunnel
+from phantom.frontend.packets import HEADER, ICMPV6, UDP, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
+from phantom.frontend.router import FLOW_LIMIT, PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
 from tests.link.helpers import LogCollector
 
@@ -23,8 +25,15 @@ EA = b"\xfd" + b"\xea" * 15
 EB = b"\xfd" + b"\xeb" * 15
 
 
-def packet(source, destination, payload=b"ping"):
-    return HEADER.pack(6 << 28, len(payload), 17, 64, source, destination) + payload
+def packet(source, destination, payload=b"ping", ports=(1000, 2000)):
+    """A UDP datagram from C{source} to C{destination} between C{ports}."""
+    datagram = struct.pack("!HHHH", *ports, 8 + len(payload), 0) + payload
+    return HEADER.pack(6 << 28, len(datagram), UDP, 64, source, destination) + datagram
+
+
+def reply(source, destination, payload=b"pong"):
+    """A UDP datagram answering one L{packet} sent."""
+    return packet(source, destination, payload, ports=(2000, 1000))
 
 
 class FakeExits:
@@ -134,10 +143,10 @@ class RouterTests(SynchronousTestCase):
         pump(*self.pair)
         self.assertEqual(self.b.written(), [first, second])
         self.assertEqual(self.opened, [B])
-        reply = packet(B, EA, b"pong")
-        self.b.inject(reply)
+        answer = reply(B, EA)
+        self.b.inject(answer)
         pump(*self.pair)
-        self.assertEqual(self.a.written(), [reply])
+        self.assertEqual(self.a.written(), [answer])
         self.assertEqual(self.a.router.counts["tunnel out"], 2)
         self.assertEqual(self.b.router.counts["tunnel in"], 2)
 
@@ -172,7 +181,7 @@ class RouterTests(SynchronousTestCase):
         packets from it: the router is given them directly.)
         """
         self.a.tun.SEND_BUFFER_SIZE = self.b.tun.SEND_BUFFER_SIZE = 2 * MAX_PACKET
-        huge = packet(EA, B, bytes(0xFFFF))
+        huge = packet(EA, B, bytes(0xFFFF - 8))
         self.a.router.fromDevice(huge)
         [error] = self.a.written()
         self.assertEqual(parsePacket(error), (A, EA))
@@ -180,7 +189,7 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(int.from_bytes(error[44:48], "big"), MAX_PACKET)
         self.assertEqual(len(error), MINIMUM_MTU)
         self.assertEqual(self.opened, [])
-        fits = packet(EA, B, bytes(MAX_PACKET - 40))
+        fits = packet(EA, B, bytes(MAX_PACKET - 48))
         for each in (fits, huge, fits):
             self.a.router.fromDevice(each)
         pump(*self.pair)
@@ -247,10 +256,10 @@ class RouterTests(SynchronousTestCase):
         stray.dataReceived(b"\x00\x00")
         self.assertTrue(stray.transport.disconnecting)
         self.assertFalse(far.transport.disconnecting)
-        reply = packet(B, EA, b"still here")
-        self.b.inject(reply)
+        answer = reply(B, EA, b"still here")
+        self.b.inject(answer)
         pump(*self.pair)
-        self.assertEqual(self.a.written(), [reply])
+        self.assertEqual(self.a.written(), [answer])
 
 
 class IdentityRoutingTests(SynchronousTestCase):
@@ -292,10 +301,10 @@ class IdentityRoutingTests(SynchronousTestCase):
         self.b.inject(request)
         pump(*pair)
         self.assertEqual(self.a.written(), [request])
-        reply = packet(A, EB, b"syn-ack")
-        self.a.inject(reply)
+        answer = reply(A, EB, b"syn-ack")
+        self.a.inject(answer)
         pump(*pair)
-        self.assertEqual(self.b.written(), [reply])
+        self.assertEqual(self.b.written(), [answer])
         self.a.inject(packet(EA, EB, b"linked?"))
         pump(*pair)
         self.assertEqual(self.b.written(), [])
@@ -362,3 +371,76 @@ class IdentityProperties(SynchronousTestCase):
                 if len(written) > count:
                     self.assertEqual(parsePacket(written[-1]), (B, EA))
         self.assertTrue(all(source == EA for source in sent))
+
+
+def tcp(source, destination, flags, ports=(2000, 1000)):
+    """A TCP segment with C{flags} (no options, no payload)."""
+    segment = struct.pack("!HHIIBBHHH", *ports, 0, 0, 5 << 4, flags, 65535, 0, 0)
+    return HEADER.pack(6 << 28, len(segment), 6, 64, source, destination) + segment
+
+
+def icmp(source, destination, icmpType):
+    message = struct.pack("!BBHHH", icmpType, 0, 0, 1, 1)
+    return HEADER.pack(6 << 28, len(message), ICMPV6, 64, source, destination) + message
+
+
+class AnswersOnlyTests(SynchronousTestCase):
+    """
+    Through a tunnel opened from an exit AP only answers come in, so a server cannot find the
+    services of its client's published AP-address at the client's exit AP.
+    """
+
+    def setUp(self):
+        self.a = Node(self, A, lambda source, ap, protocol: Deferred(), exits=[EA])
+        self.opened = PacketTunnel(self.a.router)
+        self.opened.makeConnection(Wire(EA, B))
+        self.opened.handshakeCompleted()
+        self.accepted = PacketTunnel(self.a.router)
+        self.accepted.makeConnection(Wire(A, EB))
+        self.accepted.handshakeCompleted()
+
+    def arrive(self, tunnel, *packets):
+        for each in packets:
+            tunnel.dataReceived(framePacket(each))
+        return self.a.written()
+
+    def test_onlyAnswersToTheExitAp(self):
+        """
+        To the exit AP: a TCP SYN, an echo request, UDP to ports it has not sent from, and a next
+        header the router does not follow are dropped; SYN-ACK, other segments, echo replies,
+        ICMPv6 errors and UDP answers come in.
+        """
+        unsolicited = [
+            tcp(B, EA, 0x02),
+            icmp(B, EA, 128),
+            packet(B, EA, ports=(53, 53)),
+            reply(B, EA),
+            HEADER.pack(6 << 28, 8, 0, 64, B, EA) + bytes(8),
+        ]
+        self.assertEqual(self.arrive(self.opened, *unsolicited), [])
+        self.assertEqual(self.a.router.counts["dropped: unsolicited to an exit AP"], 5)
+        self.a.inject(packet(EA, B))
+        answers = [tcp(B, EA, 0x12), tcp(B, EA, 0x10), tcp(B, EA, 0x04), icmp(B, EA, 129), icmp(B, EA, 1), reply(B, EA)]
+        self.assertEqual(self.arrive(self.opened, *answers), answers)
+
+    def test_everythingToThePublishedAddress(self):
+        """To the published AP-address (its hidden service) anything comes in that tunnel's far end sends."""
+        new = [tcp(EB, A, 0x02), icmp(EB, A, 128), packet(EB, A, ports=(53, 53))]
+        self.assertEqual(self.arrive(self.accepted, *new), new)
+
+    def test_cutShortHeaders(self):
+        """A TCP, UDP or ICMPv6 header cut short is counted as malformed and dropped; the tunnel goes on."""
+        for nextHeader in (6, 17, 58):
+            self.arrive(self.opened, HEADER.pack(6 << 28, 0, nextHeader, 64, B, EA))
+        self.assertEqual(self.a.router.counts["dropped: malformed from a tunnel"], 3)
+        self.assertFalse(self.opened.transport.disconnecting)
+        self.assertEqual(self.arrive(self.opened, icmp(B, EA, 129)), [icmp(B, EA, 129)])
+
+    def test_flowsBounded(self):
+        """A tunnel remembers at most FLOW_LIMIT UDP port pairs, forgetting the oldest first."""
+        for port in range(FLOW_LIMIT + 1):
+            self.opened.sendPacket(packet(EA, B, ports=(port, 7)))
+        self.assertEqual(len(self.opened.flows), FLOW_LIMIT)
+        self.assertNotIn((0, 7), self.opened.flows)
+        self.assertEqual(self.arrive(self.opened, packet(B, EA, ports=(7, 0))), [])
+        self.assertEqual(len(self.arrive(self.opened, packet(B, EA, ports=(7, FLOW_LIMIT)))), 1)
