@@ -10,6 +10,7 @@ tun device connects out from that address before the path it will take exists.
 """
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from twisted.internet.defer import Deferred
 
 from phantom.address import formatAddress
 from phantom.errors import TunnelFailed
@@ -34,6 +35,8 @@ class ExitIdentity:
         self.apAddress = self.endToEnd.apAddress
         self.path = None
         self.tunnels = set()
+        self.unused = []
+        """Deferreds that fire once no tunnel opened with it is open (L{ExitIdentities.whenUnused})."""
 
     @property
     def pathGone(self):
@@ -91,6 +94,10 @@ class ExitIdentities:
 
         def closed():
             identity.tunnels.discard(tunnel)
+            if not identity.tunnels:
+                waiting, identity.unused = identity.unused, []
+                for d in waiting:
+                    d.callback(None)
             self._drop(identity)
 
         tunnel.whenClosed.append(closed)
@@ -115,6 +122,27 @@ class ExitIdentities:
         """The exit APs in use: L{current}'s first, then those of older paths with tunnels open."""
         current = self.current
         return [current.apAddress] + [identity.apAddress for identity in reversed(self.kept) if identity is not current]
+
+    def whenUnused(self, path):
+        """
+        What a replaced exit path waits for before it closes
+        (L{phantom.path.service.PathService.holdReplaced}): its tunnels keep their identity,
+        and their path, until they close.
+
+        @return: a Deferred that fires once no tunnel opened with C{path}'s identity is open, or
+            C{None} if none is.
+        """
+        identity = self.ofPath(path)
+        if identity is None or not identity.tunnels:
+            return None
+
+        def cancel(d):
+            if d in identity.unused:
+                identity.unused.remove(d)
+
+        d = Deferred(cancel)
+        identity.unused.append(d)
+        return d
 
     def ofAddress(self, apAddress):
         """@return: the L{ExitIdentity} of C{apAddress}, or C{None} if it is none of this node's in use."""

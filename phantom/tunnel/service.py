@@ -197,6 +197,7 @@ class TunnelService(MultiService):
         self.exits = exits if exits is not None else ExitIdentities(clock)
         """The client identities of this node's exit paths: outbound tunnels present theirs, never L{address}."""
         paths.onPathBuilt(self.exits.pathBuilt)
+        paths.holdReplaced(self.exits.whenUnused)
         self._listener = None
         self.tunnels = set()
         """The open tunnels this node owns an end of."""

@@ -3,6 +3,8 @@ Per-exit-path client identities: L{ExitIdentities} alone, and what servers see o
 clients on the in-memory network.
 """
 
+from dataclasses import replace
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -164,6 +166,31 @@ class ClientIdentityTests(NetworkTestCase):
         self.network.settle()
         self.assertEqual(exits.addresses, [exits.ofPath(second).apAddress])
         self.failureResultOf(self.client.tunnels.open(self.server.apAddress, source=old.apAddress), TunnelFailed)
+
+    def test_tunnelOutlivesItsPathsRenewal(self):
+        """
+        An exit path renewed while a tunnel runs over it stays open, no longer handed out,
+        until that tunnel closes: the tunnel keeps its exit AP and stays open; new tunnels take the
+        new exit path's; then the old path closes and its exit AP goes.
+        """
+        exits = self.client.tunnels.exits
+        acceptInto(self.server, [])
+        self.client.paths.settings = replace(self.client.paths.settings, lifetime=100.0, renewAhead=60.0)
+        first = self.network.buildPath(self.client, EXIT, self.network.nodes[5:8])
+        old = exits.ofPath(first)
+        tunnel = self.opened(self.network, self.client, self.server.apAddress)
+        self.network.runFor(45)
+        [second] = self.client.paths.paths
+        self.assertIsNot(second, first)
+        self.assertFalse(first.gone)
+        self.assertIs(exits.current, exits.ofPath(second))
+        self.assertEqual(exits.addresses, [exits.ofPath(second).apAddress, old.apAddress])
+        self.assertIn(tunnel, self.client.tunnels.tunnels)
+        self.assertEqual(self.opened(self.network, self.client, self.server.apAddress).getHost(), TunnelAddress(exits.ofPath(second).apAddress))
+        tunnel.loseConnection()
+        self.network.settle()
+        self.assertTrue(first.gone)
+        self.assertNotIn(old.apAddress, exits.addresses)
 
     def test_pendingIdentityTakesTheExitPathBuiltForIt(self):
         """
