@@ -10,7 +10,7 @@ tun device connects out from that address before the path it will take exists.
 """
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from twisted.internet.defer import Deferred
+from phantom.link.ending import Ending
 
 from phantom.address import formatAddress
 from phantom.errors import TunnelFailed
@@ -35,8 +35,8 @@ class ExitIdentity:
         self.apAddress = self.endToEnd.apAddress
         self.path = None
         self.tunnels = set()
-        self.unused = []
-        """Deferreds that fire once no tunnel opened with it is open (L{ExitIdentities.whenUnused})."""
+        self.unused = Ending()
+        """Ends once no tunnel opened with it is open (L{ExitIdentities.whenUnused}); a new one follows."""
 
     @property
     def pathGone(self):
@@ -95,9 +95,8 @@ class ExitIdentities:
         def closed():
             identity.tunnels.discard(tunnel)
             if not identity.tunnels:
-                waiting, identity.unused = identity.unused, []
-                for d in waiting:
-                    d.callback(None)
+                ended, identity.unused = identity.unused, Ending()
+                ended.end()
             self._drop(identity)
 
         tunnel.whenClosed.append(closed)
@@ -135,14 +134,7 @@ class ExitIdentities:
         identity = self.ofPath(path)
         if identity is None or not identity.tunnels:
             return None
-
-        def cancel(d):
-            if d in identity.unused:
-                identity.unused.remove(d)
-
-        d = Deferred(cancel)
-        identity.unused.append(d)
-        return d
+        return identity.unused.whenEnded()
 
     def ofAddress(self, apAddress):
         """@return: the L{ExitIdentity} of C{apAddress}, or C{None} if it is none of this node's in use."""
