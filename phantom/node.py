@@ -83,8 +83,8 @@ class PhantomNode(MultiService):
         self.endToEnd = EndToEnd(self.identity.routingKey)
         self.router = self.device = None
         if config.tun is not None:
-            self.router = PacketRouter(self.apAddress, self._connectPackets)
-            self.device = TunDevice(config.tun, self.router, reactor)
+            self.router = PacketRouter(self.apAddress, self._connectPackets, exits=self.tunnels.exits)
+            self.device = TunDevice(config.tun, self.router, reactor, exits=self.tunnels.exits)
             self.device.setServiceParent(self)
         inbound = Factory.forProtocol(lambda: PacketTunnel(self.router)) if self.router is not None else None
         self.tunnelPorts = TunnelPorts(self.tunnels, self.endToEnd, config.tunnel, reactor, inbound=inbound)
@@ -104,8 +104,8 @@ class PhantomNode(MultiService):
         """
         self.tunnels.pathFrameReceived(path, side, payload)
 
-    def _connectPackets(self, apAddress, protocol):
-        return self.connectTunnel(apAddress, OneProtocolFactory(protocol))
+    def _connectPackets(self, source, apAddress, protocol):
+        return TunnelClientEndpoint(self.tunnels, apAddress, source).connect(OneProtocolFactory(protocol))
 
     @property
     def nodeId(self):
@@ -193,7 +193,10 @@ class PhantomNode(MultiService):
         return self.paths.paths
 
     def connectTunnel(self, apAddress, factory):
-        return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(factory)
+        return TunnelClientEndpoint(self.tunnels, apAddress).connect(factory)
+
+    def exitAddresses(self):
+        return self.tunnels.exits.addresses
 
     def ownedTunnels(self):
         return self.tunnels.tunnels

@@ -143,6 +143,9 @@ class StatusOptions(_Subcommand):
             f"links      {result['links']} open ({result['connections']} connections)",
             f"peers      {len(result['peers'])}",
         ]
+        exits = result.get("exit_addresses", [])
+        if exits:
+            lines.insert(3, f"exit APs   {', '.join(exits)} (connects out from the first; never published)")
         for peer in result["peers"]:
             lines.append(
                 f"  {peer['node_id']}  {peer['address']}  in {peer['inbound']} out {peer['outbound']}"
@@ -329,7 +332,8 @@ class TunnelListOptions(_Subcommand):
         return await client.tunnelList()
 
     def render(self, result):
-        lines = [f"AP-address {result['ap_address']}; carrying {result['carried']} tunnels for others"]
+        exits = "".join(f", exit AP {address}" for address in result["exit_addresses"][:1])
+        lines = [f"AP-address {result['ap_address']}{exits}; carrying {result['carried']} tunnels for others"]
         lines += [
             f"{t['direction']:3}  {t['peer'] or 'peer not yet known'}  {formatUptime(t['age'])} old  {t['sent']} B sent  {t['received']} B received"
             for t in result["tunnels"]
@@ -383,6 +387,7 @@ class TunStatusOptions(_Subcommand):
         if not result["device"]:
             return f"no tun device (start the node with --tun NAME); AP-address {result['ap_address']}"
         lines = [f"{result['device']}: {result['ap_address']}/128, fd00::/8 routed through it; {result['tunnels']} packet tunnels open"]
+        lines += [f"  exit AP {address}/128" + (" (programs connect out from it)" if index == 0 else " (until its tunnels close)") for index, address in enumerate(result["exit_addresses"])]
         lines += [f"  {event:45} {packets}" for event, packets in result["counts"].items()]
         return "\n".join(lines)
 

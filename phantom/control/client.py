@@ -96,8 +96,9 @@ class ControlClient:
     def status(self):
         """
         @return: a Deferred of the node's state: C{node_id}, C{listening} and C{api}
-            (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, and C{peers}: dicts
-            with C{node_id}, C{address}, C{inbound} and C{outbound}.
+            (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, C{peers}: dicts
+            with C{node_id}, C{address}, C{inbound} and C{outbound}, and C{exit_addresses}: the
+            exit APs it connects out from, the current one first.
         """
         return self._ask(Status).addCallback(lambda r: {**r, "peers": _plain(r["peers"])})
 
@@ -164,13 +165,14 @@ class ControlClient:
         """
         @return: a Deferred of the node's C{ap_address}, the C{tunnels} it owns an end of
             (dicts with C{direction}, C{peer}, C{age}, C{sent}, C{received}), and how many it
-            has C{carried} for others.
+            has C{carried} for others, and its C{exit_addresses}.
         """
         return self._ask(TunnelList).addCallback(lambda r: {**r, "tunnels": _plain(r["tunnels"])})
 
     def tunStatus(self):
         """
-        @return: a Deferred of the node's tun C{device} (empty without one), C{ap_address},
-            the packet C{tunnels} open, and C{counts}: packets by event.
+        @return: a Deferred of the node's tun C{device} (empty without one), C{ap_address}
+            (published), C{exit_addresses} (the exit APs the device carries, the one programs
+            connect out from first), the packet C{tunnels} open, and C{counts}: packets by event.
         """
         return self._ask(TunStatus).addCallback(lambda r: {**r, "counts": {c["event"]: c["packets"] for c in r["counts"]}})

@@ -39,6 +39,7 @@ class Status(Command):
         (b"links", Integer()),
         (b"connections", Integer()),
         (b"peers", AmpList(PEER)),
+        (b"exit_addresses", ListOf(Unicode())),
     ]
 
 
@@ -137,16 +138,21 @@ class TunnelList(Command):
         (b"ap_address", Unicode()),
         (b"tunnels", AmpList([(b"direction", Unicode()), (b"peer", Unicode()), (b"age", Float()), (b"sent", Integer()), (b"received", Integer())])),
         (b"carried", Integer()),
+        (b"exit_addresses", ListOf(Unicode())),
     ]
 
 
 class TunStatus(Command):
-    """The tun device: its name, the node's AP-address, and packets and drops per direction."""
+    """
+    The tun device: its name, the node's published AP-address and the exit APs it carries (the
+    first the one programs connect out from), and packets and drops per direction.
+    """
 
     arguments = []
     response = [
         (b"device", Unicode()),
         (b"ap_address", Unicode()),
+        (b"exit_addresses", ListOf(Unicode())),
         (b"tunnels", Integer()),
         (b"counts", AmpList([(b"event", Unicode()), (b"packets", Integer())])),
     ]

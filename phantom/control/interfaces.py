@@ -92,6 +92,13 @@ class IControlledNode(Interface):
         @return: a Deferred of the connected protocol.
         """
 
+    def exitAddresses():
+        """
+        @return: the exit APs it connects out from (16 bytes each; never published): that of its
+            newest exit path first (or of the next one, while it has none), then those of older
+            exit paths still in use.
+        """
+
     def ownedTunnels():
         """
         @return: the tunnels it owns an end of (C{outbound}, C{getPeer()}, C{openedAt},

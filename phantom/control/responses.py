@@ -48,7 +48,13 @@ def status(node):
         "links": links,
         "connections": connections,
         "peers": peers(node),
+        "exit_addresses": exitAddresses(node),
     }
+
+
+def exitAddresses(node):
+    """@return: the exit APs C{node} connects out from, as text: the current one first."""
+    return [formatAddress(address) for address in node.exitAddresses()]
 
 
 def routing(node):
@@ -123,16 +129,18 @@ def tunnelList(node):
             for tunnel in node.ownedTunnels()
         ],
         "carried": node.carriedCount(),
+        "exit_addresses": exitAddresses(node),
     }
 
 
 def tunStatus(node):
     """The response of L{TunStatus<phantom.control.commands.TunStatus>}: C{node}'s tun device."""
     if node.router is None:
-        return {"device": "", "ap_address": formatAddress(node.apAddress), "tunnels": 0, "counts": []}
+        return {"device": "", "ap_address": formatAddress(node.apAddress), "exit_addresses": exitAddresses(node), "tunnels": 0, "counts": []}
     return {
         "device": node.device.name,
         "ap_address": formatAddress(node.apAddress),
+        "exit_addresses": exitAddresses(node),
         "tunnels": len(node.router.tunnels),
         "counts": [{"event": event, "packets": count} for event, count in sorted(node.router.counts.items())],
     }

@@ -2,9 +2,11 @@
 The tun device: C{twisted.pair.tuntap.TuntapPort} in TUN mode with an IPv6-only packet protocol,
 configured through netlink (pyroute2): link up, MTU, the node's AP-address, a route for
 C{fd00::/8}. The device is opened and configured in C{privilegedStartService}, so that
-C{twistd --uid/--gid} can drop privileges afterwards.
+C{twistd --uid/--gid} can drop privileges afterwards; but the exit APs it carries change with
+the exit paths, which needs C{CAP_NET_ADMIN} while the node runs.
 """
 
+import errno
 import os
 import socket
 
@@ -80,6 +82,33 @@ def configureDevice(name, apAddress, mtu):
         ip.route("add", dst="fd00::", dst_len=8, oif=index, family=socket.AF_INET6)
 
 
+def readdressDevice(name, add, remove, preferred):
+    """
+    Add the exit APs C{add} to the device (as /128, no duplicate detection), make C{preferred}
+    the source the C{fd00::/8} route prefers, then remove the exit APs C{remove}; an address
+    already there or already gone is no error.
+
+    @raise OSError: netlink refused (no C{CAP_NET_ADMIN}, say).
+    """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ip:
+            [index] = ip.link_lookup(ifname=name)
+            for address in add:
+                ip.addr("replace", index=index, address=formatAddress(address), prefixlen=128, flags=IFA_F_NODAD, family=socket.AF_INET6)
+            ip.route("replace", dst="fd00::", dst_len=8, oif=index, prefsrc=formatAddress(preferred), family=socket.AF_INET6)
+            for address in remove:
+                try:
+                    ip.addr("del", index=index, address=formatAddress(address), prefixlen=128, family=socket.AF_INET6)
+                except NetlinkError as e:
+                    if e.code != errno.EADDRNOTAVAIL:
+                        raise
+    except NetlinkError as e:
+        raise OSError(e.code, f"netlink: {e}") from e
+
+
 class TunDevice(Service):
     """
     The node's tun device, feeding the router and written by it.
@@ -88,18 +117,29 @@ class TunDevice(Service):
     @param router: the L{phantom.frontend.router.PacketRouter}.
     @param configure: C{configure(name, apAddress, mtu)} (L{configureDevice}).
     @param system: the I/O system of C{TuntapPort} (tests pass an in-memory one).
+    @param exits: the client identities of the node's exit paths
+        (L{phantom.tunnel.identities.ExitIdentities}: C{addresses}, the preferred first, and
+        C{watch}): the device carries their exit APs beside the published AP-address, and the
+        route prefers the first as source, so programs connect out from it.
+    @param readdress: C{readdress(name, add, remove, preferred)} (L{readdressDevice}).
+    @ivar exitAddresses: the exit APs on the device, the preferred source first.
     """
 
     log = Logger()
 
-    def __init__(self, name, router, reactor, mtu=DEFAULT_MTU, configure=configureDevice, system=None):
+    def __init__(self, name, router, reactor, mtu=DEFAULT_MTU, configure=configureDevice, system=None, exits=None, readdress=readdressDevice):
         self.name = name
         self._router = router
         self._reactor = reactor
         self.mtu = mtu
         self._configure = configure
         self._system = system
+        self._exits = exits
+        self._readdress = readdress
+        self.exitAddresses = []
         self.port = None
+        if exits is not None:
+            exits.watch(self._exitsChanged)
 
     def privilegedStartService(self):
         super().privilegedStartService()
@@ -108,6 +148,25 @@ class TunDevice(Service):
         self._router.writeToDevice = self.port.write
         self._configure(self.name, self._router.ownAddress, self.mtu)
         self.log.info("tun device {name}: {address}/128, fd00::/8 routed through it, MTU {mtu}", name=self.name, address=formatAddress(self._router.ownAddress), mtu=self.mtu)
+        self._exitsChanged()
+
+    def _exitsChanged(self):
+        """Carry the exit APs in use, and prefer the current one as source."""
+        if self.port is None or self._exits is None:
+            return
+        wanted = list(self._exits.addresses)
+        if wanted == self.exitAddresses:
+            return
+        add = [address for address in wanted if address not in self.exitAddresses]
+        remove = [address for address in self.exitAddresses if address not in wanted]
+        try:
+            self._readdress(self.name, add, remove, wanted[0])
+        except OSError as e:
+            self.log.warn("tun device {name}: cannot change its exit AP-addresses: {why}", name=self.name, why=e.strerror or str(e))
+            return
+        before, self.exitAddresses = self.exitAddresses, wanted
+        if before[:1] != wanted[:1]:
+            self.log.info("tun device {name}: connects out from exit AP {address}", name=self.name, address=formatAddress(wanted[0]))
 
     def stopService(self):
         super().stopService()

@@ -11,7 +11,12 @@ from phantom.wire import ProtocolError
 HEADER = struct.Struct("!IHBB16s16s")
 """The fixed IPv6 header: version, class and flow label; payload length; next header; hop limit; addresses."""
 HEADER_SIZE = HEADER.size
-ICMPV6 = 58
+TCP, UDP, ICMPV6 = 6, 17, 58
+PORTS = struct.Struct("!HH")
+"""The source and destination ports that begin a TCP or UDP header."""
+TCP_FLAGS_OFFSET = 13
+TCP_SYN, TCP_ACK = 0x02, 0x10
+ECHO_REQUEST = 128
 MINIMUM_MTU = 1280
 """The smallest link MTU IPv6 allows: an ICMPv6 error never makes a longer packet (RFC 4443)."""
 AP_PREFIX = b"\xfd"
@@ -34,6 +39,8 @@ class UnreachableCode:
 
     NO_ROUTE = 0
     ADDRESS_UNREACHABLE = 3
+    SOURCE_POLICY = 5
+    """Source address failed ingress/egress policy: no tunnel is opened from the published AP-address."""
 
 
 def parsePacket(packet):
@@ -57,6 +64,44 @@ def isIcmpError(packet):
     after the IPv6 header: one that must never be answered with another error (RFC 4443 §2.4 e).
     """
     return packet[6] == ICMPV6 and len(packet) > HEADER_SIZE and packet[HEADER_SIZE] < 128
+
+
+def portsOf(packet):
+    """
+    The ports of a valid IPv6 packet that carries TCP or UDP right after its header.
+
+    @return: C{(source port, destination port)}, or C{None} for any other next header.
+    @raise ProtocolError: its TCP or UDP header is cut short.
+    """
+    if packet[6] not in (TCP, UDP):
+        return None
+    if len(packet) < HEADER_SIZE + (TCP_FLAGS_OFFSET + 1 if packet[6] == TCP else 8):
+        raise ProtocolError(f"a {'TCP' if packet[6] == TCP else 'UDP'} header cut short in a packet of {len(packet)} bytes")
+    return PORTS.unpack_from(packet, HEADER_SIZE)
+
+
+def isUnsolicited(packet):
+    """
+    Whether a valid IPv6 packet would begin something at its destination rather than answer
+    what the destination sent: a TCP SYN without ACK, an ICMPv6 echo request, or a next header
+    the frontend does not follow (extension headers, protocols other than TCP, UDP and ICMPv6).
+    UDP is never unsolicited by itself: the router tells it by the flows it has seen.
+
+    @raise ProtocolError: its TCP or ICMPv6 header is cut short.
+    """
+    nextHeader = packet[6]
+    if nextHeader == TCP:
+        portsOf(packet)
+        flags = packet[HEADER_SIZE + TCP_FLAGS_OFFSET]
+        return flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    if nextHeader == UDP:
+        portsOf(packet)
+        return False
+    if nextHeader == ICMPV6:
+        if len(packet) <= HEADER_SIZE:
+            raise ProtocolError("an ICMPv6 packet without its type")
+        return packet[HEADER_SIZE] == ECHO_REQUEST
+    return True
 
 
 def isApAddress(address):

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from phantom.address import Contact
@@ -118,6 +118,10 @@ class PathService(Service):
         )
         self._exitShape = None
         self._waitingForExit = []
+        self._builtWatchers = []
+        self._replacedHolds = []
+        self.draining = []
+        """Replaced paths kept open, no longer handed out, while what runs over them finishes (L{holdReplaced})."""
         self.pool = NodePool(
             lambda count, exclude: dht.sampleNodes(count, exclude=exclude), clock, random, settings.poolSize, settings.poolRefresh
         )
@@ -139,6 +143,8 @@ class PathService(Service):
             participation.giveUp("the node is stopping")
         for path in list(self.paths):
             self.paths.remove(path)
+            path.link.close()
+        for path in list(self.draining):
             path.link.close()
         for relayed in list(self.relaying.values()):
             relayed.tearDown()
@@ -188,7 +194,7 @@ class PathService(Service):
         self.log.info("replacing an {kind} path: {why}", kind=old.kind, why=why)
 
         def retire(result):
-            old.link.close()
+            self._release(old)
             return result
 
         def finished(result):
@@ -202,7 +208,38 @@ class PathService(Service):
         d.addBoth(retire)
         d.addErrback(lambda failure: self.log.warn("no replacement path: {why}", why=failure.getErrorMessage()))
 
+    def _release(self, path):
+        """Close a replaced path once every hold on it is released, and C{lifetime} seconds after at most."""
+        holds = [d for d in (hold(path) for hold in self._replacedHolds) if d is not None]
+        if not holds or not self.running:
+            path.link.close()
+            return
+        self.draining.append(path)
+
+        def close(result):
+            self.draining = [other for other in self.draining if other is not path]
+            path.link.close()
+
+        released = DeferredList(holds, consumeErrors=True)
+        released.addTimeout(self.settings.lifetime, self._clock)
+        released.addBoth(close)
+
     # What the tunnels of this node ask of its paths
+
+    def holdReplaced(self, hold):
+        """
+        Keep a path that has been replaced open, though no longer handed out, until the Deferred
+        C{hold(path)} fires (C{None}: nothing to wait for), and C{lifetime} seconds at most: what
+        runs over it may finish there.
+        """
+        self._replacedHolds.append(hold)
+
+    def onPathBuilt(self, f):
+        """
+        Call C{f(path)} with every path this node builds, as soon as it is built: before whoever
+        waits for it gets it.
+        """
+        self._builtWatchers.append(f)
 
     def exitPath(self):
         """
@@ -302,6 +339,8 @@ class PathService(Service):
             )
             link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
             self.paths.append(path)
+            for watcher in self._builtWatchers:
+                watcher(path)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))

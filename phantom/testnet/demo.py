@@ -63,6 +63,7 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     entry = await serverControl.pathBuild("entry", x, y, BUILD_TIMEOUT)
     exit = await clientControl.pathBuild("exit", x, y, BUILD_TIMEOUT)
     clientAp = (await clientControl.tunnelList())["ap_address"]
+    [clientExit, *_] = (await clientControl.tunStatus())["exit_addresses"]
     serverAp = entry["ap_address"]
     pinged = await pingFrom(reactor, manifest, client, serverAp)
     transferred = await transfer(reactor, manifest, client, server, serverAp, mib)
@@ -70,7 +71,9 @@ async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
     return {
         "client_tun_counts": tun["counts"],
         "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"], "entry_nodes": entry["nodes"]},
-        "client": {"node": client.name, "ap_address": clientAp, "exit_path_seconds": exit["seconds"], "exit_nodes": exit["nodes"]},
+        "client": {
+            "node": client.name, "ap_address": clientAp, "exit_address": clientExit, "exit_path_seconds": exit["seconds"], "exit_nodes": exit["nodes"],
+        },
         "ping": pinged,
         "transfer": transferred,
     }
@@ -81,8 +84,9 @@ async def transfer(reactor, manifest, client, server, serverAp, mib, port=DEMO_P
     Send C{mib} MiB over TCP from C{client}'s namespace to C{serverAp}:C{port} in C{server}'s.
 
     @param whileSending: called, without arguments, once the sender has connected.
-    @return: bytes, seconds, MiB/s, whether the checksums match, and the source address the
-        server saw.
+    @return: bytes, seconds, MiB/s, whether the checksums match, the source address the
+        server saw (C{from}), and the addresses the sender's connection ran between
+        (C{sender_local}, C{sender_peer}).
     @raise TestnetError: the transfer failed (the sink is stopped).
     """
     listening = Deferred()
@@ -111,6 +115,8 @@ async def transfer(reactor, manifest, client, server, serverAp, mib, port=DEMO_P
         "mib_per_second": sent["bytes"] / (1 << 20) / sent["seconds"],
         "checksum_matches": sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"],
         "from": received["from"],
+        "sender_local": sent["local"],
+        "sender_peer": sent["peer"],
     }
 
 
@@ -137,6 +143,7 @@ def renderDemo(result):
             f"ping6: {ping['replies']} replies, round trips {rtts} ms",
             f"TCP: {transfer['bytes'] / (1 << 20):.0f} MiB in {transfer['seconds']:.2f} s ({transfer['mib_per_second']:.1f} MiB/s), "
             + ("checksums match" if transfer["checksum_matches"] else "CHECKSUMS DIFFER"),
-            f"the server saw the client as {transfer['from']}",
+            f"the server saw the client as {transfer['from']}"
+            + (" (its exit AP, not its published AP-address)" if transfer["from"] == result["client"]["exit_address"] else ""),
         ]
     )

@@ -4,7 +4,8 @@ AP-addresses on the tun devices. Each prints one JSON object.
 
     python -m phantom.testnet.probe ping AP [COUNT]     ICMPv6 echo, round trips in ms
     python -m phantom.testnet.probe sink AP PORT        accept one TCP connection, count and hash
-    python -m phantom.testnet.probe send AP PORT MIB    send MIB of random bytes, hash them
+    python -m phantom.testnet.probe send AP PORT MIB    send MIB of random bytes, hash them; the
+                                                        addresses the connection ran between
 """
 
 import hashlib
@@ -63,12 +64,13 @@ def send(address, port, mib):
     data = os.urandom(int(mib * 1024 * 1024))
     started = time.monotonic()
     with socket.create_connection((address, port), timeout=TIMEOUT) as connection:
+        local, peer = connection.getsockname()[0], connection.getpeername()[0]
         print(json.dumps({"connected": True}), flush=True)
         connection.sendall(data)
         connection.shutdown(socket.SHUT_WR)
         connection.recv(1)
     seconds = time.monotonic() - started
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "seconds": seconds}
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "seconds": seconds, "local": local, "peer": peer}
 
 
 def main(argv):

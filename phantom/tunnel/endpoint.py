@@ -2,9 +2,10 @@
 End-to-end TLS inside tunnels (paper §7.3), and Twisted endpoints that run any protocol over it.
 
 The two owners of a tunnel run TLS 1.3 over it, each presenting a self-signed certificate for
-its routing key. The AP-address is the pin: the side that opens a tunnel accepts only the key
-that hashes to the AP-address it meant to reach, and the side that accepts learns the opener's
-AP-address from its key. Exit and entry nodes see only TLS records; one that reads, alters or
+a routing key: the acceptor its own (that of its published AP-address), the opener that of the
+exit path the tunnel was opened over (its exit AP, L{phantom.tunnel.identities}). The
+AP-address is the pin: the side that opens a tunnel accepts only the key that hashes to the
+AP-address it meant to reach, and the side that accepts learns the opener's exit AP from its key. Exit and entry nodes see only TLS records; one that reads, alters or
 answers in the place of the far end gets nothing but a failed handshake or a closed connection.
 """
 
@@ -31,9 +32,10 @@ def apAddressOfCertificate(certificate):
 
 class EndToEnd:
     """
-    A node's TLS contexts for the inside of its tunnels, with a certificate for its routing key.
+    TLS contexts for the inside of tunnels, with a certificate for a routing key.
 
-    @param routingKey: the node's Ed25519 routing key.
+    @param routingKey: an Ed25519 routing key: the node's own (its published AP-address's) for
+        the tunnels it accepts, an exit path's for those opened over it.
     @param clock: C{IReactorTime} on which TLS gathers small writes (the global reactor if C{None}).
     """
 
@@ -120,17 +122,18 @@ def runOver(tunnel, tlsFactoryOf, application):
 class TunnelClientEndpoint:
     """
     Connects to an AP-address through a tunnel over one of this node's exit paths, with
-    end-to-end TLS pinned to the AP-address.
+    end-to-end TLS pinned to the AP-address; the far end sees the exit AP of that path, never
+    this node's published AP-address.
 
     @param tunnels: the node's L{phantom.tunnel.service.TunnelService}.
-    @param endToEnd: the node's L{EndToEnd}.
     @param apAddress: the 16-byte AP-address to reach.
+    @param source: the exit AP to connect from (over its exit path); any if C{None}.
     """
 
-    def __init__(self, tunnels, endToEnd, apAddress):
+    def __init__(self, tunnels, apAddress, source=None):
         self._tunnels = tunnels
-        self._endToEnd = endToEnd
         self._apAddress = apAddress
+        self._source = source
 
     def connect(self, protocolFactory):
         """
@@ -141,12 +144,15 @@ class TunnelClientEndpoint:
         return Deferred.fromCoroutine(self._connect(protocolFactory))
 
     async def _connect(self, protocolFactory):
-        tunnel = await self._tunnels.open(self._apAddress)
+        tunnel = await self._tunnels.open(self._apAddress, self._source)
+        identity = self._tunnels.exits.ofTunnel(tunnel)
+        if identity is None:
+            raise ConnectionRefusedError("the tunnel closed as it opened")
         application = protocolFactory.buildProtocol(TunnelAddress(self._apAddress))
         if application is None:
             tunnel.loseConnection()
             raise ConnectionRefusedError("the protocol factory built no protocol")
-        return await runOver(tunnel, partial(self._endToEnd.clientFactory, self._apAddress), application)
+        return await runOver(tunnel, partial(identity.endToEnd.clientFactory, self._apAddress), application)
 
 
 @implementer(IStreamServerEndpoint)

@@ -98,7 +98,7 @@ class TunnelPorts(Service):
     def privilegedStartService(self):
         super().privilegedStartService()
         for listen, apText in self._settings.forwards():
-            endpoint = TunnelClientEndpoint(self._tunnels, self._endToEnd, parseAddress(apText))
+            endpoint = TunnelClientEndpoint(self._tunnels, parseAddress(apText))
             if isinstance(listen, str):
                 server, where = serverFromString(self._reactor, listen), listen
             else:

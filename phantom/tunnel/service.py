@@ -69,6 +69,7 @@ from phantom.tunnel.common import (
 )
 from phantom.tunnel.entry import EntrySetup
 from phantom.tunnel.exit import ExitSetup
+from phantom.tunnel.identities import ExitIdentities
 from phantom.tunnel.owner import DirectSetup, InboundSetup, OutboundSetup
 from phantom.tunnel.relay import RelaySetup
 from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress
@@ -81,10 +82,14 @@ from phantom.wire.tunnel import BLOCK_SIZE, TunnelOpening
 
 @dataclass
 class _Opener:
-    """The Deferred a tunnel's opener waits on, and the block its setup is named by (if any)."""
+    """
+    The Deferred a tunnel's opener waits on, the block its setup is named by (if any), and the
+    client identity it opens with.
+    """
 
     opened: Deferred
     block: bytes
+    identity: object
 
 
 @implementer(ILinkHandler)
@@ -165,13 +170,15 @@ class TunnelService(MultiService):
     @param entryLifetime: how long an own routing entry is valid; it is renewed at half that.
     @param relaySetup: what makes the machine of each block this node relays (L{RelaySetup}'s
         signature); tests wrap it to play a relay that tampers.
+    @param exits: the client identities of this node's exit paths (L{ExitIdentities}, on
+        C{clock}, if not given); every exit path C{paths} builds takes one.
     """
 
     log = Logger()
 
     def __init__(
         self, links, paths, dht, clock, apAddress, random=random.SystemRandom(), randomBytes=os.urandom,
-        idleTimeout=600.0, ownExit=False, ownEntry=None, entryLifetime=600.0, relaySetup=RelaySetup,
+        idleTimeout=600.0, ownExit=False, ownEntry=None, entryLifetime=600.0, relaySetup=RelaySetup, exits=None,
     ):
         super().__init__()
         self._links = links
@@ -207,6 +214,10 @@ class TunnelService(MultiService):
         self._ownEntry = ownEntry
         self._entryLifetime = entryLifetime
         self.address = TunnelAddress(apAddress)
+        self.exits = exits if exits is not None else ExitIdentities(clock)
+        """The client identities of this node's exit paths: outbound tunnels present theirs, never L{address}."""
+        paths.onPathBuilt(self.exits.pathBuilt)
+        paths.holdReplaced(self.exits.whenUnused)
         self._listener = None
         self.tunnels = set()
         """The open tunnels this node owns an end of."""
@@ -415,7 +426,9 @@ class TunnelService(MultiService):
 
     def _own(self, machine, owned):
         peer = TunnelAddress(owned.peer)
-        tunnel = OwnerTunnel(owned.link, owned.layers, owned.outbound, self.address, peer, self._clock)
+        opener = self._openers.get(machine) if owned.outbound else None
+        host = TunnelAddress(opener.identity.apAddress) if opener is not None else self.address
+        tunnel = OwnerTunnel(owned.link, owned.layers, owned.outbound, host, peer, self._clock)
         self.tunnels.add(tunnel)
         pathGone = None
 
@@ -429,10 +442,10 @@ class TunnelService(MultiService):
         if owned.path is not None:
             pathGone = owned.path.onGone(tunnel.loseConnection)
         if owned.outbound:
-            opener = self._openers.get(machine)
             if opener is None or opener.opened.called:
                 tunnel.loseConnection()
             else:
+                self.exits.tunnelOpened(opener.identity, tunnel)
                 opener.opened.callback(tunnel)
         elif self.listener is None:
             tunnel.loseConnection()
@@ -462,11 +475,15 @@ class TunnelService(MultiService):
 
     # The owner: outbound
 
-    def open(self, apAddress):
+    def open(self, apAddress, source=None):
         """
         Open a tunnel to C{apAddress} over one of this node's exit paths (built if there is none).
 
-        @return: a Deferred of the L{OwnerTunnel}, not yet started; cancelling it gives up.
+        @param source: the exit AP to open it from, over that AP's exit path (L{ExitIdentities.choose});
+            any exit path if C{None}.
+        @return: a Deferred of the L{OwnerTunnel}, not yet started, whose C{getHost()} is the
+            exit AP it was opened with (L{exits}C{.ofTunnel} gives its identity); cancelling it
+            gives up.
         @raise TunnelFailed: (errback) the tunnel could not be opened.
         """
         machines = []
@@ -479,7 +496,8 @@ class TunnelService(MultiService):
 
         opened = Deferred(cancel)
 
-        def start(path):
+        def start(chosen):
+            identity, path = chosen
             if opened.called:
                 return
             if path is None:
@@ -488,7 +506,7 @@ class TunnelService(MultiService):
                 block = self._randomBytes(BLOCK_SIZE)
                 machine = self.opening[block] = OutboundSetup(path, apAddress, block, self.keySets.ofOwned(path), self._randomBytes)
             machines.append(machine)
-            self._openers[machine] = _Opener(opened, block)
+            self._openers[machine] = _Opener(opened, block, identity)
             self.begin(machine)
 
         def failed(failure):
@@ -496,7 +514,7 @@ class TunnelService(MultiService):
                 why = failure.getErrorMessage()
                 opened.errback(TunnelFailed(f"no tunnel to {formatAddress(apAddress)}: {failure.type.__name__}: {why}"))
 
-        finding = succeed(None) if self.ownExit else self._paths.exitPath()
+        finding = Deferred.fromCoroutine(self.exits.choose(source, None if self.ownExit else self._paths.exitPath))
         finding.addCallback(start).addErrback(failed)
         return opened
 

@@ -23,6 +23,7 @@ OTHER_ID = bytes(range(1, 33))
 THIRD_ID = bytes(range(2, 34))
 AP_ADDRESS = bytes.fromhex("fd" + "11" * 15)
 FAR_AP_ADDRESS = bytes.fromhex("fd" + "22" * 15)
+EXIT_ADDRESS = bytes.fromhex("fd" + "33" * 15)
 
 
 class FakeTable(list):
@@ -139,6 +140,9 @@ class FakeNode:
             return protocol
 
         return deferLater(self.reactor, self.openSeconds, connected)
+
+    def exitAddresses(self):
+        return [EXIT_ADDRESS]
 
     def ownedTunnels(self):
         return self.tunnels

@@ -1,6 +1,7 @@
 """C{phantomctl}'s subcommands: what they ask, what C{--json} prints, and their text; in memory."""
 
 import hashlib
+from types import SimpleNamespace
 
 from twisted.internet.defer import Deferred
 from twisted.python.usage import UsageError
@@ -8,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.address import formatAddress
 from phantom.control.cli import Options, formatUptime, parseKey
-from tests.control.helpers import AP_ADDRESS, FAR_AP_ADDRESS, NODE_ID, OTHER_ID, FakeNode, contact, fakePath, fakeTunnel, memoryClient
+from tests.control.helpers import AP_ADDRESS, EXIT_ADDRESS, FAR_AP_ADDRESS, NODE_ID, OTHER_ID, FakeNode, contact, fakePath, fakeTunnel, memoryClient
 
 FAR = formatAddress(FAR_AP_ADDRESS)
 
@@ -41,7 +42,7 @@ class SubcommandTests(SynchronousTestCase):
         return printed
 
     def test_status(self):
-        """status: uptime rounded to milliseconds; each peer on a line of its own."""
+        """status: uptime rounded to milliseconds; the exit APs; each peer on a line of its own."""
         self.node.startedAt = 0.0
         self.node.reactor.advance(3723.45678)
         self.node.table.append(contact(OTHER_ID))
@@ -49,6 +50,7 @@ class SubcommandTests(SynchronousTestCase):
         self.assertEqual(result["uptime"], 3723.457)
         self.assertIn("uptime     1h 2m 3s", text)
         self.assertIn(f"  {OTHER_ID.hex()}  127.0.0.5:7402  in 0 out 0", text)
+        self.assertIn(f"exit APs   {formatAddress(EXIT_ADDRESS)} (connects out from the first; never published)", text)
 
     def test_peers(self):
         """peers: requests per lookup."""
@@ -106,10 +108,15 @@ class SubcommandTests(SynchronousTestCase):
         self.assertEqual(text.splitlines()[1], "out  peer not yet known  0s old  0 B sent  0 B received")
 
     def test_tunStatus(self):
-        """tun status without a device says how to get one."""
+        """tun status without a device says how to get one; with one, its AP-address and exit APs."""
         result, text = self.phantomctl("tun", "status")
         self.assertEqual(result["counts"], {})
         self.assertTrue(text.startswith("no tun device (start the node with --tun NAME)"))
+        self.node.device = SimpleNamespace(name="phantom0")
+        self.node.router = SimpleNamespace(tunnels={}, counts={})
+        result, text = self.phantomctl("tun", "status")
+        self.assertEqual(result["exit_addresses"], [formatAddress(EXIT_ADDRESS)])
+        self.assertEqual(text.splitlines()[1], f"  exit AP {formatAddress(EXIT_ADDRESS)}/128 (programs connect out from it)")
 
 
 class CommandLineTests(SynchronousTestCase):

@@ -11,7 +11,7 @@ from phantom.config import resolveConfig
 from phantom.control import responses
 from phantom.control.interfaces import IControlledNode
 from phantom.node import PhantomNode
-from tests.control.helpers import AP_ADDRESS, FAR_AP_ADDRESS, NODE_ID, OTHER_ID, THIRD_ID, FakeNode, FakeTable, contact, fakePath, fakeTunnel
+from tests.control.helpers import AP_ADDRESS, EXIT_ADDRESS, FAR_AP_ADDRESS, NODE_ID, OTHER_ID, THIRD_ID, FakeNode, FakeTable, contact, fakePath, fakeTunnel
 
 
 class InterfaceTests(SynchronousTestCase):
@@ -63,7 +63,10 @@ class StatusTests(SynchronousTestCase):
         status = responses.status(self.node)
         self.assertEqual(
             {key: value for key, value in status.items() if key != "peers"},
-            {"node_id": NODE_ID.hex(), "listening": "127.0.0.9:7402", "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2},
+            {
+                "node_id": NODE_ID.hex(), "listening": "127.0.0.9:7402", "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2,
+                "exit_addresses": [formatAddress(EXIT_ADDRESS)],
+            },
         )
         self.assertEqual(status["peers"], responses.peers(self.node))
 
@@ -157,13 +160,15 @@ class TunnelTests(SynchronousTestCase):
                     {"direction": "in", "peer": "", "age": 1.0, "sent": 0, "received": 0},
                 ],
                 "carried": 4,
+                "exit_addresses": [formatAddress(EXIT_ADDRESS)],
             },
         )
 
     def test_noTun(self):
         """Without a tun device: no device name, no tunnels, no counts."""
         self.assertEqual(
-            responses.tunStatus(FakeNode()), {"device": "", "ap_address": formatAddress(AP_ADDRESS), "tunnels": 0, "counts": []}
+            responses.tunStatus(FakeNode()),
+            {"device": "", "ap_address": formatAddress(AP_ADDRESS), "exit_addresses": [formatAddress(EXIT_ADDRESS)], "tunnels": 0, "counts": []},
         )
 
     def test_tun(self):
@@ -176,6 +181,7 @@ class TunnelTests(SynchronousTestCase):
             {
                 "device": "phantom0",
                 "ap_address": formatAddress(AP_ADDRESS),
+                "exit_addresses": [formatAddress(EXIT_ADDRESS)],
                 "tunnels": 2,
                 "counts": [{"event": "from device", "packets": 7}, {"event": "to device", "packets": 5}],
             },

@@ -10,8 +10,11 @@ from twisted.trial.unittest import TestCase
 from phantom.address import formatAddress
 from phantom.frontend.device import TunDevice, whyNoTunDevice
 from phantom.frontend.router import PacketRouter
+from tests.frontend.test_router import FakeExits
 
 OWN = b"\xfd\x7e" + os.urandom(14)
+EXIT = b"\xfd\x7d" + os.urandom(14)
+NEXT = b"\xfd\x7c" + os.urandom(14)
 FAR = b"\xfd\x7f" + os.urandom(14)
 
 
@@ -21,8 +24,10 @@ class RealDeviceTests(TestCase):
 
     async def test_kernelRoutesApTrafficIntoDevice(self):
         """
-        The device comes up with the AP-address and the fd00::/8 route; a datagram a program
-        sends to another AP-address reaches the router; stopping removes the device.
+        The device comes up with the published AP-address, the exit AP and the fd00::/8 route
+        preferring the exit AP as source; a datagram a program sends to another AP-address
+        reaches the router from the exit AP; when the exit AP changes, the route prefers the new
+        one and the old one goes; stopping removes the device.
         """
         from pyroute2 import IPRoute
 
@@ -30,14 +35,15 @@ class RealDeviceTests(TestCase):
         opened = []
         firstOpened = Deferred()
 
-        def openTunnel(ap, protocol):
-            opened.append(ap)
+        def openTunnel(source, ap, protocol):
+            opened.append((source, ap))
             if not firstOpened.called:
                 firstOpened.callback(ap)
             return Deferred()
 
-        router = PacketRouter(OWN, openTunnel)
-        device = TunDevice(name, router, reactor)
+        exits = FakeExits([EXIT])
+        router = PacketRouter(OWN, openTunnel, exits=exits)
+        device = TunDevice(name, router, reactor, exits=exits)
         device.privilegedStartService()
         device.startService()
         stopped = False
@@ -48,16 +54,24 @@ class RealDeviceTests(TestCase):
                 self.assertEqual(link.get_attr("IFLA_MTU"), device.mtu)
                 addresses = [a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=index, family=socket.AF_INET6)]
                 self.assertIn(formatAddress(OWN), addresses)
-                routes = [r for r in ip.get_routes(family=socket.AF_INET6, oif=index) if r["dst_len"] == 8]
-                self.assertTrue(routes)
+                self.assertIn(formatAddress(EXIT), addresses)
+                [route] = [r for r in ip.get_routes(family=socket.AF_INET6, oif=index) if r["dst_len"] == 8 and r.get_attr("RTA_DST") == "fd00::"]
+                self.assertEqual(route.get_attr("RTA_PREFSRC"), formatAddress(EXIT))
             sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
             self.addCleanup(sender.close)
-            sender.bind((formatAddress(OWN), 0))
             sender.sendto(b"hello", (formatAddress(FAR), 9))
             self.assertEqual(await firstOpened, FAR)
             self.assertGreaterEqual(router.counts["device in"], 1)
-            self.assertEqual(opened, [FAR])
-            self.assertIn(FAR, router.pending)
+            self.assertEqual(opened, [(EXIT, FAR)])
+            self.assertIn((EXIT, FAR), router.pending)
+
+            exits.change([NEXT])
+            with IPRoute() as ip:
+                addresses = [a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=index, family=socket.AF_INET6)]
+                self.assertIn(formatAddress(NEXT), addresses)
+                self.assertNotIn(formatAddress(EXIT), addresses)
+                [route] = [r for r in ip.get_routes(family=socket.AF_INET6, oif=index) if r["dst_len"] == 8 and r.get_attr("RTA_DST") == "fd00::"]
+                self.assertEqual(route.get_attr("RTA_PREFSRC"), formatAddress(NEXT))
             await device.stopService()
             stopped = True
             with IPRoute() as ip:

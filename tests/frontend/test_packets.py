@@ -15,8 +15,10 @@ from phantom.frontend.packets import (
     destinationUnreachable,
     framePacket,
     isApAddress,
+    isUnsolicited,
     packetTooBig,
     parsePacket,
+    portsOf,
 )
 from phantom.wire import ProtocolError
 from tests.properties import feedInPieces, mutated
@@ -59,6 +61,39 @@ class ParseTests(SynchronousTestCase):
     def test_apAddress(self):
         self.assertTrue(isApAddress(b"\xfd" + bytes(15)))
         self.assertFalse(isApAddress(b"\xfe\x80" + bytes(14)))
+
+
+class TransportTests(SynchronousTestCase):
+    """What the router tells answers by: ports, and whether a packet begins something."""
+
+    @given(st.integers(0, 255), st.binary(max_size=64))
+    def test_anyNextHeaderAnyPayload(self, nextHeader, payload):
+        """
+        For any next header and payload, L{portsOf} and L{isUnsolicited} answer or raise
+        L{ProtocolError}; the ports are the first four bytes after the header, for TCP and UDP
+        only; a next header other than TCP, UDP and ICMPv6 is always unsolicited.
+        """
+        packet = HEADER.pack(6 << 28, len(payload), nextHeader, 64, bytes(16), bytes(16)) + payload
+        try:
+            ports = portsOf(packet)
+            unsolicited = isUnsolicited(packet)
+        except ProtocolError:
+            self.assertIn(nextHeader, (6, 17, 58))
+            return
+        if nextHeader in (6, 17):
+            self.assertEqual(ports, struct.unpack("!HH", payload[:4]))
+        else:
+            self.assertIsNone(ports)
+        if nextHeader not in (6, 17, 58):
+            self.assertTrue(unsolicited)
+        if nextHeader == 6:
+            self.assertEqual(unsolicited, payload[13] & 0x12 == 0x02)
+
+    def test_cutShort(self):
+        """TCP without its flags, UDP without its 8 bytes, ICMPv6 without its type: rejected."""
+        for nextHeader, length in ((6, 13), (17, 7), (58, 0)):
+            packet = HEADER.pack(6 << 28, length, nextHeader, 64, bytes(16), bytes(16)) + bytes(length)
+            self.assertRaises(ProtocolError, isUnsolicited, packet)
 
 
 class UnreachableTests(SynchronousTestCase):

@@ -54,6 +54,33 @@ class RenewalTests(SynchronousTestCase):
         self.assertNotIn(path.link, owner.links.links)
         self.assertTrue(path.gone)
 
+    def test_replacedPathHeld(self):
+        """
+        A replaced path is kept open, no longer handed out, while a hold on it is not released
+        (its tunnels finishing), and closed once it is; or after another lifetime at most.
+        """
+        network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=3.0, lifetime=4.0, renewAhead=2.0))
+        owner = network.nodes[1]
+        holds = []
+        owner.paths.holdReplaced(lambda path: holds.append(Deferred()) or holds[-1])
+        path = build(network, owner)
+        network.runFor(3.5)
+        self.assertEqual(len(holds), 1)
+        self.assertFalse(path.gone)
+        self.assertEqual([held is path for held in owner.paths.draining], [True])
+        self.assertFalse(any(built is path for built in owner.paths.paths))
+        holds[0].callback(None)
+        network.settle()
+        self.assertTrue(path.gone)
+        self.assertEqual(owner.paths.draining, [])
+        [second] = owner.paths.paths
+        network.runFor(3.0)
+        self.assertTrue(any(held is second for held in owner.paths.draining))
+        self.assertFalse(second.gone)
+        network.runFor(4.5)
+        self.assertTrue(second.gone)
+        self.assertFalse(any(held is second for held in owner.paths.draining))
+
     def test_overloadedNodesRefuse(self):
         """Nodes at their participation limit refuse new setups: no path can be built."""
         network = MemoryPathNetwork(self, 10, PathSettings(roundTimeout=1.0, attempts=2, maxParticipations=0))

@@ -86,7 +86,7 @@ class TamperingTests(TestCase):
 
         server.tunnels.listener.stopListening()  # the raw tunnels' acceptor
         await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(Factory.forProtocol(Served))
-        endpoint = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress)
+        endpoint = TunnelClientEndpoint(client.tunnels, server.apAddress)
 
         # A bit of the client's message, on the client's exit path; of the echo, on the server's
         # entry path.

@@ -28,7 +28,7 @@ async def echoThrough(client, server, size=200_000):
     factory.made = []
     port = await TunnelServerEndpoint(server.tunnels, EndToEnd(server.identity.routingKey)).listen(factory)
     payload = os.urandom(size)
-    collector = await TunnelClientEndpoint(client.tunnels, EndToEnd(client.identity.routingKey), server.apAddress).connect(
+    collector = await TunnelClientEndpoint(client.tunnels, server.apAddress).connect(
         Factory.forProtocol(lambda: Collector(len(payload)))
     )
     collector.transport.write(payload)
@@ -60,11 +60,11 @@ class DirectTests(TestCase):
 
         intact, peer = await echoThrough(direct, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(direct.apAddress))
+        self.assertEqual(peer, TunnelAddress(direct.tunnels.exits.current.apAddress))
         self.assertEqual(direct.paths.paths, [])
 
-        await anonymous.paths.build(PathKind.EXIT, SHAPE)
+        exitPath = await anonymous.paths.build(PathKind.EXIT, SHAPE)
         intact, peer = await echoThrough(anonymous, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(anonymous.apAddress))
+        self.assertEqual(peer, TunnelAddress(anonymous.tunnels.exits.ofPath(exitPath).apAddress))
         await untilClean(nodes)

@@ -24,29 +24,30 @@ class EndpointTests(TestCase):
 
     async def test_echoOverEndToEndTLS(self):
         """
-        A client endpoint reaches the server endpoint of an AP-address; both ends see each
-        other's AP-address; a MiB comes back intact; closing the client ends the server's side.
+        A client endpoint reaches the server endpoint of an AP-address; the client sees that
+        AP-address, the server the exit AP of the client's exit path; a MiB comes back intact;
+        closing the client ends the server's side.
         """
         nodes = await startTunnelNetwork(self, 14, base=780)
         client, server = nodes[1], nodes[8]
         for node in (client, server):
             node.endToEnd = EndToEnd(node.identity.routingKey)
         await buildEntry(nodes, server)
-        await client.paths.build(PathKind.EXIT, SHAPE)
+        exitPath = await client.paths.build(PathKind.EXIT, SHAPE)
         factory = Factory.forProtocol(PeerEcho)
         factory.made = []
         port = await TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory)
         self.assertEqual(port.getHost(), TunnelAddress(server.apAddress))
 
         payload = os.urandom(1024 * 1024)
-        collector = await TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(
+        collector = await TunnelClientEndpoint(client.tunnels, server.apAddress).connect(
             Factory.forProtocol(lambda: Collector(len(payload)))
         )
         self.assertEqual(collector.transport.getPeer(), TunnelAddress(server.apAddress))
         collector.transport.write(payload)
         self.assertEqual(await collector.arrived, payload)
         [echo] = factory.made
-        self.assertEqual(echo.transport.getPeer(), TunnelAddress(client.apAddress))
+        self.assertEqual(echo.transport.getPeer(), TunnelAddress(client.tunnels.exits.ofPath(exitPath).apAddress))
 
         collector.transport.loseConnection()
         await collector.ended
@@ -67,7 +68,7 @@ class EndpointTests(TestCase):
         factory = Factory.forProtocol(PeerEcho)
         factory.made = []
         await TunnelServerEndpoint(server.tunnels, impostor).listen(factory)
-        connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(Collector))
+        connecting = TunnelClientEndpoint(client.tunnels, server.apAddress).connect(Factory.forProtocol(Collector))
         failure = await self.assertFailure(connecting, ConnectionRefusedError)
         self.assertIn("AP-address", str(failure))
         await untilClean(nodes)

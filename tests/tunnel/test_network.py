@@ -110,7 +110,7 @@ class NetworkTestCase(SynchronousTestCase):
         factory.buildProtocol = lambda addr, build=factory.buildProtocol: made.append(build(addr)) or made[-1]
         port = self.successResultOf(TunnelServerEndpoint(server.tunnels, server.endToEnd).listen(factory))
         payload = os.urandom(size)
-        connecting = TunnelClientEndpoint(client.tunnels, client.endToEnd, server.apAddress).connect(Factory.forProtocol(lambda: Collector(len(payload))))
+        connecting = TunnelClientEndpoint(client.tunnels, server.apAddress).connect(Factory.forProtocol(lambda: Collector(len(payload))))
         network.settle()
         collector = self.successResultOf(connecting)
         collector.transport.write(payload)
@@ -355,7 +355,7 @@ class DirectTests(NetworkTestCase):
         A node that is its own entry node publishes a routing entry naming itself, when its
         tunnel service starts and at half the entry's lifetime; a node that is its own exit
         node reaches it with no path at all, and a node with an exit path too, over end-to-end
-        TLS that shows each opener's AP-address.
+        TLS that shows each opener's exit AP (never its published AP-address).
         """
         network = MemoryTunnelNetwork(self, 9, options={3: {"ownExit": True}, 0: {"ownEntry": True, "entryLifetime": 600.0}})
         server, direct, anonymous = network.nodes[0], network.nodes[3], network.nodes[1]
@@ -370,13 +370,13 @@ class DirectTests(NetworkTestCase):
 
         intact, peer = self.endToEndEcho(network, direct, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(direct.apAddress))
+        self.assertEqual(peer, TunnelAddress(direct.tunnels.exits.current.apAddress))
         self.assertEqual(direct.paths.paths, [])
 
-        network.buildPath(anonymous, EXIT, network.nodes[4:7])
+        path = network.buildPath(anonymous, EXIT, network.nodes[4:7])
         intact, peer = self.endToEndEcho(network, anonymous, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(anonymous.apAddress))
+        self.assertEqual(peer, TunnelAddress(anonymous.tunnels.exits.ofPath(path).apAddress))
         self.assertClean(network)
 
     def test_ownExitToEntryPath(self):
@@ -386,7 +386,7 @@ class DirectTests(NetworkTestCase):
         network.buildPath(server, ENTRY, network.nodes[2:5])
         intact, peer = self.endToEndEcho(network, direct, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(direct.apAddress))
+        self.assertEqual(peer, TunnelAddress(direct.tunnels.exits.current.apAddress))
         self.assertClean(network)
 
     def test_entryNodeOpensToItsOwnPathsOwner(self):
@@ -400,7 +400,7 @@ class DirectTests(NetworkTestCase):
         entryNode.tunnels.ownExit = True
         intact, peer = self.endToEndEcho(network, entryNode, server)
         self.assertTrue(intact)
-        self.assertEqual(peer, TunnelAddress(entryNode.apAddress))
+        self.assertEqual(peer, TunnelAddress(entryNode.tunnels.exits.current.apAddress))
         self.assertClean(network)
 
     def test_ownEntryNothingListens(self):
