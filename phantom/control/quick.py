@@ -17,9 +17,16 @@ from phantom.control import CONTROL_SOCKET
 MAX_ANSWER = 1 << 22
 """The most bytes of answer read: a node's status is a few kilobytes."""
 
-STATUS_TYPES = {"uptime": float, "links": int, "connections": int, "peers": {"inbound": int, "outbound": int}}
+STATUS_TYPES = {
+    "uptime": float,
+    "links": int,
+    "connections": int,
+    "peers": {"inbound": int, "outbound": int},
+    "exit_addresses": [str],
+}
 """How the fields of the L{Status<phantom.control.commands.Status>} response that are not
-text decode (an C{AmpList} as a dict of its own); tests/control check this against the command."""
+text decode (an C{AmpList} as a dict of its own, a C{ListOf(Unicode())} as C{[str]});
+tests/control check this against the command."""
 
 
 class QuickError(Exception):
@@ -52,13 +59,29 @@ def decodeBoxes(data):
     return boxes
 
 
+def decodeTexts(value):
+    """@return: the texts of an AMP C{ListOf(Unicode())} value, each a 16-bit length and its bytes."""
+    texts, offset = [], 0
+    while offset + 2 <= len(value):
+        (length,) = struct.unpack_from("!H", value, offset)
+        if offset + 2 + length > len(value):
+            raise ValueError("a list item runs past its value")
+        texts.append(value[offset + 2:offset + 2 + length].decode("utf-8", "replace"))
+        offset += 2 + length
+    if offset != len(value):
+        raise ValueError("a list ends inside an item's length")
+    return texts
+
+
 def decodeFields(box, types):
-    """@return: C{box} with each value as C{types} says (a dict: a list of boxes), else text."""
+    """@return: C{box} with each value as C{types} says (a dict: a list of boxes; C{[str]}: a list of texts), else text."""
     fields = {}
     for key, value in box.items():
         kind = types.get(key, str)
         if isinstance(kind, dict):
             fields[key] = [decodeFields(inner, kind) for inner in decodeBoxes(value)]
+        elif kind == [str]:
+            fields[key] = decodeTexts(value)
         elif kind is str:
             fields[key] = value.decode("utf-8", "replace")
         else:

@@ -20,7 +20,7 @@ import math
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from phantom.crypto import ZERO_COUNTER, deriveKey
+from phantom.crypto import deriveKey
 from phantom.path.circle import MAX_KEY_COUNT, MIN_KEY_COUNT
 from phantom.wire import ProtocolError
 from phantom.wire.tunnel import AES_BLOCK_SIZE, BLOCK_SIZE, CELL_SIZE, CHECK

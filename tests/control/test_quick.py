@@ -6,13 +6,13 @@ import subprocess
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.protocols.amp import AmpList, Float, Integer, Unicode
+from twisted.protocols.amp import AmpList, Float, Integer, ListOf, Unicode
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.control import responses
 from phantom.control.cli import RouteLookupOptions, isoTime, quickStatusNode
 from phantom.control.commands import Status
-from phantom.control.quick import STATUS_TYPES, decodeBoxes, decodeFields, encodeBox
+from phantom.control.quick import STATUS_TYPES, decodeBoxes, decodeFields, decodeTexts, encodeBox
 from phantom.version import PROTOCOL_VERSION, packageVersion
 from tests.control.helpers import OTHER_ID, FakeNode, contact
 from tests.control.test_control import PHANTOMCTL, shortDirectory, startNode
@@ -31,6 +31,8 @@ class QuickDecoderTests(SynchronousTestCase):
             for name, argument in schema:
                 if isinstance(argument, AmpList):
                     types[name.decode()] = expected(argument.subargs)
+                elif isinstance(argument, ListOf) and isinstance(argument.elementType, Unicode):
+                    types[name.decode()] = [str]
                 elif isinstance(argument, (Integer, Float)):
                     types[name.decode()] = int if isinstance(argument, Integer) else float
                 else:
@@ -52,6 +54,19 @@ class QuickDecoderTests(SynchronousTestCase):
         self.assertEqual(len(decoded), 1)
         fields = decodeFields({k: v for k, v in decoded[0].items() if not k.startswith("_")}, STATUS_TYPES)
         self.assertEqual(fields, answer)
+
+    @given(st.lists(st.text(max_size=60), max_size=8))
+    def test_textListRoundTrip(self, texts):
+        """A C{ListOf(Unicode())} value as AMP writes it decodes to its texts."""
+        self.assertEqual(decodeTexts(ListOf(Unicode()).toString(texts)), texts)
+
+    @given(st.binary(max_size=40))
+    def test_textListBadInput(self, value):
+        """Any bytes as a list of texts: its texts, or ValueError, nothing else."""
+        try:
+            decodeTexts(value)
+        except ValueError:
+            pass
 
     @given(st.lists(boxes, max_size=4))
     def test_roundTrip(self, written):
