@@ -56,6 +56,22 @@ class LinkLimits:
     (or, spliced into a tunnel, stops the link that feeds it) until they are sent."""
     drainTimeout: float = 60.0
     """A link whose peer takes none of what is held for it within this time is closed."""
+    maxInbound: int = 2048
+    """Inbound connections at once, in any state; more are refused at accept."""
+    maxInboundPerAddress: int = 256
+    """Inbound connections at once from one address (its /32, or its /64 for IPv6)."""
+    maxHandshakes: int = 256
+    """Inbound connections at once that have not yet sent their OPEN frame."""
+    maxHandshakesPerAddress: int = 16
+    """Inbound connections at once from one address that have not yet sent their OPEN frame."""
+    maxParked: int = 256
+    """Links that came before anyone awaited them, held at once; more are closed."""
+    maxParkedPerAddress: int = 32
+    """Links from one address held at once before anyone awaited them."""
+    descriptorReserve: int = 64
+    """File descriptors kept out of reach of inbound connections: the link port takes at most
+    half of the rest of the process's limit, the module API an eighth, so the control socket,
+    outbound links and state files always find one."""
 
 
 @dataclass(frozen=True)

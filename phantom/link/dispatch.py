@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from phantom.errors import LinkFailed, LinkTimeout
+from phantom.link.quota import ConnectionQuota
 from phantom.wire.link import Purpose
 
 
@@ -16,12 +17,15 @@ class LinkDispatcher:
     The registry of purposes, awaited links and parked early links of one node.
 
     @param clock: C{IReactorTime}, for the waits and the parking.
+    @param maxParked: how many early links are held at once; more are closed.
+    @param maxParkedPerAddress: how many early links from one address are held at once.
     """
 
     log = Logger()
 
-    def __init__(self, clock):
+    def __init__(self, clock, maxParked=256, maxParkedPerAddress=32):
         self._clock = clock
+        self._parking = ConnectionQuota(maxParked, maxParkedPerAddress, "parked links")
         self._handlers = {}
         self._awaited = {}
         self._parkable = {}
@@ -54,6 +58,7 @@ class LinkDispatcher:
         if parked is not None:
             link, call = parked
             call.cancel()
+            self._parking.release(fromHost)
             if link.purpose == Purpose(purpose):
                 return succeed(link)
             link.abort(f"link {linkId.hex()} opened as {link.purpose.name}, {Purpose(purpose).name} awaited")
@@ -86,6 +91,9 @@ class LinkDispatcher:
             deferred.callback(link)
             return
         if link.purpose in self._parkable and key not in self._parked:
+            full = self._parking.admit(link.peer.host)
+            if full is not None:
+                return link.abort(f"an early {link.purpose.name} link, and {full} are held")
             call = self._clock.callLater(self._parkable[link.purpose], self._unpark, key)
             self._parked[key] = (link, call)
             return
@@ -101,12 +109,14 @@ class LinkDispatcher:
 
     def _unpark(self, key):
         link, _ = self._parked.pop(key)
+        self._parking.release(key[1])
         link.abort(f"nobody awaited link {key[0].hex()}")
 
     def stop(self):
         """Fail every wait and drop every parked link's timer: the node is stopping."""
-        for link, call in self._parked.values():
+        for (_, host), (link, call) in self._parked.items():
             call.cancel()
+            self._parking.release(host)
         self._parked.clear()
         for key in list(self._awaited):
             _, deferred, call = self._awaited.pop(key)
@@ -117,3 +127,8 @@ class LinkDispatcher:
     def awaitedCount(self):
         """How many links are awaited."""
         return len(self._awaited)
+
+    @property
+    def parkedCount(self):
+        """How many early links are held."""
+        return len(self._parked)
