@@ -68,7 +68,7 @@ class LinkLimits:
     """Links that came before anyone awaited them, held at once; more are closed."""
     maxParkedPerAddress: int = 32
     """Links from one address held at once before anyone awaited them."""
-    descriptorReserve: int = 64
+    descriptorReserve: int = 64  # phantom.link.quota.DESCRIPTOR_RESERVE
     """File descriptors kept out of reach of inbound connections: the link port takes at most
     half of the rest of the process's limit, the module API an eighth, so the control socket,
     outbound links and state files always find one."""
@@ -104,6 +104,20 @@ class DhtSettings:
     """The bytes of the store only node records and routing entries the node is responsible for
     (it is among the k closest nodes it knows to their keys) may use: a store full of other
     records still takes them."""
+
+    apiMaxConnections: int = 256
+    """Module-API connections open at once; more are refused at accept."""
+    apiMaxConnectionsPerAddress: int = 128
+    """Module-API connections open at once from one address (its /32, or its /64 for IPv6)."""
+    apiMaxOutstanding: int = 64
+    """GETs one module-API connection may have waiting for their answer; beyond it, and while
+    the client reads no answers, the connection is not read from."""
+    apiMaxOutstandingTotal: int = 1024
+    """GETs all module-API connections together may have waiting; beyond it none is read from."""
+    apiHeaderTimeout: float = 10.0
+    """A module-API message whose first byte has arrived must be whole within this time."""
+    apiIdleTimeout: float = 600.0
+    """A module-API connection on which nothing arrived and no GET waited for this long is closed."""
 
     def __post_init__(self):
         if self.storeReserveBytes >= self.maxStoreBytes:

@@ -89,7 +89,7 @@ class PhantomNode(MultiService):
         self.tunnelPorts.setServiceParent(self)
         apiHost, apiPort = config.apiAddress
         apiEndpoint = serverEndpoint(reactor, apiHost, apiPort)
-        self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
+        self.api = ApiService(self.dht, apiEndpoint, reactor, config.dht)
         self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)

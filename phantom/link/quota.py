@@ -10,6 +10,9 @@ import resource
 
 from twisted.logger import Logger
 
+DESCRIPTOR_RESERVE = 64
+"""Descriptors kept out of reach of inbound connections unless configured otherwise."""
+
 REFUSAL_LOG_INTERVAL = 60.0
 """Seconds between the summary lines of refused connections."""
 
