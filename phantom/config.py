@@ -50,7 +50,11 @@ class LinkLimits:
     connectTimeout: float = 10.0
     """An outbound TCP connection must be established within this time."""
     maxFramesPerSecond: int = 50000
-    """More frames than this from one peer within a second closes its link."""
+    """More work than this from one peer within a second closes its link: each frame counts
+    one, and one more for every 16 KiB it carries."""
+    framesPerTurn: int = 64
+    """A link handles at most this many frames in one turn of the reactor, then lets the other
+    links and clients have theirs before it reads on."""
     maxWriteBuffer: int = 262144
     """Bytes a link may hold that the kernel has not taken yet: above it the link stops reading
     (or, spliced into a tunnel, stops the link that feeds it) until they are sent."""

@@ -46,6 +46,10 @@ from phantom.wire.link import (
 
 _DATA = int(FrameKind.DATA)
 
+WORK_BYTES = 16384
+"""A frame counts one unit of work against C{LinkLimits.maxFramesPerSecond}, and one more for
+every this many bytes it carries."""
+
 
 class LinkState(Enum):
     """Where a link is in its life."""
@@ -80,6 +84,7 @@ class Hold(Enum):
     UNATTACHED = "a DATA frame arrived before its handler"
     WRITES = "its outbound buffer is full"
     CONSUMER = "the consumer it feeds (a spliced link) is full"
+    TURN = "it handled its share of frames in this turn of the reactor"
 
 
 @implementer(IPushProducer)
@@ -129,6 +134,7 @@ class LinkProtocol(Protocol):
         self._producer = None
         self._writeSide = _WriteSide(self)
         self._timer = None
+        self._turn = None
         self._writesFull = False
         self._drainTimer = None
         self.state = LinkState.HANDSHAKING
@@ -207,10 +213,11 @@ class LinkProtocol(Protocol):
         if now - self._windowStart >= 1.0:
             self._windowStart = now
             self._windowFrames = 0
-        self._windowFrames += len(frames)
+        self._windowFrames += len(frames) + len(data) // WORK_BYTES
         if self._windowFrames > self._limits.maxFramesPerSecond:
-            return self.abort(f"more than {self._limits.maxFramesPerSecond} frames in one second")
-        self._backlog.extend(frames)
+            return self.abort(f"more than {self._limits.maxFramesPerSecond} frames' work in one second")
+        # A KEEPALIVE did all it does: it refreshed _lastReceived.
+        self._backlog.extend(frame for frame in frames if frame[0] is not FrameKind.KEEPALIVE)
         self._handleBacklog()
 
     def _handleBacklog(self):
@@ -218,8 +225,15 @@ class LinkProtocol(Protocol):
         if self._handling:
             return
         self._handling = True
+        share = self._limits.framesPerTurn
         try:
             while self._backlog and not self._holds and self.state not in _ENDED:
+                if not share:
+                    # Other links and clients get the reactor before this one goes on.
+                    self._hold(Hold.TURN)
+                    self._turn = self._clock.callLater(0, self._nextTurn)
+                    return
+                share -= 1
                 kind, content = self._backlog.popleft()
                 if kind == _DATA:
                     if self.state is not LinkState.OPEN:
@@ -231,9 +245,12 @@ class LinkProtocol(Protocol):
                     self._deliver(content)
                 elif kind == FrameKind.OPEN:
                     self._openReceived(content)
-                # A KEEPALIVE only refreshed _lastReceived.
         finally:
             self._handling = False
+
+    def _nextTurn(self):
+        self._turn = None
+        self._release(Hold.TURN)
 
     def _hold(self, why):
         if not self._holds:
@@ -313,6 +330,9 @@ class LinkProtocol(Protocol):
     def connectionLost(self, reason):
         self._cancelTimer()
         self._cancelDrainTimer()
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
+        self._turn = None
         closedByUs = self.state is LinkState.CLOSING
         reached = self._closedFrom if closedByUs else self.state
         self._moveTo(LinkState.CLOSED)

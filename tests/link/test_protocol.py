@@ -425,3 +425,64 @@ class FillsOnFirst:
 
     def linkClosed(self, reason):
         pass
+
+
+class FairnessTests(SynchronousTestCase):
+    """
+    One link's flood cannot hold the reactor: a link handles its share of frames per turn, then
+    lets the others have theirs; the frame-rate limit counts the work frames bring.
+    """
+
+    def service(self, limits=LIMITS):
+        clock = MemoryReactorClock()
+        server = LinkService(Identity.generate(), None, limits, clock)
+        server.registerPurpose(Purpose.ECHO, lambda link: Recorder())
+        return clock, server
+
+    def openLink(self, server):
+        """An open inbound ECHO link whose handler records its frames; (link, transport, handler)."""
+        handlers = []
+        server.registerPurpose(Purpose.ECHO, lambda link: handlers.append(Recorder()) or handlers[0])
+        link = _LinkFactory(server).buildProtocol(None)
+        transport = CertifiedTransport(Identity.generate())
+        link.makeConnection(transport)
+        link.handshakeCompleted()
+        link.dataReceived(encodeOpen(Purpose.ECHO))
+        return link, transport, handlers[0]
+
+    def test_floodYieldsEachTurn(self):
+        """
+        1,000 frames read at once from a flooding peer are handled 64 a turn, its reading paused
+        in between; a well-behaved link's frame read meanwhile is handled before the next.
+        """
+        clock, server = self.service()
+        flooder, flooderTransport, flooded = self.openLink(server)
+        good, _, quiet = self.openLink(server)
+        flooder.dataReceived(echoFrame(b"x") * 1000)
+        self.assertEqual(len(flooded.frames), LIMITS.framesPerTurn)
+        self.assertEqual((flooderTransport.producerState, flooder.holds), ("paused", {Hold.TURN}))
+        good.dataReceived(echoFrame(b"hello"))
+        self.assertEqual(quiet.frames, [b"hello"])
+        clock.advance(0)  # a Clock runs the turns scheduled as it goes; a reactor, one per iteration
+        self.assertEqual(len(flooded.frames), 1000)
+        self.assertEqual((flooderTransport.producerState, flooder.holds), ("producing", frozenset()))
+
+    def test_closedWhileWaitingForItsTurn(self):
+        """A link closed while it waits for its next turn leaves no timer behind."""
+        clock, server = self.service()
+        link, transport, _ = self.openLink(server)
+        link.dataReceived(echoFrame(b"x") * 100)
+        link.abort("test")
+        link.connectionLost(Failure(ConnectionAborted()))
+        self.assertEqual([call for call in clock.getDelayedCalls() if call.active()], [])
+
+    def test_workCountsBytes(self):
+        """A few big frames are as much work as many small ones: 3 frames of 128 KiB count 27."""
+        clock, server = self.service(dataclasses.replace(LIMITS, maxFramesPerSecond=20))
+        logs = LogCollector(self)
+        link, transport, _ = self.openLink(server)
+        link.dataReceived(echoFrame(b"x" * 131067) * 3)
+        self.assertTrue(transport.disconnecting)
+        link.connectionLost(Failure(ConnectionAborted()))
+        [line] = logs.lines
+        self.assertIn("more than 20 frames' work in one second", line)

@@ -222,7 +222,7 @@ class LimitTests(TestCase):
         client = RawClient(encodeOpen(Purpose.ECHO) + KEEPALIVE_FRAME * 50)
         await connectRaw(portOf(server), client)
         [line] = logs.about(client.localPort)
-        self.assertIn("more than 20 frames in one second", line)
+        self.assertIn("more than 20 frames' work in one second", line)
 
 
 class ConnectionLimitTests(TestCase):
