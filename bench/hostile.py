@@ -123,7 +123,7 @@ async def startNode(reactor, directory, nofile):
     port, apiPort = freePort(NODE_HOST), freePort(NODE_HOST)
     command = " ".join([
         f"ulimit -n {int(nofile)};", "exec", sys.executable, findTwistd(), "-n", "--pidfile", "''",
-        "--logfile", os.path.join(directory, "node.log"), "phantom", "--port", str(port), "--listen-address", NODE_HOST,
+        "--logfile", os.path.join(directory, "node.log"), *os.environ.get("HOSTILE_TWISTD_EXTRA", "").split(), "phantom", "--port", str(port), "--listen-address", NODE_HOST,
         "--data-dir", dataDir, "--api-address", f"{NODE_HOST}:{apiPort}",
     ])  # fmt: skip
     node = NodeProcess()

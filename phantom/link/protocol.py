@@ -135,6 +135,7 @@ class LinkProtocol(Protocol):
         self._writeSide = _WriteSide(self)
         self._timer = None
         self._turn = None
+        self._unread = deque()
         self._writesFull = False
         self._drainTimer = None
         self.state = LinkState.HANDSHAKING
@@ -202,14 +203,40 @@ class LinkProtocol(Protocol):
     def dataReceived(self, data):
         if self.state in _ENDED:
             return
+        self._unread.append(data)
+        self._work()
+
+    def _work(self):
+        """
+        This turn's work: decode at most C{bytesPerTurn} of the bytes read, then handle frames;
+        what is left waits for the next turn (one socket read can hold a quarter of a million
+        KEEPALIVE frames).
+        """
+        if Hold.TURN in self._holds or self.state in _ENDED:
+            return
+        budget = self._limits.bytesPerTurn
+        while self._unread and budget > 0 and self.state not in _ENDED:
+            data = self._unread.popleft()
+            if len(data) > budget:
+                view = memoryview(data)
+                self._unread.appendleft(view[budget:])
+                data = view[:budget]
+            budget -= len(data)
+            self._decode(bytes(data) if isinstance(data, memoryview) else data)
+        if self.state in _ENDED:
+            return
+        self._handleBacklog()
+        if self._unread and not self._holds:
+            self._yieldTurn()
+
+    def _decode(self, data):
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as e:
             return self.abort(str(e))
-        if not frames:
-            return
         now = self._clock.seconds()
-        self._lastReceived = now
+        if frames:
+            self._lastReceived = now
         if now - self._windowStart >= 1.0:
             self._windowStart = now
             self._windowFrames = 0
@@ -218,7 +245,12 @@ class LinkProtocol(Protocol):
             return self.abort(f"more than {self._limits.maxFramesPerSecond} frames' work in one second")
         # A KEEPALIVE did all it does: it refreshed _lastReceived.
         self._backlog.extend(frame for frame in frames if frame[0] is not FrameKind.KEEPALIVE)
-        self._handleBacklog()
+
+    def _yieldTurn(self):
+        """Let other links and clients have the reactor before this one goes on."""
+        if self._turn is None and self.state not in _ENDED:
+            self._hold(Hold.TURN)
+            self._turn = self._service.reactor.callLater(0, self._nextTurn)
 
     def _handleBacklog(self):
         """Handle the frames read, in order, until one of L{Hold} stops it."""
@@ -229,10 +261,7 @@ class LinkProtocol(Protocol):
         try:
             while self._backlog and not self._holds and self.state not in _ENDED:
                 if not share:
-                    # Other links and clients get the reactor before this one goes on.
-                    self._hold(Hold.TURN)
-                    self._turn = self._clock.callLater(0, self._nextTurn)
-                    return
+                    return self._yieldTurn()
                 share -= 1
                 kind, content = self._backlog.popleft()
                 if kind == _DATA:
@@ -263,7 +292,7 @@ class LinkProtocol(Protocol):
         self._holds.discard(why)
         if not self._holds and self.state not in _ENDED:
             self.transport.resumeProducing()
-            self._handleBacklog()
+            self._work()
 
     def _openReceived(self, content):
         if self.state is not LinkState.AWAITING_OPEN:
@@ -337,6 +366,7 @@ class LinkProtocol(Protocol):
         reached = self._closedFrom if closedByUs else self.state
         self._moveTo(LinkState.CLOSED)
         self._backlog.clear()
+        self._unread.clear()
         self._producer = None
         why = self._closeReason or self._describeLoss(reason, reached)
         direction = "from" if self.inbound else "to"

@@ -96,6 +96,8 @@ class LinkService(ListeningService):
     @param reactor: provides C{IReactorTCP} and C{IReactorTime}.
     @param bindAddress: the address outbound connections leave from, or C{None} for any.
     @param clock: the C{IReactorTime} the links' timers run on, C{reactor} unless given.
+
+    @ivar reactor: C{reactor}, whose turns the links take in turn (see C{LinkLimits.framesPerTurn}).
     """
 
     log = Logger()
@@ -104,7 +106,7 @@ class LinkService(ListeningService):
         self.nodeId = identity.nodeId
         self.limits = limits
         self.clock = reactor if clock is None else clock
-        self._reactor = reactor
+        self.reactor = self._reactor = reactor
         self._endpoint = endpoint
         self._bindAddress = bindAddress
         self._serverContext = makeContext(identity, server=True)

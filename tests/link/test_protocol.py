@@ -482,7 +482,29 @@ class FairnessTests(SynchronousTestCase):
         logs = LogCollector(self)
         link, transport, _ = self.openLink(server)
         link.dataReceived(echoFrame(b"x" * 131067) * 3)
+        clock.advance(0)
         self.assertTrue(transport.disconnecting)
         link.connectionLost(Failure(ConnectionAborted()))
         [line] = logs.lines
         self.assertIn("more than 20 frames' work in one second", line)
+
+    def test_bigReadDecodedASliceATurn(self):
+        """
+        One read of 256 KiB of KEEPALIVE frames is decoded 32 KiB a turn, the link's reading
+        paused in between, so a well-behaved link is served before the rest; a read beyond the
+        work limit closes the link at the slice that crosses it, the rest never decoded.
+        """
+        clock, server = self.service(dataclasses.replace(LIMITS, maxFramesPerSecond=20000))
+        flooder, transport, _ = self.openLink(server)
+        good, _, quiet = self.openLink(server)
+        decoded = []
+        real = flooder._decoder.feed
+        self.patch(flooder._decoder, "feed", lambda data: decoded.append(len(data)) or real(data))
+        flooder.dataReceived(KEEPALIVE_FRAME * (256 * 1024 // 5))
+        self.assertEqual(decoded, [LIMITS.bytesPerTurn])
+        self.assertEqual((transport.producerState, flooder.holds), ("paused", {Hold.TURN}))
+        good.dataReceived(echoFrame(b"hello"))
+        self.assertEqual(quiet.frames, [b"hello"])
+        clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(decoded), 4)  # 26,214 frames: over 20,000 in the fourth slice
