@@ -216,6 +216,11 @@ class LinkService(ListeningService):
         return True
 
     @property
+    def inboundLimit(self):
+        """The cap on inbound connections in force: C{maxInbound}, lowered to the descriptors' share."""
+        return self._inbound.total
+
+    @property
     def inboundCount(self):
         """How many inbound connections are held, and how many of them lack their OPEN frame."""
         return self._inbound.count, self._handshakes.count

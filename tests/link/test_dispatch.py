@@ -4,7 +4,11 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from phantom.config import LinkLimits
+from phantom.identity import Identity
+from phantom.link import quota
 from phantom.link.dispatch import LinkDispatcher
+from phantom.link.service import LinkService
 from phantom.link.quota import ConnectionQuota, addressPrefix, descriptorShare
 from phantom.wire.link import Purpose
 
@@ -91,6 +95,12 @@ class QuotaTests(SynchronousTestCase):
 
     def test_releaseWithoutSlot(self):
         self.assertRaises(RuntimeError, ConnectionQuota(1, 1, "things").release, "192.0.2.1")
+
+    def test_linkServiceTakesItsShare(self):
+        """Under a low descriptor limit the link port takes at most half of what is left after the reserve."""
+        self.patch(quota, "descriptorLimit", lambda: 256)
+        service = LinkService(Identity.generate(), None, LinkLimits(), Clock())
+        self.assertEqual(service.inboundLimit, (256 - 64) // 2)
 
     def test_descriptorShare(self):
         self.assertEqual(descriptorShare(2048, 1 / 2, 64, limit=256), 96)

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from phantom.config import DhtSettings
+from phantom.link import quota
 from phantom.netdb.api import NEXT_API_STATES, ApiDecoder, ApiFactory, ApiProtocol, ApiService, ApiState
 from phantom.netdb.interfaces import IValueStore
 from phantom.wire import ProtocolError, parseStrict
@@ -566,6 +567,16 @@ class HostileClientTests(SynchronousTestCase):
         self.assertTrue(self.served(factory))
         held[0][0].connectionLost(Failure(ConnectionDone()))
         self.assertIsNotNone(self.connect(factory, "127.0.0.9"))
+
+    def test_descriptorReserve(self):
+        """
+        Under a low descriptor limit the API takes at most an eighth of what is left after the
+        reserve, so a flood of API connections leaves descriptors for the control socket.
+        """
+        self.patch(quota, "descriptorLimit", lambda: 256)
+        factory = self.factory(apiMaxConnectionsPerAddress=1000)
+        held = [self.connect(factory, "127.0.0.9", 40000 + n) for n in range(100)]
+        self.assertEqual(sum(c is not None for c in held), (256 - quota.DESCRIPTOR_RESERVE) // 8)
 
     def test_outstandingTotal(self):
         """
