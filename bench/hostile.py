@@ -27,11 +27,12 @@ C{SETTLE} seconds after the attack stopped) against the quiet count (goal at mos
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
@@ -142,8 +143,7 @@ async def startNode(reactor, directory, nofile):
 
 
 def freePort(host):
-    import socket
-
+    """A TCP port nobody listens on at C{host} right now."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
