@@ -23,5 +23,6 @@ BENCHMARKS = {
     "tunnel": "bench.tunnel",
     "tun": "bench.tun",
     "ctl": "bench.ctl",
+    "hostile": "bench.hostile",
 }
 """Benchmark name to the module that measures it."""

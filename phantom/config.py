@@ -81,12 +81,35 @@ class LinkLimits:
     connectTimeout: float = 10.0
     """An outbound TCP connection must be established within this time."""
     maxFramesPerSecond: int = 50000
-    """More frames than this from one peer within a second closes its link."""
+    """More work than this from one peer within a second closes its link: each frame counts
+    one, and one more for every 16 KiB it carries."""
+    bytesPerTurn: int = 32768
+    """A link decodes at most this many of the bytes it read in one turn of the reactor; the
+    rest waits, its reading paused, for its next turn."""
+    framesPerTurn: int = 64
+    """A link handles at most this many frames in one turn of the reactor, then lets the other
+    links and clients have theirs before it reads on."""
     maxWriteBuffer: int = 262144
     """Bytes a link may hold that the kernel has not taken yet: above it the link stops reading
     (or, spliced into a tunnel, stops the link that feeds it) until they are sent."""
     drainTimeout: float = 60.0
     """A link whose peer takes none of what is held for it within this time is closed."""
+    maxInbound: int = 2048
+    """Inbound connections at once, in any state; more are refused at accept."""
+    maxInboundPerAddress: int = 256
+    """Inbound connections at once from one address (its /32, or its /64 for IPv6)."""
+    maxHandshakes: int = 256
+    """Inbound connections at once that have not yet sent their OPEN frame."""
+    maxHandshakesPerAddress: int = 16
+    """Inbound connections at once from one address that have not yet sent their OPEN frame."""
+    maxParked: int = 256
+    """Links that came before anyone awaited them, held at once; more are closed."""
+    maxParkedPerAddress: int = 32
+    """Links from one address held at once before anyone awaited them."""
+    descriptorReserve: int = 64  # phantom.link.quota.DESCRIPTOR_RESERVE
+    """File descriptors kept out of reach of inbound connections: the link port takes at most
+    half of the rest of the process's limit, the module API an eighth, so the control socket,
+    outbound links and state files always find one."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,20 @@ class DhtSettings:
     """The bytes of the store only node records and routing entries the node is responsible for
     (it is among the k closest nodes it knows to their keys) may use: a store full of other
     records still takes them."""
+
+    apiMaxConnections: int = 256
+    """Module-API connections open at once; more are refused at accept."""
+    apiMaxConnectionsPerAddress: int = 128
+    """Module-API connections open at once from one address (its /32, or its /64 for IPv6)."""
+    apiMaxOutstanding: int = 64
+    """GETs one module-API connection may have waiting for their answer; beyond it, and while
+    the client reads no answers, the connection is not read from."""
+    apiMaxOutstandingTotal: int = 1024
+    """GETs all module-API connections together may have waiting; beyond it none is read from."""
+    apiHeaderTimeout: float = 10.0
+    """A module-API message whose first byte has arrived must be whole within this time."""
+    apiIdleTimeout: float = 600.0
+    """A module-API connection on which nothing arrived and no GET waited for this long is closed."""
 
     def __post_init__(self):
         if self.storeReserveBytes >= self.maxStoreBytes:

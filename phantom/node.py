@@ -92,7 +92,7 @@ class PhantomNode(MultiService):
         self.api = None
         if config.apiAddress is not None:
             apiEndpoint = serverEndpoint(reactor, *config.apiAddress)
-            self.api = ApiService(self.dht, apiEndpoint, reactor, getTimeout=config.dht.getTimeout)
+            self.api = ApiService(self.dht, apiEndpoint, reactor, config.dht)
             self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)

@@ -214,11 +214,16 @@ class DhtPutOptions(_Subcommand):
             raise usage.UsageError("a value is 1 to 65495 bytes")
 
     async def ask(self, client):
-        replicas = await client.dhtPut(self["key"], self["value"], self["ttl"], self["replication"])
-        return {"key": self["key"].hex(), "stored": True, "replicas": replicas}
+        outcome = await client.dhtPut(self["key"], self["value"], self["ttl"], self["replication"])
+        replicas = int(outcome)
+        return {"key": self["key"].hex(), "stored": outcome.here or replicas > 0, "here": outcome.here, "replicas": replicas}
 
     def render(self, result):
-        return f"stored under {result['key']} here and on {result['replicas']} other nodes"
+        if result["here"]:
+            return f"stored under {result['key']} here and on {result['replicas']} other nodes"
+        if result["replicas"]:
+            return f"stored under {result['key']} on {result['replicas']} other nodes; not here: this node's store is full"
+        return f"not stored under {result['key']}: this node's store is full and no other node took it"
 
 
 class DhtGetOptions(_Subcommand):

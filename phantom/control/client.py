@@ -13,6 +13,7 @@ from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.protocols import amp
 
 from phantom.control import CONTROL_SOCKET
+from phantom.netdb.interfaces import PutOutcome
 from phantom.control.commands import (
     REMOTE_ERRORS,
     DhtGet,
@@ -114,9 +115,12 @@ class ControlClient:
         """
         Store C{value} under C{key} (32 bytes) as a module-API PUT does.
 
-        @return: a Deferred of how many other nodes accepted it.
+        @return: a Deferred of a L{PutOutcome}: how many other nodes accepted it, and whether
+            the node keeps it too.
         """
-        return self._ask(DhtPut, key=key, value=value, ttl=ttl, replication=replication).addCallback(lambda r: r["replicas"])
+        return self._ask(DhtPut, key=key, value=value, ttl=ttl, replication=replication).addCallback(
+            lambda r: PutOutcome(r["replicas"], here=r.get("here", True))
+        )
 
     def dhtGet(self, key):
         """@return: a Deferred of the value found under C{key} (32 bytes), or C{None}."""

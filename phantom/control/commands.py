@@ -46,11 +46,12 @@ class Status(Command):
 class DhtPut(Command):
     """
     Store an opaque value in the network database, as a module-API PUT does, and answer once it
-    was sent to the closest nodes: C{replicas} is how many accepted it.
+    was sent to the closest nodes: C{replicas} is how many accepted it, C{here} whether this
+    node keeps it too (not when its store is full).
     """
 
     arguments = [(b"key", String()), (b"value", String()), (b"ttl", Integer()), (b"replication", Integer())]
-    response = [(b"replicas", Integer())]
+    response = [(b"replicas", Integer()), (b"here", Boolean(optional=True))]
 
 
 class DhtGet(Command):

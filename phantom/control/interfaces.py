@@ -53,7 +53,8 @@ class IControlledNode(Interface):
         """
         Store an opaque value in the network database, as a module-API PUT does.
 
-        @return: a Deferred of how many other nodes accepted it.
+        @return: a Deferred of how many other nodes accepted it: an int, or a
+            L{phantom.netdb.interfaces.PutOutcome} that also says whether the node keeps it.
         """
 
     def get(key):

@@ -116,7 +116,9 @@ class ControlProtocol(amp.AMP):
 
     @DhtPut.responder
     def dhtPut(self, key, value, ttl, replication):
-        return self._node.put(key, value, ttl, replication).addCallback(lambda replicas: {"replicas": replicas})
+        return self._node.put(key, value, ttl, replication).addCallback(
+            lambda replicas: {"replicas": int(replicas), "here": getattr(replicas, "here", True)}
+        )
 
     @DhtGet.responder
     def dhtGet(self, key):

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from phantom.errors import LinkFailed, LinkTimeout
+from phantom.link.quota import ConnectionQuota
 from phantom.wire.link import Purpose
 
 
@@ -16,12 +17,15 @@ class LinkDispatcher:
     The registry of purposes, awaited links and parked early links of one node.
 
     @param clock: C{IReactorTime}, for the waits and the parking.
+    @param maxParked: how many early links are held at once; more are closed.
+    @param maxParkedPerAddress: how many early links from one address are held at once.
     """
 
     log = Logger()
 
-    def __init__(self, clock):
+    def __init__(self, clock, maxParked=256, maxParkedPerAddress=32):
         self._clock = clock
+        self._parking = ConnectionQuota(maxParked, maxParkedPerAddress, "parked links")
         self._handlers = {}
         self._awaited = {}
         self._parkable = {}
@@ -98,6 +102,11 @@ class LinkDispatcher:
             # Parked by node id too, so that a link from another node cannot take the place.
             parked = self._parked.setdefault(key, {})
             if link.nodeId not in parked:
+                full = self._parking.admit(link.peer.host)
+                if full is not None:
+                    if not parked:
+                        del self._parked[key]
+                    return link.abort(f"an early {link.purpose.name} link, and {full} are held")
                 parked[link.nodeId] = (link, self._clock.callLater(self._parkable[link.purpose], self._unpark, key, link.nodeId))
                 return
         handlerFactory = self._handlers.get(link.purpose)
@@ -115,6 +124,7 @@ class LinkDispatcher:
         taken = parked.pop(nodeId)
         if not parked:
             del self._parked[key]
+        self._parking.release(key[1])
         return taken
 
     def _unpark(self, key, nodeId):
@@ -123,9 +133,10 @@ class LinkDispatcher:
 
     def stop(self):
         """Fail every wait and drop every parked link's timer: the node is stopping."""
-        for parked in self._parked.values():
+        for (_, host), parked in self._parked.items():
             for link, call in parked.values():
                 call.cancel()
+                self._parking.release(host)
         self._parked.clear()
         for key in list(self._awaited):
             _, deferred, call, _ = self._awaited.pop(key)
@@ -136,3 +147,8 @@ class LinkDispatcher:
     def awaitedCount(self):
         """How many links are awaited."""
         return len(self._awaited)
+
+    @property
+    def parkedCount(self):
+        """How many early links are held."""
+        return len(self._parked)

@@ -46,6 +46,10 @@ from phantom.wire.link import (
 
 _DATA = int(FrameKind.DATA)
 
+WORK_BYTES = 16384
+"""A frame counts one unit of work against C{LinkLimits.maxFramesPerSecond}, and one more for
+every this many bytes it carries."""
+
 
 class LinkState(Enum):
     """Where a link is in its life."""
@@ -80,6 +84,7 @@ class Hold(Enum):
     UNATTACHED = "a DATA frame arrived before its handler"
     WRITES = "its outbound buffer is full"
     CONSUMER = "the consumer it feeds (a spliced link) is full"
+    TURN = "it handled its share of frames in this turn of the reactor"
 
 
 @implementer(IPushProducer)
@@ -129,6 +134,8 @@ class LinkProtocol(Protocol):
         self._producer = None
         self._writeSide = _WriteSide(self)
         self._timer = None
+        self._turn = None
+        self._unread = deque()
         self._writesFull = False
         self._drainTimer = None
         self.state = LinkState.HANDSHAKING
@@ -196,30 +203,66 @@ class LinkProtocol(Protocol):
     def dataReceived(self, data):
         if self.state in _ENDED:
             return
+        self._unread.append(data)
+        self._work()
+
+    def _work(self):
+        """
+        This turn's work: decode at most C{bytesPerTurn} of the bytes read, then handle frames;
+        what is left waits for the next turn (one socket read can hold a quarter of a million
+        KEEPALIVE frames).
+        """
+        if Hold.TURN in self._holds or self.state in _ENDED:
+            return
+        budget = self._limits.bytesPerTurn
+        while self._unread and budget > 0 and self.state not in _ENDED:
+            data = self._unread.popleft()
+            if len(data) > budget:
+                view = memoryview(data)
+                self._unread.appendleft(view[budget:])
+                data = view[:budget]
+            budget -= len(data)
+            self._decode(bytes(data) if isinstance(data, memoryview) else data)
+        if self.state in _ENDED:
+            return
+        self._handleBacklog()
+        if self._unread and not self._holds:
+            self._yieldTurn()
+
+    def _decode(self, data):
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as e:
             return self.abort(str(e))
-        if not frames:
-            return
         now = self._clock.seconds()
-        self._lastReceived = now
+        if frames:
+            self._lastReceived = now
         if now - self._windowStart >= 1.0:
             self._windowStart = now
             self._windowFrames = 0
-        self._windowFrames += len(frames)
+        self._windowFrames += len(frames) + len(data) // WORK_BYTES
         if self._windowFrames > self._limits.maxFramesPerSecond:
-            return self.abort(f"more than {self._limits.maxFramesPerSecond} frames in one second")
-        self._backlog.extend(frames)
-        self._handleBacklog()
+            return self.abort(f"more than {self._limits.maxFramesPerSecond} frames' work in one second")
+        # A KEEPALIVE did all it does: it refreshed _lastReceived.
+        self._backlog.extend(frame for frame in frames if frame[0] is not FrameKind.KEEPALIVE)
+
+    def _yieldTurn(self):
+        """Let other links and clients have the reactor before this one goes on."""
+        if self._turn is None and self.state not in _ENDED:
+            self._hold(Hold.TURN)
+            self._turn = self._service.reactor.callLater(0, self._nextTurn)
 
     def _handleBacklog(self):
         """Handle the frames read, in order, until one of L{Hold} stops it."""
         if self._handling:
             return
         self._handling = True
+        share = self._limits.framesPerTurn
         try:
             while self._backlog and not self._holds and self.state not in _ENDED:
+                if not share:
+                    return self._yieldTurn()
+                share -= 1
                 kind, content = self._backlog.popleft()
                 if kind == _DATA:
                     if self.state is not LinkState.OPEN:
@@ -231,9 +274,12 @@ class LinkProtocol(Protocol):
                     self._deliver(content)
                 elif kind == FrameKind.OPEN:
                     self._openReceived(content)
-                # A KEEPALIVE only refreshed _lastReceived.
         finally:
             self._handling = False
+
+    def _nextTurn(self):
+        self._turn = None
+        self._release(Hold.TURN)
 
     def _hold(self, why):
         if not self._holds:
@@ -246,7 +292,7 @@ class LinkProtocol(Protocol):
         self._holds.discard(why)
         if not self._holds and self.state not in _ENDED:
             self.transport.resumeProducing()
-            self._handleBacklog()
+            self._work()
 
     def _openReceived(self, content):
         if self.state is not LinkState.AWAITING_OPEN:
@@ -313,10 +359,14 @@ class LinkProtocol(Protocol):
     def connectionLost(self, reason):
         self._cancelTimer()
         self._cancelDrainTimer()
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
+        self._turn = None
         closedByUs = self.state is LinkState.CLOSING
         reached = self._closedFrom if closedByUs else self.state
         self._moveTo(LinkState.CLOSED)
         self._backlog.clear()
+        self._unread.clear()
         self._producer = None
         why = self._closeReason or self._describeLoss(reason, reached)
         direction = "from" if self.inbound else "to"

@@ -15,6 +15,7 @@ from phantom.link.dispatch import LinkDispatcher
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
+from phantom.link.quota import ConnectionQuota, RefusalLog, descriptorShare
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
@@ -61,6 +62,19 @@ class CloseAtOnce:
         pass
 
 
+class InboundTLSFactory(LinkTLSFactory):
+    """The TLS port's factory: a connection the service does not admit is closed at accept."""
+
+    def __init__(self, service, contextFactory, wrappedFactory):
+        super().__init__(contextFactory, False, wrappedFactory)
+        self._service = service
+
+    def buildProtocol(self, addr):
+        if not self._service.admit(addr.host):
+            return None
+        return super().buildProtocol(addr)
+
+
 class _LinkFactory(Factory):
     noisy = False
 
@@ -82,6 +96,8 @@ class LinkService(ListeningService):
     @param reactor: provides C{IReactorTCP} and C{IReactorTime}.
     @param bindAddress: the address outbound connections leave from, or C{None} for any.
     @param clock: the C{IReactorTime} the links' timers run on, C{reactor} unless given.
+
+    @ivar reactor: C{reactor}, whose turns the links take in turn (see C{LinkLimits.framesPerTurn}).
     """
 
     log = Logger()
@@ -90,12 +106,18 @@ class LinkService(ListeningService):
         self.nodeId = identity.nodeId
         self.limits = limits
         self.clock = reactor if clock is None else clock
-        self._reactor = reactor
+        self.reactor = self._reactor = reactor
         self._endpoint = endpoint
         self._bindAddress = bindAddress
         self._serverContext = makeContext(identity, server=True)
         self._clientContext = makeContext(identity, server=False)
-        self._dispatcher = LinkDispatcher(reactor)
+        self._dispatcher = LinkDispatcher(reactor, limits.maxParked, limits.maxParkedPerAddress)
+        self._inbound = ConnectionQuota(
+            descriptorShare(limits.maxInbound, 1 / 2, limits.descriptorReserve), limits.maxInboundPerAddress, "inbound connections"
+        )
+        self._handshakes = ConnectionQuota(limits.maxHandshakes, limits.maxHandshakesPerAddress, "inbound connections without their OPEN frame")
+        self._admitted = {}
+        self.refusals = RefusalLog(self.clock, "inbound connection")
         self._connections = set()
         self._attempts = set()
         self._links = set()
@@ -103,10 +125,11 @@ class LinkService(ListeningService):
     # Service
 
     def listener(self):
-        return self._endpoint, LinkTLSFactory(ServerConnectionCreator(self._serverContext), False, _LinkFactory(self))
+        return self._endpoint, InboundTLSFactory(self, ServerConnectionCreator(self._serverContext), _LinkFactory(self))
 
     def stopService(self):
         waits = [super().stopService()]
+        self.refusals.stop()
         for attempt in list(self._attempts):
             attempt.cancel()
         self._dispatcher.stop()
@@ -178,17 +201,57 @@ class LinkService(ListeningService):
         attempt.addBoth(settled).addErrback(tcpFailed)
         return deferred
 
+    # Admission of inbound connections
+
+    def admit(self, host):
+        """
+        Whether an inbound connection from C{host} may be accepted now: within the caps on
+        inbound connections and on those without their OPEN frame, in total and per address.
+        A refusal is counted (see L{RefusalLog}); the caller closes the connection.
+        """
+        why = self._inbound.refusal(host) or self._handshakes.refusal(host)
+        if why is not None:
+            self.refusals.refused(host, why)
+            return False
+        return True
+
+    @property
+    def inboundLimit(self):
+        """The cap on inbound connections in force: C{maxInbound}, lowered to the descriptors' share."""
+        return self._inbound.total
+
+    @property
+    def inboundCount(self):
+        """How many inbound connections are held, and how many of them lack their OPEN frame."""
+        return self._inbound.count, self._handshakes.count
+
     # Bookkeeping, called by LinkProtocol
 
     def connectionStarted(self, link):
         self._connections.add(link)
+        if link.inbound:
+            # Admitted by InboundTLSFactory a moment ago: it holds its slots until it is gone.
+            host = link.peer.host
+            self._inbound.admit(host)
+            self._handshakes.admit(host)
+            self._admitted[link] = [host, True]
 
     def linkOpened(self, link):
         self._links.add(link)
+        admitted = self._admitted.get(link)
+        if admitted is not None and admitted[1]:
+            admitted[1] = False
+            self._handshakes.release(admitted[0])
 
     def connectionEnded(self, link):
         self._connections.discard(link)
         self._links.discard(link)
+        admitted = self._admitted.pop(link, None)
+        if admitted is not None:
+            host, handshaking = admitted
+            self._inbound.release(host)
+            if handshaking:
+                self._handshakes.release(host)
 
     def dispatch(self, link):
         """Hand a freshly opened inbound link to whoever awaits it or to its purpose's handler."""

@@ -10,9 +10,17 @@ L{phantom.netdb.interfaces.IValueStore}:
     - every GET gets exactly one SUCCESS or FAILURE on its connection within C{getTimeout}
       seconds, in the order the answers complete (each carries its key); an answer that comes
       after the deadline, or after the connection closed, is dropped;
-    - at most C{maxOutstanding} GETs per connection wait for an answer; beyond that, and
-      while the client does not read its answers, the connection is not read from;
+    - at most C{apiMaxOutstanding} GETs per connection, and C{apiMaxOutstandingTotal} over all
+      connections, wait for an answer; beyond that, and while the client does not read its
+      answers, the connection is not read from;
+    - a message whose first byte arrived must be whole within C{apiHeaderTimeout} seconds (more
+      bytes do not extend it), and a connection on which nothing arrives and no GET waits is
+      closed after C{apiIdleTimeout} seconds;
     - malformed input closes that connection, with one log line naming the peer and the reason.
+
+L{ApiFactory} refuses connections beyond C{apiMaxConnections} in total and
+C{apiMaxConnectionsPerAddress} from one address at accept; the refusals are counted and logged
+once per interval, not once each.
 
 Where a connection is (reading, handling what it read, paused, closing, closed) is its
 L{ApiState}; L{NEXT_API_STATES} lists every move.
@@ -20,6 +28,7 @@ L{ApiState}; L{NEXT_API_STATES} lists every move.
 L{ApiService} listens for such connections.
 """
 
+from dataclasses import replace
 from enum import Enum
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -29,7 +38,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from phantom.address import formatHostPort
+from phantom.config import DhtSettings
 from phantom.link.listening import ListeningService
+from phantom.link.quota import DESCRIPTOR_RESERVE, ConnectionQuota, RefusalLog, descriptorShare
 from phantom.wire import ProtocolError
 from phantom.wire.api import (
     HEADER,
@@ -43,10 +54,10 @@ from phantom.wire.api import (
     encodeMessage,
 )
 
-DEFAULT_GET_TIMEOUT = 10.0
+DEFAULT_GET_TIMEOUT = DhtSettings.getTimeout
 """Seconds within which every GET is answered; the official client waits forever."""
 
-DEFAULT_MAX_OUTSTANDING = 64
+DEFAULT_MAX_OUTSTANDING = DhtSettings.apiMaxOutstanding
 """GETs one connection may have waiting for an answer before it is no longer read from."""
 
 
@@ -145,6 +156,38 @@ stopping, leads to CLOSING; the connection's loss, from anywhere, to CLOSED."""
 _API_ENDED = (ApiState.CLOSING, ApiState.CLOSED)
 
 
+class OutstandingBudget:
+    """
+    The GETs all connections of one API service have waiting, against a total: a connection
+    that finds it spent stops reading and is woken when an answer frees room. A connection
+    with none waiting may still ask one, so the count stays below the total plus the number of
+    connections.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.count = 0
+        self._waiting = set()
+
+    @property
+    def spent(self):
+        return self.count >= self.limit
+
+    def wait(self, protocol):
+        self._waiting.add(protocol)
+
+    def taken(self):
+        self.count += 1
+
+    def returned(self, protocol):
+        self.count -= 1
+        if self._waiting and not self.spent:
+            waiting, self._waiting = self._waiting, set()
+            for other in waiting:
+                if other is not protocol:
+                    other.roomFreed()
+
+
 class _PendingGet:
     """A GET waiting for its answer: its key and its deadline."""
 
@@ -167,17 +210,31 @@ class ApiProtocol(Protocol):
     @param getTimeout: seconds within which every GET is answered (FAILURE when the store
         has not answered by then).
     @param maxOutstanding: how many GETs may wait for an answer at once.
+    @param headerTimeout: seconds within which a message whose first byte arrived must be whole.
+    @param idleTimeout: seconds after which a connection on which nothing arrived and no GET
+        waited is closed.
+    @param budget: the L{OutstandingBudget} this connection's GETs count against with those of
+        the other connections; none when not given.
 
     @ivar state: the L{ApiState}.
     """
 
     log = Logger()
 
-    def __init__(self, store, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+    def __init__(
+        self, store, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING,
+        headerTimeout=DhtSettings.apiHeaderTimeout, idleTimeout=DhtSettings.apiIdleTimeout, budget=None,
+    ):
         self._store = store
         self._clock = clock
         self._getTimeout = getTimeout
         self._maxOutstanding = maxOutstanding
+        self._headerTimeout = headerTimeout
+        self._idleTimeout = idleTimeout
+        self._budget = budget if budget is not None else OutstandingBudget(float("inf"))
+        self._messageTimer = None
+        self._idleTimer = None
+        self._lastActive = 0.0
         self._decoder = ApiDecoder(REQUESTS)
         self._outstanding = set()
         self.state = ApiState.READING
@@ -205,18 +262,59 @@ class ApiProtocol(Protocol):
     def connectionMade(self):
         self.peer = self.transport.getPeer()
         self.transport.registerProducer(self, True)
+        self._lastActive = self._clock.seconds()
+        self._idleTimer = self._clock.callLater(self._idleTimeout, self._idleCheck)
 
     def dataReceived(self, data):
         if self.state in _API_ENDED:
             return
+        self._lastActive = self._clock.seconds()
         self._decoder.receive(data)
         self._handleReceived()
 
+    def _idleCheck(self):
+        self._idleTimer = None
+        if self.state in _API_ENDED:
+            return
+        now = self._clock.seconds()
+        if self._outstanding:
+            self._lastActive = now
+        idle = now - self._lastActive
+        if idle >= self._idleTimeout:
+            return self.abort(f"idle for {self._idleTimeout:g} s")
+        self._idleTimer = self._clock.callLater(self._idleTimeout - idle, self._idleCheck)
+
+    def _watchMessage(self, decoded):
+        """
+        Time the message now arriving: from its first byte (one that follows a decoded message
+        in the same read starts a new one), not from the last byte; none while paused.
+        """
+        if self._decoder.pending and self.state is ApiState.READING:
+            if self._messageTimer is None or decoded:
+                self._stopMessageTimer()
+                self._messageTimer = self._clock.callLater(self._headerTimeout, self._messageExpired)
+        else:
+            self._stopMessageTimer()
+
+    def _messageExpired(self):
+        self._messageTimer = None
+        self.abort(f"a message not completed within {self._headerTimeout:g} s ({self._decoder.pending} bytes of it)")
+
+    def _stopMessageTimer(self):
+        if self._messageTimer is not None and self._messageTimer.active():
+            self._messageTimer.cancel()
+        self._messageTimer = None
+
     def connectionLost(self, reason):
         self._moveTo(ApiState.CLOSED)
+        self._stopMessageTimer()
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = None
         for pending in self._outstanding:
             if pending.deadline.active():
                 pending.deadline.cancel()
+            self._budget.returned(self)
         self._outstanding.clear()
         self.log.debug("DHT API client {peer} gone: {why}", peer=self._describePeer(), why=reason.getErrorMessage())
         waiting, self._waitingForClose = self._waitingForClose, []
@@ -260,6 +358,7 @@ class ApiProtocol(Protocol):
             return
         wasPaused = self.state is ApiState.PAUSED
         self._moveTo(ApiState.HANDLING)
+        decoded = 0
         while self.state is ApiState.HANDLING and not self._mustPause():
             try:
                 message = self._decoder.nextMessage()
@@ -268,15 +367,27 @@ class ApiProtocol(Protocol):
                 return
             if message is None:
                 break
+            decoded += 1
             if isinstance(message, DhtPut):
                 self._put(message)
             else:
                 self._get(message.key)
         if self.state is ApiState.HANDLING:
             self._settle(wasPaused)
+            self._watchMessage(decoded)
 
     def _mustPause(self):
+        if self._outstanding and self._budget.spent:
+            # A connection with no GET waiting may always ask one: a flood on other
+            # connections cannot keep a client that asks one at a time from being served.
+            self._budget.wait(self)
+            return True
         return self._writeBlocked or len(self._outstanding) >= self._maxOutstanding
+
+    def roomFreed(self):
+        """The service-wide budget of waiting GETs has room again: read on, if paused for it."""
+        if self.state is ApiState.PAUSED:
+            self._handleReceived()
 
     def _settle(self, wasPaused):
         """After HANDLING: PAUSED if a limit holds, READING otherwise; the transport follows."""
@@ -296,6 +407,7 @@ class ApiProtocol(Protocol):
     def _get(self, key):
         pending = _PendingGet(key)
         self._outstanding.add(pending)
+        self._budget.taken()
         pending.deadline = self._clock.callLater(self._getTimeout, self._answer, None, pending)
         found = maybeDeferred(self._store.get, key)
         found.addCallbacks(self._answer, self._storeFailed, callbackArgs=(pending,), errbackArgs=(pending,))
@@ -314,6 +426,7 @@ class ApiProtocol(Protocol):
         self._outstanding.remove(pending)
         if pending.deadline.active():
             pending.deadline.cancel()
+        self._budget.returned(self)
         if self.state in _API_ENDED:
             return
         self.transport.write(self._reply(pending.key, value))
@@ -348,24 +461,50 @@ class ApiProtocol(Protocol):
 
 class ApiFactory(Factory):
     """
-    Makes an L{ApiProtocol} per connection and keeps track of the open ones.
+    Makes an L{ApiProtocol} per connection it admits, and keeps track of the open ones.
+
+    @param store: the L{phantom.netdb.interfaces.IValueStore} served.
+    @param clock: an C{IReactorTime} for the deadlines.
+    @param settings: the L{phantom.config.DhtSettings} whose C{getTimeout} and C{api*} fields
+        apply.
 
     @ivar connections: the L{ApiProtocol}s whose connections are open.
+    @ivar refusals: the L{phantom.link.quota.RefusalLog} of connections refused.
     """
 
     noisy = False
 
-    def __init__(self, store, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+    def __init__(self, store, clock, settings=DhtSettings()):
         self._store = store
         self._clock = clock
-        self._getTimeout = getTimeout
-        self._maxOutstanding = maxOutstanding
+        self.settings = settings
+        self.budget = OutstandingBudget(settings.apiMaxOutstandingTotal)
+        self.quota = ConnectionQuota(
+            descriptorShare(settings.apiMaxConnections, 1 / 8, DESCRIPTOR_RESERVE),
+            settings.apiMaxConnectionsPerAddress,
+            "module-API connections",
+        )
+        self.refusals = RefusalLog(clock, "module-API connection")
         self.connections = set()
 
     def buildProtocol(self, addr):
-        protocol = ApiProtocol(self._store, self._clock, self._getTimeout, self._maxOutstanding)
+        host = getattr(addr, "host", None)
+        why = self.quota.admit(host)
+        if why is not None:
+            self.refusals.refused(host, why)
+            return None
+        settings = self.settings
+        protocol = ApiProtocol(
+            self._store, self._clock, settings.getTimeout, settings.apiMaxOutstanding,
+            settings.apiHeaderTimeout, settings.apiIdleTimeout, self.budget,
+        )
         self.connections.add(protocol)
-        protocol.whenClosed().addCallback(lambda _: self.connections.discard(protocol))
+
+        def closed(_):
+            self.connections.discard(protocol)
+            self.quota.release(host)
+
+        protocol.whenClosed().addCallback(closed)
         return protocol
 
 
@@ -377,14 +516,14 @@ class ApiService(ListeningService):
     @param endpoint: the C{IStreamServerEndpoint} to listen on, e.g.
         C{TCP4ServerEndpoint(reactor, 7401, interface="127.0.0.1")}; plain TCP, no TLS, as
         the module API says.
-    @param clock: an C{IReactorTime} for the answer deadlines.
-    @param getTimeout: seconds within which every GET is answered.
-    @param maxOutstanding: GETs one connection may have waiting for an answer.
+    @param clock: an C{IReactorTime} for the deadlines.
+    @param settings: the L{phantom.config.DhtSettings} whose C{getTimeout} and C{api*} fields apply.
+    @param changes: fields of C{settings} to change (C{getTimeout=0.1}).
     """
 
-    def __init__(self, store, endpoint, clock, getTimeout=DEFAULT_GET_TIMEOUT, maxOutstanding=DEFAULT_MAX_OUTSTANDING):
+    def __init__(self, store, endpoint, clock, settings=DhtSettings(), **changes):
         self._endpoint = endpoint
-        self.factory = ApiFactory(store, clock, getTimeout, maxOutstanding)
+        self.factory = ApiFactory(store, clock, replace(settings, **changes))
 
     def listener(self):
         return self._endpoint, self.factory
@@ -397,6 +536,7 @@ class ApiService(ListeningService):
     def stopService(self):
         """Stop listening and close every open connection; fires when all are closed."""
         waits = [super().stopService()]
+        self.factory.refusals.stop()
         for protocol in list(self.factory.connections):
             waits.append(protocol.whenClosed())
             protocol.close()

@@ -3,6 +3,21 @@
 from zope.interface import Interface
 
 
+class PutOutcome(int):
+    """
+    How many other nodes accepted a value put, with C{here}: whether this node keeps it too
+    (not when its store is full).
+    """
+
+    def __new__(cls, replicas, here=True):
+        outcome = super().__new__(cls, replicas)
+        outcome.here = here
+        return outcome
+
+    def __repr__(self):
+        return f"PutOutcome({int(self)}, here={self.here})"
+
+
 class IValueStore(Interface):
     """
     Opaque values by 32-byte key, as the VoidPhone DHT module API stores and finds them:

@@ -30,6 +30,11 @@ REPLIES = {
 """The reply kinds each request may get."""
 
 
+MAX_ANSWERING = 64
+"""Requests of one link whose answers are still being worked out: beyond it the link is not read
+from until answers have gone out, so a peer cannot pipeline work without bound."""
+
+
 class RpcFailed(Exception):
     """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
 
@@ -58,6 +63,7 @@ class RpcChannel:
         self._onClosed = onClosed
         self._randomBytes = randomBytes
         self._pending = {}
+        self._answering = 0
         self.lastUsed = clock.seconds()
         self.closed = False
 
@@ -129,10 +135,25 @@ class RpcChannel:
             if not self.closed:
                 self.link.abort(f"its {kind.name} request could not be answered")
 
-        if isinstance(answer, Deferred):
+        if isinstance(answer, Deferred) and not answer.called:
+            self._answering += 1
+            if self._answering == MAX_ANSWERING:
+                self.link.pauseProducing()
+            answer.addCallbacks(send, failed).addBoth(self._answered)
+        elif isinstance(answer, Deferred):
             answer.addCallbacks(send, failed)
         else:
             send(answer)
+
+    def _answered(self, _):
+        self._answering -= 1
+        if self._answering == MAX_ANSWERING - 1 and not self.closed:
+            self.link.resumeProducing()
+
+    @property
+    def answeringCount(self):
+        """How many of the peer's requests await their answer."""
+        return self._answering
 
     def close(self):
         """Close the link; from now on the channel takes no requests."""

@@ -22,7 +22,7 @@ from phantom.address import Contact, addressBytes
 from phantom.config import DhtSettings
 from phantom.netdb import ALPHA, K
 from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseContacts
-from phantom.netdb.interfaces import IValueStore
+from phantom.netdb.interfaces import IValueStore, PutOutcome
 from phantom.netdb.lookup import Lookup
 from phantom.netdb.records import InvalidRecord, NodeRecord, RouteSet, contactOf, parseFound
 from phantom.netdb.routing import RoutingTable, distance
@@ -372,14 +372,15 @@ class DhtNode(Service):
         minReplication) of the closest nodes (at most K); invalid values are dropped with a log
         line, and so is a value that no node stored.
 
-        @return: a Deferred that fires with how many other nodes accepted the value once it was
-            sent to them; callers that only need the local copy may ignore it.
+        @return: a Deferred that fires with a L{PutOutcome}: how many other nodes accepted the
+            value once it was sent to them, and whether this node keeps it; callers that only
+            need the local copy may ignore it.
         """
         try:
             kept = self._keep(Table.VALUE, key, value, ttl)
         except InvalidRecord as e:
             self.log.warn("module API value not stored: {why}", why=str(e))
-            return succeed(0)
+            return succeed(PutOutcome(0, here=False))
         ttl = min(max(int(ttl), 1), self.settings.maxValueTtl)
         replication = min(max(int(replication), self.settings.minReplication), K)
         self._published[(Table.VALUE, key)] = (value, ttl, replication, self._clock.seconds() + ttl)
@@ -389,7 +390,7 @@ class DhtNode(Service):
         def stored(accepted):
             if not kept and not accepted:
                 self.log.warn("module API value for {key} stored on no node: this store is full and no other node took it", key=key.hex())
-            return accepted
+            return PutOutcome(accepted, here=kept)
 
         return d.addCallback(stored)
 

@@ -113,7 +113,7 @@ class FakeNode:
     def put(self, key, value, ttl, replication):
         self.puts.append((key, value, ttl, replication))
         self.stored[key] = value
-        return succeed(3)
+        return succeed(getattr(self, "putOutcome", 3))
 
     def get(self, key):
         return succeed(self.stored.get(key))

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.address import formatAddress
 from phantom.control.cli import Options, formatUptime, parseKey
+from phantom.netdb.interfaces import PutOutcome
 from tests.control.helpers import AP_ADDRESS, EXIT_ADDRESS, FAR_AP_ADDRESS, NODE_ID, OTHER_ID, FakeNode, contact, fakePath, fakeTunnel, memoryClient
 
 FAR = formatAddress(FAR_AP_ADDRESS)
@@ -63,11 +64,22 @@ class SubcommandTests(SynchronousTestCase):
         """dht put hashes a key that is not 64 hex digits; dht get prints the value, or that there is none."""
         stored, text = self.phantomctl("dht", "put", "greeting", "hello", "--ttl", "60")
         key = hashlib.sha256(b"greeting").hexdigest()
-        self.assertEqual(stored, {"key": key, "stored": True, "replicas": 3})
+        self.assertEqual(stored, {"key": key, "stored": True, "here": True, "replicas": 3})
         self.assertEqual(text, f"stored under {key} here and on 3 other nodes")
         self.assertEqual(self.node.puts[0][2:], (60, 20))
         self.assertEqual(self.phantomctl("dht", "get", "greeting"), [{"key": key, "found": True, "value": "hello", "value_hex": b"hello".hex()}, "hello"])
         self.assertEqual(self.phantomctl("dht", "get", "ab" * 32), [{"key": "ab" * 32, "found": False}, f"nothing found under {'ab' * 32}"])
+
+    def test_dhtPutThroughAFullStore(self):
+        """dht put through a node whose store is full says the value is not kept there, and where it is."""
+        key = hashlib.sha256(b"greeting").hexdigest()
+        self.node.putOutcome = PutOutcome(2, here=False)
+        stored, text = self.phantomctl("dht", "put", "greeting", "hello")
+        self.assertEqual(stored, {"key": key, "stored": True, "here": False, "replicas": 2})
+        self.assertEqual(text, f"stored under {key} on 2 other nodes; not here: this node's store is full")
+        self.node.putOutcome = PutOutcome(0, here=False)
+        stored, text = self.phantomctl("dht", "put", "greeting", "hello")
+        self.assertEqual((stored["stored"], text), (False, f"not stored under {key}: this node's store is full and no other node took it"))
 
     def test_pathBuild(self):
         """path build: phases and total rounded, one line each."""

@@ -139,14 +139,14 @@ def plainClientContext():
     return context
 
 
-def connectRaw(port, client, context=None, host="127.0.0.1", tls=True):
+def connectRaw(port, client, context=None, host="127.0.0.1", tls=True, fromHost=None):
     """
     Connect C{client} to C{host:port}, over TLS with C{context} (our own identity's client
-    context by default) or over plain TCP.
+    context by default) or over plain TCP; from C{fromHost} if given.
 
     @return: C{client.closed}, which fires when the connection is gone.
     """
-    endpoint = TCP4ClientEndpoint(reactor, host, port)
+    endpoint = TCP4ClientEndpoint(reactor, host, port, bindAddress=(fromHost, 0) if fromHost else None)
     if tls:
         client.tls = True
         context = context or makeContext(Identity.generate(), server=False)

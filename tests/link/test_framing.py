@@ -3,6 +3,7 @@
 from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from phantom.link import framing
 from phantom.link.framing import FrameDecoder, encodeFrame
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Frame, FrameKind, Purpose, dataHeader, encodeOpen
@@ -46,6 +47,14 @@ class FrameDecoderTests(SynchronousTestCase):
         else:
             # Several frames, or frames and the start of the next one.
             self.assertEqual(decoded, data[: len(data) - decoder.pending])
+
+    def test_keepaliveWithoutTheSchema(self):
+        """KEEPALIVE frames, what a flooding peer sends most cheaply, are decoded without the schema."""
+        parsed = []
+        self.patch(framing, "parseStrict", lambda *args: parsed.append(args) or parseStrict(*args))
+        frames = FrameDecoder().feed(KEEPALIVE_FRAME * 1000 + encodeOpen(Purpose.ECHO))
+        self.assertEqual(frames[:1000], [(FrameKind.KEEPALIVE, None)] * 1000)
+        self.assertEqual(len(parsed), 1)
 
     def test_oversizedRejectedFromHeader(self):
         """An oversized length is refused as soon as the 4 length bytes arrive."""

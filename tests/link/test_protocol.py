@@ -425,3 +425,86 @@ class FillsOnFirst:
 
     def linkClosed(self, reason):
         pass
+
+
+class FairnessTests(SynchronousTestCase):
+    """
+    One link's flood cannot hold the reactor: a link handles its share of frames per turn, then
+    lets the others have theirs; the frame-rate limit counts the work frames bring.
+    """
+
+    def service(self, limits=LIMITS):
+        clock = MemoryReactorClock()
+        server = LinkService(Identity.generate(), None, limits, clock)
+        server.registerPurpose(Purpose.ECHO, lambda link: Recorder())
+        return clock, server
+
+    def openLink(self, server):
+        """An open inbound ECHO link whose handler records its frames; (link, transport, handler)."""
+        handlers = []
+        server.registerPurpose(Purpose.ECHO, lambda link: handlers.append(Recorder()) or handlers[0])
+        link = _LinkFactory(server).buildProtocol(None)
+        transport = CertifiedTransport(Identity.generate())
+        link.makeConnection(transport)
+        link.handshakeCompleted()
+        link.dataReceived(encodeOpen(Purpose.ECHO))
+        return link, transport, handlers[0]
+
+    def test_floodYieldsEachTurn(self):
+        """
+        1,000 frames read at once from a flooding peer are handled 64 a turn, its reading paused
+        in between; a well-behaved link's frame read meanwhile is handled before the next.
+        """
+        clock, server = self.service()
+        flooder, flooderTransport, flooded = self.openLink(server)
+        good, _, quiet = self.openLink(server)
+        flooder.dataReceived(echoFrame(b"x") * 1000)
+        self.assertEqual(len(flooded.frames), LIMITS.framesPerTurn)
+        self.assertEqual((flooderTransport.producerState, flooder.holds), ("paused", {Hold.TURN}))
+        good.dataReceived(echoFrame(b"hello"))
+        self.assertEqual(quiet.frames, [b"hello"])
+        clock.advance(0)  # a Clock runs the turns scheduled as it goes; a reactor, one per iteration
+        self.assertEqual(len(flooded.frames), 1000)
+        self.assertEqual((flooderTransport.producerState, flooder.holds), ("producing", frozenset()))
+
+    def test_closedWhileWaitingForItsTurn(self):
+        """A link closed while it waits for its next turn leaves no timer behind."""
+        clock, server = self.service()
+        link, transport, _ = self.openLink(server)
+        link.dataReceived(echoFrame(b"x") * 100)
+        link.abort("test")
+        link.connectionLost(Failure(ConnectionAborted()))
+        self.assertEqual([call for call in clock.getDelayedCalls() if call.active()], [])
+
+    def test_workCountsBytes(self):
+        """A few big frames are as much work as many small ones: 3 frames of 128 KiB count 27."""
+        clock, server = self.service(dataclasses.replace(LIMITS, maxFramesPerSecond=20))
+        logs = LogCollector(self)
+        link, transport, _ = self.openLink(server)
+        link.dataReceived(echoFrame(b"x" * 131067) * 3)
+        clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        link.connectionLost(Failure(ConnectionAborted()))
+        [line] = logs.lines
+        self.assertIn("more than 20 frames' work in one second", line)
+
+    def test_bigReadDecodedASliceATurn(self):
+        """
+        One read of 256 KiB of KEEPALIVE frames is decoded 32 KiB a turn, the link's reading
+        paused in between, so a well-behaved link is served before the rest; a read beyond the
+        work limit closes the link at the slice that crosses it, the rest never decoded.
+        """
+        clock, server = self.service(dataclasses.replace(LIMITS, maxFramesPerSecond=20000))
+        flooder, transport, _ = self.openLink(server)
+        good, _, quiet = self.openLink(server)
+        decoded = []
+        real = flooder._decoder.feed
+        self.patch(flooder._decoder, "feed", lambda data: decoded.append(len(data)) or real(data))
+        flooder.dataReceived(KEEPALIVE_FRAME * (256 * 1024 // 5))
+        self.assertEqual(decoded, [LIMITS.bytesPerTurn])
+        self.assertEqual((transport.producerState, flooder.holds), ("paused", {Hold.TURN}))
+        good.dataReceived(echoFrame(b"hello"))
+        self.assertEqual(quiet.frames, [b"hello"])
+        clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(decoded), 4)  # 26,214 frames: over 20,000 in the fourth slice

@@ -3,7 +3,9 @@
 import gc
 import tracemalloc
 
+from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, gatherResults
+from twisted.internet.task import deferLater
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
@@ -220,7 +222,84 @@ class LimitTests(TestCase):
         client = RawClient(encodeOpen(Purpose.ECHO) + KEEPALIVE_FRAME * 50)
         await connectRaw(portOf(server), client)
         [line] = logs.about(client.localPort)
-        self.assertIn("more than 20 frames in one second", line)
+        self.assertIn("more than 20 frames' work in one second", line)
+
+
+class ConnectionLimitTests(TestCase):
+    """
+    Caps on inbound connections, in total and per address, over real sockets: a hostile peer
+    that fills its share is refused at accept while well-behaved peers still get their links.
+    """
+
+    async def silentConnections(self, server, count, fromHost):
+        """C{count} plain TCP connections from C{fromHost} that never start TLS: their C{closed}s."""
+        closed = []
+        for _ in range(count):
+            closed.append(connectRaw(portOf(server), RawClient(), tls=False, fromHost=fromHost))
+        await until(lambda: len(server.connections) >= min(count, server.limits.maxHandshakesPerAddress))
+        return closed
+
+    async def test_perAddressCap(self):
+        """
+        A peer with more connections than its address may hold without their OPEN frame has the
+        extra ones closed at accept, long before any timeout; another peer opens a link, and the
+        refusals give one log line, not one each.
+        """
+        server = startLinkService(self, handshakeTimeout=60, openTimeout=60, maxHandshakesPerAddress=3)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        logs = LogCollector(self)
+        hostile = freshLoopbackAddress()
+        closed = await self.silentConnections(server, 8, hostile)
+        await gatherResults(closed[3:]).addTimeout(5, reactor)
+        self.assertEqual(server.inboundCount, (3, 3))
+        self.assertEqual([d.called for d in closed[:3]], [False] * 3)
+        client = startLinkService(self, bindAddress=freshLoopbackAddress())
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        handler = CollectingHandler(link)
+        link.attach(handler)
+        echoed = handler.nextFrame()
+        link.sendFrame(b"served")
+        self.assertEqual(await echoed, b"served")
+        self.assertEqual(server.inboundCount, (4, 3))
+        self.assertEqual(server.refusals.total, 5)
+        lines = [line for line in logs.lines if "refused" in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("3 inbound connections without their OPEN frame from one address", lines[0])
+
+    async def test_totalCap(self):
+        """
+        Beyond the total cap every address is refused; once the hostile connections time out
+        (the handshake deadline, not reset by anything they send) the slots are free again.
+        """
+        server = startLinkService(self, handshakeTimeout=0.5, maxInbound=4, maxHandshakesPerAddress=10)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        hostile = await self.silentConnections(server, 4, freshLoopbackAddress())
+        late = RawClient()
+        await connectRaw(portOf(server), late, tls=False, fromHost=freshLoopbackAddress()).addTimeout(5, reactor)
+        self.assertEqual(server.inboundCount[0], 4)
+        await gatherResults(hostile)
+        await until(lambda: server.inboundCount == (0, 0))
+        client = startLinkService(self, bindAddress=freshLoopbackAddress())
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        self.assertEqual(link.nodeId, server.nodeId)
+
+    async def test_tricklingDoesNotExtendTheHandshake(self):
+        """A peer that sends a byte of a TLS hello now and then is closed at the handshake deadline all the same."""
+        server = startLinkService(self, handshakeTimeout=0.4)
+        logs = LogCollector(self)
+        client = RawClient()
+        closed = connectRaw(portOf(server), client, tls=False)
+        await until(lambda: server.connections)
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64)
+        sent = 0
+        while not closed.called and sent < len(hello):
+            client.transport.write(hello[sent : sent + 1])
+            sent += 1
+            await deferLater(reactor, 0.05, lambda: None)
+        await closed.addTimeout(5, reactor)
+        self.assertLess(sent, 20)
+        [line] = logs.about(client.localPort)
+        self.assertIn("TLS handshake not completed in time", line)
 
 
 def badConnections(port):
@@ -282,7 +361,8 @@ class BadInputTests(TestCase):
         has not begun (a trial worker, another runner), Twisted keeps every global log event
         until it does, and that is no memory of the link layer's.
         """
-        server = startLinkService(self, handshakeTimeout=0.3, openTimeout=0.3)
+        # The burst comes from one address: the caps on connections are not what is tested here.
+        server = startLinkService(self, handshakeTimeout=0.3, openTimeout=0.3, maxHandshakes=400, maxHandshakesPerAddress=400)
         server.registerPurpose(Purpose.ECHO, EchoHandler)
         client = startLinkService(self)
         before = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)

@@ -143,7 +143,7 @@ async def startDhtNetwork(testCase, count, base=None, settings=FAST_DHT):
 
 def startApi(testCase, node):
     """Serve C{node}'s values on the module API on its own address; C{node.api} is its (host, port)."""
-    service = ApiService(node, TCP4ServerEndpoint(reactor, 0, interface=node.address[0]), reactor, getTimeout=node.settings.getTimeout)
+    service = ApiService(node, TCP4ServerEndpoint(reactor, 0, interface=node.address[0]), reactor, node.settings)
     service.startService()
     testCase.addCleanup(service.stopService)
     node.api = (node.address[0], service.listeningAddress.port)

@@ -7,6 +7,8 @@ The value stores here are small but real L{IValueStore}s kept in dicts; the thin
 is the API server.
 """
 
+from dataclasses import replace
+
 from hypothesis import given, strategies as st
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
@@ -21,7 +23,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from phantom.netdb.api import NEXT_API_STATES, ApiDecoder, ApiProtocol, ApiService, ApiState
+from phantom.config import DhtSettings
+from phantom.link import quota
+from phantom.netdb.api import NEXT_API_STATES, ApiDecoder, ApiFactory, ApiProtocol, ApiService, ApiState
 from phantom.netdb.interfaces import IValueStore
 from phantom.wire import ProtocolError, parseStrict
 from phantom.wire.api import (
@@ -211,6 +215,11 @@ class ApiDecoderTests(SynchronousTestCase):
 # The protocol, without sockets
 
 
+def answerTimers(clock):
+    """The timers pending on C{clock} but a connection's idle check, which lives as long as it."""
+    return [call for call in clock.getDelayedCalls() if call.func.__name__ != "_idleCheck"]
+
+
 class Connection:
     """An L{ApiProtocol} on a C{StringTransport} from 127.0.0.1:40001, with its own clock."""
 
@@ -318,7 +327,7 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(connection.replies(), [DhtSuccess(KEY_B, b"b")])
         clock.advance(2.0)
         self.assertEqual(connection.replies(), [DhtSuccess(KEY_B, b"b"), DhtSuccess(KEY_A, b"a")])
-        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(answerTimers(clock), [])
 
     def test_sameKeyOutstandingTwice(self):
         """Two GETs for one key waiting at once get one answer each."""
@@ -377,7 +386,7 @@ class DeadlineTests(SynchronousTestCase):
         connection.send(encodeGet(KEY_A))
         clock.advance(3.0)
         self.assertEqual(connection.replies(), [DhtSuccess(KEY_A, b"a")])
-        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(answerTimers(clock), [])
 
     def test_answerAfterTheConnectionClosed(self):
         """An answer for a connection that has closed is dropped, silently; no timer is left."""
@@ -477,6 +486,120 @@ class LimitTests(SynchronousTestCase):
         connection.protocol.resumeProducing()
         self.assertEqual(connection.replies(), [DhtSuccess(KEY_A, b"a")] * 3)
         self.assertTrue(connection.reading)
+
+
+class HostileClientTests(SynchronousTestCase):
+    """
+    Clients that hold connections without finishing a message, sit idle, or flood GETs: each
+    hits its bound while a well-behaved client on the same service is served.
+    """
+
+    def factory(self, store=None, **changes):
+        self.clock = Clock()
+        return ApiFactory(store or DictStore({KEY_A: b"a"}), self.clock, replace(DhtSettings(), **changes))
+
+    def connect(self, factory, host="127.0.0.1", port=40001):
+        """A connection the factory admitted, or C{None}."""
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        if protocol is None:
+            return None
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def served(self, factory, host="127.0.0.2"):
+        """Whether a fresh well-behaved connection gets its GET answered now."""
+        protocol, transport = self.connect(factory, host)
+        protocol.dataReceived(encodeGet(KEY_A))
+        return ApiDecoder(REPLIES).feed(transport.value()) == [DhtSuccess(KEY_A, b"a")]
+
+    def test_tricklingHeaderClosed(self):
+        """
+        A client sending a header a byte at a time is closed when its message is not whole
+        within the header timeout after its first byte; the bytes do not extend it.
+        """
+        factory = self.factory(apiHeaderTimeout=10)
+        protocol, transport = self.connect(factory)
+        logs = ApiLogCollector(self)
+        for byte in encodeGet(KEY_A)[:3]:
+            protocol.dataReceived(bytes([byte]))
+            self.clock.advance(4)
+        self.assertTrue(transport.disconnected)
+        [line] = logs.lines
+        self.assertIn("a message not completed within 10 s (3 bytes of it)", line)
+        self.assertTrue(self.served(factory))
+
+    def test_wholeMessagesRestartTheClock(self):
+        """Each message has its own deadline: one begun in the read that ends another gets a full one."""
+        factory = self.factory(apiHeaderTimeout=10)
+        protocol, transport = self.connect(factory)
+        get = encodeGet(KEY_A)
+        protocol.dataReceived(get[:2])
+        self.clock.advance(9)
+        protocol.dataReceived(get[2:] + get[:2])
+        self.clock.advance(9)
+        protocol.dataReceived(get[2:])
+        self.clock.advance(9)
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(len(ApiDecoder(REPLIES).feed(transport.value())), 2)
+
+    def test_idleClosed(self):
+        """A connection that asks nothing is closed after the idle timeout; one waiting for an answer is not."""
+        factory = self.factory(DelayedStore(Clock(), None), apiIdleTimeout=60, getTimeout=1000)
+        idle, idleTransport = self.connect(factory)
+        waiting, waitingTransport = self.connect(factory, port=40002)
+        waiting.dataReceived(encodeGet(KEY_A))
+        self.clock.advance(59)
+        self.assertFalse(idleTransport.disconnected)
+        self.clock.advance(1)
+        self.assertTrue(idleTransport.disconnected)
+        self.clock.advance(300)
+        self.assertFalse(waitingTransport.disconnected)
+
+    def test_connectionCaps(self):
+        """Beyond its share of connections an address is refused at accept, once logged; another is still served."""
+        factory = self.factory(apiMaxConnections=8, apiMaxConnectionsPerAddress=3)
+        logs = LogCollector(self, "phantom.link.quota")
+        held = [self.connect(factory, "127.0.0.9", 40000 + n) for n in range(10)]
+        self.assertEqual([c is not None for c in held], [True] * 3 + [False] * 7)
+        self.assertEqual(factory.refusals.total, 7)
+        self.assertEqual(len(logs.lines), 1)
+        self.assertTrue(self.served(factory))
+        held[0][0].connectionLost(Failure(ConnectionDone()))
+        self.assertIsNotNone(self.connect(factory, "127.0.0.9"))
+
+    def test_descriptorReserve(self):
+        """
+        Under a low descriptor limit the API takes at most an eighth of what is left after the
+        reserve, so a flood of API connections leaves descriptors for the control socket.
+        """
+        self.patch(quota, "descriptorLimit", lambda: 256)
+        factory = self.factory(apiMaxConnectionsPerAddress=1000)
+        held = [self.connect(factory, "127.0.0.9", 40000 + n) for n in range(100)]
+        self.assertEqual(sum(c is not None for c in held), (256 - quota.DESCRIPTOR_RESERVE) // 8)
+
+    def test_outstandingTotal(self):
+        """
+        Many connections flooding GETs a store never answers take at most the total between
+        them; a client asking one GET at a time is still read from and answered.
+        """
+        store = DelayedStore(Clock(), None, {KEY_A: b"a"})
+        store.delays = {KEY_A: 0}
+        factory = self.factory(store, apiMaxOutstanding=16, apiMaxOutstandingTotal=20, getTimeout=1000)
+        flooders = [self.connect(factory, f"127.0.1.{n}") for n in range(5)]
+        for protocol, _ in flooders:
+            protocol.dataReceived(encodeGet(KEY_B) * 100)
+        self.assertLessEqual(factory.budget.count, 20 + len(flooders))
+        self.assertEqual(len(store.asked), factory.budget.count)
+        protocol, transport = self.connect(factory, "127.0.0.2")
+        for _ in range(3):
+            protocol.dataReceived(encodeGet(KEY_A))
+            self.clock.advance(0)
+            store.clock.advance(0)
+        self.assertEqual(ApiDecoder(REPLIES).feed(transport.value()), [DhtSuccess(KEY_A, b"a")] * 3)
+        self.clock.advance(1000)
+        self.assertLessEqual(factory.budget.count, 20 + len(flooders))
+        self.assertGreater(len(store.asked), 40)  # the flooders took the room their timed-out GETs freed
 
 
 class StateTests(SynchronousTestCase):
@@ -664,7 +787,7 @@ class ServiceTests(TestCase):
 
     async def test_slowStoreAnsweredInTime(self):
         """A store that never answers: every pipelined GET still ends in FAILURE, past the limit too."""
-        service = startApiService(self, DelayedStore(reactor, None), getTimeout=0.1, maxOutstanding=2)
+        service = startApiService(self, DelayedStore(reactor, None), getTimeout=0.1, apiMaxOutstanding=2)
         client = await connectClient(self, service)
         replies = client.nextReplies(5)
         client.send(encodeGet(KEY_A) * 5)

@@ -4,13 +4,14 @@ over real TLS links on loopback for multiplexing and malformed input.
 """
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import Contact
 from phantom.link.testing import HeapClock, MemoryNetwork
-from phantom.netdb.rpc import DhtLinks, RpcFailed
+from phantom.netdb.rpc import MAX_ANSWERING, DhtLinks, RpcChannel, RpcFailed
 from phantom.wire.dht import MAX_VALUE, Rpc, RpcKind, Table, encodeRpc
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
@@ -227,3 +228,45 @@ class RealRpcTests(TestCase):
         await closed
         [line] = logs.about(hostile.localPort)
         self.assertIn(f"read nothing for {serverLinks.limits.drainTimeout:g} s", line)
+
+
+class PipeliningTests(SynchronousTestCase):
+    """A peer that pipelines requests whose answers take time gets MAX_ANSWERING worked on at once."""
+
+    class SlowResponder:
+        def __init__(self):
+            self.waiting = []
+
+        def respond(self, sender, kind, content):
+            answer = Deferred()
+            self.waiting.append(answer)
+            return answer
+
+    class FakeLink:
+        def __init__(self):
+            self.peer = IPv4Address("TCP", "192.0.2.1", 40000)
+            self.nodeId = b"n" * 32
+            self.sent, self.calls = [], []
+
+        def sendFrame(self, payload):
+            self.sent.append(payload)
+
+        def pauseProducing(self):
+            self.calls.append("pause")
+
+        def resumeProducing(self):
+            self.calls.append("resume")
+
+    def test_pausedAtTheBound(self):
+        """The link stops being read at MAX_ANSWERING requests awaiting answers, and reads on as they go out."""
+        responder, link = self.SlowResponder(), self.FakeLink()
+        channel = RpcChannel(link, responder, Clock(), 5.0, lambda channel: None)
+        for n in range(MAX_ANSWERING):
+            channel.frameReceived(encodeRpc(RpcKind.PING, n.to_bytes(8, "big"), {"port": 0}))
+        self.assertEqual((channel.answeringCount, link.calls), (MAX_ANSWERING, ["pause"]))
+        responder.waiting[0].callback((RpcKind.PONG, None))
+        self.assertEqual((channel.answeringCount, link.calls), (MAX_ANSWERING - 1, ["pause", "resume"]))
+        self.assertEqual(len(link.sent), 1)
+        for answer in responder.waiting[1:]:
+            answer.callback((RpcKind.PONG, None))
+        self.assertEqual((channel.answeringCount, link.calls, len(link.sent)), (0, ["pause", "resume"], MAX_ANSWERING))

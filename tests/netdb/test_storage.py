@@ -288,6 +288,7 @@ class FullStoreTests(SynchronousTestCase):
         accepted = dht.run(full.put(key, value, ttl=600, replication=3))
         self.assertIsNone(full.store.get(Table.VALUE, key))
         self.assertGreaterEqual(accepted, full.settings.minReplication)
+        self.assertFalse(accepted.here)
         self.assertEqual(dht.run(nodes[7].get(key)), value)
 
     def test_republishedWhenNotHeld(self):
@@ -311,7 +312,7 @@ class FullStoreTests(SynchronousTestCase):
         alone.store.maxBytes = alone.store.size
         with capturedLogs() as events:
             accepted = dht.run(alone.put(b"k" * 32, b"nowhere", ttl=600, replication=3))
-        self.assertEqual(accepted, 0)
+        self.assertEqual((accepted, accepted.here), (0, False))
         self.assertEqual([formatEvent(e) for e in events if e["log_level"] == LogLevel.warn], [
             f"module API value for {(b'k' * 32).hex()} stored on no node: this store is full and no other node took it"
         ])

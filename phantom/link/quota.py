@@ -1,0 +1,161 @@
+"""
+Caps on what many connections from one place may take: a count per source address (the /32 of
+an IPv4 address, the /64 of an IPv6 one) and a count in total, and a summary log of what was
+refused. No I/O: the listening factories ask L{ConnectionQuota.admit} before they build a
+protocol, and give the slot back when the connection is gone.
+"""
+
+import ipaddress
+import resource
+
+from twisted.logger import Logger
+
+DESCRIPTOR_RESERVE = 64
+"""Descriptors kept out of reach of inbound connections unless configured otherwise."""
+
+REFUSAL_LOG_INTERVAL = 60.0
+"""Seconds between the summary lines of refused connections."""
+
+
+def addressPrefix(host):
+    """
+    The part of C{host} one peer is assumed to hold: the address itself for IPv4, its /64 for
+    IPv6 (an IPv4-mapped IPv6 address counts as its IPv4 address); C{host} unchanged if it is
+    no IP address (a unix socket's path, a test's name).
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def descriptorLimit():
+    """The process's soft limit of open file descriptors, or C{None} if it has none."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def descriptorShare(configured, share, reserve, limit=None):
+    """
+    C{configured}, lowered if need be to C{share} of the descriptors left once C{reserve} are
+    kept back from the process's limit (L{descriptorLimit} unless C{limit} is given); at least 1.
+    """
+    limit = descriptorLimit() if limit is None else limit
+    if limit is None:
+        return configured
+    return max(1, min(configured, int((limit - reserve) * share)))
+
+
+class ConnectionQuota:
+    """
+    At most C{total} slots taken at once, at most C{perAddress} of them by one L{addressPrefix}.
+
+    @param what: what a slot is, for the refusal reasons ("inbound connections").
+    """
+
+    def __init__(self, total, perAddress, what):
+        self.total = int(total)
+        self.perAddress = int(perAddress)
+        self._what = what
+        self._byPrefix = {}
+        self._count = 0
+
+    @property
+    def count(self):
+        """How many slots are taken."""
+        return self._count
+
+    def countFor(self, host):
+        """How many slots C{host}'s prefix holds."""
+        return self._byPrefix.get(addressPrefix(host), 0)
+
+    def refusal(self, host):
+        """
+        @return: why C{host} may take no slot now, or C{None} if it may.
+        """
+        if self._count >= self.total:
+            return f"{self.total} {self._what} in total"
+        if self._byPrefix.get(addressPrefix(host), 0) >= self.perAddress:
+            return f"{self.perAddress} {self._what} from one address"
+        return None
+
+    def admit(self, host):
+        """
+        Take a slot for C{host} if it may have one.
+
+        @return: C{None} when the slot is taken, else why not (see L{refusal}).
+        """
+        why = self.refusal(host)
+        if why is None:
+            prefix = addressPrefix(host)
+            self._byPrefix[prefix] = self._byPrefix.get(prefix, 0) + 1
+            self._count += 1
+        return why
+
+    def release(self, host):
+        """Give back a slot L{admit} gave C{host}."""
+        prefix = addressPrefix(host)
+        held = self._byPrefix.get(prefix, 0)
+        if held <= 0:
+            raise RuntimeError(f"{host} holds no slot of {self._what}")
+        if held == 1:
+            del self._byPrefix[prefix]
+        else:
+            self._byPrefix[prefix] = held - 1
+        self._count -= 1
+
+
+class RefusalLog:
+    """
+    Counts refused connections and logs them without letting a flood write a line each: the
+    first refusal is logged at once, the rest as one summary line per C{interval} with their
+    count per reason.
+
+    @param clock: C{IReactorTime}.
+    @param what: what is refused, for the log lines ("inbound link").
+    """
+
+    log = Logger()
+
+    def __init__(self, clock, what, interval=REFUSAL_LOG_INTERVAL):
+        self._clock = clock
+        self._what = what
+        self._interval = interval
+        self._counts = {}
+        self._summary = None
+        self.total = 0
+        """Refusals since the start."""
+
+    def refused(self, host, reason):
+        """Note one connection from C{host} refused for C{reason}."""
+        self.total += 1
+        if self._summary is None:
+            self.log.warn("{what} from {host} refused: {why}", what=self._what, host=host, why=reason)
+            self._summary = self._clock.callLater(self._interval, self._flush)
+            return
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def _flush(self):
+        counts, self._counts = self._counts, {}
+        self._summary = None
+        if counts:
+            parts = "; ".join(f"{count} for {reason}" for reason, count in sorted(counts.items()))
+            self.log.warn(
+                "{count} more {what}s refused in {interval:g} s: {parts}",
+                count=sum(counts.values()), what=self._what, interval=self._interval, parts=parts,
+            )
+            self._summary = self._clock.callLater(self._interval, self._flush)
+
+    def stop(self):
+        """Log what is counted and stop the summary timer."""
+        if self._summary is not None and self._summary.active():
+            self._summary.cancel()
+            self._summary = None
+            counts, self._counts = self._counts, {}
+            if counts:
+                self.log.warn("{count} more {what}s refused", count=sum(counts.values()), what=self._what)

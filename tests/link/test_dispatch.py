@@ -1,0 +1,108 @@
+"""The dispatcher's parking of early links, on fake links and a driven clock."""
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.config import LinkLimits
+from phantom.identity import Identity
+from phantom.link import quota
+from phantom.link.dispatch import LinkDispatcher
+from phantom.link.service import LinkService
+from phantom.link.quota import ConnectionQuota, addressPrefix, descriptorShare
+from phantom.wire.link import Purpose
+
+
+class FakeLink:
+    """Just what the dispatcher looks at, and whether it was aborted."""
+
+    def __init__(self, host, number, purpose=Purpose.PATH):
+        self.peer = IPv4Address("TCP", host, 40000 + number)
+        self.linkId = number.to_bytes(16, "big")
+        self.purpose = purpose
+        self.aborted = None
+
+    def abort(self, reason):
+        self.aborted = reason
+
+
+class ParkingTests(SynchronousTestCase):
+    """Early links are held up to a cap in total and per address; the rest are closed at once."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.dispatcher = LinkDispatcher(self.clock, maxParked=5, maxParkedPerAddress=3)
+        self.dispatcher.parkEarlyLinks(Purpose.PATH, 20)
+
+    def test_hostilePeerHitsItsShare(self):
+        """
+        A peer opening early links nobody awaits gets 3 held, the next closed at once; a
+        well-behaved peer's early link is still held and taken by the wait for it.
+        """
+        hostile = [FakeLink("192.0.2.1", n) for n in range(10)]
+        for link in hostile:
+            self.dispatcher.dispatch(link)
+        self.assertEqual(self.dispatcher.parkedCount, 3)
+        self.assertEqual([link.aborted is None for link in hostile], [True] * 3 + [False] * 7)
+        self.assertIn("3 parked links from one address", hostile[3].aborted)
+        good = FakeLink("198.51.100.7", 99)
+        self.dispatcher.dispatch(good)
+        taken = self.dispatcher.expectLink(good.linkId, "198.51.100.7", Purpose.PATH, 5)
+        self.assertIs(self.successResultOf(taken), good)
+        self.assertIsNone(good.aborted)
+
+    def test_totalCap(self):
+        """Many addresses together get no more than the total; a slot freed by the parking timeout is free again."""
+        links = [FakeLink(f"192.0.2.{n}", n) for n in range(1, 9)]
+        for link in links:
+            self.dispatcher.dispatch(link)
+        self.assertEqual(self.dispatcher.parkedCount, 5)
+        self.assertIn("5 parked links in total", links[5].aborted)
+        self.clock.advance(20)
+        self.assertEqual(self.dispatcher.parkedCount, 0)
+        late = FakeLink("192.0.2.77", 77)
+        self.dispatcher.dispatch(late)
+        self.assertEqual(self.dispatcher.parkedCount, 1)
+
+    def test_stopFreesEverything(self):
+        """Stopping drops the parked links and their slots."""
+        for n in range(3):
+            self.dispatcher.dispatch(FakeLink("192.0.2.1", n))
+        self.dispatcher.stop()
+        self.assertEqual(self.dispatcher.parkedCount, 0)
+        self.dispatcher.dispatch(FakeLink("192.0.2.1", 50))
+        self.assertEqual(self.dispatcher.parkedCount, 1)
+
+
+class QuotaTests(SynchronousTestCase):
+    """What counts as one address, and the share of descriptors."""
+
+    def test_prefixes(self):
+        self.assertEqual(addressPrefix("192.0.2.5"), "192.0.2.5")
+        self.assertEqual(addressPrefix("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64")
+        self.assertEqual(addressPrefix("2001:db8:1:2:ffff::1"), addressPrefix("2001:db8:1:2::9"))
+        self.assertEqual(addressPrefix("::ffff:192.0.2.5"), "192.0.2.5")
+        self.assertEqual(addressPrefix("/tmp/socket"), "/tmp/socket")
+
+    def test_ipv6PeerCannotSpreadOverItsPrefix(self):
+        quota = ConnectionQuota(100, 2, "things")
+        self.assertIsNone(quota.admit("2001:db8::1"))
+        self.assertIsNone(quota.admit("2001:db8::2"))
+        self.assertIsNotNone(quota.admit("2001:db8::3"))
+        self.assertIsNone(quota.admit("2001:db8:0:1::3"))
+        quota.release("2001:db8::1")
+        self.assertIsNone(quota.admit("2001:db8::3"))
+
+    def test_releaseWithoutSlot(self):
+        self.assertRaises(RuntimeError, ConnectionQuota(1, 1, "things").release, "192.0.2.1")
+
+    def test_linkServiceTakesItsShare(self):
+        """Under a low descriptor limit the link port takes at most half of what is left after the reserve."""
+        self.patch(quota, "descriptorLimit", lambda: 256)
+        service = LinkService(Identity.generate(), None, LinkLimits(), Clock())
+        self.assertEqual(service.inboundLimit, (256 - 64) // 2)
+
+    def test_descriptorShare(self):
+        self.assertEqual(descriptorShare(2048, 1 / 2, 64, limit=256), 96)
+        self.assertEqual(descriptorShare(100, 1 / 2, 64, limit=65536), 100)
+        self.assertEqual(descriptorShare(100, 1 / 8, 64, limit=10), 1)
