@@ -19,6 +19,7 @@ class FakeLink:
     def __init__(self, host, number, purpose=Purpose.PATH):
         self.peer = IPv4Address("TCP", host, 40000 + number)
         self.linkId = number.to_bytes(16, "big")
+        self.nodeId = host.encode().ljust(32, b"\0")
         self.purpose = purpose
         self.aborted = None
 
