@@ -33,6 +33,10 @@ LISTEN_BACKLOG = 1024
 """Connections the kernel queues for the TLS port: a burst of connects must not be dropped."""
 DEFAULT_API_ADDRESS = ("127.0.0.1", 7401)
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+MAX_KEPT_PATHS = 8
+"""The most entry or exit paths a node keeps built."""
+ZERO_ALLOWED = ("entryPaths", "exitPaths")
+"""Numeric settings for which 0 means something (none); every other must be positive."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,19 @@ class PathSettings:
     """How many node records the pool sampled ahead of builds aims to hold."""
     poolRefresh: float = 300.0
     """Seconds between fresh samples of the pool."""
+    entryPaths: int = 1
+    """Entry paths kept built (from start, through renewal and failures) where the node takes
+    inbound tunnels (C{serve} is not C{none}, or it has a tun device); 0 builds none."""
+    exitPaths: int = 1
+    """Exit paths kept built, so that a first packet need not wait for one, where the node has a
+    tun device or forwards; 0 builds them only when a tunnel asks."""
 
     def __post_init__(self):
         if self.diversity not in ("on", "off", "auto"):
             raise ConfigError(f"path diversity is on, off or auto, not {self.diversity!r}")
+        for key, count in (("entry_paths", self.entryPaths), ("exit_paths", self.exitPaths)):
+            if not 0 <= count <= MAX_KEPT_PATHS:
+                raise ConfigError(f"[path] {key} is 0 to {MAX_KEPT_PATHS}, not {count}")
 
 @dataclass(frozen=True)
 class TunnelSettings:
@@ -270,7 +283,7 @@ def _readSettings(settingsType, section, path):
                 value = limit.type(section[key]) if callable(limit.type) else float(section[key])
             except ValueError:
                 raise ConfigError(f"config file {path}: [{section.name}] {key} = {section[key]!r} is not a number") from None
-            if value <= 0:
+            if value < 0 or (value == 0 and limit.name not in ZERO_ALLOWED):
                 raise ConfigError(f"config file {path}: [{section.name}] {key} must be positive")
             limits[limit.name] = value
     return limits

@@ -3,6 +3,8 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
+import random
+
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -10,7 +12,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.address import describePeer, formatHostPort, serverEndpoint
+from phantom.address import describePeer, formatAddress, formatHostPort, serverEndpoint
 from phantom.control.interfaces import IControlledNode
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
@@ -22,13 +24,30 @@ from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
-from phantom.path.interfaces import IPathFrameReceiver
+from phantom.path.interfaces import IPathFrameReceiver, PathKind
+from phantom.path.keeper import PathKeeper
 from phantom.path.service import PathService
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
+
+
+def keptPaths(config):
+    """
+    How many paths of each kind a node of C{config} keeps built: entry paths where it takes
+    inbound tunnels (and is not its own entry node), exit paths where it has a tun device or
+    forwards ports (and does not open tunnels without them).
+
+    @return: a dict from L{PathKind} to a count.
+    """
+    serves = config.tunnel.serve != "none" or config.tun is not None
+    connects = config.tun is not None or bool(config.tunnel.forward)
+    return {
+        PathKind.ENTRY: config.path.entryPaths if serves and not config.tunnel.ownEntry else 0,
+        PathKind.EXIT: config.path.exitPaths if connects and not config.tunnel.ownExit else 0,
+    }
 
 
 @implementer(IPathFrameReceiver, IControlledNode)
@@ -65,6 +84,10 @@ class PhantomNode(MultiService):
         self.dht.setServiceParent(self)
         self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
         self.paths.setServiceParent(self)
+        self.keeper = PathKeeper(
+            self.paths, keptPaths(config), reactor, lambda: len(self.dht.table), random.SystemRandom(), ready=self.dht.joined
+        )
+        self.keeper.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
         self.tunnels = TunnelService(
             self.links,
@@ -146,7 +169,10 @@ class PhantomNode(MultiService):
         if self.running:
             self.log.info("DHT module API listening on {address}", address=self.apiAddress)
             self.log.info(
-                "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
+                "phantom node {nodeId} listening on {address} with AP-address {apAddress}",
+                nodeId=self.nodeId.hex(),
+                address=self.address,
+                apAddress=formatAddress(self.apAddress),
             )
 
     # IControlledNode: what the control socket asks of the node
@@ -180,6 +206,9 @@ class PhantomNode(MultiService):
 
     def ownedPaths(self):
         return self.paths.paths
+
+    def pathStates(self):
+        return self.keeper.states()
 
     def connectTunnel(self, apAddress, factory):
         return TunnelClientEndpoint(self.tunnels, self.endToEnd, apAddress).connect(factory)

@@ -95,11 +95,15 @@ class ControlClient:
 
     def status(self):
         """
-        @return: a Deferred of the node's state: C{node_id}, C{listening} and C{api}
-            (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, and C{peers}: dicts
-            with C{node_id}, C{address}, C{inbound} and C{outbound}.
+        @return: a Deferred of the node's state: C{node_id}, C{ap_address}, C{listening} and
+            C{api} (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, C{kept_paths}
+            (dicts with C{kind}, C{wanted}, C{built}, C{building}, C{failures} and
+            C{last_error}) and C{peers}: dicts with C{node_id}, C{address}, C{inbound} and
+            C{outbound}.
         """
-        return self._ask(Status).addCallback(lambda r: {**r, "peers": _plain(r["peers"])})
+        return self._ask(Status).addCallback(
+            lambda r: {**r, "peers": _plain(r["peers"]), "kept_paths": _plain(r["kept_paths"])}
+        )
 
     def peers(self):
         """

@@ -42,6 +42,8 @@ def status(node):
     links, connections = node.linkCounts()
     return {
         "node_id": node.nodeId.hex(),
+        "ap_address": apText(node.apAddress),
+        "kept_paths": node.pathStates(),
         "listening": node.address or "",
         "api": node.apiAddress or "",
         "uptime": uptime(node),

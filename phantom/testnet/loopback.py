@@ -21,6 +21,7 @@ from zope.interface import implementer
 from phantom.config import DEFAULT_PORT
 from phantom.testnet.interfaces import DEFAULT_TIMEOUT, ITestnet
 from phantom.testnet.manifest import LOG_FILE, Manifest, TestnetError, layOutNodes
+from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
     KILL_TIMEOUT,
     POLL_INTERVAL,
@@ -113,6 +114,7 @@ class LoopbackTestnet:
         self.manifest.write()
         for node in nodes:
             os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
+            writeNodeConfig(node.dataDir, len(nodes))
         offsets = {node: logSize(node.logFile) for node in nodes}
         try:
             progress(

@@ -63,7 +63,7 @@ class StatusTests(SynchronousTestCase):
         status = responses.status(self.node)
         self.assertEqual(
             {key: value for key, value in status.items() if key != "peers"},
-            {"node_id": NODE_ID.hex(), "listening": "127.0.0.9:7402", "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2},
+            {"node_id": NODE_ID.hex(), "ap_address": formatAddress(AP_ADDRESS), "kept_paths": [], "listening": "127.0.0.9:7402", "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2},
         )
         self.assertEqual(status["peers"], responses.peers(self.node))
 
