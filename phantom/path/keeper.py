@@ -65,17 +65,18 @@ def tooSmallAdvice(shape, seen):
 def fittingShape(others):
     """
     A shape for a network in which a node sees C{others} other nodes: the default (3, 12) where
-    it fits, else the largest that leaves a third of the nodes spare (a build that fails tries
-    again without the nodes it tried), else the largest that fits at all.
+    it fits with half the nodes spare, else the largest that leaves half the nodes spare (a
+    build that fails tries again without the nodes it tried, and sampling the network database
+    seldom finds every node of a small network), else the smallest, (2, 3), if it fits at all.
 
-    @return: a L{PathShape}, or C{None} if not even the smallest (2, 3) fits.
+    @return: a L{PathShape}, or C{None} if not even the smallest fits.
     """
-    for usable in (others - max(1, others // 3), others):
-        x = 3 if usable >= 3 + minimumY(3) else 2
-        y = min(usable - x, 12)
-        if y >= minimumY(x):
-            return PathShape(x, y)
-    return None
+    usable = others - max(1, others // 2)
+    x = 3 if usable >= 3 + minimumY(3) else 2
+    y = min(usable - x, 12)
+    if y >= minimumY(x):
+        return PathShape(x, y)
+    return SMALLEST_SHAPE if others >= SMALLEST_SHAPE.size else None
 
 
 class PathKeeper(Service):
@@ -97,7 +98,7 @@ class PathKeeper(Service):
 
     log = Logger()
 
-    def __init__(self, paths, wanted, clock, nodesSeen, random, ready=None, interval=1.0, retryMin=1.0, retryMax=30.0):
+    def __init__(self, paths, wanted, clock, nodesSeen, random, ready=None, interval=1.0, retryMin=1.0, retryMax=15.0):
         self._ready = ready
         self._paths = paths
         self._clock = clock

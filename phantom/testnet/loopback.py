@@ -136,6 +136,19 @@ class LoopbackTestnet:
                     raise TestnetError(f"{e}\nand stopping the testnet failed: {stopping}") from e
             raise
 
+    async def restart(self, node, timeout=DEFAULT_TIMEOUT):
+        """
+        Stop C{node} and start it again on the same data directory (its keys, so its AP-address,
+        are kept): what an operator's restart is.
+
+        @param node: one of the manifest's L{NodeSpec}s.
+        @raise TestnetError: it did not start again within C{timeout} seconds.
+        """
+        await stopNodes(self._reactor, [node])
+        offset = logSize(node.logFile)
+        self._abandoned = False
+        await self._start(node, self._twistd or findTwistd(), offset, self._reactor.seconds() + timeout)
+
     def describeNode(self, node):
         """What a node's status adds in this mode (nothing)."""
         return {}

@@ -140,7 +140,7 @@ class KeeperTests(SynchronousTestCase):
         self.assertEqual(
             told[0],
             "the network is too small for paths of 3 X- and 12 Y-nodes: they need 15 other nodes, and this node"
-            " sees 11. Set a smaller shape in the config file's [path] section (x = 3, y = 5 needs 8), or on a"
+            " sees 11. Set a smaller shape in the config file's [path] section (x = 2, y = 4 needs 6), or on a"
             " network of two machines give --own-exit and --own-entry (not anonymous)",
         )
 
@@ -159,9 +159,9 @@ class ShapeTests(SynchronousTestCase):
         self.assertEqual(fittingShape(4), None)
         self.assertEqual(fittingShape(5), PathShape(2, 3))
         self.assertEqual(fittingShape(7), PathShape(2, 3))
-        self.assertEqual(fittingShape(11), PathShape(3, 5))
-        self.assertEqual(fittingShape(19), PathShape(3, 10))
-        self.assertEqual(fittingShape(40), PathShape(3, 12))
+        self.assertEqual(fittingShape(11), PathShape(2, 4))
+        self.assertEqual(fittingShape(19), PathShape(3, 7))
+        self.assertEqual(fittingShape(30), PathShape(3, 12))
         for others in range(5, 60):
             shape = fittingShape(others)
             self.assertLessEqual(shape.size, others)
