@@ -25,7 +25,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 
-from phantom.address import AddressError, parseContacts, parseHostPort
+from phantom.address import HOST_NAME, AddressError, isIPAddress, parseContacts, parseHostPort
 from phantom.errors import ConfigError
 
 DEFAULT_PORT = 7402
@@ -183,7 +183,13 @@ class NodeConfig:
     listenAddress: str | None = None
     """The address this node is reached at and binds its outbound connections to."""
     bootstrap: tuple = ()
-    """L{Contact}s to keep links to."""
+    """L{Contact}s to keep links to; their hosts may be host names, resolved on every try."""
+    advertiseAddress: tuple | None = None
+    """C{(host, port)} other nodes are told to reach this node at, when that is not the address
+    it binds (NAT, port forwarding): the host an IP address or a host name, the port C{None}
+    for the port it listens on."""
+    listenEverywhere: bool = False
+    """Whether the TLS port listens on every IPv6 and IPv4 address (no listen address given)."""
     apiAddress: tuple = DEFAULT_API_ADDRESS
     link: LinkLimits = field(default_factory=LinkLimits)
     dht: DhtSettings = field(default_factory=DhtSettings)
@@ -247,13 +253,15 @@ def readConfigFile(path):
         if "api_address" in dht:
             settings["apiAddress"] = _configured(parseHostPort, dht["api_address"])
         if "bootstrapper" in dht:
-            settings["bootstrap"] = _configured(parseContacts, dht["bootstrapper"])
+            settings["bootstrap"] = _configured(parseNamedContacts, dht["bootstrapper"])
+        if "advertise_address" in dht:
+            settings["advertiseAddress"] = _configured(parseAdvertised, dht["advertise_address"])
     if parser.has_section("phantom"):
         section = parser["phantom"]
         if "data_dir" in section:
             settings["dataDir"] = os.path.expanduser(section["data_dir"])
         if "bootstrap" in section:
-            settings["bootstrap"] = _configured(parseContacts, section["bootstrap"])
+            settings["bootstrap"] = _configured(parseNamedContacts, section["bootstrap"])
         if "tun" in section:
             settings["tun"] = section["tun"].strip()
     if parser.has_section("link"):
@@ -289,9 +297,30 @@ def _readSettings(settingsType, section, path):
     return limits
 
 
+def parseNamedContacts(text):
+    """Contacts whose hosts may be host names (L{parseContacts} with names)."""
+    return parseContacts(text, names=True)
+
+
+def parseAdvertised(text):
+    """
+    Parse C{HOST[:PORT]}: an IPv4 address, C{[IPv6]} or a bare IPv6 address, or a host name,
+    with an optional port.
+
+    @return: C{(host, port)}, the port C{None} when not given.
+    @raise AddressError: not such a thing.
+    """
+    text = text.strip()
+    if isIPAddress(text.strip("[]")):
+        return text.strip("[]"), None
+    if HOST_NAME.match(text) and not text.replace(".", "").isdigit():
+        return text, None
+    return parseHostPort(text, names=True)
+
+
 def resolveConfig(
     *, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None,
-    ownExit=None, ownEntry=None, tun=None, configFile=None,
+    ownExit=None, ownEntry=None, tun=None, configFile=None, advertiseAddress=None,
 ):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
@@ -302,7 +331,8 @@ def resolveConfig(
         ("dataDir", dataDir),
         ("port", port),
         ("listenAddress", listenAddress),
-        ("bootstrap", _configured(parseContacts, bootstrap) if isinstance(bootstrap, str) else bootstrap),
+        ("bootstrap", _configured(parseNamedContacts, bootstrap) if isinstance(bootstrap, str) else bootstrap),
+        ("advertiseAddress", _configured(parseAdvertised, advertiseAddress) if isinstance(advertiseAddress, str) else advertiseAddress),
         ("apiAddress", _configured(parseHostPort, apiAddress) if isinstance(apiAddress, str) else apiAddress),
         ("tun", tun),
     ):
@@ -317,11 +347,14 @@ def resolveConfig(
             listenAddress = str(ipaddress.ip_address(listenAddress.strip("[]")))
         except ValueError:
             raise ConfigError(f"listen address {listenAddress!r} is not an IP address") from None
+    port = str(settings.get("port", DEFAULT_PORT)).strip()
     return NodeConfig(
         dataDir=settings.get("dataDir") or os.path.expanduser("~/.phantom"),
-        listenEndpoint=listenEndpointFor(settings.get("port", DEFAULT_PORT), listenAddress),
+        listenEndpoint=listenEndpointFor(port, listenAddress),
         listenAddress=None if listenAddress in WILDCARD_ADDRESSES else listenAddress,
         bootstrap=tuple(settings.get("bootstrap", ())),
+        advertiseAddress=settings.get("advertiseAddress"),
+        listenEverywhere=listenAddress is None and port.isdigit(),
         apiAddress=tuple(settings.get("apiAddress", DEFAULT_API_ADDRESS)),
         link=replace(LinkLimits(), **settings.get("link", {})),
         dht=replace(DhtSettings(), **settings.get("dht", {})),

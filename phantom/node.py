@@ -12,7 +12,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.address import describePeer, formatAddress, formatHostPort, serverEndpoint
+from phantom.address import Contact, describePeer, formatAddress, formatHostPort, isIPAddress, serverEndpoint
+from phantom.addressing import EveryAddressEndpoint, resolveContacts, sourceAddressTo
+from phantom.config import LISTEN_BACKLOG
 from phantom.control.interfaces import IControlledNode
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
@@ -30,8 +32,13 @@ from phantom.path.service import PathService
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
+from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
+
+
+LEARN_INTERVAL = 2.0
+"""Seconds between two tries to learn the address to publish, until it is known."""
 
 
 def keptPaths(config):
@@ -69,9 +76,13 @@ class PhantomNode(MultiService):
         self.reactor = reactor
         self.identity = identity or loadOrCreateIdentity(config.dataDir)
         self.startedAt = None
+        if config.listenEverywhere:
+            listening = EveryAddressEndpoint(reactor, int(config.listenEndpoint.split(":")[1]), LISTEN_BACKLOG)
+        else:
+            listening = serverFromString(reactor, config.listenEndpoint)
         self.links = LinkService(
             self.identity,
-            serverFromString(reactor, config.listenEndpoint),
+            listening,
             config.link,
             reactor,
             bindAddress=config.listenAddress,
@@ -79,7 +90,13 @@ class PhantomNode(MultiService):
         self.links.registerPurpose(Purpose.ECHO, EchoHandler)
         self.links.setServiceParent(self)
         self.dht = DhtNode(
-            self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
+            self.identity,
+            self.links,
+            reactor,
+            config.dht,
+            bootstrap=config.bootstrap,
+            dataDir=config.dataDir,
+            resolve=lambda contacts: resolveContacts(reactor.nameResolver, contacts),
         )
         self.dht.setServiceParent(self)
         self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
@@ -144,17 +161,52 @@ class PhantomNode(MultiService):
 
     def privilegedStartService(self):
         super().privilegedStartService()
-        if self.config.listenAddress is not None:
+        advertised = self.config.advertiseAddress
+        if advertised is not None and isIPAddress(advertised[0]):
+            self._publishAddress(advertised[0], advertised[1] or self.links.listeningAddress.port, "given")
+        elif advertised is None and self.config.listenAddress is not None:
             self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
-        else:
-            self.log.warn(
-                "listening on every address: other nodes cannot be told where to reach this node; "
-                "give --listen-address to take part in the network database"
-            )
 
     def startService(self):
         self.startedAt = self.reactor.seconds()
         super().startService()
+        if self.dht.address is None:
+            learn = lambda: Deferred.fromCoroutine(self._learnAddress())  # noqa: E731
+            self._learning = Upkeep(LEARN_INTERVAL, learn, self.reactor, "learning the address to publish")
+            self._learning.setServiceParent(self)
+
+    def _publishAddress(self, host, port, how):
+        """Tell other nodes to reach this node at C{host:port} from now on."""
+        self.links.advertiseAt(host, port)
+        self.dht.reachableAt(host, port)
+        self.log.info("other nodes reach this node at {address} ({how})", address=formatHostPort(host, port), how=how)
+
+    async def _learnAddress(self):
+        """
+        Find the address to publish: the host name of --advertise-address resolved, or else the
+        source address this node reaches a peer from (what the peer sees, unless a NAT lies
+        between); then publish this node's record at it.
+        """
+        if self.dht.address is not None:
+            self._learning.disownServiceParent()
+            return
+        port = self.links.listeningAddress.port
+        advertised = self.config.advertiseAddress
+        if advertised is not None:
+            resolved = await resolveContacts(self.reactor.nameResolver, [Contact(advertised[0], advertised[1] or port)])
+            if not resolved:
+                return
+            contact = resolved[0]
+            self._publishAddress(contact.host, contact.port, f"{advertised[0]} resolved")
+        else:
+            peers = list(self.config.bootstrap) + list(self.dht.table)
+            peers = [peer for peer in peers if isIPAddress(peer.host)] or await resolveContacts(self.reactor.nameResolver, peers)
+            source = next(filter(None, (sourceAddressTo(peer.host) for peer in peers)), None)
+            if source is None:
+                return
+            self._publishAddress(source, port, "the address peers see this node at")
+        if self.dht.joined.called:
+            await self.dht.publishNodeRecord()
         # Announced once the reactor runs, so signal handlers are in place: whoever waits for
         # this line may stop the node with SIGTERM at once and get a clean shutdown.
         self.reactor.callWhenRunning(self._announce)
