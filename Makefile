@@ -24,7 +24,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # As root with /dev/net/tun: a testnet in network namespaces, each node with a tun device, and
-# ping6 plus a TCP transfer between two AP-addresses. Elsewhere: the loopback testnet.
+# ping6 plus a TCP transfer between two AP-addresses. Elsewhere: the loopback testnet. Either way
+# no path is built by hand: every node builds its own entry path (and, with a tun device, its exit
+# path) at start.
 demo: install
 	@if [ "$$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then \
 		$(MAKE) --no-print-directory demo-netns; \
@@ -46,9 +48,7 @@ demo-loopback: install
 	$(BIN)/phantomctl --node $(DIR)/node02 status
 	$(BIN)/phantomctl --node $(DIR)/node03 dht put greeting "hello from node03"
 	$(BIN)/phantomctl --node $(DIR)/node12 dht get greeting
-	$(BIN)/phantomctl --node $(DIR)/node04 path build --kind entry --x 2 --y 5
-	$(BIN)/phantomctl --node $(DIR)/node07 path build --kind exit --x 2 --y 5
-	$(BIN)/phantomctl --node $(DIR)/node07 tunnel open $$($(BIN)/phantomctl --node $(DIR)/node04 tunnel list --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ap_address"])')
+	$(BIN)/phantomctl --node $(DIR)/node07 tunnel open $$($(BIN)/phantomctl --node $(DIR)/node04 status --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ap_address"])')
 	$(BIN)/phantom-testnet down --dir $(DIR)
 
 testnet: install

@@ -174,6 +174,9 @@ class PhantomNode(MultiService):
             learn = lambda: Deferred.fromCoroutine(self._learnAddress())  # noqa: E731
             self._learning = Upkeep(LEARN_INTERVAL, learn, self.reactor, "learning the address to publish")
             self._learning.setServiceParent(self)
+        # Announced once the reactor runs, so signal handlers are in place: whoever waits for
+        # this line may stop the node with SIGTERM at once and get a clean shutdown.
+        self.reactor.callWhenRunning(self._announce)
 
     def _publishAddress(self, host, port, how):
         """Tell other nodes to reach this node at C{host:port} from now on."""
@@ -207,9 +210,6 @@ class PhantomNode(MultiService):
             self._publishAddress(source, port, "the address peers see this node at")
         if self.dht.joined.called:
             await self.dht.publishNodeRecord()
-        # Announced once the reactor runs, so signal handlers are in place: whoever waits for
-        # this line may stop the node with SIGTERM at once and get a clean shutdown.
-        self.reactor.callWhenRunning(self._announce)
 
     @property
     def apiAddress(self):

@@ -141,7 +141,7 @@ class ControlClient:
     def pathList(self):
         """
         @return: a Deferred of the paths the node owns: dicts with C{kind}, C{ap_address},
-            C{x0} (C{host:port}), C{age} (seconds) and C{length} (X-nodes).
+            C{x0} (C{host:port}), C{age} (seconds), C{length} and C{nodes} (the X-nodes' ids).
         """
         return self._ask(PathList).addCallback(lambda r: _plain(r["paths"]))
 

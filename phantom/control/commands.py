@@ -114,7 +114,7 @@ class PathList(Command):
 
     arguments = []
     response = [
-        (b"paths", AmpList([(b"kind", Unicode()), (b"ap_address", Unicode()), (b"x0", Unicode()), (b"age", Float()), (b"length", Integer())])),
+        (b"paths", AmpList([(b"kind", Unicode()), (b"ap_address", Unicode()), (b"x0", Unicode()), (b"age", Float()), (b"length", Integer()), (b"nodes", ListOf(Unicode()))])),
     ]
 
 

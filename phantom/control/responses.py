@@ -91,6 +91,7 @@ def pathList(node):
                 "x0": describePeer(path.link.peer),
                 "age": now - path.builtAt,
                 "length": len(path.nodes),
+                "nodes": [record.nodeId.hex() for record in path.nodes],
             }
             for path in node.ownedPaths()
         ]

@@ -120,8 +120,8 @@ class PathTests(SynchronousTestCase):
             responses.pathList(node),
             {
                 "paths": [
-                    {"kind": "entry", "ap_address": formatAddress(AP_ADDRESS), "x0": "127.0.0.5:7402", "age": 25.0, "length": 2},
-                    {"kind": "exit", "ap_address": "", "x0": "127.0.0.5:7402", "age": 10.0, "length": 3},
+                    {"kind": "entry", "ap_address": formatAddress(AP_ADDRESS), "x0": "127.0.0.5:7402", "age": 25.0, "length": 2, "nodes": [r.nodeId.hex() for r in node.paths[0].nodes]},
+                    {"kind": "exit", "ap_address": "", "x0": "127.0.0.5:7402", "age": 10.0, "length": 3, "nodes": [r.nodeId.hex() for r in node.paths[1].nodes]},
                 ]
             },
         )
