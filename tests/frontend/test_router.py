@@ -3,12 +3,13 @@ The frontend's router and device protocol against Twisted's in-memory tun system
 one node's device come out of another's, through packet tunnels; bad packets are counted.
 """
 
+from hypothesis import given, strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.pair.testing import MemoryIOSystem, Tunnel
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.frontend.device import DEFAULT_MTU, TunDevice
+from phantom.frontend.device import DEFAULT_MTU, TunDevice, overlappingRoutes
 from phantom.frontend.packets import HEADER, ICMPV6, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
 from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
@@ -25,12 +26,12 @@ def packet(source, destination, payload=b"ping"):
 class Node:
     """A router on an in-memory tun device."""
 
-    def __init__(self, testCase, address, connect):
+    def __init__(self, testCase, address, connect, routes=""):
         self.system = MemoryIOSystem()
         self.system.registerSpecialDevice(Tunnel._DEVICE_NAME, Tunnel)
         self.configured = []
         self.router = PacketRouter(address, connect)
-        self.device = TunDevice("ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system)
+        self.device = TunDevice("ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system, routes=lambda: routes)
         self.device.privilegedStartService()
         self.device.startService()
         testCase.addCleanup(self.device.stopService)
@@ -213,3 +214,40 @@ class RouterTests(SynchronousTestCase):
         self.b.inject(reply)
         pump(*self.pair)
         self.assertEqual(self.a.written(), [reply])
+
+
+ROUTES = """\
+fd000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001      ph0
+fd123456000000000000000000000000 30 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001  docker0
+fc000000000000000000000000000000 07 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     wg0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+fd0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo
+garbage line
+"""
+
+
+class OverlapTests(SynchronousTestCase):
+    def test_overlappingRoutes(self):
+        """Routes into fd00::/8 on other devices overlap; the device's own, wider prefixes, the default route and local ones do not."""
+        self.assertEqual(overlappingRoutes(ROUTES, "ph0"), [("fd12:3456::/48", "eth0"), ("fd00::/64", "docker0")])
+        self.assertEqual(overlappingRoutes("", "ph0"), [])
+
+    @given(st.lists(st.lists(st.one_of(st.text(max_size=34), st.from_regex(r"[0-9a-f]{32}", fullmatch=True), st.from_regex(r"[0-9a-f]{2}", fullmatch=True)), max_size=11), max_size=8))
+    def test_anyTableParses(self, rows):
+        """Any text gives a list of overlapping routes (malformed lines skipped), nothing else."""
+        table = "\n".join(" ".join(field.replace("\n", " ") for field in row) for row in rows)
+        for network, device in overlappingRoutes(table, "ph0"):
+            self.assertTrue(network.startswith("fd"))
+
+    def test_warnedAtStart(self):
+        """A device started on a host with such routes says so once, naming them."""
+        from tests.link.helpers import LogCollector
+
+        logs = LogCollector(self, "phantom.frontend")
+        Node(self, A, lambda address, protocol: fail(Exception()), routes=ROUTES)
+        [warning] = [line for line in logs.lines if "overlap" in line]
+        self.assertIn("fd12:3456::/48 via eth0, fd00::/64 via docker0", warning)
+        logs.clear()
+        Node(self, B, lambda address, protocol: fail(Exception()))
+        self.assertFalse([line for line in logs.lines if "overlap" in line])
