@@ -6,8 +6,9 @@ whenever one is missing (a replacement that failed, a build that found too small
 The path service replaces a path that loses a hop or reaches the end of its lifetime; the
 keeper covers what that leaves: the first build, and any build that failed. Failed builds are
 tried again after a delay that doubles from C{retryMin} to C{retryMax} seconds and is reset by a
-success. When the network the node sees is smaller than the configured shape needs, the keeper
-says so once, with the numbers and what to set.
+success, and cut short when the node comes to see more nodes than when the build failed (a
+network still starting up). When the network the node sees is smaller than the configured shape
+needs, the keeper says so once, with the numbers and what to set.
 """
 
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class KeptKind:
     lastError: str = ""
     retryAt: float = 0.0
     delay: float = 0.0
+    seenAtFailure: int = 0
+    """How many other nodes the node saw when the last build failed."""
+    triedAt: float = 0.0
 
 
 def tooSmallAdvice(shape, seen):
@@ -130,12 +134,14 @@ class PathKeeper(Service):
         for kind, kept in self.kinds.items():
             replacing = 1 if kind in self._paths.replacing else 0
             missing = kept.wanted - self.owned(kind) - kept.building - replacing
-            if missing > 0 and now >= kept.retryAt:
+            grown = kept.failures and self._nodesSeen() > kept.seenAtFailure and now - kept.triedAt >= self.retryMin
+            if missing > 0 and (now >= kept.retryAt or grown):
                 for _ in range(missing):
                     self._build(kind, kept)
 
     def _build(self, kind, kept):
         kept.building += 1
+        kept.triedAt = self._clock.seconds()
         d = Deferred.fromCoroutine(self._paths.build(kind))
         d.addCallbacks(lambda path: self._built(kind, kept, path), lambda failure: self._failed(kind, kept, failure))
 
@@ -152,7 +158,7 @@ class PathKeeper(Service):
         kept.retryAt = self._clock.seconds() + kept.delay * (0.5 + self._random.random())
         kept.delay = min(kept.delay * 2, self.retryMax)
         shape = PathShape(self._paths.settings.x, self._paths.settings.y)
-        seen = self._nodesSeen()
+        seen = kept.seenAtFailure = self._nodesSeen()
         if seen < shape.size:
             if kept.failures >= TELL_AFTER and not self._told:
                 self._told = True

@@ -92,6 +92,26 @@ class KeeperTests(SynchronousTestCase):
         [state] = keeper.states()
         self.assertEqual((state["built"], state["failures"], state["last_error"]), (1, 0, ""))
 
+    def test_retriedWhenTheNetworkGrows(self):
+        """A build that failed is tried again soon after the node comes to see more nodes, whatever the delay."""
+        seen = [3]
+        self.clock = Clock()
+        self.paths = FakePaths()
+        keeper = PathKeeper(self.paths, {PathKind.ENTRY: 1}, self.clock, lambda: seen[0], random.Random(1), retryMax=60.0)
+        keeper.retryMin = 1.0
+        keeper.startService()
+        self.addCleanup(keeper.stopService)
+        for _ in range(120):
+            self.clock.advance(1)
+        tries = len(self.paths.asked)
+        self.clock.advance(1)
+        self.assertEqual(len(self.paths.asked), tries, "waiting out the delay")
+        seen[0] = 4
+        self.clock.advance(1)
+        self.assertEqual(len(self.paths.asked), tries + 1)
+        self.clock.advance(1)
+        self.assertEqual(len(self.paths.asked), tries + 1, "no more growth: the delay again")
+
     def recording(self, build, times):
         def recorded(kind, shape=None):
             times.append(self.clock.seconds())
