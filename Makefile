@@ -10,7 +10,11 @@ NODES  ?= 12
 DIR    ?= testnet
 PORT   ?= 7402
 
-.PHONY: install demo demo-netns demo-loopback testnet status down test bench clean
+.PHONY: install demo demo-netns demo-loopback compose-demo testnet status down test bench clean
+
+# Flags for docker build in compose-demo: the build's pip needs the package index, which a
+# private engine's bridge may not reach.
+DOCKER_BUILD_FLAGS ?= --network host
 
 install: $(VENV)/.installed
 
@@ -24,7 +28,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # As root with /dev/net/tun: a testnet in network namespaces, each node with a tun device, and
-# ping6 plus a TCP transfer between two AP-addresses. Elsewhere: the loopback testnet.
+# ping6 plus a TCP transfer between two AP-addresses. Elsewhere: the loopback testnet. Either way
+# no path is built by hand: every node builds its own entry path (and, with a tun device, its exit
+# path) at start.
 demo: install
 	@if [ "$$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then \
 		$(MAKE) --no-print-directory demo-netns; \
@@ -46,10 +52,13 @@ demo-loopback: install
 	$(BIN)/phantomctl --node $(DIR)/node02 status
 	$(BIN)/phantomctl --node $(DIR)/node03 dht put greeting "hello from node03"
 	$(BIN)/phantomctl --node $(DIR)/node12 dht get greeting
-	$(BIN)/phantomctl --node $(DIR)/node04 path build --kind entry --x 2 --y 5
-	$(BIN)/phantomctl --node $(DIR)/node07 path build --kind exit --x 2 --y 5
-	$(BIN)/phantomctl --node $(DIR)/node07 tunnel open $$($(BIN)/phantomctl --node $(DIR)/node04 tunnel list --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ap_address"])')
+	$(BIN)/phantomctl --node $(DIR)/node07 tunnel open $$($(BIN)/phantomctl --node $(DIR)/node04 status --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["ap_address"])')
 	$(BIN)/phantom-testnet down --dir $(DIR)
+
+# With a Docker engine and Compose (v1 or v2): the compose testnet of 12 containers, a
+# checksummed TCP transfer between the AP-addresses of two of them, and down again.
+compose-demo:
+	DOCKER_BUILD_FLAGS='$(DOCKER_BUILD_FLAGS)' docker/compose-demo.sh
 
 testnet: install
 	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)

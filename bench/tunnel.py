@@ -143,6 +143,7 @@ from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
 from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
 from phantom.testnet.manifest import LOG_FILE, PID_FILE, NodeSpec, TestnetError
+from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
     TwistdLauncher,
     cancelAndWait,
@@ -730,10 +731,12 @@ async def startOwner(reactor, directory, node, extra):
     Start an owner as a C{twistd phantom} daemon, as the testnet starts its nodes
     (L{twistdCommandLine}), with C{extra} options; wait until its launcher has exited.
 
-    @param node: its L{NodeSpec}.
+    @param node: its L{NodeSpec}; owners are numbered after the testnet's nodes, so its index is
+        the size of the network with it, for the config file the testnet gives its nodes.
     @raise TestnetError: it did not start; the message has its last log message.
     """
     os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
+    writeNodeConfig(node.dataDir, node.index)
     launcher = TwistdLauncher(node)
     commandLine = twistdCommandLine(node, findTwistd()) + list(extra)
     reactor.spawnProcess(launcher, commandLine[0], commandLine, env=os.environ, path=directory)

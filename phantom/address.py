@@ -6,6 +6,7 @@ Nothing here does I/O; the endpoint helpers only choose the endpoint type.
 """
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 
@@ -30,12 +31,26 @@ def formatHostPort(host, port):
     return f"[{host}]:{port}" if isIPv6(host) else f"{host}:{port}"
 
 
-def parseHostPort(text):
-    """
-    Parse ``a.b.c.d:port`` or ``[v6]:port``.
+HOST_NAME = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+"""A DNS host name: dot-separated labels of letters, digits and inner hyphens."""
 
+
+def isIPAddress(host):
+    """Whether C{host} is an IPv4 or IPv6 address as text (not a host name)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parseHostPort(text, names=False):
+    """
+    Parse ``a.b.c.d:port`` or ``[v6]:port``; with C{names}, also ``name:port``.
+
+    @param names: whether the host may be a DNS host name (resolved later, by the caller).
     @return: (host, port)
-    @raise AddressError: not an IP address and port.
+    @raise AddressError: not an IP address (or, with C{names}, a host name) and port.
     """
     text = text.strip()
     host, sep, port = text.rpartition(":")
@@ -43,10 +58,9 @@ def parseHostPort(text):
         raise AddressError(f"{text!r} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise AddressError(f"{text!r}: {host!r} is not an IP address") from None
+    if not isIPAddress(host) and not (names and ":" not in host and HOST_NAME.match(host) and not host.replace(".", "").isdigit()):
+        what = "an IP address or host name" if names else "an IP address"
+        raise AddressError(f"{text!r}: {host!r} is not {what}")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise AddressError(f"{text!r}: {port!r} is not a port number")
     return host, int(port)
@@ -65,10 +79,11 @@ class Contact:
         return f"{prefix}{formatHostPort(self.host, self.port)}"
 
 
-def parseContact(text):
+def parseContact(text, names=False):
     """
     Parse ``HOST:PORT`` or ``NODEID@HOST:PORT`` (node id as 64 hex digits).
 
+    @param names: whether HOST may be a DNS host name (see L{parseHostPort}).
     @raise AddressError: malformed.
     """
     text = text.strip()
@@ -81,13 +96,18 @@ def parseContact(text):
             nodeId = b""
         if len(nodeId) != 32:
             raise AddressError(f"{hexId!r} is not a node id (64 hex digits)")
-    host, port = parseHostPort(text)
+    host, port = parseHostPort(text, names)
     return Contact(host, port, nodeId)
 
 
-def parseContacts(text):
-    """Parse a comma-separated list of contacts; empty items are skipped. @raise AddressError: one is malformed."""
-    return tuple(parseContact(item) for item in text.split(",") if item.strip())
+def parseContacts(text, names=False):
+    """
+    Parse a comma-separated list of contacts; empty items are skipped.
+
+    @param names: whether hosts may be DNS host names (see L{parseHostPort}).
+    @raise AddressError: one is malformed.
+    """
+    return tuple(parseContact(item, names) for item in text.split(",") if item.strip())
 
 
 def addressBytes(host):
@@ -136,6 +156,16 @@ def clientEndpoint(reactor, host, port, **options):
 def serverEndpoint(reactor, host, port, **options):
     """A TCP server endpoint on C{host:port}, IPv4 or IPv6 by the host's form; C{options} as Twisted's."""
     return (TCP6ServerEndpoint if isIPv6(host) else TCP4ServerEndpoint)(reactor, port, interface=host, **options)
+
+
+def unmapped(address):
+    """
+    An C{IAddress} as the peer meant it: an IPv4 peer of a socket listening on every IPv6 and
+    IPv4 address shows as C{::ffff:a.b.c.d}, which comes back as the IPv4 address it is.
+    """
+    if isinstance(address, IPv6Address) and address.host.lower().startswith("::ffff:") and "." in address.host:
+        return IPv4Address(address.type, address.host[7:], address.port)
+    return address
 
 
 def describePeer(address):

@@ -32,13 +32,17 @@ from dataclasses import dataclass, field, fields, replace
 
 from twisted.internet.endpoints import clientFromString, serverFromString
 
-from phantom.address import AddressError, formatHostPort, parseContacts, parseHostPort
+from phantom.address import HOST_NAME, AddressError, formatHostPort, isIPAddress, parseContacts, parseHostPort
 from phantom.errors import ConfigError
 
 DEFAULT_PORT = 7402
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues for the TLS port: a burst of connects must not be dropped."""
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
+MAX_KEPT_PATHS = 8
+"""The most entry or exit paths a node keeps built."""
+ZERO_ALLOWED = ("entryPaths", "exitPaths")
+"""Numeric settings for which 0 means something (none); every other must be positive."""
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -186,10 +190,19 @@ class PathSettings:
     """How many node records the pool sampled ahead of builds aims to hold."""
     poolRefresh: float = 300.0
     """Seconds between fresh samples of the pool."""
+    entryPaths: int = 1
+    """Entry paths kept built (from start, through renewal and failures) where the node takes
+    inbound tunnels (C{serve} is not C{none}, or it has a tun device); 0 builds none."""
+    exitPaths: int = 1
+    """Exit paths kept built, so that a first packet need not wait for one, where the node has a
+    tun device or forwards; 0 builds them only when a tunnel asks."""
 
     def __post_init__(self):
         if self.diversity not in ("on", "off", "auto"):
             raise ConfigError(f"path diversity is on, off or auto, not {self.diversity!r}")
+        for key, count in (("entry_paths", self.entryPaths), ("exit_paths", self.exitPaths)):
+            if not 0 <= count <= MAX_KEPT_PATHS:
+                raise ConfigError(f"[path] {key} is 0 to {MAX_KEPT_PATHS}, not {count}")
 
 @dataclass(frozen=True)
 class TunnelSettings:
@@ -273,7 +286,13 @@ class NodeConfig:
     listenAddress: str | None = None
     """The address this node is reached at and binds its outbound connections to."""
     bootstrap: tuple = ()
-    """L{Contact}s to keep links to."""
+    """L{Contact}s to keep links to; their hosts may be host names, resolved on every try."""
+    advertiseAddress: tuple | None = None
+    """C{(host, port)} other nodes are told to reach this node at, when that is not the address
+    it binds (NAT, port forwarding): the host an IP address or a host name, the port C{None}
+    for the port it listens on."""
+    listenEverywhere: bool = False
+    """Whether the TLS port listens on every IPv6 and IPv4 address (no listen address given)."""
     apiAddress: tuple | None = None
     """C{(host, port)} of the DHT module API; C{None}: it does not listen."""
     log: LogSettings = field(default_factory=LogSettings)
@@ -422,6 +441,12 @@ def configSchema():
             "Where the VoidPhone DHT module API listens (plain TCP, for local programs); empty: it does not listen.",
         ),
         ConfigKey(
+            "dht", "advertise_address", "HOST[:PORT]", "",
+            "The address other nodes are told to reach this node at, when it is not the one it binds "
+            "(NAT, port forwarding): an IP address or a host name, the port by default the one it listens on; "
+            "empty: the listen address, or the address the node reaches its peers from.",
+        ),
+        ConfigKey(
             "dht", "bootstrapper", "contacts", "",
             "Comma-separated HOST:PORT or NODEID@HOST:PORT (pinned) of nodes to join the network through.",
         ),
@@ -497,7 +522,7 @@ def _parseField(settingsField, text, where):
         value = settingsField.type(text)
     except ValueError:
         raise ConfigError(f"{where} = {text!r} is not a number") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and settingsField.name not in ZERO_ALLOWED):
         raise ConfigError(f"{where} must be positive")
     return value
 
@@ -521,9 +546,30 @@ class Setting:
     """C{default}, C{file PATH} or C{command line}."""
 
 
+def parseNamedContacts(text):
+    """Contacts whose hosts may be host names (L{parseContacts} with names)."""
+    return parseContacts(text, names=True)
+
+
+def parseAdvertised(text):
+    """
+    Parse C{HOST[:PORT]}: an IPv4 address, C{[IPv6]} or a bare IPv6 address, or a host name,
+    with an optional port.
+
+    @return: C{(host, port)}, the port C{None} when not given.
+    @raise AddressError: not such a thing.
+    """
+    text = text.strip()
+    if isIPAddress(text.strip("[]")):
+        return text.strip("[]"), None
+    if HOST_NAME.match(text) and not text.replace(".", "").isdigit():
+        return text, None
+    return parseHostPort(text, names=True)
+
+
 def resolveConfig(
     *, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None,
-    ownExit=None, ownEntry=None, tun=None, configFile=None,
+    ownExit=None, ownEntry=None, tun=None, configFile=None, advertiseAddress=None,
 ):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
@@ -544,6 +590,7 @@ def resolveConfig(
         (("tunnel", "forward"), forward),
         (("tunnel", "own_exit"), None if ownExit is None else _formatValue(ownExit)),
         (("tunnel", "own_entry"), None if ownEntry is None else _formatValue(ownEntry)),
+        (("dht", "advertise_address"), advertiseAddress),
     ):
         if value is not None:
             commandLine[key] = value
@@ -567,18 +614,27 @@ def resolveConfig(
             raise ConfigError(f"listen address {listenAddress!r} is not an IP address") from None
     listenEndpoint = listenEndpointFor(port, listenAddress)
     p2pText = str(port).strip()
+    p2pIsPort = p2pText.isdigit()
     if p2pText.isdigit():
         p2pText = formatHostPort(listenAddress or WILDCARD_ADDRESSES[0], p2pText)
 
     bootstrapText = given.get(("dht", "bootstrapper"), given.get(("phantom", "bootstrap"), ""))
     bootstrapKey = ("dht", "bootstrapper") if ("dht", "bootstrapper") in given else ("phantom", "bootstrap")
     contacts = bootstrapText if not isinstance(bootstrapText, str) else _configured(
-        parseContacts, bootstrapText, f"{origin(bootstrapKey)}: [{bootstrapKey[0]}] {bootstrapKey[1]}"
+        parseNamedContacts, bootstrapText, f"{origin(bootstrapKey)}: [{bootstrapKey[0]}] {bootstrapKey[1]}"
     )
     apiText = given.get(("dht", "api_address"), "")
     if not isinstance(apiText, str):
         apiText = formatHostPort(*apiText)
     api = _configured(parseHostPort, apiText, f"{origin(('dht', 'api_address'))}: [dht] api_address") if apiText else None
+    advertisedText = given.get(("dht", "advertise_address"), "")
+    if not isinstance(advertisedText, str):
+        host, advertisedPort = advertisedText
+        advertisedText = host if advertisedPort is None else formatHostPort(host, advertisedPort)
+    advertised = (
+        _configured(parseAdvertised, advertisedText, f"{origin(('dht', 'advertise_address'))}: [dht] advertise_address")
+        if advertisedText else None
+    )
     sections = {
         section: _readSettings(globals()[typeName], section, given, origin) for section, typeName in _SETTINGS_TYPES.items()
     }
@@ -594,6 +650,8 @@ def resolveConfig(
         listenEndpoint=listenEndpoint,
         listenAddress=None if listenAddress in WILDCARD_ADDRESSES else listenAddress,
         bootstrap=tuple(contacts),
+        advertiseAddress=advertised,
+        listenEverywhere=listenAddress is None and p2pIsPort,
         apiAddress=api,
         log=made["phantom"],
         link=made["link"],
@@ -608,6 +666,7 @@ def resolveConfig(
         ("phantom", "tun"): config.tun or "",
         ("dht", "p2p_address"): p2pText,
         ("dht", "api_address"): apiText,
+        ("dht", "advertise_address"): advertisedText,
         ("dht", "bootstrapper"): ", ".join(map(str, config.bootstrap)),
     }
     settings = []

@@ -3,6 +3,8 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
+import random
+
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -11,7 +13,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.address import describePeer, formatHostPort, serverEndpoint
+from phantom.address import Contact, describePeer, formatAddress, formatHostPort, isIPAddress, serverEndpoint
+from phantom.addressing import EveryAddressEndpoint, resolveContacts, sourceAddressTo
+from phantom.config import LISTEN_BACKLOG
 from phantom.control.interfaces import IControlledNode
 from phantom.control.server import ControlService
 from phantom.crypto import apAddressOf
@@ -23,14 +27,36 @@ from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
-from phantom.path.interfaces import IPathFrameReceiver
+from phantom.path.interfaces import IPathFrameReceiver, PathKind
+from phantom.path.keeper import PathKeeper
 from phantom.path.service import PathService
 from phantom.startup import StartupError, explainListenError
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
 from phantom.tunnel.ports import TunnelPorts
 from phantom.tunnel.service import TunnelService
+from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
+
+
+LEARN_INTERVAL = 2.0
+"""Seconds between two tries to learn the address to publish, until it is known."""
+
+
+def keptPaths(config):
+    """
+    How many paths of each kind a node of C{config} keeps built: entry paths where it takes
+    inbound tunnels (and is not its own entry node), exit paths where it has a tun device or
+    forwards ports (and does not open tunnels without them).
+
+    @return: a dict from L{PathKind} to a count.
+    """
+    serves = config.tunnel.serve != "none" or config.tun is not None
+    connects = config.tun is not None or bool(config.tunnel.forward)
+    return {
+        PathKind.ENTRY: config.path.entryPaths if serves and not config.tunnel.ownEntry else 0,
+        PathKind.EXIT: config.path.exitPaths if connects and not config.tunnel.ownExit else 0,
+    }
 
 
 @implementer(IPathFrameReceiver, IControlledNode)
@@ -52,9 +78,13 @@ class PhantomNode(MultiService):
         self.reactor = reactor
         self.identity = identity or loadOrCreateIdentity(config.dataDir)
         self.startedAt = None
+        if config.listenEverywhere:
+            listening = EveryAddressEndpoint(reactor, int(config.listenEndpoint.split(":")[1]), LISTEN_BACKLOG)
+        else:
+            listening = serverFromString(reactor, config.listenEndpoint)
         self.links = LinkService(
             self.identity,
-            serverFromString(reactor, config.listenEndpoint),
+            listening,
             config.link,
             reactor,
             bindAddress=config.listenAddress,
@@ -62,11 +92,21 @@ class PhantomNode(MultiService):
         self.links.registerPurpose(Purpose.ECHO, EchoHandler)
         self.links.setServiceParent(self)
         self.dht = DhtNode(
-            self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
+            self.identity,
+            self.links,
+            reactor,
+            config.dht,
+            bootstrap=config.bootstrap,
+            dataDir=config.dataDir,
+            resolve=lambda contacts: resolveContacts(reactor.nameResolver, contacts),
         )
         self.dht.setServiceParent(self)
         self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
         self.paths.setServiceParent(self)
+        self.keeper = PathKeeper(
+            self.paths, keptPaths(config), reactor, lambda: len(self.dht.table), random.SystemRandom(), ready=self.dht.joined
+        )
+        self.keeper.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
         self.tunnels = TunnelService(
             self.links,
@@ -131,20 +171,55 @@ class PhantomNode(MultiService):
             self.log.critical("phantom: {why}", why=str(error))
             error.logged = True
             raise error from None
-        if self.config.listenAddress is not None:
+        advertised = self.config.advertiseAddress
+        if advertised is not None and isIPAddress(advertised[0]):
+            self._publishAddress(advertised[0], advertised[1] or self.links.listeningAddress.port, "given")
+        elif advertised is None and self.config.listenAddress is not None:
             self.dht.reachableAt(self.config.listenAddress, self.links.listeningAddress.port)
-        else:
-            self.log.warn(
-                "listening on every address: other nodes cannot be told where to reach this node; "
-                "give --listen-address to take part in the network database"
-            )
 
     def startService(self):
         self.startedAt = self.reactor.seconds()
         super().startService()
+        if self.dht.address is None:
+            learn = lambda: Deferred.fromCoroutine(self._learnAddress())  # noqa: E731
+            self._learning = Upkeep(LEARN_INTERVAL, learn, self.reactor, "learning the address to publish")
+            self._learning.setServiceParent(self)
         # Announced once the reactor runs, so signal handlers are in place: whoever waits for
         # this line may stop the node with SIGTERM at once and get a clean shutdown.
         self.reactor.callWhenRunning(self._announce)
+
+    def _publishAddress(self, host, port, how):
+        """Tell other nodes to reach this node at C{host:port} from now on."""
+        self.links.advertiseAt(host, port)
+        self.dht.reachableAt(host, port)
+        self.log.info("other nodes reach this node at {address} ({how})", address=formatHostPort(host, port), how=how)
+
+    async def _learnAddress(self):
+        """
+        Find the address to publish: the host name of --advertise-address resolved, or else the
+        source address this node reaches a peer from (what the peer sees, unless a NAT lies
+        between); then publish this node's record at it.
+        """
+        if self.dht.address is not None:
+            self._learning.disownServiceParent()
+            return
+        port = self.links.listeningAddress.port
+        advertised = self.config.advertiseAddress
+        if advertised is not None:
+            resolved = await resolveContacts(self.reactor.nameResolver, [Contact(advertised[0], advertised[1] or port)])
+            if not resolved:
+                return
+            contact = resolved[0]
+            self._publishAddress(contact.host, contact.port, f"{advertised[0]} resolved")
+        else:
+            peers = list(self.config.bootstrap) + list(self.dht.table)
+            peers = [peer for peer in peers if isIPAddress(peer.host)] or await resolveContacts(self.reactor.nameResolver, peers)
+            source = next(filter(None, (sourceAddressTo(peer.host) for peer in peers)), None)
+            if source is None:
+                return
+            self._publishAddress(source, port, "the address peers see this node at")
+        if self.dht.joined.called:
+            await self.dht.publishNodeRecord()
 
     @property
     def apiAddress(self):
@@ -157,7 +232,10 @@ class PhantomNode(MultiService):
             if self.api is not None:
                 self.log.info("DHT module API listening on {address}", address=self.apiAddress)
             self.log.info(
-                "phantom node {nodeId} listening on {address}", nodeId=self.nodeId.hex(), address=self.address
+                "phantom node {nodeId} listening on {address} with AP-address {apAddress}",
+                nodeId=self.nodeId.hex(),
+                address=self.address,
+                apAddress=formatAddress(self.apAddress),
             )
 
     # IControlledNode: what the control socket asks of the node
@@ -191,6 +269,9 @@ class PhantomNode(MultiService):
 
     def ownedPaths(self):
         return self.paths.paths
+
+    def pathStates(self):
+        return self.keeper.states()
 
     def connectTunnel(self, apAddress, factory):
         return TunnelClientEndpoint(self.tunnels, apAddress).connect(factory)

@@ -1,7 +1,7 @@
 """
 ``twistd phantom``: the command-line options and the service they make.
 
-    twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR]
+    twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR] [--advertise-address HOST[:PORT]]
                       [--bootstrap HOST:PORT,...] [--api-address HOST:PORT]
                       [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP]
                       [--own-exit] [--own-entry] [--tun NAME] [--config FILE]
@@ -23,7 +23,7 @@ from phantom.version import versionLine
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--advertise-address HOST[:PORT]] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -36,8 +36,9 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", None, "The TLS port: a number, or a tcp:/tcp6: endpoint string [default: 7402]."],
         ["data-dir", "d", None, "Where the node keeps its keys and state [default: ~/.phantom]."],
-        ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: all]."],
-        ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through."],
+        ["listen-address", "l", None, "The IP address to listen on and reach peers from [default: every IPv6 and IPv4 address]."],
+        ["advertise-address", None, None, "HOST[:PORT] other nodes are told to reach this node at, if not the address it binds (NAT, port forwarding)."],
+        ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through; HOST may be a host name."],
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: none, it does not listen]."],
         ["serve", None, None, "Inbound tunnels: echo, none, HOST:PORT of a TCP service to pass them to, or a client endpoint string (unix:/run/app.sock) [default: echo]; with --tun they carry packets."],
         ["forward", None, None, "Comma-separated LISTEN=AP, LISTEN a HOST:PORT or a server endpoint string (tcp:8080:interface=127.0.0.1): carry connections to it through tunnels to AP."],
@@ -56,6 +57,7 @@ class Options(usage.Options):
                 dataDir=self["data-dir"],
                 port=self["port"],
                 listenAddress=self["listen-address"],
+                advertiseAddress=self["advertise-address"],
                 bootstrap=self["bootstrap"],
                 apiAddress=self["api-address"],
                 serve=self["serve"],

@@ -228,3 +228,41 @@ class ReferenceTests(SynchronousTestCase):
             readme = f.read()
         missing = [option[0] for option in Options.optFlags + Options.optParameters if f"`--{option[0]}`" not in readme]
         self.assertEqual(missing, [])
+
+
+class KeptPathsTests(SynchronousTestCase):
+    """[path] entry_paths and exit_paths, and where a node keeps them."""
+
+    def configWith(self, text, **options):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return resolveConfig(configFile=path, dataDir="/d", **options)
+
+    def test_counts(self):
+        """1 of each by default; 0 turns them off; negative or more than 8 are refused."""
+        from phantom.config import PathSettings
+
+        self.assertEqual((PathSettings().entryPaths, PathSettings().exitPaths), (1, 1))
+        config = self.configWith("[path]\nentry_paths = 0\nexit_paths = 2\n")
+        self.assertEqual((config.path.entryPaths, config.path.exitPaths), (0, 2))
+        for bad in ("entry_paths = -1", "exit_paths = 9", "entry_paths = many"):
+            self.assertRaises(ConfigError, self.configWith, f"[path]\n{bad}\n")
+
+    def test_whereKept(self):
+        """
+        Entry paths where the node takes inbound tunnels and is not its own entry node; exit paths
+        where it has a tun device or forwards and does not open tunnels without them.
+        """
+        from phantom.node import keptPaths
+        from phantom.path.interfaces import PathKind
+
+        def kept(**options):
+            counts = keptPaths(resolveConfig(dataDir="/d", **options))
+            return counts[PathKind.ENTRY], counts[PathKind.EXIT]
+
+        self.assertEqual(kept(), (1, 0))
+        self.assertEqual(kept(serve="none"), (0, 0))
+        self.assertEqual(kept(serve="none", tun="phantom0"), (1, 1))
+        self.assertEqual(kept(forward="127.0.0.1:9000=fd00::1"), (1, 1))
+        self.assertEqual(kept(tun="phantom0", ownExit=True, ownEntry=True), (0, 0))

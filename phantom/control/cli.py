@@ -124,6 +124,16 @@ def formatUptime(seconds):
     return " ".join(parts)
 
 
+def describeKept(kept):
+    """C{1 of 1 built}, with what is being built and the last error while short."""
+    text = f"{kept['built']} of {kept['wanted']} built"
+    if kept["building"]:
+        text += f", {kept['building']} building"
+    if kept["failures"]:
+        text += f"; {kept['failures']} failed, last: {kept['last_error']}"
+    return text
+
+
 class StatusOptions(_Subcommand):
     """``phantomctl status``: node id, addresses, uptime, open links and peers."""
 
@@ -137,15 +147,17 @@ class StatusOptions(_Subcommand):
     def render(self, result):
         lines = [
             f"node       {result['node_id']}",
+            f"AP-address {result['ap_address']}",
             f"listening  {result['listening']}",
             f"DHT API    {result['api'] or 'not listening (no --api-address)'}",
             f"uptime     {formatUptime(result['uptime'])}",
             f"links      {result['links']} open ({result['connections']} connections)",
-            f"peers      {len(result['peers'])}",
         ]
         exits = result.get("exit_addresses", [])
         if exits:
-            lines.insert(3, f"exit APs   {', '.join(exits)} (connects out from the first; never published)")
+            lines.insert(2, f"exit APs   {', '.join(exits)} (connects out from the first; never published)")
+        lines += [f"{kept['kind'] + ' path':<11}{describeKept(kept)}" for kept in result["kept_paths"]]
+        lines.append(f"peers      {len(result['peers'])}")
         for peer in result["peers"]:
             lines.append(
                 f"  {peer['node_id']}  {peer['address']}  in {peer['inbound']} out {peer['outbound']}"

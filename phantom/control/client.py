@@ -96,12 +96,16 @@ class ControlClient:
 
     def status(self):
         """
-        @return: a Deferred of the node's state: C{node_id}, C{listening} and C{api}
-            (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, C{peers}: dicts
-            with C{node_id}, C{address}, C{inbound} and C{outbound}, and C{exit_addresses}: the
-            exit APs it connects out from, the current one first.
+        @return: a Deferred of the node's state: C{node_id}, C{ap_address}, C{listening} and
+            C{api} (C{host:port}), C{uptime} (seconds), C{links}, C{connections}, C{kept_paths}
+            (dicts with C{kind}, C{wanted}, C{built}, C{building}, C{failures} and
+            C{last_error}), C{peers}: dicts with C{node_id}, C{address}, C{inbound} and
+            C{outbound}, and C{exit_addresses}: the exit APs it connects out from, the current
+            one first.
         """
-        return self._ask(Status).addCallback(lambda r: {**r, "peers": _plain(r["peers"])})
+        return self._ask(Status).addCallback(
+            lambda r: {**r, "peers": _plain(r["peers"]), "kept_paths": _plain(r["kept_paths"])}
+        )
 
     def peers(self):
         """
@@ -142,7 +146,7 @@ class ControlClient:
     def pathList(self):
         """
         @return: a Deferred of the paths the node owns: dicts with C{kind}, C{ap_address},
-            C{x0} (C{host:port}), C{age} (seconds) and C{length} (X-nodes).
+            C{x0} (C{host:port}), C{age} (seconds), C{length} and C{nodes} (the X-nodes' ids).
         """
         return self._ask(PathList).addCallback(lambda r: _plain(r["paths"]))
 

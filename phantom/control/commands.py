@@ -27,12 +27,27 @@ PEER = [
 ]
 
 
+KEPT_PATHS = [
+    (b"kind", Unicode()),
+    (b"wanted", Integer()),
+    (b"built", Integer()),
+    (b"building", Integer()),
+    (b"failures", Integer()),
+    (b"last_error", Unicode()),
+]
+
+
 class Status(Command):
-    """What the node is: its id, where it listens, how long it has run, its links and peers."""
+    """
+    What the node is: its id and AP-address, where it listens, how long it has run, the paths
+    it keeps built, its links and peers.
+    """
 
     arguments = []
     response = [
         (b"node_id", Unicode()),
+        (b"ap_address", Unicode()),
+        (b"kept_paths", AmpList(KEPT_PATHS)),
         (b"listening", Unicode()),
         (b"api", Unicode()),
         (b"uptime", Float()),
@@ -101,7 +116,7 @@ class PathList(Command):
 
     arguments = []
     response = [
-        (b"paths", AmpList([(b"kind", Unicode()), (b"ap_address", Unicode()), (b"x0", Unicode()), (b"age", Float()), (b"length", Integer())])),
+        (b"paths", AmpList([(b"kind", Unicode()), (b"ap_address", Unicode()), (b"x0", Unicode()), (b"age", Float()), (b"length", Integer()), (b"nodes", ListOf(Unicode()))])),
     ]
 
 

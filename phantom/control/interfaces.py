@@ -86,6 +86,12 @@ class IControlledNode(Interface):
         @return: the paths it owns (C{kind}, C{apAddress}, C{link}, C{builtAt}, C{nodes}).
         """
 
+    def pathStates():
+        """
+        @return: for each kind of path it keeps built (entry, exit), a dict: C{kind}, C{wanted},
+            C{built}, C{building}, C{failures} (since the last success) and C{last_error}.
+        """
+
     def connectTunnel(apAddress, factory):
         """
         Open a tunnel to C{apAddress}, with end-to-end TLS, for a protocol of C{factory}.

@@ -42,6 +42,8 @@ def status(node):
     links, connections = node.linkCounts()
     return {
         "node_id": node.nodeId.hex(),
+        "ap_address": apText(node.apAddress),
+        "kept_paths": node.pathStates(),
         "listening": node.address or "",
         "api": node.apiAddress or "",
         "uptime": uptime(node),
@@ -95,6 +97,7 @@ def pathList(node):
                 "x0": describePeer(path.link.peer),
                 "age": now - path.builtAt,
                 "length": len(path.nodes),
+                "nodes": [record.nodeId.hex() for record in path.nodes],
             }
             for path in node.ownedPaths()
         ]

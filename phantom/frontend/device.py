@@ -7,6 +7,7 @@ the exit paths, which needs C{CAP_NET_ADMIN} while the node runs.
 """
 
 import errno
+import ipaddress
 import os
 import socket
 
@@ -109,6 +110,44 @@ def readdressDevice(name, add, remove, preferred):
         raise OSError(e.code, f"netlink: {e}") from e
 
 
+ROUTE_TABLE = "/proc/net/ipv6_route"
+AP_NETWORK = ipaddress.IPv6Network("fd00::/8")
+
+
+def overlappingRoutes(table, device):
+    """
+    The routes of the host's IPv6 routing table that take part of C{fd00::/8} away from
+    C{device}: routes into it (a longer prefix wins) on any other device.
+
+    @param table: the text of C{/proc/net/ipv6_route}.
+    @param device: the name of this node's tun device.
+    @return: C{(network, device)} pairs, the network as text (C{fd12:3456::/48}).
+    """
+    found = []
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) != 10:
+            continue
+        try:
+            network = ipaddress.IPv6Network((int(fields[0], 16), int(fields[1], 16)))
+        except ValueError:
+            continue
+        if fields[9] in (device, "lo") or network.prefixlen < AP_NETWORK.prefixlen or not network.subnet_of(AP_NETWORK):
+            continue
+        if (str(network), fields[9]) not in found:
+            found.append((str(network), fields[9]))
+    return found
+
+
+def readRouteTable():
+    """@return: the text of the host's IPv6 routing table (C{/proc/net/ipv6_route}), empty if there is none."""
+    try:
+        with open(ROUTE_TABLE, encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 class TunDevice(Service):
     """
     The node's tun device, feeding the router and written by it.
@@ -123,11 +162,13 @@ class TunDevice(Service):
         route prefers the first as source, so programs connect out from it.
     @param readdress: C{readdress(name, add, remove, preferred)} (L{readdressDevice}).
     @ivar exitAddresses: the exit APs on the device, the preferred source first.
+    @param routes: C{routes() -> str}, the host's IPv6 routing table as C{/proc/net/ipv6_route}
+        gives it (L{readRouteTable}), looked at for routes that overlap C{fd00::/8}.
     """
 
     log = Logger()
 
-    def __init__(self, name, router, reactor, mtu=DEFAULT_MTU, configure=configureDevice, system=None, exits=None, readdress=readdressDevice):
+    def __init__(self, name, router, reactor, mtu=DEFAULT_MTU, configure=configureDevice, system=None, exits=None, readdress=readdressDevice, routes=readRouteTable):
         self.name = name
         self._router = router
         self._reactor = reactor
@@ -137,6 +178,7 @@ class TunDevice(Service):
         self._exits = exits
         self._readdress = readdress
         self.exitAddresses = []
+        self._routes = routes
         self.port = None
         if exits is not None:
             exits.watch(self._exitsChanged)
@@ -148,6 +190,7 @@ class TunDevice(Service):
         self._router.writeToDevice = self.port.write
         self._configure(self.name, self._router.ownAddress, self.mtu)
         self.log.info("tun device {name}: {address}/128, fd00::/8 routed through it, MTU {mtu}", name=self.name, address=formatAddress(self._router.ownAddress), mtu=self.mtu)
+        self.warnOverlaps(self._routes())
         self._exitsChanged()
 
     def _exitsChanged(self):
@@ -167,6 +210,17 @@ class TunDevice(Service):
         before, self.exitAddresses = self.exitAddresses, wanted
         if before[:1] != wanted[:1]:
             self.log.info("tun device {name}: connects out from exit AP {address}", name=self.name, address=formatAddress(wanted[0]))
+
+    def warnOverlaps(self, table):
+        """Warn when a route of the host takes part of fd00::/8 (which this device carries) elsewhere."""
+        overlaps = overlappingRoutes(table, self.name)
+        if overlaps:
+            self.log.warn(
+                "routes on this host overlap fd00::/8, which {name} carries: {routes}; AP-addresses in them go there, "
+                "not through Phantom (the longer prefix wins); see docs/running.md",
+                name=self.name,
+                routes=", ".join(f"{network} via {device}" for network, device in overlaps),
+            )
 
     def stopService(self):
         super().stopService()

@@ -27,7 +27,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from phantom.address import describePeer
+from phantom.address import describePeer, unmapped
 from phantom.crypto import nodeIdOfCertificate
 from phantom.errors import ConnectedToSelf, LinkFailed
 from phantom.link.framing import FrameDecoder
@@ -166,7 +166,7 @@ class LinkProtocol(Protocol):
     # Connection lifecycle
 
     def connectionMade(self):
-        self.peer = self.transport.getPeer()
+        self.peer = unmapped(self.transport.getPeer())
         tcp = getattr(self.transport, "transport", None)
         if tcp is not None and hasattr(tcp, "bufferSize"):
             # A FileDescriptor pauses its producer above bufferSize bytes unsent.

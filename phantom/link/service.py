@@ -109,6 +109,7 @@ class LinkService(ListeningService):
         self.reactor = self._reactor = reactor
         self._endpoint = endpoint
         self._bindAddress = bindAddress
+        self._advertised = None
         self._serverContext = makeContext(identity, server=True)
         self._clientContext = makeContext(identity, server=False)
         self._dispatcher = LinkDispatcher(reactor, limits.maxParked, limits.maxParkedPerAddress)
@@ -146,12 +147,19 @@ class LinkService(ListeningService):
     @property
     def address(self):
         """
-        C{(host, port)} other nodes reach this node at: the bind address and the listening
-        port; C{None} before the port listens, or when the node binds to no one address.
+        C{(host, port)} other nodes reach this node at: what L{advertiseAt} said, else the bind
+        address and the listening port; C{None} before the port listens, or when the node binds
+        to no one address and has not been told one.
         """
+        if self._advertised is not None:
+            return self._advertised
         if self._bindAddress is None or self.port is None:
             return None
         return self._bindAddress, self.port.getHost().port
+
+    def advertiseAt(self, host, port):
+        """Make C{(host, port)} the L{address} other nodes reach this node at (NAT, port forwarding, a node bound to every address)."""
+        self._advertised = (host, port)
 
     # Registration: see L{LinkDispatcher}
 

@@ -69,12 +69,16 @@ class DhtNode(Service):
     @param bootstrap: L{Contact}s to join through; a contact's node id may be C{None}.
     @param dataDir: where the contacts are saved, or C{None} not to save them.
     @param random: a C{random.Random} for refresh targets and sampling.
+    @param resolve: C{resolve(contacts) -> awaitable list of Contact}: the bootstrap contacts
+        with host names replaced by addresses, asked again on every try to join; by default
+        contacts are taken as they are.
     """
 
     log = Logger()
 
-    def __init__(self, identity, links, clock, settings=DhtSettings(), address=None, bootstrap=(), dataDir=None, random=random.SystemRandom()):
+    def __init__(self, identity, links, clock, settings=DhtSettings(), address=None, bootstrap=(), dataDir=None, random=random.SystemRandom(), resolve=None):
         self.identity = identity
+        self._resolve = resolve
         self.nodeId = identity.nodeId
         self.settings = settings
         self._links = links
@@ -125,7 +129,15 @@ class DhtNode(Service):
         self._joining = None
         if not self.running:
             return
-        Deferred.fromCoroutine(self.join(contacts)).addBoth(self._joinedOrNot, contacts)
+        Deferred.fromCoroutine(self._resolveAndJoin(contacts)).addBoth(self._joinedOrNot, contacts)
+
+    async def _resolveAndJoin(self, contacts):
+        if self._resolve is not None:
+            resolved = await self._resolve(contacts)
+            if contacts and not resolved:
+                return 0
+            contacts = resolved
+        return await self.join(contacts)
 
     def _joinedOrNot(self, result, contacts):
         if isinstance(result, Failure):

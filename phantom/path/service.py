@@ -364,6 +364,8 @@ class PathService(Service):
                 self.identity.routingKey, now, now + int(self.settings.lifetime), [Contact(terminating.host, terminating.port, terminating.nodeId)], now
             )
             entry, apAddress = routing.encoded, routing.apAddress
+        if self._links.address is None:
+            raise PathFailed("this node does not know yet the address other nodes reach it at")
         owner = Contact(*self._links.address, self.identity.nodeId)
         return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
 

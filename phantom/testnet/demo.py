@@ -1,7 +1,7 @@
 """
 ``phantom-testnet demo``: on a running netns testnet, two unmodified programs talk across
-AP-addresses: an entry path for one node, an exit path for another, ping6 from the second to the
-first's AP-address, and a TCP transfer between them checked by SHA-256.
+AP-addresses: ping6 from one node to another's AP-address, and a TCP transfer between them
+checked by SHA-256, over the entry and exit paths the nodes built by themselves at start.
 """
 
 import json
@@ -9,6 +9,7 @@ import sys
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
 
 from phantom.control.client import ControlClient
 from phantom.testnet.manifest import TestnetError
@@ -16,6 +17,7 @@ from phantom.testnet.netns import NETNS, namespaceOf
 
 BUILD_TIMEOUT = 120.0
 DEMO_PORT = 5001
+POLL_INTERVAL = 0.5
 
 
 class _Collect(ProcessProtocol):
@@ -47,33 +49,56 @@ def _probe(reactor, manifest, node, *args, onLine=None):
     return collect.done, collect
 
 
-async def runDemo(reactor, manifest, mib=10.0, x=2, y=3):
+async def keptPath(reactor, control, kind, timeout=BUILD_TIMEOUT):
     """
-    @return: a JSON-ready summary: the two nodes and AP-addresses, the paths, ping round trips,
-        and the transfer's size, time and whether its checksums matched.
+    Wait until the node behind C{control} has built the path of C{kind} it keeps.
+
+    @return: its status and the path (as L{ControlClient.pathList} gives it).
+    @raise TestnetError: none within C{timeout} seconds.
+    """
+    deadline = reactor.seconds() + timeout
+    while True:
+        status = await control.status()
+        paths = [path for path in await control.pathList() if path["kind"] == kind]
+        if paths:
+            return status, paths[0]
+        if reactor.seconds() >= deadline:
+            kept = [kept for kept in status["kept_paths"] if kept["kind"] == kind]
+            why = f": {kept[0]['last_error']}" if kept and kept[0]["last_error"] else ""
+            raise TestnetError(f"no {kind} path after {timeout:g} s{why}")
+        await deferLater(reactor, POLL_INTERVAL, lambda: None)
+
+
+async def runDemo(reactor, manifest, mib=10.0, server=None, client=None):
+    """
+    @param server: the node whose AP-address is reached (node 2 if not given).
+    @param client: the node that reaches it (the last if not given).
+    @return: a JSON-ready summary: the two nodes and AP-addresses, the X-nodes of their paths,
+        how long the demo waited for them, ping round trips, and the transfer's size, time and
+        whether its checksums matched.
     @raise TestnetError: the testnet is not in netns mode, or a step failed.
     """
     if manifest.mode != NETNS:
         raise TestnetError("the demo needs a netns testnet (phantom-testnet up --mode netns)")
     nodes = manifest.nodes
-    if len(nodes) < x + y + 2:
-        raise TestnetError(f"the demo needs at least {x + y + 2} nodes")
-    server, client = nodes[1], nodes[-1]
+    if len(nodes) < 2:
+        raise TestnetError("the demo needs at least 2 nodes")
+    server, client = server or nodes[1], client or nodes[-1]
     serverControl, clientControl = ControlClient.forNode(reactor, server.dataDir), ControlClient.forNode(reactor, client.dataDir)
-    entry = await serverControl.pathBuild("entry", x, y, BUILD_TIMEOUT)
-    exit = await clientControl.pathBuild("exit", x, y, BUILD_TIMEOUT)
-    clientAp = (await clientControl.tunnelList())["ap_address"]
+    started = reactor.seconds()
+    serverStatus, entry = await keptPath(reactor, serverControl, "entry")
+    clientStatus, exit = await keptPath(reactor, clientControl, "exit")
+    waited = reactor.seconds() - started
+    serverAp = serverStatus["ap_address"]
     [clientExit, *_] = (await clientControl.tunStatus())["exit_addresses"]
-    serverAp = entry["ap_address"]
     pinged = await pingFrom(reactor, manifest, client, serverAp)
     transferred = await transfer(reactor, manifest, client, server, serverAp, mib)
     tun = await clientControl.tunStatus()
     return {
         "client_tun_counts": tun["counts"],
-        "server": {"node": server.name, "ap_address": serverAp, "entry_path_seconds": entry["seconds"], "entry_nodes": entry["nodes"]},
-        "client": {
-            "node": client.name, "ap_address": clientAp, "exit_address": clientExit, "exit_path_seconds": exit["seconds"], "exit_nodes": exit["nodes"],
-        },
+        "paths_waited_seconds": waited,
+        "server": {"node": server.name, "ap_address": serverAp, "entry_nodes": entry["nodes"]},
+        "client": {"node": client.name, "ap_address": clientStatus["ap_address"], "exit_address": clientExit, "exit_nodes": exit["nodes"]},
         "ping": pinged,
         "transfer": transferred,
     }

@@ -21,6 +21,7 @@ from zope.interface import implementer
 from phantom.config import DEFAULT_PORT
 from phantom.testnet.interfaces import DEFAULT_TIMEOUT, ITestnet
 from phantom.testnet.manifest import LOG_FILE, Manifest, TestnetError, layOutNodes
+from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
     KILL_TIMEOUT,
     POLL_INTERVAL,
@@ -113,6 +114,7 @@ class LoopbackTestnet:
         self.manifest.write()
         for node in nodes:
             os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
+            writeNodeConfig(node.dataDir, len(nodes))
         offsets = {node: logSize(node.logFile) for node in nodes}
         try:
             progress(
@@ -133,6 +135,19 @@ class LoopbackTestnet:
                 if isinstance(e, TestnetError):
                     raise TestnetError(f"{e}\nand stopping the testnet failed: {stopping}") from e
             raise
+
+    async def restart(self, node, timeout=DEFAULT_TIMEOUT):
+        """
+        Stop C{node} and start it again on the same data directory (its keys, so its AP-address,
+        are kept): what an operator's restart is.
+
+        @param node: one of the manifest's L{NodeSpec}s.
+        @raise TestnetError: it did not start again within C{timeout} seconds.
+        """
+        await stopNodes(self._reactor, [node])
+        offset = logSize(node.logFile)
+        self._abandoned = False
+        await self._start(node, self._twistd or findTwistd(), offset, self._reactor.seconds() + timeout)
 
     def describeNode(self, node):
         """What a node's status adds in this mode (nothing)."""

@@ -5,9 +5,14 @@ own, with its own address on a bridge shared by the testnet and its own tun devi
 
 Namespaces, bridge and veth pairs are made and removed over netlink (pyroute2). Names carry a
 tag made from the testnet directory, so testnets in different directories never meet: the
-bridge C{phbrTAG}, node I's namespace C{phTAGnIII}, its veth pair C{phTAGvI} (on the bridge)
-and C{eth0} (in the namespace). The nodes' addresses are in 10.199.0.0/16 on the bridge only;
-nothing is routed to or from the host.
+switch's namespace C{phTAGsw} holds the bridge C{br0} and one end of every veth pair
+(C{vI}); node I's namespace C{phTAGnIII} holds the other end (C{eth0}). The nodes' addresses
+are in 10.199.0.0/16 on the bridge only; nothing is routed to or from the host.
+
+The bridge lives in a namespace of its own, not in the one C{up} runs in, because the
+firewall of that namespace sees bridged packets (with br_netfilter loaded, as on every host
+that runs Docker, whose FORWARD policy is DROP): the switch's namespace has a firewall of
+its own, empty, and the host's is never touched.
 
 Run as C{python -m phantom.testnet.netns NAMESPACE PROGRAM ARGS...}, this module enters the
 namespace and executes the program there: that is how the nodes are started.
@@ -44,6 +49,11 @@ def tagOf(directory):
 def namespaceOf(manifest, node):
     """The network namespace node C{node} runs in."""
     return f"ph{tagOf(manifest.directory)}n{node.index:03d}"
+
+
+def switchNamespaceOf(manifest):
+    """The network namespace the testnet's bridge lives in."""
+    return f"ph{tagOf(manifest.directory)}sw"
 
 
 def apAddressOfNode(node):
@@ -97,7 +107,9 @@ class NetnsTestnet(LoopbackTestnet):
             raise TestnetError(why)
         self._refuseIfRunning()
         self.removeNetwork()
-        (progress or (lambda text: None))(f"making {len(self.manifest.nodes)} network namespaces on bridge phbr{tagOf(self.manifest.directory)}")
+        (progress or (lambda text: None))(
+            f"making {len(self.manifest.nodes)} network namespaces on a bridge in namespace {switchNamespaceOf(self.manifest)}"
+        )
         try:
             self.makeNetwork()
         except Exception as e:
@@ -119,23 +131,26 @@ class NetnsTestnet(LoopbackTestnet):
         return {"namespace": namespaceOf(self.manifest, node), "ap_addresses": [apAddressOfNode(node)] if apAddressOfNode(node) else []}
 
     def makeNetwork(self):
-        """Make the bridge, and for every node its namespace, veth pair and address."""
-        from pyroute2 import IPRoute, NetNS, netns
+        """Make the switch's namespace and bridge, and for every node its namespace, veth pair and address."""
+        from pyroute2 import NetNS, netns
 
-        tag = tagOf(self.manifest.directory)
-        with IPRoute() as ip:
-            ip.link("add", ifname=f"phbr{tag}", kind="bridge")
-            [bridge] = ip.link_lookup(ifname=f"phbr{tag}")
-            ip.link("set", index=bridge, state="up")
+        switch = switchNamespaceOf(self.manifest)
+        netns.create(switch)
+        with NetNS(switch) as sw:
+            [loopback] = sw.link_lookup(ifname="lo")
+            sw.link("set", index=loopback, state="up")
+            sw.link("add", ifname="br0", kind="bridge")
+            [bridge] = sw.link_lookup(ifname="br0")
+            sw.link("set", index=bridge, state="up")
             for node in self.manifest.nodes:
                 namespace = namespaceOf(self.manifest, node)
                 netns.create(namespace)
-                host, inside = f"ph{tag}v{node.index}", f"ph{tag}p{node.index}"
-                ip.link("add", ifname=host, kind="veth", peer=inside)
-                [hostIndex] = ip.link_lookup(ifname=host)
-                [insideIndex] = ip.link_lookup(ifname=inside)
-                ip.link("set", index=hostIndex, master=bridge, state="up")
-                ip.link("set", index=insideIndex, net_ns_fd=namespace)
+                port, inside = f"v{node.index}", f"p{node.index}"
+                sw.link("add", ifname=port, kind="veth", peer=inside)
+                [portIndex] = sw.link_lookup(ifname=port)
+                [insideIndex] = sw.link_lookup(ifname=inside)
+                sw.link("set", index=portIndex, master=bridge, state="up")
+                sw.link("set", index=insideIndex, net_ns_fd=namespace)
                 with NetNS(namespace) as ns:
                     [loopback] = ns.link_lookup(ifname="lo")
                     ns.link("set", index=loopback, state="up")
@@ -152,8 +167,9 @@ class NetnsTestnet(LoopbackTestnet):
 
         tag = tagOf(self.manifest.directory)
         for namespace in netns.listnetns():
-            if namespace.startswith(f"ph{tag}n"):
+            if namespace.startswith(f"ph{tag}n") or namespace == switchNamespaceOf(self.manifest):
                 netns.remove(namespace)
+        # A bridge of this testnet in the namespace C{up} ran in: left by an older version.
         with IPRoute() as ip:
             for index in ip.link_lookup(ifname=f"phbr{tag}"):
                 ip.link("del", index=index)

@@ -25,6 +25,7 @@ from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import nodeIdOfCertificate
 from phantom.identity import COMMUNICATION_CERTIFICATE
 from phantom.testnet.manifest import NodeSpec, TestnetError
+from phantom.testnet.nodeconfig import NODE_CONFIG
 
 STOP_TIMEOUT = 10.0
 """Seconds C{down} waits for nodes to stop after SIGTERM before it sends SIGKILL."""
@@ -64,7 +65,8 @@ def twistdCommandLine(node, twistd, python=sys.executable):
     (0) or failed to (non-zero).
 
     The node's DHT module API is given the node's own address and port P - 1 (7401 next to the
-    default 7402), so that nodes never compete for the default 127.0.0.1:7401.
+    default 7402), so that nodes never compete for the default 127.0.0.1:7401; its config file
+    is the one L{phantom.testnet.nodeconfig} writes into its data directory.
 
     @param node: a L{NodeSpec}.
     @param twistd: the path of the C{twistd} script.
@@ -80,6 +82,7 @@ def twistdCommandLine(node, twistd, python=sys.executable):
         "--listen-address", node.address,
         "--data-dir", node.dataDir,
         "--api-address", formatHostPort(node.address, node.port - 1),
+        "--config", os.path.join(node.dataDir, NODE_CONFIG),
     ]  # fmt: skip
     if node.bootstrap:
         commandLine += ["--bootstrap", ",".join(node.bootstrap)]

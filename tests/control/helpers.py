@@ -94,6 +94,7 @@ class FakeNode:
         self.echoSeconds = 0.25
         self.echo = True
         self.tunnelError = None
+        self.kept = []
 
     def linkCounts(self):
         return self.links
@@ -128,6 +129,9 @@ class FakeNode:
 
     def ownedPaths(self):
         return self.paths
+
+    def pathStates(self):
+        return self.kept
 
     def connectTunnel(self, apAddress, factory):
         self.opened.append(apAddress)

@@ -53,6 +53,19 @@ class SubcommandTests(SynchronousTestCase):
         self.assertIn(f"  {OTHER_ID.hex()}  127.0.0.5:7402  in 0 out 0", text)
         self.assertIn(f"exit APs   {formatAddress(EXIT_ADDRESS)} (connects out from the first; never published)", text)
 
+    def test_statusApAddressAndKeptPaths(self):
+        """status names the node's AP-address and the state of the entry and exit paths it keeps."""
+        self.node.kept = [
+            {"kind": "entry", "wanted": 1, "built": 1, "building": 0, "failures": 0, "last_error": ""},
+            {"kind": "exit", "wanted": 1, "built": 0, "building": 1, "failures": 2, "last_error": "no exit path"},
+        ]
+        result, text = self.phantomctl("status")
+        self.assertEqual(result["ap_address"], formatAddress(self.node.apAddress))
+        self.assertEqual(result["kept_paths"], self.node.kept)
+        self.assertIn(f"AP-address {formatAddress(self.node.apAddress)}", text)
+        self.assertIn("entry path 1 of 1 built\n", text)
+        self.assertIn("exit path  0 of 1 built, 1 building; 2 failed, last: no exit path", text)
+
     def test_peers(self):
         """peers: requests per lookup."""
         self.node.lookups = (4, 10)

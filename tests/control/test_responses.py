@@ -64,8 +64,8 @@ class StatusTests(SynchronousTestCase):
         self.assertEqual(
             {key: value for key, value in status.items() if key != "peers"},
             {
-                "node_id": NODE_ID.hex(), "listening": "127.0.0.9:7402", "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2,
-                "exit_addresses": [formatAddress(EXIT_ADDRESS)],
+                "node_id": NODE_ID.hex(), "ap_address": formatAddress(AP_ADDRESS), "kept_paths": [], "listening": "127.0.0.9:7402",
+                "api": "127.0.0.9:7401", "uptime": 60.5, "links": 3, "connections": 2, "exit_addresses": [formatAddress(EXIT_ADDRESS)],
             },
         )
         self.assertEqual(status["peers"], responses.peers(self.node))
@@ -123,8 +123,8 @@ class PathTests(SynchronousTestCase):
             responses.pathList(node),
             {
                 "paths": [
-                    {"kind": "entry", "ap_address": formatAddress(AP_ADDRESS), "x0": "127.0.0.5:7402", "age": 25.0, "length": 2},
-                    {"kind": "exit", "ap_address": "", "x0": "127.0.0.5:7402", "age": 10.0, "length": 3},
+                    {"kind": "entry", "ap_address": formatAddress(AP_ADDRESS), "x0": "127.0.0.5:7402", "age": 25.0, "length": 2, "nodes": [r.nodeId.hex() for r in node.paths[0].nodes]},
+                    {"kind": "exit", "ap_address": "", "x0": "127.0.0.5:7402", "age": 10.0, "length": 3, "nodes": [r.nodeId.hex() for r in node.paths[1].nodes]},
                 ]
             },
         )

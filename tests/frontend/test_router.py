@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.pair.testing import MemoryIOSystem, Tunnel
 from twisted.trial.unittest import SynchronousTestCase
 
-from phantom.frontend.device import DEFAULT_MTU, TunDevice
+from phantom.frontend.device import DEFAULT_MTU, TunDevice, overlappingRoutes
 from phantom.frontend.packets import HEADER, ICMPV6, UDP, MAX_PACKET, MINIMUM_MTU, framePacket, parsePacket
 from phantom.frontend.router import FLOW_LIMIT, PacketRouter, PacketTunnel
 from phantom.tunnel.transport import TunnelAddress
@@ -55,7 +55,7 @@ class FakeExits:
 class Node:
     """A router on an in-memory tun device, with its published AP-address and exit APs."""
 
-    def __init__(self, testCase, address, connect, exits=(), readdress=None):
+    def __init__(self, testCase, address, connect, exits=(), readdress=None, routes=""):
         self.system = MemoryIOSystem()
         self.system.registerSpecialDevice(Tunnel._DEVICE_NAME, Tunnel)
         self.configured = []
@@ -64,7 +64,7 @@ class Node:
         self.router = PacketRouter(address, connect, exits=self.exits)
         self.device = TunDevice(
             "ph0", self.router, MemoryReactorClock(), configure=lambda *args: self.configured.append(args), system=self.system,
-            exits=self.exits, readdress=readdress or (lambda *args: self.readdressed.append(args)),
+            exits=self.exits, readdress=readdress or (lambda *args: self.readdressed.append(args)), routes=lambda: routes,
         )
         self.device.privilegedStartService()
         self.device.startService()
@@ -444,3 +444,41 @@ class AnswersOnlyTests(SynchronousTestCase):
         self.assertNotIn((0, 7), self.opened.flows)
         self.assertEqual(self.arrive(self.opened, packet(B, EA, ports=(7, 0))), [])
         self.assertEqual(len(self.arrive(self.opened, packet(B, EA, ports=(7, FLOW_LIMIT)))), 1)
+        self.assertEqual(self.a.written(), [reply])
+
+
+ROUTES = """\
+fd000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001      ph0
+fd123456000000000000000000000000 30 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001  docker0
+fc000000000000000000000000000000 07 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     wg0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+fd0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo
+garbage line
+"""
+
+
+class OverlapTests(SynchronousTestCase):
+    def test_overlappingRoutes(self):
+        """Routes into fd00::/8 on other devices overlap; the device's own, wider prefixes, the default route and local ones do not."""
+        self.assertEqual(overlappingRoutes(ROUTES, "ph0"), [("fd12:3456::/48", "eth0"), ("fd00::/64", "docker0")])
+        self.assertEqual(overlappingRoutes("", "ph0"), [])
+
+    @given(st.lists(st.lists(st.one_of(st.text(max_size=34), st.from_regex(r"[0-9a-f]{32}", fullmatch=True), st.from_regex(r"[0-9a-f]{2}", fullmatch=True)), max_size=11), max_size=8))
+    def test_anyTableParses(self, rows):
+        """Any text gives a list of overlapping routes (malformed lines skipped), nothing else."""
+        table = "\n".join(" ".join(field.replace("\n", " ") for field in row) for row in rows)
+        for network, device in overlappingRoutes(table, "ph0"):
+            self.assertTrue(network.startswith("fd"))
+
+    def test_warnedAtStart(self):
+        """A device started on a host with such routes says so once, naming them."""
+        from tests.link.helpers import LogCollector
+
+        logs = LogCollector(self, "phantom.frontend")
+        Node(self, A, lambda source, address, protocol: fail(Exception()), routes=ROUTES)
+        [warning] = [line for line in logs.lines if "overlap" in line]
+        self.assertIn("fd12:3456::/48 via eth0, fd00::/64 via docker0", warning)
+        logs.clear()
+        Node(self, B, lambda source, address, protocol: fail(Exception()))
+        self.assertFalse([line for line in logs.lines if "overlap" in line])

@@ -6,7 +6,10 @@ connect out from their node's exit AP and are answered from its published AP-add
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -25,11 +28,12 @@ class NetnsTestnetTests(TestCase):
     async def test_pingAndTransferBetweenApAddresses(self):
         """
         Twelve nodes come up in their namespaces; the status names each namespace and
-        AP-address; ping6 from one AP-address to another is answered; 10 MiB arrive with the
-        checksum they left with, from the sender's exit AP, never its published AP-address.
-        An X-node of the sender's exit path dies: the path is replaced, and a new connection
-        comes from another exit AP. A connection the other way, to the sender's published
-        AP-address, is answered from that address. Down removes every namespace.
+        AP-address; right after up, with no path built by hand, ping6 from one AP-address to
+        another is answered, between any two nodes; 10 MiB arrive with the checksum they left
+        with, from the sender's exit AP, never its published AP-address. An X-node of the
+        sender's exit path dies: the path is replaced, and a new connection comes from another
+        exit AP. A connection the other way, to the sender's published AP-address, is answered
+        from that address. Down removes every namespace.
         """
         directory = os.path.join("/tmp", f"pt{os.getpid() % 100000}")
         testnet = NetnsTestnet.plan(reactor, directory, 12, port=7412)
@@ -41,6 +45,12 @@ class NetnsTestnetTests(TestCase):
         namespaces = {node["namespace"] for node in status["nodes"]}
         self.assertEqual(len(namespaces), 12)
         self.assertTrue(all(node["ap_addresses"][0].startswith("fd") for node in status["nodes"]))
+
+        # Any two nodes, not only the demo's pair, right after up and with no path built by hand.
+        nodes = testnet.manifest.nodes
+        other = await runDemo(reactor, testnet.manifest, mib=1, server=nodes[4], client=nodes[8])
+        self.assertEqual(other["ping"]["replies"], 3)
+        self.assertTrue(other["transfer"]["checksum_matches"], json.dumps(other))
 
         result = await runDemo(reactor, testnet.manifest, mib=10)
         self.assertEqual(result["ping"]["replies"], 3)
@@ -104,3 +114,58 @@ async def eventually(check, timeout, step=0.5):
             raise AssertionError(f"not so after {timeout:g} s")
         await deferLater(reactor, step, lambda: None)
         waited += step
+
+
+def whyNoFirewall():
+    """Why the firewall test cannot run here, or C{None}."""
+    why = whyNotAvailable()
+    if why is not None:
+        return why
+    if shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+        return "no iptables command to set up a firewall that drops forwarded packets"
+    if not os.path.exists("/proc/sys/net/bridge"):
+        return "no br_netfilter in this kernel: bridged packets never meet the firewall"
+    return None
+
+
+class FirewalledHostTests(TestCase):
+    """A netns testnet brought up from a namespace whose firewall drops forwarded packets."""
+
+    skip = whyNoFirewall()
+    timeout = 300
+
+    def command(self, *command, check=True):
+        return subprocess.run(command, check=check, capture_output=True, text=True)
+
+    async def test_forwardPolicyDrop(self):
+        """
+        As on a host that runs Docker (FORWARD policy DROP, br_netfilter calling iptables for
+        bridged packets), started from such a namespace the testnet comes up, and ping6 and a
+        TCP transfer between two AP-addresses work, without a change to that firewall.
+        """
+        from pyroute2 import NetNS, netns
+
+        outer = f"phfw{os.getpid() % 100000}"
+        netns.create(outer)
+        self.addCleanup(netns.remove, outer)
+        with NetNS(outer) as ns:
+            [loopback] = ns.link_lookup(ifname="lo")
+            ns.link("set", index=loopback, state="up")
+        iptables = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        self.command("ip", "netns", "exec", outer, iptables, "-P", "FORWARD", "DROP")
+        self.command("ip", "netns", "exec", outer, "sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 > /proc/sys/net/bridge/bridge-nf-call-ip6tables")
+        before = self.command("ip", "netns", "exec", outer, iptables, "-S").stdout
+
+        directory = os.path.join("/tmp", f"pf{os.getpid() % 100000}")
+        inOuter = [sys.executable, "-m", "phantom.testnet.netns", outer, sys.executable, "-m", "phantom.testnet.cli"]
+        self.addCleanup(lambda: subprocess.run(inOuter + ["down", "--dir", directory], capture_output=True))
+        up = self.command(*inOuter, "up", "--mode", "netns", "--nodes", "6", "--dir", directory, "--port", "7413", "--timeout", "90", check=False)
+        self.assertEqual(up.returncode, 0, up.stderr)
+        demo = self.command(*inOuter, "demo", "--dir", directory, "--mib", "2", "--json", check=False)
+        self.assertEqual(demo.returncode, 0, demo.stderr)
+        result = json.loads(demo.stdout)
+        self.assertEqual(result["ping"]["replies"], 3)
+        self.assertTrue(result["transfer"]["checksum_matches"])
+        self.assertEqual(self.command("ip", "netns", "exec", outer, iptables, "-S").stdout, before)
+        down = self.command(*inOuter, "down", "--dir", directory, check=False)
+        self.assertEqual(down.returncode, 0, down.stderr)

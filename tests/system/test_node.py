@@ -18,7 +18,7 @@ from tests.link.helpers import RawClient, connectRaw, plainClientContext
 from tests.link.helpers import freePort, freshLoopbackAddress
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-ID_LINE = re.compile(r"phantom node ([0-9a-f]{64}) listening on (\S+)")
+ID_LINE = re.compile(r"phantom node ([0-9a-f]{64}) listening on (\S+) with AP-address (fd[0-9a-f:]+)")
 
 
 class NodeProcess(ProcessProtocol):
@@ -104,16 +104,18 @@ class NodeProcessTests(TestCase):
         self.assertNotIn("Traceback", output)
 
     async def test_restartKeepsIdentity(self):
-        """A restarted node reuses the identity in its data directory."""
+        """A restarted node reuses the identity in its data directory, and so its AP-address, which its startup line names."""
         dataDir = shortDirectory(self)
         address = freshLoopbackAddress()
         port = freePort(address)
         first = startNodeProcess(self, dataDir, port, address)
-        firstId = (await first.ready).group(1)
+        firstLine = await first.ready
+        firstId = firstLine.group(1)
         first.transport.signalProcess("TERM")
         await first.ended
         second = startNodeProcess(self, dataDir, port, address)
-        self.assertEqual((await second.ready).group(1), firstId)
+        secondLine = await second.ready
+        self.assertEqual((secondLine.group(1), secondLine.group(3)), (firstId, firstLine.group(3)))
         second.transport.signalProcess("TERM")
         self.assertEqual(await second.ended, f"signal {signal.SIGTERM}")
         self.assertIn("Server Shut Down", second.output.decode())

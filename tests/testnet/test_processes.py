@@ -75,6 +75,7 @@ class CommandLineTests(SynchronousTestCase):
                 "--listen-address", "127.0.0.2",
                 "--data-dir", "/tmp/tn/node01",
                 "--api-address", "127.0.0.2:23455",
+                "--config", "/tmp/tn/node01/phantom.conf",
             ],
         )  # fmt: skip
 
