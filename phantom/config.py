@@ -633,7 +633,7 @@ def resolveConfig(
         advertisedText = host if advertisedPort is None else formatHostPort(host, advertisedPort)
     advertised = (
         _configured(parseAdvertised, advertisedText, f"{origin(('dht', 'advertise_address'))}: [dht] advertise_address")
-        if advertisedText else None
+        if advertisedText or ("dht", "advertise_address") in commandLine else None
     )
     sections = {
         section: _readSettings(globals()[typeName], section, given, origin) for section, typeName in _SETTINGS_TYPES.items()

@@ -21,6 +21,7 @@ STATUS_TYPES = {
     "uptime": float,
     "links": int,
     "connections": int,
+    "kept_paths": {"wanted": int, "built": int, "building": int, "failures": int},
     "peers": {"inbound": int, "outbound": int},
     "exit_addresses": [str],
 }
