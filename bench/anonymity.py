@@ -18,7 +18,7 @@ open (TCP, TLS 1.3 and the OPEN frame).
       learns nothing. Goal: ratio <= 1.25.
     - C{x0_timing_advantage}: whether an X-node can tell it is x0, the owner's neighbour, by
       when the finished path's link from its predecessor arrives. Over C{--builds} exit-path
-      builds (default 120) of shape (3, 12) from changing owners, each X-node with a
+      builds (default 300) of shape (3, 12) from changing owners, each X-node with a
       predecessor notes the delay from its processing of round 2 to the arrival of that PATH
       link; the figure is the balanced accuracy (mean of the rates on x0 and on the other
       X-nodes) of the best threshold on that delay, either way round; ideal 0.5, a coin.
@@ -93,10 +93,13 @@ def addArguments(parser):
     @param parser: the benchmark's C{argparse.ArgumentParser}.
     """
     parser.add_argument("--rounds", type=int, default=20000, help="rounds played per shape (default 20000)")
-    parser.add_argument("--builds", type=int, default=120, help="exit-path builds timed (default 120)")
+    parser.add_argument("--builds", type=int, default=300, help="exit-path builds timed (default 300)")
     parser.add_argument("--entries", type=int, default=40, help="entry-path builds whose entries are dated (default 40)")
     parser.add_argument("--nodes", type=int, default=24, help="in-process nodes the builds run on (default 24)")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice (default 1)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated names of the figure functions to measure (default: all of them)"
+    )
 
 
 # Position-independent arrays
@@ -388,7 +391,10 @@ def measure(reactor, options):
 
     async def measuring():
         figures = []
+        chosen = {name.strip() for name in options.only.split(",") if name.strip()}
         for figure in FIGURES:
+            if chosen and figure.__name__ not in chosen:
+                continue
             figures.append(await maybeDeferred(figure, options))
         return BenchmarkResult(
             "anonymity",

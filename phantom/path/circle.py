@@ -170,6 +170,13 @@ class Construction:
             self.linkIds[-1],
         )
 
+    def x0Gap(self):
+        """
+        As many Y-nodes as lie between two X-nodes of this path, at random: the gap the owner
+        acts out before x0 when it opens x0's link (L{phantom.path.owner}).
+        """
+        return self._random.choice(self.plan.gaps)
+
     def ownerLink(self):
         """
         How the owner reaches x0 in the finished path.
