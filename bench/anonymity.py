@@ -28,13 +28,15 @@ open (TCP, TLS 1.3 and the OPEN frame).
       knows every published entry's fields (sequence, expiry) and the moment it was published,
       and how each of them lies from the build time over all builds (the smallest and largest
       difference: the model it can learn); for each build it intersects what each of them
-      allows. The figure is the narrowest of those intervals over the builds, in seconds; its
-      ideal is 600 (the issue's "nothing finer than 10 minutes"). Goal: ratio >= 1.
+      allows. The figure is the width of those intervals that nine builds in ten reach or
+      exceed (L{narrowestInterval}), in seconds; its ideal is 600 (the issue's "nothing finer
+      than 10 minutes"). Goal: ratio >= 1.
 
 A figure is one function of the options (L{FIGURES}): it returns a L{Figure} or a Deferred of
 one. Adding a figure is adding such a function to that list.
 """
 
+import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -337,8 +339,8 @@ def entryTimeResolution(options):
         resolution,
         ENTRY_IDEAL,
         RatioGoal(1.0, atLeast=True),
-        f"entry_time_resolution_s: {len(builds)} of {options.entries} entry paths published; narrowest interval"
-        " the fields and the publication time place a build in",
+        f"entry_time_resolution_s: {len(builds)} of {options.entries} entry paths published; the interval the"
+        " fields and the publication time place nine builds in ten in, at best",
     )
 
 
@@ -354,14 +356,23 @@ def publicationsNoted(storeRecord, clock, published):
     return storing
 
 
-def narrowestInterval(builds):
+PLACED_SHARE = 0.9
+"""The share of builds the entry figure speaks for: it is the width within which the observer
+places the build at best, for all but the tenth of builds it places most closely."""
+
+
+def narrowestInterval(builds, share=PLACED_SHARE):
     """
-    How closely an observer can place each build in time from what it sees.
+    How closely an observer can place builds in time from what it sees.
 
     @param builds: C{(build time, {observable name: value})} for each build.
-    @return: the narrowest, over the builds, of the intersection of the intervals each
-        observable allows (its value plus the smallest and largest difference between build
-        time and it over all builds), in seconds.
+    @param share: the share of builds the figure speaks for.
+    @return: for each build, the intersection of the intervals each observable allows (its
+        value plus the smallest and largest difference between build time and it over all
+        builds); of their widths in seconds, the one that C{share} of the builds reach or
+        exceed (nearest rank). Learned from the builds themselves, the bounds are tight at the
+        extremes, where a build can be placed to the second that a larger sample would not
+        place: hence a share, not the narrowest of all.
     """
     if not builds:
         return float("nan")
@@ -370,12 +381,13 @@ def narrowestInterval(builds):
         for name, value in observed.items():
             offsets[name].append(built - value)
     bounds = {name: (min(values), max(values)) for name, values in offsets.items()}
-    narrowest = float("inf")
+    widths = []
     for built, observed in builds:
         low = max(value + bounds[name][0] for name, value in observed.items())
         high = min(value + bounds[name][1] for name, value in observed.items())
-        narrowest = min(narrowest, high - low)
-    return narrowest
+        widths.append(high - low)
+    widths.sort()
+    return widths[max(0, math.ceil((1 - share) * len(widths)) - 1)]
 
 
 FIGURES = [positionPosterior, x0TimingAdvantage, entryTimeResolution]

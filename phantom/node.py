@@ -3,6 +3,8 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
+import os
+
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -22,6 +24,7 @@ from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
+from phantom.path.entries import EntrySequence
 from phantom.path.interfaces import IPathFrameReceiver
 from phantom.path.service import PathService
 from phantom.tunnel.endpoint import EndToEnd, OneProtocolFactory, TunnelClientEndpoint
@@ -63,7 +66,8 @@ class PhantomNode(MultiService):
             self.identity, self.links, reactor, config.dht, bootstrap=config.bootstrap, dataDir=config.dataDir
         )
         self.dht.setServiceParent(self)
-        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
+        sequence = EntrySequence(os.path.join(config.dataDir, "entry-sequence"))
+        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self, sequence=sequence)
         self.paths.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
         self.tunnels = TunnelService(

@@ -15,7 +15,7 @@ from tests.bench.test_bench import runBench
 
 
 def options(**given):
-    values = {"rounds": 3000, "builds": 200, "entries": 12, "nodes": 24, "seed": 1, "only": ""}
+    values = {"rounds": 3000, "builds": 200, "entries": 30, "nodes": 24, "seed": 1, "only": ""}
     values.update(given)
     return argparse.Namespace(**values)
 

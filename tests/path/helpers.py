@@ -21,7 +21,8 @@ from phantom.path.relay import SetupParticipant
 from phantom.path.service import PathService
 from phantom.wire.dht import Table
 
-SETTINGS = PathSettings(roundTimeout=5.0)
+SETTINGS = PathSettings(roundTimeout=5.0, coarseEntries=False)
+"""Entries published at once: the tests that wait for coarse ones say so."""
 
 START = 1_800_000_000
 """Where the clock starts: records are timestamped and judged by it."""

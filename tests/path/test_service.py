@@ -18,7 +18,7 @@ from tests.link.helpers import LogCollector, RawClient, connectRaw, until
 from tests.path.helpers import PublishedRoutes
 from tests.netdb.helpers import startDhtNetwork
 
-SETTINGS = PathSettings(roundTimeout=5.0)
+SETTINGS = PathSettings(roundTimeout=5.0, coarseEntries=False)
 
 
 @implementer(IPathFrameReceiver)
