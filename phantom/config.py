@@ -106,8 +106,9 @@ class PathSettings:
     """A setup round that has not come back within this time has failed."""
     attempts: int = 3
     """Tries per path, each with other nodes."""
-    diversity: str = "auto"
-    """No two X-nodes in one /16 or /48: C{on}, C{off}, or C{auto} (on, unless the network cannot allow it)."""
+    diversity: str = "on"
+    """No two X-nodes in one /16 or /48: C{on} (the default), C{off} (a testnet on one /16), or
+    C{auto} (on, unless the candidates cannot allow it; each build without it says so)."""
     lifetime: float = 600.0
     """A path is replaced after this long (an entry path with coarse entries: about an hour, see
     L{phantom.path.entries}); an entry path's routing entry expires with it."""

@@ -6,6 +6,8 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from phantom.config import resolveConfig
+
 DOCKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docker")
 
 
@@ -23,6 +25,17 @@ class DockerFilesTests(SynchronousTestCase):
         self.assertIn("--pidfile= --uid phantom --gid phantom phantom", entrypoint)
         self.assertIn("--tun phantom0", entrypoint)
         self.assertTrue(os.access(os.path.join(DOCKER, "entrypoint.sh"), os.X_OK))
+
+    def test_testnetConfig(self):
+        """
+        The compose network is one /48: its nodes get a configuration that turns the X-node
+        diversity rule off (issue 12, finding 5); the image alone keeps it on.
+        """
+        config = resolveConfig(configFile=os.path.join(DOCKER, "testnet.ini"))
+        self.assertEqual((config.path.diversity, config.path.coarseEntries), ("off", False))
+        self.assertIn("COPY docker/testnet.ini /etc/phantom/testnet.ini", self.read("Dockerfile"))
+        self.assertEqual(self.read("compose.yml").count("PHANTOM_CONFIG: /etc/phantom/testnet.ini"), 2)
+        self.assertIn('--config "$PHANTOM_CONFIG"', self.read("entrypoint.sh"))
 
     def test_entrypointIsValidShell(self):
         """The entrypoint parses as POSIX shell."""

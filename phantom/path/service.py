@@ -347,13 +347,14 @@ class PathService(Service):
     async def _plan(self, kind, shape, excluded, candidates=None):
         if candidates is None:
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
-        diversity = self.settings.diversity != "off"
+        if self.settings.diversity == "off":
+            self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
-            plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
-        except NotEnoughNetworks:
+            plan = planPath(shape, kind, candidates, self._random, diversity=self.settings.diversity != "off", exclude=excluded)
+        except NotEnoughNetworks as e:
             if self.settings.diversity != "auto":
                 raise
-            self.log.warn("too few networks for X-nodes in distinct /16s or /48s: building without the diversity rule")
+            self.log.warn("building an {kind} path without the X-node diversity rule ([path] diversity = auto): {why}", kind=kind, why=str(e))
             plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
         entry, apAddress, expires = b"", bytes(16), None
         if kind == PathKind.ENTRY:

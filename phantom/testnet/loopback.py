@@ -37,6 +37,7 @@ from phantom.testnet.processes import (
     sleep,
     stopNodes,
     twistdCommandLine,
+    writeNodeConfig,
 )
 
 LOOPBACK = "loopback"
@@ -113,6 +114,7 @@ class LoopbackTestnet:
         self.manifest.write()
         for node in nodes:
             os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
+            writeNodeConfig(node)
         offsets = {node: logSize(node.logFile) for node in nodes}
         try:
             progress(

@@ -24,6 +24,7 @@ from phantom.address import formatHostPort
 from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import nodeIdOfCertificate
 from phantom.identity import COMMUNICATION_CERTIFICATE
+from phantom.statefiles import writeAtomically
 from phantom.testnet.manifest import NodeSpec, TestnetError
 
 STOP_TIMEOUT = 10.0
@@ -58,13 +59,35 @@ def findTwistd():
     return twistd
 
 
+NODE_CONFIG = """\
+; Written by phantom-testnet. Every node of a testnet is on one /16 (127.0.0.0/8, or the
+; bridge's 10.199.0.0/16): the X-node diversity rule cannot hold, so it is off here, and only
+; here. Routing entries are published at once rather than 2 to 24 minutes after their path is up.
+[path]
+diversity = off
+coarse_entries = no
+"""
+"""The configuration file of every testnet node (L{writeNodeConfig})."""
+
+
+def nodeConfigFile(node):
+    """@return: the path of C{node}'s configuration file, in its data directory."""
+    return os.path.join(node.dataDir, "phantom.ini")
+
+
+def writeNodeConfig(node):
+    """Write C{node}'s configuration file, L{NODE_CONFIG} (its data directory must exist)."""
+    writeAtomically(nodeConfigFile(node), NODE_CONFIG.encode())
+
+
 def twistdCommandLine(node, twistd, python=sys.executable):
     """
     The command that starts C{node} as a daemon; C{twistd} exits once the node has started
     (0) or failed to (non-zero).
 
     The node's DHT module API is given the node's own address and port P - 1 (7401 next to the
-    default 7402), so that nodes never compete for the default 127.0.0.1:7401.
+    default 7402), so that nodes never compete for the default 127.0.0.1:7401; its
+    configuration file is L{nodeConfigFile} (L{writeNodeConfig} writes it).
 
     @param node: a L{NodeSpec}.
     @param twistd: the path of the C{twistd} script.
@@ -80,6 +103,7 @@ def twistdCommandLine(node, twistd, python=sys.executable):
         "--listen-address", node.address,
         "--data-dir", node.dataDir,
         "--api-address", formatHostPort(node.address, node.port - 1),
+        "--config", nodeConfigFile(node),
     ]  # fmt: skip
     if node.bootstrap:
         commandLine += ["--bootstrap", ",".join(node.bootstrap)]
