@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -112,6 +112,7 @@ class PathService(Service):
         self.identity = identity
         self._sequence = sequence or EntrySequence()
         self._publications = set()
+        self._rebuildDelays = set()
         self._links = links
         self._dht = dht
         self._clock = clock
@@ -149,6 +150,8 @@ class PathService(Service):
         for call in list(self._publications):
             call.cancel()
         self._publications.clear()
+        for waiting in list(self._rebuildDelays):
+            waiting.cancel()
         for participation in list(self.participations):
             participation.giveUp("the node is stopping")
         for path in list(self.paths):
@@ -225,7 +228,14 @@ class PathService(Service):
 
         async def rebuild():
             if delay > 0:
-                await deferLater(self._clock, delay)
+                waiting = deferLater(self._clock, delay)
+                self._rebuildDelays.add(waiting)
+                try:
+                    await waiting
+                except CancelledError:
+                    return None
+                finally:
+                    self._rebuildDelays.discard(waiting)
             return await self.build(old.kind, old.shape)
 
         def finished(result):
