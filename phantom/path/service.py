@@ -113,6 +113,8 @@ class PathService(Service):
         self._sequence = sequence or EntrySequence()
         self._publications = set()
         self._rebuildDelays = set()
+        self._retiring = {}
+        """Paths kept until their entries expire, though their successors are built, with their timers, by id."""
         self._links = links
         self._dht = dht
         self._clock = clock
@@ -152,6 +154,9 @@ class PathService(Service):
         self._publications.clear()
         for waiting in list(self._rebuildDelays):
             waiting.cancel()
+        for path, call in list(self._retiring.values()):
+            call.cancel()
+            self._retired(path)
         for participation in list(self.participations):
             participation.giveUp("the node is stopping")
         for path in list(self.paths):
@@ -177,6 +182,11 @@ class PathService(Service):
         else:
             ahead = self.settings.renewAhead
             path.renewAt = path.builtAt + self.settings.lifetime - ahead - self._random.uniform(0, ahead)
+
+    def _retired(self, path):
+        """A path kept after its successor was built (an entry path with a coarse entry) goes."""
+        self._retiring.pop(id(path), None)
+        path.link.close()
 
     def retire(self, path):
         """Take C{path} down, with no replacement: its hops forget it one after the other."""
@@ -220,8 +230,8 @@ class PathService(Service):
 
         def retire(result):
             wait = (keepUntil or 0) - self._clock.seconds()
-            if wait > 0:
-                self._clock.callLater(wait, old.link.close)
+            if wait > 0 and self.running:
+                self._retiring[id(old)] = (old, self._clock.callLater(wait, self._retired, old))
             else:
                 old.link.close()
             return result
