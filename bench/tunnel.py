@@ -124,6 +124,7 @@ from phantom.testnet.processes import (
     lastLogMessage,
     nodeIdInDataDir,
     nodeProcesses,
+    prepareNode,
     sleep,
     stopNodes,
     twistdCommandLine,
@@ -669,7 +670,7 @@ async def startOwner(reactor, directory, node, extra):
     @param node: its L{NodeSpec}.
     @raise TestnetError: it did not start; the message has its last log message.
     """
-    os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
+    prepareNode(node)
     launcher = TwistdLauncher(node)
     commandLine = twistdCommandLine(node, findTwistd()) + list(extra)
     reactor.spawnProcess(launcher, commandLine[0], commandLine, env=os.environ, path=directory)

@@ -33,11 +33,11 @@ from phantom.testnet.processes import (
     logSize,
     nodeProcesses,
     nodeStates,
+    prepareNode,
     queryStatus,
     sleep,
     stopNodes,
     twistdCommandLine,
-    writeNodeConfig,
 )
 
 LOOPBACK = "loopback"
@@ -113,8 +113,7 @@ class LoopbackTestnet:
         twistd = self._twistd or findTwistd()
         self.manifest.write()
         for node in nodes:
-            os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
-            writeNodeConfig(node)
+            prepareNode(node)
         offsets = {node: logSize(node.logFile) for node in nodes}
         try:
             progress(

@@ -67,7 +67,7 @@ NODE_CONFIG = """\
 diversity = off
 coarse_entries = no
 """
-"""The configuration file of every testnet node (L{writeNodeConfig})."""
+"""The configuration file of every testnet node (L{prepareNode})."""
 
 
 def nodeConfigFile(node):
@@ -75,8 +75,9 @@ def nodeConfigFile(node):
     return os.path.join(node.dataDir, "phantom.ini")
 
 
-def writeNodeConfig(node):
-    """Write C{node}'s configuration file, L{NODE_CONFIG} (its data directory must exist)."""
+def prepareNode(node):
+    """Make C{node}'s data directory and write its configuration file, L{NODE_CONFIG}."""
+    os.makedirs(node.dataDir, mode=0o700, exist_ok=True)
     writeAtomically(nodeConfigFile(node), NODE_CONFIG.encode())
 
 
@@ -87,7 +88,7 @@ def twistdCommandLine(node, twistd, python=sys.executable):
 
     The node's DHT module API is given the node's own address and port P - 1 (7401 next to the
     default 7402), so that nodes never compete for the default 127.0.0.1:7401; its
-    configuration file is L{nodeConfigFile} (L{writeNodeConfig} writes it).
+    configuration file is L{nodeConfigFile} (L{prepareNode} writes it).
 
     @param node: a L{NodeSpec}.
     @param twistd: the path of the C{twistd} script.

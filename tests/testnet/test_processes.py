@@ -24,8 +24,8 @@ from phantom.testnet.processes import (
     queryStatus,
     signalNode,
     stopNodes,
+    prepareNode,
     twistdCommandLine,
-    writeNodeConfig,
 )
 from phantom.control.server import ControlService
 from tests.control.helpers import NODE_ID as NODE_ID_BYTES, FakeNode
@@ -94,8 +94,7 @@ class CommandLineTests(SynchronousTestCase):
         a testnet on one /16 must, and publishes routing entries at once.
         """
         node = planLoopback(shortTemporaryDirectory(self), 3, 23456).nodes[1]
-        os.makedirs(node.dataDir)
-        writeNodeConfig(node)
+        prepareNode(node)
         config = resolveConfig(configFile=nodeConfigFile(node))
         self.assertEqual((config.path.diversity, config.path.coarseEntries), ("off", False))
 
