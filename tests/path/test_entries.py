@@ -5,7 +5,6 @@ decides, and their owner renews the path at a random moment. Before, an entry ca
 second of its build as its sequence and expiry and was published as the path came up.
 """
 
-import os
 import random
 
 from hypothesis import given, strategies as st
@@ -13,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
-from phantom.netdb.records import RoutingEntry, routeKey
+from phantom.netdb.records import routeKey
 from phantom.path.entries import (
     GRID,
     HORIZON,
@@ -80,7 +79,7 @@ class ScheduleTests(SynchronousTestCase):
 
     def test_sequencePersists(self):
         """The sequence counts up, and goes on from where it was in a new instance."""
-        path = os.path.join(self.mktemp())
+        path = self.mktemp()
         sequence = EntrySequence(path)
         self.assertEqual([sequence.next(), sequence.next()], [1, 2])
         self.assertEqual(EntrySequence(path).next(), 3)
