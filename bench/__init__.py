@@ -24,5 +24,6 @@ BENCHMARKS = {
     "tun": "bench.tun",
     "ctl": "bench.ctl",
     "hostile": "bench.hostile",
+    "anonymity": "bench.anonymity",
 }
 """Benchmark name to the module that measures it."""

@@ -178,12 +178,21 @@ class PathSettings:
     """A setup round that has not come back within this time has failed."""
     attempts: int = 3
     """Tries per path, each with other nodes."""
-    diversity: str = "auto"
-    """No two X-nodes in one /16 or /48: C{on}, C{off}, or C{auto} (on, unless the network cannot allow it)."""
+    diversity: str = "on"
+    """No two X-nodes in one /16 or /48: C{on} (the default), C{off} (a testnet on one /16), or
+    C{auto} (on, unless the candidates cannot allow it; each build without it says so)."""
     lifetime: float = 600.0
-    """A path is replaced after this long; an entry path's routing entry expires with it."""
+    """A path is replaced after this long (an entry path with coarse entries: about an hour, see
+    L{phantom.path.entries}); an entry path's routing entry expires with it."""
     renewAhead: float = 60.0
-    """A path's replacement is built this long before the path's lifetime ends."""
+    """A path's replacement is built between this long and twice this long, at random, before the
+    path's lifetime ends."""
+    rebuildJitter: float = 10.0
+    """A lost path's replacement is built after a random delay of up to this many seconds."""
+    coarseEntries: bool = True
+    """Routing entries that date their path to no less than 10 minutes, published at a random
+    moment 2 to 24 minutes after the path is up (L{phantom.path.entries}); off: expiring after
+    C{lifetime} and published at once, for testnets that cannot wait."""
     maxParticipations: int = 200
     """The most paths under construction this node takes part in at once; more are refused."""
     poolSize: int = 64

@@ -3,6 +3,7 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
+import os
 import random
 
 from twisted.application.service import MultiService
@@ -27,6 +28,7 @@ from phantom.link.service import LinkService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
+from phantom.path.entries import EntrySequence
 from phantom.path.interfaces import IPathFrameReceiver, PathKind
 from phantom.path.keeper import PathKeeper
 from phantom.path.service import PathService
@@ -101,7 +103,8 @@ class PhantomNode(MultiService):
             resolve=lambda contacts: resolveContacts(reactor.nameResolver, contacts),
         )
         self.dht.setServiceParent(self)
-        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
+        sequence = EntrySequence(os.path.join(config.dataDir, "entry-sequence"))
+        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self, sequence=sequence)
         self.paths.setServiceParent(self)
         self.keeper = PathKeeper(
             self.paths, keptPaths(config), reactor, lambda: len(self.dht.table), random.SystemRandom(), ready=self.dht.joined

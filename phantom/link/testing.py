@@ -93,16 +93,27 @@ class HeapClock(Clock):
         return entry[0] if entry is not None else None
 
 
+HANDSHAKE_TRIPS = 5
+"""
+One-way trips before the far end of a new link sees it: TCP's three, then the TLS 1.3
+server flight, then the client's Finished with the OPEN frame.
+"""
+
+
 class MemoryNetwork:
     """
     The nodes of an in-memory network, by address.
 
     @param clock: the C{IReactorTime} (a C{task.Clock}, or a L{HeapClock} for many nodes)
         every link runs on.
+    @param latency: C{latency(host, otherHost) -> seconds}, the one-way latency between two
+        nodes; a link then opens after L{HANDSHAKE_TRIPS} of it, and its frames and closing
+        take one. Without it, everything takes a turn of the clock.
     """
 
-    def __init__(self, clock):
+    def __init__(self, clock, latency=None):
         self.clock = clock
+        self.latency = latency
         self._services = {}
         self._count = 0
 
@@ -203,8 +214,10 @@ class MemoryLinkService:
             return fail(LinkFailed(f"cannot connect to {formatHostPort(host, port)}: nobody listens there"))
         if nodeId is not None and nodeId != target.nodeId:
             return fail(PinMismatch(nodeId, target.nodeId))
+        latency = self._network.latency
+        delay = latency(self.address[0], host) if latency is not None else 0
         mine, theirs = LocalLink.between(
-            (self.nodeId, *self.address), (target.nodeId, *target.address), self.clock, Purpose(purpose), linkId
+            (self.nodeId, *self.address), (target.nodeId, *target.address), self.clock, Purpose(purpose), linkId, delay
         )
         self._track(mine)
         target._track(theirs)
@@ -217,7 +230,7 @@ class MemoryLinkService:
             target._dispatcher.dispatch(theirs)
             opened.callback(mine)
 
-        self.clock.callLater(0, open)
+        self.clock.callLater(HANDSHAKE_TRIPS * delay, open)
         return opened
 
     def _track(self, end):

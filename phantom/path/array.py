@@ -6,7 +6,8 @@ The owner first plays the whole round through on tokens (which real slot or whic
 where when the array reaches each node), then builds the real slots in reverse order of the
 circle. Every node's package therefore carries the exact hash of the ordered array it will
 receive, minus its own slot (paper §7.1.1 step 5.10). A node removes its slot and inserts or
-deletes dummies only where the owner said; nobody shuffles. Any slot changed, moved, added or
+deletes dummies only where the owner said, so that the array keeps one size all the way round
+(L{playRound}); nobody shuffles. Any slot changed, moved, added or
 dropped by a node on the way is caught by the next honest node, or by the owner, who knows the
 exact array that must come back.
 
@@ -215,30 +216,47 @@ class BuiltArray:
     initial: list
     expectedReturn: list
     sizes: tuple
-    """How many slots the array has when it reaches each node, in circle order."""
+    """How many slots the array has when it reaches each node, in circle order: one size."""
 
 
-def playRound(hopCount, random, initialDummies=(0, 2)):
+EXTRA_DUMMIES = (1, 3)
+"""
+How many dummies the owner adds to a round's array, beyond one slot per node: the array has
+N + d slots all the way round (N nodes, d drawn from this range), so its size tells a node
+neither where it sits nor exactly how long the circle is.
+"""
+
+
+def playRound(hopCount, random, extraDummies=EXTRA_DUMMIES):
     """
     Decide where every slot sits at every step of a round, on tokens: C{("hop", i)} for node
     C{i}'s slot, C{("dummy", seed)} for a dummy.
 
+    The array keeps one size all the way round (paper §7.1.2 steps 5.7 and 7.8: dummies hide
+    how far along the path a node is): each node removes its own slot and then, where the
+    owner says, either inserts one dummy or deletes one dummy and inserts two, in a random
+    order. Every arrangement is a uniformly random order of the tokens it holds, so where a
+    node finds its own slot tells it nothing either.
+
     @param random: a C{random.Random}-like source (production: C{SystemRandom}).
+    @param extraDummies: the range the number of dummies beyond one slot per node is drawn from.
     @return: (the arrangement on arrival at each node, the dummy instructions of each node,
         the arrangement that returns to the owner).
     """
     arrangement = [("hop", i) for i in range(hopCount)]
     random.shuffle(arrangement)
-    for _ in range(random.randint(*initialDummies)):
+    for _ in range(random.randint(*extraDummies)):
         arrangement.insert(random.randint(0, len(arrangement)), ("dummy", random.randbytes(DUMMY_SEED_SIZE)))
     arrivals, instructions = [], []
     for hop in range(hopCount):
         arrivals.append(list(arrangement))
         arrangement.remove(("hop", hop))
+        operations = [DummyOperation.INSERT] if random.random() < 0.5 else [DummyOperation.INSERT] * 2 + [DummyOperation.DELETE]
+        random.shuffle(operations)
         chosen = []
-        for _ in range(random.randint(0, DUMMY_INSTRUCTIONS)):
+        for operation in operations:
             dummies = [index for index, token in enumerate(arrangement) if token[0] == "dummy"]
-            if dummies and (random.random() < 0.5 or len(arrangement) >= MAX_SLOTS - 1):
+            if operation == DummyOperation.DELETE and dummies:
                 index = random.choice(dummies)
                 del arrangement[index]
                 chosen.append({"operation": DummyOperation.DELETE.name, "index": index, "seed": bytes(DUMMY_SEED_SIZE)})

@@ -85,10 +85,13 @@ class Construction:
     @param apAddress: for an entry path, the AP-address (16 bytes).
     @param keyCount: how many keys each X-node derives, L{MIN_KEY_COUNT} to L{MAX_KEY_COUNT}.
     @param randomBytes: where link ids and key seeds come from.
+    @param expires: for an entry path, when its routing entry expires.
     @raise ValueError: C{keyCount} is out of those bounds.
     """
 
-    def __init__(self, plan, owner, random, routingEntry=b"", apAddress=bytes(16), keyCount=DEFAULT_KEY_COUNT, randomBytes=os.urandom):
+    def __init__(
+        self, plan, owner, random, routingEntry=b"", apAddress=bytes(16), keyCount=DEFAULT_KEY_COUNT, randomBytes=os.urandom, expires=None
+    ):
         if len(plan.xNodes) < 2:
             raise UnsafePath("a path needs at least two X-nodes, or T would be the owner's neighbour")
         if not MIN_KEY_COUNT <= keyCount <= MAX_KEY_COUNT:
@@ -101,6 +104,7 @@ class Construction:
         self.linkIds = [randomBytes(LINK_ID_SIZE) for _ in range(len(plan.circle) + 1)]
         self.routingEntry = routingEntry
         self.apAddress = apAddress
+        self.expires = expires
         self.keyCount = keyCount
         self._finishedLinks = {}
         self.keySeeds = {hop.record.nodeId: randomBytes(32) for hop in plan.circle if hop.role in (X, T)}
@@ -169,6 +173,13 @@ class Construction:
             Contact(last.host, last.port, last.nodeId),
             self.linkIds[-1],
         )
+
+    def x0Gap(self):
+        """
+        As many Y-nodes as lie between two X-nodes of this path, at random: the gap the owner
+        acts out before x0 when it opens x0's link (L{phantom.path.owner}).
+        """
+        return self._random.choice(self.plan.gaps)
 
     def ownerLink(self):
         """

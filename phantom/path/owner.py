@@ -12,6 +12,15 @@ Twisted driver. Retrying with other nodes after a failed attempt is the service'
 In round 1 nobody closes a SETUP link but a node that gave up, so the owner fails at once when
 either closes; a node that notices a misbehaviour closes its links and the news travels round
 the circle, so no owner waits out a timeout for it.
+
+Where the owner opens the PATH link to x0 (a circle that is not reversed), it does so as an
+X-node opens the link to its successor: with round 2, not once round 2 has come all the way
+back, which would tell x0 by its late link that its predecessor is the owner. An X-node's
+successor gets round 2 after the Y-nodes of the gap between them; x0 gets it after the single Y
+at the owner's end. So the owner opens the link at once and sends round 2 after as many hops as
+a gap of this path (L{phantom.path.circle.Construction.x0Gap}) has Y-nodes beyond one, each
+timed by round 1 (a hop of round 1 opened a link, about L{ROUND_ONE_TRIPS} one-way trips, where
+a hop of round 2 takes one).
 """
 
 from dataclasses import dataclass
@@ -122,6 +131,20 @@ class Failed(BuildAction):
     why: str
 
 
+ROUND_ONE_TRIPS = 6
+"""
+One-way trips a hop of round 1 takes: opening the SETUP link (TCP, TLS 1.3 and the OPEN frame,
+about five) and the array (one). A hop of round 2, over links already open, takes one.
+"""
+
+
+@dataclass(frozen=True)
+class SendAfter(BuildAction):
+    """Call L{OwnerBuild.sendDue} in C{seconds} (the time to send round 2)."""
+
+    seconds: float
+
+
 ROUND_ONE_LEGS_OPEN = (BuildState.CONNECTING, BuildState.ROUND1_OUT, BuildState.ROUND1_BACK)
 OVER = (BuildState.BUILT, BuildState.FAILED)
 
@@ -131,7 +154,7 @@ class OwnerBuild:
     One attempt at building a path, as its owner runs it, sans-io.
 
     Events: L{start}, L{linkOpened}, L{linkFailed}, L{linkClosed}, L{arrayReceived} (on the
-    link back), L{timedOut}. Each returns a list of L{BuildAction}s.
+    link back), L{sendDue}, L{timedOut}. Each returns a list of L{BuildAction}s.
 
     @param construction: the L{phantom.path.circle.Construction} of the attempt.
     @param roundTimeout: seconds each round's array has to come back once awaited.
@@ -149,6 +172,7 @@ class OwnerBuild:
         self._open = set()
         self._round = construction.round(1)
         self._x0 = None
+        self._sent = False
         self._phaseStarted = None
 
     def _endPhase(self, name):
@@ -206,19 +230,27 @@ class OwnerBuild:
         self.state = BuildState.ROUND2
         self._round = self.construction.round(2)
         how, x0, linkId = self.construction.ownerLink()
-        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId) if how == ToX0.CONNECT else Await(Leg.X0, Purpose.PATH, linkId, x0.host, x0.nodeId)
-        actions = [self._x0] if isinstance(self._x0, Await) else []
-        return actions + [Send(2, self._round.slots), ArmTimer(self._roundTimeout)]
+        if how == ToX0.AWAIT:
+            self._x0 = Await(Leg.X0, Purpose.PATH, linkId, x0.host, x0.nodeId)
+            return [self._x0] + self.sendDue()
+        self._x0 = Connect(Leg.X0, Purpose.PATH, x0, linkId)
+        hop = self.phases["round1"] / (ROUND_ONE_TRIPS * (len(self.construction.plan.circle) + 1))
+        delay = (self.construction.x0Gap() - 1) * hop
+        return [self._x0, ArmTimer(self._roundTimeout + delay), SendAfter(delay)]
+
+    def sendDue(self):
+        """The time to send round 2 has come."""
+        if self.state != BuildState.ROUND2 or self._sent:
+            return []
+        self._sent = True
+        return [Send(2, self._round.slots), ArmTimer(self._roundTimeout)]
 
     def _link(self):
         self._endPhase("round2")
         self.state = BuildState.LINKING
         if Leg.X0 in self._open:
             return self._built()
-        actions = [StopTimer()]
-        if isinstance(self._x0, Connect):
-            actions.append(self._x0)
-        return actions
+        return [StopTimer()]
 
     def _built(self):
         self._endPhase("link")
@@ -279,6 +311,7 @@ class BuildAttempt:
         self._open = {}
         self._waits = {}
         self._timer = None
+        self._sendTimer = None
         self._result = Deferred()
 
     def run(self):
@@ -301,11 +334,15 @@ class BuildAttempt:
                 self._timer = self._clock.callLater(action.seconds, lambda: self.perform(self.machine.timedOut()))
             elif isinstance(action, StopTimer):
                 self._stopTimer()
+            elif isinstance(action, SendAfter):
+                self._sendTimer = self._clock.callLater(action.seconds, lambda: self.perform(self.machine.sendDue()))
             elif isinstance(action, Close):
                 self._close(action.leg)
             elif isinstance(action, Built):
+                self._stopSendTimer()
                 self._result.callback(self._open.pop(Leg.X0))
             elif isinstance(action, Failed):
+                self._stopSendTimer()
                 self._result.errback(Failure(PathFailed(action.why)))
 
     def _wait(self, leg, d):
@@ -332,6 +369,11 @@ class BuildAttempt:
         waiting = self._waits.pop(leg, None)
         if waiting is not None:
             waiting.cancel()
+
+    def _stopSendTimer(self):
+        if self._sendTimer is not None and self._sendTimer.active():
+            self._sendTimer.cancel()
+        self._sendTimer = None
 
     def _stopTimer(self):
         if self._timer is not None and self._timer.active():

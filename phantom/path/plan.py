@@ -386,6 +386,12 @@ class PathPlan:
         """The record of T: the exit node of an exit path, the entry node of an entry path."""
         return self.xNodes[-1]
 
+    @property
+    def gaps(self):
+        """How many Y-nodes lie between each two X-nodes next to each other on the circle (x - 1 counts)."""
+        positions = self.layout.xPositions
+        return tuple(after - before - 1 for before, after in zip(positions, positions[1:]))
+
     def _index(self, record):
         for index, hop in enumerate(self.circle):
             if hop.record.nodeId == record.nodeId:

@@ -6,13 +6,17 @@ runs each attempt as an L{OwnerBuild} (L{phantom.path.owner}); a failed attempt 
 without its nodes. A participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node
 then relays the finished path as a L{RelayedPath}. The service keeps the tables (owned paths,
 relayed paths, participations), renews paths before their lifetime ends and replaces lost ones.
+Renewals and rebuilds happen at random moments, and an entry path's routing entry dates it to no
+less than ten minutes (L{phantom.path.entries}).
 """
 
+import math
 import random
 from dataclasses import dataclass, field
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from phantom.address import Contact
@@ -22,6 +26,7 @@ from phantom.link.ending import Ending, Goes
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
+from phantom.path.entries import EntrySequence, coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
@@ -57,6 +62,11 @@ class Path(Goes):
     """How many keys each X-node's key set holds."""
     ending: Ending = field(default_factory=Ending)
     """Ends when the path's link to x0 closes."""
+    renewAt: float = math.inf
+    """When its successor is built."""
+    retireAt: float = None
+    """When it is closed once its successor is built: C{None} at once, or (an entry path with a
+    coarse entry) when its entry expires."""
 
     @property
     def nodes(self):
@@ -84,6 +94,8 @@ class PathService(Service):
     @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
         under construction from the SETUP link its array came over, given a
         L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
+    @param sequence: the L{EntrySequence} this node's routing entries are numbered by (one kept
+        in memory if not given; a node keeps it in its data directory).
     """
 
     log = Logger()
@@ -98,8 +110,14 @@ class PathService(Service):
         random=random.SystemRandom(),
         frameReceiver=None,
         participant=SetupParticipant,
+        sequence=None,
     ):
         self.identity = identity
+        self._sequence = sequence or EntrySequence()
+        self._publications = set()
+        self._rebuildDelays = set()
+        self._retiring = {}
+        """Paths kept until their entries expire, though their successors are built, with their timers, by id."""
         self._links = links
         self._dht = dht
         self._clock = clock
@@ -139,6 +157,14 @@ class PathService(Service):
         self.pool.stop()
         if self._renewal.running:
             self._renewal.stopService()
+        for call in list(self._publications):
+            call.cancel()
+        self._publications.clear()
+        for waiting in list(self._rebuildDelays):
+            waiting.cancel()
+        for path, call in list(self._retiring.values()):
+            call.cancel()
+            self._retired(path)
         for participation in list(self.participations):
             participation.giveUp("the node is stopping")
         for path in list(self.paths):
@@ -152,11 +178,25 @@ class PathService(Service):
     # Keeping paths alive
 
     def renewDue(self):
-        """Replace every path whose lifetime ends within C{renewAhead} seconds."""
+        """Replace every path whose renewal is due."""
         now = self._clock.seconds()
         for path in list(self.paths):
-            if now - path.builtAt >= self.settings.lifetime - self.settings.renewAhead:
-                self._replace(path, "its lifetime is ending")
+            if now >= path.renewAt:
+                self._replace(path, "its lifetime is ending", keepUntil=path.retireAt)
+
+    def _scheduleRenewal(self, path, expires):
+        """Set when C{path} is renewed and retired: at random, and for a coarse entry by its expiry."""
+        if path.kind == PathKind.ENTRY and self.settings.coarseEntries:
+            path.renewAt = renewalTime(expires, self._random)
+            path.retireAt = expires
+        else:
+            ahead = self.settings.renewAhead
+            path.renewAt = path.builtAt + self.settings.lifetime - ahead - self._random.uniform(0, ahead)
+
+    def _retired(self, path):
+        """A path kept after its successor was built (an entry path with a coarse entry) goes, once no tunnel holds it."""
+        self._retiring.pop(id(path), None)
+        self._release(path)
 
     def retire(self, path):
         """Take C{path} down, with no replacement: its hops forget it one after the other."""
@@ -181,10 +221,15 @@ class PathService(Service):
     def _pathClosed(self, path):
         path.ending.end()
         if path in self.paths:
-            self._replace(path, "a hop of it is gone")
+            self._replace(path, "a hop of it is gone", delay=self._random.uniform(0, self.settings.rebuildJitter))
 
-    def _replace(self, old, why):
-        """Build a path like C{old} in the background, then retire C{old}."""
+    def _replace(self, old, why, delay=0.0, keepUntil=None):
+        """
+        Build a path like C{old} in the background, then retire C{old}.
+
+        @param delay: seconds to wait before building.
+        @param keepUntil: when to retire C{old} if later than when its successor is built.
+        """
         if old not in self.paths:
             return
         self.paths.remove(old)
@@ -194,15 +239,31 @@ class PathService(Service):
         self.log.info("replacing an {kind} path: {why}", kind=old.kind, why=why)
 
         def retire(result):
-            self._release(old)
+            wait = (keepUntil or 0) - self._clock.seconds()
+            if wait > 0 and self.running:
+                self._retiring[id(old)] = (old, self._clock.callLater(wait, self._retired, old))
+            else:
+                self._release(old)
             return result
+
+        async def rebuild():
+            if delay > 0:
+                waiting = deferLater(self._clock, delay)
+                self._rebuildDelays.add(waiting)
+                try:
+                    await waiting
+                except CancelledError:
+                    return None
+                finally:
+                    self._rebuildDelays.discard(waiting)
+            return await self.build(old.kind, old.shape)
 
         def finished(result):
             if self.replacing.get(old.kind) is d:
                 del self.replacing[old.kind]
             return result
 
-        d = Deferred.fromCoroutine(self.build(old.kind, old.shape))
+        d = Deferred.fromCoroutine(rebuild())
         self.replacing[old.kind] = d
         d.addBoth(finished)
         d.addBoth(retire)
@@ -337,6 +398,7 @@ class PathService(Service):
                 failures,
                 construction.keyCount,
             )
+            self._scheduleRenewal(path, construction.expires)
             link.attach(PathLinkHandler(lambda payload: self.pathFrameReceived(path, None, payload), lambda: self._pathClosed(path)))
             self.paths.append(path)
             for watcher in self._builtWatchers:
@@ -348,26 +410,35 @@ class PathService(Service):
     async def _plan(self, kind, shape, excluded, candidates=None):
         if candidates is None:
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
-        diversity = self.settings.diversity != "off"
+        if self.settings.diversity == "off":
+            self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
-            plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
-        except NotEnoughNetworks:
+            plan = planPath(shape, kind, candidates, self._random, diversity=self.settings.diversity != "off", exclude=excluded)
+        except NotEnoughNetworks as e:
             if self.settings.diversity != "auto":
                 raise
-            self.log.warn("too few networks for X-nodes in distinct /16s or /48s: building without the diversity rule")
+            self.log.warn("building an {kind} path without the X-node diversity rule ([path] diversity = auto): {why}", kind=kind, why=str(e))
             plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
-        entry, apAddress = b"", bytes(16)
+        entry, apAddress, expires = b"", bytes(16), None
         if kind == PathKind.ENTRY:
             terminating = plan.terminating
-            now = int(self._clock.seconds())
+            now = self._clock.seconds()
+            if self.settings.coarseEntries:
+                expires = coarseExpiry(now, self._random)
+            else:
+                expires = int(now) + int(self.settings.lifetime)
             routing = RoutingEntry.create(
-                self.identity.routingKey, now, now + int(self.settings.lifetime), [Contact(terminating.host, terminating.port, terminating.nodeId)], now
+                self.identity.routingKey,
+                self._sequence.next(),
+                expires,
+                [Contact(terminating.host, terminating.port, terminating.nodeId)],
+                int(now),
             )
             entry, apAddress = routing.encoded, routing.apAddress
         if self._links.address is None:
             raise PathFailed("this node does not know yet the address other nodes reach it at")
         owner = Contact(*self._links.address, self.identity.nodeId)
-        return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress)
+        return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress, expires=expires)
 
     # Participant
 
@@ -402,4 +473,27 @@ class PathService(Service):
         return relayPath(rewiring, self._links, self.relaying, self.pathFrameReceived, 2 * self.settings.roundTimeout, self._publish)
 
     def _publish(self, routingEntry):
-        return self._dht.storeRecord(Table.ROUTE, routingEntry.key, routingEntry.encoded)
+        """
+        As T of an entry path, publish its routing entry at the moment the entry decides
+        (L{publicationDelay}), if the path is still relayed then.
+
+        @return: a Deferred that fires once it is stored (with C{None} if it never is).
+        """
+        delay = publicationDelay(routingEntry.expires, self._clock.seconds(), self._random)
+        if delay <= 0:
+            return self._store(routingEntry)
+        published = Deferred()
+
+        def due():
+            self._publications.discard(call)
+            if any(relayed.routingEntry is routingEntry and not relayed.gone for relayed in self.relaying.values()):
+                self._store(routingEntry).chainDeferred(published)
+            else:
+                published.callback(None)
+
+        call = self._clock.callLater(delay, due)
+        self._publications.add(call)
+        return published
+
+    def _store(self, routingEntry):
+        return ensureDeferred(self._dht.storeRecord(Table.ROUTE, routingEntry.key, routingEntry.encoded))

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
@@ -44,6 +45,8 @@ def startNode(testCase, address, bootstrap=None):
         bootstrap=bootstrap,
         apiAddress=f"{address}:{freePort(address)}",
     )
+    # Every node on 127.0.0.0/16, and entries wanted at once: as a testnet's configuration says.
+    config = replace(config, path=replace(config.path, diversity="off", coarseEntries=False))
     node = PhantomNode(config, reactor)
     node.privilegedStartService()
     node.startService()

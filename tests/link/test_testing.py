@@ -7,7 +7,7 @@ from zope.interface.verify import verifyObject
 
 from phantom.errors import LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.interfaces import ILink, ILinkService
-from phantom.link.testing import HeapClock, MemoryNetwork
+from phantom.link.testing import HANDSHAKE_TRIPS, HeapClock, MemoryNetwork
 from phantom.wire.link import Purpose
 
 
@@ -66,6 +66,33 @@ class MemoryNetworkTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertTrue(handlers[0].closed)
         self.assertEqual((self.alice.links, self.bob.links), (set(), set()))
+
+    def test_latency(self):
+        """
+        With a latency model, a link opens after the handshake's trips, and its frames, then
+        its closing, each arrive one latency after they leave, in order.
+        """
+        clock = Clock()
+        network = MemoryNetwork(clock, latency=lambda host, other: 0.03)
+        alice, bob = network.linkService(), network.linkService()
+        handlers = []
+        bob.registerPurpose(Purpose.ECHO, lambda link: handlers.append(Recorder()) or handlers[-1])
+        results = []
+        alice.connect(*bob.address, Purpose.ECHO, bytes(16), bob.nodeId).addBoth(results.append)
+        clock.advance(HANDSHAKE_TRIPS * 0.03 - 0.001)
+        self.assertEqual((results, handlers), ([], []))
+        clock.advance(0.001)
+        [link] = results
+        link.sendFrame(b"a")
+        link.sendFrame(b"b")
+        link.close()
+        clock.advance(0.029)
+        self.assertEqual(handlers[0].frames, [])
+        clock.advance(0.001)
+        self.assertEqual(handlers[0].frames, [b"a", b"b"])
+        self.assertFalse(handlers[0].closed)
+        clock.advance(0.03)
+        self.assertTrue(handlers[0].closed)
 
     def test_awaitedLink(self):
         """An awaited link goes to its waiter, not to the purpose's handler."""

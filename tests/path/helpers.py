@@ -21,7 +21,8 @@ from phantom.path.relay import SetupParticipant
 from phantom.path.service import PathService
 from phantom.wire.dht import Table
 
-SETTINGS = PathSettings(roundTimeout=5.0)
+SETTINGS = PathSettings(roundTimeout=5.0, coarseEntries=False)
+"""Entries published at once: the tests that wait for coarse ones say so."""
 
 START = 1_800_000_000
 """Where the clock starts: records are timestamped and judged by it."""
@@ -60,7 +61,9 @@ class MemoryNode:
         self._database = network.database
         self.identity = Identity.generate()
         self.nodeId = self.identity.nodeId
-        self.links = network.links.linkService(nodeId=self.nodeId)
+        # One /16 per node unless the network is on one, so the X-node diversity rule can hold.
+        host = None if network.oneNetwork else f"10.{index + 1}.0.1"
+        self.links = network.links.linkService(nodeId=self.nodeId, host=host)
         self.address = self.links.address
         self.dht = network.database.node(self.identity, *self.address)
         self.random = ChosenXNodes(index)
@@ -84,9 +87,12 @@ class MemoryPathNetwork:
     @param participants: node index to the C{participant} factory its path service uses.
     @param frameReceivers: node index to the frame receiver its path service is given (none
         by default: a frame on a PATH link then closes its path).
+    @param oneNetwork: put every node in 10.0.0.0/16, as on a testnet, rather than each in a
+        /16 of its own.
     """
 
-    def __init__(self, testCase, count, settings=SETTINGS, participants=None, frameReceivers=None, seed=0):
+    def __init__(self, testCase, count, settings=SETTINGS, participants=None, frameReceivers=None, seed=0, oneNetwork=False):
+        self.oneNetwork = oneNetwork
         self.clock = HeapClock()
         self.clock.advance(START)
         self.links = MemoryNetwork(self.clock)

@@ -22,6 +22,7 @@ from phantom.path.array import (
     encodePackage,
     openOwnSlot,
     passOn,
+    playRound,
 )
 from phantom.wire import parseStrict
 from phantom.wire.path import PACKAGE_SIZE, SLOT_SIZE, SetupArray, SetupPackage
@@ -105,6 +106,39 @@ class ArrayTests(SynchronousTestCase):
                 self.assertEqual(len(slots), built.sizes[hop])
                 slots = circle.visit(hop, slots)
             self.assertEqual(slots, built.expectedReturn)
+
+    def test_sizeTellsNoPosition(self):
+        """
+        Every node of a circle receives as many slots as every other, and as many as come back
+        to the owner: the size of the array tells a node nothing of where it sits (issue 12,
+        finding 1; before, the array lost about a slot a hop and the last node often got one).
+        """
+        for size in (1, 4, 15):
+            circle = Circle(size)
+            built = circle.build()
+            self.assertEqual(set(built.sizes), {len(built.initial)})
+            self.assertEqual(len(built.expectedReturn), len(built.initial))
+            self.assertGreater(len(built.initial), size)
+        rng = random.Random(3)
+        for _ in range(2000):
+            arrivals, instructions, returned = playRound(15, rng)
+            sizes = {len(arrival) for arrival in arrivals} | {len(returned)}
+            self.assertEqual(len(sizes), 1, sizes)
+
+    def test_ownPlaceUniform(self):
+        """
+        Where a node finds its own slot is spread alike over the array at every position on
+        the circle: at no position is any index more than half as likely again as its share.
+        """
+        rng = random.Random(4)
+        rounds = 4000
+        for position in (0, 7, 14):
+            places = [0] * 4
+            for _ in range(rounds):
+                arrivals, _, _ = playRound(15, rng)
+                arrival = arrivals[position]
+                places[arrival.index(("hop", position)) * len(places) // len(arrival)] += 1
+            self.assertLess(max(places) / rounds, 1.5 / len(places), places)
 
     def test_slotsLookAlike(self):
         """Every slot, real or dummy, has the same size; packages are all the same size too."""

@@ -11,6 +11,7 @@ from phantom.path.interfaces import IPathFrameReceiver, PathKind, Side
 from phantom.path.plan import PathShape
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
+from tests.link.helpers import LogCollector
 from tests.path.helpers import MemoryPathNetwork
 
 
@@ -207,3 +208,30 @@ class BuildTests(SynchronousTestCase):
         network.settle()
         self.assertEqual(x0.paths.relaying, {})
         self.assertTrue(path.gone)
+
+
+class DiversityTests(SynchronousTestCase):
+    """
+    The X-node diversity rule never relaxes silently (issue 12, finding 5): it holds by
+    default; a network on one /16 needs it off in the configuration; a build without it says why.
+    Before, the default C{auto} relaxed it by itself.
+    """
+
+    def test_onByDefault(self):
+        """The default is on: with every candidate in one /16 no path is built, and the error says why."""
+        self.assertEqual(PathSettings().diversity, "on")
+        network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=2.0, attempts=1), oneNetwork=True)
+        with self.assertRaises(PathFailed) as caught:
+            network.run(Deferred.fromCoroutine(network.nodes[0].paths.build(PathKind.EXIT, PathShape(2, 3))))
+        self.assertIn("distinct networks", str(caught.exception))
+
+    def test_relaxedSaysWhy(self):
+        """Off or auto, a build without the rule logs that it is one, and why."""
+        for diversity, level, why in (("off", "info", "diversity = off"), ("auto", "warn", "diversity = auto")):
+            network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=2.0, diversity=diversity), oneNetwork=True)
+            logs = LogCollector(self, "phantom.path")
+            network.run(Deferred.fromCoroutine(network.nodes[0].paths.build(PathKind.EXIT, PathShape(2, 3))))
+            said = [line for name, line in logs.events if name == level and "without the X-node diversity rule" in line]
+            self.assertTrue(said, logs.events)
+            self.assertIn(why, said[0])
+

@@ -12,6 +12,7 @@ from phantom.path.owner import (
     Connect,
     Failed,
     Leg,
+    ROUND_ONE_TRIPS,
     OwnerBuild,
     StopTimer,
 )
@@ -80,19 +81,45 @@ class OwnerBuildTests(SynchronousTestCase):
         return machine.arrayReceived(self.circle.roundTrip(send))
 
     def test_connectToX0(self):
-        """Not reversed: both rounds come back as predicted, then the owner connects to x0."""
+        """
+        Not reversed: the owner opens x0's link as an X-node opens its successor's, with round 2
+        (issue 12, finding 4: before, only once round 2 had come all the way back), and sends
+        round 2 after as many hops of round 1's pace as a gap of the path has Y-nodes beyond one.
+        """
         machine = self.machine(reversed=False)
-        actions = self.throughRoundOne(machine)
-        [send, timer] = actions
-        self.assertEqual((send.round, timer, machine.state), (2, ArmTimer(5.0), BuildState.ROUND2))
-        self.times.now = 3.0
         how, x0, linkId = self.build.construction.ownerLink()
-        self.assertEqual(machine.arrayReceived(self.circle.roundTrip(send)), [StopTimer(), Connect(Leg.X0, Purpose.PATH, x0, linkId)])
+        [connect, timer, later] = self.throughRoundOne(machine)
+        self.assertEqual(connect, Connect(Leg.X0, Purpose.PATH, x0, linkId))
+        hop = 1.0 / (ROUND_ONE_TRIPS * (len(self.build.plan.circle) + 1))
+        self.assertIn(round(later.seconds / hop), [gap - 1 for gap in self.build.plan.gaps])
+        self.assertEqual(timer, ArmTimer(5.0 + later.seconds))
+        self.assertEqual(machine.linkOpened(Leg.X0), [])
+        [send, timer] = machine.sendDue()
+        self.assertEqual((send.round, timer, machine.state), (2, ArmTimer(5.0), BuildState.ROUND2))
+        self.assertEqual(machine.sendDue(), [])
+        self.times.now = 3.0
+        self.assertEqual(machine.arrayReceived(self.circle.roundTrip(send)), [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Built()])
+        self.assertEqual(machine.state, BuildState.BUILT)
+
+    def test_x0LinkAfterRoundTwo(self):
+        """x0's link opens after round 2 is back: then the path is built."""
+        machine = self.machine(reversed=False)
+        self.throughRoundOne(machine)
+        [send, _] = machine.sendDue()
+        self.times.now = 3.0
+        self.assertEqual(machine.arrayReceived(self.circle.roundTrip(send)), [StopTimer()])
         self.assertEqual(machine.state, BuildState.LINKING)
         self.times.now = 3.5
         self.assertEqual(machine.linkOpened(Leg.X0), [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Built()])
-        self.assertEqual(machine.state, BuildState.BUILT)
         self.assertEqual(machine.phases, {"plan": 0.5, "round1": 1.0, "round2": 2.0, "link": 0.5})
+
+    def test_nothingBackBeforeRoundTwo(self):
+        """An array back while round 2 waits to go out is refused."""
+        machine = self.machine(reversed=False)
+        self.throughRoundOne(machine)
+        actions = machine.arrayReceived(encodeArray(2, []))
+        self.assertIsInstance(actions[-1], Failed)
+        self.assertEqual(machine.sendDue(), [])
 
     def test_awaitX0(self):
         """Reversed: x0's link is awaited from round 2 on, and may arrive before round 2 is back."""
@@ -106,7 +133,8 @@ class OwnerBuildTests(SynchronousTestCase):
     def test_linkClosingOutInRoundTwoIsNoNews(self):
         """After round 1 the first node closes its SETUP links as it is done: that is no failure."""
         machine = self.machine()
-        [send, _] = self.throughRoundOne(machine)
+        self.throughRoundOne(machine)
+        [send, _] = machine.sendDue()
         self.assertEqual(machine.linkClosed(Leg.OUT), [])
         self.assertEqual(machine.state, BuildState.ROUND2)
 
@@ -156,7 +184,8 @@ class OwnerBuildTests(SynchronousTestCase):
     def test_roundTwoTampered(self):
         """A round-2 array that comes back other than predicted fails the attempt."""
         machine = self.machine()
-        [send, _] = self.throughRoundOne(machine)
+        self.throughRoundOne(machine)
+        [send, _] = machine.sendDue()
         self.assertFailed(machine.arrayReceived(encodeArray(2, [])), machine, "round-2 array came back other than predicted")
 
     def test_gaveUpInRoundOne(self):

@@ -41,15 +41,19 @@ class RenewalTests(SynchronousTestCase):
             self.assertFalse([r for r in network.byId[record.nodeId].paths.relaying.values() if r.keySeed in path.keySeeds.values()])
 
     def test_lifetimeRenewal(self):
-        """A path is replaced before its lifetime ends, and the old one is closed."""
+        """
+        A path is replaced before its lifetime ends, at a random moment between renew_ahead and
+        twice that before, and the old one is closed.
+        """
         network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=3.0, lifetime=4.0, renewAhead=2.0))
         owner = network.nodes[1]
         path = build(network, owner)
-        builtAt = network.clock.seconds()
+        self.assertGreaterEqual(path.renewAt - path.builtAt, 4.0 - 2 * 2.0)
+        self.assertLessEqual(path.renewAt - path.builtAt, 4.0 - 2.0)
         network.run(path.whenGone())  # once its replacement is built
         self.assertTrue(owner.paths.paths and owner.paths.paths[0] is not path)
-        self.assertGreaterEqual(network.clock.seconds() - builtAt, 2.0)
-        self.assertLess(network.clock.seconds() - builtAt, 4.0)
+        self.assertGreaterEqual(network.clock.seconds(), path.renewAt)
+        self.assertLess(network.clock.seconds() - path.builtAt, 4.0)
         network.settle()
         self.assertNotIn(path.link, owner.links.links)
         self.assertTrue(path.gone)

@@ -18,7 +18,8 @@ from tests.link.helpers import LogCollector, RawClient, connectRaw, until
 from tests.path.helpers import PublishedRoutes
 from tests.netdb.helpers import startDhtNetwork
 
-SETTINGS = PathSettings(roundTimeout=5.0)
+SETTINGS = PathSettings(roundTimeout=5.0, diversity="off", coarseEntries=False)
+"""The nodes are all on 127.42.0.0/16: the X-node diversity rule is off, as on a testnet."""
 
 
 @implementer(IPathFrameReceiver)

@@ -12,7 +12,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from phantom.config import resolveConfig
 from phantom.testnet.loopback import planLoopback
+from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
     announcedNodeId,
     commandLineOf,
@@ -84,6 +86,16 @@ class CommandLineTests(SynchronousTestCase):
         commandLine = twistdCommandLine(node, "/venv/bin/twistd", python="/venv/bin/python")
         self.assertEqual(commandLine[-2:], ["--bootstrap", "127.0.0.2:23456"])
         self.assertIn("127.0.0.4", commandLine)
+
+    def test_nodeConfig(self):
+        """
+        Every node is started with a configuration that turns the X-node diversity rule off, as
+        a testnet on one /16 must, and publishes routing entries at once.
+        """
+        node = planLoopback(shortTemporaryDirectory(self), 3, 23456).nodes[1]
+        os.makedirs(node.dataDir)
+        config = resolveConfig(configFile=writeNodeConfig(node.dataDir, 3))
+        self.assertEqual((config.path.diversity, config.path.coarseEntries), ("off", False))
 
     def test_recognised(self):
         """The data directory of each node is read back from the command line that starts it."""

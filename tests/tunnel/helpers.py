@@ -15,7 +15,7 @@ from tests.link.helpers import until
 from tests.path.helpers import PublishedRoutes
 from tests.path.test_service import startPathNetwork
 
-SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5)
+SETTINGS = PathSettings(roundTimeout=10.0, x=3, y=5, diversity="off", coarseEntries=False)
 SHAPE = PathShape(3, 5)
 
 

@@ -20,7 +20,7 @@ from tests.path.helpers import MemoryNode, MemoryPathNetwork
 from tests.tunnel.helpers import leftovers
 from tests.tunnel.tampering import Tampering
 
-SETTINGS = PathSettings(roundTimeout=5.0, x=3, y=5, diversity="off", lifetime=86400.0)
+SETTINGS = PathSettings(roundTimeout=5.0, x=3, y=5, diversity="off", lifetime=86400.0, coarseEntries=False)
 """Paths of 3 X- and 5 Y-nodes that outlive any test (a renewal would close their tunnels);
 the in-memory network's nodes all share one /16."""
 

@@ -1,0 +1,109 @@
+"""
+Routing entries that do not date their path, sans-io: what an owner writes in an entry path's
+routing entry, when the entry node publishes it, and when the owner renews the path.
+
+A Y-node next to the owner sees the owner's address and the moment of the build; anyone can
+fetch the entry of an AP-address and watch when a new one appears. Were the entry dated (a
+sequence or an expiry taken from the clock at the build) or published as the path came up,
+matching the two over a few rebuilds would link owner and AP-address. So nothing an observer
+of the network database sees places a build in less than L{GRID} seconds:
+
+  - the sequence is a counter of the routing key's entries, kept on disk (L{EntrySequence});
+  - the expiry is coarse and jittered (L{coarseExpiry}): the L{GRID} point at least
+    L{MARGIN} after the start of the build, or the one after, chosen at random, plus
+    L{GRID} + L{VALIDITY};
+  - the entry node publishes it at a uniformly random moment of the L{GRID} seconds that end
+    L{VALIDITY} before its expiry (L{publicationDelay}): a moment the entry alone decides,
+    so the publication tells nothing the expiry does not;
+  - the owner renews the path at a random moment of a L{GRID}-long window set by that expiry,
+    so that its successor's entry is out a full L{GRID} before this one expires
+    (L{renewalTime}), and keeps the old path up until its entry expires.
+
+Given the expiry, the build began in one of two L{GRID}-long cells, and every other observable
+is a function of the expiry and of randomness: the build is placed in no interval shorter than
+2 * L{GRID}. The price: an entry path lives about an hour, is published 2 to 24 minutes after
+it is up (a path lost is replaced, but its successor's entry comes out that much later), and
+an owner holds two or three entry paths at a time.
+
+An entry whose publication window starts more than L{HORIZON} ahead, or has ended, is published
+at once: an owner that does not coarsen its entries (C{coarse_entries = no}, for testnets)
+names its expiry as C{now + lifetime}.
+"""
+
+import math
+import os
+
+from phantom.statefiles import writeAtomically
+
+GRID = 600
+"""Seconds: nothing in an entry dates its path more finely."""
+VALIDITY = 2400
+"""Seconds an entry is valid, at least, after the end of its publication window."""
+MARGIN = 120
+"""Seconds a build may take before its entry's publication window can open."""
+HORIZON = MARGIN + 2 * GRID
+"""The furthest ahead a coarse entry's publication window starts from its build."""
+
+
+def coarseExpiry(now, random):
+    """
+    The expiry of an entry path's routing entry planned at C{now}.
+
+    @param random: a C{random.Random}-like source.
+    @return: an integer time, a multiple of L{GRID}.
+    """
+    window = (math.ceil((now + MARGIN) / GRID) + random.randint(0, 1)) * GRID
+    return window + GRID + VALIDITY
+
+
+def publicationWindow(expires):
+    """@return: C{(start, end)}, the moments between which the entry node publishes the entry."""
+    return expires - VALIDITY - GRID, expires - VALIDITY
+
+
+def publicationDelay(expires, now, random):
+    """
+    How long the entry node waits before it publishes an entry that expires at C{expires}: until
+    a uniformly random moment of its publication window; at once if that has passed or starts
+    more than L{HORIZON} ahead.
+
+    @return: seconds, C{0} for at once.
+    """
+    start, end = publicationWindow(expires)
+    if start > now + HORIZON:
+        return 0.0
+    return max(0.0, random.uniform(start, end) - now)
+
+
+def renewalTime(expires, random):
+    """
+    When the owner builds the successor of an entry path whose entry expires at C{expires}: a
+    uniformly random moment of the L{GRID} seconds that end L{MARGIN} + 3 L{GRID} before it, so
+    that the successor's entry (L{coarseExpiry}) is published at least L{GRID} before this one
+    expires.
+    """
+    latest = expires - MARGIN - 3 * GRID
+    return random.uniform(latest - GRID, latest)
+
+
+class EntrySequence:
+    """
+    The sequence numbers of this node's routing entries: 1, 2, 3, ..., the last one kept in a
+    file so that a restarted node's entries still supersede those it published before.
+
+    @param path: the file, or C{None} to keep the count in memory only.
+    """
+
+    def __init__(self, path=None):
+        self._path = path
+        self.last = 0
+        if path is not None and os.path.exists(path):
+            with open(path, "rb") as f:
+                self.last = int(f.read().strip() or b"0")
+
+    def next(self):
+        """@return: the next sequence number, written to the file before it is handed out."""
+        self.last += 1
+        if self._path is not None:
+            writeAtomically(self._path, b"%d\n" % self.last)
+        return self.last

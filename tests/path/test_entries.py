@@ -1,0 +1,181 @@
+"""
+Routing entries that do not date their path (issue 12, finding 2): their sequence is a counter,
+their expiry is coarse and jittered, their entry node publishes them at a moment the entry
+decides, and their owner renews the path at a random moment. Before, an entry carried the
+second of its build as its sequence and expiry and was published as the path came up.
+"""
+
+import random
+
+from hypothesis import given, strategies as st
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from phantom.config import PathSettings
+from phantom.netdb.records import routeKey
+from phantom.path.entries import (
+    GRID,
+    HORIZON,
+    MARGIN,
+    VALIDITY,
+    EntrySequence,
+    coarseExpiry,
+    publicationDelay,
+    publicationWindow,
+    renewalTime,
+)
+from phantom.path.interfaces import PathKind
+from phantom.path.plan import PathShape
+from phantom.wire.dht import Table
+from tests.path.helpers import MemoryPathNetwork
+
+COARSE = PathSettings(roundTimeout=5.0)
+SHAPE = PathShape(2, 3)
+
+
+class ScheduleTests(SynchronousTestCase):
+    """The times, sans-io."""
+
+    @given(st.floats(min_value=1.7e9, max_value=1.9e9), st.integers(min_value=0))
+    def test_expiryIsCoarse(self, now, seed):
+        """
+        The expiry is on the 10-minute grid, and the build times that could have given it span
+        two grid cells: the expiry places the build in no interval under 1200 s.
+        """
+        expires = coarseExpiry(now, random.Random(seed))
+        self.assertEqual(expires % GRID, 0)
+        window = expires - GRID - VALIDITY
+        self.assertGreaterEqual(window, now + MARGIN)
+        self.assertLess(window, now + MARGIN + 2 * GRID)
+        # Every build time in the two cells below the window can give this expiry, and no other.
+        for earliest in (window - 2 * GRID - MARGIN + 1, window - MARGIN):
+            self.assertIn(expires, {coarseExpiry(earliest, FixedChoice(choice)) for choice in (0, 1)})
+
+    @given(st.integers(min_value=0), st.floats(min_value=0, max_value=HORIZON))
+    def test_publicationInWindow(self, seed, early):
+        """The entry node publishes within the window the expiry sets, whenever it got the entry."""
+        expires = 1_800_000_000
+        start, end = publicationWindow(expires)
+        now = start - early
+        delay = publicationDelay(expires, now, random.Random(seed))
+        self.assertGreaterEqual(now + delay, start)
+        self.assertLessEqual(now + delay, end)
+
+    def test_publicationAtOnce(self):
+        """An entry whose window is over, or opens beyond the horizon, is published at once."""
+        now = 1_800_000_000
+        self.assertEqual(publicationDelay(now + 600, now, random.Random(1)), 0)
+        self.assertEqual(publicationDelay(now + 86400, now, random.Random(1)), 0)
+
+    @given(st.floats(min_value=1.7e9, max_value=1.9e9), st.integers(min_value=0))
+    def test_renewalBeforeExpiry(self, now, seed):
+        """The successor's entry is out a full grid cell before its predecessor's expires."""
+        rng = random.Random(seed)
+        expires = coarseExpiry(now, rng)
+        renewal = renewalTime(expires, rng)
+        self.assertGreater(renewal, now + GRID / 2)
+        successor = coarseExpiry(renewal, rng)
+        self.assertLessEqual(publicationWindow(successor)[1], expires - GRID)
+
+    def test_sequencePersists(self):
+        """The sequence counts up, and goes on from where it was in a new instance."""
+        path = self.mktemp()
+        sequence = EntrySequence(path)
+        self.assertEqual([sequence.next(), sequence.next()], [1, 2])
+        self.assertEqual(EntrySequence(path).next(), 3)
+        self.assertEqual(EntrySequence().next(), 1)
+
+
+class FixedChoice(random.Random):
+    """A random whose C{randint} always gives C{choice}."""
+
+    def __init__(self, choice):
+        super().__init__(0)
+        self.choice = choice
+
+    def randint(self, a, b):
+        return self.choice
+
+
+class ServiceTests(SynchronousTestCase):
+    """Entry paths with coarse entries, built on an in-memory network."""
+
+    def test_coarseEntryPublishedLater(self):
+        """
+        The entry's sequence is a count and its expiry on the grid; T publishes it in its window,
+        not as the path comes up; a second entry supersedes the first.
+        """
+        network = MemoryPathNetwork(self, 12, COARSE)
+        owner = network.nodes[0]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        key = routeKey(path.apAddress)
+        t = network.byId[path.plan.terminating.nodeId]
+        network.settle()
+        self.assertEqual(t.dht.stored, [])
+        entry = t.paths.entryPathFor(path.apAddress)
+        self.assertIsNotNone(entry)
+        expires = entry.routingEntry.expires
+        self.assertEqual((entry.routingEntry.sequence, expires % GRID), (1, 0))
+        start, end = publicationWindow(expires)
+        network.runFor(start - network.clock.seconds() - 1)
+        self.assertEqual(t.dht.stored, [])
+        network.runFor(end - network.clock.seconds())
+        self.assertEqual(t.dht.stored, [(Table.ROUTE, key)])
+        second = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        network.settle()
+        # Any renewal or failed attempt in between took a number too.
+        self.assertGreater(network.byId[second.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry.sequence, 1)
+
+    def test_goneBeforeWindow(self):
+        """A path taken down before its entry's window opens never has its entry published."""
+        network = MemoryPathNetwork(self, 12, COARSE)
+        owner = network.nodes[0]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        t = network.byId[path.plan.terminating.nodeId]
+        owner.paths.retire(path)
+        network.runFor(HORIZON + GRID)
+        self.assertEqual(t.dht.stored, [])
+
+    def test_renewedAtRandomKeptUntilExpiry(self):
+        """
+        The owner builds the successor in the renewal window the expiry sets, and keeps the old
+        path until its entry expires.
+        """
+        network = MemoryPathNetwork(self, 12, COARSE)
+        owner = network.nodes[0]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        expires = path.retireAt
+        self.assertEqual(expires % GRID, 0)
+        self.assertLessEqual(path.renewAt, expires - MARGIN - 3 * GRID)
+        self.assertGreaterEqual(path.renewAt, expires - MARGIN - 4 * GRID)
+        network.runFor(path.renewAt + 30 - network.clock.seconds())
+        self.assertNotIn(path, owner.paths.paths)
+        self.assertEqual(len(owner.paths.paths), 1)
+        self.assertFalse(path.gone)
+        network.run(path.whenGone())
+        self.assertGreaterEqual(network.clock.seconds(), expires)
+
+    def test_keptPathGoesWithTheService(self):
+        """A path kept for its entry after its successor was built is closed when the service stops."""
+        network = MemoryPathNetwork(self, 12, COARSE)
+        owner = network.nodes[0]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        network.runFor(path.renewAt + 30 - network.clock.seconds())
+        self.assertFalse(path.gone)
+        owner.paths.stopService()
+        network.settle()
+        self.assertTrue(path.gone)
+
+    def test_exitRenewalJittered(self):
+        """Exit paths are renewed at a random moment of the renew_ahead seconds before renew_ahead."""
+        network = MemoryPathNetwork(self, 12, COARSE)
+        owner = network.nodes[0]
+        moments = set()
+        for _ in range(4):
+            path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.EXIT, SHAPE)))
+            ahead = path.builtAt + COARSE.lifetime - path.renewAt
+            self.assertGreaterEqual(ahead, COARSE.renewAhead)
+            self.assertLessEqual(ahead, 2 * COARSE.renewAhead)
+            moments.add(round(ahead, 3))
+            owner.paths.retire(path)
+        self.assertGreater(len(moments), 1)
