@@ -29,7 +29,7 @@ from phantom.tunnel.endpoint import EndToEnd, TunnelClientEndpoint, TunnelServer
 from phantom.tunnel.service import TunnelService
 
 START = 1_800_000_000
-SETTINGS = PathSettings(roundTimeout=5.0, x=3, y=5, diversity="off", lifetime=86400.0)
+SETTINGS = PathSettings(roundTimeout=5.0, x=3, y=5, diversity="off", lifetime=86400.0, coarseEntries=False)
 SHAPE = PathShape(3, 5)
 
 

@@ -197,7 +197,7 @@ class KeptOnNetworkTests(SynchronousTestCase):
         On an in-memory network, the keeper builds an entry path at start; T publishes its routing
         entry; when the path's lifetime ends it is replaced and the new entry published.
         """
-        network = MemoryPathNetwork(self, 10, PathSettings(roundTimeout=3.0, x=2, y=3, lifetime=60.0, renewAhead=10.0))
+        network = MemoryPathNetwork(self, 10, PathSettings(roundTimeout=3.0, x=2, y=3, lifetime=60.0, renewAhead=10.0, coarseEntries=False))
         owner = network.nodes[0]
         published = PublishedRoutes([node.dht for node in network.nodes])
         keeper = PathKeeper(owner.paths, {PathKind.ENTRY: 1}, network.clock, lambda: 9, random.Random(2))

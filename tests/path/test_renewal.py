@@ -63,12 +63,12 @@ class RenewalTests(SynchronousTestCase):
         A replaced path is kept open, no longer handed out, while a hold on it is not released
         (its tunnels finishing), and closed once it is; or after another lifetime at most.
         """
-        network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=3.0, lifetime=4.0, renewAhead=2.0))
+        network = MemoryPathNetwork(self, 12, PathSettings(roundTimeout=3.0, lifetime=8.0, renewAhead=2.0))
         owner = network.nodes[1]
         holds = []
         owner.paths.holdReplaced(lambda path: holds.append(Deferred()) or holds[-1])
         path = build(network, owner)
-        network.runFor(3.5)
+        network.runFor(6.5)  # renewed between 4 and 6 s, its successor only from 8 s on
         self.assertEqual(len(holds), 1)
         self.assertFalse(path.gone)
         self.assertEqual([held is path for held in owner.paths.draining], [True])
@@ -78,10 +78,10 @@ class RenewalTests(SynchronousTestCase):
         self.assertTrue(path.gone)
         self.assertEqual(owner.paths.draining, [])
         [second] = owner.paths.paths
-        network.runFor(3.0)
+        network.runFor(6.0)
         self.assertTrue(any(held is second for held in owner.paths.draining))
         self.assertFalse(second.gone)
-        network.runFor(4.5)
+        network.runFor(8.0)
         self.assertTrue(second.gone)
         self.assertFalse(any(held is second for held in owner.paths.draining))
 
