@@ -20,10 +20,12 @@ class LocalLink:
 
     @ivar nodeId: the far end's node id.
     @ivar peer: the far end's address.
+    @ivar delay: seconds a frame or the closing takes to reach the far end (0: the next turn).
     """
 
-    def __init__(self, nodeId, peer, inbound, clock, purpose=None, linkId=None):
+    def __init__(self, nodeId, peer, inbound, clock, purpose=None, linkId=None, delay=0.0):
         self._clock = clock
+        self.delay = delay
         self.nodeId = nodeId
         self.peer = peer
         self.inbound = inbound
@@ -42,15 +44,16 @@ class LocalLink:
         return cls.between((nodeId, host, port), (nodeId, host, port), clock)
 
     @classmethod
-    def between(cls, opener, receiver, clock, purpose=None, linkId=None):
+    def between(cls, opener, receiver, clock, purpose=None, linkId=None, delay=0.0):
         """
         @param opener: C{(nodeId, host, port)} of the node that opens the link.
         @param receiver: C{(nodeId, host, port)} of the node it reaches.
+        @param delay: the link's one-way delay in seconds.
         @return: two joined ends, the opener's and the receiver's, each naming the other node.
         """
         (openerId, *openerAt), (receiverId, *receiverAt) = opener, receiver
-        openerEnd = cls(receiverId, tcpAddress(*receiverAt), False, clock, purpose, linkId)
-        receiverEnd = cls(openerId, tcpAddress(*openerAt), True, clock, purpose, linkId)
+        openerEnd = cls(receiverId, tcpAddress(*receiverAt), False, clock, purpose, linkId, delay)
+        receiverEnd = cls(openerId, tcpAddress(*openerAt), True, clock, purpose, linkId, delay)
         openerEnd.other, receiverEnd.other = receiverEnd, openerEnd
         return openerEnd, receiverEnd
 
@@ -63,7 +66,7 @@ class LocalLink:
     def sendFrame(self, payload):
         if self.closed:
             return
-        self._clock.callLater(0, self.other._deliver, bytes(payload))
+        self._clock.callLater(self.delay, self.other._deliver, bytes(payload))
 
     def _deliver(self, payload):
         if self.closed:
@@ -84,7 +87,10 @@ class LocalLink:
         if handler is not None:
             handler.linkClosed(Failure(ConnectionDone("the local link closed")))
         self.ending.end()
-        self.other.close()
+        if self.delay:
+            self._clock.callLater(self.delay, self.other.close)
+        else:
+            self.other.close()
 
     def abort(self, reason):
         self.close()

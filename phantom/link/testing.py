@@ -99,10 +99,14 @@ class MemoryNetwork:
 
     @param clock: the C{IReactorTime} (a C{task.Clock}, or a L{HeapClock} for many nodes)
         every link runs on.
+    @param latency: C{latency(host, host) -> seconds}, the one-way delay between two hosts, or
+        C{None} for none (a link opens in the next turn, a frame arrives in the next turn); a
+        link then opens after two round trips (TCP and TLS 1.3).
     """
 
-    def __init__(self, clock):
+    def __init__(self, clock, latency=None):
         self.clock = clock
+        self.latency = latency
         self._services = {}
         self._count = 0
 
@@ -203,8 +207,10 @@ class MemoryLinkService:
             return fail(LinkFailed(f"cannot connect to {formatHostPort(host, port)}: nobody listens there"))
         if nodeId is not None and nodeId != target.nodeId:
             return fail(PinMismatch(nodeId, target.nodeId))
+        latency = self._network.latency
+        delay = latency(self.address[0], host) if latency is not None else 0.0
         mine, theirs = LocalLink.between(
-            (self.nodeId, *self.address), (target.nodeId, *target.address), self.clock, Purpose(purpose), linkId
+            (self.nodeId, *self.address), (target.nodeId, *target.address), self.clock, Purpose(purpose), linkId, delay
         )
         self._track(mine)
         target._track(theirs)
@@ -217,7 +223,7 @@ class MemoryLinkService:
             target._dispatcher.dispatch(theirs)
             opened.callback(mine)
 
-        self.clock.callLater(0, open)
+        self.clock.callLater(4 * delay, open)
         return opened
 
     def _track(self, end):
