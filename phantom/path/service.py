@@ -3,9 +3,10 @@ Routing paths over links: the service that builds this node's paths and takes pa
 
 The owner draws nodes from its pool (sampled from the network database), plans the circle, and
 runs each attempt as an L{OwnerBuild} (L{phantom.path.owner}); a failed attempt is retried
-without its nodes. A participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node
-then relays the finished path as a L{RelayedPath}. The service keeps the tables (owned paths,
-relayed paths, participations), renews paths before their lifetime ends and replaces lost ones.
+without its nodes, but for its ends, kept for a few attempts (L{phantom.path.retry}). A
+participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node then relays the
+finished path as a L{RelayedPath}. The service keeps the tables (owned paths, relayed paths,
+participations), renews paths before their lifetime ends and replaces lost ones.
 """
 
 import random
@@ -26,6 +27,7 @@ from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
+from phantom.path.retry import KEEP_ENDS, Retries
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, relayPath
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
@@ -105,6 +107,9 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
+        self.keepEnds = KEEP_ENDS
+        """How many failed attempts in a row one pair of ends is kept (L{Retries})."""
+        self._retries = {}
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -267,23 +272,27 @@ class PathService(Service):
         """
         kind = PathKind(kind)
         shape = shape or PathShape(self.settings.x, self.settings.y)
+        retries = self._retries.setdefault(kind, Retries(self.keepEnds))
         excluded = set()
         failures = []
         for attempt in range(self.settings.attempts):
             construction = None
             try:
                 started = self._clock.seconds()
-                construction = await self._plan(kind, shape, excluded, candidates if attempt == 0 else None)
+                construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
                 link = await BuildAttempt(machine, self._links, self._clock, self.settings.roundTimeout).run()
             except (PathFailed, NotEnoughNodes) as e:
                 failures.append(str(e))
                 if construction is not None:
-                    failed = [hop.record.nodeId for hop in construction.plan.circle]
+                    failed = retries.failed(construction.plan)
                     excluded.update(failed)
                     self.pool.discard(failed)
+                else:
+                    retries.cannotKeepEnds()
                 continue
+            retries.succeeded()
             path = Path(
                 kind,
                 construction.plan,
@@ -302,17 +311,17 @@ class PathService(Service):
             return path
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))
 
-    async def _plan(self, kind, shape, excluded, candidates=None):
+    async def _plan(self, kind, shape, excluded, ends, candidates=None):
         if candidates is None:
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
         diversity = self.settings.diversity != "off"
         try:
-            plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded)
+            plan = planPath(shape, kind, candidates, self._random, diversity=diversity, exclude=excluded, ends=ends)
         except NotEnoughNetworks:
             if self.settings.diversity != "auto":
                 raise
             self.log.warn("too few networks for X-nodes in distinct /16s or /48s: building without the diversity rule")
-            plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
+            plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded, ends=ends)
         entry, apAddress = b"", bytes(16)
         if kind == PathKind.ENTRY:
             terminating = plan.terminating
