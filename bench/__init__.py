@@ -22,5 +22,6 @@ BENCHMARKS = {
     "path": "bench.path",
     "tunnel": "bench.tunnel",
     "tun": "bench.tun",
+    "sim": "bench.sim",
 }
 """Benchmark name to the module that measures it."""

@@ -23,33 +23,31 @@ def attachPathService(sim, node, settings=PathSettings()):
     )
 
 
-def buildPaths(sim, owners, count, spacing=10.0, kind=PathKind.EXIT):
+def scheduleBuilds(sim, owners, count, span, kind=PathKind.EXIT):
     """
-    Have C{owners} build C{count} paths between them, one every C{spacing} seconds of virtual
-    time, each taken down once built.
+    Have C{owners} (L{phantom.sim.network.SimNode}s with path services) start C{count} builds
+    between them, at random times over the next C{span} seconds; each path is taken down once
+    built.
 
-    @param owners: L{phantom.sim.network.SimNode}s with path services.
-    @return: a list of C{(built, attempts)} per build: whether it gave a path, and how many
-        attempts it took (those that failed are in the path's C{failures} or the error).
+    @return: a list that gets C{(owner, built, attempts)} as each build ends: whether it gave a
+        path, and how many attempts it made.
     """
     outcomes = []
+    rng = sim.random
 
     def one(owner):
         d = Deferred.fromCoroutine(owner.paths.build(kind))
 
         def built(path):
-            outcomes.append((True, len(path.failures) + 1))
+            outcomes.append((owner, True, len(path.failures) + 1))
             owner.paths.retire(path)
 
         def failed(failure):
             failure.trap(PathFailed)
-            outcomes.append((False, owner.paths.settings.attempts))
+            outcomes.append((owner, False, owner.paths.settings.attempts))
 
         d.addCallbacks(built, failed)
 
     for number in range(count):
-        one(owners[number % len(owners)])
-        sim.runFor(spacing)
-    while len(outcomes) < count:
-        sim.runFor(spacing)
+        sim.clock.callLater(rng.uniform(0, span), one, owners[number % len(owners)])
     return outcomes
