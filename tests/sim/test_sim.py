@@ -4,6 +4,7 @@ bounds, and the simulated lookups agree with the same nodes on the in-memory net
 """
 
 import math
+import random
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -97,3 +98,43 @@ class ColluderTests(SynchronousTestCase):
         self.assertGreater(old.share, 2.5 * old.expected)
         self.assertLess(kept.share, 2 * kept.expected)
         self.assertLess(kept.share, old.share / 2)
+
+
+class AgreementTests(SynchronousTestCase):
+    def test_sameLookupsOnTheInMemoryNetwork(self):
+        """
+        50 nodes with the same identities, routing tables and stored values, once simulated and
+        once as real DHT nodes on the in-memory network (the wire encoding and the RPC layer
+        included): every lookup finds the same value, with about as many requests.
+        """
+        from phantom.link.testing import HeapClock, MemoryNetwork
+        from phantom.netdb.service import DhtNode
+        from phantom.wire.dht import Table
+
+        sim = Simulation(SimConfig(nodes=50, seed=8, latencySigma=0.0, connectRoundTrips=0))
+        sim.warmStart()
+        values = putValues(sim, 10)
+        clock = HeapClock()
+        clock.advance(sim.clock.seconds())
+        network = MemoryNetwork(clock)
+        twins = []
+        for node in sim.nodes:
+            links = network.linkService(node.nodeId, node.host, node.port)
+            twin = DhtNode(node.identity, links, clock, sim.config.dht, (node.host, node.port), random=random.Random(node.index))
+            for contact in node.dht.table:
+                twin.table.seen(contact)
+            for table in Table:
+                for record in node.dht.store.records(table):
+                    twin.store.put(table, record.key, record.encoded, 3600)
+            twins.append(twin)
+        rng = random.Random(1)
+        before = sum(node.dht.stats.requests for node in sim.nodes)
+        for key, value in values:
+            for asker in rng.sample(range(50), 3):
+                simulated = sim.resolve(Deferred.fromCoroutine(sim.nodes[asker].dht.findRecord(Table.VALUE, key)))
+                real = network.run(Deferred.fromCoroutine(twins[asker].findRecord(Table.VALUE, key)))
+                self.assertEqual((simulated.encoded, real.encoded), (value, value))
+        simulatedRequests = sum(node.dht.stats.requests for node in sim.nodes) - before
+        realRequests = sum(twin.stats.requests for twin in twins)
+        self.assertGreater(realRequests, 10, (simulatedRequests, realRequests))
+        self.assertLess(abs(simulatedRequests - realRequests), 0.2 * realRequests + 5)
