@@ -25,5 +25,6 @@ BENCHMARKS = {
     "ctl": "bench.ctl",
     "hostile": "bench.hostile",
     "anonymity": "bench.anonymity",
+    "sim": "bench.sim",
 }
 """Benchmark name to the module that measures it."""

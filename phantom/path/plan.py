@@ -448,7 +448,7 @@ def diversityNetwork(host):
     return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
 
 
-def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset()):
+def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(), ends=None):
     """
     Choose the nodes of one path from C{candidates} and lay them out.
 
@@ -469,6 +469,8 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
     @param diversity: whether no two X-nodes may share an IPv4 /16 or IPv6 /48
         (L{diversityNetwork}).
     @param exclude: node ids never to choose: the owner's own, those of failed attempts.
+    @param ends: C{(x0, T)}, the records of the ends to keep from a failed attempt
+        (L{phantom.path.retry.Retries}), or C{None} to choose every X-node.
     @return: a L{PathPlan}.
     @raise NotEnoughNodes: fewer than x + y distinct candidates are left after exclusion.
     @raise NotEnoughNetworks: with C{diversity}, the candidates lie in fewer than x networks.
@@ -477,11 +479,13 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
     if kind not in PATH_KINDS:
         raise ValueError(f"a path is {' or '.join(PATH_KINDS)}, not {kind!r}")
     excluded = set(exclude)
+    kept = list(ends or ())
+    excluded.update(record.nodeId for record in kept)
     usable = {}
     for record in candidates:
         if record.nodeId not in excluded:
             usable.setdefault(record.nodeId, record)
-    if len(usable) < shape.size:
+    if len(usable) + len(kept) < shape.size:
         raise NotEnoughNodes(
             f"a path of {shape.x} X- and {shape.y} Y-nodes needs {shape.size} distinct nodes,"
             f" but only {len(usable)} of the {len(candidates)} candidates are distinct and not excluded"
@@ -489,7 +493,7 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
     shuffled = list(usable.values())
     random.shuffle(shuffled)
     if diversity:
-        networks = {diversityNetwork(record.host) for record in shuffled}
+        networks = {diversityNetwork(record.host) for record in shuffled + kept}
         if len(networks) < shape.x:
             raise NotEnoughNetworks(
                 f"the {shape.x} X-nodes must lie in distinct networks (IPv4 /16, IPv6 /48), but the"
@@ -497,9 +501,9 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
                 f" configuration allows it"
             )
     xRecords = []
-    takenNetworks = set()
+    takenNetworks = {diversityNetwork(record.host) for record in kept} if diversity else set()
     for record in shuffled:
-        if len(xRecords) == shape.x:
+        if len(xRecords) + len(kept) == shape.x:
             break
         if diversity:
             network = diversityNetwork(record.host)
@@ -509,4 +513,6 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
         xRecords.append(record)
     chosen = {record.nodeId for record in xRecords}
     yRecords = [record for record in shuffled if record.nodeId not in chosen][: shape.y]
+    if kept:
+        xRecords = [kept[0]] + xRecords + [kept[1]]
     return PathPlan.arrange(kind, layOut(shape, random), xRecords, yRecords)

@@ -3,11 +3,12 @@ Routing paths over links: the service that builds this node's paths and takes pa
 
 The owner draws nodes from its pool (sampled from the network database), plans the circle, and
 runs each attempt as an L{OwnerBuild} (L{phantom.path.owner}); a failed attempt is retried
-without its nodes. A participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node
-then relays the finished path as a L{RelayedPath}. The service keeps the tables (owned paths,
-relayed paths, participations), renews paths before their lifetime ends and replaces lost ones.
-Renewals and rebuilds happen at random moments, and an entry path's routing entry dates it to no
-less than ten minutes (L{phantom.path.entries}).
+without its nodes, but for its ends, kept for a few attempts (L{phantom.path.retry}). A
+participant is a L{SetupParticipant} (L{phantom.path.relay}); an X-node then relays the
+finished path as a L{RelayedPath}. The service keeps the tables (owned paths, relayed paths,
+participations), renews paths before their lifetime ends and replaces lost ones. Renewals and
+rebuilds happen at random moments, and an entry path's routing entry dates it to no less than
+ten minutes (L{phantom.path.entries}).
 """
 
 import math
@@ -32,6 +33,7 @@ from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
+from phantom.path.retry import KEEP_ENDS, Retries
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
@@ -127,6 +129,9 @@ class PathService(Service):
         self.relaying = {}
         self.participations = set()
         self._fromPeer = {}
+        self.keepEnds = KEEP_ENDS
+        """How many failed attempts in a row one pair of ends is kept (L{Retries})."""
+        self._retries = {}
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -369,23 +374,27 @@ class PathService(Service):
         """
         kind = PathKind(kind)
         shape = shape or PathShape(self.settings.x, self.settings.y)
+        retries = self._retries.setdefault(kind, Retries(self.keepEnds))
         excluded = set()
         failures = []
         for attempt in range(self.settings.attempts):
             construction = None
             try:
                 started = self._clock.seconds()
-                construction = await self._plan(kind, shape, excluded, candidates if attempt == 0 else None)
+                construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
                 link = await BuildAttempt(machine, self._links, self._clock, self.settings.roundTimeout).run()
             except (PathFailed, NotEnoughNodes) as e:
                 failures.append(str(e))
                 if construction is not None:
-                    failed = [hop.record.nodeId for hop in construction.plan.circle]
+                    failed = retries.failed(construction.plan)
                     excluded.update(failed)
                     self.pool.discard(failed)
+                else:
+                    retries.cannotKeepEnds()
                 continue
+            retries.succeeded()
             path = Path(
                 kind,
                 construction.plan,
@@ -407,18 +416,18 @@ class PathService(Service):
             return path
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))
 
-    async def _plan(self, kind, shape, excluded, candidates=None):
+    async def _plan(self, kind, shape, excluded, ends, candidates=None):
         if candidates is None:
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
         if self.settings.diversity == "off":
             self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
-            plan = planPath(shape, kind, candidates, self._random, diversity=self.settings.diversity != "off", exclude=excluded)
+            plan = planPath(shape, kind, candidates, self._random, diversity=self.settings.diversity != "off", exclude=excluded, ends=ends)
         except NotEnoughNetworks as e:
             if self.settings.diversity != "auto":
                 raise
             self.log.warn("building an {kind} path without the X-node diversity rule ([path] diversity = auto): {why}", kind=kind, why=str(e))
-            plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded)
+            plan = planPath(shape, kind, candidates, self._random, diversity=False, exclude=excluded, ends=ends)
         entry, apAddress, expires = b"", bytes(16), None
         if kind == PathKind.ENTRY:
             terminating = plan.terminating

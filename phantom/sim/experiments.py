@@ -1,0 +1,126 @@
+"""
+What the simulation measures: lookups and GETs, the uniformity of node sampling, path builds.
+Each experiment runs on a L{phantom.sim.network.Simulation} and returns plain figures.
+"""
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+
+from phantom.wire.dht import Table
+
+
+def percentile(values, share):
+    """The value below which C{share} of C{values} lie (nearest rank); 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+@dataclass
+class GetFigures:
+    """
+    @ivar asked: how many GETs were made.
+    @ivar found: how many found their value.
+    @ivar hops: for each GET that found its value by lookup, the hops to the node that held it.
+    @ivar latencies: for each GET that found its value, the seconds it took.
+    """
+
+    asked: int = 0
+    found: int = 0
+    hops: list = None
+    latencies: list = None
+
+    def __post_init__(self):
+        self.hops = [] if self.hops is None else self.hops
+        self.latencies = [] if self.latencies is None else self.latencies
+
+    @property
+    def successRate(self):
+        return self.found / self.asked if self.asked else 0.0
+
+
+def putValues(sim, count, ttl=43200, replication=20):
+    """
+    Have random nodes put C{count} values through the module API (C{DhtNode.put}).
+
+    @return: the keys, each with the value stored under it.
+    """
+    rng = sim.random
+    values = []
+    for _ in range(count):
+        key, value = rng.randbytes(32), rng.randbytes(16)
+        node = rng.choice(sim.online)
+        sim.resolve(node.dht.put(key, value, ttl, replication))
+        values.append((key, value))
+    return values
+
+
+def scheduleGets(sim, values, count, span, figures=None):
+    """
+    Schedule C{count} GETs of the C{values}, each by a node chosen at random among those up at
+    the time, at random times over the next C{span} seconds.
+
+    @return: the L{GetFigures} they fill in as they finish.
+    """
+    figures = GetFigures() if figures is None else figures
+    rng = sim.random
+
+    def get(key, value):
+        requester = rng.choice(sim.online)
+        if requester.dht.store.get(Table.VALUE, key) is not None:
+            # Its own copy: no lookup to measure; pick another node.
+            return get(key, value)
+        figures.asked += 1
+        sim.track(requester, key)
+        started = sim.clock.seconds()
+
+        def done(result):
+            hops = sim.untrack(requester, key)
+            if result == value:
+                figures.found += 1
+                figures.latencies.append(sim.clock.seconds() - started)
+                if hops is not None:
+                    figures.hops.append(hops)
+
+        requester.dht.get(key).addCallback(done)
+
+    for _ in range(count):
+        key, value = rng.choice(values)
+        sim.clock.callLater(rng.uniform(0, span), get, key, value)
+    return figures
+
+
+def samplingDistance(sim, draws, count=64):
+    """
+    Draw at least C{draws} node records by the network database's own sampling
+    (C{DhtNode.sampleNodes}, as a node pool asks for C{count} at a time), from nodes chosen at
+    random, and compare how often each node came out with uniform.
+
+    @return: C{(distance, baseline, drawn)}: the total-variation distance between the nodes
+        drawn and the uniform distribution over the nodes up; the same for as many truly uniform
+        draws; how many were drawn.
+    """
+    rng = sim.random
+    counts = Counter()
+    drawn = 0
+    while drawn < draws:
+        node = rng.choice(sim.online)
+        records = sim.resolve(Deferred.fromCoroutine(node.dht.sampleNodes(count)))
+        counts.update(record.nodeId for record in records)
+        drawn += len(records)
+    population = [node.nodeId for node in sim.online]
+    uniform = Counter(population[rng.randrange(len(population))] for _ in range(drawn))
+    return totalVariation(counts, population, drawn), totalVariation(uniform, population, drawn), drawn
+
+
+def totalVariation(counts, population, total):
+    """Half the L1 distance between the empirical distribution C{counts} and uniform on C{population}."""
+    expected = 1 / len(population)
+    members = set(population)
+    inside = sum(abs(counts.get(member, 0) / total - expected) for member in members)
+    outside = sum(n for member, n in counts.items() if member not in members) / total
+    return (inside + outside) / 2
