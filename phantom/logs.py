@@ -51,12 +51,24 @@ def _isAddress(text):
     return True
 
 
+OWN_ADDRESSES = set()
+"""Addresses of this process's node that every scrubbing observer leaves in (L{keepOwnAddress})."""
+
+
+def keepOwnAddress(text):
+    """
+    Leave C{text}, an address of this node's own that is public anyway (its published
+    AP-address), unscrubbed in every log line from now on, so the operator can read it.
+    """
+    OWN_ADDRESSES.add(str(ipaddress.ip_address(text)))
+
+
 def _keep(text, keep):
     try:
         address = ipaddress.ip_address(text.split("%")[0])
     except ValueError:
         return True
-    return address.is_loopback or address.is_unspecified or str(address) in keep
+    return address.is_loopback or address.is_unspecified or str(address) in keep or str(address) in OWN_ADDRESSES
 
 
 def scrub(text, keep=()):

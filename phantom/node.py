@@ -25,6 +25,7 @@ from phantom.frontend.router import PacketRouter, PacketTunnel
 from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
 from phantom.link.service import LinkService
+from phantom.logs import keepOwnAddress
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
@@ -111,6 +112,7 @@ class PhantomNode(MultiService):
         )
         self.keeper.setServiceParent(self)
         self.apAddress = apAddressOf(self.identity.routingKey.public_key())
+        keepOwnAddress(formatAddress(self.apAddress))
         self.tunnels = TunnelService(
             self.links,
             self.paths,

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import LogSettings
-from phantom.logs import SCRUBBED, RateLimitedObserver, makeObserver, peerOf, rotatedFile, scrub
+from phantom.logs import OWN_ADDRESSES, SCRUBBED, RateLimitedObserver, keepOwnAddress, makeObserver, peerOf, rotatedFile, scrub
 
 LINK_CLOSED = "link {direction} {peer} closed: {why}"
 """The link layer's warning for a peer that broke the protocol (phantom/link/protocol.py)."""
@@ -51,6 +51,14 @@ class ScrubTests(SynchronousTestCase):
         """Loopback, unspecified and the node's own addresses stay; times and versions are no addresses."""
         line = "listening on 192.0.2.7:7402, 127.0.0.5, [::1]:9, 0.0.0.0 at 13:08:22, twisted 24.10.0"
         self.assertEqual(scrub(line, keep=["192.0.2.7"]), line)
+
+    def test_ownApAddressKept(self):
+        """The node's published AP-address, once kept, stays in every line; other AP-addresses do not."""
+        self.addCleanup(OWN_ADDRESSES.clear)
+        line = "phantom node listening with AP-address fd12:3456:789a::1, a tunnel to fd99::2"
+        self.assertEqual(scrub(line), f"phantom node listening with AP-address {SCRUBBED}, a tunnel to {SCRUBBED}")
+        keepOwnAddress("fd12:3456:789a:0::1")
+        self.assertEqual(scrub(line), f"phantom node listening with AP-address fd12:3456:789a::1, a tunnel to {SCRUBBED}")
 
     def test_eventFieldsAndFailures(self):
         """The text, the system (Twisted puts the peer's host in it) and a failure's traceback are scrubbed."""
