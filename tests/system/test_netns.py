@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from phantom.control.client import ControlClient
 from phantom.testnet.cli import statusJSON
 from phantom.testnet.demo import BUILD_TIMEOUT, pingFrom, runDemo, transfer
+from phantom.testnet.manifest import TestnetError
 from phantom.testnet.netns import NetnsTestnet, whyNotAvailable
 
 
@@ -83,7 +84,16 @@ class NetnsTestnetTests(TestCase):
             return exits[0] != firstExit
 
         await eventually(exitReplaced, timeout=60)
-        again = await transfer(reactor, testnet.manifest, client, server, result["server"]["ap_address"], 1, port=5002)
+        # The killed node may have been on the server's entry path too, which is then down until
+        # it is rebuilt (after up to [path] rebuild_jitter): the connection is tried again a while.
+        for attempt in range(8):
+            try:
+                again = await transfer(reactor, testnet.manifest, client, server, result["server"]["ap_address"], 1, port=5002 + attempt)
+                break
+            except TestnetError:
+                if attempt == 7:
+                    raise
+                await deferLater(reactor, 5, lambda: None)
         self.assertTrue(again["checksum_matches"], json.dumps(again))
         self.assertEqual(again["from"], exits[0])
         self.assertNotIn(again["from"], (firstExit, clientAp))
