@@ -146,8 +146,9 @@ class PhantomNode(MultiService):
         self.control.setServiceParent(self)
         self.metrics = None
         if config.metricsAddress is not None:
-            registry, builds = nodeRegistry(self)
-            self.paths.onBuildFinished(builds.buildFinished)
+            registry, recorder = nodeRegistry(self)
+            self.paths.onBuildFinished(recorder.buildFinished)
+            self.dht.stats.onLookup(recorder.lookupFinished)
             self.metrics = MetricsService(registry, config.metricsAddress, reactor)
             self.metrics.setServiceParent(self)
 
@@ -311,3 +312,6 @@ class PhantomNode(MultiService):
 
     def storedBytes(self):
         return self.dht.store.size
+
+    def rpcCounts(self):
+        return dict(self.dht.stats.rpcs)

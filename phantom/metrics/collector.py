@@ -10,6 +10,8 @@ from phantom.control import responses
 
 BUILD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 """Upper bounds, in seconds, of the path build duration histogram's buckets."""
+LOOKUP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds, in seconds, of the lookup duration histogram's buckets."""
 
 
 def _gauge(name, doc, value):
@@ -42,6 +44,10 @@ class NodeCollector:
         yield _gauge("phantom_peers", "Nodes known: routing table contacts and linked peers.", len(responses.peers(node)))
         yield _counter("phantom_dht_lookups", "Network database lookups run.", lookups)
         yield _counter("phantom_dht_lookup_requests", "Requests the lookups sent.", requests)
+        rpcs = CounterMetricFamily("phantom_dht_rpcs", "Requests sent to other nodes, by kind and outcome.", labels=["kind", "outcome"])
+        for (kind, outcome), count in sorted(node.rpcCounts().items()):
+            rpcs.add_metric([kind, outcome], count)
+        yield rpcs
         yield _gauge("phantom_store_entries", "Records stored for the network database.", node.storedCount())
         yield _gauge("phantom_store_bytes", "What the stored records cost, in bytes.", node.storedBytes())
 
@@ -81,15 +87,21 @@ class NodeCollector:
             yield packets
 
 
-class BuildRecorder:
+class Recorder:
     """
-    Counts path builds as they end, by kind and outcome, with their durations: give
-    L{buildFinished} to L{PathService.onBuildFinished<phantom.path.service.PathService.onBuildFinished>}.
+    Counts what a node's services tell as it ends: path builds by kind and outcome with their
+    durations (give L{buildFinished} to
+    L{PathService.onBuildFinished<phantom.path.service.PathService.onBuildFinished>}), and the
+    durations of lookups (L{lookupFinished} to
+    L{LookupStats.onLookup<phantom.netdb.service.LookupStats.onLookup>}).
 
     @param registry: the C{CollectorRegistry} the counts are in.
     """
 
     def __init__(self, registry):
+        self.lookups = Histogram(
+            "phantom_dht_lookup_seconds", "How long network database lookups took.", registry=registry, buckets=LOOKUP_BUCKETS
+        )
         self.builds = Counter("phantom_path_builds", "Path builds ended, by kind and outcome.", ["kind", "outcome"], registry=registry)
         self.seconds = Histogram(
             "phantom_path_build_seconds", "How long path builds took, every attempt included.", ["kind", "outcome"],
@@ -101,12 +113,15 @@ class BuildRecorder:
         self.builds.labels(*labels).inc()
         self.seconds.labels(*labels).observe(seconds)
 
+    def lookupFinished(self, seconds):
+        self.lookups.observe(seconds)
+
 
 def nodeRegistry(node):
     """
     @return: a new C{CollectorRegistry} of C{node}'s own (never the global one: several nodes may
-        run in one process) with a L{NodeCollector} of it, and the L{BuildRecorder} in it.
+        run in one process) with a L{NodeCollector} of it, and the L{Recorder} in it.
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node))
-    return registry, BuildRecorder(registry)
+    return registry, Recorder(registry)

@@ -20,3 +20,9 @@ class IMeasuredNode(IControlledNode):
         """
         @return: what the records it stores for the network database cost, in bytes.
         """
+
+    def rpcCounts():
+        """
+        @return: how many network database requests it sent, by C{(kind, outcome)}: the kind's
+            name (C{FIND_NODE}, ...) and C{answered} or C{failed}.
+        """

@@ -25,6 +25,7 @@ class MeasuredFakeNode(FakeNode):
         self.relayed = 0
         self.participations = 0
         self.storeBytes = 0
+        self.rpcs = {}
 
     def relayedCount(self):
         return self.relayed
@@ -34,6 +35,9 @@ class MeasuredFakeNode(FakeNode):
 
     def storedBytes(self):
         return self.storeBytes
+
+    def rpcCounts(self):
+        return self.rpcs
 
 
 class InterfaceTests(SynchronousTestCase):
@@ -49,7 +53,7 @@ class InterfaceTests(SynchronousTestCase):
 class CollectorTests(SynchronousTestCase):
     def setUp(self):
         self.node = MeasuredFakeNode()
-        self.registry, self.builds = nodeRegistry(self.node)
+        self.registry, self.recorder = nodeRegistry(self.node)
 
     def value(self, name, **labels):
         return self.registry.get_sample_value(name, labels)
@@ -72,6 +76,7 @@ class CollectorTests(SynchronousTestCase):
         node.links = (3, 2)
         node.table = FakeTable([contact(OTHER_ID)])
         node.lookups = (4, 17)
+        node.rpcs = {("FIND_NODE", "answered"): 15, ("FIND_NODE", "failed"): 2}
         node.stored = {b"k": b"v"}
         node.storeBytes = 300
         node.paths = [fakePath("entry"), fakePath("exit"), fakePath("exit")]
@@ -86,6 +91,8 @@ class CollectorTests(SynchronousTestCase):
             ("phantom_peers", ()): 1,
             ("phantom_dht_lookups_total", ()): 4,
             ("phantom_dht_lookup_requests_total", ()): 17,
+            ("phantom_dht_rpcs_total", (("kind", "FIND_NODE"), ("outcome", "answered"))): 15,
+            ("phantom_dht_rpcs_total", (("kind", "FIND_NODE"), ("outcome", "failed"))): 2,
             ("phantom_store_entries", ()): 1,
             ("phantom_store_bytes", ()): 300,
             ("phantom_owned_paths", (("kind", "entry"),)): 1,
@@ -112,13 +119,20 @@ class CollectorTests(SynchronousTestCase):
 
     def test_builds(self):
         """Path builds are counted by kind and outcome, their durations in a histogram."""
-        self.builds.buildFinished(PathKind.EXIT, True, 0.3)
-        self.builds.buildFinished(PathKind.EXIT, True, 4.0)
-        self.builds.buildFinished(PathKind.ENTRY, False, 40.0)
+        self.recorder.buildFinished(PathKind.EXIT, True, 0.3)
+        self.recorder.buildFinished(PathKind.EXIT, True, 4.0)
+        self.recorder.buildFinished(PathKind.ENTRY, False, 40.0)
         self.assertEqual(self.value("phantom_path_builds_total", kind="exit", outcome="built"), 2)
         self.assertEqual(self.value("phantom_path_builds_total", kind="entry", outcome="failed"), 1)
         self.assertEqual(self.value("phantom_path_build_seconds_bucket", kind="exit", outcome="built", le="0.5"), 1)
         self.assertEqual(self.value("phantom_path_build_seconds_sum", kind="exit", outcome="built"), 4.3)
+
+    def test_lookups(self):
+        """Lookup durations are in a histogram."""
+        self.recorder.lookupFinished(0.04)
+        self.recorder.lookupFinished(3.0)
+        self.assertEqual(self.value("phantom_dht_lookup_seconds_count"), 2)
+        self.assertEqual(self.value("phantom_dht_lookup_seconds_bucket", le="0.05"), 1)
 
     def test_text(self):
         """The registry exposes text that names every metric; no process-wide metrics of the global registry."""

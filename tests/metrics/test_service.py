@@ -61,6 +61,8 @@ class ScrapeTests(TestCase):
         self.assertEqual(after[("phantom_routing_table_contacts", ())], 1)
         theirs, _ = await scrape(second)
         self.assertGreater(theirs[("phantom_dht_lookups_total", ())], 0)
+        self.assertEqual(theirs[("phantom_dht_lookup_seconds_count", ())], theirs[("phantom_dht_lookups_total", ())])
+        self.assertGreater(theirs[("phantom_dht_rpcs_total", (("kind", "FIND_NODE"), ("outcome", "answered")))], 0)
 
     def test_off(self):
         """Without a metrics address, nothing serves metrics."""
