@@ -9,6 +9,8 @@ from phantom.link.listening import ListeningService
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 """The text format every Prometheus server reads (the metrics' names need no newer one)."""
+SCRAPE_TIMEOUT = 30
+"""Seconds an HTTP connection to the metrics port may stay idle before it is closed."""
 
 
 class MetricsResource(Resource):
@@ -40,7 +42,7 @@ class MetricsService(ListeningService):
 
     def __init__(self, registry, address, reactor):
         self._endpoint = serverEndpoint(reactor, *address)
-        self.site = Site(MetricsResource(registry))
+        self.site = Site(MetricsResource(registry), timeout=SCRAPE_TIMEOUT)
         self.site.noisy = False
 
     def listener(self):
