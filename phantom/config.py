@@ -304,6 +304,8 @@ class NodeConfig:
     """Whether the TLS port listens on every IPv6 and IPv4 address (no listen address given)."""
     apiAddress: tuple | None = None
     """C{(host, port)} of the DHT module API; C{None}: it does not listen."""
+    metricsAddress: tuple | None = None
+    """C{(host, port)} where Prometheus metrics are served over HTTP; C{None}: they are not."""
     log: LogSettings = field(default_factory=LogSettings)
     link: LinkLimits = field(default_factory=LinkLimits)
     dht: DhtSettings = field(default_factory=DhtSettings)
@@ -438,6 +440,10 @@ def configSchema():
         ConfigKey(
             "phantom", "tun", "device name", "",
             "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN); empty: no device.",
+        ),
+        ConfigKey(
+            "phantom", "metrics_address", "HOST:PORT", "",
+            "Serve Prometheus metrics over plain HTTP here (docs/metrics.md); empty: no metrics.",
         ),
         *_settingsKeys("phantom", LogSettings),
         ConfigKey(
@@ -578,7 +584,7 @@ def parseAdvertised(text):
 
 def resolveConfig(
     *, dataDir=None, port=None, listenAddress=None, bootstrap=None, apiAddress=None, serve=None, forward=None,
-    ownExit=None, ownEntry=None, tun=None, configFile=None, advertiseAddress=None,
+    ownExit=None, ownEntry=None, tun=None, configFile=None, advertiseAddress=None, metricsAddress=None,
 ):
     """
     Build the node's configuration: defaults, overridden by C{configFile}, overridden by the
@@ -593,6 +599,7 @@ def resolveConfig(
     for key, value in (
         (("phantom", "data_dir"), dataDir),
         (("dht", "api_address"), apiAddress),
+        (("phantom", "metrics_address"), metricsAddress),
         (("dht", "bootstrapper"), bootstrap),
         (("phantom", "tun"), tun),
         (("tunnel", "serve"), serve),
@@ -636,6 +643,11 @@ def resolveConfig(
     if not isinstance(apiText, str):
         apiText = formatHostPort(*apiText)
     api = _configured(parseHostPort, apiText, f"{origin(('dht', 'api_address'))}: [dht] api_address") if apiText else None
+    metricsText = given.get(("phantom", "metrics_address"), "")
+    metrics = (
+        _configured(parseHostPort, metricsText, f"{origin(('phantom', 'metrics_address'))}: [phantom] metrics_address")
+        if metricsText else None
+    )
     advertisedText = given.get(("dht", "advertise_address"), "")
     if not isinstance(advertisedText, str):
         host, advertisedPort = advertisedText
@@ -662,6 +674,7 @@ def resolveConfig(
         advertiseAddress=advertised,
         listenEverywhere=listenAddress is None and p2pIsPort,
         apiAddress=api,
+        metricsAddress=metrics,
         log=made["phantom"],
         link=made["link"],
         dht=made["dht"],
@@ -673,6 +686,7 @@ def resolveConfig(
         ("phantom", "data_dir"): config.dataDir,
         ("phantom", "bootstrap"): ", ".join(map(str, config.bootstrap)),
         ("phantom", "tun"): config.tun or "",
+        ("phantom", "metrics_address"): metricsText,
         ("dht", "p2p_address"): p2pText,
         ("dht", "api_address"): apiText,
         ("dht", "advertise_address"): advertisedText,

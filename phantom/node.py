@@ -26,6 +26,9 @@ from phantom.identity import loadOrCreateIdentity
 from phantom.link.echo import EchoHandler
 from phantom.link.service import LinkService
 from phantom.logs import keepOwnAddress
+from phantom.metrics.collector import nodeRegistry
+from phantom.metrics.interfaces import IMeasuredNode
+from phantom.metrics.service import MetricsService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
@@ -62,7 +65,7 @@ def keptPaths(config):
     }
 
 
-@implementer(IPathFrameReceiver, IControlledNode)
+@implementer(IPathFrameReceiver, IControlledNode, IMeasuredNode)
 class PhantomNode(MultiService):
     """
     A node, ready to be started by twistd or by a test: its services, made and connected, and
@@ -141,6 +144,13 @@ class PhantomNode(MultiService):
             self.api.setServiceParent(self)
         self.control = ControlService(self, config.dataDir, reactor)
         self.control.setServiceParent(self)
+        self.metrics = None
+        if config.metricsAddress is not None:
+            registry, recorder = nodeRegistry(self)
+            self.paths.onBuildFinished(recorder.buildFinished)
+            self.dht.stats.onLookup(recorder.lookupFinished)
+            self.metrics = MetricsService(registry, config.metricsAddress, reactor)
+            self.metrics.setServiceParent(self)
 
     def pathFrameReceived(self, path, side, payload):
         """
@@ -236,6 +246,8 @@ class PhantomNode(MultiService):
         if self.running:
             if self.api is not None:
                 self.log.info("DHT module API listening on {address}", address=self.apiAddress)
+            if self.metrics is not None:
+                self.log.info("metrics served on http://{address}/", address=describePeer(self.metrics.listeningAddress))
             self.log.info(
                 "phantom node {nodeId} listening on {address} with AP-address {apAddress}",
                 nodeId=self.nodeId.hex(),
@@ -289,3 +301,17 @@ class PhantomNode(MultiService):
 
     def carriedCount(self):
         return len(self.tunnels.carried)
+
+    # IMeasuredNode: what the metrics ask besides
+
+    def relayedCount(self):
+        return len(self.paths.relaying)
+
+    def participationCount(self):
+        return self.paths.helping
+
+    def storedBytes(self):
+        return self.dht.store.size
+
+    def rpcCounts(self):
+        return dict(self.dht.stats.rpcs)

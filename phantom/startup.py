@@ -88,6 +88,8 @@ def explainListenError(error, config):
         return f"cannot create tun device {config.tun}: {why}; run as root or with CAP_NET_ADMIN, or leave out --tun"
     if config.apiAddress is not None and port == config.apiAddress[1]:
         what, option = f"the DHT module API address {formatHostPort(*config.apiAddress)}", "--api-address"
+    elif config.metricsAddress is not None and port == config.metricsAddress[1]:
+        what, option = f"the metrics address {formatHostPort(*config.metricsAddress)}", "--metrics-address"
     else:
         what, option = f"the TLS port {error.interface or '*'}:{port}", "--port or --listen-address"
     why = os.strerror(code) if code else str(error.socketError)

@@ -2,7 +2,7 @@
 ``twistd phantom``: the command-line options and the service they make.
 
     twistd -n phantom --port 7402 --data-dir DIR [--listen-address ADDR] [--advertise-address HOST[:PORT]]
-                      [--bootstrap HOST:PORT,...] [--api-address HOST:PORT]
+                      [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--metrics-address HOST:PORT]
                       [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP]
                       [--own-exit] [--own-entry] [--tun NAME] [--config FILE]
                       [--print-config] [--version]
@@ -23,7 +23,7 @@ from phantom.version import versionLine
 class Options(usage.Options):
     """Options of ``twistd phantom``; anything not given comes from the config file or defaults."""
 
-    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--advertise-address HOST[:PORT]] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
+    synopsis = "[--port PORT] [--data-dir DIR] [--listen-address ADDR] [--advertise-address HOST[:PORT]] [--bootstrap HOST:PORT,...] [--api-address HOST:PORT] [--metrics-address HOST:PORT] [--serve echo|none|HOST:PORT|ENDPOINT] [--forward LISTEN=AP] [--own-exit] [--own-entry] [--tun NAME] [--config FILE] [--print-config] [--version]"
     longdesc = (
         "Run a node of the Phantom anonymity network. All node-to-node traffic uses one TLS port. "
         "--port takes a port number (listening on --listen-address) or a tcp:/tcp6: endpoint string."
@@ -40,6 +40,7 @@ class Options(usage.Options):
         ["advertise-address", None, None, "HOST[:PORT] other nodes are told to reach this node at, if not the address it binds (NAT, port forwarding)."],
         ["bootstrap", "b", None, "Comma-separated HOST:PORT or NODEID@HOST:PORT of nodes to join through; HOST may be a host name."],
         ["api-address", None, None, "HOST:PORT of the DHT module API [default: none, it does not listen]."],
+        ["metrics-address", None, None, "HOST:PORT to serve Prometheus metrics on over HTTP [default: none]."],
         ["serve", None, None, "Inbound tunnels: echo, none, HOST:PORT of a TCP service to pass them to, or a client endpoint string (unix:/run/app.sock) [default: echo]; with --tun they carry packets."],
         ["forward", None, None, "Comma-separated LISTEN=AP, LISTEN a HOST:PORT or a server endpoint string (tcp:8080:interface=127.0.0.1): carry connections to it through tunnels to AP."],
         ["tun", None, None, "Carry this node's AP-address on a tun device of this name (needs CAP_NET_ADMIN)."],
@@ -60,6 +61,7 @@ class Options(usage.Options):
                 advertiseAddress=self["advertise-address"],
                 bootstrap=self["bootstrap"],
                 apiAddress=self["api-address"],
+                metricsAddress=self["metrics-address"],
                 serve=self["serve"],
                 forward=self["forward"],
                 ownExit=True if self["own-exit"] else None,

@@ -8,6 +8,7 @@ building, and serves opaque values to the VoidPhone module API as an L{IValueSto
 bucket refresh, republishing and expiry run on the injected clock.
 """
 
+import collections
 import os
 import random
 
@@ -44,15 +45,28 @@ def _wireContact(contact):
 
 
 class LookupStats:
-    """Counts of the lookups a node ran: how many, and how many requests they sent."""
+    """
+    Counts of the lookups a node ran: how many, and how many requests they sent; and of the
+    requests it sent, by kind and outcome.
+
+    @ivar rpcs: a C{collections.Counter} of C{(kind name, "answered" or "failed")}.
+    """
 
     def __init__(self):
         self.lookups = 0
         self.requests = 0
+        self.rpcs = collections.Counter()
+        self._watchers = []
 
-    def record(self, lookup):
+    def onLookup(self, f):
+        """Call C{f(seconds)} with how long each lookup took, when it ends."""
+        self._watchers.append(f)
+
+    def record(self, lookup, seconds=0.0):
         self.lookups += 1
         self.requests += lookup.requests
+        for watcher in self._watchers:
+            watcher(seconds)
 
 
 @implementer(IValueStore)
@@ -223,10 +237,12 @@ class DhtNode(Service):
         request = dict(content, port=self._port)
 
         def answered(reply):
+            self.stats.rpcs[(kind.name, "answered")] += 1
             self._heardFrom(contact)
             return reply
 
         def failed(failure):
+            self.stats.rpcs[(kind.name, "failed")] += 1
             failure.trap(RpcFailed)
             self.table.failed(contact)
             return failure
@@ -245,6 +261,7 @@ class DhtNode(Service):
         start = self.table.closest(target, K, replacements=True)
         search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None, collect=table == Table.ROUTE)
         finished = Deferred()
+        began = self._clock.seconds()
 
         def ask(contact):
             if table is None:
@@ -283,12 +300,12 @@ class DhtNode(Service):
             if finished.called:
                 return
             if search.done:
-                self.stats.record(search)
+                self.stats.record(search, self._clock.seconds() - began)
                 finished.callback(search)
                 return
             queries = search.nextQueries()
             if not queries and not search.inFlight:
-                self.stats.record(search)
+                self.stats.record(search, self._clock.seconds() - began)
                 finished.callback(search)
                 return
             for contact in queries:

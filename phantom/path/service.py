@@ -142,6 +142,7 @@ class PathService(Service):
         self._exitShape = None
         self._waitingForExit = []
         self._builtWatchers = []
+        self._finishedWatchers = []
         self._replacedHolds = []
         self.draining = []
         """Replaced paths kept open, no longer handed out, while what runs over them finishes (L{holdReplaced})."""
@@ -307,6 +308,17 @@ class PathService(Service):
         """
         self._builtWatchers.append(f)
 
+    def onBuildFinished(self, f):
+        """
+        Call C{f(kind, built, seconds)} when a L{build} ends: its L{PathKind}, whether it built a
+        path, and how long it took, every attempt included.
+        """
+        self._finishedWatchers.append(f)
+
+    def _buildFinished(self, kind, built, started):
+        for watcher in self._finishedWatchers:
+            watcher(kind, built, self._clock.seconds() - started)
+
     def exitPath(self):
         """
         One of this node's exit paths, chosen at random; if it has none, the one being built to
@@ -377,6 +389,7 @@ class PathService(Service):
         retries = self._retries.setdefault(kind, Retries(self.keepEnds))
         excluded = set()
         failures = []
+        began = self._clock.seconds()
         for attempt in range(self.settings.attempts):
             construction = None
             try:
@@ -412,8 +425,10 @@ class PathService(Service):
             self.paths.append(path)
             for watcher in self._builtWatchers:
                 watcher(path)
+            self._buildFinished(kind, True, began)
             self.log.info("built an {kind} path in {seconds:.3f} s", kind=kind, seconds=sum(path.phases.values()))
             return path
+        self._buildFinished(kind, False, began)
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))
 
     async def _plan(self, kind, shape, excluded, ends, candidates=None):

@@ -61,6 +61,19 @@ class MaintenanceTests(SynchronousTestCase):
         self.dht.run(node.refreshing)
         self.assertGreater(node.stats.lookups, lookups)
 
+    def test_lookupAndRpcCounts(self):
+        """Each lookup's duration goes to whoever watches; each request is counted by kind and outcome."""
+        nodes = self.dht.start(4)
+        node = nodes[3]
+        durations = []
+        node.stats.onLookup(durations.append)
+        lookups, answered = node.stats.lookups, node.stats.rpcs[("FIND_NODE", "answered")]
+        self.dht.runFor(SETTINGS.refreshInterval + SETTINGS.maintenanceInterval)
+        self.dht.run(node.refreshing)
+        self.assertEqual(len(durations), node.stats.lookups - lookups)
+        self.assertTrue(durations and all(seconds >= 0 for seconds in durations))
+        self.assertGreater(node.stats.rpcs[("FIND_NODE", "answered")], answered)
+
     def test_upkeepSurvivesItsFailures(self):
         """A failing step of the upkeep is logged and the upkeep goes on at the next interval."""
         [node] = self.dht.start(1)

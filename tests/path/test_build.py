@@ -147,6 +147,20 @@ class BuildTests(SynchronousTestCase):
         self.assertIn("no exit path after 2 attempts", str(caught.exception))
         self.assertIn("distinct nodes", str(caught.exception))
 
+    def test_buildFinishedWatchers(self):
+        """Whoever watches builds end hears of each: its kind, whether it built a path, how long it took."""
+        network = MemoryPathNetwork(self, 20, PathSettings(attempts=2))
+        owner = network.nodes[5]
+        finished = []
+        owner.paths.onBuildFinished(lambda *ended: finished.append(ended))
+        started = network.clock.seconds()
+        path = build(network, owner)
+        self.assertEqual(finished, [(PathKind.EXIT, True, network.clock.seconds() - started)])
+        self.assertEqual(finished[0][2], sum(path.phases.values()))
+        with self.assertRaises(PathFailed):
+            build(network, owner, kind=PathKind.ENTRY, shape=PathShape(3, 30))
+        self.assertEqual(finished[1][:2], (PathKind.ENTRY, False))
+
     def test_framesGoToTheReceiver(self):
         """Frames on an owned path's link and a relayed path's links reach the frame receiver."""
         receivers = {index: Frames() for index in range(12)}

@@ -77,6 +77,10 @@ class StartupMistakeTests(SynchronousTestCase):
         """The module API's port in use: give another --api-address."""
         self.assertOneLine(self.node("--api-address", f"{self.address}:{self.occupied()}"), "Address already in use", "--api-address")
 
+    def test_metricsPortInUse(self):
+        """The metrics port in use: give another --metrics-address."""
+        self.assertOneLine(self.node("--metrics-address", f"{self.address}:{self.occupied()}"), "Address already in use", "--metrics-address")
+
     def test_dataDirIsFile(self):
         """--data-dir naming a file."""
         path = os.path.join(shortDirectory(self), "file")
