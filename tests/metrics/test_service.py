@@ -1,6 +1,5 @@
 """A node's metrics scraped over HTTP: real nodes in this process, real sockets on loopback."""
 
-
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
