@@ -87,10 +87,10 @@ class LinkLimits:
     maxFramesPerSecond: int = 50000
     """More work than this from one peer within a second closes its link: each frame counts
     one, and one more for every 16 KiB it carries."""
-    bytesPerTurn: int = 32768
+    bytesPerTurn: int = 16384
     """A link decodes at most this many of the bytes it read in one turn of the reactor; the
     rest waits, its reading paused, for its next turn."""
-    framesPerTurn: int = 64
+    framesPerTurn: int = 16
     """A link handles at most this many frames in one turn of the reactor, then lets the other
     links and clients have theirs before it reads on."""
     maxWriteBuffer: int = 262144
