@@ -490,18 +490,19 @@ class FairnessTests(SynchronousTestCase):
 
     def test_bigReadDecodedASliceATurn(self):
         """
-        One read of 256 KiB of KEEPALIVE frames is decoded 32 KiB a turn, the link's reading
+        One read of 256 KiB of KEEPALIVE frames is decoded 32 KiB a turn (as set here), the link's reading
         paused in between, so a well-behaved link is served before the rest; a read beyond the
         work limit closes the link at the slice that crosses it, the rest never decoded.
         """
-        clock, server = self.service(dataclasses.replace(LIMITS, maxFramesPerSecond=20000))
+        limits = dataclasses.replace(LIMITS, maxFramesPerSecond=20000, bytesPerTurn=32768)
+        clock, server = self.service(limits)
         flooder, transport, _ = self.openLink(server)
         good, _, quiet = self.openLink(server)
         decoded = []
         real = flooder._decoder.feed
         self.patch(flooder._decoder, "feed", lambda data: decoded.append(len(data)) or real(data))
         flooder.dataReceived(KEEPALIVE_FRAME * (256 * 1024 // 5))
-        self.assertEqual(decoded, [LIMITS.bytesPerTurn])
+        self.assertEqual(decoded, [limits.bytesPerTurn])
         self.assertEqual((transport.producerState, flooder.holds), ("paused", {Hold.TURN}))
         good.dataReceived(echoFrame(b"hello"))
         self.assertEqual(quiet.frames, [b"hello"])
