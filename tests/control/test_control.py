@@ -37,13 +37,18 @@ def shortDirectory(testCase):
     return path
 
 
-def startNode(testCase, address, bootstrap=None):
+def startNode(testCase, address, bootstrap=None, **options):
+    """
+    Start a whole node in this process on C{address}, with its module API on a free port there
+    and C{options} for L{resolveConfig}; it stops when the test ends.
+    """
     config = resolveConfig(
         dataDir=shortDirectory(testCase),
         port=str(freePort(address)),
         listenAddress=address,
         bootstrap=bootstrap,
         apiAddress=f"{address}:{freePort(address)}",
+        **options,
     )
     # Every node on 127.0.0.0/16, and entries wanted at once: as a testnet's configuration says.
     config = replace(config, path=replace(config.path, diversity="off", coarseEntries=False))

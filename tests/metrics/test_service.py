@@ -8,25 +8,14 @@ from twisted.web.client import Agent, readBody
 from phantom.address import describePeer
 from phantom.config import resolveConfig
 from phantom.node import PhantomNode
-from tests.control.test_control import shortDirectory
+from tests.control.test_control import startNode
 from tests.link.helpers import freePort, freshLoopbackAddress
 
 
-def startNode(testCase, bootstrap=None):
+def startMeasuredNode(testCase, bootstrap=None):
     """A node on a fresh loopback address serving its metrics on a free port there."""
     address = freshLoopbackAddress()
-    config = resolveConfig(
-        dataDir=shortDirectory(testCase),
-        port=str(freePort(address)),
-        listenAddress=address,
-        bootstrap=bootstrap,
-        metricsAddress=f"{address}:{freePort(address)}",
-    )
-    node = PhantomNode(config, reactor)
-    node.privilegedStartService()
-    node.startService()
-    testCase.addCleanup(node.stopService)
-    return node
+    return startNode(testCase, address, bootstrap, metricsAddress=f"{address}:{freePort(address)}")
 
 
 async def scrape(node):
@@ -45,14 +34,14 @@ async def scrape(node):
 class ScrapeTests(TestCase):
     async def test_scrape(self):
         """Two nodes in one process each serve their own metrics; a link opened shows at the next scrape."""
-        first = startNode(self)
+        first = startMeasuredNode(self)
         before, contentType = await scrape(first)
         self.assertTrue(contentType.startswith("text/plain; version=0.0.4"))
         self.assertEqual(before[("phantom_links", ())], 0)
         self.assertEqual(before[("phantom_owned_paths", (("kind", "exit"),))], 0)
         self.assertIn(("phantom_uptime_seconds", ()), before)
         self.assertIn(("phantom_dht_lookups_total", ()), before)
-        second = startNode(self, bootstrap=first.address)
+        second = startMeasuredNode(self, bootstrap=first.address)
         await second.dht.joined
         after, _ = await scrape(first)
         self.assertEqual(after[("phantom_links", ())], 1)
