@@ -28,7 +28,7 @@ from phantom.link.quota import addressPrefix
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
-from phantom.path.entries import EntrySequence, coarseExpiry, publicationDelay, renewalTime
+from phantom.path.entries import coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
@@ -98,8 +98,6 @@ class PathService(Service):
     @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
         under construction from the SETUP link its array came over, given a
         L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
-    @param sequence: the L{EntrySequence} this node's routing entries are numbered by (one kept
-        in memory if not given; a node keeps it in its data directory).
     """
 
     log = Logger()
@@ -114,10 +112,8 @@ class PathService(Service):
         random=random.SystemRandom(),
         frameReceiver=None,
         participant=SetupParticipant,
-        sequence=None,
     ):
         self.identity = identity
-        self._sequence = sequence or EntrySequence()
         self._publications = set()
         self._rebuildDelays = set()
         self._retiring = {}
@@ -457,9 +453,12 @@ class PathService(Service):
                 expires = coarseExpiry(now, self._random)
             else:
                 expires = int(now) + int(self.settings.lifetime)
+            # The sequence is the expiry: a count of the entries made would skip a number for
+            # every attempt that failed, and show whoever watches the database the AP-address
+            # of the owner whose builds a hostile x0 (which sees the owner's address) failed.
             routing = RoutingEntry.create(
                 self.identity.routingKey,
-                self._sequence.next(),
+                expires,
                 expires,
                 [Contact(terminating.host, terminating.port, terminating.nodeId)],
                 int(now),
