@@ -3,7 +3,6 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
-import os
 import random
 
 from twisted.application.service import MultiService
@@ -32,7 +31,6 @@ from phantom.metrics.service import MetricsService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
-from phantom.path.entries import EntrySequence
 from phantom.path.interfaces import IPathFrameReceiver, PathKind
 from phantom.path.keeper import PathKeeper
 from phantom.path.service import PathService
@@ -107,8 +105,7 @@ class PhantomNode(MultiService):
             resolve=lambda contacts: resolveContacts(reactor.nameResolver, contacts),
         )
         self.dht.setServiceParent(self)
-        sequence = EntrySequence(os.path.join(config.dataDir, "entry-sequence"))
-        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self, sequence=sequence)
+        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
         self.paths.setServiceParent(self)
         self.keeper = PathKeeper(
             self.paths, keptPaths(config), reactor, lambda: len(self.dht.table), random.SystemRandom(), ready=self.dht.joined

@@ -50,6 +50,10 @@ class Shares:
         """@return: how many items C{peer} (or C{path}) holds."""
         return self._byPeer[peer] if path is None else self._byPath[path]
 
+    def heaviest(self):
+        """@return: C{(peer, count)}: the peer holding the most items and how many; C{(None, 0)} if none."""
+        return self._byPeer.most_common(1)[0] if self._byPeer else (None, 0)
+
     def admits(self, peer, path):
         """@return: whether an item of C{peer} on C{path} would be admitted now."""
         if self._byPeer[peer] >= self.perPeer or self._byPath[path] >= self.perPath:
@@ -76,9 +80,7 @@ class Shares:
 
     def _heaviest(self, peer):
         """The peer holding the most, if it holds more than C{peer} would with one more item."""
-        if not self._byPeer:
-            return None
-        heaviest, count = self._byPeer.most_common(1)[0]
+        heaviest, count = self.heaviest()
         return heaviest if count > self._byPeer[peer] + 1 else None
 
     def release(self, item):

@@ -66,6 +66,11 @@ def isIcmpError(packet):
     return packet[6] == ICMPV6 and len(packet) > HEADER_SIZE and packet[HEADER_SIZE] < 128
 
 
+def isPacketTooBig(packet):
+    """Whether C{packet} (a valid IPv6 packet) is an ICMPv6 packet-too-big right after the IPv6 header."""
+    return packet[6] == ICMPV6 and len(packet) > HEADER_SIZE and packet[HEADER_SIZE] == IcmpType.PACKET_TOO_BIG
+
+
 def portsOf(packet):
     """
     The ports of a valid IPv6 packet that carries TCP or UDP right after its header.

@@ -23,6 +23,7 @@ from phantom.frontend.packets import (
     framePacket,
     isApAddress,
     isIcmpError,
+    isPacketTooBig,
     isUnsolicited,
     packetTooBig,
     parsePacket,
@@ -214,7 +215,7 @@ class PacketRouter:
         tunnel opened from an exit AP, nor the reverse). Through a tunnel opened from an exit AP
         only answers come in: no new TCP connection, echo request, or UDP but to a port pair
         this end has sent from; else a server could find the services of the node's published
-        AP-address at its exit AP too.
+        AP-address at its exit AP too. No packet-too-big comes in through any tunnel.
         """
         try:
             source, destination = parsePacket(packet)
@@ -229,6 +230,13 @@ class PacketRouter:
             return
         if unsolicited:
             self.counts["dropped: unsolicited to an exit AP"] += 1
+            return
+        if isPacketTooBig(packet):
+            # The kernel keeps a path MTU by destination alone, whichever of this node's
+            # addresses sends: one set through a tunnel to an exit AP would show in what the
+            # published AP-address sends the same server, and the reverse. A tunnel has no path
+            # MTU below the device's anyway.
+            self.counts["dropped: packet too big from a tunnel"] += 1
             return
         self.counts["tunnel in"] += 1
         self.toDevice(packet)

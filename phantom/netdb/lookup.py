@@ -17,6 +17,13 @@ import enum
 from phantom.netdb import ALPHA, K
 from phantom.netdb.routing import idAsInt
 
+MAX_LOOKUP_REQUESTS = 5 * K
+"""
+The most requests one lookup sends: an honest one in a large network sends about k and a few
+more, while nodes that keep naming closer nodes (ids near a key are cheap to grind out of key
+pairs) could otherwise keep it going without end.
+"""
+
 
 class Progress(enum.Enum):
     """How far a lookup got with one contact."""
@@ -44,7 +51,8 @@ class Lookup:
     One FIND_NODE or FIND_VALUE lookup.
 
     It ends when each of the k closest contacts heard of (the failed ones left out) has answered,
-    or when a contact returns the value. Once it is done, further outcomes are ignored.
+    or when a contact returns the value, or when the last of L{MAX_LOOKUP_REQUESTS} requests
+    has its outcome. Once it is done, further outcomes are ignored.
 
     @ivar target: the 32-byte id or key looked up.
     @ivar requests: how many requests L{nextQueries} has asked for so far.
@@ -54,7 +62,7 @@ class Lookup:
     @ivar values: C{(contact, value)} of every value found; more than one only when collecting.
     """
 
-    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False):
+    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False, maxRequests=MAX_LOOKUP_REQUESTS):
         """
         @param target: the 32-byte id or key to look up.
         @param contacts: the L{Contact}s to start from, usually the closest in our routing table.
@@ -65,6 +73,8 @@ class Lookup:
         @param collect: for FIND_VALUE, do not stop at the first value: ask on until each of
             the k closest has answered, and keep every value in L{values} (so that a node
             near the key serving an old value cannot hide a newer one).
+        @param maxRequests: the lookup asks no more once it has sent this many requests; it
+            ends with what it has when they are answered.
         @raise ValueError: C{target} or a contact's node id is not 32 bytes.
         """
         self.target = target
@@ -74,6 +84,7 @@ class Lookup:
         self._alpha = alpha
         self._findValue = findValue
         self._collect = collect
+        self._maxRequests = maxRequests
         self.values = []
         """C{(contact, value)} of every value found, in the order found."""
         self._candidates = {}
@@ -113,8 +124,13 @@ class Lookup:
 
     @property
     def done(self):
-        """C{True} once the value is found or each of the k closest candidates has answered."""
+        """
+        C{True} once the value is found, each of the k closest candidates has answered, or
+        every request it may send has its outcome.
+        """
         if self.valueSource is not None and not self._collect:
+            return True
+        if self.requests >= self._maxRequests and not self.inFlight:
             return True
         waiting = (Progress.HEARD_OF, Progress.ASKED)
         return not any(candidate.progress in waiting for candidate in self._closest())
@@ -130,7 +146,7 @@ class Lookup:
             return []
         queries = []
         for candidate in self._closest():
-            if self.inFlight == self._alpha:
+            if self.inFlight == self._alpha or self.requests >= self._maxRequests:
                 break
             if candidate.progress is Progress.HEARD_OF:
                 candidate.progress = Progress.ASKED

@@ -369,8 +369,9 @@ class DhtNode(Service):
         """
         The route set of an AP-address: the newest entry of each entry node among the local
         set (C{local}, or C{None}) and those of every node the lookup reached, the highest
-        sequence first. A node that served an older set, and the closest that had none, are
-        sent the entries they lack, so that stale entries are replaced where they are kept.
+        sequence first. A node among the k closest that served an older set, and the closest
+        that had none, are sent the entries they lack, so that stale entries are replaced where
+        they are kept.
 
         @return: the L{RouteSet}, or C{None} when no valid entry was found.
         """
@@ -381,7 +382,8 @@ class DhtNode(Service):
         if not entries:
             return None
         merged = RouteSet.of(entries)
-        behind = [(contact, found) for contact, found in search.values]
+        closest = {contact.nodeId for contact in search.result}
+        behind = [(contact, found) for contact, found in search.values if contact.nodeId in closest]
         if search.closestWithoutValue is not None:
             behind.append((search.closestWithoutValue, RouteSet(())))
         for contact, found in behind:

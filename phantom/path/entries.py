@@ -8,7 +8,9 @@ sequence or an expiry taken from the clock at the build) or published as the pat
 matching the two over a few rebuilds would link owner and AP-address. So nothing an observer
 of the network database sees places a build in less than L{GRID} seconds:
 
-  - the sequence is a counter of the routing key's entries, kept on disk (L{EntrySequence});
+  - the sequence is the expiry: a count of the entries made would skip a number for each
+    attempt that failed, and a hostile x0, which sees the owner's address and is kept for the
+    attempts after a failed one, could fail a build and watch which AP-address skips;
   - the expiry is coarse and jittered (L{coarseExpiry}): the L{GRID} point at least
     L{MARGIN} after the start of the build, or the one after, chosen at random, plus
     L{GRID} + L{VALIDITY};
@@ -31,9 +33,6 @@ names its expiry as C{now + lifetime}.
 """
 
 import math
-import os
-
-from phantom.statefiles import writeAtomically
 
 GRID = 600
 """Seconds: nothing in an entry dates its path more finely."""
@@ -84,26 +83,3 @@ def renewalTime(expires, random):
     """
     latest = expires - MARGIN - 3 * GRID
     return random.uniform(latest - GRID, latest)
-
-
-class EntrySequence:
-    """
-    The sequence numbers of this node's routing entries: 1, 2, 3, ..., the last one kept in a
-    file so that a restarted node's entries still supersede those it published before.
-
-    @param path: the file, or C{None} to keep the count in memory only.
-    """
-
-    def __init__(self, path=None):
-        self._path = path
-        self.last = 0
-        if path is not None and os.path.exists(path):
-            with open(path, "rb") as f:
-                self.last = int(f.read().strip() or b"0")
-
-    def next(self):
-        """@return: the next sequence number, written to the file before it is handed out."""
-        self.last += 1
-        if self._path is not None:
-            writeAtomically(self._path, b"%d\n" % self.last)
-        return self.last

@@ -24,16 +24,18 @@ from phantom.address import Contact
 from phantom.config import PathSettings
 from phantom.errors import PathFailed
 from phantom.link.ending import Ending, Goes
+from phantom.link.quota import addressPrefix
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
-from phantom.path.entries import EntrySequence, coarseExpiry, publicationDelay, renewalTime
+from phantom.path.entries import coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
 from phantom.path.owner import BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
 from phantom.path.retry import KEEP_ENDS, Retries
+from phantom.quota import Shares
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose
@@ -41,7 +43,7 @@ from phantom.wire.link import Purpose
 __all__ = ["Path", "PathService", "RelayedPath"]
 
 PEER_SHARES = 4
-"""One node may fill at most this fraction (1/PEER_SHARES) of a node's participations."""
+"""One address (or node) may fill at most this fraction (1/PEER_SHARES) of a node's participations."""
 
 
 @dataclass
@@ -96,8 +98,6 @@ class PathService(Service):
     @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
         under construction from the SETUP link its array came over, given a
         L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
-    @param sequence: the L{EntrySequence} this node's routing entries are numbered by (one kept
-        in memory if not given; a node keeps it in its data directory).
     """
 
     log = Logger()
@@ -112,10 +112,8 @@ class PathService(Service):
         random=random.SystemRandom(),
         frameReceiver=None,
         participant=SetupParticipant,
-        sequence=None,
     ):
         self.identity = identity
-        self._sequence = sequence or EntrySequence()
         self._publications = set()
         self._rebuildDelays = set()
         self._retiring = {}
@@ -128,7 +126,11 @@ class PathService(Service):
         self.paths = []
         self.relaying = {}
         self.participations = set()
-        self._fromPeer = {}
+        self._fromPeer = Shares(
+            settings.maxParticipations, self.peerShare, self.peerShare,
+            onEvicted=lambda participant: participant.giveUp("its place went to a node from an address holding fewer"),
+        )
+        """The participations, each charged to the address (prefix) and the node id its SETUP link came from."""
         self.keepEnds = KEEP_ENDS
         """How many failed attempts in a row one pair of ends is kept (L{Retries})."""
         self._retries = {}
@@ -451,9 +453,12 @@ class PathService(Service):
                 expires = coarseExpiry(now, self._random)
             else:
                 expires = int(now) + int(self.settings.lifetime)
+            # The sequence is the expiry: a count of the entries made would skip a number for
+            # every attempt that failed, and show whoever watches the database the AP-address
+            # of the owner whose builds a hostile x0 (which sees the owner's address) failed.
             routing = RoutingEntry.create(
                 self.identity.routingKey,
-                self._sequence.next(),
+                expires,
                 expires,
                 [Contact(terminating.host, terminating.port, terminating.nodeId)],
                 int(now),
@@ -472,24 +477,28 @@ class PathService(Service):
         return len(self.participations)
 
     def _setupLinkArrived(self, link):
-        if len(self.participations) >= self.settings.maxParticipations:
-            self.log.info("refused a path setup: already in {count} under construction", count=len(self.participations))
-            return CloseAtOnce(link)
         for gone in [participant for participant in self._fromPeer if participant not in self.participations]:
-            del self._fromPeer[gone]
-        if sum(1 for peer in self._fromPeer.values() if peer == link.nodeId) >= self.peerShare:
-            self.log.debug("refused a path setup: its peer's share of participations is taken")
+            self._fromPeer.release(gone)
+        prefix = addressPrefix(link.peer.host) if link.peer is not None else None
+        if not self._fromPeer.admits(prefix, link.nodeId):
+            self.log.info(
+                "refused a path setup: {count} under construction, {held} of them for its address",
+                count=len(self.participations), held=self._fromPeer.held(prefix),
+            )
             return CloseAtOnce(link)
         participant = self._participant(link, self._participation)
-        self._fromPeer[participant] = link.nodeId
+        self._fromPeer.admit(participant, prefix, link.nodeId)
         return participant
 
     @property
     def peerShare(self):
         """
-        How many paths under construction one node may have this node take part in: a share of
-        C{maxParticipations}, counted against the node each SETUP link came from (so a forger's
-        round-1 packages, which must arrive over its own links, fill only its own share).
+        How many paths under construction the nodes of one address (its /32, or its /64 for
+        IPv6), and one node, may have this node take part in: a share of C{maxParticipations},
+        counted against the SETUP link each came over (so a forger's round-1 packages, which
+        must arrive over its own links, fill only its own share, however many node ids it
+        makes). When all are taken, the oldest of the address holding the most gives way to an
+        address holding fewer (L{phantom.quota.Shares}).
         """
         return max(1, self.settings.maxParticipations // PEER_SHARES)
 

@@ -439,37 +439,62 @@ class SeenBlocks:
     key sets) lasts: a block seen before is a replay, refused before any key is chosen for it,
     so no hop derives the same stream keys twice. A fresh block begins with 16 random bytes of
     whoever made it, so an honest block recurs with probability 2^-128. Bounded: per path
-    (L{MAX_SETUPS_PER_PATH} setups in its life), per neighbour and in total; once a bound is
-    reached, further setups on that path are refused rather than forgotten, since forgetting
-    would let a replay through.
+    (L{MAX_SETUPS_PER_PATH} setups in its life) and per neighbour, where further setups are
+    refused rather than forgotten, since forgetting would let a replay through; and in total,
+    where the neighbour holding the most gives way to one holding fewer (node ids are free, so
+    a few neighbours' shares fill the total): its path that brought the most blocks is closed,
+    and its blocks forgotten with it.
     """
 
     def __init__(self, limit=MAX_SEEN, perPeer=MAX_SEEN_PER_PEER, perPath=MAX_SETUPS_PER_PATH):
         self.shares = Shares(limit, perPeer, perPath, evict=False)
         self._byPath = {}
+        """The digests each path brought, by its key."""
+        self._paths = {}
+        """Each path with blocks, and the neighbour that brought them, by its key."""
+        self._closed = set()
+        """The keys of the paths closed to make room, until they are gone."""
 
     def __len__(self):
         return len(self.shares)
 
     def firstSight(self, path, peer, block):
         """
-        Note C{block}, brought by C{peer} (node id) over C{path} (which must C{onGone}).
+        Note C{block}, brought by C{peer} (node id) over C{path} (which must C{onGone} and
+        C{close}).
 
         @return: C{None} if it is new and noted; else why it is refused.
         """
         digest = hashlib.blake2b(block, digest_size=16).digest()
         key = id(path)
+        if key in self._closed:
+            return "a setup block over a path closed to make room for others"
         if (key, digest) in self.shares:
             return "a replayed setup block"
+        if len(self.shares) >= self.shares.limit:
+            self._makeRoom(peer)
         if not self.shares.admit((key, digest), peer, key):
             return "too many setup blocks over this path or from this neighbour"
-        if key not in self._byPath:
-            self._byPath[key] = []
+        self._byPath.setdefault(key, []).append(digest)
+        if key not in self._paths:
+            self._paths[key] = (path, peer)
             path.onGone(lambda: self._forget(key))
-        self._byPath[key].append(digest)
         return None
 
+    def _makeRoom(self, peer):
+        """Close the fullest path of the neighbour holding the most, if it holds more than C{peer} would with one more."""
+        heaviest, count = self.shares.heaviest()
+        if count <= self.shares.held(peer) + 1:
+            return
+        key = max((key for key, (_, owner) in self._paths.items() if owner == heaviest), key=lambda key: len(self._byPath[key]))
+        path, _ = self._paths[key]
+        self._forget(key)
+        self._closed.add(key)
+        path.onGone(lambda: self._closed.discard(key))
+        path.close()
+
     def _forget(self, key):
+        self._paths.pop(key, None)
         for digest in self._byPath.pop(key, ()):
             self.shares.release((key, digest))
 

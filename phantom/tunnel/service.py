@@ -38,6 +38,7 @@ from phantom.address import Contact, describePeer, formatAddress
 from phantom.errors import TunnelFailed
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.local import LocalLink
+from phantom.link.quota import addressPrefix
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.quota import RateLimits, Shares
@@ -119,6 +120,11 @@ class _MachineLink:
             self._service.feed(self.machine, self.machine.linkClosed(self._link))
 
 
+def _prefixOf(link):
+    """The address (its /32, or its /64 for IPv6) a link came from: what one peer is taken to hold."""
+    return addressPrefix(link.peer.host) if link.peer is not None else None
+
+
 @implementer(IListeningPort)
 class TunnelListeningPort:
     """
@@ -197,10 +203,10 @@ class TunnelService(MultiService):
         """Every setup block each path brought, while the path lasts: replays are refused."""
         self.exiting = Shares(MAX_PENDING, MAX_PENDING_PER_PEER, MAX_PENDING_PER_PATH, onEvicted=self._abandon)
         """The outbound setups under way at this node as an exit node, by neighbour and path."""
-        self.entering = Shares(MAX_PENDING, MAX_ENTRY_PENDING_PER_PEER, MAX_PENDING, onEvicted=self._abandon)
-        """The entry requests under way at this node, by the node that asked."""
+        self.entering = Shares(MAX_PENDING, MAX_ENTRY_PENDING_PER_PEER, MAX_ENTRY_PENDING_PER_PEER, onEvicted=self._abandon)
+        """The entry requests under way at this node, by the address (its /32 or /64) and the node that asked."""
         self.entryRequests = RateLimits(ENTRY_REQUEST_RATE, MAX_ENTRY_PENDING_PER_PEER, clock.seconds)
-        """ENTRY links a second, per node that opens them."""
+        """ENTRY links a second, per address (its /32 or /64) they come from: node ids are free."""
         self.keySearches = RateLimits(KEY_SEARCH_RATE, KEY_SEARCH_BURST, clock.seconds)
         """Inbound requests a second per owned entry path: each costs a key search."""
         self.opening = {}
@@ -311,7 +317,8 @@ class TunnelService(MultiService):
         if self._ownEntry is None and not self._paths.isEntryNode:
             self.log.info("refused an entry link from {peer}: this node is no entry node", peer=describePeer(link.peer))
             return CloseAtOnce(link)
-        if not self.entering.admits(link.nodeId, None) or not self.entryRequests.allow(link.nodeId):
+        prefix = _prefixOf(link)
+        if not self.entering.admits(prefix, link.nodeId) or not self.entryRequests.allow(prefix):
             self.log.debug("refused an entry link from {peer}: its share of entry requests is spent", peer=describePeer(link.peer))
             return CloseAtOnce(link)
         return self._enter(link)
@@ -321,7 +328,7 @@ class TunnelService(MultiService):
             link, self.address.apAddress if self._ownEntry is not None else None, lambda: self.listener is not None,
             self._paths.entryPathFor, self.keySets.ofRelayed, self.remembered, self._random, self._randomBytes,
         )
-        self.entering.admit(machine, link.nodeId, None)
+        self.entering.admit(machine, _prefixOf(link), link.nodeId)
         self.begin(machine)
         return _MachineLink(self, link, machine)
 

@@ -428,6 +428,19 @@ class AnswersOnlyTests(SynchronousTestCase):
         new = [tcp(EB, A, 0x02), icmp(EB, A, 128), packet(EB, A, ports=(53, 53))]
         self.assertEqual(self.arrive(self.accepted, *new), new)
 
+    def test_noPacketTooBigFromTunnels(self):
+        """
+        An ICMPv6 packet-too-big through a tunnel, to the exit AP or to the published
+        AP-address, is dropped: the kernel keeps the path MTU it sets by destination alone, so a
+        server could set one through a tunnel from the exit AP and see it used by the published
+        AP-address (or the reverse), linking the two. A tunnel has no path MTU below the device's.
+        """
+        self.a.inject(packet(EA, B))
+        tooBig = [icmp(B, EA, 2), icmp(EB, A, 2)]
+        self.assertEqual(self.arrive(self.opened, tooBig[0]) + self.arrive(self.accepted, tooBig[1]), [])
+        self.assertEqual(self.a.router.counts["dropped: packet too big from a tunnel"], 2)
+        self.assertEqual(self.arrive(self.opened, icmp(B, EA, 1)), [icmp(B, EA, 1)])
+
     def test_cutShortHeaders(self):
         """A TCP, UDP or ICMPv6 header cut short is counted as malformed and dropped; the tunnel goes on."""
         for nextHeader in (6, 17, 58):

@@ -11,7 +11,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.address import Contact, addressBytes
 from phantom.identity import Identity
+from phantom.netdb import K
+from phantom.netdb.lookup import MAX_LOOKUP_REQUESTS
 from phantom.netdb.records import RoutingEntry
+from phantom.netdb.rpc import DhtLinks
 from phantom.netdb.service import DhtNode
 from phantom.wire import dht as wireDht
 from phantom.wire.dht import RpcKind, Table
@@ -161,3 +164,78 @@ class AdversarialTests(SynchronousTestCase):
         nodes[1].put(key, b"still found", 60, 3)
         for node in nodes[2:]:
             self.assertEqual(self.dht.run(node.get(key)), b"still found")
+
+
+class Rung:
+    """
+    One rung of a ladder of nodes near a key (ids ground out of key pairs: cheap while the
+    network is small): asked for anything, it names the next twenty rungs, each closer to the key.
+    """
+
+    def __init__(self, network, clock, nodeId, ladder):
+        self.links = network.linkService(nodeId=nodeId)
+        self.nodeId, self.address = nodeId, self.links.address
+        self.ladder, self.rung = ladder, len(ladder)
+        self.rpc = DhtLinks(self.links, self, clock)
+
+    served = None
+    """A route set it serves (FIND_VALUE) on every other rung, if set."""
+    stores = 0
+
+    def respond(self, sender, kind, content):
+        if kind == RpcKind.STORE:
+            self.stores += 1
+            return RpcKind.STORED, {"accepted": 1}
+        if kind == RpcKind.FIND_VALUE and self.served is not None and self.rung % 2:
+            return RpcKind.VALUE, {"value": self.served}
+        if kind in (RpcKind.FIND_NODE, RpcKind.FIND_VALUE):
+            rungs = self.ladder[self.rung + 1 : self.rung + 21]
+            return RpcKind.NODES, {"contacts": [{"node_id": r.nodeId, "address": addressBytes(r.address[0]), "port": r.address[1]} for r in rungs]}
+        return RpcKind.PONG, None
+
+
+class LadderTests(SynchronousTestCase):
+    def test_lookupWorkBounded(self):
+        """
+        Nodes that each name twenty nodes closer to the key than themselves would keep a lookup
+        going as long as they have rungs: it stops after L{MAX_LOOKUP_REQUESTS}, whatever the
+        ladder's length, and an honest lookup takes far fewer.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(8)
+        honest = dht.run(nodes[4].lookup(os.urandom(32), Table.ROUTE))
+        self.assertLess(honest.requests, MAX_LOOKUP_REQUESTS / 2)
+        key = os.urandom(32)
+        target = int.from_bytes(key, "big")
+        ladder = []
+        for rung in range(1500):
+            ladder.append(Rung(dht.network, dht.clock, (target ^ ((1 << 240) - rung * (1 << 228))).to_bytes(32, "big"), ladder))
+        seeker = nodes[3]
+        seeker.table.seen(Contact(*ladder[0].address, ladder[0].nodeId))
+        search = dht.run(seeker.lookup(key, Table.ROUTE))
+        self.assertLessEqual(search.requests, MAX_LOOKUP_REQUESTS)
+
+    def test_staleHoldersBounded(self):
+        """
+        A ladder whose every other rung serves an older route set: the node that looks up
+        sends what they lack only to the k closest of them that answered, not to every one.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(8)
+        routingKey = ed25519.Ed25519PrivateKey.generate()
+        entryNode = Contact("127.0.0.9", 7402, nodes[1].nodeId)
+        old = RoutingEntry.create(routingKey, 1, NOW + 3600, [entryNode], NOW)
+        new = RoutingEntry.create(routingKey, 2, NOW + 3600, [entryNode], NOW)
+        target = int.from_bytes(old.key, "big")
+        ladder = []
+        for rung in range(300):
+            ladder.append(Rung(dht.network, dht.clock, (target ^ ((1 << 240) - rung * (1 << 228))).to_bytes(32, "big"), ladder))
+            ladder[-1].served = wireDht.RouteSet.build({"entries": [old.encoded]})
+        seeker = nodes[3]
+        seeker.store.put(Table.ROUTE, new.key, new.encoded)
+        seeker.table.seen(Contact(*ladder[0].address, ladder[0].nodeId))
+        found = dht.run(seeker.findRecord(Table.ROUTE, new.key))
+        self.assertEqual(found.entries, (new,))
+        dht.runFor(10)
+        self.assertGreater(sum(1 for rung in ladder if rung.stores), 0)
+        self.assertLessEqual(sum(rung.stores for rung in ladder), K)

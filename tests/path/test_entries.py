@@ -1,5 +1,5 @@
 """
-Routing entries that do not date their path (issue 12, finding 2): their sequence is a counter,
+Routing entries that do not date their path (issue 12, finding 2): their sequence is their expiry,
 their expiry is coarse and jittered, their entry node publishes them at a moment the entry
 decides, and their owner renews the path at a random moment. Before, an entry carried the
 second of its build as its sequence and expiry and was published as the path came up.
@@ -12,13 +12,13 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
+from phantom.errors import PathFailed
 from phantom.netdb.records import routeKey
 from phantom.path.entries import (
     GRID,
     HORIZON,
     MARGIN,
     VALIDITY,
-    EntrySequence,
     coarseExpiry,
     publicationDelay,
     publicationWindow,
@@ -26,6 +26,7 @@ from phantom.path.entries import (
 )
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
+from phantom.path.relay import SetupParticipant
 from phantom.wire.dht import Table
 from tests.path.helpers import MemoryPathNetwork
 
@@ -77,14 +78,6 @@ class ScheduleTests(SynchronousTestCase):
         successor = coarseExpiry(renewal, rng)
         self.assertLessEqual(publicationWindow(successor)[1], expires - GRID)
 
-    def test_sequencePersists(self):
-        """The sequence counts up, and goes on from where it was in a new instance."""
-        path = self.mktemp()
-        sequence = EntrySequence(path)
-        self.assertEqual([sequence.next(), sequence.next()], [1, 2])
-        self.assertEqual(EntrySequence(path).next(), 3)
-        self.assertEqual(EntrySequence().next(), 1)
-
 
 class FixedChoice(random.Random):
     """A random whose C{randint} always gives C{choice}."""
@@ -102,7 +95,7 @@ class ServiceTests(SynchronousTestCase):
 
     def test_coarseEntryPublishedLater(self):
         """
-        The entry's sequence is a count and its expiry on the grid; T publishes it in its window,
+        The entry's sequence is its expiry, on the grid; T publishes it in its window,
         not as the path comes up; a second entry supersedes the first.
         """
         network = MemoryPathNetwork(self, 12, COARSE)
@@ -115,7 +108,7 @@ class ServiceTests(SynchronousTestCase):
         entry = t.paths.entryPathFor(path.apAddress)
         self.assertIsNotNone(entry)
         expires = entry.routingEntry.expires
-        self.assertEqual((entry.routingEntry.sequence, expires % GRID), (1, 0))
+        self.assertEqual((entry.routingEntry.sequence, expires % GRID), (expires, 0))
         start, end = publicationWindow(expires)
         network.runFor(start - network.clock.seconds() - 1)
         self.assertEqual(t.dht.stored, [])
@@ -123,8 +116,7 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(t.dht.stored, [(Table.ROUTE, key)])
         second = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
         network.settle()
-        # Any renewal or failed attempt in between took a number too.
-        self.assertGreater(network.byId[second.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry.sequence, 1)
+        self.assertGreater(network.byId[second.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry.sequence, expires)
 
     def test_goneBeforeWindow(self):
         """A path taken down before its entry's window opens never has its entry published."""
@@ -179,3 +171,35 @@ class ServiceTests(SynchronousTestCase):
             moments.add(round(ahead, 3))
             owner.paths.retire(path)
         self.assertGreater(len(moments), 1)
+
+
+class GivesUp(SetupParticipant):
+    """A hostile node that fails every setup it takes part in, while C{hostile}."""
+
+    hostile = True
+
+    def frameReceived(self, payload):
+        if self.hostile:
+            self.giveUp("it fails what it sees")
+        else:
+            super().frameReceived(payload)
+
+
+class FailedBuildTests(SynchronousTestCase):
+    def test_failedBuildsLeaveNoTrace(self):
+        """
+        An x0 sees the owner's address, and is kept for the attempts after one that failed:
+        it can fail a whole build. The owner's next entry tells nothing of it (its sequence is
+        its expiry); were the sequence a count of entries made, the AP-address's next entry
+        would skip one number per attempt, and show whoever watches the database which
+        AP-address that address owns.
+        """
+        network = MemoryPathNetwork(self, 14, COARSE, participants={5: GivesUp})
+        owner = network.nodes[0]
+        owner.random.lead = [network.nodes[5].nodeId, network.nodes[7].nodeId]
+        self.assertRaises(PathFailed, network.run, Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        self.patch(GivesUp, "hostile", False)
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+        network.settle()
+        entry = network.byId[path.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry
+        self.assertEqual(entry.sequence, entry.expires)

@@ -20,6 +20,7 @@ from phantom.path.array import MAX_TRIALS, Hop, SetupRejected, buildArray, openO
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.path.relay import TRIALS_PER_SECOND, SetupWork, encodeArray, parseArray
+from phantom.path.service import PEER_SHARES
 from phantom.wire.link import LINK_ID_SIZE, Purpose
 from phantom.wire.path import MAX_SLOTS, SIGNATURE_SIZE, SLOT_SIZE, Role
 from tests.link.helpers import CollectingHandler
@@ -212,3 +213,43 @@ class SetupFloodTests(SynchronousTestCase):
         self.assertGreaterEqual(built, 38, f"{failed} of 40 builds failed")
         self.assertGreater(flood.sent, 4 * 200)
         self.assertLessEqual(tried[flood.links.nodeId], len(targets) * (2 * TRIALS_PER_SECOND + elapsed * TRIALS_PER_SECOND + MAX_TRIALS))
+
+
+class SybilParticipationTests(SynchronousTestCase):
+    def hold(self, network, victim, sybils, perSybil):
+        """Each of C{sybils} (link services) opens C{perSybil} SETUP links to C{victim} and holds them, sending nothing."""
+        for sybil in sybils:
+            sybil.registerPurpose(Purpose.SETUP, CollectingHandler)
+            for _ in range(perSybil):
+                opened = sybil.connect(*victim.address, Purpose.SETUP, os.urandom(LINK_ID_SIZE), victim.nodeId)
+                opened.addCallbacks(lambda link: link.attach(CollectingHandler(link)), lambda failure: None)
+        network.settle()
+
+    def test_sybilsOnOneAddress(self):
+        """
+        Four identities (node ids are free: a key pair each) on one address hold SETUP links
+        to a victim: together they take at most one peer's share of its participations, and
+        the victim still takes part in an honest build.
+        """
+        network = MemoryPathNetwork(self, 12)
+        victim = network.nodes[3]
+        share = victim.paths.peerShare
+        sybils = [network.links.linkService(host="10.9.9.9", port=7402 + i) for i in range(4)]
+        self.hold(network, victim, sybils, share)
+        self.assertLessEqual(victim.paths.helping, share)
+        path = network.buildPath(network.nodes[0], PathKind.EXIT, [victim, network.nodes[5]])
+        self.assertEqual(path.nodes[0].nodeId, victim.nodeId)
+
+    def test_sybilsOnManyAddresses(self):
+        """
+        Identities on as many addresses as fill the victim's participations between them: the
+        participations of the address holding the most give way to an honest build's.
+        """
+        network = MemoryPathNetwork(self, 12)
+        victim = network.nodes[3]
+        share = victim.paths.peerShare
+        sybils = [network.links.linkService(host=f"10.9.9.{i + 1}") for i in range(PEER_SHARES)]
+        self.hold(network, victim, sybils, share)
+        self.assertEqual(victim.paths.helping, victim.paths.settings.maxParticipations)
+        path = network.buildPath(network.nodes[0], PathKind.EXIT, [victim, network.nodes[5]])
+        self.assertEqual(path.nodes[0].nodeId, victim.nodeId)

@@ -581,6 +581,40 @@ class TableTests(SynchronousTestCase):
         ending.end()
         self.assertEqual(len(seen), 1)
 
+    def test_seenBlocksFullOfSybils(self):
+        """
+        Neighbours (node ids are free) that fill the seen blocks between them over paths of
+        their own: a block of another neighbour is still taken, the path of the neighbour
+        holding the most that brought the most blocks is closed, and its blocks forgotten with
+        it (so none of them can come again over it).
+        """
+        paths = []
+
+        def makePath():
+            ending = Ending()
+            path = SimpleNamespace(onGone=ending.onEnd, gone=ending.end, closed=False)
+            path.close = lambda: setattr(path, "closed", True)
+            paths.append(path)
+            return path
+
+        seen = SeenBlocks(limit=12, perPeer=4, perPath=2)
+        for sybil in range(3):
+            for _ in range(2):
+                path = makePath()
+                for _ in range(2):
+                    self.assertIsNone(seen.firstSight(path, sybil, os.urandom(BLOCK_SIZE)))
+        self.assertEqual(len(seen), 12)
+        honest = makePath()
+        self.assertIsNone(seen.firstSight(honest, "honest", os.urandom(BLOCK_SIZE)))
+        [closed] = [path for path in paths if path.closed]
+        self.assertEqual(len(seen), 11)
+        self.assertIn("closed", seen.firstSight(closed, 0, os.urandom(BLOCK_SIZE)))
+        self.assertIsNone(seen.firstSight(honest, "honest", os.urandom(BLOCK_SIZE)))
+        self.assertFalse(honest.closed)
+        closed.gone()
+        self.assertEqual(len(seen), 12)
+        self.assertIsNone(seen.firstSight(makePath(), "honest", os.urandom(BLOCK_SIZE)))
+
     def test_keySetsForgottenWithTheirPath(self):
         """A path's key set is made once, and forgotten when the path goes."""
         ending = Ending()

@@ -761,6 +761,22 @@ class QuotaTests(NetworkTestCase):
         self.assertEqual(len(accepted), common.MAX_ENTRY_PENDING_PER_PEER)
         self.echoIntact(network, client, server, accepted)
 
+    def test_sybilsFloodingEntryRequests(self):
+        """
+        Four node ids on one address (node ids are free) open ENTRY links to an entry node as
+        fast as they can: together they get no more than one node's share of entry requests.
+        """
+        network, client, server, entryPath, _, accepted = clientAndServer(self, 10)
+        entryNode = network.nodes[4]
+        for port in range(7500, 7504):
+            flooder = network.links.linkService(host="10.9.9.9", port=port)
+            for _ in range(300):
+                opened = flooder.connect(*entryNode.address, Purpose.ENTRY, os.urandom(LINK_ID_SIZE), entryNode.nodeId)
+                opened.addCallback(lambda link: (link.attach(CollectingHandler(link)), link.sendFrame(ApRequest.build({"ap_address": server.apAddress}))))
+        network.settle()
+        self.assertEqual(len(accepted), common.MAX_ENTRY_PENDING_PER_PEER)
+        self.echoIntact(network, client, server, accepted)
+
 
 class FreshnessTests(NetworkTestCase):
     def test_replayedBlocksAndReplies(self):
