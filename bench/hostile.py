@@ -6,7 +6,7 @@ descriptor limit set to C{--nofile}. This process probes it as a well-behaved cl
 every C{--interval} seconds: a control-socket C{status} on a fresh connection and a module-API
 GET (of a value it PUT) on its one API connection. It probes for C{--seconds} with no attack
 (the baseline, in the same run), then for C{--seconds} under each attack in turn, from other
-loopback addresses:
+loopback addresses of its own (see L{attackerHosts}):
 
     - C{keepalive_flood}: TLS links streaming KEEPALIVE frames as fast as the node takes them,
       opened again whenever the node closes them;
@@ -22,7 +22,9 @@ C{PROBE_TIMEOUT}) against the quiet share (goal 1); C{<attack>_rss_growth_mib} (
 highest RSS during the attack less its RSS before) against the budget of 64 MiB (goal at most
 1); C{<attack>_peak_fds} (the node's most descriptors in use during the attack) against the
 quiet count (no goal: how much a flood could hold); C{<attack>_fds_after} (descriptors in use
-C{SETTLE} seconds after the attack stopped) against the quiet count (goal at most 1).
+C{SETTLE} seconds after the attack stopped) against the quiet count (goal at most 1); C{<attack>_node_cpu_s} (the node's CPU seconds, user and system,
+during the attack's phase) against its CPU seconds in the quiet phase (no goal: what the attack
+costs the node, steadier than latencies on a shared machine).
 """
 
 import os
@@ -51,7 +53,16 @@ from phantom.wire.link import KEEPALIVE_FRAME, Purpose, dataHeader, encodeOpen
 
 ATTACKS = ("keepalive_flood", "find_node_flood", "no_tls_connects", "idle_api", "unread_find_value")
 NODE_HOST = "127.61.0.1"
-ATTACKER_HOSTS = ("127.61.0.2", "127.61.0.3")
+
+
+def attackerHosts(name):
+    """
+    The two loopback addresses attack C{name} comes from: its own, so that what the node
+    remembers of one attack's addresses (a flood's cool-down) does not weaken the next.
+    """
+    subnet = ATTACKS.index(name) + 1
+    return (f"127.61.{subnet}.2", f"127.61.{subnet}.3")
+
 PROBE_TIMEOUT = 5.0
 """Seconds a probe may take before it counts as unanswered."""
 SETTLE = 2.0
@@ -115,6 +126,12 @@ class NodeProcess(ProcessProtocol):
 
     def descriptors(self):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def cpuSeconds(self):
+        """The CPU time the node has used, user and system."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def startNode(reactor, directory, nofile):
@@ -312,6 +329,7 @@ class Attacks:
     async def start(self, name):
         """Start attack C{name}; return once it runs."""
         options = self._options
+        hosts = attackerHosts(name)
         if name in ("keepalive_flood", "find_node_flood"):
             if name == "keepalive_flood":
                 opening, chunk = encodeOpen(Purpose.ECHO), KEEPALIVE_FRAME * 8192
@@ -320,18 +338,18 @@ class Attacks:
                 opening, chunk = encodeOpen(Purpose.DHT), frame(request) * 512
             self._stopping = False
             for n in range(options.flooders):
-                self._flood(opening, chunk, ATTACKER_HOSTS[n % len(ATTACKER_HOSTS)])
+                self._flood(opening, chunk, hosts[n % len(hosts)])
         elif name == "unread_find_value":
             key, value = os.urandom(32), os.urandom(65495)
             store = encodeRpc(RpcKind.STORE, os.urandom(8), {"port": 0, "table": "VALUE", "key": key, "ttl": 600, "value": value})
             find = encodeRpc(RpcKind.FIND_VALUE, os.urandom(8), {"port": 0, "table": "VALUE", "key": key})
             flooder = Flooder(self._reactor, encodeOpen(Purpose.DHT) + frame(store), frame(find) * 256, read=False)
             self._running.append(flooder)
-            self._tls(flooder, ATTACKER_HOSTS[0]).addErrback(lambda failure: None)
+            self._tls(flooder, hosts[0]).addErrback(lambda failure: None)
         elif name == "no_tls_connects":
-            await self._hold(options.connects, self._port, lambda n: b"")
+            await self._hold(options.connects, self._port, lambda n: b"", hosts)
         elif name == "idle_api":
-            await self._hold(options.api_connections, self._apiPort, lambda n: b"\x00\x24\x02"[: 1 + n % 3])
+            await self._hold(options.api_connections, self._apiPort, lambda n: b"\x00\x24\x02"[: 1 + n % 3], hosts)
         else:
             raise ValueError(f"no attack {name!r}")
 
@@ -350,12 +368,12 @@ class Attacks:
 
         flooder.closed.addCallback(again)
 
-    async def _hold(self, count, port, payload):
+    async def _hold(self, count, port, payload, hosts):
         connecting = []
         for n in range(count):
             holder = Holder(payload(n))
             self._running.append(holder)
-            endpoint = TCP4ClientEndpoint(self._reactor, NODE_HOST, port, timeout=5, bindAddress=(ATTACKER_HOSTS[n % 2], 0))
+            endpoint = TCP4ClientEndpoint(self._reactor, NODE_HOST, port, timeout=5, bindAddress=(hosts[n % 2], 0))
             connecting.append(endpoint.connect(_Once(holder)).addErrback(lambda failure: None))
             if n % 100 == 99:
                 await deferLater(self._reactor, 0, lambda: None)
@@ -467,7 +485,9 @@ async def _measure(reactor, options):
         api.transport.write(encodePut(PROBE_KEY, PROBE_VALUE, 3600, 1))
         prober = Prober(reactor, node, control, api, options.interval)
         await prober.phase(1.0)  # warm-up
+        cpu = node.cpuSeconds()
         quiet, quietSent, _, _ = await prober.phase(options.seconds)
+        quietCpu = node.cpuSeconds() - cpu
         quietRss, quietFds = node.rssMiB(), node.descriptors()
         quietP99 = percentile(quiet, 99) if quiet else float("nan")
         quietAnswered = len(quiet) / quietSent
@@ -475,7 +495,9 @@ async def _measure(reactor, options):
         for name in attacks:
             before = node.rssMiB()
             attacker = await startAttacker(reactor, name, port, apiPort, options)
+            cpu = node.cpuSeconds()
             latencies, sent, peakRss, peakFds = await prober.phase(options.seconds)
+            attackCpu = node.cpuSeconds() - cpu
             attacker.transport.closeStdin()
             timer = reactor.callLater(10, attacker.transport.signalProcess, "KILL")
             await attacker.ended
@@ -488,6 +510,7 @@ async def _measure(reactor, options):
                 "answered": (len(latencies) / sent, quietAnswered, RatioGoal(1.0, True)),
                 "rss_growth_mib": (max(peakRss - before, 0.0), RSS_BUDGET_MIB, RatioGoal(1.0, False)),
                 "peak_fds": (peakFds, quietFds, None),
+                "node_cpu_s": (attackCpu, quietCpu, None),
                 "fds_after": (fdsAfter, quietFds, RatioGoal(1.0, False)),
             }
             for figure, (value, base, goal) in rows.items():

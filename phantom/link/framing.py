@@ -2,8 +2,9 @@
 Sans-io frame decoding: bytes in, frames out, L{ProtocolError} on anything malformed.
 
 DATA frames, the hot path, are cut out with C{struct}; runs of KEEPALIVE frames, which a
-flooding peer sends most cheaply, are skipped with one regular-expression match; every other body (OPEN, and anything malformed) is parsed
-with the strict L{phantom.wire.link.FrameBody} schema. Property tests hold the two to the same
+flooding peer sends most cheaply, are skipped with one regular-expression match and come out as
+one item with their count; every other body (OPEN, and anything malformed) is parsed with the
+strict L{phantom.wire.link.FrameBody} schema. Property tests hold the two to the same
 answers.
 """
 
@@ -14,7 +15,6 @@ from phantom.wire.link import KEEPALIVE_FRAME, LENGTH, MAX_BODY, Frame, FrameBod
 
 _DATA = int(FrameKind.DATA)
 _KEEPALIVE = int(FrameKind.KEEPALIVE)
-_KEEPALIVE_DECODED = (FrameKind.KEEPALIVE, None)
 _KEEPALIVE_RUN = re.compile(b"(?:" + re.escape(KEEPALIVE_FRAME) + b")+")
 
 
@@ -44,7 +44,9 @@ class FrameDecoder:
         Take the next bytes of the stream.
 
         @return: a list of C{(FrameKind, content)}: the payload bytes for DATA, the parsed
-            OPEN content container for OPEN, C{None} for KEEPALIVE.
+            OPEN content container for OPEN, and for a run of KEEPALIVE frames one item whose
+            content is how many there were (a socket read can hold 50,000 of them, and one
+            Python object each would cost more than the flood's TLS).
         @raise ProtocolError: a frame is oversized, empty or malformed; the stream is then unusable.
         """
         chunks = self._chunks
@@ -73,7 +75,7 @@ class FrameDecoder:
             if kind == _KEEPALIVE and length == 1:
                 # A run of KEEPALIVE frames, what a flooding peer sends, is skipped in one step.
                 run = _KEEPALIVE_RUN.match(first, offset).end() - offset
-                frames.extend([_KEEPALIVE_DECODED] * (run // 5))
+                frames.append((FrameKind.KEEPALIVE, run // len(KEEPALIVE_FRAME)))
                 offset += run
                 if offset == len(first):
                     del chunks[0]
@@ -118,7 +120,9 @@ class FrameDecoder:
 
 
 def encodeFrame(kind, content):
-    """Build one frame from what L{FrameDecoder.feed} returns; the inverse of decoding."""
+    """Build the frames of one item L{FrameDecoder.feed} returns; the inverse of decoding."""
+    if kind == FrameKind.KEEPALIVE:
+        return KEEPALIVE_FRAME * (1 if content is None else content)
     body = {"kind": FrameKind(kind).name, "content": content}
     if kind == FrameKind.DATA:
         body["content"] = {"payload": content}

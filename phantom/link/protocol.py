@@ -240,11 +240,18 @@ class LinkProtocol(Protocol):
         if now - self._windowStart >= 1.0:
             self._windowStart = now
             self._windowFrames = 0
-        self._windowFrames += len(frames) + len(data) // WORK_BYTES
+        work = len(data) // WORK_BYTES
+        for kind, content in frames:
+            if kind is FrameKind.KEEPALIVE:
+                # A run of KEEPALIVEs did all it does: it refreshed _lastReceived.
+                work += content or 1
+            else:
+                work += 1
+                self._backlog.append((kind, content))
+        self._windowFrames += work
         if self._windowFrames > self._limits.maxFramesPerSecond:
+            self._service.flooded(self)
             return self.abort(f"more than {self._limits.maxFramesPerSecond} frames' work in one second")
-        # A KEEPALIVE did all it does: it refreshed _lastReceived.
-        self._backlog.extend(frame for frame in frames if frame[0] is not FrameKind.KEEPALIVE)
 
     def _yieldTurn(self):
         """Let other links and clients have the reactor before this one goes on."""

@@ -7,6 +7,7 @@ protocol, and give the slot back when the connection is gone.
 
 import ipaddress
 import resource
+from collections import OrderedDict
 
 from twisted.logger import Logger
 
@@ -108,6 +109,50 @@ class ConnectionQuota:
         else:
             self._byPrefix[prefix] = held - 1
         self._count -= 1
+
+
+class CoolDown:
+    """
+    Addresses refused for a while: the L{addressPrefix} of a peer whose link was closed for
+    flooding is refused at accept for C{seconds}, so that reconnecting costs it a refused TCP
+    connection and the node no TLS handshake and no more of its flood. At most C{maxAddresses}
+    are remembered; beyond that the one whose cool-down ends soonest is forgotten.
+
+    @param clock: C{IReactorTime}.
+    @param seconds: how long an address is refused; 0 refuses none.
+    """
+
+    def __init__(self, clock, seconds, maxAddresses=4096):
+        self._clock = clock
+        self.seconds = seconds
+        self._maxAddresses = maxAddresses
+        self._until = OrderedDict()
+
+    def __len__(self):
+        return len(self._until)
+
+    def punish(self, host):
+        """Refuse C{host}'s prefix for the next C{seconds}."""
+        if self.seconds <= 0:
+            return
+        prefix = addressPrefix(host)
+        self._until.pop(prefix, None)
+        self._until[prefix] = self._clock.seconds() + self.seconds
+        while len(self._until) > self._maxAddresses:
+            self._until.popitem(last=False)
+
+    def refusal(self, host):
+        """
+        @return: why C{host} may not connect now, or C{None} if it may.
+        """
+        prefix = addressPrefix(host)
+        until = self._until.get(prefix)
+        if until is None:
+            return None
+        if self._clock.seconds() >= until:
+            del self._until[prefix]
+            return None
+        return f"its address flooded a link within the last {self.seconds:g} s"
 
 
 class RefusalLog:

@@ -15,7 +15,7 @@ from phantom.link.dispatch import LinkDispatcher
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
-from phantom.link.quota import ConnectionQuota, RefusalLog, descriptorShare
+from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, descriptorShare
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
@@ -118,6 +118,7 @@ class LinkService(ListeningService):
         )
         self._handshakes = ConnectionQuota(limits.maxHandshakes, limits.maxHandshakesPerAddress, "inbound connections without their OPEN frame")
         self._admitted = {}
+        self._coolDown = CoolDown(self.clock, limits.floodCooldown)
         self.refusals = RefusalLog(self.clock, "inbound connection")
         self._connections = set()
         self._attempts = set()
@@ -214,10 +215,11 @@ class LinkService(ListeningService):
     def admit(self, host):
         """
         Whether an inbound connection from C{host} may be accepted now: within the caps on
-        inbound connections and on those without their OPEN frame, in total and per address.
-        A refusal is counted (see L{RefusalLog}); the caller closes the connection.
+        inbound connections and on those without their OPEN frame, in total and per address,
+        and not from an address cooling down after a flood (see L{flooded}). A refusal is
+        counted (see L{RefusalLog}); the caller closes the connection.
         """
-        why = self._inbound.refusal(host) or self._handshakes.refusal(host)
+        why = self._coolDown.refusal(host) or self._inbound.refusal(host) or self._handshakes.refusal(host)
         if why is not None:
             self.refusals.refused(host, why)
             return False
@@ -260,6 +262,13 @@ class LinkService(ListeningService):
             self._inbound.release(host)
             if handshaking:
                 self._handshakes.release(host)
+
+    def flooded(self, link):
+        """
+        C{link} is being closed for more work than C{LinkLimits.maxFramesPerSecond}: its peer's
+        address is refused at accept for C{LinkLimits.floodCooldown} seconds.
+        """
+        self._coolDown.punish(link.peer.host)
 
     def dispatch(self, link):
         """Hand a freshly opened inbound link to whoever awaits it or to its purpose's handler."""

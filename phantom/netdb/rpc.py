@@ -8,14 +8,16 @@ nothing for a while.
 """
 
 import os
+from collections import OrderedDict, deque
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from phantom.address import Contact, describePeer
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.service import CloseAtOnce
+from phantom.quota import Shares
 from phantom.wire import ProtocolError
 from phantom.wire.dht import REQUESTS, REQUEST_ID_SIZE, RpcKind, decodeRpc, encodeRpc
 from phantom.wire.link import Purpose
@@ -34,6 +36,85 @@ MAX_ANSWERING = 64
 """Requests of one link whose answers are still being worked out: beyond it the link is not read
 from until answers have gone out, so a peer cannot pipeline work without bound."""
 
+MAX_ANSWERING_PER_PEER = 64
+"""The same over all the links of one node id: more links do not get a peer more work done."""
+
+MAX_ANSWERING_TOTAL = 1024
+"""The same over every peer."""
+
+
+class Answering:
+    """
+    The requests of other nodes a node is answering, over all its DHT links: at most
+    C{perLink} on one link, C{perPeer} for one node id over all its links (or links again after
+    a reconnect), C{total} in all. A link whose request finds no room holds that request and is
+    not read until room is made. When all are taken, the oldest answer of the peer that holds
+    the most is dropped for a peer that holds fewer (its requester's request times out), so a
+    peer with many node ids recycles only its own share.
+    """
+
+    def __init__(self, perLink=MAX_ANSWERING, perPeer=MAX_ANSWERING_PER_PEER, total=MAX_ANSWERING_TOTAL):
+        self._shares = Shares(total, perPeer, perLink, onEvicted=lambda answer: answer.drop())
+        self._waiting = OrderedDict()
+        self._waking = False
+
+    def __len__(self):
+        return len(self._shares)
+
+    def held(self, channel=None, peer=None):
+        """@return: how many answers C{channel} (or the node id C{peer}) has under way."""
+        return self._shares.held(path=channel) if channel is not None else self._shares.held(peer=peer)
+
+    def admits(self, channel):
+        """@return: whether C{channel} may have one more request answered now."""
+        return self._shares.admits(channel.link.nodeId, channel)
+
+    def begin(self, answer, channel):
+        """Count C{answer} (with C{drop()}) under way for C{channel} (see L{admits})."""
+        self._shares.admit(answer, channel.link.nodeId, channel)
+
+    def end(self, answer):
+        """C{answer} went out, failed or was dropped: its room goes to a waiting link."""
+        if answer in self._shares:
+            self._shares.release(answer)
+            self._wake()
+
+    def wait(self, channel, resume):
+        """Call C{resume()} once L{admits} lets C{channel} go on."""
+        self._waiting[channel] = resume
+
+    def forget(self, channel):
+        """C{channel} waits no more (its link is gone)."""
+        self._waiting.pop(channel, None)
+
+    def _wake(self):
+        if self._waking:
+            return
+        self._waking = True
+        try:
+            woken = True
+            while woken:
+                woken = False
+                for channel in list(self._waiting):
+                    if channel in self._waiting and self.admits(channel):
+                        self._waiting.pop(channel)()
+                        woken = True
+        finally:
+            self._waking = False
+
+
+class _Answer:
+    """One request being answered: C{deferred}, the responder's answer, is cancelled if it is dropped."""
+
+    def __init__(self):
+        self.deferred = None
+        self.dropped = False
+
+    def drop(self):
+        self.dropped = True
+        if self.deferred is not None and not self.deferred.called:
+            self.deferred.cancel()
+
 
 class RpcFailed(Exception):
     """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
@@ -51,11 +132,13 @@ class RpcChannel:
     @param clock: C{IReactorTime} for timeouts.
     @param timeout: seconds a request waits for its reply.
     @param onClosed: called with this channel when the link is gone.
+    @param answering: the L{Answering} this channel's answers count against, shared by every
+        channel of a node; one of its own if not given.
     """
 
     log = Logger()
 
-    def __init__(self, link, responder, clock, timeout, onClosed, randomBytes=os.urandom):
+    def __init__(self, link, responder, clock, timeout, onClosed, randomBytes=os.urandom, answering=None):
         self.link = link
         self._responder = responder
         self._clock = clock
@@ -63,7 +146,9 @@ class RpcChannel:
         self._onClosed = onClosed
         self._randomBytes = randomBytes
         self._pending = {}
-        self._answering = 0
+        self._answering = Answering() if answering is None else answering
+        self._answers = set()
+        self._held = deque()
         self.lastUsed = clock.seconds()
         self.closed = False
 
@@ -117,6 +202,17 @@ class RpcChannel:
         deferred.callback((kind, message.content))
 
     def _answer(self, kind, message):
+        if self._held or not self._answering.admits(self):
+            # No room for this peer (or link, or anyone): hold the request, read nothing more
+            # (a link stops handling frames once paused: one request is held, at most a turn's).
+            self._held.append((kind, message))
+            if len(self._held) == 1:
+                self.link.pauseProducing()
+                self._answering.wait(self, self._resume)
+            return
+        self._answerNow(kind, message)
+
+    def _answerNow(self, kind, message):
         sender = Contact(self.link.peer.host, message.content.port, self.link.nodeId)
         try:
             answer = self._responder.respond(sender, kind, message.content)
@@ -124,36 +220,49 @@ class RpcChannel:
             self.log.failure("answering {kind} from {peer}", kind=kind.name, peer=describePeer(self.link.peer))
             return self.link.abort(f"its {kind.name} request could not be answered")
         requestId = message.request_id
+        under = _Answer()
 
         def send(reply):
-            if not self.closed:
+            if not self.closed and not under.dropped:
                 replyKind, content = reply
                 self._send(replyKind, requestId, content)
 
         def failed(failure):
+            if under.dropped and failure.check(CancelledError):
+                return
             self.log.failure("answering {kind}", failure, kind=kind.name)
             if not self.closed:
                 self.link.abort(f"its {kind.name} request could not be answered")
 
+        def ended(_):
+            self._answers.discard(under)
+            self._answering.end(under)
+
         if isinstance(answer, Deferred) and not answer.called:
-            self._answering += 1
-            if self._answering == MAX_ANSWERING:
-                self.link.pauseProducing()
-            answer.addCallbacks(send, failed).addBoth(self._answered)
+            under.deferred = answer
+            self._answers.add(under)
+            self._answering.begin(under, self)
+            answer.addCallbacks(send, failed).addBoth(ended)
         elif isinstance(answer, Deferred):
             answer.addCallbacks(send, failed)
         else:
             send(answer)
 
-    def _answered(self, _):
-        self._answering -= 1
-        if self._answering == MAX_ANSWERING - 1 and not self.closed:
+    def _resume(self):
+        held = self._held
+        while held and not self.closed and self._answering.admits(self):
+            self._answerNow(*held.popleft())
+        if self.closed:
+            return
+        if held:
+            self._answering.wait(self, self._resume)
+        else:
             self.link.resumeProducing()
 
     @property
     def answeringCount(self):
-        """How many of the peer's requests await their answer."""
-        return self._answering
+        """How many of the peer's requests await their answer on this link."""
+        return self._answering.held(self)
 
     def close(self):
         """Close the link; from now on the channel takes no requests."""
@@ -162,6 +271,10 @@ class RpcChannel:
 
     def linkClosed(self, reason):
         self.closed = True
+        self._held.clear()
+        self._answering.forget(self)
+        for under in list(self._answers):
+            under.drop()
         pending, self._pending = self._pending, {}
         for kind, deferred, call in pending.values():
             call.cancel()
@@ -189,10 +302,15 @@ class DhtLinks:
         self.idleClose = idleClose
         self._channels = {}
         self._connecting = {}
+        self.answering = Answering()
+        """The L{Answering} every channel's answers count against."""
         links.registerPurpose(Purpose.DHT, self._accepted)
 
+    def _channel(self, link):
+        return RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed, answering=self.answering)
+
     def _accepted(self, link):
-        channel = RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed)
+        channel = self._channel(link)
         self._channels.setdefault(link.nodeId, channel)
         return channel
 
@@ -239,7 +357,7 @@ class DhtLinks:
     def _connected(self, link):
         channel = self._channels.get(link.nodeId)
         if channel is None or channel.closed:
-            channel = RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed)
+            channel = self._channel(link)
             self._channels[link.nodeId] = channel
         link.attach(channel if channel.link is link else CloseAtOnce(link))
         for deferred in self._connecting.pop(link.nodeId, []):

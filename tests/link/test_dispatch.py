@@ -9,7 +9,7 @@ from phantom.identity import Identity
 from phantom.link import quota
 from phantom.link.dispatch import LinkDispatcher
 from phantom.link.service import LinkService
-from phantom.link.quota import ConnectionQuota, addressPrefix, descriptorShare
+from phantom.link.quota import ConnectionQuota, CoolDown, addressPrefix, descriptorShare
 from phantom.wire.link import Purpose
 
 
@@ -93,6 +93,32 @@ class QuotaTests(SynchronousTestCase):
         self.assertIsNone(quota.admit("2001:db8:0:1::3"))
         quota.release("2001:db8::1")
         self.assertIsNone(quota.admit("2001:db8::3"))
+
+    def test_coolDown(self):
+        """
+        A punished address is refused, with its /64, until its cool-down ends; other addresses
+        are not; at most C{maxAddresses} are remembered, the oldest forgotten first.
+        """
+        clock = Clock()
+        coolDown = CoolDown(clock, 30, maxAddresses=2)
+        coolDown.punish("2001:db8::1")
+        self.assertIn("flooded a link", coolDown.refusal("2001:db8::99"))
+        self.assertIsNone(coolDown.refusal("2001:db8:0:1::1"))
+        clock.advance(29.9)
+        self.assertIsNotNone(coolDown.refusal("2001:db8::1"))
+        clock.advance(0.1)
+        self.assertIsNone(coolDown.refusal("2001:db8::1"))
+        self.assertEqual(len(coolDown), 0)
+        for host in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+            coolDown.punish(host)
+        self.assertEqual(len(coolDown), 2)
+        self.assertIsNone(coolDown.refusal("192.0.2.1"))
+        self.assertIsNotNone(coolDown.refusal("192.0.2.3"))
+
+    def test_noCoolDown(self):
+        coolDown = CoolDown(Clock(), 0)
+        coolDown.punish("192.0.2.1")
+        self.assertIsNone(coolDown.refusal("192.0.2.1"))
 
     def test_releaseWithoutSlot(self):
         self.assertRaises(RuntimeError, ConnectionQuota(1, 1, "things").release, "192.0.2.1")

@@ -488,6 +488,26 @@ class FairnessTests(SynchronousTestCase):
         [line] = logs.lines
         self.assertIn("more than 20 frames' work in one second", line)
 
+    def test_floodingAddressCoolsDown(self):
+        """
+        A link closed for too much work has its peer's address refused at accept for
+        C{floodCooldown} seconds, before any TLS work; other addresses are accepted meanwhile.
+        """
+        limits = dataclasses.replace(LIMITS, maxFramesPerSecond=20, floodCooldown=30)
+        clock, server = self.service(limits)
+        link, transport, _ = self.openLink(server)
+        self.assertTrue(server.admit("127.0.0.2"))
+        link.dataReceived(KEEPALIVE_FRAME * 50)
+        self.assertTrue(transport.disconnecting)
+        link.connectionLost(Failure(ConnectionAborted()))
+        self.assertFalse(server.admit("127.0.0.2"))
+        self.assertTrue(server.admit("127.0.0.3"))
+        clock.advance(29)
+        self.assertFalse(server.admit("127.0.0.2"))
+        clock.advance(1)
+        self.assertTrue(server.admit("127.0.0.2"))
+        self.assertEqual(server.refusals.total, 2)
+
     def test_bigReadDecodedASliceATurn(self):
         """
         One read of 256 KiB of KEEPALIVE frames is decoded 32 KiB a turn (as set here), the link's reading

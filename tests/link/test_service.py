@@ -283,6 +283,31 @@ class ConnectionLimitTests(TestCase):
         link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
         self.assertEqual(link.nodeId, server.nodeId)
 
+    async def test_floodingAddressRefusedAtAccept(self):
+        """
+        A peer whose link was closed for flooding KEEPALIVE frames and who connects again is
+        refused at accept, before any TLS work, for C{floodCooldown} seconds; a well-behaved
+        peer is served meanwhile.
+        """
+        server = startLinkService(self, maxFramesPerSecond=20, floodCooldown=60)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        logs = LogCollector(self)
+        hostile = freshLoopbackAddress()
+        flooder = RawClient(encodeOpen(Purpose.ECHO) + KEEPALIVE_FRAME * 50)
+        await connectRaw(portOf(server), flooder, fromHost=hostile).addTimeout(5, reactor)
+        self.assertIn("more than 20 frames' work in one second", logs.about(flooder.localPort)[0])
+        again = RawClient(encodeOpen(Purpose.ECHO) + KEEPALIVE_FRAME)
+        await connectRaw(portOf(server), again, fromHost=hostile).addTimeout(5, reactor)
+        self.assertEqual((again.received, server.refusals.total), (b"", 1))
+        self.assertIn("flooded a link", [line for line in logs.lines if "refused" in line][0])
+        client = startLinkService(self, bindAddress=freshLoopbackAddress())
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        handler = CollectingHandler(link)
+        link.attach(handler)
+        echoed = handler.nextFrame()
+        link.sendFrame(b"served")
+        self.assertEqual(await echoed, b"served")
+
     async def test_tricklingDoesNotExtendTheHandshake(self):
         """A peer that sends a byte of a TLS hello now and then is closed at the handshake deadline all the same."""
         server = startLinkService(self, handshakeTimeout=0.4)

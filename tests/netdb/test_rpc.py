@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import Contact
 from phantom.link.testing import HeapClock, MemoryNetwork
-from phantom.netdb.rpc import MAX_ANSWERING, DhtLinks, RpcChannel, RpcFailed
+from phantom.netdb.rpc import MAX_ANSWERING, MAX_ANSWERING_PER_PEER, Answering, DhtLinks, RpcChannel, RpcFailed
 from phantom.wire.dht import MAX_VALUE, Rpc, RpcKind, Table, encodeRpc
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
@@ -231,7 +231,10 @@ class RealRpcTests(TestCase):
 
 
 class PipeliningTests(SynchronousTestCase):
-    """A peer that pipelines requests whose answers take time gets MAX_ANSWERING worked on at once."""
+    """
+    A peer that pipelines requests whose answers take time gets MAX_ANSWERING worked on at once
+    on one link, and MAX_ANSWERING_PER_PEER over all its links; the node's total is shared.
+    """
 
     class SlowResponder:
         def __init__(self):
@@ -239,14 +242,20 @@ class PipeliningTests(SynchronousTestCase):
 
         def respond(self, sender, kind, content):
             answer = Deferred()
-            self.waiting.append(answer)
+            self.waiting.append((sender.nodeId, answer))
             return answer
 
+        def answerAll(self, nodeId):
+            for sender, answer in list(self.waiting):
+                if sender == nodeId and not answer.called:
+                    answer.callback((RpcKind.PONG, None))
+
     class FakeLink:
-        def __init__(self):
-            self.peer = IPv4Address("TCP", "192.0.2.1", 40000)
-            self.nodeId = b"n" * 32
+        def __init__(self, nodeId=b"n" * 32, host="192.0.2.1"):
+            self.peer = IPv4Address("TCP", host, 40000)
+            self.nodeId = nodeId
             self.sent, self.calls = [], []
+            self.aborted = None
 
         def sendFrame(self, payload):
             self.sent.append(payload)
@@ -257,16 +266,110 @@ class PipeliningTests(SynchronousTestCase):
         def resumeProducing(self):
             self.calls.append("resume")
 
+        def abort(self, reason):
+            self.aborted = reason
+
+    @staticmethod
+    def ping(channel, count, first=0):
+        for n in range(first, first + count):
+            channel.frameReceived(encodeRpc(RpcKind.PING, n.to_bytes(8, "big"), {"port": 0}))
+
     def test_pausedAtTheBound(self):
-        """The link stops being read at MAX_ANSWERING requests awaiting answers, and reads on as they go out."""
+        """
+        The link stops being read at the request beyond MAX_ANSWERING awaiting answers, that
+        request held; it is answered, and the link read on, as answers go out.
+        """
         responder, link = self.SlowResponder(), self.FakeLink()
         channel = RpcChannel(link, responder, Clock(), 5.0, lambda channel: None)
-        for n in range(MAX_ANSWERING):
-            channel.frameReceived(encodeRpc(RpcKind.PING, n.to_bytes(8, "big"), {"port": 0}))
-        self.assertEqual((channel.answeringCount, link.calls), (MAX_ANSWERING, ["pause"]))
-        responder.waiting[0].callback((RpcKind.PONG, None))
-        self.assertEqual((channel.answeringCount, link.calls), (MAX_ANSWERING - 1, ["pause", "resume"]))
+        self.ping(channel, MAX_ANSWERING + 1)
+        self.assertEqual((channel.answeringCount, len(responder.waiting), link.calls), (MAX_ANSWERING, MAX_ANSWERING, ["pause"]))
+        responder.waiting[0][1].callback((RpcKind.PONG, None))
+        self.assertEqual((channel.answeringCount, len(responder.waiting), link.calls), (MAX_ANSWERING, MAX_ANSWERING + 1, ["pause", "resume"]))
         self.assertEqual(len(link.sent), 1)
-        for answer in responder.waiting[1:]:
-            answer.callback((RpcKind.PONG, None))
-        self.assertEqual((channel.answeringCount, link.calls, len(link.sent)), (0, ["pause", "resume"], MAX_ANSWERING))
+        responder.answerAll(link.nodeId)
+        self.assertEqual((channel.answeringCount, link.calls, len(link.sent)), (0, ["pause", "resume"], MAX_ANSWERING + 1))
+
+    def test_peerBoundOverItsLinks(self):
+        """
+        A hostile peer pipelining requests over three links (one node id) gets
+        MAX_ANSWERING_PER_PEER worked on in all, its other links paused with requests held;
+        a well-behaved peer meanwhile is answered; as the hostile peer's answers go out its
+        held requests are taken in turn.
+        """
+        responder, answering = self.SlowResponder(), Answering()
+        hostile = [self.FakeLink(b"h" * 32, f"192.0.2.{n}") for n in (1, 2, 3)]
+        channels = [RpcChannel(link, responder, Clock(), 5.0, lambda channel: None, answering=answering) for link in hostile]
+        for channel in channels:
+            self.ping(channel, MAX_ANSWERING_PER_PEER)
+        self.assertEqual(answering.held(peer=b"h" * 32), MAX_ANSWERING_PER_PEER)
+        self.assertEqual(len(responder.waiting), MAX_ANSWERING_PER_PEER)
+        self.assertEqual([link.calls for link in hostile], [[], ["pause"], ["pause"]])
+        good = self.FakeLink(b"g" * 32, "198.51.100.7")
+        channel = RpcChannel(good, responder, Clock(), 5.0, lambda channel: None, answering=answering)
+        self.ping(channel, 1)
+        responder.answerAll(b"g" * 32)
+        self.assertEqual((len(good.sent), good.calls), (1, []))
+        responder.answerAll(b"h" * 32)
+        self.assertEqual(answering.held(peer=b"h" * 32), MAX_ANSWERING_PER_PEER)
+        responder.answerAll(b"h" * 32)
+        self.assertEqual(sum(len(link.sent) for link in hostile), 2 * MAX_ANSWERING_PER_PEER)
+
+    def test_totalFullHeaviestGivesWay(self):
+        """
+        With every answer of the node's total under way for hostile peers, a well-behaved
+        peer's request drops the oldest answer of the peer holding the most (its requester
+        times out; no reply, nothing logged, its link left open) and is answered.
+        """
+        responder, answering = self.SlowResponder(), Answering(perLink=64, perPeer=64, total=100)
+        hostile = [self.FakeLink(bytes([n]) * 32) for n in (1, 2)]
+        channels = [RpcChannel(link, responder, Clock(), 5.0, lambda channel: None, answering=answering) for link in hostile]
+        self.ping(channels[0], 60)
+        self.ping(channels[1], 40)
+        self.assertEqual(len(answering), 100)
+        good = self.FakeLink(b"g" * 32)
+        self.ping(RpcChannel(good, responder, Clock(), 5.0, lambda channel: None, answering=answering), 1)
+        self.assertEqual((answering.held(peer=bytes([1]) * 32), answering.held(peer=b"g" * 32)), (59, 1))
+        self.assertTrue(responder.waiting[0][1].called)
+        responder.answerAll(b"g" * 32)
+        self.assertEqual(len(good.sent), 1)
+        responder.answerAll(bytes([1]) * 32)
+        self.assertEqual((len(hostile[0].sent), hostile[0].aborted), (59, None))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_closedLinkGivesItsAnswersBack(self):
+        """A link that closes with answers under way and a request held frees its peer's share."""
+        responder, answering = self.SlowResponder(), Answering()
+        link = self.FakeLink()
+        channel = RpcChannel(link, responder, Clock(), 5.0, lambda channel: None, answering=answering)
+        self.ping(channel, MAX_ANSWERING + 3)
+        channel.linkClosed(None)
+        self.assertEqual((len(answering), answering.held(peer=link.nodeId)), (0, 0))
+        again = RpcChannel(self.FakeLink(), responder, Clock(), 5.0, lambda channel: None, answering=answering)
+        self.ping(again, 1)
+        self.assertEqual(answering.held(peer=link.nodeId), 1)
+
+
+class SharedAnsweringTests(SynchronousTestCase):
+    """The DHT links of one node share one bound per peer, on the in-memory network."""
+
+    def test_hostilePeerOverSeveralLinks(self):
+        """
+        A hostile peer opening three DHT links and pipelining 100 never-answered requests on
+        each gets MAX_ANSWERING_PER_PEER worked on in all; a well-behaved client is answered.
+        """
+        network = MemoryNetwork(HeapClock())
+        serverLinks = network.linkService()
+        responder = Responder()
+        server = DhtLinks(serverLinks, responder, network.clock)
+        hostileLinks = network.linkService()
+        for _ in range(3):
+            link = network.run(hostileLinks.connect(*serverLinks.address, Purpose.DHT))
+            for n in range(100):
+                link.sendFrame(encodeRpc(RpcKind.SAMPLE, n.to_bytes(8, "big"), {"port": 0}))
+        network.settle()
+        self.assertEqual(server.answering.held(peer=hostileLinks.nodeId), MAX_ANSWERING_PER_PEER)
+        self.assertEqual(len(responder.senders), MAX_ANSWERING_PER_PEER)
+        clientLinks = network.linkService()
+        client = DhtLinks(clientLinks, Responder(), network.clock)
+        kind, _ = network.run(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        self.assertEqual(kind, RpcKind.PONG)
