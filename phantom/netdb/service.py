@@ -35,6 +35,9 @@ from phantom.wire.dht import RpcKind, Table
 CONTACTS_FILE = "contacts.json"
 """Where a node keeps the contacts of its routing table between runs, in its data directory."""
 
+UNANSWERED_KEPT = 4096
+"""The most node ids a node remembers as not answering its last request (the oldest forgotten first)."""
+
 JOIN_RETRY_INITIAL = 0.5
 JOIN_RETRY_MAXIMUM = 60.0
 """A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
@@ -109,6 +112,7 @@ class DhtNode(Service):
         self.rpc = DhtLinks(links, self, clock, timeout=settings.rpcTimeout, idleClose=settings.idleLinkTimeout)
         self.stats = LookupStats()
         self._published = {}
+        self._unanswered = collections.OrderedDict()
         self._lastRepublish = clock.seconds()
         self._lastNodeRecord = None
         self._maintenance = None
@@ -223,7 +227,15 @@ class DhtNode(Service):
 
     # Asking other nodes
 
+    def unanswered(self, nodeId):
+        """
+        Whether the last request this node sent C{nodeId} failed and nothing was heard from it
+        since: what this node's own traffic knows of a node gone, asking nobody anything.
+        """
+        return nodeId in self._unanswered
+
     def _heardFrom(self, contact):
+        self._unanswered.pop(contact.nodeId, None)
         toPing = self.table.seen(contact)
         if toPing is not None:
             self._call(toPing, RpcKind.PING, {}).addErrback(lambda failure: None)
@@ -245,6 +257,10 @@ class DhtNode(Service):
             self.stats.rpcs[(kind.name, "failed")] += 1
             failure.trap(RpcFailed)
             self.table.failed(contact)
+            self._unanswered[contact.nodeId] = True
+            self._unanswered.move_to_end(contact.nodeId)
+            if len(self._unanswered) > UNANSWERED_KEPT:
+                self._unanswered.popitem(last=False)
             return failure
 
         return self.rpc.call(contact, kind, request).addCallbacks(answered, failed)

@@ -29,7 +29,7 @@ from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
 from phantom.path.entries import EntrySequence, coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
-from phantom.path.owner import BuildAttempt, OwnerBuild
+from phantom.path.owner import AttemptFailed, BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
@@ -87,7 +87,8 @@ class PathService(Service):
     @param identity: the node's identity (path-building and routing keys).
     @param links: the node's L{phantom.link.interfaces.ILinkService}.
     @param dht: the node's network database (L{phantom.netdb.service.DhtNode}): C{sampleNodes}
-        for the node pool, C{storeRecord} for the routing entries this node publishes as T.
+        for the node pool, C{storeRecord} for the routing entries this node publishes as T,
+        C{unanswered} for the nodes its own requests found gone (never chosen for a path).
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
@@ -394,6 +395,7 @@ class PathService(Service):
             construction = None
             try:
                 started = self._clock.seconds()
+                retries.gone([nodeId for nodeId in retries.keptIds if self._dht.unanswered(nodeId)])
                 construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
@@ -401,7 +403,10 @@ class PathService(Service):
             except (PathFailed, NotEnoughNodes) as e:
                 failures.append(str(e))
                 if construction is not None:
-                    failed = retries.failed(construction.plan)
+                    plan = construction.plan
+                    gone = set(e.gone) if isinstance(e, AttemptFailed) else set()
+                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._dht.unanswered(r.nodeId))
+                    failed = retries.failed(plan, gone)
                     excluded.update(failed)
                     self.pool.discard(failed)
                 else:
@@ -433,7 +438,10 @@ class PathService(Service):
 
     async def _plan(self, kind, shape, excluded, ends, candidates=None):
         if candidates is None:
+            # Nodes this node's own requests found gone are not drawn (candidates given are used as given).
+            self.pool.discard([nodeId for nodeId in self.pool.records if self._dht.unanswered(nodeId)])
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
+            candidates = [record for record in candidates if not self._dht.unanswered(record.nodeId)]
         if self.settings.diversity == "off":
             self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:

@@ -195,6 +195,9 @@ class SimNode:
     def findRecord(self, table, key):
         return self.dht.findRecord(table, key)
 
+    def unanswered(self, nodeId):
+        return self.dht.unanswered(nodeId)
+
 
 class SimChannel:
     """What L{DhtNode.join} asks of a channel: its link's node id and requests over it."""
