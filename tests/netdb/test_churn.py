@@ -54,8 +54,8 @@ class ChurnTests(SynchronousTestCase):
 class UnansweredTests(SynchronousTestCase):
     def test_lastRequestFailed(self):
         """
-        A node that did not answer this node's last request to it is unanswered (what the path
-        service drops kept ends by, issue 16) until it is heard from again.
+        A node that this node's last request could not reach (no link opened) is unanswered
+        (what the path service drops kept ends by, issue 16) until it is heard from again.
         """
         dht = MemoryDht(self)
         nodes = dht.start(6)
