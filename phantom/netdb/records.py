@@ -256,6 +256,9 @@ class RouteSet:
     AP-address, what a FIND_VALUE of the ROUTE table returns (as L{encoded}), and what a lookup
     finds when it has merged every reply.
 
+    An owner's newest entry names every entry node it has (its own first): an older entry of
+    an entry node the newest does not name is stale (that entry path has gone) and is left out.
+
     @ivar entries: the L{RoutingEntry}s.
     """
 
@@ -267,7 +270,8 @@ class RouteSet:
     def of(cls, entries):
         """
         The route set of C{entries} (of one AP-address): for each entry node the entry of the
-        highest sequence, highest first, the lowest left out beyond L{wire.MAX_ROUTES}.
+        highest sequence, highest first, without the stale ones (of entry nodes the newest
+        entry does not name), the lowest left out beyond L{wire.MAX_ROUTES}.
         """
         newest = {}
         for entry in entries:
@@ -275,6 +279,10 @@ class RouteSet:
             if held is None or entry.sequence > held.sequence:
                 newest[entry.entryNode] = entry
         ordered = sorted(newest.values(), key=lambda entry: (-entry.sequence, entry.entryNode))
+        if ordered:
+            top = ordered[0]
+            named = {node.nodeId for node in top.entryNodes}
+            ordered = [entry for entry in ordered if entry.sequence == top.sequence or entry.entryNode in named]
         return cls(tuple(ordered[: wire.MAX_ROUTES]))
 
     @classmethod
@@ -319,11 +327,19 @@ class RouteSet:
 
     @property
     def entryNodes(self):
-        """Every entry node the entries name, those of higher sequences first, each once."""
+        """
+        Every entry node the entries name that the newest entries name (or that has an entry),
+        those of higher sequences first, each once.
+        """
+        if not self.entries:
+            return ()
+        current = {entry.entryNode for entry in self.entries}
+        current.update(node.nodeId for entry in self.entries if entry.sequence == self.sequence for node in entry.entryNodes)
         nodes = {}
         for entry in self.entries:
             for node in entry.entryNodes:
-                nodes.setdefault(node.nodeId, node)
+                if node.nodeId in current:
+                    nodes.setdefault(node.nodeId, node)
         return tuple(nodes.values())
 
     def lacks(self, other):

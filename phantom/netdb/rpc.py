@@ -120,6 +120,10 @@ class RpcFailed(Exception):
     """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
 
 
+class Unreachable(RpcFailed):
+    """A request could not be sent: no link to its node could be opened."""
+
+
 @implementer(ILinkHandler)
 class RpcChannel:
     """
@@ -365,7 +369,7 @@ class DhtLinks:
         return channel
 
     def _connectFailed(self, failure, contact):
-        error = RpcFailed(f"cannot reach {contact}: {failure.getErrorMessage()}")
+        error = Unreachable(f"cannot reach {contact}: {failure.getErrorMessage()}")
         for deferred in self._connecting.pop(contact.nodeId, []):
             deferred.errback(error)
 

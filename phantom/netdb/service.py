@@ -27,13 +27,16 @@ from phantom.netdb.interfaces import IValueStore, PutOutcome
 from phantom.netdb.lookup import Lookup
 from phantom.netdb.records import InvalidRecord, NodeRecord, RouteSet, contactOf, parseFound
 from phantom.netdb.routing import RoutingTable, distance
-from phantom.netdb.rpc import DhtLinks, RpcFailed
+from phantom.netdb.rpc import DhtLinks, RpcFailed, Unreachable
 from phantom.netdb.storage import RecordStore, StoreFull
 from phantom.statefiles import writeAtomically
 from phantom.wire.dht import RpcKind, Table
 
 CONTACTS_FILE = "contacts.json"
 """Where a node keeps the contacts of its routing table between runs, in its data directory."""
+
+UNANSWERED_KEPT = 4096
+"""The most node ids a node remembers as unreachable by its last request (the oldest forgotten first)."""
 
 JOIN_RETRY_INITIAL = 0.5
 JOIN_RETRY_MAXIMUM = 60.0
@@ -109,6 +112,7 @@ class DhtNode(Service):
         self.rpc = DhtLinks(links, self, clock, timeout=settings.rpcTimeout, idleClose=settings.idleLinkTimeout)
         self.stats = LookupStats()
         self._published = {}
+        self._unanswered = collections.OrderedDict()
         self._lastRepublish = clock.seconds()
         self._lastNodeRecord = None
         self._maintenance = None
@@ -223,7 +227,17 @@ class DhtNode(Service):
 
     # Asking other nodes
 
+    def unanswered(self, nodeId):
+        """
+        Whether this node's last request to C{nodeId} found it unreachable (no link to it could
+        be opened) and nothing was heard from it since: what this node's own traffic knows of
+        a node gone, asking nobody anything. A request that timed out on an open link says
+        nothing here: its node may only be slow.
+        """
+        return nodeId in self._unanswered
+
     def _heardFrom(self, contact):
+        self._unanswered.pop(contact.nodeId, None)
         toPing = self.table.seen(contact)
         if toPing is not None:
             self._call(toPing, RpcKind.PING, {}).addErrback(lambda failure: None)
@@ -245,6 +259,11 @@ class DhtNode(Service):
             self.stats.rpcs[(kind.name, "failed")] += 1
             failure.trap(RpcFailed)
             self.table.failed(contact)
+            if failure.check(Unreachable):
+                self._unanswered[contact.nodeId] = True
+                self._unanswered.move_to_end(contact.nodeId)
+                if len(self._unanswered) > UNANSWERED_KEPT:
+                    self._unanswered.popitem(last=False)
             return failure
 
         return self.rpc.call(contact, kind, request).addCallbacks(answered, failed)

@@ -32,6 +32,9 @@ class MemoryDatabase:
         self.store = RecordStore(clock)
         self.offline = set()
         """Node ids whose records are not handed out (their nodes are gone)."""
+        self.unanswering = set()
+        """Node ids of nodes gone whose records are still handed out, as a real database's are
+        until they expire, and that every node has found not to answer (L{MemoryDhtNode.unanswered})."""
 
     def node(self, identity, host, port):
         """
@@ -78,6 +81,10 @@ class MemoryDhtNode:
         excluded = set(exclude) | {self.nodeId}
         records = [record for record in self._database.nodeRecords() if record.nodeId not in excluded]
         return self._database.random.sample(records, min(count, len(records)))
+
+    def unanswered(self, nodeId):
+        """Whether C{nodeId} is known not to answer: it is offline or unanswering."""
+        return nodeId in self._database.offline or nodeId in self._database.unanswering
 
     async def storeRecord(self, table, key, encoded, ttl=None, replication=None):
         """

@@ -39,6 +39,18 @@ from phantom.path.relay import encodeArray, parseArray
 from phantom.wire.link import Purpose
 
 
+class AttemptFailed(PathFailed):
+    """
+    One attempt failed.
+
+    @ivar gone: the node ids of the nodes known to have caused it (L{Failed.gone}).
+    """
+
+    def __init__(self, why, gone=()):
+        super().__init__(why)
+        self.gone = tuple(gone)
+
+
 class Leg(Enum):
     """One of the links of a build attempt."""
 
@@ -126,9 +138,13 @@ class Built(BuildAction):
 
 @dataclass(frozen=True)
 class Failed(BuildAction):
-    """The attempt failed, for C{why} (the error's name, then what happened)."""
+    """
+    The attempt failed, for C{why} (the error's name, then what happened); C{gone} holds the
+    node ids of the nodes known to have caused it (L{phantom.path.retry}).
+    """
 
     why: str
+    gone: tuple = ()
 
 
 ROUND_ONE_TRIPS = 6
@@ -258,7 +274,13 @@ class OwnerBuild:
         return [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Built()]
 
     def linkFailed(self, leg, why):
-        """Opening or awaiting the link C{leg} failed, for C{why}."""
+        """
+        Opening or awaiting the link C{leg} failed, for C{why}. x0's link failing once x0 has
+        passed round 1 on (the owner opens it then), or once round 2 has come back through x0
+        (x0 opens it on round 2), is x0's doing alone: x0 is then known to be gone.
+        """
+        if leg == Leg.X0 and (self.state == BuildState.LINKING or isinstance(self._x0, Connect)):
+            return self._fail(why, gone=(self.construction.plan.adjacent.nodeId,))
         return self._fail(why)
 
     def linkClosed(self, leg):
@@ -272,11 +294,11 @@ class OwnerBuild:
     def timedOut(self):
         return self._fail(f"TimeoutError: the round-{self._round.round} array did not come back within {self._roundTimeout:g} s")
 
-    def _fail(self, why):
+    def _fail(self, why, gone=()):
         if self.state in OVER:
             return []
         self.state = BuildState.FAILED
-        return [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Close(Leg.X0), Failed(why)]
+        return [StopTimer(), Close(Leg.OUT), Close(Leg.BACK), Close(Leg.X0), Failed(why, gone)]
 
 
 @implementer(ILinkHandler)
@@ -343,7 +365,7 @@ class BuildAttempt:
                 self._result.callback(self._open.pop(Leg.X0))
             elif isinstance(action, Failed):
                 self._stopSendTimer()
-                self._result.errback(Failure(PathFailed(action.why)))
+                self._result.errback(Failure(AttemptFailed(action.why, action.gone)))
 
     def _wait(self, leg, d):
         self._waits[leg] = d

@@ -470,7 +470,8 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
         (L{diversityNetwork}).
     @param exclude: node ids never to choose: the owner's own, those of failed attempts.
     @param ends: C{(x0, T)}, the records of the ends to keep from a failed attempt
-        (L{phantom.path.retry.Retries}), or C{None} to choose every X-node.
+        (L{phantom.path.retry.Retries}), either C{None} to choose that end anew; or C{None} to
+        choose every X-node.
     @return: a L{PathPlan}.
     @raise NotEnoughNodes: fewer than x + y distinct candidates are left after exclusion.
     @raise NotEnoughNetworks: with C{diversity}, the candidates lie in fewer than x networks.
@@ -479,7 +480,8 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
     if kind not in PATH_KINDS:
         raise ValueError(f"a path is {' or '.join(PATH_KINDS)}, not {kind!r}")
     excluded = set(exclude)
-    kept = list(ends or ())
+    keptX0, keptT = ends or (None, None)
+    kept = [record for record in (keptX0, keptT) if record is not None]
     excluded.update(record.nodeId for record in kept)
     usable = {}
     for record in candidates:
@@ -513,6 +515,5 @@ def planPath(shape, kind, candidates, random, diversity=True, exclude=frozenset(
         xRecords.append(record)
     chosen = {record.nodeId for record in xRecords}
     yRecords = [record for record in shuffled if record.nodeId not in chosen][: shape.y]
-    if kept:
-        xRecords = [kept[0]] + xRecords + [kept[1]]
+    xRecords = ([keptX0] if keptX0 is not None else []) + xRecords + ([keptT] if keptT is not None else [])
     return PathPlan.arrange(kind, layOut(shape, random), xRecords, yRecords)

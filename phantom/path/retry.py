@@ -10,10 +10,20 @@ C{colluder_end_share}): with 10 % colluders and 15-node circles, 4 to 5 times th
 colluder-ended paths that uniform choice gives.
 
 The defence: the ends of a failed attempt are kept for the next attempts, with fresh nodes
-around them, and only after C{keepEnds} failures with the same ends are they excluded too. An
-aborting colluder then cannot make the owner trade an honest pair for another draw unless it
+around them, and each end is excluded too only after C{keepEnds} failed attempts that kept it.
+An aborting colluder then cannot make the owner trade an honest end for another draw unless it
 makes C{keepEnds} attempts in a row fail, which the fresh nodes around the ends make unlikely.
 Kept ends outlive a build that gave up: the next build of that kind keeps them.
+
+What that costs: a kept end that is gone (its node died, its record still in the network
+database) fails every attempt that keeps it, and the silent failure does not say who gave up.
+So an end known to be gone is dropped at once, and the other end kept: known from what only
+that end could have caused (x0 not making its link with the owner once round 2 came back
+through it, L{phantom.path.owner}) or from the owner's own traffic with it (the network
+database's last request to it failed, L{phantom.netdb.service.DhtNode.unanswered}). Neither
+can be caused by a colluder for an honest node, short of making that node fail its own
+requests, and neither asks anybody anything, which would show the owner to the end it asks
+about.
 """
 
 KEEP_ENDS = 6
@@ -27,9 +37,10 @@ class Retries:
     the next build (otherwise giving up the build would drop them); each build keeps its own
     set of excluded nodes.
 
-    @param keepEnds: how many failed attempts in a row one pair of ends survives; 1 drops
-        every node of a failed attempt at once (the old rule).
-    @ivar ends: C{(x0, T)}, the records of the ends the next attempt keeps, or C{None}.
+    @param keepEnds: how many failed attempts one end survives; 1 drops every node of a failed
+        attempt at once (the old rule).
+    @ivar ends: C{(x0, T)}, the records of the ends the next attempt keeps (either C{None}: that
+        end is chosen anew), or C{None} when it keeps neither.
     """
 
     def __init__(self, keepEnds=KEEP_ENDS):
@@ -37,33 +48,47 @@ class Retries:
             raise ValueError(f"ends survive at least one attempt, not {keepEnds}")
         self.keepEnds = keepEnds
         self.ends = None
-        self._failuresWithEnds = 0
+        self._failures = {}
+        """Failed attempts each kept end has been in, by node id."""
 
     def succeeded(self):
         """An attempt built its path: no ends are kept any more."""
         self.ends = None
-        self._failuresWithEnds = 0
+        self._failures = {}
 
-    def failed(self, plan):
+    def failed(self, plan, gone=()):
         """
         An attempt with C{plan} (a L{phantom.path.plan.PathPlan}) failed.
 
+        @param gone: node ids known to be gone (see the module docstring): an end among them
+            is not kept.
         @return: the node ids the build's next attempts must not use (they leave the node pool
             too): all of the circle's but the ends kept.
         """
         ends = (plan.adjacent, plan.terminating)
-        if self.ends is not None and [r.nodeId for r in self.ends] == [r.nodeId for r in ends]:
-            self._failuresWithEnds += 1
-        else:
-            self._failuresWithEnds = 1
-        keepIds = set()
-        if self._failuresWithEnds < self.keepEnds and len(plan.xNodes) > 1:
-            self.ends = ends
-            keepIds = {record.nodeId for record in ends}
-        else:
-            self.ends = None
-        return [hop.record.nodeId for hop in plan.circle if hop.record.nodeId not in keepIds]
+        failures = {record.nodeId: self._failures.get(record.nodeId, 0) + 1 for record in ends}
+        kept = [
+            record if len(plan.xNodes) > 1 and failures[record.nodeId] < self.keepEnds and record.nodeId not in gone else None
+            for record in ends
+        ]
+        self._failures = {record.nodeId: failures[record.nodeId] for record in kept if record is not None}
+        self.ends = tuple(kept) if self._failures else None
+        return [hop.record.nodeId for hop in plan.circle if hop.record.nodeId not in self._failures]
+
+    @property
+    def keptIds(self):
+        """The node ids of the ends kept."""
+        return list(self._failures)
+
+    def gone(self, nodeIds):
+        """The nodes C{nodeIds} are known to be gone: those of them kept are kept no more."""
+        if not set(nodeIds) & set(self._failures):
+            return
+        self._failures = {nodeId: count for nodeId, count in self._failures.items() if nodeId not in nodeIds}
+        kept = tuple(record if record is not None and record.nodeId in self._failures else None for record in self.ends)
+        self.ends = kept if self._failures else None
 
     def cannotKeepEnds(self):
         """Planning around the kept ends found too few nodes: the next attempt chooses anew."""
         self.ends = None
+        self._failures = {}

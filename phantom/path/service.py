@@ -30,14 +30,14 @@ from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
 from phantom.path.entries import coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
-from phantom.path.owner import BuildAttempt, OwnerBuild
+from phantom.path.owner import AttemptFailed, BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
 from phantom.path.retry import KEEP_ENDS, Retries
 from phantom.quota import Shares
 from phantom.upkeep import Upkeep
-from phantom.wire.dht import Table
+from phantom.wire.dht import MAX_ENTRY_NODES, Table
 from phantom.wire.link import Purpose
 
 __all__ = ["Path", "PathService", "RelayedPath"]
@@ -89,7 +89,8 @@ class PathService(Service):
     @param identity: the node's identity (path-building and routing keys).
     @param links: the node's L{phantom.link.interfaces.ILinkService}.
     @param dht: the node's network database (L{phantom.netdb.service.DhtNode}): C{sampleNodes}
-        for the node pool, C{storeRecord} for the routing entries this node publishes as T.
+        for the node pool, C{storeRecord} for the routing entries this node publishes as T,
+        C{unanswered} for the nodes its own requests found gone (never chosen for a path).
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
@@ -134,6 +135,8 @@ class PathService(Service):
         self.keepEnds = KEEP_ENDS
         """How many failed attempts in a row one pair of ends is kept (L{Retries})."""
         self._retries = {}
+        self._entryEnds = {}
+        """The T of each entry path's attempt under way, by build: named in the entries of the others."""
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -386,8 +389,13 @@ class PathService(Service):
         @return: the finished L{Path}.
         @raise PathFailed: every attempt failed.
         """
-        kind = PathKind(kind)
-        shape = shape or PathShape(self.settings.x, self.settings.y)
+        build = object()
+        try:
+            return await self._build(PathKind(kind), shape or PathShape(self.settings.x, self.settings.y), candidates, build)
+        finally:
+            self._entryEnds.pop(build, None)
+
+    async def _build(self, kind, shape, candidates, build):
         retries = self._retries.setdefault(kind, Retries(self.keepEnds))
         excluded = set()
         failures = []
@@ -396,14 +404,19 @@ class PathService(Service):
             construction = None
             try:
                 started = self._clock.seconds()
-                construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None)
+                retries.gone([nodeId for nodeId in retries.keptIds if self._dht.unanswered(nodeId)])
+                construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None, build)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
                 link = await BuildAttempt(machine, self._links, self._clock, self.settings.roundTimeout).run()
             except (PathFailed, NotEnoughNodes) as e:
+                self._entryEnds.pop(build, None)
                 failures.append(str(e))
                 if construction is not None:
-                    failed = retries.failed(construction.plan)
+                    plan = construction.plan
+                    gone = set(e.gone) if isinstance(e, AttemptFailed) else set()
+                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._dht.unanswered(r.nodeId))
+                    failed = retries.failed(plan, gone)
                     excluded.update(failed)
                     self.pool.discard(failed)
                 else:
@@ -433,9 +446,12 @@ class PathService(Service):
         self._buildFinished(kind, False, began)
         raise PathFailed(f"no {kind} path after {self.settings.attempts} attempts: " + "; ".join(failures))
 
-    async def _plan(self, kind, shape, excluded, ends, candidates=None):
+    async def _plan(self, kind, shape, excluded, ends, candidates=None, build=None):
         if candidates is None:
+            # Nodes this node's own requests found gone are not drawn (candidates given are used as given).
+            self.pool.discard([nodeId for nodeId in self.pool.records if self._dht.unanswered(nodeId)])
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
+            candidates = [record for record in candidates if not self._dht.unanswered(record.nodeId)]
         if self.settings.diversity == "off":
             self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
@@ -456,18 +472,35 @@ class PathService(Service):
             # The sequence is the expiry: a count of the entries made would skip a number for
             # every attempt that failed, and show whoever watches the database the AP-address
             # of the owner whose builds a hostile x0 (which sees the owner's address) failed.
-            routing = RoutingEntry.create(
-                self.identity.routingKey,
-                expires,
-                expires,
-                [Contact(terminating.host, terminating.port, terminating.nodeId)],
-                int(now),
-            )
+            # It never goes back below another entry path's, or lookups would take a sibling's
+            # older list of entry nodes for the newest and leave this path's node out.
+            expires = max([expires] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            routing = RoutingEntry.create(self.identity.routingKey, expires, expires, self._entryNodes(terminating, build), int(now))
             entry, apAddress = routing.encoded, routing.apAddress
         if self._links.address is None:
             raise PathFailed("this node does not know yet the address other nodes reach it at")
         owner = Contact(*self._links.address, self.identity.nodeId)
         return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress, expires=expires)
+
+    def _entryNodes(self, terminating, build):
+        """
+        The entry nodes an entry path's routing entry names: its own T first, then those of
+        this node's other entry paths, built (not the ones being replaced) or being built. A
+        path that went is named no more, and lookups leave out its older entry once this one
+        is out (L{phantom.netdb.records.RouteSet}): how an entry node is removed.
+
+        @param terminating: the record of the path's T.
+        @param build: what the build is known by among those under way.
+        @return: L{Contact}s, at most L{MAX_ENTRY_NODES}.
+        """
+        own = Contact(terminating.host, terminating.port, terminating.nodeId)
+        self._entryEnds[build] = own
+        others = [Contact(p.plan.terminating.host, p.plan.terminating.port, p.plan.terminating.nodeId) for p in self.paths if p.kind == PathKind.ENTRY]
+        others += [contact for key, contact in self._entryEnds.items() if key is not build]
+        named = {own.nodeId: own}
+        for contact in others:
+            named.setdefault(contact.nodeId, contact)
+        return list(named.values())[:MAX_ENTRY_NODES]
 
     # Participant
 

@@ -49,7 +49,7 @@ def _result(d):
     return result
 
 
-def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settings=PathSettings(), owners=50):
+def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settings=PathSettings(), owners=50, seemGone=False):
     """
     Build paths from honest owners with a share of the nodes colluding.
 
@@ -59,6 +59,10 @@ def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settin
     @param aborting: whether colluders give up builds whose ends are not both theirs.
     @param builds: how many paths to build (each with up to C{settings.attempts} attempts).
     @param keepEnds: the retry rule's L{Retries.keepEnds}; 1 is the old rule.
+    @param seemGone: whether aborting colluders at an end of an attempt they give up also make
+        themselves known to be gone (failing x0's link, or the owner's requests), which drops
+        them at once and keeps the other end (L{Retries.failed}): the only say in which ends are
+        dropped that colluders have.
     @return: a L{ColluderResult}.
     """
     rng = sim.random
@@ -98,7 +102,8 @@ def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settin
             circle = [indexOf[hop.record.nodeId] for hop in plan.circle]
             theirEnds = indexOf[plan.adjacent.nodeId] in colluding and indexOf[plan.terminating.nodeId] in colluding
             if aborting and not theirEnds and any(index in colluding for index in circle):
-                failed = retries.failed(plan)
+                gone = {record.nodeId for record in (plan.adjacent, plan.terminating) if indexOf[record.nodeId] in colluding} if seemGone else ()
+                failed = retries.failed(plan, gone)
                 excluded.update(failed)
                 pool.discard(failed)
                 continue

@@ -40,7 +40,7 @@ from phantom.identity import Identity
 from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb import K
 from phantom.netdb.records import NodeRecord
-from phantom.netdb.rpc import RpcFailed
+from phantom.netdb.rpc import RpcFailed, Unreachable
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
 
@@ -195,6 +195,9 @@ class SimNode:
     def findRecord(self, table, key):
         return self.dht.findRecord(table, key)
 
+    def unanswered(self, nodeId):
+        return self.dht.unanswered(nodeId)
+
 
 class SimChannel:
     """What L{DhtNode.join} asks of a channel: its link's node id and requests over it."""
@@ -321,7 +324,7 @@ class Simulation:
         now = self.clock.seconds()
         timeout = self.config.dht.rpcTimeout
         if not target.online:
-            self.clock.callLater(max(sent + timeout - now, 0), self._fail, rpc, d, "the node is gone")
+            self.clock.callLater(max(sent + timeout - now, 0), self._fail, rpc, d, "the node is gone", Unreachable)
             return
         source = rpc.node
         if self.events is not None:
@@ -340,9 +343,9 @@ class Simulation:
         if rpc.alive:
             d.callback(_reply(kind, reply))
 
-    def _fail(self, rpc, d, why):
+    def _fail(self, rpc, d, why, error=RpcFailed):
         if rpc.alive:
-            d.errback(RpcFailed(why))
+            d.errback(error(why))
 
     # Hops of tracked lookups
 

@@ -49,3 +49,22 @@ class ChurnTests(SynchronousTestCase):
         self.assertEqual(dht.run(again.get(key)), b"written while away")
         # The others learn the returning node's new address when it talks to them.
         self.assertTrue(any(again.contact in set(node.table) for node in nodes))
+
+
+class UnansweredTests(SynchronousTestCase):
+    def test_lastRequestFailed(self):
+        """
+        A node that this node's last request could not reach (no link opened) is unanswered
+        (what the path service drops kept ends by, issue 16) until it is heard from again.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(6)
+        asker, gone = nodes[0], nodes[1]
+        self.assertFalse(asker.unanswered(gone.nodeId))
+        dht.stop(gone)
+        dht.run(asker.lookup(os.urandom(32)))
+        self.assertTrue(asker.unanswered(gone.nodeId))
+        self.assertFalse(any(asker.unanswered(node.nodeId) for node in nodes[2:]))
+        again = dht.startNode(30, bootstrap=[asker.contact], identity=gone.identity)
+        dht.run(again.joined)
+        self.assertFalse(asker.unanswered(gone.nodeId))

@@ -228,18 +228,19 @@ class RouteSetTests(SynchronousTestCase):
         self.clock.advance(NOW)
         self.store = RecordStore(self.clock)
 
-    def entryOf(self, sequence, index):
-        return routingEntry(sequence, entryNodes=(Contact(f"127.0.0.{index + 10}", 7402, bytes([index]) * 32),))
+    def entryOf(self, sequence, index, others=()):
+        """An entry of entry node C{index} that also names the entry nodes C{others}."""
+        return routingEntry(sequence, entryNodes=[Contact(f"127.0.0.{i + 10}", 7402, bytes([i]) * 32) for i in (index, *others)])
 
     def test_oneEntryPerEntryNode(self):
         """Entries of two entry nodes are both kept, the highest sequence first; each entry node's is replaced only by a newer one."""
-        a1, b2 = self.entryOf(1, 0), self.entryOf(2, 1)
+        a1, b2 = self.entryOf(1, 0), self.entryOf(2, 1, [0])
         for entry in (a1, b2):
             self.store.put(Table.ROUTE, entry.key, entry.encoded)
         found = self.store.get(Table.ROUTE, a1.key)
         self.assertEqual(found.entries, (b2, a1))
         self.assertEqual((found.sequence, [node.host for node in found.entryNodes]), (2, ["127.0.0.11", "127.0.0.10"]))
-        a3 = self.entryOf(3, 0)
+        a3 = self.entryOf(3, 0, [1])
         self.store.put(Table.ROUTE, a3.key, a3.encoded)
         self.assertEqual(self.store.get(Table.ROUTE, a1.key).entries, (a3, b2))
         self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, a1.key, a1.encoded)
@@ -251,11 +252,11 @@ class RouteSetTests(SynchronousTestCase):
     def test_fullSetGivesUpItsOldest(self):
         """A full set takes a new entry node's entry in place of its oldest, if it is newer."""
         for index in range(wire.MAX_ROUTES):
-            entry = self.entryOf(10 + index, index)
+            entry = self.entryOf(10 + index, index, range(index))
             self.store.put(Table.ROUTE, entry.key, entry.encoded)
         older = self.entryOf(5, 100)
         self.assertRaises(InvalidRecord, self.store.put, Table.ROUTE, older.key, older.encoded)
-        newer = self.entryOf(50, 100)
+        newer = self.entryOf(50, 100, range(1, wire.MAX_ROUTES))
         self.store.put(Table.ROUTE, newer.key, newer.encoded)
         found = self.store.get(Table.ROUTE, newer.key)
         self.assertEqual(len(found.entries), wire.MAX_ROUTES)
@@ -276,7 +277,7 @@ class RouteSetTests(SynchronousTestCase):
 
     def test_parse(self):
         """A served set is believed only whole: every entry valid, for its key, one per entry node."""
-        a, b = self.entryOf(1, 0), self.entryOf(2, 1)
+        a, b = self.entryOf(1, 0), self.entryOf(2, 1, [0])
         served = wire.RouteSet.build({"entries": [a.encoded, b.encoded]})
         self.assertEqual(parseFound(Table.ROUTE, a.key, served, NOW).entries, (b, a))
         for bad in (
@@ -294,6 +295,25 @@ class RouteSetTests(SynchronousTestCase):
         a, b = self.entryOf(1, 0), self.entryOf(2, 1)
         served = wire.RouteSet.build({"entries": [a.encoded, b.encoded]})
         self.assertRaises(InvalidRecord, parseFound, Table.ROUTE, a.key, mutate(served, position, bit), NOW)
+
+
+    def test_staleLeftOut(self):
+        """
+        The newest entry names every entry node of its owner: an older entry of one it does
+        not name is stale (its entry path went) and left out, and so is any node only older
+        entries name (issue 13).
+        """
+        a1, b2 = self.entryOf(1, 0, [1]), self.entryOf(2, 1, [0])
+        for entry in (a1, b2):
+            self.store.put(Table.ROUTE, entry.key, entry.encoded)
+        self.assertEqual([node.host for node in self.store.get(Table.ROUTE, a1.key).entryNodes], ["127.0.0.11", "127.0.0.10"])
+        c3 = self.entryOf(3, 2, [1])
+        self.store.put(Table.ROUTE, c3.key, c3.encoded)
+        found = self.store.get(Table.ROUTE, a1.key)
+        self.assertEqual(found.entries, (c3, b2))
+        self.assertEqual([node.host for node in found.entryNodes], ["127.0.0.12", "127.0.0.11"])
+        served = wire.RouteSet.build({"entries": [a1.encoded, b2.encoded, c3.encoded]})
+        self.assertEqual(parseFound(Table.ROUTE, a1.key, served, NOW).entries, (c3, b2))
 
 
 class SchemaTests(SynchronousTestCase):

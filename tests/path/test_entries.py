@@ -203,3 +203,74 @@ class FailedBuildTests(SynchronousTestCase):
         network.settle()
         entry = network.byId[path.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry
         self.assertEqual(entry.sequence, entry.expires)
+
+
+class RemovedEntryNodeTests(SynchronousTestCase):
+    """
+    An entry path that goes takes its entry node out of lookups of the AP-address (issue 13):
+    its successor's entry names the owner's entry nodes without it. Before, the lost path's
+    entry stayed until it expired, and lookups kept naming a dead entry node.
+    """
+
+    def twoEntryPaths(self, settings):
+        network = MemoryPathNetwork(self, 16, settings)
+        owner = network.nodes[0]
+        lost = network.buildPath(owner, PathKind.ENTRY, network.nodes[1:3])
+        kept = network.buildPath(owner, PathKind.ENTRY, network.nodes[3:5])
+        return network, owner, lost, kept
+
+    def entryNodes(self, network, owner, apAddress):
+        found = network.run(Deferred.fromCoroutine(owner.dht.findRecord(Table.ROUTE, routeKey(apAddress))))
+        return {node.nodeId for node in found.entryNodes}
+
+    def lose(self, network, owner, path):
+        """T of C{path} dies; its owner builds the path's successor."""
+        t = network.byId[path.plan.terminating.nodeId]
+        t.paths.stopService()
+        network.links.disconnect(t.links)
+        network.database.offline.add(t.nodeId)
+        network.run(path.whenGone())
+        network.run(owner.paths.replacing[PathKind.ENTRY])
+        return t
+
+    def test_removedOnceReplaced(self):
+        """Entries published at once: the successor's entry, out as soon as it is built, drops the lost entry node."""
+        network, owner, lost, kept = self.twoEntryPaths(PathSettings(roundTimeout=5.0, coarseEntries=False))
+        network.settle()
+        ap = lost.apAddress
+        self.assertEqual(self.entryNodes(network, owner, ap), {lost.plan.terminating.nodeId, kept.plan.terminating.nodeId})
+        t = self.lose(network, owner, lost)
+        network.settle()
+        [successor] = [path for path in owner.paths.paths if path is not kept]
+        self.assertEqual(self.entryNodes(network, owner, ap), {successor.plan.terminating.nodeId, kept.plan.terminating.nodeId})
+        self.assertNotIn(t.nodeId, self.entryNodes(network, owner, ap))
+
+    def test_removedWithinTheSuccessorsWindow(self):
+        """
+        Coarse entries: the lost entry node leaves lookups when the successor's entry is
+        published, in its window (at most MARGIN + 3 GRID after the successor's build), well
+        before the lost entry expires.
+        """
+        network, owner, lost, kept = self.twoEntryPaths(COARSE)
+        network.runFor(HORIZON + GRID)
+        ap = lost.apAddress
+        self.assertEqual(self.entryNodes(network, owner, ap), {lost.plan.terminating.nodeId, kept.plan.terminating.nodeId})
+        t = self.lose(network, owner, lost)
+        lostExpires = lost.retireAt
+        network.runFor(MARGIN + 3 * GRID)
+        self.assertLess(network.clock.seconds(), lostExpires)
+        nodes = self.entryNodes(network, owner, ap)
+        self.assertNotIn(t.nodeId, nodes)
+        # The other path may have been renewed meanwhile: the entry nodes are those of paths that are up.
+        up = {path.plan.terminating.nodeId for path in owner.paths.paths + [kept] if not path.gone}
+        self.assertTrue(nodes)
+        self.assertLessEqual(nodes, up)
+
+    def test_concurrentBuildsNameEachOther(self):
+        """Two entry paths built at once name each other's T: neither entry makes the other stale."""
+        network = MemoryPathNetwork(self, 16, PathSettings(roundTimeout=5.0, coarseEntries=False))
+        owner = network.nodes[0]
+        builds = [Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)) for _ in range(2)]
+        paths = [network.run(d) for d in builds]
+        network.settle()
+        self.assertEqual(self.entryNodes(network, owner, paths[0].apAddress), {path.plan.terminating.nodeId for path in paths})

@@ -229,3 +229,51 @@ class OwnerBuildTests(SynchronousTestCase):
         machine.start()
         machine.linkOpened(Leg.BACK)
         self.assertFailed(machine.arrayReceived(encodeArray(1, [])), machine, "before round 1 went out")
+
+
+class GoneTests(SynchronousTestCase):
+    """
+    Which failures name a node known to be gone (issue 16): only x0's link failing once x0 alone
+    can be why; every other failure is silent about who gave up.
+    """
+
+    setUp = OwnerBuildTests.setUp
+    machine = OwnerBuildTests.machine
+    throughRoundOne = OwnerBuildTests.throughRoundOne
+
+    def x0(self):
+        return self.build.plan.adjacent.nodeId
+
+    def test_x0CannotBeReached(self):
+        """Not reversed: the owner's link to x0, which passed round 1 on, cannot be opened: x0 is gone."""
+        machine = self.machine(reversed=False)
+        self.throughRoundOne(machine)
+        [*_, failed] = machine.linkFailed(Leg.X0, "LinkFailed: nobody listens there")
+        self.assertEqual(failed, Failed("LinkFailed: nobody listens there", (self.x0(),)))
+
+    def test_x0NeverLinksOnceRoundTwoIsBack(self):
+        """Reversed: round 2 came back through x0, and x0's link never came: x0 is gone."""
+        machine = self.machine(reversed=True)
+        [_, send, _] = self.throughRoundOne(machine)
+        self.assertEqual(machine.arrayReceived(self.circle.roundTrip(send)), [StopTimer()])
+        [*_, failed] = machine.linkFailed(Leg.X0, "TimeoutError: no link")
+        self.assertEqual(failed.gone, (self.x0(),))
+
+    def test_x0NotBlamedBeforeRoundTwoIsBack(self):
+        """Reversed: x0's link not coming while round 2 is out may be any node's doing."""
+        machine = self.machine(reversed=True)
+        self.throughRoundOne(machine)
+        [*_, failed] = machine.linkFailed(Leg.X0, "TimeoutError: no link")
+        self.assertEqual(failed.gone, ())
+
+    def test_silentFailures(self):
+        """A node of the circle giving up, or a round timing out, names nobody."""
+        machine = self.machine()
+        machine.start()
+        machine.linkOpened(Leg.OUT)
+        [*_, failed] = machine.linkClosed(Leg.OUT)
+        self.assertEqual(failed.gone, ())
+        machine = self.machine()
+        self.throughRoundOne(machine)
+        [*_, failed] = machine.timedOut()
+        self.assertEqual(failed.gone, ())

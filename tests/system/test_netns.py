@@ -101,7 +101,9 @@ class NetnsTestnetTests(TestCase):
         # The other way: the server, from its own exit path, reaches the client's published
         # AP-address (over an entry path of the client's), and is answered from it.
         # The killed node's record outlives it, and a failed attempt keeps its x0 and T for up to
-        # six attempts (phantom.path.retry): a build may fail twice before it goes round it.
+        # six attempts (phantom.path.retry), unless the owner knows the end is gone: its database
+        # found the node not answering. The server's may not have asked the killed node anything
+        # yet, and then a build may fail twice before it goes round it.
         for control, kind in ((clientControl, "entry"), (serverControl, "exit")):
             for attempt in range(3):
                 try:
