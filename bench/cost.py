@@ -1,0 +1,489 @@
+"""
+What a unit of work costs a node: memory and CPU per tunnel it relays, per path it is an X-node of, per record it stores, per contact it knows, descriptors per link.
+
+B{Tunnels at a relay.} A relay process (L{bench.costrelay}: a node's real link layer, TLS on
+loopback, with what the tunnel service keeps of each tunnel it carries: a L{Splice} of two
+TUNNEL links through the hop's stream layer) is started twice: once plain, for resident memory
+(RSS, from /proc), descriptors and CPU, and once under tracemalloc, for the Python heap and the
+source lines it grows at. This process plays the tunnels' neighbours: L{PREVIOUS_HOPS} link
+services open TUNNEL links to the relay, which carries each on to one of L{NEXT_HOPS} others, all
+on loopback addresses of their own. Tunnels are opened until C{--counts} (default 1, 10, 100,
+1000) are open at once, and at each count, after a garbage collection in the relay:
+
+    - C{tunnel_rss_bytes_at_N}: the relay's RSS over what it had with no tunnel, per tunnel
+      (resident pages: a small count shows the allocator's granularity more than the tunnels).
+    - C{tunnel_heap_bytes_at_N}: the same of the Python heap (tracemalloc, in the traced relay).
+    - C{link_descriptors_at_N}: the relay's open file descriptors over those it had with no
+      tunnel, per link (two links a tunnel). Baseline: 1, a socket.
+
+Then with one tunnel open and with the last count open, C{--mib} MiB (default 32) of cells
+(L{CELL_SIZE} bytes each, L{ROUND_CELLS} sent a round, spread over the open tunnels in turn,
+the next round once every cell has arrived) pass through the relay:
+
+    - C{relay_cpu_ms_per_mib_at_N}: the relay's CPU time (user and system, its own
+      C{time.process_time}) per MiB relayed. The baseline of both is the figure at one tunnel:
+      goal, at most 1.2 times it at the last count.
+    - C{tunnel_rss_bytes_after_traffic}: per tunnel at the last count, after its traffic.
+
+The memory figures' baseline is the goal: 64 KiB a tunnel (ratio at most 1).
+
+B{Path participations} (in this process, on the in-memory network of L{bench.anonymity}:
+real path services, in-memory links): C{--paths} paths (default 200) of 3 X-nodes and 5
+Y-nodes, built by 4 owners among 16 nodes and kept open; C{participation_heap_bytes} is what
+the Python heap grew by, less what the owners hold of their own paths (their path services'
+growth measured apart), over the participations: 3 a path. The links of a participation (two
+PATH links) are not in it: a real link costs what C{tunnel_rss_bytes} / 2 says. Baseline: the
+goal, 16 KiB.
+
+B{Records and contacts} (in this process, tracemalloc):
+
+    - C{record_heap_bytes_value}, C{record_heap_bytes_node}: the heap a L{RecordStore} grows
+      by per record, for C{--records} module-API values of 64 bytes and as many node records, as
+      they come off the wire. Baseline: what the store charges a record against its budget
+      (L{entryCost}), so the ratio says how far the budget is from the truth.
+    - C{contact_heap_bytes}: the heap a L{RoutingTable} grows by per contact, for C{--contacts}
+      contacts (default 2000) in distinct buckets. Baseline: a contact's 50 bytes on the wire
+      (node id, address, port).
+"""
+
+import gc
+import json
+import os
+import random
+import sys
+import time
+import tracemalloc
+from functools import partial
+
+from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.protocol import ProcessProtocol
+from zope.interface import implementer
+
+from bench.link import _positive
+from bench.report import BenchmarkResult, RatioGoal
+from phantom.address import Contact
+from phantom.config import LinkLimits, PathSettings
+from phantom.identity import Identity
+from phantom.link.interfaces import ILinkHandler
+from phantom.netdb.records import NodeRecord
+from phantom.netdb.routing import RoutingTable
+from phantom.netdb.storage import RecordStore, entryCost
+from phantom.path.interfaces import PathKind
+from phantom.path.plan import PathShape
+from phantom.testnet.inprocess import loopbackAddress, startLinkService
+from phantom.wire.dht import Table
+from phantom.wire.link import LINK_ID_SIZE, Purpose
+from phantom.wire.tunnel import CELL_SIZE
+
+KIB = 1024
+MIB = 1024 * 1024
+
+TUNNEL_GOAL = 64 * KIB
+"""Memory a tunnel may cost a relay."""
+PARTICIPATION_GOAL = 16 * KIB
+"""Memory a path participation may cost an X-node, besides its links."""
+CPU_FLATNESS = 1.2
+"""How much more CPU a relayed MiB may cost at the last count than at one tunnel."""
+
+PREVIOUS_HOPS = 8
+NEXT_HOPS = 8
+"""The neighbours the tunnels come from and go to: a node caps inbound links per address."""
+OPENING_AT_ONCE = 8
+"""Tunnels being opened at once (under a node's cap on handshakes per address)."""
+ROUND_CELLS = 1000
+"""Cells sent in one round of a transfer, spread over the open tunnels."""
+ADDRESS_BASE = 40000
+"""The first loopback address number (L{loopbackAddress}), away from the other benchmarks'."""
+
+NEIGHBOUR_LIMITS = LinkLimits(maxInbound=8192, maxInboundPerAddress=8192, maxHandshakes=1024, maxHandshakesPerAddress=1024)
+"""The neighbours' limits: all the relay's links come from one address."""
+
+CONTACT_WIRE_BYTES = 50
+PATH_NODES = 16
+PATH_OWNERS = 4
+PATH_SHAPE = (3, 5)
+
+
+def addArguments(parser):
+    parser.add_argument("--counts", default="1,10,100,1000", help="tunnels open at once, at which figures are taken (default 1,10,100,1000)")
+    parser.add_argument("--mib", type=_positive(int), default=32, help="MiB relayed at one tunnel and at the last count (default 32)")
+    parser.add_argument("--paths", type=_positive(int), default=200, help="paths built for the participation figure (default 200)")
+    parser.add_argument("--records", type=_positive(int), default=2000, help="records stored of each kind (default 2000)")
+    parser.add_argument("--contacts", type=_positive(int), default=2000, help="contacts in the routing table (default 2000)")
+    parser.add_argument("--top", type=int, default=8, help="source lines of the relay's heap growth shown in the notes (default 8)")
+
+
+def parseCounts(text):
+    counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not counts or counts[0] < 1:
+        raise ValueError(f"--counts {text!r}: positive numbers, comma-separated")
+    return counts
+
+
+# The relay process
+
+
+class RelayProcess(ProcessProtocol):
+    """
+    A L{bench.costrelay} process: L{request} sends it one JSON line and fires with its answer.
+
+    @ivar started: fires with its first line, C{{"port", "node_id"}}.
+    """
+
+    def __init__(self):
+        self.started = Deferred()
+        self.ended = Deferred()
+        self._buffer = b""
+        self._waiting = []
+        self.errors = b""
+
+    def outReceived(self, data):
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            message = json.loads(line)
+            if not self.started.called:
+                self.started.callback(message)
+            else:
+                self._waiting.pop(0).callback(message)
+
+    def errReceived(self, data):
+        self.errors = (self.errors + data)[-4000:]
+
+    def request(self, message):
+        waiting = Deferred()
+        self._waiting.append(waiting)
+        self.transport.write(json.dumps(message).encode() + b"\n")
+        return waiting
+
+    def processEnded(self, reason):
+        for waiting in [self.started] * (not self.started.called) + self._waiting:
+            waiting.errback(RuntimeError(f"the relay ended: {self.errors.decode(errors='replace')}"))
+        self._waiting = []
+        self.ended.callback(None)
+
+    @property
+    def pid(self):
+        return self.transport.pid
+
+    def rss(self):
+        """@return: the process's resident memory in bytes."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * KIB
+        raise RuntimeError("no VmRSS")
+
+    def descriptors(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+def startRelay(reactor, host, trace):
+    relay = RelayProcess()
+    arguments = [sys.executable, "-m", "bench.costrelay", "--host", host] + (["--trace"] if trace else [])
+    reactor.spawnProcess(relay, sys.executable, arguments, env=dict(os.environ), path=os.getcwd())
+    return relay
+
+
+# The relay's neighbours
+
+
+@implementer(ILinkHandler)
+class Sink:
+    """Counts what arrives on the tunnels' far ends; tells when a count is reached."""
+
+    def __init__(self):
+        self.count = 0
+        self._target = None
+        self._waiting = None
+
+    def frameReceived(self, payload):
+        self.count += len(payload)
+        if self._waiting is not None and self.count >= self._target:
+            waiting, self._waiting = self._waiting, None
+            waiting.callback(self.count)
+
+    def linkClosed(self, reason):
+        pass
+
+    def reach(self, target):
+        waiting = Deferred()
+        if self.count >= target:
+            waiting.callback(self.count)
+        else:
+            self._target, self._waiting = target, waiting
+        return waiting
+
+
+class Neighbours:
+    """
+    The link services the relay's tunnels come from and go to, in this process.
+
+    @ivar tunnels: the open tunnels' links on the previous hops' side (where cells are sent).
+    """
+
+    def __init__(self, reactor, relayInfo, relayHost):
+        self.relayHost = relayHost
+        self.relayPort = relayInfo["port"]
+        self.relayId = bytes.fromhex(relayInfo["node_id"])
+        self.previous = [startLinkService(reactor, loopbackAddress(1 + i, ADDRESS_BASE), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(PREVIOUS_HOPS)]
+        self.next = [startLinkService(reactor, loopbackAddress(1 + PREVIOUS_HOPS + i, ADDRESS_BASE), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(NEXT_HOPS)]
+        self.sink = Sink()
+        self.tunnels = []
+        self._arriving = {}
+        for service in self.next:
+            service.registerPurpose(Purpose.TUNNEL, self._arrived)
+
+    def nextHops(self):
+        return [{"host": s.listeningAddress.host, "port": s.listeningAddress.port, "node_id": s.nodeId.hex()} for s in self.next]
+
+    def _arrived(self, link):
+        waiting = self._arriving.pop(link.linkId, None)
+        if waiting is not None:
+            waiting.callback(link)
+        return self.sink
+
+    async def openOne(self):
+        linkId = os.urandom(LINK_ID_SIZE)
+        arrived = self._arriving[linkId] = Deferred()
+        service = self.previous[len(self.tunnels) % PREVIOUS_HOPS]
+        link = await service.connect(self.relayHost, self.relayPort, Purpose.TUNNEL, linkId, self.relayId)
+        link.attach(Sink())
+        self.tunnels.append(link)
+        await arrived
+
+    def openUntil(self, count):
+        semaphore = DeferredSemaphore(OPENING_AT_ONCE)
+        return gatherResults([semaphore.run(lambda: Deferred.fromCoroutine(self.openOne())) for _ in range(count - len(self.tunnels))], consumeErrors=True)
+
+    async def transfer(self, mib):
+        """Send C{mib} MiB of cells over the open tunnels, a round at a time."""
+        cells = [os.urandom(CELL_SIZE) for _ in range(16)]
+        total = mib * MIB // CELL_SIZE
+        sent = 0
+        turn = 0
+        while sent < total:
+            batch = min(ROUND_CELLS, total - sent)
+            for number in range(batch):
+                self.tunnels[turn % len(self.tunnels)].sendFrame(cells[number % len(cells)])
+                turn += 1
+            sent += batch
+            await self.sink.reach(self.sink.count + batch * CELL_SIZE)
+
+    def stop(self):
+        return gatherResults([service.stopService() for service in self.previous + self.next], consumeErrors=True)
+
+
+async def waitCarried(reactor, relay, count):
+    from phantom.testnet.processes import sleep
+
+    while True:
+        stats = await relay.request({"stats": True})
+        if stats["carried"] >= count:
+            return stats
+        await sleep(reactor, 0.05)
+
+
+async def measureTunnels(reactor, counts, mib, trace, top):
+    """
+    @return: C{(figures, notes)} of one relay process (L{bench.costrelay}), traced or not.
+    """
+    host = loopbackAddress(0, ADDRESS_BASE)
+    relay = startRelay(reactor, host, trace)
+    info = await relay.started
+    neighbours = Neighbours(reactor, info, host)
+    figures, notes = {}, []
+    try:
+        await relay.request({"next": neighbours.nextHops()})
+        before = await relay.request({"stats": True})
+        emptyRss, emptyFds = relay.rss(), relay.descriptors()
+        if trace:
+            await relay.request({"mark": True})
+        for count in counts:
+            await neighbours.openUntil(count)
+            stats = await waitCarried(reactor, relay, count)
+            if trace:
+                figures[f"tunnel_heap_bytes_at_{count}"] = (stats["traced"] - before["traced"]) / count
+                continue
+            figures[f"tunnel_rss_bytes_at_{count}"] = (relay.rss() - emptyRss) / count
+            figures[f"link_descriptors_at_{count}"] = (relay.descriptors() - emptyFds) / (2 * count)
+            if count in (counts[0], counts[-1]):
+                started = (await relay.request({"stats": True}))["cpu"]
+                await neighbours.transfer(mib)
+                figures[f"relay_cpu_ms_per_mib_at_{count}"] = ((await relay.request({"stats": True}))["cpu"] - started) * 1000 / mib
+        if trace:
+            notes.append(f"the traced relay's heap grew most at ({counts[-1]} tunnels):")
+            for where, size, number in (await relay.request({"top": top}))["top"]:
+                notes.append(f"    {where}: {size / counts[-1]:.0f} B and {number / counts[-1]:.2f} blocks a tunnel")
+        else:
+            await waitCarried(reactor, relay, counts[-1])
+            figures["tunnel_rss_bytes_after_traffic"] = (relay.rss() - emptyRss) / counts[-1]
+    finally:
+        relay.transport.closeStdin()
+        await relay.ended
+        await neighbours.stop()
+    return figures, notes
+
+
+# In this process: participations, records, contacts
+
+
+def heapGrowth(make):
+    """
+    @param make: a function of no arguments whose result is kept while the heap is measured.
+    @return: C{(result, bytes)}: what C{make} returned and the bytes the Python heap grew by
+        and still holds once it did, after garbage collections.
+    """
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        result = make()
+        gc.collect()
+        return result, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+
+
+def recordHeap(records, seed=1):
+    """
+    @return: C{{"value": (bytes per record, charged), "node": (...)}}: what a L{RecordStore}
+        grows by per record of each kind, and what it charges for one.
+    """
+    from twisted.internet.task import Clock
+
+    rng = random.Random(seed)
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    values = [(rng.randbytes(32), rng.randbytes(64)) for _ in range(records)]
+    identities = [Identity.generate() for _ in range(records)]
+    nodes = [NodeRecord.create(identity, "10.1.2.3", 4433, int(clock.seconds())).encoded for identity in identities]
+    nodeKeys = [identity.nodeId for identity in identities]
+    results = {}
+    for kind, table, items in (("value", Table.VALUE, values), ("node", Table.NODE, list(zip(nodeKeys, nodes)))):
+        store = RecordStore(clock, maxBytes=2**40)
+        # Off the wire: fresh copies nobody else holds.
+        fresh = [(bytes(bytearray(key)), bytes(bytearray(encoded))) for key, encoded in items]
+
+        def fill():
+            for key, encoded in fresh:
+                store.put(table, key, encoded, ttl=3600)
+
+        _, grown = heapGrowth(fill)
+        charged = store.size / len(items)
+        fresh.clear()
+        results[kind] = (grown / len(items), charged)
+    return results
+
+
+def contactHeap(contacts, seed=1):
+    """@return: the bytes a L{RoutingTable} grows by per contact, C{contacts} in distinct buckets."""
+    from twisted.internet.task import Clock
+
+    rng = random.Random(seed)
+    ownId = rng.randbytes(32)
+    own = int.from_bytes(ownId, "big")
+    ids = []
+    for index in range(contacts):
+        bucket = index // 20
+        # Shares the first `bucket` bits with ours, differs in the next.
+        flip = 1 << (255 - bucket)
+        low = rng.getrandbits(255 - bucket)
+        number = ((own >> (256 - bucket)) << (256 - bucket)) | ((own & flip) ^ flip) | low
+        ids.append(number.to_bytes(32, "big"))
+    fresh = [Contact(f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}", 4433, nodeId) for nodeId in ids]
+    table = RoutingTable(ownId, Clock())
+
+    def fill():
+        for contact in fresh:
+            table.seen(contact)
+
+    _, grown = heapGrowth(fill)
+    if len(table) != contacts:
+        raise RuntimeError(f"{len(table)} contacts in the table, not {contacts}")
+    return grown / contacts
+
+
+def participationHeap(paths, seed=1):
+    """
+    @return: the bytes the heap grows by per path participation (X-node), less what the
+        owners hold, over C{paths} paths built and kept on the in-memory network.
+    """
+    from bench.anonymity import BenchNetwork
+
+    settings = PathSettings(x=PATH_SHAPE[0], y=PATH_SHAPE[1], diversity="off", lifetime=10 * 86400.0, coarseEntries=False)
+    network = BenchNetwork(PATH_NODES, seed, settings)
+    owners = network.nodes[:PATH_OWNERS]
+    # A first path each, untimed: the one-off state of building at all.
+    kept = [network.build(owner, PathKind.EXIT, PATH_SHAPE) for owner in owners]
+    network.network.settle()
+    gc.collect()
+    tracemalloc.start(1)
+    try:
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        for number in range(paths):
+            kept.append(network.build(owners[number % PATH_OWNERS], PathKind.EXIT, PATH_SHAPE))
+        network.network.settle()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    participations = sum(len(node.paths.relaying) for node in network.nodes)
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # What the owners keep of their own paths: the path objects' own growth by file.
+    ownerFiles = ("phantom/path/owner.py", "phantom/path/plan.py", "phantom/path/array.py", "phantom/path/circle.py", "phantom/path/retry.py")
+    owned = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.traceback[0].filename.endswith(ownerFiles))
+    network.stop()
+    expected = (paths + PATH_OWNERS) * PATH_SHAPE[0]
+    if participations != expected:
+        raise RuntimeError(f"{participations} participations, not {expected}")
+    return (grown - owned) / (paths * PATH_SHAPE[0]), grown / (paths * PATH_SHAPE[0])
+
+
+def measure(reactor, options):
+    counts = parseCounts(options.counts)
+
+    async def measuring():
+        plain, _ = await measureTunnels(reactor, counts, options.mib, False, options.top)
+        traced, notes = await measureTunnels(reactor, counts, options.mib, True, options.top)
+        participation, participationAll = participationHeap(options.paths)
+        records = recordHeap(options.records)
+        contact = contactHeap(options.contacts)
+        figures, baseline, goals = {}, {}, {}
+        for count in counts:
+            for name in (f"tunnel_rss_bytes_at_{count}", f"tunnel_heap_bytes_at_{count}"):
+                figures[name] = (plain | traced)[name]
+                baseline[name] = TUNNEL_GOAL
+                goals[name] = RatioGoal(1.0, atLeast=False)
+        figures["tunnel_rss_bytes_after_traffic"] = plain["tunnel_rss_bytes_after_traffic"]
+        baseline["tunnel_rss_bytes_after_traffic"] = TUNNEL_GOAL
+        goals["tunnel_rss_bytes_after_traffic"] = RatioGoal(1.0, atLeast=False)
+        for count in counts:
+            name = f"link_descriptors_at_{count}"
+            figures[name], baseline[name] = plain[name], 1
+        first = plain[f"relay_cpu_ms_per_mib_at_{counts[0]}"]
+        for count in sorted({counts[0], counts[-1]}):
+            name = f"relay_cpu_ms_per_mib_at_{count}"
+            figures[name], baseline[name] = plain[name], first
+        goals[f"relay_cpu_ms_per_mib_at_{counts[-1]}"] = RatioGoal(CPU_FLATNESS, atLeast=False)
+        figures["participation_heap_bytes"], baseline["participation_heap_bytes"] = participation, PARTICIPATION_GOAL
+        goals["participation_heap_bytes"] = RatioGoal(1.0, atLeast=False)
+        for kind, (grown, charged) in records.items():
+            figures[f"record_heap_bytes_{kind}"], baseline[f"record_heap_bytes_{kind}"] = grown, charged
+        figures["contact_heap_bytes"], baseline["contact_heap_bytes"] = contact, CONTACT_WIRE_BYTES
+        notes.insert(0, (
+            f"tunnels through one relay process on loopback (TLS links), {PREVIOUS_HOPS} previous and {NEXT_HOPS} next hops, "
+            f"{options.mib} MiB relayed at {counts[0]} and {counts[-1]} tunnels; participations: {options.paths} paths "
+            f"{PATH_SHAPE[0]}x{PATH_SHAPE[1]} (heap with the owners' share: {participationAll:.0f} B a participation); "
+            f"baselines: goals for memory, the first count's CPU, what the store charges a record, 50 wire bytes a contact"
+        ))
+        return BenchmarkResult(
+            name="cost", figures=figures, baseline=baseline, subject="cost", baselineName="baseline",
+            notes="\n".join(notes), goals=goals,
+        )
+
+    return Deferred.fromCoroutine(measuring())
