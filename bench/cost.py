@@ -59,10 +59,12 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
+from bench.costrelay import quietLogging
 from bench.link import _positive
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import Contact
 from phantom.config import LinkLimits, PathSettings
+from phantom.errors import LinkFailed
 from phantom.identity import Identity
 from phantom.link.interfaces import ILinkHandler
 from phantom.netdb.records import NodeRecord
@@ -90,8 +92,12 @@ NEXT_HOPS = 8
 """The neighbours the tunnels come from and go to: a node caps inbound links per address."""
 OPENING_AT_ONCE = 8
 """Tunnels being opened at once (under a node's cap on handshakes per address)."""
-ROUND_CELLS = 1000
+ROUND_CELLS = 1024
 """Cells sent in one round of a transfer, spread over the open tunnels."""
+BURST = 8
+CPU_ROUNDS = 4
+"""The parts the CPU measurements are made in, one relay's and the other's in turn."""
+"""Cells sent in a row on one tunnel (64 KiB), before the next tunnel's."""
 ADDRESS_BASE = 40000
 """The first loopback address number (L{loopbackAddress}), away from the other benchmarks'."""
 
@@ -222,14 +228,16 @@ class Neighbours:
     @ivar tunnels: the open tunnels' links on the previous hops' side (where cells are sent).
     """
 
-    def __init__(self, reactor, relayInfo, relayHost):
+    def __init__(self, reactor, relayInfo, relayHost, base):
         self.relayHost = relayHost
         self.relayPort = relayInfo["port"]
         self.relayId = bytes.fromhex(relayInfo["node_id"])
-        self.previous = [startLinkService(reactor, loopbackAddress(1 + i, ADDRESS_BASE), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(PREVIOUS_HOPS)]
-        self.next = [startLinkService(reactor, loopbackAddress(1 + PREVIOUS_HOPS + i, ADDRESS_BASE), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(NEXT_HOPS)]
+        self.previous = [startLinkService(reactor, loopbackAddress(1 + i, base), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(PREVIOUS_HOPS)]
+        self.next = [startLinkService(reactor, loopbackAddress(1 + PREVIOUS_HOPS + i, base), Identity.generate(), NEIGHBOUR_LIMITS) for i in range(NEXT_HOPS)]
         self.sink = Sink()
         self.tunnels = []
+        self.failures = 0
+        """Links that failed to open, and were tried again."""
         self._arriving = {}
         for service in self.next:
             service.registerPurpose(Purpose.TUNNEL, self._arrived)
@@ -243,11 +251,25 @@ class Neighbours:
             waiting.callback(link)
         return self.sink
 
-    async def openOne(self):
+    async def openOne(self, attempts=3):
+        """Open one more tunnel; a link the loaded machine fails to open is tried again."""
+        for attempt in range(attempts):
+            try:
+                return await self._openOne()
+            except LinkFailed:
+                self.failures += 1
+                if attempt == attempts - 1:
+                    raise
+
+    async def _openOne(self):
         linkId = os.urandom(LINK_ID_SIZE)
         arrived = self._arriving[linkId] = Deferred()
         service = self.previous[len(self.tunnels) % PREVIOUS_HOPS]
-        link = await service.connect(self.relayHost, self.relayPort, Purpose.TUNNEL, linkId, self.relayId)
+        try:
+            link = await service.connect(self.relayHost, self.relayPort, Purpose.TUNNEL, linkId, self.relayId)
+        except LinkFailed:
+            del self._arriving[linkId]
+            raise
         link.attach(Sink())
         self.tunnels.append(link)
         await arrived
@@ -256,8 +278,11 @@ class Neighbours:
         semaphore = DeferredSemaphore(OPENING_AT_ONCE)
         return gatherResults([semaphore.run(lambda: Deferred.fromCoroutine(self.openOne())) for _ in range(count - len(self.tunnels))], consumeErrors=True)
 
-    async def transfer(self, mib):
-        """Send C{mib} MiB of cells over the open tunnels, a round at a time."""
+    async def transfer(self, mib, burst):
+        """
+        Send C{mib} MiB of cells over the open tunnels, L{ROUND_CELLS} a round: C{burst} cells
+        in a row on each tunnel, the tunnels in turn; each round once the last has arrived.
+        """
         cells = [os.urandom(CELL_SIZE) for _ in range(16)]
         total = mib * MIB // CELL_SIZE
         sent = 0
@@ -265,7 +290,7 @@ class Neighbours:
         while sent < total:
             batch = min(ROUND_CELLS, total - sent)
             for number in range(batch):
-                self.tunnels[turn % len(self.tunnels)].sendFrame(cells[number % len(cells)])
+                self.tunnels[(turn // burst) % len(self.tunnels)].sendFrame(cells[number % len(cells)])
                 turn += 1
             sent += batch
             await self.sink.reach(self.sink.count + batch * CELL_SIZE)
@@ -275,6 +300,7 @@ class Neighbours:
 
 
 async def waitCarried(reactor, relay, count):
+    """@return: the relay's stats once it carries C{count} tunnels."""
     from phantom.testnet.processes import sleep
 
     while True:
@@ -284,44 +310,99 @@ async def waitCarried(reactor, relay, count):
         await sleep(reactor, 0.05)
 
 
-async def measureTunnels(reactor, counts, mib, trace, top):
+class MeasuredRelay:
+    """A relay process (L{bench.costrelay}) and its neighbours in this process."""
+
+    def __init__(self, reactor, base, trace):
+        self.reactor = reactor
+        self.host = loopbackAddress(0, base)
+        self.base = base
+        self.trace = trace
+        self.process = startRelay(reactor, self.host, trace)
+        self.neighbours = None
+
+    async def start(self):
+        info = await self.process.started
+        self.neighbours = Neighbours(self.reactor, info, self.host, self.base)
+        await self.process.request({"next": self.neighbours.nextHops()})
+        return await self.process.request({"stats": True})
+
+    async def openUntil(self, count):
+        await self.neighbours.openUntil(count)
+        return await waitCarried(self.reactor, self.process, count)
+
+    async def cpuOf(self, mib, burst):
+        """@return: the CPU seconds the relay spends relaying C{mib} MiB (L{Neighbours.transfer})."""
+        started = (await self.process.request({"cpu": True}))["cpu"]
+        await self.neighbours.transfer(mib, burst)
+        return (await self.process.request({"cpu": True}))["cpu"] - started
+
+    async def stop(self):
+        self.process.transport.closeStdin()
+        await self.process.ended
+        if self.neighbours is not None:
+            await self.neighbours.stop()
+
+
+async def measureTunnels(reactor, counts, mib, rounds=CPU_ROUNDS):
     """
-    @return: C{(figures, notes)} of one relay process (L{bench.costrelay}), traced or not.
+    Tunnels through a plain relay: its RSS and descriptors at each count; then the CPU it
+    spends on C{mib} MiB at the last count, and that of another relay process carrying one
+    tunnel, in C{rounds} interleaved parts.
+
+    @return: the figures.
     """
-    host = loopbackAddress(0, ADDRESS_BASE)
-    relay = startRelay(reactor, host, trace)
-    info = await relay.started
-    neighbours = Neighbours(reactor, info, host)
-    figures, notes = {}, []
+    figures = {}
+    relays = [MeasuredRelay(reactor, ADDRESS_BASE, False), MeasuredRelay(reactor, ADDRESS_BASE + 100, False)]
+    many, one = relays
     try:
-        await relay.request({"next": neighbours.nextHops()})
-        before = await relay.request({"stats": True})
-        emptyRss, emptyFds = relay.rss(), relay.descriptors()
-        if trace:
-            await relay.request({"mark": True})
+        await many.start()
+        await one.start()
+        await one.openUntil(1)
+        emptyRss, emptyFds = many.process.rss(), many.process.descriptors()
         for count in counts:
-            await neighbours.openUntil(count)
-            stats = await waitCarried(reactor, relay, count)
-            if trace:
-                figures[f"tunnel_heap_bytes_at_{count}"] = (stats["traced"] - before["traced"]) / count
-                continue
-            figures[f"tunnel_rss_bytes_at_{count}"] = (relay.rss() - emptyRss) / count
-            figures[f"link_descriptors_at_{count}"] = (relay.descriptors() - emptyFds) / (2 * count)
-            if count in (counts[0], counts[-1]):
-                started = (await relay.request({"stats": True}))["cpu"]
-                await neighbours.transfer(mib)
-                figures[f"relay_cpu_ms_per_mib_at_{count}"] = ((await relay.request({"stats": True}))["cpu"] - started) * 1000 / mib
-        if trace:
-            notes.append(f"the traced relay's heap grew most at ({counts[-1]} tunnels):")
-            for where, size, number in (await relay.request({"top": top}))["top"]:
-                notes.append(f"    {where}: {size / counts[-1]:.0f} B and {number / counts[-1]:.2f} blocks a tunnel")
-        else:
-            await waitCarried(reactor, relay, counts[-1])
-            figures["tunnel_rss_bytes_after_traffic"] = (relay.rss() - emptyRss) / counts[-1]
+            await many.openUntil(count)
+            figures[f"tunnel_rss_bytes_at_{count}"] = (many.process.rss() - emptyRss) / count
+            figures[f"link_descriptors_at_{count}"] = (many.process.descriptors() - emptyFds) / (2 * count)
+        last = counts[-1]
+        spent = {"one": 0.0, "many": 0.0, "cell each": 0.0}
+        for number in range(rounds):
+            parts = [("one", one, BURST), ("many", many, BURST), ("cell each", many, 1)]
+            for name, relay, burst in parts if number % 2 == 0 else reversed(parts):
+                spent[name] += await relay.cpuOf(mib / rounds, burst)
+        figures["relay_cpu_ms_per_mib_at_1"] = spent["one"] * 1000 / mib
+        figures[f"relay_cpu_ms_per_mib_at_{last}"] = spent["many"] * 1000 / mib
+        figures[f"relay_cpu_ms_per_mib_at_{last}_cell_each"] = spent["cell each"] * 1000 / mib
+        await waitCarried(reactor, many.process, last)
+        figures["tunnel_rss_bytes_after_traffic"] = (many.process.rss() - emptyRss) / last
+        await many.process.request({"trim": True})
+        print("DIAG trimmed", (many.process.rss() - emptyRss) / last, many.neighbours.failures, file=sys.stderr)
     finally:
-        relay.transport.closeStdin()
-        await relay.ended
-        await neighbours.stop()
+        for relay in relays:
+            await relay.stop()
+    return figures
+
+
+async def measureTunnelHeap(reactor, counts, top):
+    """
+    Tunnels through a relay under tracemalloc.
+
+    @return: C{(figures, notes)}: the Python heap per tunnel at each count, and the source
+        lines it grew most at, at the last.
+    """
+    figures, notes = {}, []
+    relay = MeasuredRelay(reactor, ADDRESS_BASE + 200, True)
+    try:
+        before = await relay.start()
+        await relay.process.request({"mark": True})
+        for count in counts:
+            stats = await relay.openUntil(count)
+            figures[f"tunnel_heap_bytes_at_{count}"] = (stats["traced"] - before["traced"]) / count
+        notes.append(f"the relay's heap grew most at ({counts[-1]} tunnels):")
+        for where, size, number in (await relay.process.request({"top": top}))["top"]:
+            notes.append(f"    {where}: {size / counts[-1]:.0f} B and {number / counts[-1]:.2f} blocks a tunnel")
+    finally:
+        await relay.stop()
     return figures, notes
 
 
@@ -448,8 +529,9 @@ def measure(reactor, options):
     counts = parseCounts(options.counts)
 
     async def measuring():
-        plain, _ = await measureTunnels(reactor, counts, options.mib, False, options.top)
-        traced, notes = await measureTunnels(reactor, counts, options.mib, True, options.top)
+        quietLogging()
+        plain = await measureTunnels(reactor, counts, options.mib)
+        traced, notes = await measureTunnelHeap(reactor, counts, options.top)
         participation, participationAll = participationHeap(options.paths)
         records = recordHeap(options.records)
         contact = contactHeap(options.contacts)
@@ -465,9 +547,8 @@ def measure(reactor, options):
         for count in counts:
             name = f"link_descriptors_at_{count}"
             figures[name], baseline[name] = plain[name], 1
-        first = plain[f"relay_cpu_ms_per_mib_at_{counts[0]}"]
-        for count in sorted({counts[0], counts[-1]}):
-            name = f"relay_cpu_ms_per_mib_at_{count}"
+        first = plain["relay_cpu_ms_per_mib_at_1"]
+        for name in ("relay_cpu_ms_per_mib_at_1", f"relay_cpu_ms_per_mib_at_{counts[-1]}", f"relay_cpu_ms_per_mib_at_{counts[-1]}_cell_each"):
             figures[name], baseline[name] = plain[name], first
         goals[f"relay_cpu_ms_per_mib_at_{counts[-1]}"] = RatioGoal(CPU_FLATNESS, atLeast=False)
         figures["participation_heap_bytes"], baseline["participation_heap_bytes"] = participation, PARTICIPATION_GOAL

@@ -19,7 +19,8 @@ on stdin with one JSON line:
 
     - C{{"next": [{"host", "port", "node_id"}, ...]}}: the next hops; C{{"ready": true}}.
     - C{{"stats": true}}: after a garbage collection, C{{"carried": tunnels, "links": open
-      links, "traced": bytes tracemalloc holds or null, "cpu": its process time in seconds}}.
+      links, "traced": bytes tracemalloc holds or null}}.
+    - C{{"cpu": true}}: C{{"cpu": its process time in seconds}} (without a garbage collection).
     - C{{"mark": true}}: tracemalloc takes the snapshot later C{top} requests compare with.
     - C{{"top": N}}: the N source lines whose allocations grew most since the mark, as
       C{[["file:line", bytes, count], ...]}.
@@ -29,6 +30,10 @@ relay without it). The relay runs until stdin is closed.
 """
 
 import argparse
+import cProfile
+import io
+import pstats
+import ctypes
 import gc
 import json
 import os
@@ -36,6 +41,7 @@ import sys
 import time
 import tracemalloc
 
+from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner, textFileLogObserver
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
@@ -98,10 +104,26 @@ class CostRelay:
         if "next" in request:
             self.nextHops = request["next"]
             return {"ready": True}
+        if "cpu" in request:
+            return {"cpu": time.process_time()}
         if "stats" in request:
             gc.collect()
             traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
-            return {"carried": len(self.carried), "links": len(self.links.links), "traced": traced, "cpu": time.process_time()}
+            return {"carried": len(self.carried), "links": len(self.links.links), "traced": traced}
+        if "profile" in request:
+            if request["profile"]:
+                self._profile = cProfile.Profile(time.process_time)
+                self._profile.enable()
+                return {"profiling": True}
+            self._profile.disable()
+            out = io.StringIO()
+            pstats.Stats(self._profile, stream=out).sort_stats("tottime").print_stats(request.get("lines", 25))
+            return {"profile": out.getvalue()}
+        if "gc" in request:
+            return {"gc": gc.get_stats(), "objects": len(gc.get_objects())}
+        if "trim" in request:
+            ctypes.CDLL(None).malloc_trim(0)
+            return {"trimmed": True}
         if "mark" in request:
             gc.collect()
             self._mark = tracemalloc.take_snapshot()
@@ -130,6 +152,15 @@ class Control(LineOnlyReceiver):
             self._reactor.stop()
 
 
+def quietLogging():
+    """
+    Begin logging, as a node does at startup, to standard error from errors up: until logging
+    begins, Twisted keeps the last 65,536 events, and with them the objects that logged them.
+    """
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.error)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])], redirectStandardIO=False)
+
+
 def say(message):
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -145,6 +176,8 @@ def main(argv=None):
         tracemalloc.start()
 
     from twisted.internet import reactor, stdio
+
+    quietLogging()
 
     def start():
         relay = CostRelay(reactor, options.host)
