@@ -292,7 +292,7 @@ class Neighbours:
         in a row on each tunnel, the tunnels in turn; each round once the last has arrived.
         """
         cells = [os.urandom(CELL_SIZE) for _ in range(16)]
-        total = mib * MIB // CELL_SIZE
+        total = int(mib * MIB) // CELL_SIZE
         sent = 0
         turn = 0
         while sent < total:
