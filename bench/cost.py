@@ -18,7 +18,7 @@ Tunnels are opened until C{--counts} (default 1, 10, 100, 1000) are open at once
 
 Then C{--mib} MiB (default 32) of cells (L{CELL_SIZE} bytes each, L{ROUND_CELLS} a round, the
 next round once every cell of the last has arrived) pass through the relay at the last count,
-and as many through a third relay process that carries one tunnel, in L{CPU_ROUNDS} parts
+and as many through another relay process that carries one tunnel, in L{CPU_ROUNDS} parts
 taken in turn (the machine's other load falls on both alike):
 
     - C{relay_cpu_ms_per_mib_at_1}, C{relay_cpu_ms_per_mib_at_N}: the relay's CPU time (user and
@@ -48,7 +48,7 @@ B{Records and contacts} (in this process, tracemalloc):
     - C{record_heap_bytes_value}, C{record_heap_bytes_node}: the heap a L{RecordStore} grows
       by per record, for C{--records} module-API values of 64 bytes and as many node records, as
       they come off the wire. Baseline: what the store charges a record against its budget
-      (L{entryCost}), so the ratio says how far the budget is from the truth.
+      (L{phantom.netdb.storage.entryCost}), so the ratio says how far the budget is from the truth.
     - C{contact_heap_bytes}: the heap a L{RoutingTable} grows by per contact, for C{--contacts}
       contacts (default 2000) in distinct buckets. Baseline: a contact's 50 bytes on the wire
       (node id, address, port).
@@ -59,9 +59,7 @@ import json
 import os
 import random
 import sys
-import time
 import tracemalloc
-from functools import partial
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
@@ -77,9 +75,8 @@ from phantom.identity import Identity
 from phantom.link.interfaces import ILinkHandler
 from phantom.netdb.records import NodeRecord
 from phantom.netdb.routing import RoutingTable
-from phantom.netdb.storage import RecordStore, entryCost
+from phantom.netdb.storage import RecordStore
 from phantom.path.interfaces import PathKind
-from phantom.path.plan import PathShape
 from phantom.testnet.inprocess import loopbackAddress, startLinkService
 from phantom.wire.dht import Table
 from phantom.wire.link import LINK_ID_SIZE, Purpose
@@ -499,8 +496,9 @@ def contactHeap(contacts, seed=1):
 
 def participationHeap(paths, seed=1):
     """
-    @return: the bytes the heap grows by per path participation (X-node), less what the
-        owners hold, over C{paths} paths built and kept on the in-memory network.
+    @return: C{(bytes, withOwners)}: the bytes the heap grows by per path participation
+        (X-node) over C{paths} paths built and kept on the in-memory network, less what was
+        allocated in the owner's modules, and all of it.
     """
     from bench.anonymity import BenchNetwork
 

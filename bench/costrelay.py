@@ -9,7 +9,8 @@ with a fresh identity, and what a node keeps of each tunnel it carries once the 
 (L{phantom.tunnel.service.TunnelService} splicing for L{phantom.tunnel.relay.RelaySetup}): a
 L{Splice} of the TUNNEL link that came to it with one it opened onwards, each frame through the
 hop's L{StreamLayer} (a L{CellCipher} each way), the first through L{firstThen}, as the
-relay's machine gives them. Each TUNNEL link that arrives is carried to the next of the next
+relay's machine gives them (the watch on the path's end that closes the splice is left out: a
+callback on the path's L{Ending}). Each TUNNEL link that arrives is carried to the next of the next
 hops, in turn, under the same link id; the setup blocks themselves are not played (their
 machines have ended once a tunnel is open, and L{bench.cost} measures their CPU no more than a
 node's other one-off work).
@@ -24,6 +25,11 @@ on stdin with one JSON line:
     - C{{"mark": true}}: tracemalloc takes the snapshot later C{top} requests compare with.
     - C{{"top": N}}: the N source lines whose allocations grew most since the mark, as
       C{[["file:line", bytes, count], ...]}.
+    - C{{"trim": true}}: C{malloc_trim(0)}, glibc's giving back of the free memory it keeps.
+    - C{{"profile": true}} starts a CPU profile (C{cProfile} on process time);
+      C{{"profile": false, "lines": N}} stops it and answers C{{"profile": text}}, its N costliest
+      functions.
+    - C{{"gc": true}}: C{{"gc": gc.get_stats(), "objects": objects the collector tracks}}.
 
 With C{--trace} tracemalloc runs from the start (it slows the process: CPU figures come from a
 relay without it). The relay runs until stdin is closed.
@@ -31,12 +37,12 @@ relay without it). The relay runs until stdin is closed.
 
 import argparse
 import cProfile
-import io
-import pstats
 import ctypes
 import gc
+import io
 import json
 import os
+import pstats
 import sys
 import time
 import tracemalloc
