@@ -41,7 +41,9 @@ owner's modules (planning, arrays, the build: C{path/owner.py}, C{plan.py}, C{ar
 C{circle.py}, C{retry.py}). What else the owners keep (their L{Path} objects, their ends of the
 in-memory links) stays in: an upper bound; the notes give it with the owners' share too. The
 TLS links of a participation (two PATH links) are not in it: a real link costs about what
-C{tunnel_rss_bytes} / 2 says. Baseline: the goal, 16 KiB.
+C{tunnel_rss_bytes} / 2 says. Baseline: the goal, 16 KiB. C{participation_cpu_ms}: the CPU time
+of building a quarter as many paths first (every node's, the owners' too: an upper bound), per
+participation.
 
 B{Records and contacts} (in this process, tracemalloc):
 
@@ -52,6 +54,10 @@ B{Records and contacts} (in this process, tracemalloc):
     - C{contact_heap_bytes}: the heap a L{RoutingTable} grows by per contact, for C{--contacts}
       contacts (default 2000) in distinct buckets. Baseline: a contact's 50 bytes on the wire
       (node id, address, port).
+    - C{record_cpu_us_value}, C{record_cpu_us_node}, C{contact_cpu_us}: the CPU time of storing
+      one record (validation included) and of taking one contact in, measured again without
+      tracemalloc. Their baseline, and that of C{participation_cpu_ms}: one Ed25519
+      verification on this machine, a yardstick that moves with the machine as they do.
 """
 
 import gc
@@ -60,6 +66,7 @@ import os
 import random
 import sys
 import tracemalloc
+from time import process_time
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
@@ -437,8 +444,10 @@ def heapGrowth(make):
 
 def recordHeap(records, seed=1):
     """
-    @return: C{{"value": (bytes per record, charged), "node": (...)}}: what a L{RecordStore}
-        grows by per record of each kind, and what it charges for one.
+    @return: C{{"value": (bytes per record, charged, CPU seconds per record), "node": (...)}}:
+        what a L{RecordStore} grows by per record of each kind, what it charges for one, and
+        the CPU time storing one takes (validation included; measured on a second store, with
+        tracemalloc off).
     """
     from twisted.internet.task import Clock
 
@@ -461,13 +470,21 @@ def recordHeap(records, seed=1):
 
         _, grown = heapGrowth(fill)
         charged = store.size / len(items)
-        fresh.clear()
-        results[kind] = (grown / len(items), charged)
+        store = RecordStore(clock, maxBytes=2**40)
+        fresh = [(bytes(bytearray(key)), bytes(bytearray(encoded))) for key, encoded in items]
+        started = process_time()
+        fill()
+        spent = process_time() - started
+        results[kind] = (grown / len(items), charged, spent / len(items))
     return results
 
 
 def contactHeap(contacts, seed=1):
-    """@return: the bytes a L{RoutingTable} grows by per contact, C{contacts} in distinct buckets."""
+    """
+    @return: C{(bytes, seconds)}: the heap a L{RoutingTable} grows by per contact, C{contacts}
+        in distinct buckets, and the CPU time taking one in takes (on a second table, with
+        tracemalloc off).
+    """
     from twisted.internet.task import Clock
 
     rng = random.Random(seed)
@@ -491,14 +508,19 @@ def contactHeap(contacts, seed=1):
     _, grown = heapGrowth(fill)
     if len(table) != contacts:
         raise RuntimeError(f"{len(table)} contacts in the table, not {contacts}")
-    return grown / contacts
+    table = RoutingTable(ownId, Clock())
+    started = process_time()
+    fill()
+    return grown / contacts, (process_time() - started) / contacts
 
 
 def participationHeap(paths, seed=1):
     """
-    @return: C{(bytes, withOwners)}: the bytes the heap grows by per path participation
-        (X-node) over C{paths} paths built and kept on the in-memory network, less what was
-        allocated in the owner's modules, and all of it.
+    @return: C{(bytes, withOwners, seconds)}: the bytes the heap grows by per path
+        participation (X-node) over C{paths} paths built and kept on the in-memory network,
+        less what was allocated in the owner's modules, and all of it; and the CPU time of
+        every node in building a quarter as many paths first, with tracemalloc off, per
+        participation.
     """
     from bench.anonymity import BenchNetwork
 
@@ -508,6 +530,12 @@ def participationHeap(paths, seed=1):
     # A first path each, untimed: the one-off state of building at all.
     kept = [network.build(owner, PathKind.EXIT, PATH_SHAPE) for owner in owners]
     network.network.settle()
+    timed = max(1, paths // 4)
+    started = process_time()
+    for number in range(timed):
+        kept.append(network.build(owners[number % PATH_OWNERS], PathKind.EXIT, PATH_SHAPE))
+    network.network.settle()
+    spent = process_time() - started
     gc.collect()
     tracemalloc.start(1)
     try:
@@ -526,10 +554,22 @@ def participationHeap(paths, seed=1):
     ownerFiles = ("phantom/path/owner.py", "phantom/path/plan.py", "phantom/path/array.py", "phantom/path/circle.py", "phantom/path/retry.py")
     owned = sum(stat.size_diff for stat in after.compare_to(before, "filename") if stat.traceback[0].filename.endswith(ownerFiles))
     network.stop()
-    expected = (paths + PATH_OWNERS) * PATH_SHAPE[0]
+    expected = (paths + timed + PATH_OWNERS) * PATH_SHAPE[0]
     if participations != expected:
         raise RuntimeError(f"{participations} participations, not {expected}")
-    return (grown - owned) / (paths * PATH_SHAPE[0]), grown / (paths * PATH_SHAPE[0])
+    return (grown - owned) / (paths * PATH_SHAPE[0]), grown / (paths * PATH_SHAPE[0]), spent / (timed * PATH_SHAPE[0])
+
+
+def verifySeconds(rounds=500):
+    """@return: the CPU time of one Ed25519 verification (of a node record's size), the yardstick of the CPU figures measured in this process."""
+    key = Identity.generate().communicationKey
+    message = bytes(155)
+    signature = key.sign(message)
+    public = key.public_key()
+    started = process_time()
+    for _ in range(rounds):
+        public.verify(signature, message)
+    return (process_time() - started) / rounds
 
 
 def measure(reactor, options):
@@ -540,9 +580,10 @@ def measure(reactor, options):
         plain = await measureTunnels(reactor, counts, options.mib)
         failedOpens = plain.pop("failed_opens")
         traced, notes = await measureTunnelHeap(reactor, counts, options.top)
-        participation, participationAll = participationHeap(options.paths)
+        participation, participationAll, participationCpu = participationHeap(options.paths)
         records = recordHeap(options.records)
-        contact = contactHeap(options.contacts)
+        contact, contactCpu = contactHeap(options.contacts)
+        verify = verifySeconds()
         figures, baseline, goals = {}, {}, {}
         for count in counts:
             for name in (f"tunnel_rss_bytes_at_{count}", f"tunnel_heap_bytes_at_{count}"):
@@ -561,14 +602,18 @@ def measure(reactor, options):
         goals[f"relay_cpu_ms_per_mib_at_{counts[-1]}"] = RatioGoal(CPU_FLATNESS, atLeast=False)
         figures["participation_heap_bytes"], baseline["participation_heap_bytes"] = participation, PARTICIPATION_GOAL
         goals["participation_heap_bytes"] = RatioGoal(1.0, atLeast=False)
-        for kind, (grown, charged) in records.items():
+        for kind, (grown, charged, cpu) in records.items():
             figures[f"record_heap_bytes_{kind}"], baseline[f"record_heap_bytes_{kind}"] = grown, charged
+            figures[f"record_cpu_us_{kind}"], baseline[f"record_cpu_us_{kind}"] = cpu * 1e6, verify * 1e6
         figures["contact_heap_bytes"], baseline["contact_heap_bytes"] = contact, CONTACT_WIRE_BYTES
+        figures["contact_cpu_us"], baseline["contact_cpu_us"] = contactCpu * 1e6, verify * 1e6
+        figures["participation_cpu_ms"], baseline["participation_cpu_ms"] = participationCpu * 1e3, verify * 1e3
         notes.insert(0, (
             f"tunnels through one relay process on loopback (TLS links), {PREVIOUS_HOPS} previous and {NEXT_HOPS} next hops, "
             f"{options.mib} MiB relayed at 1 and {counts[-1]} tunnels by two relays in turn; participations: {options.paths} paths "
             f"{PATH_SHAPE[0]}x{PATH_SHAPE[1]} (heap with the owners' share: {participationAll:.0f} B a participation); "
-            f"baselines: goals for memory, the first count's CPU, what the store charges a record, 50 wire bytes a contact; "
+            f"baselines: goals for memory, the first count's CPU, what the store charges a record, 50 wire bytes a contact, "
+            f"one Ed25519 verification for the CPU of participations, records and contacts; "
             f"TUNNEL links that failed to open and were tried again: {failedOpens}"
         ))
         return BenchmarkResult(

@@ -34,17 +34,18 @@ class UnitTests(SynchronousTestCase):
 
     def test_participation(self):
         """A path participation costs an X-node at most 16 KiB of heap, besides its links."""
-        perParticipation, _ = cost.participationHeap(30)
+        perParticipation, _, cpu = cost.participationHeap(30)
+        self.assertGreater(cpu, 0)
         self.assertLessEqual(perParticipation, cost.PARTICIPATION_GOAL)
 
     def test_records(self):
         """A stored record takes no more memory than the store's budget charges for it."""
-        for kind, (grown, charged) in cost.recordHeap(200).items():
+        for kind, (grown, charged, _) in cost.recordHeap(200).items():
             self.assertLessEqual(grown, charged, kind)
 
     def test_contact(self):
         """A contact in the routing table costs at most 160 bytes of heap."""
-        self.assertLessEqual(cost.contactHeap(400), 160)
+        self.assertLessEqual(cost.contactHeap(400)[0], 160)
 
 
 class RelayTests(TestCase):
@@ -88,6 +89,7 @@ class CommandLineTests(TestCase):
             "link_descriptors_at_1", "link_descriptors_at_4",
             "relay_cpu_ms_per_mib_at_1", "relay_cpu_ms_per_mib_at_4", "relay_cpu_ms_per_mib_at_4_cell_each",
             "participation_heap_bytes", "record_heap_bytes_value", "record_heap_bytes_node", "contact_heap_bytes",
+            "participation_cpu_ms", "record_cpu_us_value", "record_cpu_us_node", "contact_cpu_us",
         }
         self.assertEqual(set(result["figures"]), expected)
         self.assertEqual(result["baseline"]["tunnel_rss_bytes_at_4"], cost.TUNNEL_GOAL)
