@@ -107,9 +107,9 @@ OPENING_AT_ONCE = 8
 ROUND_CELLS = 1024
 """Cells sent in one round of a transfer, spread over the open tunnels."""
 BURST = 8
+"""Cells sent in a row on one tunnel (64 KiB), before the next tunnel's."""
 CPU_ROUNDS = 4
 """The parts the CPU measurements are made in, one relay's and the other's in turn."""
-"""Cells sent in a row on one tunnel (64 KiB), before the next tunnel's."""
 ADDRESS_BASE = 40000
 """The first loopback address number (L{loopbackAddress}), away from the other benchmarks'."""
 
@@ -117,6 +117,7 @@ NEIGHBOUR_LIMITS = LinkLimits(maxInbound=8192, maxInboundPerAddress=8192, maxHan
 """The neighbours' limits: all the relay's links come from one address."""
 
 CONTACT_WIRE_BYTES = 50
+"""A contact on the wire: node id, 16-byte address, port."""
 PATH_NODES = 16
 PATH_OWNERS = 4
 PATH_SHAPE = (3, 5)
@@ -124,7 +125,7 @@ PATH_SHAPE = (3, 5)
 
 def addArguments(parser):
     parser.add_argument("--counts", default="1,10,100,1000", help="tunnels open at once, at which figures are taken (default 1,10,100,1000)")
-    parser.add_argument("--mib", type=_positive(int), default=32, help="MiB relayed at one tunnel and at the last count (default 32)")
+    parser.add_argument("--mib", type=_positive(int), default=32, help="MiB relayed at one tunnel and as many at the last count (default 32)")
     parser.add_argument("--paths", type=_positive(int), default=200, help="paths built for the participation figure (default 200)")
     parser.add_argument("--records", type=_positive(int), default=2000, help="records stored of each kind (default 2000)")
     parser.add_argument("--contacts", type=_positive(int), default=2000, help="contacts in the routing table (default 2000)")
