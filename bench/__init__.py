@@ -26,5 +26,6 @@ BENCHMARKS = {
     "hostile": "bench.hostile",
     "anonymity": "bench.anonymity",
     "sim": "bench.sim",
+    "cost": "bench.cost",
 }
 """Benchmark name to the module that measures it."""

@@ -37,6 +37,26 @@ class OutboundRequest:
             self._deferred.errback(error)
 
 
+RECEIVE_PIECE = 8192
+"""The most bytes read from the socket that go into OpenSSL's receive buffer at once."""
+
+
+class LinkTLSProtocol(TLSMemoryBIOProtocol):
+    """
+    TLS for one link, whose receive buffer stays small: OpenSSL's memory BIO keeps, for as long
+    as the connection lasts, room for the most bytes it ever held, and a read from the socket
+    is up to 64 KiB. Handed over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the
+    next, it never holds more than a piece and a partial TLS record (docs/scale.md).
+    """
+
+    def dataReceived(self, data):
+        if len(data) <= RECEIVE_PIECE:
+            super().dataReceived(data)
+            return
+        for start in range(0, len(data), RECEIVE_PIECE):
+            super().dataReceived(data[start : start + RECEIVE_PIECE])
+
+
 class LinkTLSFactory(TLSMemoryBIOFactory):
     """
     TLS for links: every write goes into TLS at once. Twisted's default transport gathers small
@@ -44,7 +64,7 @@ class LinkTLSFactory(TLSMemoryBIOFactory):
     only add a turn of latency to every message.
     """
 
-    protocol = TLSMemoryBIOProtocol
+    protocol = LinkTLSProtocol
     noisy = False
 
 

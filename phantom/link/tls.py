@@ -77,6 +77,9 @@ def makePinnedContext(privateKey, certificate, pinOf, what, *, server):
     # No resumption: every connection shows its certificate, so every pin is checked.
     context.set_options(SSL.OP_NO_TICKET)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    # OpenSSL frees a connection's record buffers (about 25 KiB) while it has nothing to read
+    # or write, as most links and tunnel links are most of the time (docs/scale.md).
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     mode = SSL.VERIFY_PEER | (SSL.VERIFY_FAIL_IF_NO_PEER_CERT if server else 0)
     context.set_verify(mode, _peerVerifier(pinOf, what))
     return context

@@ -8,12 +8,17 @@ from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.task import Clock
 from twisted.logger import Logger
+from OpenSSL import SSL
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
 from phantom.errors import ConnectedToSelf, LinkFailed, PinMismatch
 from phantom.link.echo import EchoHandler
+from phantom.identity import Identity
 from phantom.link.protocol import LinkProtocol
+from phantom.link.service import RECEIVE_PIECE, LinkTLSProtocol
+from phantom.link.tls import makeContext
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
     CollectingHandler,
@@ -512,3 +517,44 @@ class BackpressureTests(TestCase):
         [line] = logs.about(hostile.localPort)
         self.assertIn(f"read nothing for {server.limits.drainTimeout:g} s", line)
         self.assertTrue(good.opened)
+
+
+class TLSMemoryTests(TestCase):
+    """What OpenSSL holds for an idle link, and after a burst (docs/scale.md, what a unit of work costs)."""
+
+    def test_idleBuffersReleased(self):
+        """Both sides' contexts let OpenSSL free a connection's record buffers while it is idle."""
+        identity = Identity.generate()
+        for server in (True, False):
+            # set_mode(0) adds nothing and answers the mode set.
+            self.assertTrue(makeContext(identity, server=server).set_mode(0) & SSL.MODE_RELEASE_BUFFERS, server)
+
+    def test_receivedInPieces(self):
+        """
+        A read from the socket goes into TLS in pieces of at most RECEIVE_PIECE bytes, in order
+        (OpenSSL's receive buffer keeps room for the largest piece for as long as the link lasts).
+        """
+        pieces = []
+        self.patch(TLSMemoryBIOProtocol, "dataReceived", lambda protocol, data: pieces.append(data))
+        protocol = LinkTLSProtocol.__new__(LinkTLSProtocol)
+        data = bytes(range(256)) * 280
+        protocol.dataReceived(data)
+        self.assertEqual(b"".join(pieces), data)
+        self.assertEqual([len(piece) for piece in pieces], [RECEIVE_PIECE] * (len(data) // RECEIVE_PIECE) + [len(data) % RECEIVE_PIECE])
+        del pieces[:]
+        protocol.dataReceived(b"small")
+        self.assertEqual(pieces, [b"small"])
+
+    async def test_burstCarried(self):
+        """A burst of large frames, read from the socket many KiB at a time, arrives whole and in order."""
+        server = startLinkService(self)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        client = startLinkService(self)
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        handler = CollectingHandler(link)
+        link.attach(handler)
+        frames = [bytes([number]) * (MAX_PAYLOAD // 2) for number in range(12)]
+        for frame in frames:
+            link.sendFrame(frame)
+        await until(lambda: len(handler.frames) == len(frames))
+        self.assertEqual(handler.frames, frames)
