@@ -8,7 +8,6 @@ and its receive buffer kept room for the largest read from the socket (64 KiB).
 """
 
 import json
-from argparse import Namespace
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
