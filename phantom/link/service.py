@@ -67,6 +67,10 @@ def writeNow(tcp, data):
     tcp.write(data)
 
 
+SEND_BIO_READ = 2**15
+"""Bytes taken out of TLS at most per read of its send buffer, as Twisted's TLS does."""
+
+
 class LinkTLSProtocol(TLSMemoryBIOProtocol):
     """TLS of one link, whose records leave through L{writeNow}."""
 
@@ -76,10 +80,6 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
         except SSL.WantReadError:
             return
         writeNow(self.transport, data)
-
-
-SEND_BIO_READ = 2**15
-"""Bytes taken out of TLS at most per read of its send buffer, as Twisted's TLS does."""
 
 
 class LinkTLSFactory(TLSMemoryBIOFactory):
