@@ -3,6 +3,7 @@ The link layer of a node: the one listening TLS port, outbound links, purpose di
 the registry of awaited links.
 """
 
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -37,15 +38,48 @@ class OutboundRequest:
             self._deferred.errback(error)
 
 
+def writeNow(tcp, data):
+    """
+    Write C{data} to a TCP transport: straight into its socket when the transport holds
+    nothing unsent, else (and for whatever the socket does not take) into its buffer.
+
+    A C{FileDescriptor} buffers every write until the reactor's next turn finds the socket
+    writable; for a link's small records that costs two changes of the poller's interest,
+    a turn and its bookkeeping per record, for a socket that nearly always has room. A
+    transport that does not show its buffer as a TCP C{FileDescriptor} does, or whose
+    connection is going, gets a plain C{write}.
+
+    @param tcp: the transport under TLS.
+    @param data: the bytes to write.
+    """
+    if (
+        getattr(tcp, "connected", False)
+        and not getattr(tcp, "disconnecting", True)
+        and getattr(tcp, "_tempDataLen", None) == 0
+        and getattr(tcp, "offset", None) == len(getattr(tcp, "dataBuffer", b"?"))
+    ):
+        sent = tcp.writeSomeData(data)
+        # An exception is a lost connection: the buffered write below lets the reactor find it.
+        if isinstance(sent, int) and sent > 0:
+            if sent == len(data):
+                return
+            data = data[sent:]
+    tcp.write(data)
+
+
+SEND_BIO_READ = 2**15
+"""Bytes taken out of TLS at most per read of its send buffer, as Twisted's TLS does."""
+
+
 RECEIVE_PIECE = 8192
 """The most bytes read from the socket that go into OpenSSL's receive buffer at once."""
 
 
 class LinkTLSProtocol(TLSMemoryBIOProtocol):
     """
-    TLS for one link, whose receive buffer stays small: OpenSSL's memory BIO keeps, for as long
-    as the connection lasts, room for the most bytes it ever held, and a read from the socket
-    is up to 64 KiB. Handed over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the
+    TLS for one link, whose records leave through L{writeNow} and whose receive buffer stays
+    small: OpenSSL's memory BIO keeps, for as long as the connection lasts, room for the most
+    bytes it ever held, and a read from the socket is up to 64 KiB. Handed over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the
     next, it never holds more than a piece and a partial TLS record (docs/scale.md).
     """
 
@@ -56,12 +90,20 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
         for start in range(0, len(data), RECEIVE_PIECE):
             super().dataReceived(data[start : start + RECEIVE_PIECE])
 
+    def _flushSendBIO(self):
+        try:
+            data = self.getHandle().bio_read(SEND_BIO_READ)
+        except SSL.WantReadError:
+            return
+        writeNow(self.transport, data)
+
 
 class LinkTLSFactory(TLSMemoryBIOFactory):
     """
-    TLS for links: every write goes into TLS at once. Twisted's default transport gathers small
-    writes and sends them a reactor turn later; a link always writes whole frames, so that would
-    only add a turn of latency to every message.
+    TLS for links: every write goes into TLS at once, and out to the socket at once (see
+    L{writeNow}). Twisted's default transport gathers small writes and sends them a reactor
+    turn later; a link always writes whole frames, so that would only add a turn of latency to
+    every message.
     """
 
     protocol = LinkTLSProtocol

@@ -11,11 +11,10 @@ The caller sends the requests L{Lookup.nextQueries} names, and reports each outc
 L{Lookup.responded}, L{Lookup.found} or L{Lookup.failed}, until L{Lookup.done}.
 """
 
-import bisect
 import enum
 
 from phantom.netdb import ALPHA, K
-from phantom.netdb.routing import idAsInt
+from phantom.netdb.routing import ID_BYTES, idAsInt
 
 MAX_LOOKUP_REQUESTS = 5 * K
 """
@@ -33,6 +32,9 @@ class Progress(enum.Enum):
     ANSWERED = "answered"
     HELD_VALUE = "held the value"
     FAILED = "failed"
+
+
+_WAITING = (Progress.HEARD_OF, Progress.ASKED)
 
 
 class _Candidate:
@@ -103,7 +105,14 @@ class Lookup:
         @return: a list of C{(distance from the target, contact)}.
         @raise ValueError: a contact's node id is not 32 bytes.
         """
-        return [(idAsInt(contact.nodeId) ^ self._target, contact) for contact in contacts]
+        target = self._target
+        measured = []
+        for contact in contacts:
+            nodeId = contact.nodeId
+            if type(nodeId) is not bytes or len(nodeId) != ID_BYTES:
+                idAsInt(nodeId)  # raises the ValueError that says why
+            measured.append((int.from_bytes(nodeId, "big") ^ target, contact))
+        return measured
 
     def _heardOf(self, measured):
         """
@@ -111,12 +120,17 @@ class Lookup:
 
         @param measured: what L{_measure} returns.
         """
+        candidates, ownId, ranked = self._candidates, self._ownId, self._ranked
+        before = len(ranked)
         for contactDistance, contact in measured:
             nodeId = contact.nodeId
-            if nodeId == self._ownId or nodeId in self._candidates:
+            if nodeId == ownId or nodeId in candidates:
                 continue
-            self._candidates[nodeId] = _Candidate(contact, contactDistance)
-            bisect.insort(self._ranked, (contactDistance, nodeId))
+            candidates[nodeId] = _Candidate(contact, contactDistance)
+            ranked.append((contactDistance, nodeId))
+        if len(ranked) > before:
+            # Distinct ids are at distinct distances: the sort never compares two ids.
+            ranked.sort()
 
     def _closest(self):
         """The k closest candidates that did not fail, closest first."""
@@ -132,8 +146,11 @@ class Lookup:
             return True
         if self.requests >= self._maxRequests and not self.inFlight:
             return True
-        waiting = (Progress.HEARD_OF, Progress.ASKED)
-        return not any(candidate.progress in waiting for candidate in self._closest())
+        candidates = self._candidates
+        for _, nodeId in self._ranked[: self._k]:
+            if candidates[nodeId].progress in _WAITING:
+                return False
+        return True
 
     def nextQueries(self):
         """

@@ -14,7 +14,6 @@ cache; a contact that fails the ping, or fails C{failureThreshold} requests in a
 place to the freshest replacement.
 """
 
-import heapq
 import random
 from collections import OrderedDict
 
@@ -46,6 +45,10 @@ def idAsInt(nodeId):
     if not isinstance(nodeId, bytes) or len(nodeId) != ID_BYTES:
         raise ValueError(f"a node id is {ID_BYTES} bytes, not {nodeId!r}")
     return int.from_bytes(nodeId, "big")
+
+
+def _first(pair):
+    return pair[0]
 
 
 def distance(a, b):
@@ -126,6 +129,8 @@ class RoutingTable:
         self._failures = {}
         now = clock.seconds()
         self._buckets = [KBucket(now) for _ in range(ID_BITS)]
+        self._deepest = -1
+        """The highest index of a bucket that ever held a contact or replacement: all beyond are empty."""
 
     def _indexOf(self, number):
         """
@@ -144,7 +149,11 @@ class RoutingTable:
         @raise ValueError: the contact has no 32-byte node id.
         """
         index = self._indexOf(idAsInt(contact.nodeId))
-        return contact.nodeId, (self._buckets[index] if index < ID_BITS else None)
+        if index >= ID_BITS:
+            return contact.nodeId, None
+        if index > self._deepest:
+            self._deepest = index
+        return contact.nodeId, self._buckets[index]
 
     def seen(self, contact):
         """
@@ -243,9 +252,10 @@ class RoutingTable:
         """
         The known contacts closest to an id.
 
-        Buckets are visited in order of distance from C{target}: its own bucket, then all the
-        nearer buckets (their contacts share C{target}'s distance from us in its first bit),
-        then the farther buckets one by one. Only the buckets needed are sorted.
+        Buckets are visited in order of distance from C{target}: its own bucket; if it holds
+        fewer than C{count}, all the nearer buckets (their contacts share C{target}'s distance
+        from us in its first bit); then the farther buckets one by one, until C{count} are
+        found. Only the contacts of the buckets visited are measured and sorted.
 
         @param target: a 32-byte id.
         @param count: how many contacts at most.
@@ -262,20 +272,23 @@ class RoutingTable:
         found = []
 
         def take(bucket):
-            if bucket.contacts:
-                found.extend(c for nodeId, c in bucket.contacts.items() if nodeId not in excluded)
-            if replacements and bucket.replacements:
-                found.extend(c for nodeId, c in bucket.replacements.items() if nodeId not in excluded)
+            for held in (bucket.contacts, bucket.replacements) if replacements else (bucket.contacts,):
+                for nodeId, contact in held.items():
+                    if nodeId not in excluded:
+                        found.append((int.from_bytes(nodeId, "big") ^ number, contact))
 
-        for bucket in buckets[index:]:
-            if bucket.contacts or bucket.replacements:
-                take(bucket)
-        for farther in range(min(index, ID_BITS) - 1, -1, -1):
+        if index <= self._deepest:
+            take(buckets[index])
+            if len(found) < count:
+                for bucket in buckets[index + 1 : self._deepest + 1]:
+                    take(bucket)
+        for farther in range(min(index, self._deepest + 1) - 1, -1, -1):
             if len(found) >= count:
                 break
             take(buckets[farther])
-        # Ids in the table were checked on the way in.
-        return heapq.nsmallest(count, found, key=lambda c: int.from_bytes(c.nodeId, "big") ^ number)
+        # Ids in the table were checked on the way in; distinct ids are at distinct distances.
+        found.sort(key=_first)
+        return [contact for _, contact in found[:count]]
 
     def refreshTargets(self, now, interval=REFRESH_INTERVAL):
         """

@@ -150,6 +150,9 @@ class RpcChannel:
         self._onClosed = onClosed
         self._randomBytes = randomBytes
         self._pending = {}
+        """C{(kind, deferred, deadline)} of each request awaiting its reply, oldest first."""
+        self._timer = None
+        """The one timer of the requests' timeouts, due at the oldest one's deadline or before."""
         self._answering = Answering() if answering is None else answering
         self._answers = set()
         self._held = deque()
@@ -173,8 +176,9 @@ class RpcChannel:
         while requestId in self._pending:
             requestId = self._randomBytes(REQUEST_ID_SIZE)
         deferred = Deferred()
-        call = self._clock.callLater(self._timeout, self._expire, requestId)
-        self._pending[requestId] = (RpcKind(kind), deferred, call)
+        self._pending[requestId] = (RpcKind(kind), deferred, self._clock.seconds() + self._timeout)
+        if self._timer is None:
+            self._timer = self._clock.callLater(self._timeout, self._expireDue)
         self._send(kind, requestId, content)
         return deferred
 
@@ -182,9 +186,22 @@ class RpcChannel:
         self.lastUsed = self._clock.seconds()
         self.link.sendFrame(encodeRpc(kind, requestId, content))
 
-    def _expire(self, requestId):
-        kind, deferred, _ = self._pending.pop(requestId)
-        deferred.errback(RpcFailed(f"no reply to {kind.name} from {describePeer(self.link.peer)} within {self._timeout:g} s"))
+    def _expireDue(self):
+        """
+        Fail the requests whose deadline has come, oldest first, and set the timer for the
+        next one. Requests all wait the same time, so the oldest is due first; a reply only
+        takes its request out, and leaves the timer as it is.
+        """
+        self._timer = None
+        now = self._clock.seconds()
+        while self._pending:
+            requestId, (kind, deferred, deadline) = next(iter(self._pending.items()))
+            if deadline > now:
+                if self._timer is None:  # an errback below may have asked again, and set it
+                    self._timer = self._clock.callLater(deadline - now, self._expireDue)
+                return
+            del self._pending[requestId]
+            deferred.errback(RpcFailed(f"no reply to {kind.name} from {describePeer(self.link.peer)} within {self._timeout:g} s"))
 
     def frameReceived(self, payload):
         try:
@@ -198,8 +215,7 @@ class RpcChannel:
         pending = self._pending.pop(message.request_id, None)
         if pending is None:
             return  # a reply that came after its timeout
-        requested, deferred, call = pending
-        call.cancel()
+        requested, deferred, _ = pending
         if kind not in REPLIES[requested]:
             deferred.errback(RpcFailed(f"{kind.name} is no reply to {requested.name}"))
             return self.link.abort(f"{kind.name} in reply to {requested.name}")
@@ -280,8 +296,10 @@ class RpcChannel:
         for under in list(self._answers):
             under.drop()
         pending, self._pending = self._pending, {}
-        for kind, deferred, call in pending.values():
-            call.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for kind, deferred, _ in pending.values():
             deferred.errback(RpcFailed(f"the link to {describePeer(self.link.peer)} closed before the reply to {kind.name}"))
         self._onClosed(self)
 

@@ -378,7 +378,15 @@ class DhtNode(Service):
             return await self._findRoutes(key, record)
         if record is not None:
             return record
-        search = await self.lookup(key, Table(table))
+        return self._cacheFound(await self.lookup(key, Table(table)), table, key)
+
+    def _cacheFound(self, search, table, key):
+        """
+        Send the value a FIND_VALUE lookup found (if any) to the closest node that answered
+        without it, as the Kademlia paper does, unless it is a node record.
+
+        @return: the value, or C{None}.
+        """
         if search.value is not None and search.closestWithoutValue is not None and table != Table.NODE:
             content = {"table": Table(table).name, "key": key, "ttl": int(self._remainingOf(search.value)), "value": search.value.encoded}
             self._call(search.closestWithoutValue, RpcKind.STORE, content).addErrback(lambda failure: None)
@@ -449,7 +457,7 @@ class DhtNode(Service):
         local = self.store.get(Table.VALUE, key)
         if local is not None:
             return succeed(local.encoded)
-        d = Deferred.fromCoroutine(self.findRecord(Table.VALUE, key))
+        d = self.lookup(key, Table.VALUE).addCallback(self._cacheFound, Table.VALUE, key)
         d.addTimeout(self.settings.getTimeout, self._clock)
 
         def done(result):

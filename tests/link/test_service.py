@@ -55,6 +55,23 @@ class AuthenticationTests(TestCase):
         self.assertEqual(inbound.nodeId, client.nodeId)
         self.assertEqual((inbound.inbound, inbound.purpose), (True, Purpose.ECHO))
 
+    async def test_framesLeaveAtOnce(self):
+        """
+        A frame sent on an idle link is in the kernel's hands when C{sendFrame} returns: not
+        buffered for the reactor's next turn, the socket not watched for room.
+        """
+        server = startLinkService(self)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        client = startLinkService(self)
+        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        handler = CollectingHandler(link)
+        link.attach(handler)
+        echoed = handler.nextFrame()
+        link.sendFrame(b"at once")
+        self.assertEqual(unsentBytes(link), 0)
+        self.assertNotIn(link.transport.transport, reactor.getWriters())
+        self.assertEqual(await echoed, b"at once")
+
     async def test_pinnedLink(self):
         """Pinning the server's real node id works."""
         server = startLinkService(self)

@@ -75,6 +75,18 @@ class ClosestTests(SynchronousTestCase):
         )[:count]
         self.assertEqual(table.closest(asId(target), count, exclude=excluded), expected)
 
+    @given(st.lists(nodeNumbers, max_size=120), targets, st.integers(0, 40), st.integers(1, 8))
+    def test_withReplacementsMatchesBruteForce(self, numbers, target, count, k):
+        """
+        Counting replacements, the C{count} closest of every contact seen (a cache large
+        enough to keep every one), closest first.
+        """
+        table = tableWith(numbers, k=k, replacementSize=len(numbers) + 1)
+        seen = {asId(number) for number in numbers}
+        expected = sorted(seen, key=lambda nodeId: distance(nodeId, asId(target)))[:count]
+        found = table.closest(asId(target), count, replacements=True)
+        self.assertEqual([contact.nodeId for contact in found], expected)
+
     def test_defaultCountIsK(self):
         """Without a count, C{closest} returns k contacts."""
         table = tableWith(inBucket(index) for index in range(30))

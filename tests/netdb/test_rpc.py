@@ -98,6 +98,29 @@ class MemoryRpcTests(SynchronousTestCase):
         kind, _ = self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
         self.assertEqual(kind, RpcKind.PONG)
 
+    def test_eachRequestItsOwnDeadline(self):
+        """
+        Requests sent at different times each fail at their own deadline, a reply in between
+        changes none, and the channel keeps one timer for all of them, not one per request.
+        """
+        serverLinks, _, _ = self.startDht()
+        _, _, client = self.startDht(timeout=0.3)
+        self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+        timers = len(self.network.clock.getDelayedCalls())
+        failed = []
+        for index in range(3):
+            d = client.call(contactOf(serverLinks), RpcKind.SAMPLE, {"port": 0})
+            d.addErrback(lambda failure, index=index: failed.append((index, self.network.clock.seconds())))
+            self.drive(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
+            self.assertLessEqual(len(self.network.clock.getDelayedCalls()), timers + 1)
+            self.network.runFor(0.1)
+        start = self.network.clock.seconds() - 0.3
+        self.network.runFor(0.3)
+        self.assertEqual([index for index, _ in failed], [0, 1, 2])
+        sentAt = [start + 0.1 * index for index in range(3)]
+        for (_, when), sent in zip(failed, sentAt):
+            self.assertAlmostEqual(when - sent, 0.3, delta=0.011)
+
     def test_wrongReplyKind(self):
         """A reply of the wrong kind fails the request and closes the link."""
         serverLinks, _, _ = self.startDht()
