@@ -202,9 +202,10 @@ class PathSettings:
     """How many node records the pool sampled ahead of builds aims to hold."""
     poolRefresh: float = 300.0
     """Seconds between fresh samples of the pool."""
-    entryPaths: int = 1
+    entryPaths: int = 2
     """Entry paths kept built (from start, through renewal and failures) where the node takes
-    inbound tunnels (C{serve} is not C{none}, or it has a tun device); 0 builds none."""
+    inbound tunnels (C{serve} is not C{none}, or it has a tun device), each with its own entry
+    node, so that the AP-address stays reachable while one of them is rebuilt; 0 builds none."""
     exitPaths: int = 1
     """Exit paths kept built, so that a first packet need not wait for one, where the node has a
     tun device or forwards; 0 builds them only when a tunnel asks."""

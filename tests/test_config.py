@@ -240,10 +240,10 @@ class KeptPathsTests(SynchronousTestCase):
         return resolveConfig(configFile=path, dataDir="/d", **options)
 
     def test_counts(self):
-        """1 of each by default; 0 turns them off; negative or more than 8 are refused."""
+        """2 entry paths (issue 13: an AP-address with two entry nodes) and 1 exit path by default; 0 turns them off; negative or more than 8 are refused."""
         from phantom.config import PathSettings
 
-        self.assertEqual((PathSettings().entryPaths, PathSettings().exitPaths), (1, 1))
+        self.assertEqual((PathSettings().entryPaths, PathSettings().exitPaths), (2, 1))
         config = self.configWith("[path]\nentry_paths = 0\nexit_paths = 2\n")
         self.assertEqual((config.path.entryPaths, config.path.exitPaths), (0, 2))
         for bad in ("entry_paths = -1", "exit_paths = 9", "entry_paths = many"):
@@ -261,8 +261,8 @@ class KeptPathsTests(SynchronousTestCase):
             counts = keptPaths(resolveConfig(dataDir="/d", **options))
             return counts[PathKind.ENTRY], counts[PathKind.EXIT]
 
-        self.assertEqual(kept(), (1, 0))
+        self.assertEqual(kept(), (2, 0))
         self.assertEqual(kept(serve="none"), (0, 0))
-        self.assertEqual(kept(serve="none", tun="phantom0"), (1, 1))
-        self.assertEqual(kept(forward="127.0.0.1:9000=fd00::1"), (1, 1))
+        self.assertEqual(kept(serve="none", tun="phantom0"), (2, 1))
+        self.assertEqual(kept(forward="127.0.0.1:9000=fd00::1"), (2, 1))
         self.assertEqual(kept(tun="phantom0", ownExit=True, ownEntry=True), (0, 0))
