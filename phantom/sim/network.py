@@ -39,7 +39,7 @@ from phantom.config import DhtSettings
 from phantom.identity import Identity
 from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb import K
-from phantom.netdb.records import NodeRecord
+from phantom.netdb.records import VERIFIED_NODE_RECORDS, NodeRecord
 from phantom.netdb.rpc import RpcFailed
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
@@ -248,6 +248,10 @@ class Simulation:
 
     def __init__(self, config=SimConfig()):
         self.config = config
+        # Simulation only: the process's cache of checked node records serves every simulated
+        # node; large enough for all their records, as each real node's serves the records it
+        # hears of (checking a record gives the same answer whoever checks it).
+        VERIFIED_NODE_RECORDS.size = max(VERIFIED_NODE_RECORDS.size, 2 * config.nodes)
         self.random = randomModule.Random(config.seed)
         self.clock = HeapClock()
         self.network = MemoryNetwork(self.clock, latency=self._hostLatency) if config.paths else MemoryNetwork(self.clock)
