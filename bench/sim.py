@@ -76,9 +76,14 @@ def addArguments(parser):
     )
 
 
+def peakMemory():
+    """@return: the process's peak resident memory so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def progress(text):
-    """Say what is happening, on stderr (stdout carries the result)."""
-    print(f"bench sim: {text}", file=sys.stderr, flush=True)
+    """Say what is happening, with the peak memory so far, on stderr (stdout carries the result)."""
+    print(f"bench sim: {text}; peak {peakMemory():.0f} MiB", file=sys.stderr, flush=True)
 
 
 class Stopwatch:
@@ -114,6 +119,7 @@ def run(options):
     setupWall, setupCpu = watch.read()
     progress(f"{n} nodes set up in {setupWall:.1f} s ({setupCpu:.1f} s CPU)")
 
+    watch = Stopwatch()
     owners = sim.nodes[:OWNERS]
     oldRule = owners[: OWNERS // 2]
     for owner in oldRule:
@@ -122,7 +128,10 @@ def run(options):
     quiet = scheduleGets(sim, values, options.gets, QUIET_SPAN)
     quietBuilds = scheduleBuilds(sim, owners[OWNERS // 2 :], max(1, options.builds // 3), QUIET_SPAN)
     sim.runFor(QUIET_SPAN + 120)
-    progress(f"no churn: {quiet.found}/{quiet.asked} GETs, {sum(b for _, b, _ in quietBuilds)}/{len(quietBuilds)} builds")
+    progress(
+        f"no churn: {quiet.found}/{quiet.asked} GETs, {sum(b for _, b, _ in quietBuilds)}/{len(quietBuilds)} builds"
+        f" ({watch.read()[1]:.1f} s CPU)"
+    )
 
     watch = Stopwatch()
     distance, uniformDistance, drawn = samplingDistance(sim, options.draws)
@@ -150,7 +159,7 @@ def run(options):
         f"churn: {churned.found}/{churned.asked} GETs, {sum(b for _, b, _ in builds)}/{len(builds)} builds,"
         f" {sim.messages - messages} requests, the hour in {hourWall:.1f} s ({hourCpu:.1f} s CPU)"
     )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peakMemory()
 
     bound = math.ceil(math.log2(n)) + 1
     roundTrip = 2 * sim.config.medianLatency * 1000

@@ -260,9 +260,10 @@ class RoutingTable:
         """
         The known contacts closest to an id.
 
-        Buckets are visited in order of distance from C{target}: its own bucket, then all the
-        nearer buckets (their contacts share C{target}'s distance from us in its first bit),
-        then the farther buckets one by one. Only the buckets needed are sorted.
+        Buckets are visited in order of distance from C{target}: its own bucket, then, unless
+        that one gave enough, all the nearer buckets (their contacts share C{target}'s distance
+        from us in its first bit), then the farther buckets one by one. Only the buckets needed
+        are sorted.
 
         @param target: a 32-byte id.
         @param count: how many contacts at most.
@@ -284,9 +285,13 @@ class RoutingTable:
             if replacements and bucket.replacements:
                 found.extend(c for nodeId, c in bucket.replacements.items() if nodeId not in excluded)
 
-        for bucketIndex, bucket in buckets.items():
-            if bucketIndex >= index:
-                take(bucket)
+        own = buckets.get(index)
+        if own is not None:
+            take(own)
+        if len(found) < count:
+            for bucketIndex, bucket in buckets.items():
+                if bucketIndex > index:
+                    take(bucket)
         for farther in range(min(index, ID_BITS) - 1, -1, -1):
             if len(found) >= count:
                 break
