@@ -216,6 +216,6 @@ def run(options):
         f"{n} nodes, seed {options.seed}, churn {options.churn:.0%}/h; setup {setupWall:.0f} s ({setupCpu:.0f} s CPU);"
         f" {drawn} sampling draws; colluders {COLLUDERS:.0%}, {options.colluder_builds} plan-level builds per case,"
         f" kept ends {KEEP_ENDS}; builds: no churn {len(quietBuilds)} (baseline of the build success),"
-        f" churn {len(builds)}; hop bound ceil(log2 N)+1 = {bound} (b = 1)"
+        f" churn {'skipped' if 'churn' in skip else len(builds)}; hop bound ceil(log2 N)+1 = {bound} (b = 1)"
     )
     return BenchmarkResult("sim", figures, baseline, "simulated", "baseline", notes, goals)
