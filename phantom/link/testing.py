@@ -35,6 +35,26 @@ from phantom.link.local import LocalLink
 from phantom.wire.link import NO_LINK_ID, Purpose
 
 
+class _Posted:
+    """A call L{HeapClock.post} made: what the heap needs of a C{DelayedCall}, and no more."""
+
+    __slots__ = ("time", "func", "args", "called")
+    delayed_time = 0
+    kw = {}
+
+    def __init__(self, time, func, args):
+        self.time = time
+        self.func = func
+        self.args = args
+        self.called = 0
+
+    def active(self):
+        return not self.called
+
+    def getTime(self):
+        return self.time
+
+
 class HeapClock(Clock):
     """
     A C{task.Clock} that keeps its pending calls in a heap, so that a network of dozens of nodes,
@@ -51,6 +71,14 @@ class HeapClock(Clock):
         call = DelayedCall(self.seconds() + delay, f, args, kw, lambda call: None, self._push, self.seconds)
         self._push(call)
         return call
+
+    def post(self, delay, f, *args):
+        """
+        Call C{f(*args)} in C{delay} seconds, like L{callLater} but lighter, for the many calls
+        of a simulation that are never cancelled, reset or delayed: @return: nothing to cancel.
+        """
+        when = self.rightNow + delay
+        heapq.heappush(self._heap, (when, next(self._order), _Posted(when, f, args)))
 
     def _push(self, call):
         heapq.heappush(self._heap, (call.time, next(self._order), call))

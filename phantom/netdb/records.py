@@ -11,6 +11,7 @@ The records of the network database, validated before they are stored or believe
 
 import functools
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -67,6 +68,45 @@ def _parse(schema, encoded):
         raise InvalidRecord(str(e)) from e
 
 
+class VerifiedRecords:
+    """
+    Records already checked, by their encoded bytes, the most recently used kept: a node hears
+    the same node records over and over (every SAMPLE reply, every republished STORE, every
+    lookup that finds one), and checking the same bytes again gives the same answer. Only what
+    the bytes alone decide is kept (form, key, signature); the time is checked on every use.
+    A peer sending new records only pushes older ones out: each costs what it costs unkept.
+
+    @ivar size: how many records are kept at most.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self._records = OrderedDict()
+
+    def get(self, encoded):
+        """@return: the record checked for C{encoded}, or C{None}."""
+        record = self._records.get(encoded)
+        if record is not None:
+            self._records.move_to_end(encoded)
+        return record
+
+    def add(self, encoded, record):
+        """Keep C{record}, checked, as what C{encoded} gives, dropping the least recently used beyond L{size}."""
+        self._records[encoded] = record
+        while len(self._records) > self.size:
+            self._records.popitem(last=False)
+
+    def __len__(self):
+        return len(self._records)
+
+
+VERIFIED_NODE_RECORDS = VerifiedRecords(1024)
+"""
+The node records this process checked lately (about 1 KiB each). The simulation
+(L{phantom.sim}), whose one process runs thousands of nodes, makes it larger.
+"""
+
+
 def _checkTimestamp(timestamp, now):
     if timestamp > now + MAX_CLOCK_SKEW:
         raise InvalidRecord(f"timestamp {timestamp} lies in the future")
@@ -120,6 +160,25 @@ class NodeRecord:
         @param key: the key it was stored or found under: the node id it must belong to.
         @raise InvalidRecord: malformed, badly signed, not the key's node, from the future, or expired.
         """
+        encoded = bytes(encoded)
+        record = VERIFIED_NODE_RECORDS.get(encoded)
+        if record is None:
+            record = cls._check(encoded, key)
+            VERIFIED_NODE_RECORDS.add(encoded, record)
+        elif record.nodeId != key:
+            raise InvalidRecord("node record: its key is not the node id's")
+        _checkTimestamp(record.timestamp, now)
+        if record.timestamp + NODE_RECORD_LIFETIME <= now:
+            raise InvalidRecord("node record: expired")
+        return record
+
+    @classmethod
+    def _check(cls, encoded, key):
+        """
+        What the bytes alone decide of L{parse}: form, key and signature.
+
+        @return: the record, its time not checked.
+        """
         parsed = _parse(wire.NodeRecord, encoded)
         body = parsed.body.value
         try:
@@ -131,9 +190,6 @@ class NodeRecord:
             raise InvalidRecord("node record: its key is not the node id's")
         if not verifyWithDomain(body.communication_key, NODE_RECORD_DOMAIN, parsed.body.data, parsed.signature):
             raise InvalidRecord("node record: bad signature")
-        _checkTimestamp(body.timestamp, now)
-        if body.timestamp + NODE_RECORD_LIFETIME <= now:
-            raise InvalidRecord("node record: expired")
         return cls(
             nodeId,
             hostOf(body.address),
@@ -152,6 +208,9 @@ class NodeRecord:
 
         @raise InvalidRecord: as L{parse}.
         """
+        known = VERIFIED_NODE_RECORDS.get(bytes(encoded))
+        if known is not None:
+            return cls.parse(encoded, known.nodeId, now)
         body = _parse(wire.NodeRecord, encoded).body.value
         try:
             nodeId = nodeIdOfPublicKey(ed25519.Ed25519PublicKey.from_public_bytes(body.communication_key))

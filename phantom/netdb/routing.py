@@ -67,12 +67,17 @@ class KBucket:
     """
     The contacts at one range of distance from our id.
 
+    A table makes a bucket when it first needs it: of the 256 ranges, a network of a
+    million nodes fills about 20.
+
     @ivar contacts: L{Contact}s by node id, least recently seen first.
     @ivar replacements: L{Contact}s waiting for a place, by node id, most recently seen last.
     @ivar lastTouched: when a contact in this range was last seen or looked up, in seconds.
     @ivar pinging: the node id of the contact the table asked the caller to ping, or C{None}.
     @ivar lastSeen: when each contact was last seen, by node id.
     """
+
+    __slots__ = ("contacts", "replacements", "lastTouched", "pinging", "lastSeen")
 
     def __init__(self, lastTouched):
         self.contacts = OrderedDict()
@@ -127,10 +132,9 @@ class RoutingTable:
         self._failureThreshold = failureThreshold
         self.questionableAfter = questionableAfter
         self._failures = {}
-        now = clock.seconds()
-        self._buckets = [KBucket(now) for _ in range(ID_BITS)]
-        self._deepest = -1
-        """The highest index of a bucket that ever held a contact or replacement: all beyond are empty."""
+        self._created = clock.seconds()
+        self._buckets = {}
+        """The buckets made so far, by index; a bucket not made was last touched at C{_created}."""
 
     def _indexOf(self, number):
         """
@@ -141,19 +145,26 @@ class RoutingTable:
         """
         return ID_BITS - (number ^ self._own).bit_length()
 
-    def _bucketOf(self, contact):
+    def _bucketAt(self, index):
+        """The bucket of C{index} (below L{ID_BITS}), made if it was not yet."""
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = KBucket(self._created)
+        return bucket
+
+    def _bucketOf(self, contact, make=True):
         """
         Find the bucket a contact belongs in.
 
-        @return: C{(nodeId, bucket)}; the bucket is C{None} for our own id.
+        @param make: whether to make the bucket if it was not yet.
+        @return: C{(nodeId, bucket)}; the bucket is C{None} for our own id (and for a bucket not
+            made, unless C{make}).
         @raise ValueError: the contact has no 32-byte node id.
         """
         index = self._indexOf(idAsInt(contact.nodeId))
         if index >= ID_BITS:
             return contact.nodeId, None
-        if index > self._deepest:
-            self._deepest = index
-        return contact.nodeId, self._buckets[index]
+        return contact.nodeId, (self._bucketAt(index) if make else self._buckets.get(index))
 
     def seen(self, contact):
         """
@@ -212,7 +223,7 @@ class RoutingTable:
         @param contact: a L{Contact} with its node id.
         @raise ValueError: the contact has no 32-byte node id.
         """
-        nodeId, bucket = self._bucketOf(contact)
+        nodeId, bucket = self._bucketOf(contact, make=False)
         if bucket is None:
             return
         if nodeId not in bucket.contacts:
@@ -246,16 +257,16 @@ class RoutingTable:
         """
         index = self._indexOf(idAsInt(target))
         if index < ID_BITS:
-            self._buckets[index].lastTouched = self._clock.seconds()
+            self._bucketAt(index).lastTouched = self._clock.seconds()
 
     def closest(self, target, count=K, exclude=(), replacements=False):
         """
         The known contacts closest to an id.
 
-        Buckets are visited in order of distance from C{target}: its own bucket; if it holds
-        fewer than C{count}, all the nearer buckets (their contacts share C{target}'s distance
-        from us in its first bit); then the farther buckets one by one, until C{count} are
-        found. Only the contacts of the buckets visited are measured and sorted.
+        Buckets are visited in order of distance from C{target}: its own bucket, then, unless
+        that one gave enough, all the nearer buckets (their contacts share C{target}'s distance
+        from us in its first bit), then the farther buckets one by one. Only the buckets needed
+        are sorted.
 
         @param target: a 32-byte id.
         @param count: how many contacts at most.
@@ -277,15 +288,19 @@ class RoutingTable:
                     if nodeId not in excluded:
                         found.append((int.from_bytes(nodeId, "big") ^ number, contact))
 
-        if index <= self._deepest:
-            take(buckets[index])
-            if len(found) < count:
-                for bucket in buckets[index + 1 : self._deepest + 1]:
+        own = buckets.get(index)
+        if own is not None:
+            take(own)
+        if len(found) < count:
+            for bucketIndex, bucket in buckets.items():
+                if bucketIndex > index:
                     take(bucket)
-        for farther in range(min(index, self._deepest + 1) - 1, -1, -1):
+        for farther in range(min(index, ID_BITS) - 1, -1, -1):
             if len(found) >= count:
                 break
-            take(buckets[farther])
+            bucket = buckets.get(farther)
+            if bucket is not None:
+                take(bucket)
         # Ids in the table were checked on the way in; distinct ids are at distinct distances.
         found.sort(key=_first)
         return [contact for _, contact in found[:count]]
@@ -300,13 +315,16 @@ class RoutingTable:
         @param interval: how long a bucket may stay untouched.
         @return: a list of 32-byte ids, farthest bucket first.
         """
-        nonEmpty = [index for index, bucket in enumerate(self._buckets) if bucket.contacts]
-        nearest = nonEmpty[-1] if nonEmpty else -1
+        nearest = max((index for index, bucket in self._buckets.items() if bucket.contacts), default=-1)
         return [
             self._randomIdIn(index)
             for index in range(nearest + 1)
-            if now - self._buckets[index].lastTouched >= interval
+            if now - self._lastTouched(index) >= interval
         ]
+
+    def _lastTouched(self, index):
+        bucket = self._buckets.get(index)
+        return self._created if bucket is None else bucket.lastTouched
 
     def _randomIdIn(self, index):
         """A random id sharing exactly C{index} leading bits with ours."""
@@ -328,15 +346,15 @@ class RoutingTable:
                 "replacements": len(bucket.replacements),
                 "lastTouched": bucket.lastTouched,
             }
-            for index, bucket in enumerate(self._buckets)
+            for index, bucket in sorted(self._buckets.items())
             if bucket.contacts or bucket.replacements
         ]
 
     def __len__(self):
         """The number of contacts, replacements not counted."""
-        return sum(len(bucket.contacts) for bucket in self._buckets)
+        return sum(len(bucket.contacts) for bucket in self._buckets.values())
 
     def __iter__(self):
         """The contacts, farthest bucket first, least recently seen first within a bucket."""
-        for bucket in self._buckets:
+        for _, bucket in sorted(self._buckets.items()):
             yield from bucket.contacts.values()

@@ -39,7 +39,7 @@ from phantom.config import DhtSettings
 from phantom.identity import Identity
 from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb import K
-from phantom.netdb.records import NodeRecord
+from phantom.netdb.records import VERIFIED_NODE_RECORDS, NodeRecord
 from phantom.netdb.rpc import RpcFailed, Unreachable
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
@@ -145,12 +145,23 @@ def _request(content):
     return request
 
 
+class _WireContact:
+    """A contact of a NODES reply as the wire parser gives it."""
+
+    __slots__ = ("node_id", "address", "port")
+
+    def __init__(self, node_id, address, port):
+        self.node_id = node_id
+        self.address = address
+        self.port = port
+
+
 def _reply(kind, content):
     """A reply as the requester's RPC layer hands it on: fields as attributes."""
     if content is None:
         return kind, None
     if kind == RpcKind.NODES:
-        return kind, SimpleNamespace(contacts=[SimpleNamespace(**contact) for contact in content["contacts"]])
+        return kind, SimpleNamespace(contacts=[_WireContact(**contact) for contact in content["contacts"]])
     return kind, SimpleNamespace(**content)
 
 
@@ -251,6 +262,10 @@ class Simulation:
 
     def __init__(self, config=SimConfig()):
         self.config = config
+        # Simulation only: the process's cache of checked node records serves every simulated
+        # node; large enough for all their records, as each real node's serves the records it
+        # hears of (checking a record gives the same answer whoever checks it).
+        VERIFIED_NODE_RECORDS.size = max(VERIFIED_NODE_RECORDS.size, 2 * config.nodes)
         self.random = randomModule.Random(config.seed)
         self.clock = HeapClock()
         self.network = MemoryNetwork(self.clock, latency=self._hostLatency) if config.paths else MemoryNetwork(self.clock)
@@ -308,7 +323,7 @@ class Simulation:
         target = self.byId.get(contact.nodeId)
         timeout = self.config.dht.rpcTimeout
         if target is None or target.host != contact.host or target.port != contact.port:
-            self.clock.callLater(timeout, self._fail, rpc, d, "nobody with that id there")
+            self.clock.post(timeout, self._fail, rpc, d, "nobody with that id there")
             return
         latency = self.latency(source.index, target.index)
         delay = latency
@@ -316,15 +331,15 @@ class Simulation:
         if link is None or link[0] != target.incarnation or sent - link[1] > self.config.dht.idleLinkTimeout:
             delay += 2 * latency * self.config.connectRoundTrips
         if self.config.lossRate and self.random.random() < self.config.lossRate:
-            self.clock.callLater(timeout, self._fail, rpc, d, "request lost")
+            self.clock.post(timeout, self._fail, rpc, d, "request lost")
             return
-        self.clock.callLater(delay, self._arrive, rpc, target, kind, content, d, sent, latency)
+        self.clock.post(delay, self._arrive, rpc, target, kind, content, d, sent, latency)
 
     def _arrive(self, rpc, target, kind, content, d, sent, latency):
         now = self.clock.seconds()
         timeout = self.config.dht.rpcTimeout
         if not target.online:
-            self.clock.callLater(max(sent + timeout - now, 0), self._fail, rpc, d, "the node is gone", Unreachable)
+            self.clock.post(max(sent + timeout - now, 0), self._fail, rpc, d, "the node is gone", Unreachable)
             return
         source = rpc.node
         if self.events is not None:
@@ -332,12 +347,13 @@ class Simulation:
         rpc.links[target.nodeId] = (target.incarnation, now)
         if rpc.alive:
             target.rpc.links[source.nodeId] = (source.incarnation, now)
-        kind, reply = target.dht.respond(Contact(source.host, content["port"], source.nodeId), kind, _request(content))
+        sender = source.contact if content["port"] == source.port else Contact(source.host, content["port"], source.nodeId)
+        kind, reply = target.dht.respond(sender, kind, _request(content))
         self._trackReply(source, target, kind, content, reply)
         if self.config.lossRate and self.random.random() < self.config.lossRate:
-            self.clock.callLater(max(sent + timeout - now, 0), self._fail, rpc, d, "reply lost")
+            self.clock.post(max(sent + timeout - now, 0), self._fail, rpc, d, "reply lost")
             return
-        self.clock.callLater(latency, self._answer, rpc, d, kind, reply)
+        self.clock.post(latency, self._answer, rpc, d, kind, reply)
 
     def _answer(self, rpc, d, kind, reply):
         if rpc.alive:

@@ -73,6 +73,53 @@ class NodeRecordTests(SynchronousTestCase):
         self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, forged, NOW)
 
 
+class VerifiedRecordsTests(SynchronousTestCase):
+    """Node records already checked are not checked again, but their time is."""
+
+    def setUp(self):
+        from phantom.netdb import records
+
+        self.verified = records.VerifiedRecords(2)
+        self.patch(records, "VERIFIED_NODE_RECORDS", self.verified)
+        self.checks = []
+        real = records.verifyWithDomain
+        self.patch(records, "verifyWithDomain", lambda *args: self.checks.append(args) or real(*args))
+
+    def test_checkedOnce(self):
+        """The same bytes again, under their key or self-keyed, cost no signature check."""
+        encoded = bytes(bytearray(nodeRecord().encoded))
+        self.assertEqual(len(self.checks), 1)
+        first = parseRecord(Table.NODE, IDENTITY.nodeId, encoded, NOW)
+        self.assertIs(NodeRecord.parseSelfKeyed(bytes(bytearray(encoded)), NOW), first)
+        self.assertEqual(len(self.checks), 1)
+
+    def test_timeAndKeyStillChecked(self):
+        """A record checked before is refused under another key, once expired, or from the future."""
+        encoded = nodeRecord().encoded
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, Identity.generate().nodeId, encoded, NOW)
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, encoded, NOW + NODE_RECORD_LIFETIME)
+        self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, encoded, NOW - MAX_CLOCK_SKEW - 1)
+        self.assertRaises(InvalidRecord, NodeRecord.parseSelfKeyed, encoded, NOW + NODE_RECORD_LIFETIME)
+
+    def test_invalidNotKept(self):
+        """A badly signed record is checked, and refused, every time."""
+        forged = nodeRecord().encoded[:-64] + nodeRecord(identity=Identity.generate()).encoded[-64:]
+        before = len(self.checks)
+        for _ in range(2):
+            self.assertRaises(InvalidRecord, parseRecord, Table.NODE, IDENTITY.nodeId, forged, NOW)
+        self.assertEqual(len(self.checks), before + 2)
+        self.assertEqual(len(self.verified), 2)
+
+    def test_bounded(self):
+        """Beyond its size, the least recently used record is dropped and checked again when it comes back."""
+        records = [nodeRecord(identity=Identity.generate()).encoded for _ in range(3)]
+        self.assertEqual(len(self.verified), 2)
+        parseRecord(Table.NODE, NodeRecord.parseSelfKeyed(records[2], NOW).nodeId, records[2], NOW)
+        self.assertEqual(len(self.checks), 3)
+        NodeRecord.parseSelfKeyed(records[0], NOW)
+        self.assertEqual(len(self.checks), 4)
+
+
 class RoutingEntryTests(SynchronousTestCase):
     """Routing entries: signed by the key that owns the AP-address."""
 

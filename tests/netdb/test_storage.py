@@ -93,6 +93,8 @@ class StoreMemoryTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(NOW)
+        # The cache of checked node records is bounded on its own: kept out, as the contacts cache.
+        self.patch(records, "VERIFIED_NODE_RECORDS", records.VerifiedRecords(0))
         # construct and the signature checks allocate what they keep on first use: not the store's.
         warm = bigStore(self.clock)
         for table, (key, encoded) in ((Table.VALUE, made(Table.VALUE, 1)[0]), (Table.NODE, made(Table.NODE, 1)[0]), (Table.ROUTE, made(Table.ROUTE, 1)[0])):

@@ -81,6 +81,35 @@ class SmallNetworkTests(SynchronousTestCase):
         self.assertTrue(others)
 
 
+class SamplingCostTests(SynchronousTestCase):
+    def test_drawCostFlat(self):
+        """
+        A draw costs as many requests at the end as at the start: 4,000 draws on 300 nodes, in
+        batches of 1,000, each within 1.25 times the requests per draw of the first, and all
+        of them within two simulated minutes (one sampling at a time they took some 16 minutes,
+        and from the 15th on, contacts gone quiet were pinged: twice the requests per draw).
+        """
+        sim = Simulation(SimConfig(nodes=300, seed=5))
+        sim.warmStart()
+        perDraw = []
+        for _ in range(4):
+            before = sim.messages
+            _, _, drawn = samplingDistance(sim, 1000)
+            perDraw.append((sim.messages - before) / drawn)
+        self.assertLess(max(perDraw), 1.25 * perDraw[0], perDraw)
+        self.assertLess(sim.clock.seconds(), 120)
+
+    def test_expiredRecordsStall(self):
+        """Once every node record has expired, sampling says so instead of drawing forever."""
+        from phantom.netdb.records import NODE_RECORD_LIFETIME
+        from phantom.sim.experiments import SamplingStalled
+
+        sim = Simulation(SimConfig(nodes=60, seed=5))
+        sim.warmStart()
+        sim.runFor(NODE_RECORD_LIFETIME)
+        self.assertRaises(SamplingStalled, samplingDistance, sim, 100, parallel=4)
+
+
 class ColluderTests(SynchronousTestCase):
     def test_abortingColludersCannotSteer(self):
         """
