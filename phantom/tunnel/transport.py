@@ -81,10 +81,7 @@ class Outbox:
 
         @param last: whether nothing is sent after them: C{finish} may hold back nothing.
         """
-        if self._flushing is not None:
-            if self._flushing.active():
-                self._flushing.cancel()
-            self._flushing = None
+        self._unschedule()
         if self._finish is not None:
             self._finish(last)
         cells, self._cells = self._cells, []
@@ -94,6 +91,9 @@ class Outbox:
     def drop(self):
         """Forget the cells gathered, unsent."""
         self._cells = []
+        self._unschedule()
+
+    def _unschedule(self):
         if self._flushing is not None:
             if self._flushing.active():
                 self._flushing.cancel()
@@ -213,11 +213,10 @@ class OwnerTunnel:
         self._touch()
         unsent = self._unsent
         if len(unsent) >= CELL_CAPACITY:
-            view = memoryview(unsent)
             whole = len(unsent) - len(unsent) % CELL_CAPACITY
-            for start in range(0, whole, CELL_CAPACITY):
-                self._outbox.send(self._wrap(view[start : start + CELL_CAPACITY]))
-            view.release()
+            with memoryview(unsent) as view:
+                for start in range(0, whole, CELL_CAPACITY):
+                    self._outbox.send(self._wrap(view[start : start + CELL_CAPACITY]))
             del unsent[:whole]
         if unsent:
             self._outbox.schedule()
