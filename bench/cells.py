@@ -105,12 +105,12 @@ class CellChain:
     def _link(self):
         a, b = LocalLink.between((b"a" * 32, "10.0.0.1", 1), (b"b" * 32, "10.0.0.2", 1), self.clock)
         for end in (a, b):
-            send = end.sendFrame
-            end.sendFrame = lambda payload, send=send: (self.sizes.append(len(payload)), send(payload))[1]
+            send = end.sendFrames
+            end.sendFrames = lambda payloads, send=send: (self.sizes.extend(map(len, payloads)), send(payloads))[1]
         return a, b
 
     def _splice(self, kind, position, a, b, aToB, bToA):
-        splice = Splice(a, b, aToB, bToA)
+        splice = Splice(a, b, aToB, bToA, self.clock)
         a.attach(splice.ends[0])
         b.attach(splice.ends[1])
         self.splices.append(splice)

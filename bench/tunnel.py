@@ -160,7 +160,7 @@ from phantom.wire.tunnel import AES_BLOCK_SIZE, CELL_SIZE, CHECK, buildExitInit,
 
 TAGS = "tags_reaching_far_end"
 CELL_SIZES_SEEN = "distinct_cell_sizes_on_links"
-CELL_SIZES = (2048, 4096, 8192, 16384)
+CELL_SIZES = (2048, 4096, 8192, CELL_SIZE, 32768)
 """The cell sizes whose costs the notes compare."""
 
 KEY_RECOVERY_WORST = "key_recovery_worst_ms"

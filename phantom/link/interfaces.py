@@ -28,6 +28,12 @@ class ILink(IPushProducer):
         Send C{payload} (1 to L{phantom.wire.link.MAX_PAYLOAD} bytes) as one DATA frame.
         """
 
+    def sendFrames(payloads):
+        """
+        Send each of C{payloads} as one DATA frame, in order, with one write: what a sender
+        gathered during a turn of the reactor costs the TLS layer one call, not one per frame.
+        """
+
     def close():
         """Close the link cleanly."""
 

@@ -64,17 +64,21 @@ class LocalLink:
             handler.frameReceived(payload)
 
     def sendFrame(self, payload):
-        if self.closed:
-            return
-        self._clock.callLater(self.delay, self.other._deliver, bytes(payload))
+        self.sendFrames((payload,))
 
-    def _deliver(self, payload):
+    def sendFrames(self, payloads):
         if self.closed:
             return
-        if self._handler is None:
-            self._queued.append(payload)
-        else:
-            self._handler.frameReceived(payload)
+        self._clock.callLater(self.delay, self.other._deliver, [bytes(payload) for payload in payloads])
+
+    def _deliver(self, payloads):
+        for payload in payloads:
+            if self.closed:
+                return
+            if self._handler is None:
+                self._queued.append(payload)
+            else:
+                self._handler.frameReceived(payload)
 
     def close(self):
         if self.closed:

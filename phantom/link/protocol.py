@@ -415,12 +415,18 @@ class LinkProtocol(Protocol):
         self._release(Hold.UNATTACHED)
 
     def sendFrame(self, payload):
-        size = len(payload)
-        if not 0 < size <= MAX_PAYLOAD:
-            raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
-        if self.state in _ENDED:
+        self.sendFrames((payload,))
+
+    def sendFrames(self, payloads):
+        parts = []
+        for payload in payloads:
+            size = len(payload)
+            if not 0 < size <= MAX_PAYLOAD:
+                raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
+            parts += (HEADER.pack(size + 1, _DATA), payload)
+        if self.state in _ENDED or not parts:
             return
-        self.transport.writeSequence((HEADER.pack(size + 1, _DATA), payload))
+        self.transport.writeSequence(parts)
         self._lastSent = self._clock.seconds()
 
     def close(self):

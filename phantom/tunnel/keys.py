@@ -52,10 +52,11 @@ _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream ag
 _CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
 _HEAD = 16
 _NONCE = 12
-_NONCE_KEYS = bytes(_NONCE)
 _NONCE_BODY = bytes(_NONCE - 1) + b"\x01"
 _NONCE_HEAD = bytes(_NONCE - 1) + b"\x02"
-_MATERIAL = bytes(64)
+_TAG = 16
+_NEXT_KEY_ROOM = bytes(KEY_SIZE)
+_TAIL = KEY_SIZE + _TAG
 
 
 class KeySet:
@@ -265,23 +266,29 @@ class CellCipher:
     One hop's layer on one direction of a tunnel's cells: a wide-block cipher on each
     L{CELL_SIZE}-byte cell, under a key that moves forward with every cell.
 
-    A cell is a 16-byte head H and a body B. For each cell the hop's present key K gives
-    (AES-256-GCM's keystream under K, a fixed nonce) a hash key A and a body key E; GMAC under
-    A, with two fixed nonces, is a one-time keyed hash G0 and G1. L{forward} (what a hop does)
-    makes::
+    A cell is a 16-byte head H and a body B. Each cell has its own key K, an AES-256-GCM key
+    used for that cell alone: GMAC under K, with two fixed nonces, is a one-time keyed hash G0
+    and G1, and AES-256-CTR under K (GCM's keystream) from a nonce n encrypts. L{forward}
+    (what a hop does) makes::
 
         H' = H XOR G0(B)
         n  = G1(H'), its first 12 bytes
-        B' = B XOR AES-256-CTR(E, nonce n)             (AES-GCM's keystream)
-        K  = AES-256-CTR(K, nonce n), 32 bytes         (the next cell's key)
+        B' || K' = (B || 32 zero bytes) XOR AES-256-CTR(K, nonce n)
 
-    and L{inverse} (what an owner does) undoes it. G0 and G1 are almost-XOR-universal and
-    masked with a one-time pad, so a change to any bit of a cell makes H' differ unpredictably
-    in all its bits, and n too: the whole output cell bears no relation to the one that would
-    have come out; and since n makes the next key, neither does any later cell. Nobody who
-    holds K after a cell can recompute the keys of that cell or an earlier one (that would
-    take AES key recovery), so cells already passed stay unreadable: forward secrecy per cell.
-    GCM's own tags are thrown away: the checks are those of plain cells, at the ends.
+        K' is the next cell's key: the keystream right after the body's
+
+    and L{inverse} (what an owner does) undoes it: n from H', then B and K' from B', then H.
+    G0 and G1 are almost-XOR-universal and masked with a one-time pad, so a change to any bit
+    of a cell makes n differ unpredictably: the whole body that comes out bears no relation to
+    the one that would have, and since n makes the next key, neither does any later cell.
+    Nobody who holds K' can recompute K (that would take AES key recovery), so cells already
+    passed stay unreadable: forward secrecy per cell. GCM's own tags are thrown away: the
+    checks are those of plain cells, at the ends.
+
+    One key serves hash and keystream, as in GCM itself: the hash key is AES of the zero block,
+    the masks AES of the fixed nonces' first counter blocks, and n's keystream starts at its
+    counter 2; they coincide only if n is one of the fixed nonces (2^-95). Per cell that is one
+    AES-GCM key schedule and three calls, the fewest this construction needs.
     """
 
     def __init__(self, key):
@@ -298,23 +305,19 @@ class CellCipher:
         copied.cells = self.cells
         return copied
 
-    def _keys(self):
-        present = AESGCM(self._key)
-        material = present.encrypt(_NONCE_KEYS, _MATERIAL, None)
-        return present, AESGCM(material[:32]), AESGCM(material[32:64])
-
     def forward(self, cell):
         """
         @return: C{cell} with this layer added (a hop's transform).
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
         cell = _requireCellSize(cell)
-        present, hashing, body = self._keys()
+        present = AESGCM(self._key)
         plainBody = cell[_HEAD:]
-        head = _xor(cell[:_HEAD], hashing.encrypt(_NONCE_BODY, b"", plainBody))
-        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
-        self._advance(present, nonce)
-        return head + body.encrypt(nonce, plainBody, None)[:-_HEAD]
+        head = _xor(cell[:_HEAD], present.encrypt(_NONCE_BODY, b"", plainBody))
+        nonce = present.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        out = present.encrypt(nonce, plainBody + _NEXT_KEY_ROOM, None)
+        self._advance(out)
+        return head + out[:-_TAIL]
 
     def inverse(self, cell):
         """
@@ -322,15 +325,16 @@ class CellCipher:
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
         cell = _requireCellSize(cell)
-        present, hashing, body = self._keys()
+        present = AESGCM(self._key)
         head = cell[:_HEAD]
-        nonce = hashing.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
-        plainBody = body.encrypt(nonce, cell[_HEAD:], None)[:-_HEAD]
-        self._advance(present, nonce)
-        return _xor(head, hashing.encrypt(_NONCE_BODY, b"", plainBody)) + plainBody
+        nonce = present.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
+        out = present.encrypt(nonce, cell[_HEAD:] + _NEXT_KEY_ROOM, None)
+        self._advance(out)
+        plainBody = out[:-_TAIL]
+        return _xor(head, present.encrypt(_NONCE_BODY, b"", plainBody)) + plainBody
 
-    def _advance(self, present, nonce):
-        self._key = present.encrypt(nonce, _MATERIAL[:KEY_SIZE], None)[:KEY_SIZE]
+    def _advance(self, out):
+        self._key = out[-_TAIL:-_TAG]
         self.cells += 1
 
 
@@ -341,7 +345,7 @@ def _xor(a, b):
 def _requireCellSize(cell):
     if len(cell) != CELL_SIZE:
         raise ProtocolError(f"a frame of {len(cell)} bytes where a {CELL_SIZE}-byte cell was due")
-    return bytes(cell)
+    return cell if type(cell) is bytes else bytes(cell)
 
 
 class StreamLayer:

@@ -424,7 +424,7 @@ class TunnelService(MultiService):
             if pathGone is not None:
                 pathGone.cancel()
 
-        splice = Splice(a, b, aToB, bToA, onClosed=uncarry)
+        splice = Splice(a, b, aToB, bToA, self._clock, onClosed=uncarry)
         self.carried.add(splice)
         a.attach(splice.ends[0])
         b.attach(splice.ends[1])

@@ -35,6 +35,71 @@ class TunnelAddress:
         return hash(self.apAddress)
 
 
+class Outbox:
+    """
+    The cells going out on one link, gathered during a turn of the reactor and sent at its end
+    with one write (L{phantom.link.interfaces.ILink.sendFrames}): the TLS layer then makes full
+    records of them, and a turn costs it one call instead of one per cell. The cells leave no
+    later than they would have: a link's writes reach the socket only once the reactor is
+    back from the turn anyway.
+
+    @param link: the L{phantom.link.interfaces.ILink}.
+    @param clock: C{IReactorTime}, whose turns gather.
+    @param finish: called when the gathered cells are about to go, with whether it is the last
+        time (the tunnel closing): it may L{add} a last one (the owner's padded rest of a turn's
+        writes), or L{schedule} another flush.
+    """
+
+    def __init__(self, link, clock, finish=None):
+        self._link = link
+        self._clock = clock
+        self._finish = finish
+        self._cells = []
+        self._flushing = None
+
+    def send(self, cell):
+        """Send C{cell} as one frame at the end of this turn."""
+        self._cells.append(cell)
+        self.schedule()
+
+    def schedule(self):
+        """Flush at the end of this turn."""
+        if self._flushing is None:
+            self._flushing = self._clock.callLater(0, self.flush)
+
+    def add(self, cell):
+        """Add C{cell} to the cells going out, from C{finish}."""
+        self._cells.append(cell)
+
+    def __len__(self):
+        """How many cells are gathered."""
+        return len(self._cells)
+
+    def flush(self, last=False):
+        """
+        Send the cells gathered now.
+
+        @param last: whether nothing is sent after them: C{finish} may hold back nothing.
+        """
+        self._unschedule()
+        if self._finish is not None:
+            self._finish(last)
+        cells, self._cells = self._cells, []
+        if cells:
+            self._link.sendFrames(cells)
+
+    def drop(self):
+        """Forget the cells gathered, unsent."""
+        self._cells = []
+        self._unschedule()
+
+    def _unschedule(self):
+        if self._flushing is not None:
+            if self._flushing.active():
+                self._flushing.cancel()
+            self._flushing = None
+
+
 @implementer(ITransport, IConsumer, IPushProducer, ILinkHandler)
 class OwnerTunnel:
     """
@@ -49,9 +114,12 @@ class OwnerTunnel:
     @param sendsAlong: whether data this end sends travels the way the setup block came (an
         exit path's owner) or against it (an entry path's owner).
     @param host: this end's L{TunnelAddress}; C{peer}: the far end's.
-    @param clock: C{IReactorTime}: when the tunnel was last active, and when written data that
-        fills no whole cell goes out (at the end of the reactor turn, so that the many small
-        writes of a turn, such as TLS records, share cells; the last one is padded).
+    @param clock: C{IReactorTime}: when the tunnel was last active, and the turns of the
+        reactor. What is written in a turn goes at its end, in as few cells as it fills, the
+        last one padded (the many small writes of a turn, such as TLS records, share cells);
+        but after a turn that filled whole cells, the rest waits for the next turn that does
+        not (a bulk transfer pads no cell in its middle). What arrives in a turn reaches the
+        protocol at its end, in one piece.
     """
 
     log = Logger()
@@ -70,7 +138,9 @@ class OwnerTunnel:
         self._early = []
         self._broken = False
         self._unsent = bytearray()
-        self._flushing = None
+        self._outbox = Outbox(link, clock, self._padRest)
+        self._arrived = []
+        self._delivering = None
         self.clock = clock
         self.openedAt = self.lastActive = clock.seconds()
         self.outbound = sendsAlong
@@ -102,17 +172,31 @@ class OwnerTunnel:
         except ProtocolError as e:
             self.log.warn("tunnel closed: {why}", why=str(e))
             self._broken = True
+            self._deliver()
             self.abortConnection()
             return
         self.bytesReceived += len(data)
         self._touch()
         if data:
-            self.protocol.dataReceived(data)
+            self._arrived.append(data)
+            if self._delivering is None:
+                self._delivering = self.clock.callLater(0, self._deliver)
+
+    def _deliver(self):
+        """Give the protocol what arrived in this turn."""
+        if self._delivering is not None:
+            if self._delivering.active():
+                self._delivering.cancel()
+            self._delivering = None
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            self.protocol.dataReceived(b"".join(arrived) if len(arrived) > 1 else arrived[0])
 
     def linkClosed(self, reason):
         self.connected = False
+        self._deliver()
         self._unsent.clear()
-        self._flushNow()
+        self._outbox.drop()
         for callback in self.whenClosed:
             callback()
         if self.protocol is not None:
@@ -127,30 +211,31 @@ class OwnerTunnel:
         self._unsent += data
         self.bytesSent += len(data)
         self._touch()
-        while len(self._unsent) >= CELL_CAPACITY:
-            chunk = bytes(self._unsent[:CELL_CAPACITY])
-            del self._unsent[:CELL_CAPACITY]
-            self._sendFrame(chunk)
-        if self._unsent and self._flushing is None:
-            self._flushing = self.clock.callLater(0, self._flush)
+        unsent = self._unsent
+        if len(unsent) >= CELL_CAPACITY:
+            whole = len(unsent) - len(unsent) % CELL_CAPACITY
+            with memoryview(unsent) as view:
+                for start in range(0, whole, CELL_CAPACITY):
+                    self._outbox.send(self._wrap(view[start : start + CELL_CAPACITY]))
+            del unsent[:whole]
+        if unsent:
+            self._outbox.schedule()
 
-    def _flush(self):
-        self._flushing = None
-        if self._unsent:
-            chunk = bytes(self._unsent)
-            self._unsent.clear()
-            self._sendFrame(chunk)
+    def _padRest(self, last):
+        if not self._unsent:
+            return
+        if len(self._outbox) and not last:
+            # This turn filled whole cells: the next is likely to fill the rest's too.
+            self._outbox.schedule()
+            return
+        self._outbox.add(self._wrap(self._unsent))
+        self._unsent.clear()
 
-    def _flushNow(self):
-        if self._flushing is not None:
-            self._flushing.cancel()
-            self._flush()
-
-    def _sendFrame(self, chunk):
+    def _wrap(self, chunk):
         cell = buildCell(chunk)
         for wrap in self._sending:
             cell = wrap(cell)
-        self._link.sendFrame(cell)
+        return cell
 
     def _touch(self):
         self.lastActive = self.clock.seconds()
@@ -160,14 +245,14 @@ class OwnerTunnel:
 
     def loseConnection(self):
         if not self.disconnecting:
-            self._flushNow()
+            self._outbox.flush(last=True)
             self.disconnecting = True
             self._link.close()
 
     def abortConnection(self):
         self.disconnecting = True
         self._unsent.clear()
-        self._flushNow()
+        self._outbox.drop()
         self._link.abort("the tunnel's protocol aborted it")
 
     def getPeer(self):
@@ -196,10 +281,10 @@ class OwnerTunnel:
 
 @implementer(ILinkHandler)
 class _SpliceEnd:
-    def __init__(self, splice, target, convert):
+    def __init__(self, splice, target, convert, clock):
         self._splice = splice
-        self._target = target
         self._convert = convert
+        self.outbox = Outbox(target, clock)
 
     def frameReceived(self, payload):
         try:
@@ -209,7 +294,7 @@ class _SpliceEnd:
             self._splice.close()
             return
         if converted is not None:
-            self._target.sendFrame(converted)
+            self.outbox.send(converted)
 
     def linkClosed(self, reason):
         self._splice.close()
@@ -218,21 +303,22 @@ class _SpliceEnd:
 class Splice:
     """
     Joins two links of one tunnel at a node in between: each frame from one goes to the other
-    through that direction's C{convert(payload)} (C{None}: drop it; L{ProtocolError}: close).
-    Each link is the other's producer, so a slow reader slows the sender all along the tunnel.
-    Either link closing closes the other.
+    through that direction's C{convert(payload)} (C{None}: drop it; L{ProtocolError}: close),
+    the frames of a turn of the reactor in one write (L{Outbox}). Each link is the other's
+    producer, so a slow reader slows the sender all along the tunnel. Either link closing
+    closes the other, once what was passed on has gone.
 
-    @param pending: frames that arrived on C{a} and on C{b} before the splice, to pass first.
+    @param clock: C{IReactorTime}, whose turns gather frames.
     @param onClosed: called, without arguments, once both links are closed.
     """
 
     log = Logger()
 
-    def __init__(self, a, b, aToB, bToA, onClosed=None):
+    def __init__(self, a, b, aToB, bToA, clock, onClosed=None):
         self._links = (a, b)
         self._onClosed = onClosed
         self.closed = False
-        self.ends = (_SpliceEnd(self, b, aToB), _SpliceEnd(self, a, bToA))
+        self.ends = (_SpliceEnd(self, b, aToB, clock), _SpliceEnd(self, a, bToA, clock))
         b.registerProducer(a, True)
         a.registerProducer(b, True)
 
@@ -241,6 +327,8 @@ class Splice:
         if self.closed:
             return
         self.closed = True
+        for end in self.ends:
+            end.outbox.flush(last=True)
         for link in self._links:
             link.close()
         if self._onClosed is not None:

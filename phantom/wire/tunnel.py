@@ -229,8 +229,12 @@ ApAnswer.name = "AP answer"
 # On the links of a path every cell is under the layers of the hops it has passed or has yet to
 # pass (phantom.tunnel.keys.CellCipher), and looks uniformly random.
 
-CELL_SIZE = 8192
-"""Every DATA frame of an open tunnel, on every link of it, is one cell of this many bytes."""
+CELL_SIZE = 16384 - 5
+"""
+Every DATA frame of an open tunnel, on every link of it, is one cell of this many bytes: 16 KiB
+less a DATA frame's 5-byte header, so that a cell in its frame fills one TLS record (16 KiB of
+plaintext at most) exactly.
+"""
 
 CELL_CHECK = bytes(16)
 """A plain cell starts with these bytes: what every layer's cipher garbles if it was altered."""

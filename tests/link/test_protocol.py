@@ -233,6 +233,22 @@ class StateTests(SynchronousTestCase):
         pump.flush()
         self.assertEqual((inbound.state, outbound.state), (LinkState.CLOSED, LinkState.CLOSED))
 
+    def test_framesInOneWrite(self):
+        """
+        C{sendFrames} sends each payload as one DATA frame, in order, with one write to TLS; a
+        payload out of bounds raises before anything is written.
+        """
+        clock, server, link, transport = self.inboundLink()
+        link.handshakeCompleted()
+        link.dataReceived(encodeOpen(Purpose.ECHO))
+        writes = []
+        transport.writeSequence = lambda parts: writes.append(b"".join(parts))
+        link.sendFrames([b"one", b"two" * 1000])
+        self.assertEqual(writes, [dataHeader(3) + b"one" + dataHeader(3000) + b"two" * 1000])
+        self.assertRaises(ValueError, link.sendFrames, [b"fine", b""])
+        self.assertRaises(ValueError, link.sendFrames, [b"x" * (MAX_BODY + 1)])
+        self.assertEqual(len(writes), 1)
+
     def test_noWayBack(self):
         """A closed link cannot become anything else; every state has its moves listed."""
         clock, server, link, transport = self.inboundLink()

@@ -13,15 +13,26 @@ from twisted.trial.unittest import SynchronousTestCase
 from bench import cells
 from phantom.link.local import LocalLink
 from phantom.tunnel.keys import StreamLayer
-from phantom.tunnel.transport import OwnerTunnel, TunnelAddress
+from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress
 from phantom.wire.tunnel import BLOCK_SIZE, CELL_CAPACITY, CELL_SIZE, buildCell, parseCell
 from tests.link.helpers import CollectingHandler, LogCollector
 from tests.tunnel.helpers import Collector
 
 
+class TurnClock(Clock):
+    """A clock whose C{advance} runs only the calls made before it, as a reactor's turn does."""
+
+    def advance(self, amount):
+        self.rightNow += amount
+        for call in [call for call in self.calls if call.getTime() <= self.rightNow]:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
 class OwnerEndTests(SynchronousTestCase):
     def setUp(self):
-        self.clock = Clock()
+        self.clock = TurnClock()
         self.near, self.far = LocalLink.between((b"a" * 32, "10.0.0.1", 1), (b"b" * 32, "10.0.0.2", 1), self.clock)
         self.hops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(3)]
         self.tunnel = OwnerTunnel(self.near, [StreamLayer(*hop) for hop in self.hops], True, TunnelAddress(None), TunnelAddress(None), self.clock)
@@ -63,6 +74,53 @@ class OwnerEndTests(SynchronousTestCase):
         self.assertEqual(self.plain()[-1], b"x")
         self.assertEqual(len(self.received.frames), len(expected) + 1)
 
+    def test_turnsCellsInOneWrite(self):
+        """
+        The cells of one turn's writes reach the link in one write, at the end of the turn. A
+        turn that fills whole cells holds its rest back for the next turn, which takes it into
+        a whole cell if it writes enough, and pads it if it does not.
+        """
+        writes = []
+        send = self.near.sendFrames
+        self.near.sendFrames = lambda payloads: (writes.append(len(payloads)), send(payloads))
+        self.tunnel.write(os.urandom(CELL_CAPACITY - 10))
+        self.tunnel.write(os.urandom(20))
+        self.assertEqual(writes, [])
+        self.clock.advance(0)
+        self.assertEqual(writes, [1])
+        self.tunnel.write(os.urandom(CELL_CAPACITY))
+        self.clock.advance(0)
+        self.assertEqual(writes, [1, 1])
+        self.clock.advance(0)
+        self.assertEqual(writes, [1, 1, 1])
+        self.settle()
+        self.assertEqual([len(data) for data in self.plain()], [CELL_CAPACITY, CELL_CAPACITY, 10])
+        self.tunnel.write(b"small")
+        self.clock.advance(0)
+        self.assertEqual(writes, [1, 1, 1, 1])
+
+    def test_readsOfATurnInOnePiece(self):
+        """What the cells of one turn carry reaches the protocol in one piece, at the end of the turn."""
+        pieces = []
+        self.protocol.dataReceived = pieces.append
+        hops = [StreamLayer(*hop) for hop in self.hops]
+        sent = [os.urandom(100), os.urandom(CELL_CAPACITY)]
+        for data in sent:
+            cell = buildCell(data)
+            for hop in reversed(hops):
+                cell = hop.against(cell)
+            self.tunnel.frameReceived(cell)
+        self.assertEqual(pieces, [])
+        self.clock.advance(0)
+        self.assertEqual(pieces, [b"".join(sent)])
+
+    def test_loseConnectionSendsFirst(self):
+        """What was written before the tunnel is closed goes out first, padded."""
+        self.tunnel.write(b"last words")
+        self.tunnel.loseConnection()
+        self.settle()
+        self.assertEqual(self.plain(), [b"last words"])
+
     def test_badCell(self):
         """
         A frame from x0 that is no cell under the hops' layers, or not a cell's size: the
@@ -76,6 +134,40 @@ class OwnerEndTests(SynchronousTestCase):
             self.assertEqual(bytes(self.protocol.received), b"")
             self.assertTrue(self.protocol.ended.called)
             self.assertTrue(logs.having("tunnel closed", why), logs.lines)
+
+
+class SpliceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        pair = lambda: LocalLink.between((b"a" * 32, "10.0.0.1", 1), (b"b" * 32, "10.0.0.2", 1), self.clock)
+        (self.left, self.a), (self.b, self.right) = pair(), pair()
+        self.splice = Splice(self.a, self.b, lambda payload: payload.upper(), lambda payload: payload, self.clock)
+        self.a.attach(self.splice.ends[0])
+        self.b.attach(self.splice.ends[1])
+        self.received = CollectingHandler(self.right)
+        self.right.attach(self.received)
+        self.writes = []
+        send = self.b.sendFrames
+        self.b.sendFrames = lambda payloads: (self.writes.append(list(payloads)), send(payloads))
+
+    def settle(self):
+        while self.clock.getDelayedCalls():
+            self.clock.advance(0)
+
+    def test_turnInOneWrite(self):
+        """The frames a splice passes on in one turn go to the other link with one write, in order."""
+        self.left.sendFrames([b"one", b"two", b"three"])
+        self.settle()
+        self.assertEqual(self.writes, [[b"ONE", b"TWO", b"THREE"]])
+        self.assertEqual(self.received.frames, [b"ONE", b"TWO", b"THREE"])
+
+    def test_passedOnBeforeClosing(self):
+        """A splice that closes sends what it has passed on in this turn first."""
+        self.splice.ends[0].frameReceived(b"one")
+        self.splice.close()
+        self.settle()
+        self.assertEqual(self.received.frames, [b"ONE"])
+        self.assertTrue(self.splice.closed)
 
 
 class ChainTests(SynchronousTestCase):

@@ -7,6 +7,7 @@ import os
 import random
 from functools import partial
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -374,6 +375,25 @@ class CellCipherTests(SynchronousTestCase):
         self.assertEqual(len({state.forward(probe) for state in states}), len(states))
         for cell in seen:
             self.assertRaises(ProtocolError, parseCell, hop.copy().forward(cell))
+
+    def test_oneKeySchedulePerCell(self):
+        """
+        A layer costs one AES-GCM key schedule per cell, each key used for one cell only:
+        the hash, the keystream and the next key all come from it.
+        """
+        made = []
+
+        def counted(key):
+            made.append(key)
+            return AESGCM(key)
+
+        self.patch(keys, "AESGCM", counted)
+        cipher = CellCipher(os.urandom(32))
+        for _ in range(3):
+            cipher.forward(bytes(CELL_SIZE))
+        cipher.inverse(bytes(CELL_SIZE))
+        self.assertEqual(len(made), 4)
+        self.assertEqual(len(set(made)), 4)
 
     def test_cellCount(self):
         cipher = CellCipher(os.urandom(32))

@@ -11,6 +11,7 @@ import os
 import random
 
 from phantom.path.interfaces import PathKind
+from phantom.wire.tunnel import CELL_SIZE
 from tests.link.helpers import LogCollector
 from tests.tunnel.helpers import Collector
 from tests.tunnel.tampering import HOW
@@ -109,7 +110,7 @@ class TamperedDataTests(NetworkTestCase):
         network.settle()
         self.assertEqual(node.tampering.tampered, 1)
         self.assertTrue(secondCollector.ended.called)
-        self.assertTrue(logs.having("tunnel closed", "where a 8192-byte cell was due"), logs.lines)
+        self.assertTrue(logs.having("tunnel closed", f"where a {CELL_SIZE}-byte cell was due"), logs.lines)
         message = os.urandom(3000)
         first.write(message)
         network.settle()
