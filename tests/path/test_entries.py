@@ -274,3 +274,18 @@ class RemovedEntryNodeTests(SynchronousTestCase):
         paths = [network.run(d) for d in builds]
         network.settle()
         self.assertEqual(self.entryNodes(network, owner, paths[0].apAddress), {path.plan.terminating.nodeId for path in paths})
+
+    def test_neverOlderThanASibling(self):
+        """
+        The sequence of an owner's new entry (its expiry) is never below that of another of its
+        entry paths: were it, lookups would take the sibling's list of entry nodes, which does
+        not name the new path's node, for the newest, and leave the new path out.
+        """
+        network = MemoryPathNetwork(self, 16, COARSE)
+        owner = network.nodes[0]
+        sibling = network.buildPath(owner, PathKind.ENTRY, network.nodes[1:3])
+        sibling.retireAt = coarseExpiry(network.clock.seconds(), random.Random(0)) + 4 * GRID
+        path = network.buildPath(owner, PathKind.ENTRY, network.nodes[3:5])
+        entry = network.byId[path.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry
+        self.assertEqual(entry.sequence, sibling.retireAt)
+
