@@ -83,6 +83,7 @@ class CostRelay:
     """
 
     def __init__(self, reactor, host):
+        self._reactor = reactor
         self.links = startLinkService(reactor, host, Identity.generate())
         self.links.registerPurpose(Purpose.TUNNEL, self._arrived)
         self.nextHops = []
@@ -100,7 +101,7 @@ class CostRelay:
     def _carry(self, a, b):
         # What RelaySetup.linkOpened and TunnelService._carry leave behind for one tunnel.
         layer = StreamLayer(os.urandom(KEY_SIZE), os.urandom(BLOCK_SIZE))
-        splice = Splice(a, b, firstThen(layer.along, layer.along), firstThen(layer.against, layer.against), onClosed=lambda: self.carried.discard(splice))
+        splice = Splice(a, b, firstThen(layer.along, layer.along), firstThen(layer.against, layer.against), self._reactor, onClosed=lambda: self.carried.discard(splice))
         self.carried.add(splice)
         a.attach(splice.ends[0])
         b.attach(splice.ends[1])
