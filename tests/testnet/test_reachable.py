@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import TestCase
 
+from phantom.config import PathSettings
 from phantom.control.client import ControlClient, ControlError
 from phantom.testnet.loopback import LoopbackTestnet
 from phantom.testnet.manifest import Manifest, manifestPath
@@ -65,10 +66,11 @@ class ReachableTests(TestCase):
         return None
 
     async def entryPathBuilt(self, node, deadline):
-        """C{node}'s status once it says its entry path is built, or its last status at C{deadline}."""
+        """C{node}'s status once it says its entry paths are built, or its last status at C{deadline}."""
         while True:
             status = await self.client(node).status()
-            if [kept["built"] for kept in status["kept_paths"] if kept["kind"] == "entry"] == [1] or reactor.seconds() >= deadline:
+            entries = [kept for kept in status["kept_paths"] if kept["kind"] == "entry"]
+            if [kept["built"] >= kept["wanted"] for kept in entries] == [True] or reactor.seconds() >= deadline:
                 return status
             await sleep(reactor, POLL)
 
@@ -113,7 +115,7 @@ class ReachableTests(TestCase):
         self.assertTrue(all(ap.startswith("fd") for ap in apAddresses))
         for status in statuses:
             [entry] = [kept for kept in status["kept_paths"] if kept["kind"] == "entry"]
-            self.assertEqual((entry["wanted"], entry["built"]), (1, 1), status)
+            self.assertEqual((entry["wanted"], entry["built"]), (PathSettings().entryPaths,) * 2, status)
         self.assertLess(reactor.seconds() - upAt, REACHABLE_WITHIN)
         # Any node to any other: a few pairs that are not neighbours.
         for a, b in ((0, NODES // 2), (NODES - 1, 1), (NODES // 3, NODES - 2)):
