@@ -73,7 +73,7 @@ from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
 from bench.costrelay import quietLogging
-from bench.link import _positive
+from bench.link import ByteCounter, _positive
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import Contact
 from phantom.config import LinkLimits, PathSettings
@@ -208,30 +208,14 @@ def startRelay(reactor, host, trace):
 
 
 @implementer(ILinkHandler)
-class Sink:
+class Sink(ByteCounter):
     """Counts what arrives on the tunnels' far ends; tells when a count is reached."""
 
-    def __init__(self):
-        self.count = 0
-        self._target = None
-        self._waiting = None
-
     def frameReceived(self, payload):
-        self.count += len(payload)
-        if self._waiting is not None and self.count >= self._target:
-            waiting, self._waiting = self._waiting, None
-            waiting.callback(self.count)
+        self.add(len(payload))
 
     def linkClosed(self, reason):
         pass
-
-    def reach(self, target):
-        waiting = Deferred()
-        if self.count >= target:
-            waiting.callback(self.count)
-        else:
-            self._target, self._waiting = target, waiting
-        return waiting
 
 
 class Neighbours:

@@ -36,17 +36,28 @@ from tests.link.helpers import (
 )
 
 
+async def echoLink(testCase):
+    """
+    Start a server serving ECHO and a client, and open an ECHO link between them.
+
+    @return: C{(server, client, link, handler)}: the link is the client's, C{handler} its
+        L{CollectingHandler}.
+    """
+    server = startLinkService(testCase)
+    server.registerPurpose(Purpose.ECHO, EchoHandler)
+    client = startLinkService(testCase)
+    link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+    handler = CollectingHandler(link)
+    link.attach(handler)
+    return server, client, link, handler
+
+
 class AuthenticationTests(TestCase):
     """Both sides learn who the other is; a pinned outbound link reaches only its node."""
 
     async def test_echoAndIdentities(self):
         """An ECHO link carries frames both ways; each side knows the other's node id."""
-        server = startLinkService(self)
-        server.registerPurpose(Purpose.ECHO, EchoHandler)
-        client = startLinkService(self)
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        handler = CollectingHandler(link)
-        link.attach(handler)
+        server, client, link, handler = await echoLink(self)
         self.assertEqual(link.nodeId, server.nodeId)
         echoed = handler.nextFrame()
         link.sendFrame(b"hello")
@@ -60,12 +71,7 @@ class AuthenticationTests(TestCase):
         A frame sent on an idle link is in the kernel's hands when C{sendFrame} returns: not
         buffered for the reactor's next turn, the socket not watched for room.
         """
-        server = startLinkService(self)
-        server.registerPurpose(Purpose.ECHO, EchoHandler)
-        client = startLinkService(self)
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        handler = CollectingHandler(link)
-        link.attach(handler)
+        server, client, link, handler = await echoLink(self)
         echoed = handler.nextFrame()
         link.sendFrame(b"at once")
         self.assertEqual(unsentBytes(link), 0)
@@ -564,12 +570,7 @@ class TLSMemoryTests(TestCase):
 
     async def test_burstCarried(self):
         """A burst of large frames, read from the socket many KiB at a time, arrives whole and in order."""
-        server = startLinkService(self)
-        server.registerPurpose(Purpose.ECHO, EchoHandler)
-        client = startLinkService(self)
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        handler = CollectingHandler(link)
-        link.attach(handler)
+        server, client, link, handler = await echoLink(self)
         frames = [bytes([number]) * (MAX_PAYLOAD // 2) for number in range(12)]
         for frame in frames:
             link.sendFrame(frame)
