@@ -52,6 +52,17 @@ async def echoLink(testCase):
     return server, client, link, handler
 
 
+
+async def assertEchoServed(testCase, server):
+    """Assert that a well-behaved client from an address of its own has a frame echoed by C{server}."""
+    client = startLinkService(testCase, bindAddress=freshLoopbackAddress())
+    link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+    handler = CollectingHandler(link)
+    link.attach(handler)
+    echoed = handler.nextFrame()
+    link.sendFrame(b"served")
+    testCase.assertEqual(await echoed, b"served")
+
 class AuthenticationTests(TestCase):
     """Both sides learn who the other is; a pinned outbound link reaches only its node."""
 
@@ -281,13 +292,7 @@ class ConnectionLimitTests(TestCase):
         await gatherResults(closed[3:]).addTimeout(5, reactor)
         self.assertEqual(server.inboundCount, (3, 3))
         self.assertEqual([d.called for d in closed[:3]], [False] * 3)
-        client = startLinkService(self, bindAddress=freshLoopbackAddress())
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        handler = CollectingHandler(link)
-        link.attach(handler)
-        echoed = handler.nextFrame()
-        link.sendFrame(b"served")
-        self.assertEqual(await echoed, b"served")
+        await assertEchoServed(self, server)
         self.assertEqual(server.inboundCount, (4, 3))
         self.assertEqual(server.refusals.total, 5)
         lines = [line for line in logs.lines if "refused" in line]
@@ -328,13 +333,7 @@ class ConnectionLimitTests(TestCase):
         await connectRaw(portOf(server), again, fromHost=hostile).addTimeout(5, reactor)
         self.assertEqual((again.received, server.refusals.total), (b"", 1))
         self.assertIn("flooded a link", [line for line in logs.lines if "refused" in line][0])
-        client = startLinkService(self, bindAddress=freshLoopbackAddress())
-        link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
-        handler = CollectingHandler(link)
-        link.attach(handler)
-        echoed = handler.nextFrame()
-        link.sendFrame(b"served")
-        self.assertEqual(await echoed, b"served")
+        await assertEchoServed(self, server)
 
     async def test_tricklingDoesNotExtendTheHandshake(self):
         """A peer that sends a byte of a TLS hello now and then is closed at the handshake deadline all the same."""
