@@ -15,7 +15,7 @@ from phantom.identity import loadOrCreateIdentity
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.control.test_control import shortDirectory
 from tests.link.helpers import RawClient, connectRaw, plainClientContext
-from tests.link.helpers import freePort, freshLoopbackAddress
+from tests.link.helpers import freePort, freshLoopbackAddress, until
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 ID_LINE = re.compile(r"phantom node ([0-9a-f]{64}) listening on (\S+) with AP-address (fd[0-9a-f:]+)")
@@ -94,6 +94,9 @@ class NodeProcessTests(TestCase):
         nobody = RawClient(encodeOpen(Purpose.ECHO) + dataHeader(5) + b"hello")
         await connectRaw(port, nobody, host=address, context=plainClientContext())
         self.assertNotIn(b"hello", nobody.received)
+        # The node reads the refused handshake's end in a turn of its own: a SIGTERM arriving in
+        # the same turn could be handled first, and the link closed as "the node is stopping".
+        await until(lambda: b"closed: TLS handshake failed" in node.output)
 
         node.transport.signalProcess("TERM")
         self.assertEqual(await node.ended, f"signal {signal.SIGTERM}")
