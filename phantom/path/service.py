@@ -137,6 +137,8 @@ class PathService(Service):
         self._retries = {}
         self._entryEnds = {}
         """The T of each entry path's attempt under way, by build: named in the entries of the others."""
+        self._signedUntil = 0
+        """The highest expiry (the sequence) of the routing entries this node has signed."""
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -472,9 +474,12 @@ class PathService(Service):
             # The sequence is the expiry: a count of the entries made would skip a number for
             # every attempt that failed, and show whoever watches the database the AP-address
             # of the owner whose builds a hostile x0 (which sees the owner's address) failed.
-            # It never goes back below another entry path's, or lookups would take a sibling's
-            # older list of entry nodes for the newest and leave this path's node out.
-            expires = max([expires] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            # It never goes back below an entry this node signed before: a sibling's, or one of
+            # an attempt that failed, which its T (having had it from round 2) may publish all
+            # the same. Were it lower, lookups would take that entry's list of entry nodes for
+            # the newest and leave this path's node out.
+            expires = max([expires, self._signedUntil] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            self._signedUntil = expires
             routing = RoutingEntry.create(self.identity.routingKey, expires, expires, self._entryNodes(terminating, build), int(now))
             entry, apAddress = routing.encoded, routing.apAddress
         if self._links.address is None:

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
 from phantom.errors import PathFailed
-from phantom.netdb.records import routeKey
+from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.path.entries import (
     GRID,
     HORIZON,
@@ -24,6 +24,7 @@ from phantom.path.entries import (
     publicationWindow,
     renewalTime,
 )
+from phantom.path import service
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.path.relay import SetupParticipant
@@ -203,6 +204,45 @@ class FailedBuildTests(SynchronousTestCase):
         network.settle()
         entry = network.byId[path.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry
         self.assertEqual(entry.sequence, entry.expires)
+
+
+class SignedEntryFloorTests(SynchronousTestCase):
+    """
+    An owner's entries outrank one another by sequence (their expiry), and the highest names
+    the entry nodes lookups keep (L{phantom.netdb.records.RouteSet.of}). An entry signed for
+    an attempt that failed can still be out: its T had it from round 2, and a hostile T
+    publishes it. Were a later entry's sequence lower (its coarse expiry drew the earlier
+    grid point), lookups would take the failed attempt's list for the newest and leave the
+    path that was built out.
+    """
+
+    def test_retryNeverBelowAFailedAttempt(self):
+        """A retry's entry is never below the failed attempt's: lookups keep the path that was built."""
+        network = MemoryPathNetwork(self, 16, COARSE, participants={5: GivesUp})
+        owner = network.nodes[0]
+        # T of the failed attempt is not kept (as when it is found gone): the retry has another.
+        owner.paths.keepEnds = 1
+        signed = []
+        create = RoutingEntry.create
+        self.patch(RoutingEntry, "create", lambda *args: signed.append(create(*args)) or signed[-1])
+        choices = [1, 0]
+        self.patch(service, "coarseExpiry", lambda now, rng: coarseExpiry(now, FixedChoice(choices.pop(0) if choices else 0)))
+        owner.random.lead = [network.nodes[7].nodeId, network.nodes[5].nodeId]
+        candidates = [node.record for node in network.nodes[1:]]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE, candidates)))
+        owner.random.lead = None
+        self.assertEqual(len(path.failures), 1)
+        failed = signed[0]
+        self.assertEqual(failed.entryNode, network.nodes[5].nodeId)
+        self.assertNotEqual(path.plan.terminating.nodeId, failed.entryNode)
+        [built] = signed[1:]
+        self.assertEqual(built.entryNode, path.plan.terminating.nodeId)
+        # The hostile T of the failed attempt publishes the entry it got, the path's T its own.
+        for entry in (failed, built):
+            network.database.store.put(Table.ROUTE, entry.key, entry.encoded)
+        found = network.run(Deferred.fromCoroutine(owner.dht.findRecord(Table.ROUTE, failed.key)))
+        self.assertIn(path.plan.terminating.nodeId, {node.nodeId for node in found.entryNodes})
+        self.assertGreaterEqual(built.sequence, failed.sequence)
 
 
 class RemovedEntryNodeTests(SynchronousTestCase):
