@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from phantom.address import Contact, addressBytes
+from phantom.address import Contact, addressBytes, isIPAddress
 from phantom.config import DhtSettings
 from phantom.netdb import ALPHA, K
 from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseContacts
@@ -45,6 +45,11 @@ JOIN_RETRY_MAXIMUM = 60.0
 
 def _wireContact(contact):
     return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
+
+
+def _endpoint(host, port):
+    """C{(host, port)} with an IP address in one form of its many."""
+    return (addressBytes(host) if isIPAddress(host) else host), int(port)
 
 
 class LookupStats:
@@ -227,14 +232,19 @@ class DhtNode(Service):
 
     # Asking other nodes
 
-    def unanswered(self, nodeId):
+    def unanswered(self, nodeId, address=None):
         """
         Whether this node's last request to C{nodeId} found it unreachable (no link to it could
         be opened) and nothing was heard from it since: what this node's own traffic knows of
         a node gone, asking nobody anything. A request that timed out on an open link says
         nothing here: its node may only be slow.
+
+        @param address: C{(host, port)}, where the node itself says it is (its node record):
+            only a request to that address counts. Lookups also ask contacts other nodes
+            named, and anyone can name an honest node's id at an address where nothing listens.
         """
-        return nodeId in self._unanswered
+        failedAt = self._unanswered.get(nodeId)
+        return failedAt is not None and (address is None or failedAt == _endpoint(*address))
 
     def _heardFrom(self, contact):
         self._unanswered.pop(contact.nodeId, None)
@@ -260,7 +270,7 @@ class DhtNode(Service):
             failure.trap(RpcFailed)
             self.table.failed(contact)
             if failure.check(Unreachable):
-                self._unanswered[contact.nodeId] = True
+                self._unanswered[contact.nodeId] = _endpoint(contact.host, contact.port)
                 self._unanswered.move_to_end(contact.nodeId)
                 if len(self._unanswered) > UNANSWERED_KEPT:
                     self._unanswered.popitem(last=False)

@@ -90,7 +90,8 @@ class PathService(Service):
     @param links: the node's L{phantom.link.interfaces.ILinkService}.
     @param dht: the node's network database (L{phantom.netdb.service.DhtNode}): C{sampleNodes}
         for the node pool, C{storeRecord} for the routing entries this node publishes as T,
-        C{unanswered} for the nodes its own requests found gone (never chosen for a path).
+        C{unanswered} for the nodes its own requests found gone at the address their records give
+        (never chosen for a path).
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
@@ -406,7 +407,7 @@ class PathService(Service):
             construction = None
             try:
                 started = self._clock.seconds()
-                retries.gone([nodeId for nodeId in retries.keptIds if self._dht.unanswered(nodeId)])
+                retries.gone([record.nodeId for record in retries.ends or () if record is not None and self._gone(record)])
                 construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None, build)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
@@ -417,7 +418,7 @@ class PathService(Service):
                 if construction is not None:
                     plan = construction.plan
                     gone = set(e.gone) if isinstance(e, AttemptFailed) else set()
-                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._dht.unanswered(r.nodeId))
+                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._gone(r))
                     failed = retries.failed(plan, gone)
                     excluded.update(failed)
                     self.pool.discard(failed)
@@ -451,9 +452,9 @@ class PathService(Service):
     async def _plan(self, kind, shape, excluded, ends, candidates=None, build=None):
         if candidates is None:
             # Nodes this node's own requests found gone are not drawn (candidates given are used as given).
-            self.pool.discard([nodeId for nodeId in self.pool.records if self._dht.unanswered(nodeId)])
+            self.pool.discard([nodeId for nodeId, record in self.pool.records.items() if self._gone(record)])
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
-            candidates = [record for record in candidates if not self._dht.unanswered(record.nodeId)]
+            candidates = [record for record in candidates if not self._gone(record)]
         if self.settings.diversity == "off":
             self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
@@ -486,6 +487,13 @@ class PathService(Service):
             raise PathFailed("this node does not know yet the address other nodes reach it at")
         owner = Contact(*self._links.address, self.identity.nodeId)
         return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress, expires=expires)
+
+    def _gone(self, record):
+        """
+        Whether this node's own requests found the node of C{record} gone: at the address its
+        record gives, not one another node named it at (L{phantom.netdb.service.DhtNode.unanswered}).
+        """
+        return self._dht.unanswered(record.nodeId, (record.host, record.port))
 
     def _entryNodes(self, terminating, build):
         """
