@@ -85,6 +85,17 @@ class ConnectionQuota:
             return f"{self.perAddress} {self._what} from one address"
         return None
 
+    def heavierThan(self, host):
+        """
+        @return: the prefix holding the most slots if it holds more than C{host}'s would with
+            one more, else C{None}: when all are taken, the prefix that gives one way (as
+            L{phantom.quota.Shares} has the peer holding the most give way).
+        """
+        if not self._byPrefix:
+            return None
+        prefix, held = max(self._byPrefix.items(), key=lambda item: item[1])
+        return prefix if held > self._byPrefix.get(addressPrefix(host), 0) + 1 else None
+
     def admit(self, host):
         """
         Take a slot for C{host} if it may have one.

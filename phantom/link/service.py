@@ -16,7 +16,7 @@ from phantom.link.dispatch import LinkDispatcher
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
-from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, descriptorShare
+from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
@@ -278,14 +278,43 @@ class LinkService(ListeningService):
         """
         Whether an inbound connection from C{host} may be accepted now: within the caps on
         inbound connections and on those without their OPEN frame, in total and per address,
-        and not from an address cooling down after a flood (see L{flooded}). A refusal is
-        counted (see L{RefusalLog}); the caller closes the connection.
+        and not from an address cooling down after a flood (see L{flooded}). When all of a
+        total are taken, the oldest connection of the address holding the most gives way to an
+        address holding fewer, so that a few addresses cannot shut the node to everyone else.
+        A refusal is counted (see L{RefusalLog}); the caller closes the connection.
         """
-        why = self._coolDown.refusal(host) or self._inbound.refusal(host) or self._handshakes.refusal(host)
+        why = self._coolDown.refusal(host) or self._room(self._inbound, host, False) or self._room(self._handshakes, host, True)
         if why is not None:
             self.refusals.refused(host, why)
             return False
         return True
+
+    def _room(self, quota, host, handshaking):
+        """
+        Make room in C{quota} for C{host} if all of it is taken and another address holds more.
+
+        @param handshaking: whether C{quota} counts the connections without their OPEN frame.
+        @return: why C{host} may take no slot of C{quota}, or C{None} if it may now.
+        """
+        why = quota.refusal(host)
+        if why is None or quota.count < quota.total or quota.countFor(host) >= quota.perAddress:
+            return why
+        heaviest = quota.heavierThan(host)
+        if heaviest is None:
+            return why
+        for link, (held, inHandshake) in self._admitted.items():
+            if (inHandshake or not handshaking) and addressPrefix(held) == heaviest:
+                self._giveWay(link)
+                return quota.refusal(host)
+        return why
+
+    def _giveWay(self, link):
+        """Close C{link}, an inbound connection, for a connection from an address holding fewer; its slots are free at once."""
+        host, handshaking = self._admitted.pop(link)
+        self._inbound.release(host)
+        if handshaking:
+            self._handshakes.release(host)
+        link.abort("its slot went to an address holding fewer")
 
     @property
     def inboundLimit(self):

@@ -94,6 +94,20 @@ class QuotaTests(SynchronousTestCase):
         quota.release("2001:db8::1")
         self.assertIsNone(quota.admit("2001:db8::3"))
 
+    def test_heavierThan(self):
+        """The address that gives way is the one holding the most, if it holds more than the newcomer would."""
+        quota = ConnectionQuota(4, 4, "things")
+        self.assertIsNone(quota.heavierThan("192.0.2.9"))
+        for host in ("192.0.2.1", "192.0.2.1", "192.0.2.1", "2001:db8::1"):
+            quota.admit(host)
+        self.assertEqual(quota.heavierThan("192.0.2.9"), "192.0.2.1")
+        self.assertEqual(quota.heavierThan("2001:db8::2"), "192.0.2.1")
+        self.assertIsNone(quota.heavierThan("192.0.2.1"))
+        even = ConnectionQuota(4, 4, "things")
+        for host in ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"):
+            even.admit(host)
+        self.assertIsNone(even.heavierThan("192.0.2.9"))
+
     def test_coolDown(self):
         """
         A punished address is refused, with its /64, until its cool-down ends; other addresses
