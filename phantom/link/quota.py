@@ -85,16 +85,18 @@ class ConnectionQuota:
             return f"{self.perAddress} {self._what} from one address"
         return None
 
-    def heavierThan(self, host):
+    def givesWayTo(self, host):
         """
-        @return: the prefix holding the most slots if it holds more than C{host}'s would with
-            one more, else C{None}: when all are taken, the prefix that gives one way (as
+        @return: the prefix one of whose slots should give way to C{host}, or C{None}: when all
+            slots are taken and C{host}'s prefix is within its share, the prefix holding the
+            most, if it holds more than C{host}'s would with one more (as
             L{phantom.quota.Shares} has the peer holding the most give way).
         """
-        if not self._byPrefix:
+        held = self._byPrefix.get(addressPrefix(host), 0)
+        if self._count < self.total or held >= self.perAddress or not self._byPrefix:
             return None
-        prefix, held = max(self._byPrefix.items(), key=lambda item: item[1])
-        return prefix if held > self._byPrefix.get(addressPrefix(host), 0) + 1 else None
+        prefix, most = max(self._byPrefix.items(), key=lambda item: item[1])
+        return prefix if most > held + 1 else None
 
     def admit(self, host):
         """

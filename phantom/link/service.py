@@ -296,17 +296,13 @@ class LinkService(ListeningService):
         @param handshaking: whether C{quota} counts the connections without their OPEN frame.
         @return: why C{host} may take no slot of C{quota}, or C{None} if it may now.
         """
-        why = quota.refusal(host)
-        if why is None or quota.count < quota.total or quota.countFor(host) >= quota.perAddress:
-            return why
-        heaviest = quota.heavierThan(host)
-        if heaviest is None:
-            return why
-        for link, (held, inHandshake) in self._admitted.items():
-            if (inHandshake or not handshaking) and addressPrefix(held) == heaviest:
-                self._giveWay(link)
-                return quota.refusal(host)
-        return why
+        heaviest = quota.givesWayTo(host)
+        if heaviest is not None:
+            for link, (held, inHandshake) in self._admitted.items():
+                if (inHandshake or not handshaking) and addressPrefix(held) == heaviest:
+                    self._giveWay(link)
+                    break
+        return quota.refusal(host)
 
     def _giveWay(self, link):
         """Close C{link}, an inbound connection, for a connection from an address holding fewer; its slots are free at once."""

@@ -65,6 +65,26 @@ class ParkingTests(SynchronousTestCase):
         self.dispatcher.dispatch(late)
         self.assertEqual(self.dispatcher.parkedCount, 1)
 
+    def test_totalFullHeaviestGivesWay(self):
+        """
+        Two addresses holding every parking place do not keep out an early link from a third
+        (an x0's PATH link to the owner, a successor's to a relay: refused, the attempt fails
+        and the owner takes x0 for gone): the oldest early link of the address holding the
+        most gives way.
+        """
+        hostile = [FakeLink("192.0.2.1", n) for n in range(3)] + [FakeLink("192.0.2.2", n) for n in range(3, 5)]
+        for link in hostile:
+            self.dispatcher.dispatch(link)
+        self.assertEqual(self.dispatcher.parkedCount, 5)
+        good = FakeLink("198.51.100.7", 99)
+        self.dispatcher.dispatch(good)
+        self.assertIsNone(good.aborted)
+        self.assertEqual(self.dispatcher.parkedCount, 5)
+        self.assertIn("address holding fewer", hostile[0].aborted)
+        self.assertEqual([link.aborted is None for link in hostile], [False] + [True] * 4)
+        taken = self.dispatcher.expectLink(good.linkId, "198.51.100.7", Purpose.PATH, 5)
+        self.assertIs(self.successResultOf(taken), good)
+
     def test_stopFreesEverything(self):
         """Stopping drops the parked links and their slots."""
         for n in range(3):
@@ -94,19 +114,23 @@ class QuotaTests(SynchronousTestCase):
         quota.release("2001:db8::1")
         self.assertIsNone(quota.admit("2001:db8::3"))
 
-    def test_heavierThan(self):
-        """The address that gives way is the one holding the most, if it holds more than the newcomer would."""
-        quota = ConnectionQuota(4, 4, "things")
-        self.assertIsNone(quota.heavierThan("192.0.2.9"))
-        for host in ("192.0.2.1", "192.0.2.1", "192.0.2.1", "2001:db8::1"):
+    def test_givesWayTo(self):
+        """
+        When all slots are taken, the address that gives way is the one holding the most, if it
+        holds more than the newcomer would; nobody gives way to an address at its share.
+        """
+        quota = ConnectionQuota(4, 3, "things")
+        quota.admit("192.0.2.1")
+        self.assertIsNone(quota.givesWayTo("192.0.2.9"))
+        for host in ("192.0.2.1", "192.0.2.1", "2001:db8::1"):
             quota.admit(host)
-        self.assertEqual(quota.heavierThan("192.0.2.9"), "192.0.2.1")
-        self.assertEqual(quota.heavierThan("2001:db8::2"), "192.0.2.1")
-        self.assertIsNone(quota.heavierThan("192.0.2.1"))
+        self.assertEqual(quota.givesWayTo("192.0.2.9"), "192.0.2.1")
+        self.assertEqual(quota.givesWayTo("2001:db8::2"), "192.0.2.1")
+        self.assertIsNone(quota.givesWayTo("192.0.2.1"))
         even = ConnectionQuota(4, 4, "things")
         for host in ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"):
             even.admit(host)
-        self.assertIsNone(even.heavierThan("192.0.2.9"))
+        self.assertIsNone(even.givesWayTo("192.0.2.9"))
 
     def test_coolDown(self):
         """
