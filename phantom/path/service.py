@@ -28,7 +28,7 @@ from phantom.link.quota import addressPrefix
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
-from phantom.path.entries import coarseExpiry, publicationDelay, renewalTime
+from phantom.path.entries import EntryFloor, coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
 from phantom.path.owner import AttemptFailed, BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
@@ -100,6 +100,8 @@ class PathService(Service):
     @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
         under construction from the SETUP link its array came over, given a
         L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
+    @param entryFloor: the L{EntryFloor} of this node's routing entries (one kept in memory if
+        not given; a node keeps it in its data directory).
     """
 
     log = Logger()
@@ -114,6 +116,7 @@ class PathService(Service):
         random=random.SystemRandom(),
         frameReceiver=None,
         participant=SetupParticipant,
+        entryFloor=None,
     ):
         self.identity = identity
         self._publications = set()
@@ -138,8 +141,7 @@ class PathService(Service):
         self._retries = {}
         self._entryEnds = {}
         """The T of each entry path's attempt under way, by build: named in the entries of the others."""
-        self._signedUntil = 0
-        """The highest expiry (the sequence) of the routing entries this node has signed."""
+        self._entryFloor = entryFloor or EntryFloor()
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -479,8 +481,9 @@ class PathService(Service):
             # an attempt that failed, which its T (having had it from round 2) may publish all
             # the same. Were it lower, lookups would take that entry's list of entry nodes for
             # the newest and leave this path's node out.
-            expires = max([expires, self._signedUntil] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
-            self._signedUntil = expires
+            expires = self._entryFloor.raiseTo(
+                max([expires] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            )
             routing = RoutingEntry.create(self.identity.routingKey, expires, expires, self._entryNodes(terminating, build), int(now))
             entry, apAddress = routing.encoded, routing.apAddress
         if self._links.address is None:

@@ -16,6 +16,7 @@ from phantom.errors import PathFailed
 from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.path.entries import (
     GRID,
+    EntryFloor,
     HORIZON,
     MARGIN,
     VALIDITY,
@@ -28,7 +29,9 @@ from phantom.path import service
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.path.relay import SetupParticipant
+from phantom.path.service import PathService
 from phantom.wire.dht import Table
+from tests.link.helpers import LogCollector
 from tests.path.helpers import MemoryPathNetwork
 
 COARSE = PathSettings(roundTimeout=5.0)
@@ -243,6 +246,59 @@ class SignedEntryFloorTests(SynchronousTestCase):
         found = network.run(Deferred.fromCoroutine(owner.dht.findRecord(Table.ROUTE, failed.key)))
         self.assertIn(path.plan.terminating.nodeId, {node.nodeId for node in found.entryNodes})
         self.assertGreaterEqual(built.sequence, failed.sequence)
+
+
+    def test_restartNeverBelow(self):
+        """
+        A restarted owner never signs an entry below one it signed before (the highest is kept
+        in its data directory): the entries of its paths from before the restart, still out and
+        naming nodes whose paths went with it, would hide the entry nodes of its new paths.
+        """
+        floorFile = self.mktemp()
+        network = MemoryPathNetwork(self, 16, COARSE)
+        owner = network.nodes[0]
+        choices = [1, 0]
+        self.patch(service, "coarseExpiry", lambda now, rng: coarseExpiry(now, FixedChoice(choices.pop(0) if choices else 0)))
+
+        def start():
+            owner.paths.stopService()
+            owner.paths = PathService(
+                owner.identity, owner.links, owner.dht, network.clock, COARSE, owner.random, entryFloor=EntryFloor(floorFile)
+            )
+            owner.paths.startService()
+            return network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+
+        before = start()
+        after = start()
+        self.assertGreaterEqual(after.retireAt, before.retireAt)
+        self.assertEqual(EntryFloor(floorFile).highest, after.retireAt)
+
+
+class EntryFloorTests(SynchronousTestCase):
+    """The highest sequence signed, kept in a file."""
+
+    @given(st.lists(st.integers(min_value=0, max_value=2**40), max_size=8))
+    def test_neverLower(self, sequences):
+        """Whatever comes, what is handed out never goes down, and a new floor on the file starts where the last one stopped."""
+        floorFile = self.mktemp()
+        floor = EntryFloor(floorFile)
+        handed = [floor.raiseTo(sequence) for sequence in sequences]
+        self.assertEqual(handed, sorted(handed))
+        self.assertTrue(all(out >= sequence for out, sequence in zip(handed, sequences)))
+        self.assertEqual(EntryFloor(floorFile).highest, max(handed, default=0))
+
+    def test_badFile(self):
+        """A file that holds no number is logged and taken as none; the next entry writes it anew."""
+        floorFile = self.mktemp()
+        with open(floorFile, "wb") as f:
+            f.write(b"\x00garbage\n")
+        logs = LogCollector(self, "phantom.path")
+        floor = EntryFloor(floorFile)
+        self.assertEqual(floor.highest, 0)
+        [line] = logs.lines
+        self.assertIn("holds no entry sequence", line)
+        self.assertEqual(floor.raiseTo(1_800_003_600), 1_800_003_600)
+        self.assertEqual(EntryFloor(floorFile).highest, 1_800_003_600)
 
 
 class RemovedEntryNodeTests(SynchronousTestCase):
