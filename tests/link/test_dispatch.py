@@ -1,5 +1,8 @@
 """The dispatcher's parking of early links, on fake links and a driven clock."""
 
+import ipaddress
+
+from hypothesis import given, strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -9,7 +12,7 @@ from phantom.identity import Identity
 from phantom.link import quota
 from phantom.link.dispatch import LinkDispatcher
 from phantom.link.service import LinkService
-from phantom.link.quota import ConnectionQuota, CoolDown, addressPrefix, descriptorShare
+from phantom.link.quota import ConnectionQuota, CoolDown, addressPrefix, descriptorShare, exactAddress
 from phantom.wire.link import Purpose
 
 
@@ -105,6 +108,23 @@ class QuotaTests(SynchronousTestCase):
         self.assertEqual(addressPrefix("::ffff:192.0.2.5"), "192.0.2.5")
         self.assertEqual(addressPrefix("/tmp/socket"), "/tmp/socket")
 
+    @given(st.ip_addresses())
+    def test_exactAddressInItsPrefix(self, address):
+        """Any form of an address gives one exact address, within its prefix; an IPv4-mapped one is its IPv4 address."""
+        exact = exactAddress(address.exploded)
+        self.assertEqual(exact, exactAddress(str(address)))
+        if address.version == 6:
+            self.assertIn(ipaddress.ip_address(exact), ipaddress.ip_network(addressPrefix(exact)))
+            mapped = exactAddress(f"::ffff:{address.exploded[-9:-5]}:{address.exploded[-4:]}")
+            self.assertEqual(ipaddress.ip_address(mapped).version, 4)
+        else:
+            self.assertEqual(addressPrefix(exact), exact)
+
+    def test_exactAddressOfNoAddress(self):
+        """What is no IP address is its own exact address and prefix."""
+        for host in ("/tmp/socket", "node-1", "", "2001:db8::/64", "999.1.1.1"):
+            self.assertEqual((exactAddress(host), addressPrefix(host)), (host, host))
+
     def test_ipv6PeerCannotSpreadOverItsPrefix(self):
         quota = ConnectionQuota(100, 2, "things")
         self.assertIsNone(quota.admit("2001:db8::1"))
@@ -134,13 +154,13 @@ class QuotaTests(SynchronousTestCase):
 
     def test_coolDown(self):
         """
-        A punished address is refused, with its /64, until its cool-down ends; other addresses
-        are not; at most C{maxAddresses} are remembered, the oldest forgotten first.
+        A punished address is refused until its cool-down ends; other addresses are not; at
+        most C{maxAddresses} are remembered, the oldest forgotten first.
         """
         clock = Clock()
         coolDown = CoolDown(clock, 30, maxAddresses=2)
         coolDown.punish("2001:db8::1")
-        self.assertIn("flooded a link", coolDown.refusal("2001:db8::99"))
+        self.assertIn("flooded a link", coolDown.refusal("2001:db8:0:0:0::1"))
         self.assertIsNone(coolDown.refusal("2001:db8:0:1::1"))
         clock.advance(29.9)
         self.assertIsNotNone(coolDown.refusal("2001:db8::1"))
@@ -152,6 +172,37 @@ class QuotaTests(SynchronousTestCase):
         self.assertEqual(len(coolDown), 2)
         self.assertIsNone(coolDown.refusal("192.0.2.1"))
         self.assertIsNotNone(coolDown.refusal("192.0.2.3"))
+
+    def test_coolDownSparesNeighbours(self):
+        """
+        One flooding address of a /64 does not cool down the others: where a provider gives its
+        customers single addresses of one /64, a flooder there could otherwise cut a neighbour
+        off every node of the network with one flood per node every 30 s. A /64 from which
+        C{perPrefix} addresses flooded is refused whole, so that an attacker holding the /64
+        cannot get round the cool-down by changing addresses.
+        """
+        clock = Clock()
+        coolDown = CoolDown(clock, 30, perPrefix=3)
+        coolDown.punish("2001:db8::1")
+        self.assertIsNone(coolDown.refusal("2001:db8::2"))
+        self.assertIsNotNone(coolDown.refusal("2001:db8::1"))
+        coolDown.punish("2001:db8::3")
+        coolDown.punish("2001:db8::3")
+        self.assertIsNone(coolDown.refusal("2001:db8::2"))
+        coolDown.punish("2001:db8::4")
+        self.assertIn("3 addresses of its /64 flooded", coolDown.refusal("2001:db8::2"))
+        self.assertIsNone(coolDown.refusal("2001:db8:0:1::2"))
+        clock.advance(30)
+        self.assertIsNone(coolDown.refusal("2001:db8::2"))
+        self.assertIsNone(coolDown.refusal("2001:db8::4"))
+        # Flooders of long ago do not count towards the /64.
+        coolDown.punish("2001:db8::5")
+        coolDown.punish("2001:db8::6")
+        self.assertIsNone(coolDown.refusal("2001:db8::2"))
+        # An IPv4 address is its own prefix.
+        coolDown.punish("192.0.2.1")
+        self.assertIsNotNone(coolDown.refusal("::ffff:192.0.2.1"))
+        self.assertIsNone(coolDown.refusal("192.0.2.2"))
 
     def test_noCoolDown(self):
         coolDown = CoolDown(Clock(), 0)
