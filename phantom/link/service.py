@@ -124,6 +124,10 @@ class CloseAtOnce:
         pass
 
 
+_CARRYING = frozenset({Purpose.PATH, Purpose.TUNNEL, Purpose.ENTRY})
+"""The purposes of links that carry paths and tunnels: on a full node they give way last."""
+
+
 class InboundTLSFactory(LinkTLSFactory):
     """The TLS port's factory: a connection the service does not admit is closed at accept."""
 
@@ -298,10 +302,14 @@ class LinkService(ListeningService):
         """
         heaviest = quota.givesWayTo(host)
         if heaviest is not None:
-            for link, (held, inHandshake) in self._admitted.items():
-                if (inHandshake or not handshaking) and addressPrefix(held) == heaviest:
-                    self._giveWay(link)
-                    break
+            # Its oldest without an OPEN frame, else its oldest carrying no path, else its oldest.
+            held = [
+                (not inHandshake, link.purpose in _CARRYING, age, link)
+                for age, (link, (linkHost, inHandshake)) in enumerate(self._admitted.items())
+                if (inHandshake or not handshaking) and addressPrefix(linkHost) == heaviest
+            ]
+            if held:
+                self._giveWay(min(held, key=lambda rank: rank[:3])[3])
         return quota.refusal(host)
 
     def _giveWay(self, link):

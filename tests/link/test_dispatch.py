@@ -24,6 +24,7 @@ class FakeLink:
         self.linkId = number.to_bytes(16, "big")
         self.nodeId = host.encode().ljust(32, b"\0")
         self.purpose = purpose
+        self.inbound = True
         self.aborted = None
 
     def abort(self, reason):
@@ -211,6 +212,27 @@ class QuotaTests(SynchronousTestCase):
 
     def test_releaseWithoutSlot(self):
         self.assertRaises(RuntimeError, ConnectionQuota(1, 1, "things").release, "192.0.2.1")
+
+    def test_linksCarryingPathsGiveWayLast(self):
+        """
+        On a full node, of the address holding the most, a connection without its OPEN frame
+        gives way first, then a link that carries no path (DHT, ECHO, SETUP), and a link of a
+        path or tunnel last: an attacker that fills the node cannot make it close a neighbour's
+        tunnels while that neighbour has other links to give.
+        """
+        service = LinkService(Identity.generate(), None, LinkLimits(maxInbound=4, maxInboundPerAddress=4), Clock())
+        neighbour = [FakeLink("192.0.2.1", n, purpose) for n, purpose in enumerate((Purpose.PATH, Purpose.TUNNEL, Purpose.DHT))]
+        for link in neighbour:
+            service.connectionStarted(link)
+            service.linkOpened(link)
+        handshaking = FakeLink("192.0.2.1", 3, None)
+        service.connectionStarted(handshaking)
+        self.assertTrue(service.admit("198.51.100.7"))
+        self.assertIsNotNone(handshaking.aborted)
+        service.connectionStarted(FakeLink("198.51.100.7", 4, None))
+        self.assertTrue(service.admit("198.51.100.8"))
+        self.assertEqual([link.aborted is None for link in neighbour], [True, True, False])
+        self.assertEqual(service.inboundCount[0], 3)
 
     def test_linkServiceTakesItsShare(self):
         """Under a low descriptor limit the link port takes at most half of what is left after the reserve."""
