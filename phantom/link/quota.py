@@ -5,6 +5,7 @@ refused. No I/O: the listening factories ask L{ConnectionQuota.admit} before the
 protocol, and give the slot back when the connection is gone.
 """
 
+import functools
 import ipaddress
 import resource
 from collections import OrderedDict
@@ -27,6 +28,7 @@ def _ipAddress(host):
     return address.ipv4_mapped or address if address.version == 6 else address
 
 
+@functools.lru_cache(maxsize=4096)
 def addressPrefix(host):
     """
     The part of C{host} one peer is assumed to hold: the address itself for IPv4, its /64 for
@@ -41,6 +43,7 @@ def addressPrefix(host):
     return str(address)
 
 
+@functools.lru_cache(maxsize=4096)
 def exactAddress(host):
     """
     C{host} in one form of its many: an IPv4-mapped IPv6 address as its IPv4 address; C{host}

@@ -184,6 +184,8 @@ class LinkService(ListeningService):
         )
         self._handshakes = ConnectionQuota(limits.maxHandshakes, limits.maxHandshakesPerAddress, "inbound connections without their OPEN frame")
         self._admitted = {}
+        self._admittedFrom = {}
+        """The inbound connections of each address prefix, oldest first."""
         self._coolDown = CoolDown(self.clock, limits.floodCooldown)
         self.refusals = RefusalLog(self.clock, "inbound connection")
         self._connections = set()
@@ -304,9 +306,9 @@ class LinkService(ListeningService):
         if heaviest is not None:
             # Its oldest without an OPEN frame, else its oldest carrying no path, else its oldest.
             held = [
-                (not inHandshake, link.purpose in _CARRYING, age, link)
-                for age, (link, (linkHost, inHandshake)) in enumerate(self._admitted.items())
-                if (inHandshake or not handshaking) and addressPrefix(linkHost) == heaviest
+                (not self._admitted[link][1], link.purpose in _CARRYING, age, link)
+                for age, link in enumerate(self._admittedFrom.get(heaviest, ()))
+                if self._admitted[link][1] or not handshaking
             ]
             if held:
                 self._giveWay(min(held, key=lambda rank: rank[:3])[3])
@@ -314,7 +316,7 @@ class LinkService(ListeningService):
 
     def _giveWay(self, link):
         """Close C{link}, an inbound connection, for a connection from an address holding fewer; its slots are free at once."""
-        host, handshaking = self._admitted.pop(link)
+        host, handshaking = self._forget(link)
         self._inbound.release(host)
         if handshaking:
             self._handshakes.release(host)
@@ -340,6 +342,18 @@ class LinkService(ListeningService):
             self._inbound.admit(host)
             self._handshakes.admit(host)
             self._admitted[link] = [host, True]
+            self._admittedFrom.setdefault(addressPrefix(host), {})[link] = None
+
+    def _forget(self, link):
+        """@return: C{[host, handshaking]} of inbound C{link}, no longer counted, or C{None}."""
+        admitted = self._admitted.pop(link, None)
+        if admitted is not None:
+            prefix = addressPrefix(admitted[0])
+            links = self._admittedFrom[prefix]
+            del links[link]
+            if not links:
+                del self._admittedFrom[prefix]
+        return admitted
 
     def linkOpened(self, link):
         self._links.add(link)
@@ -351,7 +365,7 @@ class LinkService(ListeningService):
     def connectionEnded(self, link):
         self._connections.discard(link)
         self._links.discard(link)
-        admitted = self._admitted.pop(link, None)
+        admitted = self._forget(link)
         if admitted is not None:
             host, handshaking = admitted
             self._inbound.release(host)
