@@ -38,6 +38,9 @@ CONTACTS_FILE = "contacts.json"
 UNANSWERED_KEPT = 4096
 """The most node ids a node remembers as unreachable by its last request (the oldest forgotten first)."""
 
+UNANSWERED_ADDRESSES = 4
+"""The most addresses a node remembers one unreachable node id failed at (the oldest forgotten first)."""
+
 JOIN_RETRY_INITIAL = 0.5
 JOIN_RETRY_MAXIMUM = 60.0
 """A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
@@ -244,7 +247,7 @@ class DhtNode(Service):
             named, and anyone can name an honest node's id at an address where nothing listens.
         """
         failedAt = self._unanswered.get(nodeId)
-        return failedAt is not None and (address is None or failedAt == _endpoint(*address))
+        return failedAt is not None and (address is None or _endpoint(*address) in failedAt)
 
     def _heardFrom(self, contact):
         self._unanswered.pop(contact.nodeId, None)
@@ -270,8 +273,11 @@ class DhtNode(Service):
             failure.trap(RpcFailed)
             self.table.failed(contact)
             if failure.check(Unreachable):
-                self._unanswered[contact.nodeId] = _endpoint(contact.host, contact.port)
-                self._unanswered.move_to_end(contact.nodeId)
+                # Every address it failed at since it was last heard from (a few): a contact
+                # another node made up must not hide that the node's own address failed.
+                endpoint = _endpoint(contact.host, contact.port)
+                failedAt = tuple(other for other in self._unanswered.pop(contact.nodeId, ()) if other != endpoint)
+                self._unanswered[contact.nodeId] = (failedAt + (endpoint,))[-UNANSWERED_ADDRESSES:]
                 if len(self._unanswered) > UNANSWERED_KEPT:
                     self._unanswered.popitem(last=False)
             return failure

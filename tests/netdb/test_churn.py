@@ -103,3 +103,23 @@ class UnansweredTests(SynchronousTestCase):
         dht.run(asker.lookup(victim.nodeId))
         self.assertFalse(asker.unanswered(victim.nodeId, victim.address))
         self.assertTrue(asker.unanswered(victim.nodeId, ("10.99.99.99", 9)))
+
+    def test_goneAtItsAddressStaysGone(self):
+        """A contact made up for a node found gone at its own address does not hide that it is gone."""
+        dht = MemoryDht(self)
+        first = dht.startNode(0, cls=MisdirectingNode)
+        dht.run(first.joined)
+        bootstrap = [Contact(*first.address)]
+        liars = [first] + [dht.startNode(i, bootstrap, cls=MisdirectingNode) for i in range(1, 5)]
+        gone, asker = dht.startNode(5, bootstrap), dht.startNode(6, bootstrap)
+        dht.run(gatherResults([node.joined for node in liars[1:] + [gone, asker]]))
+        dht.stop(gone)
+        dht.run(asker.lookup(os.urandom(32)))
+        self.assertTrue(asker.unanswered(gone.nodeId, gone.address))
+        while any(contact.nodeId == gone.nodeId for contact in asker.table):
+            asker.table.failed(gone.contact)
+        for liar in liars:
+            liar.victim = gone.nodeId
+        dht.run(asker.lookup(gone.nodeId))
+        self.assertTrue(asker.unanswered(gone.nodeId, ("10.99.99.99", 9)))
+        self.assertTrue(asker.unanswered(gone.nodeId, gone.address))
