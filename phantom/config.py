@@ -107,8 +107,8 @@ class LinkLimits:
     maxHandshakesPerAddress: int = 16
     """Inbound connections at once from one address that have not yet sent their OPEN frame."""
     floodCooldown: float = 30.0
-    """An address (its /32, or its /64 for IPv6) whose link was closed for too much work is
-    refused at accept for this long, before any TLS work; 0: never."""
+    """An address whose link was closed for too much work is refused at accept for this long,
+    before any TLS work, and an IPv6 /64 once 4 of its addresses were; 0: never."""
     maxParked: int = 256
     """Links that came before anyone awaited them, held at once; more are closed."""
     maxParkedPerAddress: int = 32

@@ -3,6 +3,7 @@ A whole Phantom node: identity, link layer, network database, paths, tunnels, tu
 module API and control socket as one service; the composition root, wiring only.
 """
 
+import os
 import random
 
 from twisted.application.service import MultiService
@@ -31,6 +32,7 @@ from phantom.metrics.service import MetricsService
 from phantom.netdb.api import ApiService
 from phantom.netdb.records import routeKey
 from phantom.netdb.service import DhtNode
+from phantom.path.entries import EntryFloor
 from phantom.path.interfaces import IPathFrameReceiver, PathKind
 from phantom.path.keeper import PathKeeper
 from phantom.path.service import PathService
@@ -105,7 +107,10 @@ class PhantomNode(MultiService):
             resolve=lambda contacts: resolveContacts(reactor.nameResolver, contacts),
         )
         self.dht.setServiceParent(self)
-        self.paths = PathService(self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self)
+        self.paths = PathService(
+            self.identity, self.links, self.dht, reactor, config.path, frameReceiver=self,
+            entryFloor=EntryFloor(os.path.join(config.dataDir, "entry-floor")),
+        )
         self.paths.setServiceParent(self)
         self.keeper = PathKeeper(
             self.paths, keptPaths(config), reactor, lambda: len(self.dht.table), random.SystemRandom(), ready=self.dht.joined

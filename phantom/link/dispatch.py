@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from phantom.errors import LinkFailed, LinkTimeout
-from phantom.link.quota import ConnectionQuota
+from phantom.link.quota import ConnectionQuota, addressPrefix
 from phantom.wire.link import Purpose
 
 
@@ -102,6 +102,7 @@ class LinkDispatcher:
             # Parked by node id too, so that a link from another node cannot take the place.
             parked = self._parked.setdefault(key, {})
             if link.nodeId not in parked:
+                self._makeRoom(link.peer.host)
                 full = self._parking.admit(link.peer.host)
                 if full is not None:
                     if not parked:
@@ -118,6 +119,17 @@ class LinkDispatcher:
             self.log.failure("handler factory for {purpose} failed", purpose=link.purpose.name)
             return link.abort("its handler could not be made")
         link.attach(handler)
+
+    def _makeRoom(self, host):
+        """If every place is taken, an early link of the address holding the most gives way to C{host}'s, holding fewer."""
+        heaviest = self._parking.givesWayTo(host)
+        if heaviest is None:
+            return
+        for key, parked in self._parked.items():
+            if parked and addressPrefix(key[1]) == heaviest:
+                link, call = self._unparked(key, next(iter(parked)))
+                call.cancel()
+                return link.abort("its parking place went to an early link from an address holding fewer")
 
     def _unparked(self, key, nodeId):
         parked = self._parked[key]

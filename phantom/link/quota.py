@@ -5,6 +5,7 @@ refused. No I/O: the listening factories ask L{ConnectionQuota.admit} before the
 protocol, and give the slot back when the connection is gone.
 """
 
+import functools
 import ipaddress
 import resource
 from collections import OrderedDict
@@ -18,21 +19,38 @@ REFUSAL_LOG_INTERVAL = 60.0
 """Seconds between the summary lines of refused connections."""
 
 
+def _ipAddress(host):
+    """C{host} as an C{ipaddress} address, an IPv4-mapped one as IPv4; C{None} if it is no IP address."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
+    except ValueError:
+        return None
+    return address.ipv4_mapped or address if address.version == 6 else address
+
+
+@functools.lru_cache(maxsize=4096)
 def addressPrefix(host):
     """
     The part of C{host} one peer is assumed to hold: the address itself for IPv4, its /64 for
     IPv6 (an IPv4-mapped IPv6 address counts as its IPv4 address); C{host} unchanged if it is
     no IP address (a unix socket's path, a test's name).
     """
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
-    except ValueError:
+    address = _ipAddress(host)
+    if address is None:
         return host
     if address.version == 6:
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+@functools.lru_cache(maxsize=4096)
+def exactAddress(host):
+    """
+    C{host} in one form of its many: an IPv4-mapped IPv6 address as its IPv4 address; C{host}
+    unchanged if it is no IP address.
+    """
+    address = _ipAddress(host)
+    return host if address is None else str(address)
 
 
 def descriptorLimit():
@@ -85,6 +103,19 @@ class ConnectionQuota:
             return f"{self.perAddress} {self._what} from one address"
         return None
 
+    def givesWayTo(self, host):
+        """
+        @return: the prefix one of whose slots should give way to C{host}, or C{None}: when all
+            slots are taken and C{host}'s prefix is within its share, the prefix holding the
+            most, if it holds more than C{host}'s would with one more (as
+            L{phantom.quota.Shares} has the peer holding the most give way).
+        """
+        held = self._byPrefix.get(addressPrefix(host), 0)
+        if self._count < self.total or held >= self.perAddress or not self._byPrefix:
+            return None
+        prefix, most = max(self._byPrefix.items(), key=lambda item: item[1])
+        return prefix if most > held + 1 else None
+
     def admit(self, host):
         """
         Take a slot for C{host} if it may have one.
@@ -111,48 +142,77 @@ class ConnectionQuota:
         self._count -= 1
 
 
+FLOODERS_PER_PREFIX = 4
+"""Addresses of one IPv6 /64 that must have flooded before the whole /64 is cooled down."""
+
+
 class CoolDown:
     """
-    Addresses refused for a while: the L{addressPrefix} of a peer whose link was closed for
-    flooding is refused at accept for C{seconds}, so that reconnecting costs it a refused TCP
-    connection and the node no TLS handshake and no more of its flood. At most C{maxAddresses}
-    are remembered; beyond that the one whose cool-down ends soonest is forgotten.
+    Addresses refused for a while: the address of a peer whose link was closed for flooding is
+    refused at accept for C{seconds}, so that reconnecting costs it a refused TCP connection and
+    the node no TLS handshake and no more of its flood. An IPv6 /64 is refused whole once
+    C{perPrefix} of its addresses have flooded within that time, not at its first: a provider
+    may give each customer one address of a shared /64, and a flooder there would otherwise cut
+    its neighbours off every node it floods. At most C{maxAddresses} addresses and /64s are
+    remembered; beyond that the one whose cool-down ends soonest is forgotten.
 
     @param clock: C{IReactorTime}.
     @param seconds: how long an address is refused; 0 refuses none.
     """
 
-    def __init__(self, clock, seconds, maxAddresses=4096):
+    def __init__(self, clock, seconds, maxAddresses=4096, perPrefix=FLOODERS_PER_PREFIX):
         self._clock = clock
         self.seconds = seconds
         self._maxAddresses = maxAddresses
+        self._perPrefix = perPrefix
         self._until = OrderedDict()
+        """When the cool-down of each address, or /64 (by L{addressPrefix}), ends."""
+        self._flooders = OrderedDict()
+        """The addresses of each /64 that flooded lately, with when their cool-down ends."""
 
     def __len__(self):
         return len(self._until)
 
     def punish(self, host):
-        """Refuse C{host}'s prefix for the next C{seconds}."""
+        """Refuse C{host} for the next C{seconds}, and its /64 too if enough of it flooded."""
         if self.seconds <= 0:
             return
-        prefix = addressPrefix(host)
-        self._until.pop(prefix, None)
-        self._until[prefix] = self._clock.seconds() + self.seconds
-        while len(self._until) > self._maxAddresses:
-            self._until.popitem(last=False)
+        now = self._clock.seconds()
+        until = now + self.seconds
+        address, prefix = exactAddress(host), addressPrefix(host)
+        self._remember(self._until, address, until)
+        if prefix == address:
+            return
+        flooders = self._flooders.pop(prefix, None) or {}
+        flooders = {flooder: end for flooder, end in flooders.items() if end > now and flooder != address}
+        flooders[address] = until
+        for flooder in list(flooders)[: -self._perPrefix]:
+            del flooders[flooder]
+        self._remember(self._flooders, prefix, flooders)
+        if len(flooders) >= self._perPrefix:
+            self._remember(self._until, prefix, until)
+
+    def _remember(self, table, key, value):
+        table.pop(key, None)
+        table[key] = value
+        while len(table) > self._maxAddresses:
+            table.popitem(last=False)
 
     def refusal(self, host):
         """
         @return: why C{host} may not connect now, or C{None} if it may.
         """
-        prefix = addressPrefix(host)
-        until = self._until.get(prefix)
-        if until is None:
-            return None
-        if self._clock.seconds() >= until:
-            del self._until[prefix]
-            return None
-        return f"its address flooded a link within the last {self.seconds:g} s"
+        now = self._clock.seconds()
+        address, prefix = exactAddress(host), addressPrefix(host)
+        for key in (address, prefix):
+            until = self._until.get(key)
+            if until is not None and now >= until:
+                del self._until[key]
+            elif until is not None and key == address:
+                return f"its address flooded a link within the last {self.seconds:g} s"
+            elif until is not None:
+                return f"{self._perPrefix} addresses of its /64 flooded a link within the last {self.seconds:g} s"
+        return None
 
 
 class RefusalLog:

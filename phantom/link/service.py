@@ -16,7 +16,7 @@ from phantom.link.dispatch import LinkDispatcher
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
-from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, descriptorShare
+from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
@@ -124,6 +124,10 @@ class CloseAtOnce:
         pass
 
 
+_CARRYING = frozenset({Purpose.PATH, Purpose.TUNNEL, Purpose.ENTRY})
+"""The purposes of links that carry paths and tunnels: on a full node they give way last."""
+
+
 class InboundTLSFactory(LinkTLSFactory):
     """The TLS port's factory: a connection the service does not admit is closed at accept."""
 
@@ -180,6 +184,8 @@ class LinkService(ListeningService):
         )
         self._handshakes = ConnectionQuota(limits.maxHandshakes, limits.maxHandshakesPerAddress, "inbound connections without their OPEN frame")
         self._admitted = {}
+        self._admittedFrom = {}
+        """The inbound connections of each address prefix, oldest first."""
         self._coolDown = CoolDown(self.clock, limits.floodCooldown)
         self.refusals = RefusalLog(self.clock, "inbound connection")
         self._connections = set()
@@ -278,14 +284,43 @@ class LinkService(ListeningService):
         """
         Whether an inbound connection from C{host} may be accepted now: within the caps on
         inbound connections and on those without their OPEN frame, in total and per address,
-        and not from an address cooling down after a flood (see L{flooded}). A refusal is
-        counted (see L{RefusalLog}); the caller closes the connection.
+        and not from an address cooling down after a flood (see L{flooded}). When all of a
+        total are taken, the oldest connection of the address holding the most gives way to an
+        address holding fewer, so that a few addresses cannot shut the node to everyone else.
+        A refusal is counted (see L{RefusalLog}); the caller closes the connection.
         """
-        why = self._coolDown.refusal(host) or self._inbound.refusal(host) or self._handshakes.refusal(host)
+        why = self._coolDown.refusal(host) or self._room(self._inbound, host, False) or self._room(self._handshakes, host, True)
         if why is not None:
             self.refusals.refused(host, why)
             return False
         return True
+
+    def _room(self, quota, host, handshaking):
+        """
+        Make room in C{quota} for C{host} if all of it is taken and another address holds more.
+
+        @param handshaking: whether C{quota} counts the connections without their OPEN frame.
+        @return: why C{host} may take no slot of C{quota}, or C{None} if it may now.
+        """
+        heaviest = quota.givesWayTo(host)
+        if heaviest is not None:
+            # Its oldest without an OPEN frame, else its oldest carrying no path, else its oldest.
+            held = [
+                (not self._admitted[link][1], link.purpose in _CARRYING, age, link)
+                for age, link in enumerate(self._admittedFrom.get(heaviest, ()))
+                if self._admitted[link][1] or not handshaking
+            ]
+            if held:
+                self._giveWay(min(held, key=lambda rank: rank[:3])[3])
+        return quota.refusal(host)
+
+    def _giveWay(self, link):
+        """Close C{link}, an inbound connection, for a connection from an address holding fewer; its slots are free at once."""
+        host, handshaking = self._forget(link)
+        self._inbound.release(host)
+        if handshaking:
+            self._handshakes.release(host)
+        link.abort("its slot went to an address holding fewer")
 
     @property
     def inboundLimit(self):
@@ -307,6 +342,18 @@ class LinkService(ListeningService):
             self._inbound.admit(host)
             self._handshakes.admit(host)
             self._admitted[link] = [host, True]
+            self._admittedFrom.setdefault(addressPrefix(host), {})[link] = None
+
+    def _forget(self, link):
+        """@return: C{[host, handshaking]} of inbound C{link}, no longer counted, or C{None}."""
+        admitted = self._admitted.pop(link, None)
+        if admitted is not None:
+            prefix = addressPrefix(admitted[0])
+            links = self._admittedFrom[prefix]
+            del links[link]
+            if not links:
+                del self._admittedFrom[prefix]
+        return admitted
 
     def linkOpened(self, link):
         self._links.add(link)
@@ -318,7 +365,7 @@ class LinkService(ListeningService):
     def connectionEnded(self, link):
         self._connections.discard(link)
         self._links.discard(link)
-        admitted = self._admitted.pop(link, None)
+        admitted = self._forget(link)
         if admitted is not None:
             host, handshaking = admitted
             self._inbound.release(host)

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from phantom.address import Contact, addressBytes
+from phantom.address import Contact, addressBytes, isIPAddress
 from phantom.config import DhtSettings
 from phantom.netdb import ALPHA, K
 from phantom.netdb.contactsfile import MAX_CONTACTS_FILE, encodeContacts, parseContacts
@@ -38,6 +38,9 @@ CONTACTS_FILE = "contacts.json"
 UNANSWERED_KEPT = 4096
 """The most node ids a node remembers as unreachable by its last request (the oldest forgotten first)."""
 
+UNANSWERED_ADDRESSES = 4
+"""The most addresses a node remembers one unreachable node id failed at (the oldest forgotten first)."""
+
 JOIN_RETRY_INITIAL = 0.5
 JOIN_RETRY_MAXIMUM = 60.0
 """A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
@@ -45,6 +48,11 @@ JOIN_RETRY_MAXIMUM = 60.0
 
 def _wireContact(contact):
     return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
+
+
+def _endpoint(host, port):
+    """C{(host, port)} with an IP address in one form of its many."""
+    return (addressBytes(host) if isIPAddress(host) else host), int(port)
 
 
 class LookupStats:
@@ -227,14 +235,19 @@ class DhtNode(Service):
 
     # Asking other nodes
 
-    def unanswered(self, nodeId):
+    def unanswered(self, nodeId, address=None):
         """
         Whether this node's last request to C{nodeId} found it unreachable (no link to it could
         be opened) and nothing was heard from it since: what this node's own traffic knows of
         a node gone, asking nobody anything. A request that timed out on an open link says
         nothing here: its node may only be slow.
+
+        @param address: C{(host, port)}, where the node itself says it is (its node record):
+            only a request to that address counts. Lookups also ask contacts other nodes
+            named, and anyone can name an honest node's id at an address where nothing listens.
         """
-        return nodeId in self._unanswered
+        failedAt = self._unanswered.get(nodeId)
+        return failedAt is not None and (address is None or _endpoint(*address) in failedAt)
 
     def _heardFrom(self, contact):
         self._unanswered.pop(contact.nodeId, None)
@@ -260,8 +273,11 @@ class DhtNode(Service):
             failure.trap(RpcFailed)
             self.table.failed(contact)
             if failure.check(Unreachable):
-                self._unanswered[contact.nodeId] = True
-                self._unanswered.move_to_end(contact.nodeId)
+                # Every address it failed at since it was last heard from (a few): a contact
+                # another node made up must not hide that the node's own address failed.
+                endpoint = _endpoint(contact.host, contact.port)
+                failedAt = tuple(other for other in self._unanswered.pop(contact.nodeId, ()) if other != endpoint)
+                self._unanswered[contact.nodeId] = (failedAt + (endpoint,))[-UNANSWERED_ADDRESSES:]
                 if len(self._unanswered) > UNANSWERED_KEPT:
                     self._unanswered.popitem(last=False)
             return failure

@@ -82,8 +82,8 @@ class MemoryDhtNode:
         records = [record for record in self._database.nodeRecords() if record.nodeId not in excluded]
         return self._database.random.sample(records, min(count, len(records)))
 
-    def unanswered(self, nodeId):
-        """Whether C{nodeId} is known not to answer: it is offline or unanswering."""
+    def unanswered(self, nodeId, address=None):
+        """Whether C{nodeId} is known not to answer (at C{address} or any): it is offline or unanswering."""
         return nodeId in self._database.offline or nodeId in self._database.unanswering
 
     async def storeRecord(self, table, key, encoded, ttl=None, replication=None):

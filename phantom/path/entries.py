@@ -33,6 +33,11 @@ names its expiry as C{now + lifetime}.
 """
 
 import math
+import os
+
+from twisted.logger import Logger
+
+from phantom.statefiles import writeAtomically
 
 GRID = 600
 """Seconds: nothing in an entry dates its path more finely."""
@@ -83,3 +88,42 @@ def renewalTime(expires, random):
     """
     latest = expires - MARGIN - 3 * GRID
     return random.uniform(latest - GRID, latest)
+
+
+class EntryFloor:
+    """
+    The highest sequence (the expiry) of the routing entries this node has signed, kept in a
+    file: a later entry never has a lower one, not even after a restart. Lookups take the
+    entry of the highest sequence for the owner's newest and keep only the entry nodes it names
+    (L{phantom.netdb.records.RouteSet}); were a later entry lower (its coarse expiry drew the
+    earlier of its two grid points), an earlier one still out, of an attempt that failed or of
+    the paths before a restart, would leave the later path's entry node out of lookups until it
+    expired.
+
+    @param path: the file, or C{None} to keep it in memory only. A file that holds no number
+        is logged and taken as none.
+    """
+
+    log = Logger()
+
+    def __init__(self, path=None):
+        self._path = path
+        self.highest = 0
+        if path is not None and os.path.exists(path):
+            with open(path, "rb") as f:
+                text = f.read(64)
+            try:
+                self.highest = max(0, int(text.strip() or b"0"))
+            except ValueError:
+                self.log.warn("{path} holds no entry sequence ({text!r}): taken as none", path=path, text=text[:20])
+
+    def raiseTo(self, sequence):
+        """
+        @return: C{sequence}, raised to the highest signed before; kept (and written to the file
+            before it is handed out) as the highest from now on.
+        """
+        if sequence > self.highest:
+            self.highest = sequence
+            if self._path is not None:
+                writeAtomically(self._path, b"%d\n" % sequence)
+        return self.highest

@@ -28,7 +28,7 @@ from phantom.link.quota import addressPrefix
 from phantom.link.service import CloseAtOnce
 from phantom.netdb.records import RoutingEntry
 from phantom.path.circle import Construction
-from phantom.path.entries import coarseExpiry, publicationDelay, renewalTime
+from phantom.path.entries import EntryFloor, coarseExpiry, publicationDelay, renewalTime
 from phantom.path.interfaces import PathKind
 from phantom.path.owner import AttemptFailed, BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
@@ -90,7 +90,8 @@ class PathService(Service):
     @param links: the node's L{phantom.link.interfaces.ILinkService}.
     @param dht: the node's network database (L{phantom.netdb.service.DhtNode}): C{sampleNodes}
         for the node pool, C{storeRecord} for the routing entries this node publishes as T,
-        C{unanswered} for the nodes its own requests found gone (never chosen for a path).
+        C{unanswered} for the nodes its own requests found gone at the address their records give
+        (never chosen for a path).
     @param clock: C{IReactorTime}.
     @param settings: L{PathSettings}.
     @param random: the secure source of every random choice (C{SystemRandom} in production).
@@ -99,6 +100,8 @@ class PathService(Service):
     @param participant: C{participant(link, context) -> ILinkHandler}, what takes part in a path
         under construction from the SETUP link its array came over, given a
         L{ParticipationContext}; L{SetupParticipant} unless a test gives another.
+    @param entryFloor: the L{EntryFloor} of this node's routing entries (one kept in memory if
+        not given; a node keeps it in its data directory).
     """
 
     log = Logger()
@@ -113,6 +116,7 @@ class PathService(Service):
         random=random.SystemRandom(),
         frameReceiver=None,
         participant=SetupParticipant,
+        entryFloor=None,
     ):
         self.identity = identity
         self._publications = set()
@@ -137,6 +141,7 @@ class PathService(Service):
         self._retries = {}
         self._entryEnds = {}
         """The T of each entry path's attempt under way, by build: named in the entries of the others."""
+        self._entryFloor = entryFloor or EntryFloor()
         self.replacing = {}
         """Path kind to the Deferred of a replacement being built: it fires with the new path, or C{None}."""
         self._frameReceiver = frameReceiver
@@ -404,7 +409,7 @@ class PathService(Service):
             construction = None
             try:
                 started = self._clock.seconds()
-                retries.gone([nodeId for nodeId in retries.keptIds if self._dht.unanswered(nodeId)])
+                retries.gone([record.nodeId for record in retries.ends or () if record is not None and self._gone(record)])
                 construction = await self._plan(kind, shape, excluded, retries.ends, candidates if attempt == 0 else None, build)
                 planned = {"plan": self._clock.seconds() - started}
                 machine = OwnerBuild(construction, self.settings.roundTimeout, self._clock.seconds, planned)
@@ -415,7 +420,7 @@ class PathService(Service):
                 if construction is not None:
                     plan = construction.plan
                     gone = set(e.gone) if isinstance(e, AttemptFailed) else set()
-                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._dht.unanswered(r.nodeId))
+                    gone.update(r.nodeId for r in (plan.adjacent, plan.terminating) if self._gone(r))
                     failed = retries.failed(plan, gone)
                     excluded.update(failed)
                     self.pool.discard(failed)
@@ -449,9 +454,9 @@ class PathService(Service):
     async def _plan(self, kind, shape, excluded, ends, candidates=None, build=None):
         if candidates is None:
             # Nodes this node's own requests found gone are not drawn (candidates given are used as given).
-            self.pool.discard([nodeId for nodeId in self.pool.records if self._dht.unanswered(nodeId)])
+            self.pool.discard([nodeId for nodeId, record in self.pool.records.items() if self._gone(record)])
             candidates = await self.pool.draw(shape.size + 8, exclude=excluded | {self.identity.nodeId}, atLeast=shape.size)
-            candidates = [record for record in candidates if not self._dht.unanswered(record.nodeId)]
+            candidates = [record for record in candidates if not self._gone(record)]
         if self.settings.diversity == "off":
             self.log.info("building an {kind} path without the X-node diversity rule: [path] diversity = off", kind=kind)
         try:
@@ -472,15 +477,26 @@ class PathService(Service):
             # The sequence is the expiry: a count of the entries made would skip a number for
             # every attempt that failed, and show whoever watches the database the AP-address
             # of the owner whose builds a hostile x0 (which sees the owner's address) failed.
-            # It never goes back below another entry path's, or lookups would take a sibling's
-            # older list of entry nodes for the newest and leave this path's node out.
-            expires = max([expires] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            # It never goes back below an entry this node signed before: a sibling's, or one of
+            # an attempt that failed, which its T (having had it from round 2) may publish all
+            # the same. Were it lower, lookups would take that entry's list of entry nodes for
+            # the newest and leave this path's node out.
+            expires = self._entryFloor.raiseTo(
+                max([expires] + [p.retireAt for p in self.paths if p.kind == PathKind.ENTRY and p.retireAt is not None])
+            )
             routing = RoutingEntry.create(self.identity.routingKey, expires, expires, self._entryNodes(terminating, build), int(now))
             entry, apAddress = routing.encoded, routing.apAddress
         if self._links.address is None:
             raise PathFailed("this node does not know yet the address other nodes reach it at")
         owner = Contact(*self._links.address, self.identity.nodeId)
         return Construction(plan, owner, self._random, routingEntry=entry, apAddress=apAddress, expires=expires)
+
+    def _gone(self, record):
+        """
+        Whether this node's own requests found the node of C{record} gone: at the address its
+        record gives, not one another node named it at (L{phantom.netdb.service.DhtNode.unanswered}).
+        """
+        return self._dht.unanswered(record.nodeId, (record.host, record.port))
 
     def _entryNodes(self, terminating, build):
         """

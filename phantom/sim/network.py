@@ -206,8 +206,8 @@ class SimNode:
     def findRecord(self, table, key):
         return self.dht.findRecord(table, key)
 
-    def unanswered(self, nodeId):
-        return self.dht.unanswered(nodeId)
+    def unanswered(self, nodeId, address=None):
+        return self.dht.unanswered(nodeId, address)
 
 
 class SimChannel:

@@ -301,12 +301,16 @@ class ConnectionLimitTests(TestCase):
 
     async def test_totalCap(self):
         """
-        Beyond the total cap every address is refused; once the hostile connections time out
-        (the handshake deadline, not reset by anything they send) the slots are free again.
+        Beyond the total cap, held one each by as many addresses, another address is refused
+        (none holds more than it would); once the hostile connections time out (the handshake
+        deadline, not reset by anything they send) the slots are free again.
         """
         server = startLinkService(self, handshakeTimeout=0.5, maxInbound=4, maxHandshakesPerAddress=10)
         server.registerPurpose(Purpose.ECHO, EchoHandler)
-        hostile = await self.silentConnections(server, 4, freshLoopbackAddress())
+        hostile = []
+        for _ in range(4):
+            hostile += await self.silentConnections(server, 1, freshLoopbackAddress())
+        await until(lambda: server.inboundCount[0] == 4)
         late = RawClient()
         await connectRaw(portOf(server), late, tls=False, fromHost=freshLoopbackAddress()).addTimeout(5, reactor)
         self.assertEqual(server.inboundCount[0], 4)
@@ -315,6 +319,22 @@ class ConnectionLimitTests(TestCase):
         client = startLinkService(self, bindAddress=freshLoopbackAddress())
         link = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
         self.assertEqual(link.nodeId, server.nodeId)
+
+    async def test_totalFullHeaviestGivesWay(self):
+        """
+        A few addresses that hold every inbound slot with open, idle links do not shut the node
+        to everyone else (to owners that keep it as an end, it would look gone): the oldest link
+        of the address holding the most gives way to an address holding fewer.
+        """
+        server = startLinkService(self, maxInbound=4, maxInboundPerAddress=4, idleTimeout=60)
+        server.registerPurpose(Purpose.ECHO, EchoHandler)
+        hostile = freshLoopbackAddress()
+        clients = [RawClient(encodeOpen(Purpose.ECHO)) for _ in range(4)]
+        closed = [connectRaw(portOf(server), client, fromHost=hostile) for client in clients]
+        await until(lambda: server.inboundCount == (4, 0))
+        await assertEchoServed(self, server)
+        self.assertEqual(server.inboundCount, (4, 0))
+        self.assertEqual([d.called for d in closed], [True, False, False, False])
 
     async def test_floodingAddressRefusedAtAccept(self):
         """

@@ -6,7 +6,23 @@ import random
 from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import SynchronousTestCase
 
+from phantom.address import Contact, addressBytes
+from phantom.netdb.service import DhtNode
+from phantom.wire.dht import RpcKind
 from tests.netdb.helpers import MemoryDht
+
+
+class MisdirectingNode(DhtNode):
+    """Answers FIND_NODE and FIND_VALUE with C{victim}'s node id at an address where nothing listens."""
+
+    victim = None
+
+    def respond(self, sender, kind, content):
+        kind, reply = super().respond(sender, kind, content)
+        if kind == RpcKind.NODES and self.victim is not None:
+            others = [c for c in reply["contacts"] if c["node_id"] != self.victim]
+            reply = {"contacts": [{"node_id": self.victim, "address": addressBytes("10.99.99.99"), "port": 9}] + others}
+        return kind, reply
 
 
 class ChurnTests(SynchronousTestCase):
@@ -68,3 +84,42 @@ class UnansweredTests(SynchronousTestCase):
         again = dht.startNode(30, bootstrap=[asker.contact], identity=gone.identity)
         dht.run(again.joined)
         self.assertFalse(asker.unanswered(gone.nodeId))
+
+    def test_notGoneAtAnAddressSomeoneElseGave(self):
+        """
+        A node is gone only where its own record says it is: a hostile node that names an
+        honest node's id at an address where nothing listens makes the asker's request fail,
+        but cannot make the honest node count as gone (an owner would drop it as a kept end,
+        and steer its next choice, issue 16).
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(6)
+        # Alive, at its address, and in no routing table here: the owner knows it from its record.
+        victim = dht.startNode(32)
+        liar = dht.startNode(30, bootstrap=[Contact(*nodes[0].address)], cls=MisdirectingNode)
+        dht.run(liar.joined)
+        liar.victim = victim.nodeId
+        asker = nodes[2]
+        dht.run(asker.lookup(victim.nodeId))
+        self.assertFalse(asker.unanswered(victim.nodeId, victim.address))
+        self.assertTrue(asker.unanswered(victim.nodeId, ("10.99.99.99", 9)))
+
+    def test_goneAtItsAddressStaysGone(self):
+        """A contact made up for a node found gone at its own address does not hide that it is gone."""
+        dht = MemoryDht(self)
+        first = dht.startNode(0, cls=MisdirectingNode)
+        dht.run(first.joined)
+        bootstrap = [Contact(*first.address)]
+        liars = [first] + [dht.startNode(i, bootstrap, cls=MisdirectingNode) for i in range(1, 5)]
+        gone, asker = dht.startNode(5, bootstrap), dht.startNode(6, bootstrap)
+        dht.run(gatherResults([node.joined for node in liars[1:] + [gone, asker]]))
+        dht.stop(gone)
+        dht.run(asker.lookup(os.urandom(32)))
+        self.assertTrue(asker.unanswered(gone.nodeId, gone.address))
+        while any(contact.nodeId == gone.nodeId for contact in asker.table):
+            asker.table.failed(gone.contact)
+        for liar in liars:
+            liar.victim = gone.nodeId
+        dht.run(asker.lookup(gone.nodeId))
+        self.assertTrue(asker.unanswered(gone.nodeId, ("10.99.99.99", 9)))
+        self.assertTrue(asker.unanswered(gone.nodeId, gone.address))

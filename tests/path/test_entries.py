@@ -13,9 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from phantom.config import PathSettings
 from phantom.errors import PathFailed
-from phantom.netdb.records import routeKey
+from phantom.netdb.records import RoutingEntry, routeKey
 from phantom.path.entries import (
     GRID,
+    EntryFloor,
     HORIZON,
     MARGIN,
     VALIDITY,
@@ -24,10 +25,13 @@ from phantom.path.entries import (
     publicationWindow,
     renewalTime,
 )
+from phantom.path import service
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import PathShape
 from phantom.path.relay import SetupParticipant
+from phantom.path.service import PathService
 from phantom.wire.dht import Table
+from tests.link.helpers import LogCollector
 from tests.path.helpers import MemoryPathNetwork
 
 COARSE = PathSettings(roundTimeout=5.0)
@@ -203,6 +207,98 @@ class FailedBuildTests(SynchronousTestCase):
         network.settle()
         entry = network.byId[path.plan.terminating.nodeId].paths.entryPathFor(path.apAddress).routingEntry
         self.assertEqual(entry.sequence, entry.expires)
+
+
+class SignedEntryFloorTests(SynchronousTestCase):
+    """
+    An owner's entries outrank one another by sequence (their expiry), and the highest names
+    the entry nodes lookups keep (L{phantom.netdb.records.RouteSet.of}). An entry signed for
+    an attempt that failed can still be out: its T had it from round 2, and a hostile T
+    publishes it. Were a later entry's sequence lower (its coarse expiry drew the earlier
+    grid point), lookups would take the failed attempt's list for the newest and leave the
+    path that was built out.
+    """
+
+    def test_retryNeverBelowAFailedAttempt(self):
+        """A retry's entry is never below the failed attempt's: lookups keep the path that was built."""
+        network = MemoryPathNetwork(self, 16, COARSE, participants={5: GivesUp})
+        owner = network.nodes[0]
+        # T of the failed attempt is not kept (as when it is found gone): the retry has another.
+        owner.paths.keepEnds = 1
+        signed = []
+        create = RoutingEntry.create
+        self.patch(RoutingEntry, "create", lambda *args: signed.append(create(*args)) or signed[-1])
+        choices = [1, 0]
+        self.patch(service, "coarseExpiry", lambda now, rng: coarseExpiry(now, FixedChoice(choices.pop(0) if choices else 0)))
+        owner.random.lead = [network.nodes[7].nodeId, network.nodes[5].nodeId]
+        candidates = [node.record for node in network.nodes[1:]]
+        path = network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE, candidates)))
+        owner.random.lead = None
+        self.assertEqual(len(path.failures), 1)
+        failed = signed[0]
+        self.assertEqual(failed.entryNode, network.nodes[5].nodeId)
+        self.assertNotEqual(path.plan.terminating.nodeId, failed.entryNode)
+        [built] = signed[1:]
+        self.assertEqual(built.entryNode, path.plan.terminating.nodeId)
+        # The hostile T of the failed attempt publishes the entry it got, the path's T its own.
+        for entry in (failed, built):
+            network.database.store.put(Table.ROUTE, entry.key, entry.encoded)
+        found = network.run(Deferred.fromCoroutine(owner.dht.findRecord(Table.ROUTE, failed.key)))
+        self.assertIn(path.plan.terminating.nodeId, {node.nodeId for node in found.entryNodes})
+        self.assertGreaterEqual(built.sequence, failed.sequence)
+
+
+    def test_restartNeverBelow(self):
+        """
+        A restarted owner never signs an entry below one it signed before (the highest is kept
+        in its data directory): the entries of its paths from before the restart, still out and
+        naming nodes whose paths went with it, would hide the entry nodes of its new paths.
+        """
+        floorFile = self.mktemp()
+        network = MemoryPathNetwork(self, 16, COARSE)
+        owner = network.nodes[0]
+        choices = [1, 0]
+        self.patch(service, "coarseExpiry", lambda now, rng: coarseExpiry(now, FixedChoice(choices.pop(0) if choices else 0)))
+
+        def start():
+            owner.paths.stopService()
+            owner.paths = PathService(
+                owner.identity, owner.links, owner.dht, network.clock, COARSE, owner.random, entryFloor=EntryFloor(floorFile)
+            )
+            owner.paths.startService()
+            return network.run(Deferred.fromCoroutine(owner.paths.build(PathKind.ENTRY, SHAPE)))
+
+        before = start()
+        after = start()
+        self.assertGreaterEqual(after.retireAt, before.retireAt)
+        self.assertEqual(EntryFloor(floorFile).highest, after.retireAt)
+
+
+class EntryFloorTests(SynchronousTestCase):
+    """The highest sequence signed, kept in a file."""
+
+    @given(st.lists(st.integers(min_value=0, max_value=2**40), max_size=8))
+    def test_neverLower(self, sequences):
+        """Whatever comes, what is handed out never goes down, and a new floor on the file starts where the last one stopped."""
+        floorFile = self.mktemp()
+        floor = EntryFloor(floorFile)
+        handed = [floor.raiseTo(sequence) for sequence in sequences]
+        self.assertEqual(handed, sorted(handed))
+        self.assertTrue(all(out >= sequence for out, sequence in zip(handed, sequences)))
+        self.assertEqual(EntryFloor(floorFile).highest, max(handed, default=0))
+
+    def test_badFile(self):
+        """A file that holds no number is logged and taken as none; the next entry writes it anew."""
+        floorFile = self.mktemp()
+        with open(floorFile, "wb") as f:
+            f.write(b"\x00garbage\n")
+        logs = LogCollector(self, "phantom.path")
+        floor = EntryFloor(floorFile)
+        self.assertEqual(floor.highest, 0)
+        [line] = logs.lines
+        self.assertIn("holds no entry sequence", line)
+        self.assertEqual(floor.raiseTo(1_800_003_600), 1_800_003_600)
+        self.assertEqual(EntryFloor(floorFile).highest, 1_800_003_600)
 
 
 class RemovedEntryNodeTests(SynchronousTestCase):
