@@ -79,7 +79,6 @@ import sys
 import tracemalloc
 from time import process_time
 
-from OpenSSL import SSL
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
@@ -92,7 +91,6 @@ from phantom.config import LinkLimits, PathSettings
 from phantom.errors import LinkFailed
 from phantom.identity import Identity
 from phantom.link.interfaces import ILinkHandler
-from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.netdb.records import NodeRecord
 from phantom.netdb.routing import RoutingTable
 from phantom.netdb.storage import RecordStore
@@ -423,29 +421,6 @@ async def measureTunnelHeap(reactor, counts, top):
 # In this process: a TLS connection, participations, records, contacts
 
 
-def _handshake(pair):
-    """Handshake two connections over their memory BIOs, each reading what comes after, as Twisted's TLS does."""
-    for _ in range(20):
-        for connection in pair:
-            try:
-                connection.do_handshake()
-                connection.recv(65536)
-            except SSL.WantReadError:
-                pass
-        moved = False
-        for source, sink in (pair, pair[::-1]):
-            try:
-                data = source.bio_read(65536)
-            except SSL.WantReadError:
-                continue
-            sink.bio_write(data)
-            moved = True
-        if not moved:
-            break
-    if any(connection.get_peer_finished() is None for connection in pair):
-        raise RuntimeError("a TLS handshake of the cost benchmark did not finish")
-
-
 def tlsConnectionHeap(pairs=200):
     """
     What OpenSSL holds for one idle TLS connection of a link, apart from everything else:
@@ -457,25 +432,20 @@ def tlsConnectionHeap(pairs=200):
         handshaken (the mean of a client's and a server's) and per connection just made, and
         the key exchange group the handshakes agreed on.
     """
-    server, client = Identity.generate(), Identity.generate()
-    accepting = ServerConnectionCreator(makeContext(server, server=True))
-    calling = ClientConnectionCreator(makeContext(client, server=False), server.nodeId)
+    from tests.link.helpers import connectionPairs, handshakeInMemory
 
-    def pair():
-        connection = accepting.serverConnectionForTLS(None)
-        connection.set_accept_state()
-        return connection, calling.clientConnectionForTLS(None)
+    pair = connectionPairs(Identity.generate(), Identity.generate())
 
     # First-use caches (OpenSSL's algorithm fetches, the contexts' state) are not a connection's.
     for _ in range(4):
-        _handshake(pair())
+        handshakeInMemory(pair())
     gc.collect()
     empty = mallocFigures()["in_use"]
     made = [pair() for _ in range(pairs)]
     gc.collect()
     fresh = mallocFigures()["in_use"] - empty
     for each in made:
-        _handshake(each)
+        handshakeInMemory(each)
     gc.collect()
     idle = mallocFigures()["in_use"] - empty
     return idle / (2 * pairs), fresh / (2 * pairs), made[0][0].get_group_name()
