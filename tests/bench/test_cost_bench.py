@@ -44,15 +44,14 @@ class UnitTests(SynchronousTestCase):
 
     def test_tlsConnection(self):
         """
-        An idle TLS connection of a link costs OpenSSL at most 40 KiB (36 KiB measured, with
-        X25519MLKEM768; 61 KiB without C{SSL_MODE_RELEASE_BUFFERS}); a handshaken one more
-        than one just made; the handshake agrees on a hybrid post-quantum key exchange.
+        An idle TLS connection of a link costs OpenSSL at most 40 KiB (35 KiB measured with
+        OpenSSL 4.0 and X25519MLKEM768; 59 KiB without C{SSL_MODE_RELEASE_BUFFERS}), a
+        handshaken one more than one just made.
         """
         idle, fresh, group = cost.tlsConnectionHeap(50)
-        self.assertLessEqual(idle, 40 * KIB)
+        self.assertLessEqual(idle, 40 * KIB, group)
         self.assertGreater(idle, fresh)
         self.assertGreater(fresh, 0)
-        self.assertIn("MLKEM", group)
 
     def test_contact(self):
         """A contact in the routing table costs at most 160 bytes of heap."""
