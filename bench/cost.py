@@ -246,6 +246,7 @@ class Neighbours:
         self.tunnels = []
         self.failures = 0
         """Links that failed to open, and were tried again."""
+        self._turn = 0
         self._arriving = {}
         for service in self.next:
             service.registerPurpose(Purpose.TUNNEL, self._arrived)
@@ -289,17 +290,18 @@ class Neighbours:
     async def transfer(self, mib, burst):
         """
         Send C{mib} MiB of cells over the open tunnels, L{ROUND_CELLS} a round: C{burst} cells
-        in a row on each tunnel, the tunnels in turn; each round once the last has arrived.
+        in a row on each tunnel, the tunnels in turn, from the one after the last transfer's
+        (so that transfers in parts reach every tunnel); each round once the last has arrived.
         """
         cells = [os.urandom(CELL_SIZE) for _ in range(16)]
         total = int(mib * MIB) // CELL_SIZE
         sent = 0
-        turn = 0
         while sent < total:
             batch = min(ROUND_CELLS, total - sent)
             for number in range(batch):
-                self.tunnels[(turn // burst) % len(self.tunnels)].sendFrame(cells[number % len(cells)])
-                turn += 1
+                self.tunnels[self._turn % len(self.tunnels)].sendFrame(cells[number % len(cells)])
+                if (number + 1) % burst == 0 or number == batch - 1:
+                    self._turn += 1
             sent += batch
             await self.sink.reach(self.sink.count + batch * CELL_SIZE)
 
