@@ -13,6 +13,10 @@ Tunnels are opened until C{--counts} (default 1, 10, 100, 1000) are open at once
     - C{tunnel_heap_bytes_at_N}: the same of the Python heap, from a second relay process run
       under tracemalloc (which slows it), after a garbage collection there; the notes give the
       source lines the heap grew most at, at the last count.
+    - C{tunnel_c_heap_bytes_at_N}: the same of what the relay's C allocator holds in use
+      (glibc's C{mallinfo2}: OpenSSL's memory, and Python objects over 512 bytes); with the
+      Python heap it accounts for the RSS, and what RSS holds beyond the two is free memory
+      the allocator keeps (fragmentation).
     - C{link_descriptors_at_N}: the relay's open file descriptors over those it had with no
       tunnel, per link (two links a tunnel). Baseline: 1, a socket.
 
@@ -29,9 +33,16 @@ taken in turn (the machine's other load falls on both alike):
     - C{relay_cpu_ms_per_mib_at_N_cell_each}: the same with one cell on each tunnel in turn:
       every cell a read and a write of its own (no goal).
     - C{tunnel_rss_bytes_after_traffic}: per tunnel at the last count, after that traffic;
-      C{..._trimmed}: once C{malloc_trim} has given back what the C allocator kept free.
+      C{..._trimmed}: once C{malloc_trim} has given back what the C allocator kept free;
+      C{tunnel_c_heap_bytes_after_traffic}: the C allocator's bytes in use then.
 
 The memory figures' baseline is the goal: 64 KiB a tunnel (ratio at most 1).
+
+B{A TLS connection} (in this process): C{tls_connection_c_heap_bytes}, what the C allocator
+holds per idle connection of 200 pairs made with the node's TLS contexts and handshaken over
+memory BIOs, as Twisted's TLS does (L{tlsConnectionHeap}): OpenSSL's share of a link, without
+sockets, Twisted or the link's Python objects; C{..._fresh}, per connection just made, before
+its handshake. Baseline: half the tunnel goal (a tunnel is two connections at a relay).
 
 B{Path participations} (in this process, on the in-memory network of L{bench.anonymity}:
 real path services, in-memory links): C{--paths} paths (default 200) of 3 X-nodes and 5
@@ -72,7 +83,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
-from bench.costrelay import quietLogging
+from bench.costrelay import mallocFigures, quietLogging
 from bench.link import ByteCounter, _positive
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import Contact
@@ -235,6 +246,7 @@ class Neighbours:
         self.tunnels = []
         self.failures = 0
         """Links that failed to open, and were tried again."""
+        self._turn = 0
         self._arriving = {}
         for service in self.next:
             service.registerPurpose(Purpose.TUNNEL, self._arrived)
@@ -278,17 +290,18 @@ class Neighbours:
     async def transfer(self, mib, burst):
         """
         Send C{mib} MiB of cells over the open tunnels, L{ROUND_CELLS} a round: C{burst} cells
-        in a row on each tunnel, the tunnels in turn; each round once the last has arrived.
+        in a row on each tunnel, the tunnels in turn, from the one after the last transfer's
+        (so that transfers in parts reach every tunnel); each round once the last has arrived.
         """
         cells = [os.urandom(CELL_SIZE) for _ in range(16)]
         total = int(mib * MIB) // CELL_SIZE
         sent = 0
-        turn = 0
         while sent < total:
             batch = min(ROUND_CELLS, total - sent)
             for number in range(batch):
-                self.tunnels[(turn // burst) % len(self.tunnels)].sendFrame(cells[number % len(cells)])
-                turn += 1
+                self.tunnels[self._turn % len(self.tunnels)].sendFrame(cells[number % len(cells)])
+                if (number + 1) % burst == 0 or number == batch - 1:
+                    self._turn += 1
             sent += batch
             await self.sink.reach(self.sink.count + batch * CELL_SIZE)
 
@@ -357,9 +370,11 @@ async def measureTunnels(reactor, counts, mib, rounds=CPU_ROUNDS):
         await one.start()
         await one.openUntil(1)
         emptyRss, emptyFds = many.process.rss(), many.process.descriptors()
+        emptyHeap = (await many.process.request({"malloc": True}))["in_use"]
         for count in counts:
             await many.openUntil(count)
             figures[f"tunnel_rss_bytes_at_{count}"] = (many.process.rss() - emptyRss) / count
+            figures[f"tunnel_c_heap_bytes_at_{count}"] = ((await many.process.request({"malloc": True}))["in_use"] - emptyHeap) / count
             figures[f"link_descriptors_at_{count}"] = (many.process.descriptors() - emptyFds) / (2 * count)
         last = counts[-1]
         spent = {"one": 0.0, "many": 0.0, "cell each": 0.0}
@@ -372,6 +387,7 @@ async def measureTunnels(reactor, counts, mib, rounds=CPU_ROUNDS):
         figures[f"relay_cpu_ms_per_mib_at_{last}_cell_each"] = spent["cell each"] * 1000 / mib
         await waitCarried(reactor, many.process, last)
         figures["tunnel_rss_bytes_after_traffic"] = (many.process.rss() - emptyRss) / last
+        figures["tunnel_c_heap_bytes_after_traffic"] = ((await many.process.request({"malloc": True}))["in_use"] - emptyHeap) / last
         await many.process.request({"trim": True})
         figures["tunnel_rss_bytes_after_traffic_trimmed"] = (many.process.rss() - emptyRss) / last
         figures["failed_opens"] = many.neighbours.failures + one.neighbours.failures
@@ -404,7 +420,37 @@ async def measureTunnelHeap(reactor, counts, top):
     return figures, notes
 
 
-# In this process: participations, records, contacts
+# In this process: a TLS connection, participations, records, contacts
+
+
+def tlsConnectionHeap(pairs=200):
+    """
+    What OpenSSL holds for one idle TLS connection of a link, apart from everything else:
+    C{pairs} pairs of connections made with the node's contexts and connection creators
+    (L{phantom.link.tls}: TLS 1.3, a certificate each way, the server's node id pinned),
+    handshaken over memory BIOs as Twisted's TLS does, then left idle.
+
+    @return: C{(idle, fresh, group)}: the bytes the C allocator holds per connection once
+        handshaken (the mean of a client's and a server's) and per connection just made, and
+        the key exchange group the handshakes agreed on.
+    """
+    from tests.link.helpers import connectionPairs, handshakeInMemory
+
+    pair = connectionPairs(Identity.generate(), Identity.generate())
+
+    # First-use caches (OpenSSL's algorithm fetches, the contexts' state) are not a connection's.
+    for _ in range(4):
+        handshakeInMemory(pair())
+    gc.collect()
+    empty = mallocFigures()["in_use"]
+    made = [pair() for _ in range(pairs)]
+    gc.collect()
+    fresh = mallocFigures()["in_use"] - empty
+    for each in made:
+        handshakeInMemory(each)
+    gc.collect()
+    idle = mallocFigures()["in_use"] - empty
+    return idle / (2 * pairs), fresh / (2 * pairs), made[0][0].get_group_name()
 
 
 def heapGrowth(make):
@@ -565,6 +611,7 @@ def measure(reactor, options):
         plain = await measureTunnels(reactor, counts, options.mib)
         failedOpens = plain.pop("failed_opens")
         traced, notes = await measureTunnelHeap(reactor, counts, options.top)
+        connectionIdle, connectionFresh, group = tlsConnectionHeap()
         participation, participationAll, participationCpu = participationHeap(options.paths)
         records = recordHeap(options.records)
         contact, contactCpu = contactHeap(options.contacts)
@@ -578,6 +625,10 @@ def measure(reactor, options):
         for name in ("tunnel_rss_bytes_after_traffic", "tunnel_rss_bytes_after_traffic_trimmed"):
             figures[name], baseline[name] = plain[name], TUNNEL_GOAL
             goals[name] = RatioGoal(1.0, atLeast=False)
+        for name in [f"tunnel_c_heap_bytes_at_{count}" for count in counts] + ["tunnel_c_heap_bytes_after_traffic"]:
+            figures[name], baseline[name] = plain[name], TUNNEL_GOAL
+        figures["tls_connection_c_heap_bytes"], baseline["tls_connection_c_heap_bytes"] = connectionIdle, TUNNEL_GOAL / 2
+        figures["tls_connection_c_heap_bytes_fresh"], baseline["tls_connection_c_heap_bytes_fresh"] = connectionFresh, TUNNEL_GOAL / 2
         for count in counts:
             name = f"link_descriptors_at_{count}"
             figures[name], baseline[name] = plain[name], 1
@@ -598,7 +649,8 @@ def measure(reactor, options):
             f"{options.mib} MiB relayed at 1 and {counts[-1]} tunnels by two relays in turn; participations: {options.paths} paths "
             f"{PATH_SHAPE[0]}x{PATH_SHAPE[1]} (heap with the owners' share: {participationAll:.0f} B a participation); "
             f"baselines: goals for memory, the first count's CPU, what the store charges a record, 50 wire bytes a contact, "
-            f"one Ed25519 verification for the CPU of participations, records and contacts; "
+            f"one Ed25519 verification for the CPU of participations, records and contacts, "
+            f"half the tunnel goal for a TLS connection (a tunnel is two at a relay; key exchange {group}); "
             f"TUNNEL links that failed to open and were tried again: {failedOpens}"
         ))
         return BenchmarkResult(

@@ -26,6 +26,8 @@ on stdin with one JSON line:
     - C{{"top": N}}: the N source lines whose allocations grew most since the mark, as
       C{[["file:line", bytes, count], ...]}.
     - C{{"trim": true}}: C{malloc_trim(0)}, glibc's giving back of the free memory it keeps.
+    - C{{"malloc": true}}: after a garbage collection, the C allocator's figures
+      (L{mallocFigures}): C{{"in_use": bytes, "free": bytes}}.
     - C{{"profile": true}} starts a CPU profile (C{cProfile} on process time);
       C{{"profile": false, "lines": N}} stops it and answers C{{"profile": text}}, its N costliest
       functions.
@@ -58,6 +60,26 @@ from phantom.tunnel.keys import KEY_SIZE, StreamLayer
 from phantom.tunnel.transport import Splice, firstThen
 from phantom.wire.link import Purpose
 from phantom.wire.tunnel import BLOCK_SIZE
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's C{struct mallinfo2}."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def mallocFigures():
+    """
+    What glibc's allocator holds in this process (C{mallinfo2}): OpenSSL's memory and every
+    other C allocation, with the Python objects too large for Python's own allocator (over 512
+    bytes); the small Python objects live in arenas of their own, outside these figures.
+
+    @return: C{{"in_use": bytes allocated and not freed, "free": bytes freed but kept}}.
+    """
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}
 
 
 @implementer(ILinkHandler)
@@ -128,6 +150,9 @@ class CostRelay:
             return {"profile": out.getvalue()}
         if "gc" in request:
             return {"gc": gc.get_stats(), "objects": len(gc.get_objects())}
+        if "malloc" in request:
+            gc.collect()
+            return mallocFigures()
         if "trim" in request:
             ctypes.CDLL(None).malloc_trim(0)
             return {"trimmed": True}

@@ -42,6 +42,17 @@ class UnitTests(SynchronousTestCase):
         for kind, (grown, charged, _) in cost.recordHeap(200).items():
             self.assertLessEqual(grown, charged, kind)
 
+    def test_tlsConnection(self):
+        """
+        An idle TLS connection of a link costs OpenSSL at most 40 KiB (35 KiB measured with
+        OpenSSL 4.0 and X25519MLKEM768; 59 KiB without C{SSL_MODE_RELEASE_BUFFERS}), a
+        handshaken one more than one just made.
+        """
+        idle, fresh, group = cost.tlsConnectionHeap(50)
+        self.assertLessEqual(idle, 40 * KIB, group)
+        self.assertGreater(idle, fresh)
+        self.assertGreater(fresh, 0)
+
     def test_contact(self):
         """A contact in the routing table costs at most 160 bytes of heap."""
         self.assertLessEqual(cost.contactHeap(400)[0], 160)
@@ -61,6 +72,9 @@ class RelayTests(TestCase):
         self.assertLessEqual(figures["tunnel_rss_bytes_at_100"], 100 * KIB, figures)
         self.assertLessEqual(figures["tunnel_rss_bytes_after_traffic"], 160 * KIB, figures)
         self.assertEqual(figures["link_descriptors_at_100"], 1.0)
+        # OpenSSL's two connections and the larger Python objects, within what RSS shows.
+        self.assertLessEqual(figures["tunnel_c_heap_bytes_at_100"], figures["tunnel_rss_bytes_at_100"] + 8 * KIB, figures)
+        self.assertGreater(figures["tunnel_c_heap_bytes_after_traffic"], figures["tunnel_c_heap_bytes_at_100"], figures)
         for name in ("relay_cpu_ms_per_mib_at_1", "relay_cpu_ms_per_mib_at_100", "relay_cpu_ms_per_mib_at_100_cell_each"):
             self.assertGreater(figures[name], 0, name)
 
@@ -86,6 +100,8 @@ class CommandLineTests(TestCase):
             "tunnel_rss_bytes_at_1", "tunnel_rss_bytes_at_4", "tunnel_heap_bytes_at_1", "tunnel_heap_bytes_at_4",
             "tunnel_rss_bytes_after_traffic", "tunnel_rss_bytes_after_traffic_trimmed",
             "link_descriptors_at_1", "link_descriptors_at_4",
+            "tunnel_c_heap_bytes_at_1", "tunnel_c_heap_bytes_at_4", "tunnel_c_heap_bytes_after_traffic",
+            "tls_connection_c_heap_bytes", "tls_connection_c_heap_bytes_fresh",
             "relay_cpu_ms_per_mib_at_1", "relay_cpu_ms_per_mib_at_4", "relay_cpu_ms_per_mib_at_4_cell_each",
             "participation_heap_bytes", "record_heap_bytes_value", "record_heap_bytes_node", "contact_heap_bytes",
             "participation_cpu_ms", "record_cpu_us_value", "record_cpu_us_node", "contact_cpu_us",

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from phantom.config import LISTEN_BACKLOG, LinkLimits
 from phantom.identity import Identity
-from phantom.link.tls import ClientConnectionCreator, makeContext
+from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.link.service import LinkService
 
 FAST_LIMITS = LinkLimits(
@@ -129,6 +129,53 @@ def unsentBytes(link):
 def isReading(link):
     """Whether the reactor reads a real link's TCP connection."""
     return link.transport.transport in reactor.getReaders()
+
+
+def connectionPairs(serverIdentity, clientIdentity, pin=True):
+    """
+    @param pin: whether the client pins the server's node id.
+    @return: a function of no arguments that makes a server's and a client's TLS connection
+        of two nodes' links, with the link layer's contexts (one of each, shared by all the
+        pairs) and connection creators, over memory BIOs and not yet handshaken (see
+        L{handshakeInMemory}).
+    """
+    accepting = ServerConnectionCreator(makeContext(serverIdentity, server=True))
+    clientContext = makeContext(clientIdentity, server=False)
+
+    def pair():
+        server = accepting.serverConnectionForTLS(None)
+        server.set_accept_state()
+        return server, ClientConnectionCreator(clientContext, serverIdentity.nodeId if pin else None).clientConnectionForTLS(None)
+
+    return pair
+
+
+def handshakeInMemory(pair):
+    """
+    Handshake two TLS connections (L{connectionPairs}) by moving their memory BIOs' bytes,
+    each reading what comes after its handshake (the server's tickets), as Twisted's TLS does.
+
+    @raise RuntimeError: when the handshake does not finish.
+    """
+    for _ in range(20):
+        for connection in pair:
+            try:
+                connection.do_handshake()
+                connection.recv(65536)
+            except SSL.WantReadError:
+                pass
+        moved = False
+        for source, sink in (pair, pair[::-1]):
+            try:
+                data = source.bio_read(65536)
+            except SSL.WantReadError:
+                continue
+            sink.bio_write(data)
+            moved = True
+        if not moved:
+            break
+    if any(connection.get_peer_finished() is None for connection in pair):
+        raise RuntimeError("the TLS handshake did not finish")
 
 
 def plainClientContext():

@@ -26,7 +26,9 @@ from tests.link.helpers import (
     NonReader,
     RawClient,
     connectRaw,
+    connectionPairs,
     freshLoopbackAddress,
+    handshakeInMemory,
     isReading,
     plainClientContext,
     portOf,
@@ -108,6 +110,21 @@ class AuthenticationTests(TestCase):
         self.assertIn(server.nodeId.hex(), str(caught.exception))
         self.assertIn(wrong.hex(), str(caught.exception))
         self.assertEqual(client.links, frozenset())
+
+    def test_noResumption(self):
+        """
+        A client that offers the session of an earlier link to the same node gets a full
+        handshake: each side sees the other's certificate again, so every link checks its pins
+        (the server's session tickets, which OpenSSL sends anyway, resume nothing).
+        """
+        server, client = Identity.generate(), Identity.generate()
+        pair = connectionPairs(server, client)
+        first = pair()
+        handshakeInMemory(first)
+        second = pair()
+        second[1].set_session(first[1].get_session())
+        handshakeInMemory(second)
+        self.assertEqual((second[0].presentedNodeId, second[1].presentedNodeId), (client.nodeId, server.nodeId))
 
     async def test_clientWithoutCertificate(self):
         """A TLS client that presents no certificate is refused and logged."""
