@@ -14,7 +14,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
-from phantom.errors import ConnectedToSelf, LinkFailed, PinMismatch
+from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.identity import Identity
 from phantom.link.protocol import LinkProtocol, LinkState
@@ -219,6 +219,17 @@ class DispatchTests(TestCase):
         self.assertRaises(ValueError, server.expectLink, b"\x01" * 16, "127.0.0.1", Purpose.ECHO, 5)
         d.cancel()
         self.failureResultOf(d)
+        self.assertEqual(server.awaitedCount, 0)
+
+    def test_awaitedOnTheServiceClock(self):
+        """A wait for a link ends at its timeout on the service's clock, like the links' own timers."""
+        clock = Clock()
+        server = startLinkService(self, clock=clock)
+        d = server.expectLink(b"\x01" * 16, "127.0.0.1", Purpose.ECHO, timeout=5)
+        clock.advance(4.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        self.assertIn("within 5 s", str(self.failureResultOf(d, LinkTimeout).value))
         self.assertEqual(server.awaitedCount, 0)
 
 
