@@ -66,7 +66,7 @@ from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.service import LinkService
-from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
+from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, sharedPort
 from phantom.testnet.processes import cancelAndWait
 from phantom.wire.link import Purpose
 
@@ -269,7 +269,7 @@ def progress(text):
 async def _measure(reactor, options):
     rng = random.Random(options.seed)
     directory = tempfile.mkdtemp(prefix="pb", dir="/tmp")
-    port = random.SystemRandom().randrange(20000, 60001)  # not from the seed: runs at once must not collide
+    port = sharedPort()  # not from the seed: runs at once must not collide
     testnet = LoopbackTestnet.plan(reactor, directory, options.nodes, port)
     calibration = Calibration(reactor)
 

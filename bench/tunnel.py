@@ -141,7 +141,7 @@ from phantom.address import formatAddress
 from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
-from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
+from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress, sharedPort
 from phantom.testnet.manifest import LOG_FILE, PID_FILE, NodeSpec, TestnetError
 from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
@@ -505,7 +505,7 @@ def measureNetwork(reactor, options):
 
 async def _measureNetwork(reactor, options):
     directory = tempfile.mkdtemp(prefix="tb", dir="/tmp")
-    port = random.SystemRandom().randrange(20000, 60001)  # runs at once must not collide
+    port = sharedPort()
     testnet = LoopbackTestnet.plan(reactor, directory, options.nodes, port)
     server, client = owners = ownerSpecs(testnet.manifest)
     forward = (client.address, port + 1)

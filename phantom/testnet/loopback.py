@@ -14,6 +14,7 @@ L{phantom.testnet.manifest} and L{phantom.testnet.processes}, for every mode.
 
 import ipaddress
 import os
+import random
 
 from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults, succeed
 from zope.interface import implementer
@@ -48,6 +49,40 @@ MAX_NODES = 250
 
 SPAWN_CONCURRENCY = 8
 """How many C{twistd} launchers run at once: each is a Python process starting up, bound by CPU."""
+
+
+LOWEST_PORT = 20000
+"""The lowest port L{sharedPort} gives."""
+
+
+def ephemeralPorts(path="/proc/sys/net/ipv4/ip_local_port_range"):
+    """
+    @return: C{(first, last)}, the ports the kernel gives outgoing connections (Linux's
+        C{ip_local_port_range}; its default where the system does not say).
+    """
+    try:
+        with open(path) as portRange:
+            first, last = (int(part) for part in portRange.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return first, last
+
+
+def sharedPort(random=random.SystemRandom(), ephemeral=ephemeralPorts):
+    """
+    A port for a loopback testnet that may run beside others (another developer's, a parallel
+    test's): chosen at random, and below the kernel's ephemeral range, where a port can be
+    taken at any time by an outgoing connection from the same loopback address (a node of the
+    other testnet), so that a node's listen fails with "Address already in use".
+
+    @param random: the source of the choice.
+    @param ephemeral: C{() -> (first, last)}, the ephemeral range (L{ephemeralPorts}).
+    @return: a port P (the nodes' port; their DHT API takes P - 1).
+    """
+    first, last = ephemeral()
+    if first > LOWEST_PORT + 1:
+        return random.randrange(LOWEST_PORT, first)
+    return random.randrange(last + 2, 65536)
 
 
 def loopbackAddress(index):
