@@ -12,7 +12,8 @@ from twisted.trial.unittest import TestCase
 
 from bench import BENCHMARKS
 from phantom.testnet.netns import tagOf, whyNotAvailable
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
+from tests.testnet.helpers import runCommand
 
 
 class TunBenchmarkTests(TestCase):
@@ -31,8 +32,11 @@ class TunBenchmarkTests(TestCase):
 
         directory = tempfile.mkdtemp(prefix="bt", dir="/tmp")  # short: control sockets live in it
         self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        # If the bench is stopped before it takes its testnet down, the daemons are not in its session.
+        self.addCleanup(runCommand, "down", "--dir", directory)
         ours = f"ph{tagOf(directory)}"
         out, err, code = await runBench(
+            self,
             "tun", "--json", "--nodes", "8", "--mib", "1", "--rounds", "1", "--pings", "3", "--directory", directory
         )
         self.assertEqual(code, 0, err.decode(errors="replace")[-2000:])
