@@ -16,7 +16,7 @@ import ipaddress
 import os
 import random
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults, succeed
 from zope.interface import implementer
 
 from phantom.config import DEFAULT_PORT
@@ -83,6 +83,22 @@ def sharedPort(random=random.SystemRandom(), ephemeral=ephemeralPorts):
     if first > LOWEST_PORT + 1:
         return random.randrange(LOWEST_PORT, first)
     return random.randrange(last + 2, 65536)
+
+
+async def gatherWithin(reactor, deferreds, seconds):
+    """
+    Wait for all of C{deferreds}, at most C{seconds}.
+
+    @raise TimeoutError: the time ran out (the waits are cancelled then, and the first of them
+        would otherwise fail the whole as a L{FirstError} of a L{CancelledError}).
+    @raise FirstError: one of them failed first.
+    """
+    try:
+        return await gatherResults(deferreds, consumeErrors=True).addTimeout(seconds, reactor)
+    except FirstError as e:
+        if e.subFailure.check(CancelledError):
+            raise TimeoutError(f"not all done within {seconds:g} s") from None
+        raise
 
 
 def loopbackAddress(index):
@@ -226,7 +242,7 @@ class LoopbackTestnet:
         starts = [semaphore.run(self._start, node, twistd, offsets[node], deadline) for node in self.manifest.nodes]
         remaining = max(0.0, deadline - self._reactor.seconds())
         try:
-            await gatherResults(starts, consumeErrors=True).addTimeout(remaining, self._reactor)
+            await gatherWithin(self._reactor, starts, remaining)
         except FirstError as e:
             e.subFailure.raiseException()
         except TimeoutError:
@@ -277,7 +293,7 @@ class LoopbackTestnet:
         if not running:
             return
         try:
-            await gatherResults(running).addTimeout(STOP_TIMEOUT, self._reactor)
+            await gatherWithin(self._reactor, running, STOP_TIMEOUT)
         except TimeoutError:
             for launcher in self._launchers:
                 if not launcher.ended:

@@ -215,7 +215,21 @@ class SystemTests(TestCase):
         C{up} that runs out of time (a node alone has no peer) fails with a message naming the
         nodes without peers, and stops them.
         """
+        # Long enough for a node to start on a loaded machine: the peer stage is what runs out.
         testnet = LoopbackTestnet.plan(reactor, self.directory, 1, self.port)
-        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=3)), TestnetError)
-        self.assertIn("after 3 s, these nodes have no peer: node01", str(error))
+        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=20)), TestnetError)
+        self.assertIn("after 20 s, these nodes have no peer: node01", str(error))
+        self.assertNothingLeft()
+
+    async def test_startTimeout(self):
+        """
+        C{up} whose nodes do not start in time (a twistd that never returns) fails with a message
+        naming those still starting, and stops them.
+        """
+        hanging = os.path.join(self.directory, "twistd")
+        with open(hanging, "w") as script:
+            script.write("import time\ntime.sleep(600)\n")
+        testnet = LoopbackTestnet(planLoopback(self.directory, 2, self.port), reactor, twistd=hanging)
+        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=1)), TestnetError)
+        self.assertIn("did not all start within 1 s (still starting: node01, node02)", str(error))
         self.assertNothingLeft()
