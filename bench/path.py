@@ -91,6 +91,9 @@ PING = b"\x5a" * PING_SIZE
 WARMUP_TRIPS = 5
 """Untimed calibration trips before the timed ones."""
 
+UP_TIMEOUT = 180.0
+"""Seconds a bench's testnet has to start and find peers: on a loaded machine, 17 nodes took over 60."""
+
 BUILD_TIMEOUT = 150.0
 """
 Seconds a build may take before it counts as failed: a node tries three times, and each
@@ -302,7 +305,7 @@ async def _measure(reactor, options):
     try:
         calibration.start()
         started = time.perf_counter()
-        starting = Deferred.fromCoroutine(testnet.up(progress=progress))
+        starting = Deferred.fromCoroutine(testnet.up(timeout=UP_TIMEOUT, progress=progress))
         await starting
         upSeconds = time.perf_counter() - started
         started = time.perf_counter()

@@ -28,6 +28,7 @@ import tempfile
 from twisted.internet.defer import Deferred
 
 from bench.link import _positive
+from bench.path import UP_TIMEOUT
 from bench.report import BenchmarkResult, RatioGoal
 from bench.tunnel import measureNetwork
 from phantom.control.client import ControlClient
@@ -94,7 +95,7 @@ async def measureTun(reactor, options):
     directory = options.directory or tempfile.mkdtemp(prefix="bt", dir="/tmp")
     testnet = NetnsTestnet.plan(reactor, directory, options.nodes, random.SystemRandom().randrange(20000, 60001))
     try:
-        await testnet.up(timeout=120)
+        await testnet.up(timeout=UP_TIMEOUT)
         nodes = testnet.manifest.nodes
         server, client = nodes[1], nodes[-1]
         entry = await ControlClient.forNode(reactor, server.dataDir).pathBuild("entry", 2, 3)

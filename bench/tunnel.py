@@ -135,7 +135,7 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from bench import cells
 from bench.dht import percentile
 from bench.link import CHUNK, CHUNK_SIZE, MIB, PING, PING_SIZE, BulkProducer, ByteCounter, Channel, _factory, _positive, measureRoundTrips
-from bench.path import BUILD_TIMEOUT, _between, waitUntilJoined
+from bench.path import BUILD_TIMEOUT, UP_TIMEOUT, _between, waitUntilJoined
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import formatAddress
 from phantom.control.client import ControlClient, ControlError
@@ -555,7 +555,7 @@ async def _measureNetwork(reactor, options):
         progress(f"relays listening, pids {' '.join(str(pid) for pid in chain.pids)}")
 
         started = time.perf_counter()
-        starting = Deferred.fromCoroutine(testnet.up(progress=progress))
+        starting = Deferred.fromCoroutine(testnet.up(timeout=UP_TIMEOUT, progress=progress))
         await starting
         timings["up"] = time.perf_counter() - started
 

@@ -101,7 +101,7 @@ def processesMentioning(text):
 class PathBenchmarkTests(TestCase):
     """C{python -m bench path --json} on a tiny testnet, in its own process as a user runs it."""
 
-    timeout = 240  # about 20 s when every build succeeds; a failing build may take its node's timeouts
+    timeout = 400  # about 20 s when every build succeeds; a failing build may take its node's timeouts
 
     async def test_jsonShape(self):
         """

@@ -217,7 +217,7 @@ class RelayChainTests(TestCase):
 class TunnelBenchmarkTests(TestCase):
     """C{python -m bench tunnel --json} at a small scale, in its own process."""
 
-    timeout = 120
+    timeout = 300
 
     def checkShape(self, result, names):
         """One JSON object named C{tunnel}: C{names} in figures, baseline and ratios; ratios consistent."""
