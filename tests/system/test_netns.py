@@ -116,13 +116,14 @@ class NetnsTestnetTests(TestCase):
                 except ControlError:
                     if attempt == builds - 1:
                         raise
-        [serverExit, *_] = (await serverControl.tunStatus())["exit_addresses"]
+        # The server has an exit path of its keeper's and the one just built: either may carry it.
+        serverExits = (await serverControl.tunStatus())["exit_addresses"]
         pinged = await pingFrom(reactor, testnet.manifest, server, clientAp)
         self.assertEqual(pinged["replies"], 3)
         inbound = await transfer(reactor, testnet.manifest, server, client, clientAp, 1, port=5003)
         self.assertTrue(inbound["checksum_matches"], json.dumps(inbound))
-        self.assertEqual(inbound["from"], serverExit)
-        self.assertEqual((inbound["sender_local"], inbound["sender_peer"]), (serverExit, clientAp))
+        self.assertIn(inbound["from"], serverExits)
+        self.assertEqual((inbound["sender_local"], inbound["sender_peer"]), (inbound["from"], clientAp))
 
         await testnet.down()
         from pyroute2 import netns
