@@ -66,7 +66,7 @@ from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.service import LinkService
-from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet
+from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, sharedPort
 from phantom.testnet.processes import cancelAndWait
 from phantom.wire.link import Purpose
 
@@ -90,6 +90,9 @@ PING = b"\x5a" * PING_SIZE
 
 WARMUP_TRIPS = 5
 """Untimed calibration trips before the timed ones."""
+
+UP_TIMEOUT = 180.0
+"""Seconds a bench's testnet has to start and find peers: on a loaded machine, 17 nodes took over 60."""
 
 BUILD_TIMEOUT = 150.0
 """
@@ -269,7 +272,7 @@ def progress(text):
 async def _measure(reactor, options):
     rng = random.Random(options.seed)
     directory = tempfile.mkdtemp(prefix="pb", dir="/tmp")
-    port = random.SystemRandom().randrange(20000, 60001)  # not from the seed: runs at once must not collide
+    port = sharedPort()  # not from the seed: runs at once must not collide
     testnet = LoopbackTestnet.plan(reactor, directory, options.nodes, port)
     calibration = Calibration(reactor)
 
@@ -302,7 +305,7 @@ async def _measure(reactor, options):
     try:
         calibration.start()
         started = time.perf_counter()
-        starting = Deferred.fromCoroutine(testnet.up(progress=progress))
+        starting = Deferred.fromCoroutine(testnet.up(timeout=UP_TIMEOUT, progress=progress))
         await starting
         upSeconds = time.perf_counter() - started
         started = time.perf_counter()

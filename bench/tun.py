@@ -28,6 +28,7 @@ import tempfile
 from twisted.internet.defer import Deferred
 
 from bench.link import _positive
+from bench.path import UP_TIMEOUT
 from bench.report import BenchmarkResult, RatioGoal
 from bench.tunnel import measureNetwork
 from phantom.control.client import ControlClient
@@ -43,6 +44,11 @@ def addArguments(parser):
     parser.add_argument("--mib", type=_positive(float), default=32, help="MiB per TCP transfer, and per raw-tunnel bulk round (default 32)")
     parser.add_argument("--rounds", type=_positive(int), default=3, help="transfers on each side; medians are reported (default 3)")
     parser.add_argument("--pings", type=_positive(int), default=20, help="ICMPv6 echoes (default 20)")
+    parser.add_argument(
+        "--directory",
+        help="an empty directory for the testnet (its path names the namespaces: phantom.testnet.netns.tagOf); "
+        "default: a fresh one under /tmp, removed afterwards",
+    )
 
 
 def measure(reactor, options):
@@ -86,10 +92,10 @@ async def measureTun(reactor, options):
 
     @return: the figures (L{FIGURES}).
     """
-    directory = tempfile.mkdtemp(prefix="bt", dir="/tmp")
+    directory = options.directory or tempfile.mkdtemp(prefix="bt", dir="/tmp")
     testnet = NetnsTestnet.plan(reactor, directory, options.nodes, random.SystemRandom().randrange(20000, 60001))
     try:
-        await testnet.up(timeout=120)
+        await testnet.up(timeout=UP_TIMEOUT)
         nodes = testnet.manifest.nodes
         server, client = nodes[1], nodes[-1]
         entry = await ControlClient.forNode(reactor, server.dataDir).pathBuild("entry", 2, 3)
@@ -105,5 +111,6 @@ async def measureTun(reactor, options):
         return {"tcp_throughput_mib_s": statistics.median(rates), "ping_rtt_ms": statistics.median(pinged["rtt_ms"][1:])}
     finally:
         await testnet.down()
-        shutil.rmtree(directory, ignore_errors=True)
+        if not options.directory:
+            shutil.rmtree(directory, ignore_errors=True)
 

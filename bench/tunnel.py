@@ -135,13 +135,13 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from bench import cells
 from bench.dht import percentile
 from bench.link import CHUNK, CHUNK_SIZE, MIB, PING, PING_SIZE, BulkProducer, ByteCounter, Channel, _factory, _positive, measureRoundTrips
-from bench.path import BUILD_TIMEOUT, _between, waitUntilJoined
+from bench.path import BUILD_TIMEOUT, UP_TIMEOUT, _between, waitUntilJoined
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.address import formatAddress
 from phantom.control.client import ControlClient, ControlError
 from phantom.crypto import apAddressOf
 from phantom.identity import loadOrCreateIdentity
-from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress
+from phantom.testnet.loopback import MAX_NODES, LoopbackTestnet, loopbackAddress, sharedPort
 from phantom.testnet.manifest import LOG_FILE, PID_FILE, NodeSpec, TestnetError
 from phantom.testnet.nodeconfig import writeNodeConfig
 from phantom.testnet.processes import (
@@ -505,7 +505,7 @@ def measureNetwork(reactor, options):
 
 async def _measureNetwork(reactor, options):
     directory = tempfile.mkdtemp(prefix="tb", dir="/tmp")
-    port = random.SystemRandom().randrange(20000, 60001)  # runs at once must not collide
+    port = sharedPort()
     testnet = LoopbackTestnet.plan(reactor, directory, options.nodes, port)
     server, client = owners = ownerSpecs(testnet.manifest)
     forward = (client.address, port + 1)
@@ -555,7 +555,7 @@ async def _measureNetwork(reactor, options):
         progress(f"relays listening, pids {' '.join(str(pid) for pid in chain.pids)}")
 
         started = time.perf_counter()
-        starting = Deferred.fromCoroutine(testnet.up(progress=progress))
+        starting = Deferred.fromCoroutine(testnet.up(timeout=UP_TIMEOUT, progress=progress))
         await starting
         timings["up"] = time.perf_counter() - started
 

@@ -178,7 +178,7 @@ class LinkService(ListeningService):
         self._advertised = None
         self._serverContext = makeContext(identity, server=True)
         self._clientContext = makeContext(identity, server=False)
-        self._dispatcher = LinkDispatcher(reactor, limits.maxParked, limits.maxParkedPerAddress)
+        self._dispatcher = LinkDispatcher(self.clock, limits.maxParked, limits.maxParkedPerAddress)
         self._inbound = ConnectionQuota(
             descriptorShare(limits.maxInbound, 1 / 2, limits.descriptorReserve), limits.maxInboundPerAddress, "inbound connections"
         )

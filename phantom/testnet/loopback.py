@@ -14,8 +14,9 @@ L{phantom.testnet.manifest} and L{phantom.testnet.processes}, for every mode.
 
 import ipaddress
 import os
+import random
 
-from twisted.internet.defer import Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults, succeed
 from zope.interface import implementer
 
 from phantom.config import DEFAULT_PORT
@@ -48,6 +49,56 @@ MAX_NODES = 250
 
 SPAWN_CONCURRENCY = 8
 """How many C{twistd} launchers run at once: each is a Python process starting up, bound by CPU."""
+
+
+LOWEST_PORT = 20000
+"""The lowest port L{sharedPort} gives."""
+
+
+def ephemeralPorts(path="/proc/sys/net/ipv4/ip_local_port_range"):
+    """
+    @return: C{(first, last)}, the ports the kernel gives outgoing connections (Linux's
+        C{ip_local_port_range}; its default where the system does not say).
+    """
+    try:
+        with open(path) as portRange:
+            first, last = (int(part) for part in portRange.read().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return first, last
+
+
+def sharedPort(random=random.SystemRandom(), ephemeral=ephemeralPorts):
+    """
+    A port for a loopback testnet that may run beside others (another developer's, a parallel
+    test's): chosen at random, and below the kernel's ephemeral range, where a port can be
+    taken at any time by an outgoing connection from the same loopback address (a node of the
+    other testnet), so that a node's listen fails with "Address already in use".
+
+    @param random: the source of the choice.
+    @param ephemeral: C{() -> (first, last)}, the ephemeral range (L{ephemeralPorts}).
+    @return: a port P (the nodes' port; their DHT API takes P - 1).
+    """
+    first, last = ephemeral()
+    if first > LOWEST_PORT + 1:
+        return random.randrange(LOWEST_PORT, first)
+    return random.randrange(last + 2, 65536)
+
+
+async def gatherWithin(reactor, deferreds, seconds):
+    """
+    Wait for all of C{deferreds}, at most C{seconds}.
+
+    @raise TimeoutError: the time ran out (the waits are cancelled then, and the first of them
+        would otherwise fail the whole as a L{FirstError} of a L{CancelledError}).
+    @raise FirstError: one of them failed first.
+    """
+    try:
+        return await gatherResults(deferreds, consumeErrors=True).addTimeout(seconds, reactor)
+    except FirstError as e:
+        if e.subFailure.check(CancelledError):
+            raise TimeoutError(f"not all done within {seconds:g} s") from None
+        raise
 
 
 def loopbackAddress(index):
@@ -191,7 +242,7 @@ class LoopbackTestnet:
         starts = [semaphore.run(self._start, node, twistd, offsets[node], deadline) for node in self.manifest.nodes]
         remaining = max(0.0, deadline - self._reactor.seconds())
         try:
-            await gatherResults(starts, consumeErrors=True).addTimeout(remaining, self._reactor)
+            await gatherWithin(self._reactor, starts, remaining)
         except FirstError as e:
             e.subFailure.raiseException()
         except TimeoutError:
@@ -242,7 +293,7 @@ class LoopbackTestnet:
         if not running:
             return
         try:
-            await gatherResults(running).addTimeout(STOP_TIMEOUT, self._reactor)
+            await gatherWithin(self._reactor, running, STOP_TIMEOUT)
         except TimeoutError:
             for launcher in self._launchers:
                 if not launcher.ended:

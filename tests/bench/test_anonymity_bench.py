@@ -11,7 +11,7 @@ import json
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import BENCHMARKS, anonymity
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
 
 
 def options(**given):
@@ -86,7 +86,7 @@ class CommandLineTests(TestCase):
 
     async def test_json(self):
         """C{python -m bench anonymity --json} prints one object with the figures, their ideals and ratios."""
-        out, err, status = await runBench("anonymity", "--json", "--rounds", "200", "--builds", "3", "--entries", "2")
+        out, err, status = await runBench(self, "anonymity", "--json", "--rounds", "200", "--builds", "3", "--entries", "2")
         self.assertEqual(status, 0, err)
         result = json.loads(out)
         self.assertEqual(result["name"], "anonymity")

@@ -11,25 +11,55 @@ import os
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.utils import getProcessOutputAndValue
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import bench
 from bench.__main__ import main
 from bench.report import BenchmarkResult, RatioGoal, renderJSON, renderTable
+from tests.bench.helpers import REPOSITORY, SessionChild, runBench, runInOwnSession, sessionMembers
+from tests.bench.timesout import PARENT
+from tests.testnet.helpers import isRunning
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(bench.__file__)))
 
+class SessionTests(TestCase):
+    """A bench test's child programs, and theirs, end with the test, however it ends."""
 
-def runBench(*arguments):
-    """
-    Run C{python -m bench} with C{arguments} from the repository root.
+    timeout = 120
 
-    @return: a Deferred firing with C{(stdout, stderr, exit status)}.
-    """
-    return getProcessOutputAndValue(
-        sys.executable, ("-m", "bench") + arguments, env=dict(os.environ), path=REPOSITORY, reactor=reactor
-    )
+    def pidsFile(self):
+        path = os.path.abspath(self.mktemp())
+        return path, dict(os.environ, PIDS_FILE=path)
+
+    async def test_stopEndsTheSession(self):
+        """L{SessionChild.stop} ends a child that would run for minutes, and the child it started."""
+        path, env = self.pidsFile()
+        child = SessionChild(["-c", PARENT], env=env)
+        self.addCleanup(child.stop)
+        while not os.path.exists(path) or not open(path).read():
+            await deferLater(reactor, 0.05, lambda: None)
+        parent, grandchild = map(int, open(path).read().split())
+        self.assertEqual(child.session, parent)
+        self.assertEqual(sorted(sessionMembers(child.session)), sorted([parent, grandchild]))
+        await child.stop(grace=5)
+        self.assertFalse(isRunning(parent) or isRunning(grandchild))
+        self.assertEqual(sessionMembers(child.session), [])
+        out, err, status = await child.finished
+        self.assertNotEqual(status, 0)
+
+    async def test_timedOutTestLeavesNothing(self):
+        """
+        A test that times out while its child runs (L{tests.bench.timesout}, in a trial of its
+        own) fails as timed out, and its cleanup ends the child and the child's child.
+        """
+        path, env = self.pidsFile()
+        out, err, status = await runInOwnSession(self, "-m", "twisted.trial", "tests.bench.timesout", env=env)
+        output = out.decode(errors="replace")
+        self.assertNotEqual(status, 0, output)
+        self.assertIn("still running at 3", output)
+        parent, grandchild = map(int, open(path).read().split())
+        self.assertFalse(isRunning(parent), output)
+        self.assertFalse(isRunning(grandchild), output)
 
 
 class ReportTests(SynchronousTestCase):
@@ -107,7 +137,7 @@ class LinkBenchmarkTests(TestCase):
         One JSON object: both figures in figures, baseline and ratios, all positive, each ratio
         the figure divided by its baseline.
         """
-        out, err, status = await runBench("link", "--json", "--rounds", "2", "--mib", "2", "--trips", "20")
+        out, err, status = await runBench(self, "link", "--json", "--rounds", "2", "--mib", "2", "--trips", "20")
         self.assertEqual(status, 0, err.decode(errors="replace"))
         result = json.loads(out)
         self.assertEqual(set(result), {"name", "figures", "baseline", "ratios"})

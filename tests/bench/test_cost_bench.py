@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import BENCHMARKS, cost
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
 
 KIB = 1024
 
@@ -91,6 +91,7 @@ class CommandLineTests(TestCase):
     async def test_json(self):
         """C{python -m bench cost --json} prints one object with every figure and its baseline."""
         out, err, status = await runBench(
+            self,
             "cost", "--json", "--counts", "1,4", "--mib", "1", "--paths", "4", "--records", "20", "--contacts", "40"
         )
         self.assertEqual(status, 0, err)

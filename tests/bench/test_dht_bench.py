@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from bench import BENCHMARKS, dht
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
 
 FIGURES = {"get_success_rate", "get_p50_ms", "get_p95_ms", "rpcs_per_lookup", "cpu_ms_per_get", "requests_per_get"}
 
@@ -113,7 +113,7 @@ class DhtBenchmarkTests(TestCase):
         40 nodes rather than 10: a value is kept on about 21 nodes, so in a network of 21
         nodes or fewer every GET is answered from the local store and no lookup runs at all.
         """
-        out, err, status = await runBench("dht", "--json", "--nodes", "40", "--operations", "20", "--warmup", "5")
+        out, err, status = await runBench(self, "dht", "--json", "--nodes", "40", "--operations", "20", "--warmup", "5")
         self.assertEqual(status, 0, err.decode(errors="replace"))
         result = json.loads(out)
         self.assertEqual(set(result), {"name", "figures", "baseline", "ratios"})

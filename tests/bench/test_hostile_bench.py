@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import BENCHMARKS, hostile
 from phantom.config import LinkLimits
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
 
 PER_ATTACK = {"probe_p99_ms", "answered", "rss_growth_mib", "peak_fds", "fds_after", "node_cpu_s"}
 
@@ -41,6 +41,7 @@ class HostileBenchmarkTests(TestCase):
         without their OPEN frame (on a node without caps they held 200).
         """
         out, err, status = await runBench(
+            self,
             "hostile", "--json", "--seconds", "1", "--interval", "0.1", "--connects", "200", "--api-connections", "150"
         )
         self.assertEqual(status, 0, err.decode(errors="replace"))

@@ -27,7 +27,7 @@ from bench.link import ByteCounter
 from phantom.testnet.loopback import planLoopback
 from phantom.testnet.manifest import TestnetError
 from phantom.testnet.processes import findTwistd
-from tests.bench.test_bench import runBench
+from tests.bench.helpers import runBench
 from tests.bench.test_path_bench import processesMentioning
 
 RECOVERY_FIGURES = {"key_recovery_worst_ms", "key_recovery_mean_ms"}
@@ -217,7 +217,7 @@ class RelayChainTests(TestCase):
 class TunnelBenchmarkTests(TestCase):
     """C{python -m bench tunnel --json} at a small scale, in its own process."""
 
-    timeout = 120
+    timeout = 300
 
     def checkShape(self, result, names):
         """One JSON object named C{tunnel}: C{names} in figures, baseline and ratios; ratios consistent."""
@@ -236,7 +236,7 @@ class TunnelBenchmarkTests(TestCase):
 
     async def test_jsonShape(self):
         """With C{--skip-network}: both key-recovery figures, the cell figures and the pending flood's survival."""
-        out, err, status = await runBench("tunnel", "--json", "--skip-network", *TINY_RECOVERY)
+        out, err, status = await runBench(self, "tunnel", "--json", "--skip-network", *TINY_RECOVERY)
         self.assertEqual(status, 0, err.decode(errors="replace"))
         self.checkShape(json.loads(out), FIGURES | FLOOD_FIGURES)
 
@@ -252,6 +252,7 @@ class TunnelBenchmarkTests(TestCase):
         except TestnetError as e:
             raise SkipTest(f"no twistd to start nodes with: {e}")
         out, err, status = await runBench(
+            self,
             "tunnel", "--json", *TINY_RECOVERY,
             "--nodes", "9", "--mib", "1", "--rounds", "1", "--trips", "20", "--opens", "3", "--client-starts", "1",
         )  # fmt: skip

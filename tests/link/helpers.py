@@ -12,11 +12,11 @@ import socket
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, LoopingCall, deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import globalLogPublisher, formatEvent
+from twisted.logger import Logger, globalLogPublisher, formatEvent
 from zope.interface import implementer
 
 from phantom.config import LISTEN_BACKLOG, LinkLimits
@@ -347,3 +347,91 @@ async def until(predicate, timeout=10.0, step=0.05):
             raise AssertionError("condition not reached in time")
         await deferLater(reactor, step, lambda: None)
         waited += step
+
+
+def secondsWaitedForCpu(path="/proc/self/schedstat"):
+    """
+    @return: the seconds this process's main thread has spent ready to run but waiting for a
+        CPU (Linux's scheduler statistics), or C{None} where the system does not tell.
+    """
+    try:
+        with open(path) as statistics:
+            return int(statistics.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OwnTimeClock(Clock):
+    """
+    A clock that follows the wall clock less the time this process waited for a CPU: the time
+    it would have taken alone on the machine. Deadlines on it (a link's handshake, a DHT RPC, a
+    path's round) mean as much work done on a machine loaded by other processes as on an idle
+    one, so tests of real nodes in this process do not fail by chance under load; where the
+    system does not say how long the process waited, it is the wall clock.
+
+    The reactor brings it up to date every C{tick} seconds, and at once when a call is due.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor=reactor, waited=secondsWaitedForCpu, tick=0.01):
+        super().__init__()
+        self._reactor = reactor
+        self._waited = waited
+        self._tick = tick
+        self.rightNow = reactor.seconds()
+        self._mark = self._now()
+        self._loop = LoopingCall(self.catchUp)
+        self._loop.clock = reactor
+        self._wake = None
+
+    def _now(self):
+        return self._reactor.seconds(), self._waited() or 0.0
+
+    def start(self):
+        """Follow the wall clock from now on."""
+        self._mark = self._now()
+        self._loop.start(self._tick, now=False)
+
+    def stop(self):
+        """Stop following the wall clock."""
+        if self._loop.running:
+            self._loop.stop()
+        if self._wake is not None and self._wake.active():
+            self._wake.cancel()
+
+    def catchUp(self):
+        """Advance by the wall clock's time since the last catch-up, less the time waited for a CPU."""
+        self._wake = None
+        (wall, waited), (lastWall, lastWaited) = self._now(), self._mark
+        self._mark = (wall, waited)
+        self.advance(max(0.0, (wall - lastWall) - (waited - lastWaited)))
+
+    def callLater(self, delay, callable, *args, **kw):
+        call = super().callLater(delay, self._run, callable, args, kw)
+        if delay <= 0 and self._loop.running and self._wake is None:
+            self._wake = self._reactor.callLater(0, self.catchUp)
+        return call
+
+    def _run(self, callable, args, kw):
+        # As the reactor does: a call that raises is logged, and the clock goes on.
+        try:
+            callable(*args, **kw)
+        except Exception:
+            self.log.failure("a timed call raised")
+
+
+_ownTimeClocks = {}
+
+
+def ownTimeClock(testCase):
+    """
+    The test's one L{OwnTimeClock}, running until the test's cleanup (made on the first call).
+    """
+    clock = _ownTimeClocks.get(testCase)
+    if clock is None:
+        clock = _ownTimeClocks[testCase] = OwnTimeClock()
+        clock.start()
+        testCase.addCleanup(_ownTimeClocks.pop, testCase)
+        testCase.addCleanup(clock.stop)
+    return clock

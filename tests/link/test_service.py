@@ -1,6 +1,7 @@
 """The link layer over real TLS sockets on loopback: authentication, dispatch, limits, bad input."""
 
 import gc
+from collections import Counter
 import tracemalloc
 
 from twisted.internet import reactor
@@ -13,10 +14,10 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
-from phantom.errors import ConnectedToSelf, LinkFailed, PinMismatch
+from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.identity import Identity
-from phantom.link.protocol import LinkProtocol
+from phantom.link.protocol import LinkProtocol, LinkState
 from phantom.link.service import RECEIVE_PIECE, LinkTLSProtocol
 from phantom.link.tls import makeContext
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
@@ -237,6 +238,17 @@ class DispatchTests(TestCase):
         self.failureResultOf(d)
         self.assertEqual(server.awaitedCount, 0)
 
+    def test_awaitedOnTheServiceClock(self):
+        """A wait for a link ends at its timeout on the service's clock, like the links' own timers."""
+        clock = Clock()
+        server = startLinkService(self, clock=clock)
+        d = server.expectLink(b"\x01" * 16, "127.0.0.1", Purpose.ECHO, timeout=5)
+        clock.advance(4.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        self.assertIn("within 5 s", str(self.failureResultOf(d, LinkTimeout).value))
+        self.assertEqual(server.awaitedCount, 0)
+
 
 class LimitTests(TestCase):
     """Timeouts and the frame-rate limit against raw peers (timers to the second: test_protocol)."""
@@ -417,13 +429,22 @@ def badConnections(port):
     return connections
 
 
+SILENT = {"silent": LinkState.HANDSHAKING, "silent after handshake": LinkState.AWAITING_OPEN}
+"""The bad connections that say nothing more, and the state the server's end waits in for its deadline."""
+
+
 class BadInputTests(TestCase):
     """Bad input closes only the connection it came on, with one log line, and leaks nothing."""
 
-    async def burst(self, server, count, logs):
+    async def burst(self, server, good, clock, count, logs):
         """
         Make C{count} bad connections at once, wait until all are closed, check each got
-        exactly one log line, and keep no reference to them.
+        exactly one log line, and keep no reference to them. C{good} is the server's end of
+        the link that is to stay.
+
+        The server's deadlines run on C{clock}, a driven one: the silent connections are closed
+        by their handshake or OPEN deadline once every one of them waits on it, not by how fast
+        the machine is (a loaded machine takes seconds over the burst).
 
         @return: the kinds of bad input sent.
         """
@@ -431,9 +452,19 @@ class BadInputTests(TestCase):
         while len(connections) < count:
             connections += badConnections(portOf(server))
         connections = connections[:count]
+        waiting = Counter(SILENT[description] for description, _, _ in connections if description in SILENT)
+        await gatherResults([closed for description, _, closed in connections if description not in SILENT])
+
+        def pending():
+            return Counter(connection.state for connection in server.connections - server.links)
+
+        # The others' server ends may still be closing; the silent ones reach what they wait in.
+        await until(lambda: pending() == waiting, timeout=120.0)
+        clock.advance(max(server.limits.handshakeTimeout, server.limits.openTimeout))
+        self.assertEqual(pending(), Counter({LinkState.CLOSING: sum(waiting.values())}))
         await gatherResults([closed for _, _, closed in connections])
-        # The server's ends log as they go; await those not gone yet.
-        await gatherResults([connection.ending.whenEnded() for connection in server.connections - server.links])
+        # The server's ends log as they go; await those not gone yet (one may still count as a link).
+        await gatherResults([connection.ending.whenEnded() for connection in server.connections - {good}])
         for description, client, _ in connections:
             lines = logs.about(client.localPort)
             self.assertEqual(len(lines), 1, f"{description}: {lines}")
@@ -446,26 +477,33 @@ class BadInputTests(TestCase):
         peer, a link opened before still works, a new one can be opened, and memory stays put
         (a leak of 2.5 KiB per connection would show; one TLS connection's state is far larger).
 
+        Both services' timers run on a driven clock: a loaded machine can take longer over the
+        burst than any idle timeout, and the good link is to be closed by nothing that happens.
+
         The links log to the test's collector alone while memory is measured: where logging
         has not begun (a trial worker, another runner), Twisted keeps every global log event
         until it does, and that is no memory of the link layer's.
         """
+        clock = Clock()
         # The burst comes from one address: the caps on connections are not what is tested here.
-        server = startLinkService(self, handshakeTimeout=0.3, openTimeout=0.3, maxHandshakes=400, maxHandshakesPerAddress=400)
+        quiet = dict(clock=clock, idleTimeout=600.0, keepaliveInterval=200.0)
+        server = startLinkService(self, maxHandshakes=400, maxHandshakesPerAddress=400, **quiet)
         server.registerPurpose(Purpose.ECHO, EchoHandler)
-        client = startLinkService(self)
+        client = startLinkService(self, **quiet)
         before = await client.connect("127.0.0.1", portOf(server), Purpose.ECHO)
+        await until(lambda: server.links)
+        [good] = server.links
         handler = CollectingHandler(before)
         before.attach(handler)
         logs = LogCollector(self, publisher=None)
         self.patch(LinkProtocol, "log", Logger(namespace="phantom.link.protocol.LinkProtocol", observer=logs))
 
-        await self.burst(server, 40, logs)  # warm-up: caches, imports, allocator pools
+        await self.burst(server, good, clock, 40, logs)  # warm-up: caches, imports, allocator pools
         gc.collect()
         tracemalloc.start()
         self.addCleanup(tracemalloc.stop)
         baseline, _ = tracemalloc.get_traced_memory()
-        kinds = await self.burst(server, 200, logs)
+        kinds = await self.burst(server, good, clock, 200, logs)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - baseline
         tracemalloc.stop()

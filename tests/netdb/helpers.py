@@ -18,7 +18,7 @@ from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb.api import ApiDecoder, ApiService
 from phantom.netdb.service import DhtNode
 from phantom.wire.api import REPLIES
-from tests.link.helpers import LOOPBACK, portOf, startLinkService
+from tests.link.helpers import LOOPBACK, ownTimeClock, portOf, startLinkService
 
 FAST_DHT = DhtSettings(rpcTimeout=2.0, getTimeout=8.0, maintenanceInterval=3600.0)
 
@@ -101,15 +101,17 @@ def loopbackAddress(index, base=100):
     return LOOPBACK.named(("node", index, base))
 
 
-def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=None, seed=None, cls=DhtNode, clock=reactor):
+def startDhtNode(testCase, index, bootstrap=(), settings=FAST_DHT, identity=None, dataDir=None, base=None, seed=None, cls=DhtNode, clock=None):
     """
     A started DHT node (of class C{cls}) on a loopback address of its own, stopped on cleanup;
-    its links run on the reactor, its timers on C{clock}. C{index} seeds its random; C{base}
-    is ignored (every node gets a fresh address).
+    its links run on the reactor, its and its links' timers on C{clock}: the test's
+    L{OwnTimeClock} unless given (a loaded machine makes no deadline pass sooner). C{index}
+    seeds its random; C{base} is ignored (every node gets a fresh address).
     """
+    clock = ownTimeClock(testCase) if clock is None else clock
     host = LOOPBACK.fresh()
     identity = identity or Identity.generate()
-    links = startLinkService(testCase, address=host, bindAddress=host, identity=identity)
+    links = startLinkService(testCase, address=host, bindAddress=host, identity=identity, clock=clock)
     node = cls(
         identity,
         links,

@@ -2,7 +2,6 @@
 
 import random
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -14,7 +13,7 @@ from phantom.path.service import PathService
 from phantom.wire.dht import Table
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from phantom.wire.path import SLOT_SIZE, SetupArray
-from tests.link.helpers import LogCollector, RawClient, connectRaw, until
+from tests.link.helpers import LogCollector, RawClient, connectRaw, ownTimeClock, until
 from tests.path.helpers import PublishedRoutes
 from tests.netdb.helpers import startDhtNetwork
 
@@ -38,10 +37,15 @@ class TunnelsOf:
 
 
 async def startPathNetwork(testCase, count, base, settings=SETTINGS, cls=PathService):
-    """C{count} nodes with a DHT and a path service (of class C{cls}) each."""
+    """
+    C{count} nodes with a DHT and a path service (of class C{cls}) each, every timer on the
+    test's L{OwnTimeClock} (C{node.clock}).
+    """
     nodes = await startDhtNetwork(testCase, count, base=base)
+    clock = ownTimeClock(testCase)
     for index, node in enumerate(nodes):
-        node.paths = cls(node.identity, node.links, node, reactor, settings, random.Random(index), frameReceiver=TunnelsOf(node))
+        node.clock = clock
+        node.paths = cls(node.identity, node.links, node, clock, settings, random.Random(index), frameReceiver=TunnelsOf(node))
         node.paths.startService()
         testCase.addCleanup(node.paths.stopService)
     return nodes

@@ -5,12 +5,12 @@ answered by a GET through another's, with the exact VoidPhone bytes over plain T
 
 import json
 import os
-import random
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from phantom.testnet.loopback import sharedPort
 from phantom.wire.api import DhtFailure, DhtSuccess, encodeGet, encodePut
 from tests.netdb.helpers import apiClient
 from tests.testnet.helpers import runCommand, shortTemporaryDirectory
@@ -22,7 +22,7 @@ class TwistdDhtTests(TestCase):
     async def test_putHereGetThere(self):
         """PUTs through some nodes' APIs are found by GETs through other nodes' APIs."""
         directory = shortTemporaryDirectory(self)
-        port = random.Random().randrange(20000, 60000)
+        port = sharedPort()
         out, err, code = await runCommand("up", "--nodes", "8", "--dir", directory, "--port", str(port), "--json")
         self.addCleanup(runCommand, "down", "--dir", directory)
         self.assertEqual(code, 0, err)

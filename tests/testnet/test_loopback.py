@@ -17,15 +17,15 @@ from zope.interface.verify import verifyObject
 from phantom.control import CONTROL_SOCKET
 from phantom.control import MAX_UNIX_PATH
 from phantom.testnet.interfaces import ITestnet
-from phantom.testnet.loopback import LOOPBACK, MAX_NODES, LoopbackTestnet, loopbackAddress, planLoopback
+from phantom.testnet.loopback import LOOPBACK, MAX_NODES, LoopbackTestnet, ephemeralPorts, loopbackAddress, planLoopback, sharedPort
 from phantom.testnet.manifest import LOG_FILE, MANIFEST, PID_FILE, Manifest, TestnetError, manifestPath
 from phantom.testnet.processes import commandLineOf
 from tests.testnet.helpers import isRunning, processesMentioning, runCommand, shortTemporaryDirectory
 
 
 def randomPort():
-    """A port in 20000-60000, away from the default 7402 of a developer's own testnet."""
-    return random.randint(20000, 60000)
+    """A port away from the default 7402 of a developer's own testnet, and from others' (L{sharedPort})."""
+    return sharedPort()
 
 
 class PlanTests(SynchronousTestCase):
@@ -86,6 +86,27 @@ class PlanTests(SynchronousTestCase):
         planLoopback(longest, 1)
         error = self.assertRaises(TestnetError, planLoopback, longest + "d", 1)
         self.assertIn("shorter directory", str(error))
+
+
+class SharedPortTests(SynchronousTestCase):
+    """Testnets side by side take ports no outgoing connection of the other can hold."""
+
+    def test_belowTheEphemeralRange(self):
+        """The port and the API port below it lie under the kernel's ephemeral ports, from 20000 up."""
+        for seed in range(200):
+            port = sharedPort(random.Random(seed), lambda: (32768, 60999))
+            self.assertTrue(20000 < port < 32768, port)
+
+    def test_aboveALowRange(self):
+        """Where the ephemeral range starts low, the port lies above it."""
+        for seed in range(200):
+            self.assertTrue(40002 <= sharedPort(random.Random(seed), lambda: (1024, 40000)) < 65536)
+
+    def test_thisSystem(self):
+        """The range is read from the kernel; a missing or garbled file gives Linux's default."""
+        first, last = ephemeralPorts()
+        self.assertLessEqual(first, last)
+        self.assertEqual(ephemeralPorts("/nonexistent"), (32768, 60999))
 
 
 class InterfaceTests(SynchronousTestCase):
@@ -194,7 +215,21 @@ class SystemTests(TestCase):
         C{up} that runs out of time (a node alone has no peer) fails with a message naming the
         nodes without peers, and stops them.
         """
+        # Long enough for a node to start on a loaded machine: the peer stage is what runs out.
         testnet = LoopbackTestnet.plan(reactor, self.directory, 1, self.port)
-        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=3)), TestnetError)
-        self.assertIn("after 3 s, these nodes have no peer: node01", str(error))
+        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=20)), TestnetError)
+        self.assertIn("after 20 s, these nodes have no peer: node01", str(error))
+        self.assertNothingLeft()
+
+    async def test_startTimeout(self):
+        """
+        C{up} whose nodes do not start in time (a twistd that never returns) fails with a message
+        naming those still starting, and stops them.
+        """
+        hanging = os.path.join(self.directory, "twistd")
+        with open(hanging, "w") as script:
+            script.write("import time\ntime.sleep(600)\n")
+        testnet = LoopbackTestnet(planLoopback(self.directory, 2, self.port), reactor, twistd=hanging)
+        error = await self.assertFailure(Deferred.fromCoroutine(testnet.up(timeout=1)), TestnetError)
+        self.assertIn("did not all start within 1 s (still starting: node01, node02)", str(error))
         self.assertNothingLeft()
