@@ -43,6 +43,10 @@ JOIN_RETRY_MAXIMUM = 60.0
 """A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
 
 
+_OUTCOMES = {kind: ((kind.name, "answered"), (kind.name, "failed")) for kind in RpcKind}
+"""The keys of L{LookupStats.rpcs} for each kind of request."""
+
+
 def _wireContact(contact):
     return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
 
@@ -249,14 +253,15 @@ class DhtNode(Service):
         @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
         """
         request = dict(content, port=self._port)
+        answeredKey, failedKey = _OUTCOMES[kind]
 
         def answered(reply):
-            self.stats.rpcs[(kind.name, "answered")] += 1
+            self.stats.rpcs[answeredKey] += 1
             self._heardFrom(contact)
             return reply
 
         def failed(failure):
-            self.stats.rpcs[(kind.name, "failed")] += 1
+            self.stats.rpcs[failedKey] += 1
             failure.trap(RpcFailed)
             self.table.failed(contact)
             if failure.check(Unreachable):
