@@ -291,7 +291,7 @@ class DhtNode(Service):
             if table is None:
                 d = self._call(contact, RpcKind.FIND_NODE, {"target": target})
             else:
-                d = self._call(contact, RpcKind.FIND_VALUE, {"table": table.name, "key": target})
+                d = self._call(contact, RpcKind.FIND_VALUE, {"table": table, "key": target})
             d.addCallbacks(answered, failed, callbackArgs=(contact,), errbackArgs=(contact,))
 
         def answered(reply, contact):

@@ -306,4 +306,4 @@ def _value(value):
 
 
 def _tableOf(table):
-    return int(Table[table] if isinstance(table, str) else Table(table))
+    return int(Table[table] if isinstance(table, str) else asTable(table))
