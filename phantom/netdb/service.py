@@ -602,7 +602,7 @@ class _LookupRun:
         if self._table is None:
             d = node._call(contact, RpcKind.FIND_NODE, {"target": target})
         else:
-            d = node._call(contact, RpcKind.FIND_VALUE, {"table": self._table, "key": target})
+            d = node._call(contact, RpcKind.FIND_VALUE, {"table": self._table.name, "key": target})
         d.addCallbacks(self._answered, self._failed, callbackArgs=(contact,), errbackArgs=(contact,))
 
     def _answered(self, reply, contact):
