@@ -49,6 +49,10 @@ def writeNow(tcp, data):
     transport that does not show its buffer as a TCP C{FileDescriptor} does, or whose
     connection is going, gets a plain C{write}.
 
+    No public Twisted API tells whether a transport holds unsent bytes, so this reads the
+    C{FileDescriptor}'s own buffer attributes; C{tests/link/test_writenow.py} fails, naming
+    them, should a Twisted release move them or change what they mean.
+
     @param tcp: the transport under TLS.
     @param data: the bytes to write.
     """

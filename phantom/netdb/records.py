@@ -438,7 +438,7 @@ def parseFound(table, key, encoded, now):
 
     @raise InvalidRecord: it must not be believed.
     """
-    if Table(table) == Table.ROUTE:
+    if wire.asTable(table) == Table.ROUTE:
         if len(key) != wire.KEY_SIZE:
             raise InvalidRecord(f"key of {len(key)} bytes")
         return RouteSet.parse(encoded, key, now)
@@ -454,4 +454,4 @@ def parseRecord(table, key, encoded, now):
     """
     if len(key) != wire.KEY_SIZE:
         raise InvalidRecord(f"key of {len(key)} bytes")
-    return RECORD_TYPES[Table(table)].parse(encoded, key, now)
+    return RECORD_TYPES[wire.asTable(table)].parse(encoded, key, now)

@@ -16,6 +16,7 @@ place to the freshest replacement.
 
 import random
 from collections import OrderedDict
+from operator import itemgetter
 
 from phantom.netdb import ID_BITS, K
 
@@ -47,8 +48,7 @@ def idAsInt(nodeId):
     return int.from_bytes(nodeId, "big")
 
 
-def _first(pair):
-    return pair[0]
+_first = itemgetter(0)
 
 
 def distance(a, b):

@@ -8,6 +8,7 @@ nothing for a while.
 """
 
 import os
+import struct
 from collections import OrderedDict, deque
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -116,6 +117,10 @@ class _Answer:
             self.deferred.cancel()
 
 
+_ID = struct.Struct(">Q")
+_ID_MASK = 2 ** (8 * REQUEST_ID_SIZE) - 1
+
+
 class RpcFailed(Exception):
     """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
 
@@ -138,6 +143,9 @@ class RpcChannel:
     @param onClosed: called with this channel when the link is gone.
     @param answering: the L{Answering} this channel's answers count against, shared by every
         channel of a node; one of its own if not given.
+    @param randomBytes: C{randomBytes(n)}: where the first request id comes from; the ids
+        that follow count up from it (an id only has to be unique among this link's requests
+        in flight: a peer that reads them is the one they are sent to).
     """
 
     log = Logger()
@@ -148,7 +156,7 @@ class RpcChannel:
         self._clock = clock
         self._timeout = timeout
         self._onClosed = onClosed
-        self._randomBytes = randomBytes
+        self._nextRequestId = int.from_bytes(randomBytes(REQUEST_ID_SIZE), "big")
         self._pending = {}
         """C{(kind, deferred, deadline)} of each request awaiting its reply, oldest first."""
         self._timer = None
@@ -172,15 +180,23 @@ class RpcChannel:
         """
         if self.closed:
             raise RpcFailed(f"the link to {describePeer(self.link.peer)} is closed")
-        requestId = self._randomBytes(REQUEST_ID_SIZE)
-        while requestId in self._pending:
-            requestId = self._randomBytes(REQUEST_ID_SIZE)
+        if type(kind) is not RpcKind:
+            kind = RpcKind(kind)
+        pending = self._pending
+        requestId = self._newRequestId()
+        while requestId in pending:  # only after 2**64 requests, with one still waiting
+            requestId = self._newRequestId()
         deferred = Deferred()
-        self._pending[requestId] = (RpcKind(kind), deferred, self._clock.seconds() + self._timeout)
+        pending[requestId] = (kind, deferred, self._clock.seconds() + self._timeout)
         if self._timer is None:
             self._timer = self._clock.callLater(self._timeout, self._expireDue)
         self._send(kind, requestId, content)
         return deferred
+
+    def _newRequestId(self):
+        number = self._nextRequestId
+        self._nextRequestId = (number + 1) & _ID_MASK
+        return _ID.pack(number)
 
     def _send(self, kind, requestId, content):
         self.lastUsed = self._clock.seconds()
@@ -209,7 +225,7 @@ class RpcChannel:
         except ProtocolError as e:
             return self.link.abort(str(e))
         self.lastUsed = self._clock.seconds()
-        kind = RpcKind(int(message.kind))
+        kind = message.kind
         if kind in REQUESTS:
             return self._answer(kind, message)
         pending = self._pending.pop(message.request_id, None)
@@ -240,6 +256,14 @@ class RpcChannel:
             self.log.failure("answering {kind} from {peer}", kind=kind.name, peer=describePeer(self.link.peer))
             return self.link.abort(f"its {kind.name} request could not be answered")
         requestId = message.request_id
+        if not isinstance(answer, Deferred):
+            if not self.closed:
+                self._send(answer[0], requestId, answer[1])
+            return
+        self._answerLater(kind, requestId, answer)
+
+    def _answerLater(self, kind, requestId, answer):
+        """Send the reply to C{requestId} once the Deferred C{answer} has it."""
         under = _Answer()
 
         def send(reply):
@@ -258,15 +282,13 @@ class RpcChannel:
             self._answers.discard(under)
             self._answering.end(under)
 
-        if isinstance(answer, Deferred) and not answer.called:
+        if not answer.called:
             under.deferred = answer
             self._answers.add(under)
             self._answering.begin(under, self)
             answer.addCallbacks(send, failed).addBoth(ended)
-        elif isinstance(answer, Deferred):
-            answer.addCallbacks(send, failed)
         else:
-            send(answer)
+            answer.addCallbacks(send, failed)
 
     def _resume(self):
         held = self._held

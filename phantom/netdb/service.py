@@ -46,6 +46,10 @@ JOIN_RETRY_MAXIMUM = 60.0
 """A node that could reach none of its contacts tries again after 0.5 s, doubling up to a minute."""
 
 
+_OUTCOMES = {kind: ((kind.name, "answered"), (kind.name, "failed")) for kind in RpcKind}
+"""The keys of L{LookupStats.rpcs} for each kind of request."""
+
+
 def _wireContact(contact):
     return {"node_id": contact.nodeId, "address": addressBytes(contact.host), "port": contact.port}
 
@@ -262,14 +266,15 @@ class DhtNode(Service):
         @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
         """
         request = dict(content, port=self._port)
+        answeredKey, failedKey = _OUTCOMES[kind]
 
         def answered(reply):
-            self.stats.rpcs[(kind.name, "answered")] += 1
+            self.stats.rpcs[answeredKey] += 1
             self._heardFrom(contact)
             return reply
 
         def failed(failure):
-            self.stats.rpcs[(kind.name, "failed")] += 1
+            self.stats.rpcs[failedKey] += 1
             failure.trap(RpcFailed)
             self.table.failed(contact)
             if failure.check(Unreachable):
@@ -295,59 +300,7 @@ class DhtNode(Service):
         self.table.lookedUp(target)
         start = self.table.closest(target, K, replacements=True)
         search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None, collect=table == Table.ROUTE)
-        finished = Deferred()
-        began = self._clock.seconds()
-
-        def ask(contact):
-            if table is None:
-                d = self._call(contact, RpcKind.FIND_NODE, {"target": target})
-            else:
-                d = self._call(contact, RpcKind.FIND_VALUE, {"table": table.name, "key": target})
-            d.addCallbacks(answered, failed, callbackArgs=(contact,), errbackArgs=(contact,))
-
-        def answered(reply, contact):
-            kind, content = reply
-            if search.done:
-                return step()
-            if kind == RpcKind.VALUE:
-                try:
-                    record = parseFound(table, target, content.value, self._clock.seconds())
-                except InvalidRecord as e:
-                    self.log.warn("node {peer} served an invalid record: {why}", peer=str(contact), why=str(e))
-                    self.table.failed(contact)
-                    search.failed(contact)
-                else:
-                    search.found(contact, record)
-            else:
-                try:
-                    search.responded(contact, [contactOf(c) for c in content.contacts])
-                except ValueError:
-                    search.failed(contact)
-            step()
-
-        def failed(failure, contact):
-            failure.trap(RpcFailed)
-            if not search.done:
-                search.failed(contact)
-            step()
-
-        def step():
-            if finished.called:
-                return
-            if search.done:
-                self.stats.record(search, self._clock.seconds() - began)
-                finished.callback(search)
-                return
-            queries = search.nextQueries()
-            if not queries and not search.inFlight:
-                self.stats.record(search, self._clock.seconds() - began)
-                finished.callback(search)
-                return
-            for contact in queries:
-                ask(contact)
-
-        step()
-        return finished
+        return _LookupRun(self, search, table).finished
 
     # Storing and finding
 
@@ -641,3 +594,73 @@ class DhtNode(Service):
         except (OSError, ValueError) as e:
             self.log.warn("ignoring unreadable {path}: {why}", path=self._contactsPath, why=str(e))
             return []
+
+
+class _LookupRun:
+    """
+    One lookup of a L{DhtNode} over its RPCs: sends the requests its L{Lookup} names and
+    reports each outcome, until the lookup is done. (Closures calling one another would leave
+    a cycle of cells and functions behind every lookup, for the garbage collector to find.)
+
+    @ivar finished: a Deferred firing with the L{Lookup} once it is done.
+    """
+
+    def __init__(self, node, search, table):
+        self._node = node
+        self._search = search
+        self._table = table
+        self._began = node._clock.seconds()
+        self.finished = Deferred()
+        self._step()
+
+    def _ask(self, contact):
+        node, target = self._node, self._search.target
+        if self._table is None:
+            d = node._call(contact, RpcKind.FIND_NODE, {"target": target})
+        else:
+            d = node._call(contact, RpcKind.FIND_VALUE, {"table": self._table.name, "key": target})
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(contact,), errbackArgs=(contact,))
+
+    def _answered(self, reply, contact):
+        kind, content = reply
+        search, node = self._search, self._node
+        if search.done:
+            return self._step()
+        if kind == RpcKind.VALUE:
+            try:
+                record = parseFound(self._table, search.target, content.value, node._clock.seconds())
+            except InvalidRecord as e:
+                node.log.warn("node {peer} served an invalid record: {why}", peer=str(contact), why=str(e))
+                node.table.failed(contact)
+                search.failed(contact)
+            else:
+                search.found(contact, record)
+        else:
+            try:
+                search.responded(contact, [contactOf(c) for c in content.contacts])
+            except ValueError:
+                search.failed(contact)
+        self._step()
+
+    def _failed(self, failure, contact):
+        failure.trap(RpcFailed)
+        if not self._search.done:
+            self._search.failed(contact)
+        self._step()
+
+    def _step(self):
+        if self.finished.called:
+            return
+        search = self._search
+        if search.done:
+            return self._finish()
+        queries = search.nextQueries()
+        if not queries and not search.inFlight:
+            return self._finish()
+        for contact in queries:
+            self._ask(contact)
+
+    def _finish(self):
+        node = self._node
+        node.stats.record(self._search, node._clock.seconds() - self._began)
+        self.finished.callback(self._search)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from phantom.config import DhtSettings
 from phantom.netdb.records import InvalidRecord, RouteSet, parseRecord
-from phantom.wire.dht import MAX_ROUTES, Table
+from phantom.wire.dht import MAX_ROUTES, Table, asTable
 
 DEFAULT_MAX_BYTES = DhtSettings.maxStoreBytes
 """How many bytes of memory the records a node holds for others may take at most."""
@@ -175,10 +175,11 @@ class RecordStore:
             L{RouteSet} of the live entries), or C{None}.
         """
         now = self._clock.seconds()
-        if Table(table) == Table.ROUTE:
+        table = asTable(table)
+        if table == Table.ROUTE:
             entries = self._routeEntries(bytes(key), now)
             return RouteSet.of([stored.record for stored in entries]) if entries else None
-        stored = self._live((Table(table), bytes(key), b""), now)
+        stored = self._live((table, key if type(key) is bytes else bytes(key), b""), now)
         return stored.record if stored else None
 
     def remaining(self, table, key):

@@ -178,6 +178,16 @@ _PORT = struct.Struct(">H")
 _STORE_HEAD = struct.Struct(">HB32sI")
 _CONTACT = struct.Struct(">32s16sH")
 _TABLES = {int(table): table for table in Table}
+_KINDS = {int(kind): kind for kind in RpcKind}
+
+
+def asTable(table):
+    """
+    @param table: a L{Table} or its number.
+    @return: the L{Table}; quicker than C{Table(table)}, which it falls back on.
+    @raise ValueError: no such table.
+    """
+    return _TABLES.get(table) or Table(table)
 
 
 def _malformed(reason):
@@ -239,7 +249,7 @@ def decodeRpc(data):
         content = Container(accepted=data[9])
     else:
         raise _malformed(f"unknown kind {kind}")
-    return Container(kind=RpcKind(kind), request_id=bytes(data[1:9]), content=content)
+    return Container(kind=_KINDS[kind], request_id=bytes(data[1:9]), content=content)
 
 
 def encodeRpc(kind, requestId, content):
@@ -250,7 +260,8 @@ def encodeRpc(kind, requestId, content):
     @param content: a dict of the kind's fields (tables by name or number), or C{None} for PONG.
     @raise ValueError: a field out of range.
     """
-    kind = RpcKind(kind)
+    if type(kind) is not RpcKind:
+        kind = RpcKind(kind)
     if len(requestId) != REQUEST_ID_SIZE:
         raise ValueError("a request id is 8 bytes")
     head = bytes([kind]) + requestId
@@ -295,4 +306,4 @@ def _value(value):
 
 
 def _tableOf(table):
-    return int(Table[table] if isinstance(table, str) else Table(table))
+    return int(Table[table] if isinstance(table, str) else asTable(table))

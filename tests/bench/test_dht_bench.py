@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from bench import BENCHMARKS, dht
 from tests.bench.helpers import runBench
 
-FIGURES = {"get_success_rate", "get_p50_ms", "get_p95_ms", "rpcs_per_lookup", "cpu_ms_per_get", "requests_per_get"}
+FIGURES = {"get_success_rate", "get_p50_ms", "get_p95_ms", "rpcs_per_lookup", "cpu_ms_per_get", "requests_per_get", "get_cpu_p50_ms"}
 
 NO_BASELINE = "the kademlia package (the dht benchmark's baseline) is not installed: pip install kademlia, or make bench"
 
@@ -50,8 +50,11 @@ class FigureTests(SynchronousTestCase):
     """The figures come from what a side measured, the same way for both."""
 
     def test_figures(self):
-        """Success over GETs, median and nearest-rank p95, requests over lookups and GETs, CPU per GET."""
-        run = dht.Run(latenciesMs=[4.0, 1.0, 3.0, 2.0], successes=3, lookups=2, requests=7, joinSeconds=1.0, putSeconds=1.0, cpuSeconds=0.01)
+        """Success over GETs, median and nearest-rank p95, requests over lookups and GETs, CPU per GET and its median."""
+        run = dht.Run(
+            latenciesMs=[4.0, 1.0, 3.0, 2.0], successes=3, lookups=2, requests=7, joinSeconds=1.0, putSeconds=1.0, cpuSeconds=0.01,
+            cpuLatenciesMs=[0.5, 3.0, 1.0, 2.0],
+        )
         self.assertEqual(
             run.figures(),
             {
@@ -61,12 +64,13 @@ class FigureTests(SynchronousTestCase):
                 "rpcs_per_lookup": 3.5,
                 "cpu_ms_per_get": 2.5,
                 "requests_per_get": 1.75,
+                "get_cpu_p50_ms": 1.5,
             },
         )
 
     def test_noLookup(self):
         """Without a single lookup, RPCs per lookup is not a number rather than zero."""
-        run = dht.Run(latenciesMs=[0.1], successes=1, lookups=0, requests=0, joinSeconds=1.0, putSeconds=1.0, cpuSeconds=0.0)
+        run = dht.Run(latenciesMs=[0.1], successes=1, lookups=0, requests=0, joinSeconds=1.0, putSeconds=1.0, cpuSeconds=0.0, cpuLatenciesMs=[0.1])
         self.assertTrue(math.isnan(run.figures()["rpcs_per_lookup"]))
 
     def test_percentile(self):

@@ -3,6 +3,7 @@ A DHT of many nodes: joining, storing and finding, in memory on a driven clock; 
 network of real nodes over real TLS links on loopback addresses.
 """
 
+import gc
 import os
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -47,6 +48,30 @@ class NetworkTests(SynchronousTestCase):
         self.assertNotIn(nodes[2].nodeId, ids)
         self.assertNotIn(nodes[0].nodeId, ids)
         self.assertTrue(ids <= {node.nodeId for node in nodes})
+
+
+class GarbageTests(SynchronousTestCase):
+    """What a GET leaves behind is freed as soon as it is done, not by the garbage collector."""
+
+    def test_getsLeaveNoCycles(self):
+        """
+        GETs that run lookups leave no cycle of objects behind: each one would be work for the
+        collector, which then runs in the middle of later GETs.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(4)
+        keys = [os.urandom(32) for _ in range(5)]
+        for key in keys:
+            dht.run(nodes[1].put(key, b"value", ttl=600, replication=3))
+        asker = dht.startNode(9, bootstrap=[nodes[0].contact])  # holds none of the values
+        dht.run(asker.joined)
+        gc.collect()
+        self.addCleanup(gc.enable)
+        gc.disable()
+        answers = [dht.run(asker.get(key)) for key in keys]
+        dht.network.settle()
+        self.assertEqual(answers, [b"value"] * len(keys))
+        self.assertEqual(gc.collect(), 0)
 
 
 class RealNetworkTests(TestCase):

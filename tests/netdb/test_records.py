@@ -396,6 +396,7 @@ class SchemaTests(SynchronousTestCase):
         parsed = parseStrict(wire.Rpc, message)
         fast = wire.decodeRpc(message)
         self.assertEqual(normal(fast), normal(parsed))
+        self.assertIs(type(fast.kind), wire.RpcKind)
         content = None if fast.content is None else dict(fast.content)
         self.assertEqual(wire.encodeRpc(fast.kind, fast.request_id, content), message)
 
@@ -408,6 +409,17 @@ class SchemaTests(SynchronousTestCase):
             self.assertRaises(ProtocolError, wire.decodeRpc, data)
             return
         self.assertEqual(normal(wire.decodeRpc(data)), normal(parsed))
+
+    @given(st.integers(-1, 300))
+    def test_asTable(self, number):
+        """asTable gives the Table of a number or member exactly as Table() does, and refuses the rest alike."""
+        try:
+            expected = Table(number)
+        except ValueError:
+            self.assertRaises(ValueError, wire.asTable, number)
+            return
+        self.assertIs(wire.asTable(number), expected)
+        self.assertIs(wire.asTable(expected), expected)
 
     def test_fastPathBoundaries(self):
         """At every boundary mutation rarely reaches, both parsers refuse alike."""

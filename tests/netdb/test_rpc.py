@@ -396,3 +396,25 @@ class SharedAnsweringTests(SynchronousTestCase):
         client = DhtLinks(clientLinks, Responder(), network.clock)
         kind, _ = network.run(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
         self.assertEqual(kind, RpcKind.PONG)
+
+
+class RequestIdTests(SynchronousTestCase):
+    """Request ids: drawn once per channel, then counted up; unique among those in flight."""
+
+    def test_oneDrawPerChannel(self):
+        """
+        A channel draws random bytes once, for its first request id; the ids that follow
+        count up from it (no system call per request), wrapping at 2**64.
+        """
+        draws = []
+
+        def randomBytes(size):
+            draws.append(size)
+            return b"\xff" * (size - 1) + bytes([0xFF - len(draws)])
+
+        link = PipeliningTests.FakeLink()
+        channel = RpcChannel(link, Responder(), Clock(), 5.0, lambda channel: None, randomBytes=randomBytes)
+        for _ in range(3):
+            channel.request(RpcKind.PING, {"port": 0})
+        self.assertEqual(draws, [8])
+        self.assertEqual([Rpc.parse(frame).request_id for frame in link.sent], [b"\xff" * 7 + b"\xfe", b"\xff" * 8, b"\x00" * 8])
