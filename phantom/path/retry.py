@@ -20,7 +20,7 @@ nodes is an aborting colluder, so with a share f of them it gets through with pr
 (1 - f) ** (size - 2) only (0.25 for 15-node circles at f = 0.1). A pair of ends with a
 colluder at either end always fails and is dropped in the end, and a pair of colluders never
 fails: every honest pair that is dropped too is a further draw towards the colluders. Six
-attempts dropped 17 % of the honest pairs, and colluders got both ends of 1.5 times the paths
+attempts dropped 17 % of the honest pairs, and colluders got both ends of 1.5 to 1.6 times the paths
 uniform choice gives them (C{bench sim}, 10,000 nodes). So C{keepEnds} is derived from the
 circle (L{keepEndsFor}): enough attempts that a pair of honest ends gets through with
 probability 0.95 against 10 % aborting colluders (11 for 15-node circles); what is left is the
