@@ -16,7 +16,8 @@ The run, in order:
     3. Node sampling: C{--draws} node records drawn by C{DhtNode.sampleNodes(64)} from random
        nodes.
     4. Colluders (10 % of the nodes), C{--colluder-builds} builds each for honest colluders,
-       aborting colluders, and aborting colluders against the old retry rule.
+       aborting colluders, aborting colluders that also make themselves known gone when they
+       give up, and aborting colluders against the old retry rule.
     5. Churn (C{--churn}, default 10 % of the nodes per hour, exponential uptimes, 10 minutes
        away on average, owners spared), one simulated hour, timed: C{--gets} GETs and
        C{--builds} builds spread over it, half of the owners under the old retry rule.
@@ -33,11 +34,17 @@ Figures, each against its baseline:
       uniform over the nodes; baseline: the same for as many truly uniform draws; goal <= 1.5.
     - C{path_build_success_rate_churn} (kept-ends rule) and C{_old_rule_churn}: builds (up to 3
       attempts) that gave a path; baseline: the same without churn (phase 2).
-    - C{colluder_end_share_honest/_aborting/_aborting_old_rule}: built paths whose x0 and T are
-      both colluders; baseline: f squared, what uniform choice gives; goal <= 1.5 (aborting).
+    - C{colluder_end_share_honest/_aborting/_aborting_seem_gone/_aborting_old_rule}: built
+      paths whose x0 and T are both colluders; baseline: f squared, what uniform choice gives;
+      goal <= 1.5 (aborting). C{colluder_end_share_aborting_stderr}: the standard error of the
+      aborting share (batch means), against the same baseline. C{honest_pairs_dropped_aborting}:
+      of the pairs of honest ends that were built or given up on, the share given up on.
     - C{sim_seconds_per_simulated_hour} (wall) and C{sim_cpu_seconds_per_simulated_hour} of
       phase 5; baseline 600 s (the issue's 10 minutes for 10,000 nodes).
     - C{peak_memory_mib}: the process's peak resident memory; baseline 8 GiB.
+
+Every node runs its own upkeep (C{DhtNode.maintain}): its node record is renewed every 30
+minutes; bucket refresh and republishing are not run (L{phantom.sim.network.SIM_DHT}).
 """
 
 import math
@@ -72,7 +79,7 @@ def addArguments(parser):
     parser.add_argument("--draws", type=int, default=100000, help="node records drawn by sampling (default 100000)")
     parser.add_argument("--builds", type=int, default=300, help="path builds under churn (default 300)")
     parser.add_argument(
-        "--colluder-builds", type=int, default=10000, help="plan-level builds per colluder case (default 10000)"
+        "--colluder-builds", type=int, default=100000, help="plan-level builds per colluder case (default 100000)"
     )
     parser.add_argument(
         "--skip", default="", help="phases not to run, comma-separated: sampling, colluders, churn (their figures left out)"
@@ -152,6 +159,7 @@ def run(options):
         colluders = {
             "honest": colluderEndShare(sim, COLLUDERS, False, options.colluder_builds),
             "aborting": colluderEndShare(sim, COLLUDERS, True, options.colluder_builds),
+            "aborting_seem_gone": colluderEndShare(sim, COLLUDERS, True, options.colluder_builds, seemGone=True),
             "aborting_old_rule": colluderEndShare(sim, COLLUDERS, True, options.colluder_builds, keepEnds=1),
         }
         for case, result in colluders.items():
@@ -196,6 +204,9 @@ def run(options):
         figure("path_build_success_rate_old_rule_churn", _successRate(builds, oldRule), quietRate)
     for case, result in colluders.items():
         figure(f"colluder_end_share_{case}", result.share, result.expected)
+    if colluders:
+        figure("colluder_end_share_aborting_stderr", colluders["aborting"].standardError, colluders["aborting"].expected)
+        figure("honest_pairs_dropped_aborting", colluders["aborting"].honestDropped, colluders["aborting_old_rule"].honestDropped)
     if "churn" not in skip:
         figure("sim_seconds_per_simulated_hour", hourWall, TIME_BUDGET)
         figure("sim_cpu_seconds_per_simulated_hour", hourCpu, TIME_BUDGET)
@@ -215,7 +226,7 @@ def run(options):
     notes = (
         f"{n} nodes, seed {options.seed}, churn {options.churn:.0%}/h; setup {setupWall:.0f} s ({setupCpu:.0f} s CPU);"
         f" {drawn} sampling draws; colluders {COLLUDERS:.0%}, {options.colluder_builds} plan-level builds per case,"
-        f" kept ends {KEEP_ENDS}; builds: no churn {len(quietBuilds)} (baseline of the build success),"
+        f" ends kept {KEEP_ENDS} attempts (15-node circles); builds: no churn {len(quietBuilds)} (baseline of the build success),"
         f" churn {'skipped' if 'churn' in skip else len(builds)}; hop bound ceil(log2 N)+1 = {bound} (b = 1)"
     )
     return BenchmarkResult("sim", figures, baseline, "simulated", "baseline", notes, goals)

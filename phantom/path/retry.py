@@ -15,6 +15,17 @@ An aborting colluder then cannot make the owner trade an honest end for another 
 makes C{keepEnds} attempts in a row fail, which the fresh nodes around the ends make unlikely.
 Kept ends outlive a build that gave up: the next build of that kind keeps them.
 
+How long is long enough: an attempt with honest ends fails whenever one of the circle's other
+nodes is an aborting colluder, so with a share f of them it gets through with probability
+(1 - f) ** (size - 2) only (0.25 for 15-node circles at f = 0.1). A pair of ends with a
+colluder at either end always fails and is dropped in the end, and a pair of colluders never
+fails: every honest pair that is dropped too is a further draw towards the colluders. Six
+attempts dropped 17 % of the honest pairs, and colluders got both ends of 1.5 to 1.6 times the paths
+uniform choice gives them (C{bench sim}, 10,000 nodes). So C{keepEnds} is derived from the
+circle (L{keepEndsFor}): enough attempts that a pair of honest ends gets through with
+probability 0.95 against 10 % aborting colluders (11 for 15-node circles); what is left is the
+1 / (1 - f) ** 2 that dropping the pairs with one colluding end gives (1.23 at f = 0.1).
+
 What that costs: a kept end that is gone (its node died, its record still in the network
 database) fails every attempt that keeps it, and the silent failure does not say who gave up.
 So an end known to be gone is dropped at once, and the other end kept: known from what only
@@ -26,8 +37,39 @@ requests, and neither asks anybody anything, which would show the owner to the e
 about.
 """
 
-KEEP_ENDS = 6
-"""How many attempts in a row one pair of ends may fail before it is dropped."""
+import math
+
+ABORTING_SHARE = 0.1
+"""The share of aborting colluders L{keepEndsFor} holds honest ends against."""
+HONEST_SURVIVAL = 0.95
+"""How likely a pair of honest ends is to get through before it is dropped (L{keepEndsFor})."""
+MAX_KEEP_ENDS = 16
+"""The most attempts a pair of ends is kept, whatever the circle (a kept end that is gone,
+unknown to the owner, fails them all)."""
+
+
+def keepEndsFor(size, colluders=ABORTING_SHARE, survival=HONEST_SURVIVAL, most=MAX_KEEP_ENDS):
+    """
+    How many failed attempts in a row a pair of ends is kept, for circles of C{size} nodes:
+    enough that a pair of honest ends, whose attempt gets through when none of the other
+    C{size - 2} nodes is an aborting colluder, gets through before it is dropped with
+    probability C{survival}.
+
+    @param size: the nodes of the circle, x + y.
+    @param colluders: the share of aborting colluders held against.
+    @param survival: the probability asked for.
+    @param most: the bound on the result.
+    @return: an integer from 1 to C{most}.
+    """
+    through = (1 - colluders) ** max(size - 2, 0)
+    if through >= survival:
+        return 1
+    return min(most, math.ceil(math.log(1 - survival) / math.log(1 - through)))
+
+
+KEEP_ENDS = keepEndsFor(15)
+"""How many attempts in a row one pair of ends may fail before it is dropped, for the default
+15-node circles (x = 3, y = 12)."""
 
 
 class Retries:
@@ -38,13 +80,13 @@ class Retries:
     set of excluded nodes.
 
     @param keepEnds: how many failed attempts one end survives; 1 drops every node of a failed
-        attempt at once (the old rule).
+        attempt at once (the old rule); C{None}: L{keepEndsFor} the failed attempt's circle.
     @ivar ends: C{(x0, T)}, the records of the ends the next attempt keeps (either C{None}: that
         end is chosen anew), or C{None} when it keeps neither.
     """
 
-    def __init__(self, keepEnds=KEEP_ENDS):
-        if keepEnds < 1:
+    def __init__(self, keepEnds=None):
+        if keepEnds is not None and keepEnds < 1:
             raise ValueError(f"ends survive at least one attempt, not {keepEnds}")
         self.keepEnds = keepEnds
         self.ends = None
@@ -67,8 +109,9 @@ class Retries:
         """
         ends = (plan.adjacent, plan.terminating)
         failures = {record.nodeId: self._failures.get(record.nodeId, 0) + 1 for record in ends}
+        keepEnds = keepEndsFor(len(plan.circle)) if self.keepEnds is None else self.keepEnds
         kept = [
-            record if len(plan.xNodes) > 1 and failures[record.nodeId] < self.keepEnds and record.nodeId not in gone else None
+            record if len(plan.xNodes) > 1 and failures[record.nodeId] < keepEnds and record.nodeId not in gone else None
             for record in ends
         ]
         self._failures = {record.nodeId: failures[record.nodeId] for record in kept if record is not None}

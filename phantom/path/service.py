@@ -34,7 +34,7 @@ from phantom.path.owner import AttemptFailed, BuildAttempt, OwnerBuild
 from phantom.path.plan import NotEnoughNetworks, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
 from phantom.path.relay import ParticipationContext, PathLinkHandler, RelayedPath, SetupParticipant, SetupWork, relayPath
-from phantom.path.retry import KEEP_ENDS, Retries
+from phantom.path.retry import Retries
 from phantom.quota import Shares
 from phantom.upkeep import Upkeep
 from phantom.wire.dht import MAX_ENTRY_NODES, Table
@@ -136,8 +136,9 @@ class PathService(Service):
             onEvicted=lambda participant: participant.giveUp("its place went to a node from an address holding fewer"),
         )
         """The participations, each charged to the address (prefix) and the node id its SETUP link came from."""
-        self.keepEnds = KEEP_ENDS
-        """How many failed attempts in a row one pair of ends is kept (L{Retries})."""
+        self.keepEnds = None
+        """How many failed attempts in a row one pair of ends is kept (L{Retries}); C{None}: as
+        many as the failed attempt's circle calls for (L{phantom.path.retry.keepEndsFor})."""
         self._retries = {}
         self._entryEnds = {}
         """The T of each entry path's attempt under way, by build: named in the entries of the others."""

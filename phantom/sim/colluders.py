@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from phantom.config import PathSettings
 from phantom.path.plan import EXIT, NotEnoughNodes, PathShape, planPath
 from phantom.path.pool import NodePool
-from phantom.path.retry import KEEP_ENDS, Retries
+from phantom.path.retry import Retries
 from phantom.wire.dht import Table
 
 
@@ -30,6 +30,11 @@ class ColluderResult:
     @ivar built: how many paths were built.
     @ivar attempts: how many attempts that took.
     @ivar failedBuilds: how many builds gave up after their last attempt.
+    @ivar standardError: the standard error of C{share}, by batch means (L{batchError}): the
+        builds of one owner are not independent (ends are kept from one to the next).
+    @ivar colluderEnded: how many built paths had colluders at both ends.
+    @ivar honestDropped: of the pairs of honest ends that were given up on or built, the share
+        given up on (the retry rule dropped them after their failed attempts).
     """
 
     share: float
@@ -37,6 +42,35 @@ class ColluderResult:
     built: int
     attempts: int
     failedBuilds: int
+    standardError: float = 0.0
+    colluderEnded: int = 0
+    honestDropped: float = 0.0
+
+    @property
+    def ratio(self):
+        """The share against what uniform choice gives."""
+        return self.share / self.expected
+
+    @property
+    def ratioError(self):
+        """The standard error of L{ratio}."""
+        return self.standardError / self.expected
+
+
+def batchError(outcomes, batches=20):
+    """
+    The standard error of the mean of C{outcomes} (0 or 1, in the order they came), from the
+    means of C{batches} runs of consecutive outcomes: correlation between neighbours is taken
+    into account as long as it dies out within a batch.
+
+    @return: the standard error, or 0.0 for fewer than two outcomes per batch.
+    """
+    size = len(outcomes) // batches
+    if size < 2:
+        return 0.0
+    means = [sum(outcomes[i * size : (i + 1) * size]) / size for i in range(batches)]
+    mean = sum(means) / batches
+    return (sum((m - mean) ** 2 for m in means) / (batches - 1) / batches) ** 0.5
 
 
 def _result(d):
@@ -49,7 +83,7 @@ def _result(d):
     return result
 
 
-def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settings=PathSettings(), owners=50, seemGone=False):
+def colluderEndShare(sim, fraction, aborting, builds, keepEnds=None, settings=PathSettings(), owners=50, seemGone=False):
     """
     Build paths from honest owners with a share of the nodes colluding.
 
@@ -58,7 +92,8 @@ def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settin
     @param fraction: the share of nodes that collude.
     @param aborting: whether colluders give up builds whose ends are not both theirs.
     @param builds: how many paths to build (each with up to C{settings.attempts} attempts).
-    @param keepEnds: the retry rule's L{Retries.keepEnds}; 1 is the old rule.
+    @param keepEnds: the retry rule's L{Retries.keepEnds}; 1 is the old rule, C{None} the
+        node's (L{phantom.path.retry.keepEndsFor} the circle).
     @param seemGone: whether aborting colluders at an end of an attempt they give up also make
         themselves known to be gone (failing x0's link, or the owner's requests), which drops
         them at once and keeps the other end (L{Retries.failed}): the only say in which ends are
@@ -78,7 +113,8 @@ def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settin
         # sampling is, is measured on its own: sampling_tv_distance).
         return [records[i] for i in rng.sample(range(len(records)), count) if records[i].nodeId not in exclude]
 
-    ends = built = attempts = failedBuilds = 0
+    ends, attempts, failedBuilds = [], 0, 0
+    honestPairs = {"built": 0, "dropped": 0}
     pools, kept = {}, {}
     for number in range(builds):
         owner = honest[number % min(owners, len(honest))]
@@ -100,18 +136,25 @@ def colluderEndShare(sim, fraction, aborting, builds, keepEnds=KEEP_ENDS, settin
                 retries.cannotKeepEnds()
                 continue
             circle = [indexOf[hop.record.nodeId] for hop in plan.circle]
-            theirEnds = indexOf[plan.adjacent.nodeId] in colluding and indexOf[plan.terminating.nodeId] in colluding
-            if aborting and not theirEnds and any(index in colluding for index in circle):
-                gone = {record.nodeId for record in (plan.adjacent, plan.terminating) if indexOf[record.nodeId] in colluding} if seemGone else ()
+            pair = (plan.adjacent, plan.terminating)
+            colludingEnds = sum(indexOf[record.nodeId] in colluding for record in pair)
+            if aborting and colludingEnds < 2 and any(index in colluding for index in circle):
+                gone = {record.nodeId for record in pair if indexOf[record.nodeId] in colluding} if seemGone else ()
                 failed = retries.failed(plan, gone)
                 excluded.update(failed)
                 pool.discard(failed)
+                if not colludingEnds and retries.ends != pair:
+                    honestPairs["dropped"] += 1
                 continue
             retries.succeeded()
-            built += 1
-            ends += theirEnds
+            ends.append(colludingEnds == 2)
+            honestPairs["built"] += not colludingEnds
             break
         else:
             failedBuilds += 1
     expected = (len(colluding) / len(nodes)) ** 2
-    return ColluderResult(ends / built if built else 0.0, expected, built, attempts, failedBuilds)
+    built, colluderEnded = len(ends), sum(ends)
+    share = colluderEnded / built if built else 0.0
+    honestEnded = honestPairs["built"] + honestPairs["dropped"]
+    honestDropped = honestPairs["dropped"] / honestEnded if honestEnded else 0.0
+    return ColluderResult(share, expected, built, attempts, failedBuilds, batchError(ends), colluderEnded, honestDropped)

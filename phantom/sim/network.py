@@ -20,6 +20,12 @@ notice, stays away for a time drawn from the downtime distribution and comes bac
 identity and address, as a restarted process: its stored records are lost, its routing table is
 what it had saved, and it joins through a few of those contacts (L{phantom.netdb.service.DhtNode.join}).
 
+Upkeep: every node runs its own L{DhtNode.maintain} every C{maintenanceInterval} seconds, as a
+real node's timer does: records expire, and each node publishes its node record again every
+C{nodeRecordInterval}, so records outlive their 3-hour lifetime in a long run. Bucket refresh
+and republishing every record held, the costly rest of that upkeep, are off in the simulation's
+default settings (L{SIM_DHT}) and on with the node's own (C{SimConfig(dht=DhtSettings())}).
+
 Everything random is drawn from one C{random.Random(seed)}, in an order that depends only on the
 seed: one seed reproduces a run, event for event (L{Simulation.events}).
 """
@@ -27,7 +33,7 @@ seed: one seed reproduces a run, event for event (L{Simulation.events}).
 import bisect
 import math
 import random as randomModule
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from types import SimpleNamespace
 
@@ -45,6 +51,9 @@ from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
 
 PORT = 7402
+SIM_DHT = DhtSettings(refreshInterval=math.inf, republishInterval=math.inf)
+"""The nodes' network database settings in the simulation: the node's own, but for bucket
+refresh and republishing, which are not run (docs/scale.md says what that leaves out)."""
 MASK64 = (1 << 64) - 1
 
 
@@ -114,6 +123,11 @@ class SimConfig:
         (exponentially distributed).
     @ivar rejoinContacts: how many of its saved contacts a returning node joins through.
     @ivar dht: the L{DhtSettings} of every node.
+    @ivar upkeep: whether each node runs its own upkeep (L{DhtNode.maintain}, every
+        C{dht.maintenanceInterval} seconds, the first at a random time within that interval):
+        expiring records and publishing its node record again every C{dht.nodeRecordInterval}
+        (warm-started nodes first at a random time within that interval); bucket refresh and
+        republishing as C{dht} says.
     @ivar paths: whether each node also gets a link service on an in-memory network and a
         path service (L{phantom.sim.paths}), for path builds.
     @ivar logEvents: whether to keep the log of every message (L{Simulation.events}).
@@ -129,7 +143,8 @@ class SimConfig:
     uptime: object = exponential
     meanDowntime: float = 600.0
     rejoinContacts: int = 8
-    dht: DhtSettings = field(default_factory=DhtSettings)
+    dht: DhtSettings = SIM_DHT
+    upkeep: bool = True
     paths: bool = False
     logEvents: bool = False
 
@@ -312,6 +327,20 @@ class Simulation:
             random=randomModule.Random(self.random.getrandbits(64)),
         )
         node.dht.rpc = node.rpc
+        if self.config.upkeep:
+            interval = self.config.dht.maintenanceInterval
+            self.clock.post(self.random.uniform(0, interval), self._maintain, node, node.incarnation)
+
+    def _maintain(self, node, incarnation):
+        """A node's upkeep timer (L{DhtNode.maintain}), until its incarnation ends."""
+        if node.online and node.incarnation == incarnation:
+            node.dht.maintain()
+            self.clock.post(self.config.dht.maintenanceInterval, self._maintain, node, incarnation)
+
+    def _publishFirst(self, node):
+        """A warm-started node renews the record it published when it joined (before the run)."""
+        if node.online and node.incarnation == 0:
+            Deferred.fromCoroutine(node.dht.publishNodeRecord()).addErrback(lambda failure: None)
 
     # Messages
 
@@ -431,6 +460,8 @@ class Simulation:
         without simulating the joins: each node's routing table gets, for each of its buckets,
         up to k nodes drawn at random from that bucket's range of ids, and each node's signed
         record is stored (validated by each store) on the k nodes closest to its id and on itself.
+        With C{upkeep}, each node publishes its record again at a random time within
+        C{nodeRecordInterval}, as nodes that joined at different times would.
         """
         ids = self._sortedIds
         now = int(self.clock.seconds())
@@ -455,6 +486,11 @@ class Simulation:
             for holder in self.closestNodes(node.nodeId, K + 1):
                 if holder is not node:
                     holder.dht.store.put(Table.NODE, node.nodeId, record.encoded, storer=node.nodeId)
+        if self.config.upkeep:
+            # Each node joined, and published its record, at some time within the last renewal
+            # interval; from its first renewal on, its own upkeep renews it.
+            for node in self.nodes:
+                self.clock.post(self.random.uniform(0, self.config.dht.nodeRecordInterval), self._publishFirst, node)
 
     # Churn
 

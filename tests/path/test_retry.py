@@ -10,7 +10,7 @@ from phantom.config import PathSettings
 from phantom.errors import PathFailed
 from phantom.path.interfaces import PathKind
 from phantom.path.plan import NotEnoughNodes, PathShape
-from phantom.path.retry import Retries
+from phantom.path.retry import MAX_KEEP_ENDS, Retries, keepEndsFor
 from tests.path.helpers import MemoryPathNetwork
 from tests.path.test_plan import planFor, record
 
@@ -55,6 +55,38 @@ class RetriesTests(SynchronousTestCase):
         self.assertIsNone(retries.ends)
         self.assertRaises(ValueError, Retries, 0)
 
+
+    def attemptsKept(self, retries, shape):
+        """@return: how many failed attempts in a row one pair of ends is kept for C{shape}."""
+        candidates = [record(n) for n in range(400)]
+        excluded = set()
+        for attempt in range(1, 100):
+            plan = planFor(attempt, shape=shape, candidates=candidates, exclude=excluded, ends=retries.ends)
+            excluded.update(retries.failed(plan))
+            if retries.ends is None:
+                return attempt
+
+    def test_honestEndsOutlastAbortingColluders(self):
+        """
+        A pair of honest ends in a 15-node circle, whose attempts get through only when none of
+        the 13 other nodes is an aborting colluder (1 in 4 with 10 % of them), is kept until it
+        would have got through with probability 0.95: otherwise each honest pair dropped is one
+        more draw for the colluders. (Six attempts dropped 17 % of honest pairs: issue 16.)
+        """
+        kept = self.attemptsKept(Retries(), PathShape())
+        self.assertLessEqual((1 - 0.9**13) ** kept, 0.05, kept)
+        self.assertEqual(kept, keepEndsFor(15))
+
+    def test_keptForTheCircle(self):
+        """
+        Smaller circles keep their ends for fewer attempts, larger ones for more, up to
+        L{MAX_KEEP_ENDS}; a given C{keepEnds} is kept to.
+        """
+        self.assertEqual(self.attemptsKept(Retries(), SHAPE), keepEndsFor(5))
+        self.assertLess(keepEndsFor(5), keepEndsFor(15))
+        self.assertEqual(keepEndsFor(3, colluders=0.0), 1)
+        self.assertEqual(keepEndsFor(100), MAX_KEEP_ENDS)
+        self.assertEqual(self.attemptsKept(Retries(keepEnds=4), PathShape()), 4)
 
     def test_goneEndDroppedOtherKept(self):
         """
