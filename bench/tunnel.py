@@ -107,8 +107,10 @@ in alternating order. Figures, each with the chain's value of the same name as i
       on each connection. Goal: at most 1.3 times the chain's.
     - C{rtt_1k_cpu_ms}: median over the rounds of the CPU time the route's processes used
       during the timed round trips, summed as for C{bulk_cpu_ms_per_mib}, in ms per round trip.
-      No goal; on a loaded machine it says more than the round trip's time: that is CPU time
-      along the way plus the waits for a core at each of the 16 process crossings.
+      No goal. A round trip's time is this CPU along the way plus the waits for a core at its
+      16 process crossings, which a loaded machine lengthens; so on a loaded machine this says
+      more about the code than the time does. It includes what the processes do besides (the
+      nodes' timers, their DHT), more of it the longer the round trips take.
     - C{setup_p50_ms}, C{setup_p95_ms}: median and 95th percentile (nearest rank) of the time
       the client node reports for opening a tunnel to the server (C{phantomctl tunnel open AP}:
       the tunnel's setup and the end-to-end TLS handshake; its exit path exists, so no path is
