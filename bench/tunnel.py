@@ -105,6 +105,12 @@ in alternating order. Figures, each with the chain's value of the same name as i
     - C{rtt_1k_ms}: median over the rounds of the median time for 1 KiB to reach the echo and
       come back whole, C{--trips} timed trips (default 1000) after L{WARMUP_TRIPS} untimed ones
       on each connection. Goal: at most 1.3 times the chain's.
+    - C{rtt_1k_cpu_ms}: median over the rounds of the CPU time the route's processes used
+      during the timed round trips, summed as for C{bulk_cpu_ms_per_mib}, in ms per round trip.
+      No goal. A round trip's time is this CPU along the way plus the waits for a core at its
+      16 process crossings, which a loaded machine lengthens; so on a loaded machine this says
+      more about the code than the time does. It includes what the processes do besides (the
+      nodes' timers, their DHT), more of it the longer the round trips take.
     - C{setup_p50_ms}, C{setup_p95_ms}: median and 95th percentile (nearest rank) of the time
       the client node reports for opening a tunnel to the server (C{phantomctl tunnel open AP}:
       the tunnel's setup and the end-to-end TLS handshake; its exit path exists, so no path is
@@ -177,6 +183,7 @@ ROUND_TRIP = "rtt_1k_ms"
 SETUP_P50 = "setup_p50_ms"
 SETUP_P95 = "setup_p95_ms"
 BULK_CPU = "bulk_cpu_ms_per_mib"
+ROUND_TRIP_CPU = "rtt_1k_cpu_ms"
 
 NETWORK_GOALS = {THROUGHPUT: RatioGoal(0.7, atLeast=True), ROUND_TRIP: RatioGoal(1.3, atLeast=False)}
 """What the tunnel must reach against the chain of TLS relays."""
@@ -218,7 +225,7 @@ BUILD_PAUSE = 2.0
 """Seconds between two requests for a path."""
 
 
-NETWORK_FIGURES = (THROUGHPUT, BULK_CPU, ROUND_TRIP, SETUP_P50, SETUP_P95)
+NETWORK_FIGURES = (THROUGHPUT, BULK_CPU, ROUND_TRIP, ROUND_TRIP_CPU, SETUP_P50, SETUP_P95)
 
 
 class RecoveryFailed(Exception):
@@ -468,6 +475,7 @@ class Samples:
     @ivar throughputs: MiB/s of each round's bulk transfer.
     @ivar cpu: CPU ms per MiB the route's processes used in each round's bulk transfer.
     @ivar roundTrips: each round's median round trip, in ms.
+    @ivar roundTripCpu: CPU ms per round trip the route's processes used in each round's round trips.
     @ivar setups: seconds of each setup.
     """
 
@@ -475,6 +483,7 @@ class Samples:
         self.throughputs = []
         self.cpu = []
         self.roundTrips = []
+        self.roundTripCpu = []
         self.setups = []
 
     def figures(self):
@@ -483,6 +492,7 @@ class Samples:
             THROUGHPUT: median(self.throughputs),
             BULK_CPU: median(self.cpu),
             ROUND_TRIP: median(self.roundTrips),
+            ROUND_TRIP_CPU: median(self.roundTripCpu),
             SETUP_P50: median(self.setups) * 1000,
             SETUP_P95: percentile(self.setups, 95) * 1000,
         }
@@ -599,7 +609,9 @@ async def _measureNetwork(reactor, options):
                 samples[route].throughputs.append(throughput)
                 samples[route].cpu.append(cpu)
             for route in order:
-                samples[route].roundTrips.append(await echoRound(reactor, route, options.trips))
+                roundTrip, cpu = await echoRound(reactor, route, options.trips)
+                samples[route].roundTrips.append(roundTrip)
+                samples[route].roundTripCpu.append(cpu)
         timings["rounds"] = time.perf_counter() - started
         started = time.perf_counter()
         for number in range(options.opens):
@@ -654,7 +666,9 @@ def networkNotes(options, figures, baseline, tunnel, bare, timings, joined, name
         + "; CPU ms/MiB: tunnel " + ", ".join(f"{value:.1f}" for value in tunnel.cpu)
         + "; chain " + ", ".join(f"{value:.1f}" for value in bare.cpu)
         + "; round trips, ms: tunnel " + ", ".join(f"{value:.2f}" for value in tunnel.roundTrips)
-        + "; chain " + ", ".join(f"{value:.2f}" for value in bare.roundTrips),
+        + "; chain " + ", ".join(f"{value:.2f}" for value in bare.roundTrips)
+        + "; CPU ms per round trip: tunnel " + ", ".join(f"{value:.2f}" for value in tunnel.roundTripCpu)
+        + "; chain " + ", ".join(f"{value:.2f}" for value in bare.roundTripCpu),
     ]
     for name, unit in ((THROUGHPUT, "MiB/s"), (ROUND_TRIP, "ms")):
         goal, ratio = NETWORK_GOALS[name], figures[name] / baseline[name]
@@ -956,7 +970,8 @@ async def echoRound(reactor, route, trips):
     L{WARMUP_TRIPS} untimed, then C{trips} timed 1 KiB round trips along C{route}, on a fresh
     connection.
 
-    @return: (a coroutine of) the median round trip in ms.
+    @return: (a coroutine of) the median round trip in ms, and the CPU time the route's
+        processes used during the timed ones, in ms per round trip.
     """
     channel = await route.open()
 
@@ -964,9 +979,12 @@ async def echoRound(reactor, route, trips):
         seconds = 10 + (WARMUP_TRIPS + trips) * PING_SIZE / (MIN_TRANSFER_MIB_S * MIB)
         what = f"{WARMUP_TRIPS + trips} round trips through the {route.label}"
         await within(reactor, measureRoundTrips(channel, WARMUP_TRIPS), seconds, what)
-        return await within(reactor, measureRoundTrips(channel, trips), seconds, what)
+        cpu = cpuSeconds(route.pids)
+        times = await within(reactor, measureRoundTrips(channel, trips), seconds, what)
+        return times, (cpuSeconds(route.pids) - cpu) * 1000 / trips
 
-    return median(await _closing(channel, trip())) * 1000
+    times, cpu = await _closing(channel, trip())
+    return median(times) * 1000, cpu
 
 
 async def connectAndEcho(reactor, route):

@@ -81,25 +81,59 @@ RECEIVE_PIECE = 8192
 
 class LinkTLSProtocol(TLSMemoryBIOProtocol):
     """
-    TLS for one link, whose records leave through L{writeNow} and whose receive buffer stays
-    small: OpenSSL's memory BIO keeps, for as long as the connection lasts, room for the most
-    bytes it ever held, and a read from the socket is up to 64 KiB. Handed over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the
-    next, it never holds more than a piece and a partial TLS record (docs/scale.md).
+    TLS for one link, whose records leave through L{writeNow} and whose buffers stay small:
+    OpenSSL's memory BIOs keep, for as long as the connection lasts, room for the most bytes
+    they ever held. A read from the socket (up to C{LinkLimits.maxWriteBuffer} bytes) is handed
+    over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the next, so the receive
+    buffer never holds more than a piece and a partial TLS record (docs/scale.md).
     """
+
+    _holding = False
+    _held = False
+    _sent = False
 
     def dataReceived(self, data):
         if len(data) <= RECEIVE_PIECE:
             super().dataReceived(data)
             return
-        for start in range(0, len(data), RECEIVE_PIECE):
-            super().dataReceived(data[start : start + RECEIVE_PIECE])
+        last = len(data) - (len(data) - 1) % RECEIVE_PIECE - 1
+        # What reading itself makes TLS send (a key update, an alert: rarely anything) is
+        # looked for after the last piece, rather than after every piece: a look that finds
+        # nothing costs an exception.
+        self._holding = True
+        try:
+            for start in range(0, last, RECEIVE_PIECE):
+                super().dataReceived(data[start : start + RECEIVE_PIECE])
+        finally:
+            self._holding = False
+        super().dataReceived(data[last:])
+        if self._held:
+            self._held = False
+            # The last piece's look took SEND_BIO_READ bytes at most.
+            while self._sent and self._flushSendBIO():
+                pass
+
+    def _write(self, data):
+        # A handler's answer is not held: its records leave as they are made.
+        holding, self._holding = self._holding, False
+        try:
+            super()._write(data)
+        finally:
+            self._holding = holding
 
     def _flushSendBIO(self):
+        """@return: whether there was something to send."""
+        if self._holding:
+            self._held = True
+            return False
         try:
             data = self.getHandle().bio_read(SEND_BIO_READ)
         except SSL.WantReadError:
-            return
+            self._sent = False
+            return False
         writeNow(self.transport, data)
+        self._sent = True
+        return True
 
 
 class LinkTLSFactory(TLSMemoryBIOFactory):

@@ -18,6 +18,7 @@ from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.identity import Identity
 from phantom.link.protocol import LinkProtocol, LinkState
+from phantom.link import service
 from phantom.link.service import RECEIVE_PIECE, LinkTLSProtocol
 from phantom.link.tls import makeContext
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
@@ -641,6 +642,50 @@ class TLSMemoryTests(TestCase):
         del pieces[:]
         protocol.dataReceived(b"small")
         self.assertEqual(pieces, [b"small"])
+
+    def test_sendBufferLookedAtOnce(self):
+        """
+        What TLS has to send is looked for once after a read's last piece, not after each
+        piece (a look that finds nothing costs an exception); what a handler writes meanwhile
+        leaves at once, and what reading made is all sent after the last piece.
+        """
+        sent = []
+
+        class Handle:
+            def __init__(self):
+                self.buffered = []
+                self.looks = 0
+
+            def bio_read(self, size):
+                self.looks += 1
+                if not self.buffered:
+                    raise SSL.WantReadError()
+                return self.buffered.pop(0)
+
+        handle = Handle()
+        protocol = LinkTLSProtocol.__new__(LinkTLSProtocol)
+        protocol.getHandle = lambda: handle
+        self.patch(service, "writeNow", lambda transport, data: sent.append(data))
+        pieces = []
+
+        def received(protocol, data):
+            pieces.append(data)
+            if len(pieces) == 2:
+                # A handler answers: its record is made and sent at once.
+                self.patch(TLSMemoryBIOProtocol, "_write", lambda protocol, data: (handle.buffered.append(data), protocol._flushSendBIO()))
+                protocol._write(b"answer")
+            protocol._flushSendBIO()  # as the end of TLSMemoryBIOProtocol._flushReceiveBIO does
+
+        self.patch(TLSMemoryBIOProtocol, "dataReceived", received)
+        protocol.dataReceived(bytes(3 * RECEIVE_PIECE + 1))
+        self.assertEqual((len(pieces), handle.looks, sent), (4, 2, [b"answer"]))
+
+        # Reading made more than one look takes (a key update and an alert, say): all of it goes.
+        del pieces[:], sent[:]
+        handle.looks = 0
+        self.patch(TLSMemoryBIOProtocol, "dataReceived", lambda protocol, data: (pieces.append(data), len(pieces) == 1 and handle.buffered.extend([b"one", b"two"]), protocol._flushSendBIO()))
+        protocol.dataReceived(bytes(2 * RECEIVE_PIECE))
+        self.assertEqual(sent, [b"one", b"two"])
 
     async def test_burstCarried(self):
         """A burst of large frames, read from the socket many KiB at a time, arrives whole and in order."""
