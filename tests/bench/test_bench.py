@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import bench
 from bench.__main__ import main
 from bench.report import BenchmarkResult, RatioGoal, renderJSON, renderTable
-from tests.bench.helpers import REPOSITORY, SessionChild, runBench, runInOwnSession, sessionMembers
+from tests.bench.helpers import SessionChild, runBench, runInOwnSession, sessionMembers
 from tests.bench.timesout import PARENT
 from tests.testnet.helpers import isRunning
 
