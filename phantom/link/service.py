@@ -354,10 +354,7 @@ class LinkService(ListeningService):
 
     def _giveWay(self, link):
         """Close C{link}, an inbound connection, for a connection from an address holding fewer; its slots are free at once."""
-        host, handshaking = self._forget(link)
-        self._inbound.release(host)
-        if handshaking:
-            self._handshakes.release(host)
+        self._forget(link)
         link.abort("its slot went to an address holding fewer")
 
     @property
@@ -383,15 +380,18 @@ class LinkService(ListeningService):
             self._admittedFrom.setdefault(addressPrefix(host), {})[link] = None
 
     def _forget(self, link):
-        """@return: C{[host, handshaking]} of inbound C{link}, no longer counted, or C{None}."""
+        """Stop counting inbound C{link} (if it is one, and still counted): its slots are free at once."""
         admitted = self._admitted.pop(link, None)
         if admitted is not None:
-            prefix = addressPrefix(admitted[0])
+            host, handshaking = admitted
+            prefix = addressPrefix(host)
             links = self._admittedFrom[prefix]
             del links[link]
             if not links:
                 del self._admittedFrom[prefix]
-        return admitted
+            self._inbound.release(host)
+            if handshaking:
+                self._handshakes.release(host)
 
     def linkOpened(self, link):
         self._links.add(link)
@@ -403,12 +403,7 @@ class LinkService(ListeningService):
     def connectionEnded(self, link):
         self._connections.discard(link)
         self._links.discard(link)
-        admitted = self._forget(link)
-        if admitted is not None:
-            host, handshaking = admitted
-            self._inbound.release(host)
-            if handshaking:
-                self._handshakes.release(host)
+        self._forget(link)
 
     def flooded(self, link):
         """
