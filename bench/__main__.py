@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from twisted.internet.defer import Deferred
+
 from bench import BENCHMARKS
 from bench.report import renderJSON, renderTable
 
@@ -50,21 +52,43 @@ def main(argv=None):
 
     @param argv: the arguments after the program name; C{None} for C{sys.argv[1:]}.
     """
+    from twisted.internet.defer import CancelledError
     from twisted.internet.task import react
 
     options = buildParser().parse_args(argv)
     render = renderJSON if options.json else renderTable
 
     def failed(failure):
-        failure.printTraceback(file=sys.stderr)
+        if failure.check(CancelledError):
+            print(f"python -m bench {options.name}: stopped before it finished; what it started is stopped", file=sys.stderr)
+        else:
+            failure.printTraceback(file=sys.stderr)
         raise SystemExit(1)
 
     def run(reactor):
         measuring = options.benchmark.measure(reactor, options)
+        reactor.addSystemEventTrigger("before", "shutdown", stopMeasuring, measuring)
         measuring.addCallback(lambda result: print(render(result), flush=True))
         return measuring.addErrback(failed)
 
     react(run)
+
+
+def stopMeasuring(measuring):
+    """
+    What the reactor's shutdown waits for (SIGTERM or SIGINT stops it): a measurement still
+    running is cancelled, which runs its cleanup (a testnet taken down, processes stopped,
+    directories removed) while the reactor still runs.
+
+    @param measuring: the benchmark's Deferred.
+    @return: C{None} if it has fired; otherwise a Deferred that fires once its cleanup is done.
+    """
+    if measuring.called:
+        return None
+    cleaned = Deferred()
+    measuring.addBoth(lambda result: (cleaned.callback(None), result)[1])
+    measuring.cancel()
+    return cleaned
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the benchmark runs through its real code path and reports what the contract prom
 import io
 import json
 import os
+import signal
 import sys
 
 from twisted.internet import reactor
@@ -125,6 +126,29 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual(status, 2)
         for name in bench.BENCHMARKS:
             self.assertIn(name, message)
+
+
+class StopTests(TestCase):
+    """C{python -m bench} stopped by a signal."""
+
+    timeout = 60
+
+    async def test_stoppedBenchmarkCleansUp(self):
+        """
+        SIGTERM cancels the measurement under way, and the process exits (status 1, saying it
+        was stopped) only once the measurement's cleanup has run.
+        """
+        path = os.path.abspath(self.mktemp())
+        child = SessionChild(["-m", "tests.bench.stoppable"], env=dict(os.environ, STATE_FILE=path))
+        self.addCleanup(child.stop)
+        while not os.path.exists(path):
+            await deferLater(reactor, 0.05, lambda: None)
+        os.kill(child.session, signal.SIGTERM)
+        out, err, status = await child.finished
+        with open(path) as states:
+            self.assertEqual(states.read().split(), ["started", "cleaned"])
+        self.assertEqual(status, 1)
+        self.assertIn(b"stopped before it finished", err)
 
 
 class LinkBenchmarkTests(TestCase):
