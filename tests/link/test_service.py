@@ -627,66 +627,6 @@ class TLSMemoryTests(TestCase):
             # set_mode(0) adds nothing and answers the mode set.
             self.assertTrue(makeContext(identity, server=server).set_mode(0) & SSL.MODE_RELEASE_BUFFERS, server)
 
-    def test_receivedInPieces(self):
-        """
-        A read from the socket goes into TLS in pieces of at most RECEIVE_PIECE bytes, in order
-        (OpenSSL's receive buffer keeps room for the largest piece for as long as the link lasts).
-        """
-        pieces = []
-        self.patch(TLSMemoryBIOProtocol, "dataReceived", lambda protocol, data: pieces.append(data))
-        protocol = LinkTLSProtocol.__new__(LinkTLSProtocol)
-        data = bytes(range(256)) * 280
-        protocol.dataReceived(data)
-        self.assertEqual(b"".join(pieces), data)
-        self.assertEqual([len(piece) for piece in pieces], [RECEIVE_PIECE] * (len(data) // RECEIVE_PIECE) + [len(data) % RECEIVE_PIECE])
-        del pieces[:]
-        protocol.dataReceived(b"small")
-        self.assertEqual(pieces, [b"small"])
-
-    def test_sendBufferLookedAtOnce(self):
-        """
-        What TLS has to send is looked for once after a read's last piece, not after each
-        piece (a look that finds nothing costs an exception); what a handler writes meanwhile
-        leaves at once, and what reading made is all sent after the last piece.
-        """
-        sent = []
-
-        class Handle:
-            def __init__(self):
-                self.buffered = []
-                self.looks = 0
-
-            def bio_read(self, size):
-                self.looks += 1
-                if not self.buffered:
-                    raise SSL.WantReadError()
-                return self.buffered.pop(0)
-
-        handle = Handle()
-        protocol = LinkTLSProtocol.__new__(LinkTLSProtocol)
-        protocol.getHandle = lambda: handle
-        self.patch(service, "writeNow", lambda transport, data: sent.append(data))
-        pieces = []
-
-        def received(protocol, data):
-            pieces.append(data)
-            if len(pieces) == 2:
-                # A handler answers: its record is made and sent at once.
-                self.patch(TLSMemoryBIOProtocol, "_write", lambda protocol, data: (handle.buffered.append(data), protocol._flushSendBIO()))
-                protocol._write(b"answer")
-            protocol._flushSendBIO()  # as the end of TLSMemoryBIOProtocol._flushReceiveBIO does
-
-        self.patch(TLSMemoryBIOProtocol, "dataReceived", received)
-        protocol.dataReceived(bytes(3 * RECEIVE_PIECE + 1))
-        self.assertEqual((len(pieces), handle.looks, sent), (4, 2, [b"answer"]))
-
-        # Reading made more than one look takes (a key update and an alert, say): all of it goes.
-        del pieces[:], sent[:]
-        handle.looks = 0
-        self.patch(TLSMemoryBIOProtocol, "dataReceived", lambda protocol, data: (pieces.append(data), len(pieces) == 1 and handle.buffered.extend([b"one", b"two"]), protocol._flushSendBIO()))
-        protocol.dataReceived(bytes(2 * RECEIVE_PIECE))
-        self.assertEqual(sent, [b"one", b"two"])
-
     async def test_burstCarried(self):
         """A burst of large frames, read from the socket many KiB at a time, arrives whole and in order."""
         server, client, link, handler = await echoLink(self)
