@@ -143,12 +143,15 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
             return super()._write(data)
         connection = self._tlsConnection
         records = []
-        if len(data) > RECORD_PLAINTEXT:
-            data = memoryview(data)
         sent = 0
         try:
+            if len(data) <= RECORD_PLAINTEXT:
+                # One record, the usual write.
+                sent = seal(connection, data)
+                records.append(output(connection))
+            data = memoryview(data)
             while sent < len(data):
-                sent += seal(connection, data[sent : sent + RECORD_PLAINTEXT] if sent or len(data) > RECORD_PLAINTEXT else data)
+                sent += seal(connection, data[sent : sent + RECORD_PLAINTEXT])
                 records.append(output(connection))
         except SSL.WantReadError:
             self._send(records)
