@@ -137,7 +137,7 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
                     self.wrappedProtocol.dataReceived(data)
 
     def _write(self, data):
-        if self._lostTLSConnection:
+        if self._lostTLSConnection or not data:
             return
         if not self._handshakeDone:
             return super()._write(data)

@@ -340,6 +340,14 @@ class RecordPathTests(SynchronousTestCase):
         self.assertEqual(calls, [])
         self.assertEqual(peer.received, b"".join(dataHeader(len(payload)) + payload for payload in payloads))
 
+    def test_emptyWrite(self):
+        """Writing nothing into TLS sends nothing and leaves the link open (an empty SSL_write is an error to OpenSSL)."""
+        service, peer, pump = handPeerLink(self)
+        [link] = service.links
+        link.transport.write(b"")
+        pump.flush()
+        self.assertEqual((peer.received, link.opened), (b"", True))
+
     def test_readInPieces(self):
         """
         A read from the socket goes into TLS in pieces of at most RECEIVE_PIECE bytes, in order
