@@ -31,6 +31,17 @@ throughput is that of one core doing both ends, which is why only ratios are the
 Rounds interleave the variants: each round measures the bulk transfer on both, then the round
 trips on both, baseline first in even rounds and link first in odd ones, each on a fresh
 connection; the figures reported are medians over the rounds.
+
+What TLS costs a link per record is measured apart, without sockets or a reactor, against a
+baseline of its own (the same link layer over Twisted's C{TLSMemoryBIOProtocol}, as links ran
+before L{phantom.link.service.LinkTLSProtocol}):
+
+    - C{record_cpu_us_small} and C{record_cpu_us_16k}: CPU time (C{time.process_time}) per DATA
+      frame of L{SMALL_RECORD} (a DHT message's size) or L{CELL_RECORD} bytes (a tunnel cell:
+      one full TLS record), sent by one link and read by the other, each frame one TLS record
+      and one read of the receiving end, both ends in memory (C{twisted.test.iosim}
+      transports, bytes moved by hand). L{RECORD_FRAMES} frames a round on a fresh pair; the
+      rounds interleave the two variants as above.
 """
 
 import time
@@ -45,12 +56,18 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.test import iosim
+
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.config import LinkLimits
 from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
-from phantom.link.service import LinkService
+from phantom.link.protocol import LinkProtocol
+from phantom.link.service import LinkService, LinkTLSFactory, OutboundRequest
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import MAX_PAYLOAD, Purpose
 
@@ -70,9 +87,23 @@ WARMUP_TRIPS = 100
 
 THROUGHPUT = "throughput_mib_s"
 ROUND_TRIP = "rtt_1k_ms"
+SMALL_CPU = "record_cpu_us_small"
+CELL_CPU = "record_cpu_us_16k"
 
-GOALS = {THROUGHPUT: RatioGoal(0.9, atLeast=True), ROUND_TRIP: RatioGoal(1.2, atLeast=False)}
-"""What the link layer must reach against bare TLS."""
+SMALL_RECORD = 200
+"""Payload bytes of a small frame, as a DHT request or answer carries."""
+CELL_RECORD = 2**14 - 5
+"""Payload bytes of a frame that fills one TLS record, as a tunnel cell does."""
+RECORD_FRAMES = {SMALL_CPU: (SMALL_RECORD, 4000), CELL_CPU: (CELL_RECORD, 1000)}
+"""Each per-record figure's payload size and frames a round."""
+
+GOALS = {
+    THROUGHPUT: RatioGoal(0.9, atLeast=True),
+    ROUND_TRIP: RatioGoal(1.2, atLeast=False),
+    SMALL_CPU: RatioGoal(0.8, atLeast=False),
+    CELL_CPU: RatioGoal(1.1, atLeast=False),
+}
+"""What the link layer must reach against bare TLS, and its TLS per record against Twisted's."""
 
 BULK_PURPOSE = Purpose.DHT
 """
@@ -133,6 +164,16 @@ def measure(reactor, options):
     finally:
         yield DeferredList([variant.stop() for variant in variants])
 
+    records = {protocol: {name: [] for name in RECORD_FRAMES} for protocol in (TLSMemoryBIOProtocol, LinkTLSFactory.protocol)}
+    for number in range(options.rounds):
+        order = list(records) if number % 2 == 0 else list(records)[::-1]
+        for name, (size, frames) in RECORD_FRAMES.items():
+            for protocol in order:
+                records[protocol][name].append(recordCost(protocol, serverIdentity, clientIdentity, size, frames))
+    for name in RECORD_FRAMES:
+        samples[subject][name] = records[LinkTLSFactory.protocol][name]
+        samples[baseline][name] = records[TLSMemoryBIOProtocol][name]
+
     def medians(variant):
         return {name: median(values) for name, values in samples[variant].items()}
 
@@ -145,7 +186,9 @@ def measure(reactor, options):
         notes=(
             f"medians of {options.rounds} interleaved rounds, both ends in one process; "
             f"bulk: {options.mib:g} MiB in {CHUNK_SIZE}-byte writes; "
-            f"round trips: {options.trips} x {PING_SIZE} bytes after {WARMUP_TRIPS} untimed"
+            f"round trips: {options.trips} x {PING_SIZE} bytes after {WARMUP_TRIPS} untimed; "
+            f"record_cpu: CPU per frame of {SMALL_RECORD} or {CELL_RECORD} bytes in one TLS record, "
+            "written and read in memory, against the link layer over Twisted's TLSMemoryBIOProtocol"
         ),
         goals=GOALS,
     )
@@ -329,6 +372,68 @@ def measureRoundTrips(channel, trips):
 
     send()
     return done
+
+
+# TLS per record
+
+
+class _RecordSink:
+    """The handler of the receiving link of L{recordCost}: counts frames."""
+
+    def __init__(self):
+        self.frames = 0
+
+    def frameReceived(self, payload):
+        self.frames += 1
+
+    def linkClosed(self, reason):
+        pass
+
+
+def recordCost(tlsProtocol, serverIdentity, clientIdentity, size, frames):
+    """
+    Send C{frames} DATA frames of C{size} bytes from one link to another, in memory, each in
+    one TLS record and one read.
+
+    @param tlsProtocol: the TLS protocol class under both links (L{LinkTLSFactory}'s, or
+        Twisted's C{TLSMemoryBIOProtocol}).
+    @return: the CPU microseconds per frame, written and read.
+    """
+    reactor = MemoryReactorClock()
+    server = LinkService(serverIdentity, None, BENCH_LIMITS, reactor)
+    sink = _RecordSink()
+    server.registerPurpose(Purpose.ECHO, lambda link: sink)
+    client = LinkService(clientIdentity, None, BENCH_LIMITS, reactor)
+    opened = Deferred()
+    request = OutboundRequest(Purpose.ECHO, bytes(16), opened)
+    factory = type("Factory", (LinkTLSFactory,), {"protocol": tlsProtocol})
+    serverFactory = factory(ServerConnectionCreator(makeContext(serverIdentity, server=True)), False, _factory(partial(LinkProtocol, server)))
+    clientCreator = ClientConnectionCreator(makeContext(clientIdentity, server=False), serverIdentity.nodeId)
+    clientFactory = factory(clientCreator, True, _factory(partial(LinkProtocol, client, request)))
+    clientAddress, serverAddress = IPv4Address("TCP", HOST, 40000), IPv4Address("TCP", HOST, 7402)
+    _, serverTLS, pump = iosim.connectedServerAndClient(
+        lambda: serverFactory.buildProtocol(None),
+        lambda: clientFactory.buildProtocol(None),
+        clientTransportFactory=lambda protocol: iosim.FakeTransport(protocol, False, clientAddress, serverAddress),
+        serverTransportFactory=lambda protocol: iosim.FakeTransport(protocol, True, serverAddress, clientAddress),
+        clock=reactor,
+    )
+    pump.flush()
+    link = opened.result
+    wire = pump.clientIO.stream
+    payload = b"\xa5" * size
+    started = time.process_time()
+    for _ in range(frames):
+        link.sendFrame(payload)
+        data = b"".join(wire)
+        del wire[:]
+        serverTLS.dataReceived(data)
+    spent = time.process_time() - started
+    if sink.frames != frames:
+        raise RuntimeError(f"{sink.frames} of {frames} frames arrived")
+    link.abort("measured")
+    pump.flush()
+    return spent / frames * 1e6
 
 
 # The two variants

@@ -203,6 +203,12 @@ class LinkProtocol(Protocol):
     def dataReceived(self, data):
         if self.state in _ENDED:
             return
+        if not self._unread and not self._holds and len(data) <= self._limits.bytesPerTurn:
+            # The usual read (one TLS record's plaintext): decoded and handled at once.
+            self._decode(data)
+            if self.state not in _ENDED:
+                self._handleBacklog()
+            return
         self._unread.append(data)
         self._work()
 
@@ -415,7 +421,13 @@ class LinkProtocol(Protocol):
         self._release(Hold.UNATTACHED)
 
     def sendFrame(self, payload):
-        self.sendFrames((payload,))
+        size = len(payload)
+        if not 0 < size <= MAX_PAYLOAD:
+            raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
+        if self.state in _ENDED:
+            return
+        self.transport.write(HEADER.pack(size + 1, _DATA) + payload)
+        self._lastSent = self._clock.seconds()
 
     def sendFrames(self, payloads):
         parts = []

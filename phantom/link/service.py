@@ -7,6 +7,7 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
@@ -17,7 +18,7 @@ from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
 from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
-from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
+from phantom.link.tls import RECORD_PLAINTEXT, ClientConnectionCreator, ServerConnectionCreator, feed, makeContext, output, receive, seal
 from phantom.wire.link import NO_LINK_ID, Purpose
 
 
@@ -71,69 +72,104 @@ def writeNow(tcp, data):
     tcp.write(data)
 
 
-SEND_BIO_READ = 2**15
-"""Bytes taken out of TLS at most per read of its send buffer, as Twisted's TLS does."""
-
-
 RECEIVE_PIECE = 8192
 """The most bytes read from the socket that go into OpenSSL's receive buffer at once."""
 
 
 class LinkTLSProtocol(TLSMemoryBIOProtocol):
     """
-    TLS for one link, whose records leave through L{writeNow} and whose buffers stay small:
-    OpenSSL's memory BIOs keep, for as long as the connection lasts, room for the most bytes
-    they ever held. A read from the socket (up to C{LinkLimits.maxWriteBuffer} bytes) is handed
-    over in pieces of L{RECEIVE_PIECE} bytes, each decrypted before the next, so the receive
-    buffer never holds more than a piece and a partial TLS record (docs/scale.md).
+    TLS for one link, whose records go in and out through OpenSSL's own calls
+    (L{phantom.link.tls.receive} and the rest: no allocation and no exception per record), leave
+    through L{writeNow}, and whose buffers stay small: OpenSSL's memory BIOs keep, for as long
+    as the connection lasts, room for the most bytes they ever held. A read from the socket (up
+    to C{LinkLimits.maxWriteBuffer} bytes) is handed over in pieces of L{RECEIVE_PIECE} bytes,
+    each decrypted before the next, so the receive buffer never holds more than a piece and a
+    partial TLS record; a write goes in one record (L{RECORD_PLAINTEXT} bytes) at a time, each
+    taken out before the next (docs/scale.md).
+
+    Until the handshake is done, Twisted's own code runs (it buffers writes made meanwhile).
     """
 
-    _holding = False
-    _held = False
-    _sent = False
-
     def dataReceived(self, data):
-        if len(data) <= RECEIVE_PIECE:
-            super().dataReceived(data)
-            return
-        last = len(data) - (len(data) - 1) % RECEIVE_PIECE - 1
-        # What reading itself makes TLS send (a key update, an alert: rarely anything) is
-        # looked for after the last piece, rather than after every piece: a look that finds
-        # nothing costs an exception.
-        self._holding = True
-        try:
-            for start in range(0, last, RECEIVE_PIECE):
+        if not self._handshakeDone:
+            for start in range(0, len(data), RECEIVE_PIECE):
                 super().dataReceived(data[start : start + RECEIVE_PIECE])
-        finally:
-            self._holding = False
-        super().dataReceived(data[last:])
-        if self._held:
-            self._held = False
-            # The last piece's look took SEND_BIO_READ bytes at most.
-            while self._sent and self._flushSendBIO():
-                pass
+            return
+        connection = self._tlsConnection
+        if len(data) <= RECEIVE_PIECE:
+            pieces = (data,)
+        else:
+            view = memoryview(data)
+            pieces = (view[start : start + RECEIVE_PIECE] for start in range(0, len(data), RECEIVE_PIECE))
+        for piece in pieces:
+            if self._lostTLSConnection or self._aborted:
+                return
+            feed(connection, piece)
+            if self._appSendBuffer:
+                self._unbufferPendingWrites()
+            self._readRecords()
+        # What reading made TLS send (a key update, an alert): rarely anything.
+        self._flushSendBIO()
+
+    def _flushReceiveBIO(self):
+        if not self._handshakeDone:
+            # Errors in the handshake's callbacks are raised by pyOpenSSL's own recv.
+            return super()._flushReceiveBIO()
+        self._readRecords()
+        self._flushSendBIO()
+
+    def _readRecords(self):
+        """Hand every whole record of application data to the link, as C{_flushReceiveBIO} does."""
+        connection = self._tlsConnection
+        while not self._lostTLSConnection:
+            try:
+                data = receive(connection)
+            except SSL.ZeroReturnError:
+                # The peer's close_notify.
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if data is None:
+                    return
+                if not self._aborted:
+                    self.wrappedProtocol.dataReceived(data)
 
     def _write(self, data):
-        # A handler's answer is not held: its records leave as they are made.
-        holding, self._holding = self._holding, False
+        if self._lostTLSConnection or not data:
+            return
+        if not self._handshakeDone:
+            return super()._write(data)
+        connection = self._tlsConnection
+        records = []
+        sent = 0
         try:
-            super()._write(data)
-        finally:
-            self._holding = holding
+            if len(data) <= RECORD_PLAINTEXT:
+                # One record, the usual write.
+                sent = seal(connection, data)
+                records.append(output(connection))
+            data = memoryview(data)
+            while sent < len(data):
+                sent += seal(connection, data[sent : sent + RECORD_PLAINTEXT])
+                records.append(output(connection))
+        except SSL.WantReadError:
+            self._send(records)
+            self._bufferedWrite(bytes(data[sent:]))
+        except SSL.Error:
+            self._send(records)
+            self._tlsShutdownFinished(Failure())
+        else:
+            self._send(records)
+
+    def _send(self, records):
+        if records:
+            writeNow(self.transport, records[0] if len(records) == 1 else b"".join(records))
 
     def _flushSendBIO(self):
-        """@return: whether there was something to send."""
-        if self._holding:
-            self._held = True
-            return False
-        try:
-            data = self.getHandle().bio_read(SEND_BIO_READ)
-        except SSL.WantReadError:
-            self._sent = False
-            return False
-        writeNow(self.transport, data)
-        self._sent = True
-        return True
+        data = output(self._tlsConnection)
+        if data:
+            writeNow(self.transport, data)
 
 
 class LinkTLSFactory(TLSMemoryBIOFactory):

@@ -7,6 +7,7 @@ it expects, and the handshake fails when the peer's key does not hash to it.
 """
 
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi, lib as _lib
 from zope.interface import implementer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
 
@@ -122,3 +123,91 @@ def rejectionOf(connection):
     @return: why our side refused the peer's certificate during the handshake, or C{None}.
     """
     return getattr(connection, "rejection", None)
+
+
+# Records straight through OpenSSL
+#
+# pyOpenSSL's recv, send and bio_read allocate a fresh buffer per call (32 KiB for Twisted's
+# reads), check three callback helpers and turn every "nothing yet" into a raised WantReadError:
+# in a link's reading, each record ended in two of them (the read after the record, and the look
+# into the send buffer that found nothing). The functions below call the same OpenSSL functions
+# through pyOpenSSL's own bindings, on pyOpenSSL's own objects (C{Connection._ssl}, C{_into_ssl},
+# C{_from_ssl}), into two buffers shared by every connection, and answer "nothing yet" with a
+# value; every other outcome is left to pyOpenSSL's C{Connection._raise_ssl_error}, so errors
+# raise what pyOpenSSL's own calls raise. C{tests/link/test_tlscalls.py} checks each of these
+# internals and fails, naming them, when a pyOpenSSL release moves them.
+
+RECORD_PLAINTEXT = 2**14
+"""The most plaintext bytes one TLS record carries (RFC 8446, 5.1)."""
+
+SEND_BIO_READ = 2**15
+"""Bytes taken out of TLS's send buffer at most per read of it, as Twisted's TLS does."""
+
+_plaintext = _ffi.new("char[]", RECORD_PLAINTEXT)
+_ciphertext = _ffi.new("char[]", SEND_BIO_READ)
+# One of each for every connection: a call fills one and its bytes are copied out at once.
+
+_WANT_READ = _lib.SSL_ERROR_WANT_READ
+
+
+def feed(connection, data):
+    """
+    Put bytes read from the socket into C{connection}'s receive buffer (C{bio_write}).
+
+    @param data: bytes or a memoryview.
+    """
+    size = len(data)
+    if _lib.BIO_write(connection._into_ssl, _ffi.from_buffer(data), size) != size:
+        raise SSL.Error(f"OpenSSL's receive buffer took fewer than {size} bytes")
+
+
+def receive(connection):
+    """
+    Decrypt the next record of application data (C{recv}).
+
+    @return: its plaintext, or C{None} when C{connection} holds no whole record of it yet.
+    @raise SSL.Error: what pyOpenSSL's C{recv} raises otherwise (C{ZeroReturnError} at the
+        peer's close_notify).
+    """
+    ssl = connection._ssl
+    size = _lib.SSL_read(ssl, _plaintext, RECORD_PLAINTEXT)
+    if size > 0:
+        return _ffi.buffer(_plaintext, size)[:]
+    if _lib.SSL_get_error(ssl, size) == _WANT_READ:
+        return None
+    connection._raise_ssl_error(ssl, size)
+    raise SSL.Error(f"SSL_read returned {size} without an error")
+
+
+def seal(connection, data):
+    """
+    Encrypt C{data}, at most L{RECORD_PLAINTEXT} bytes, into one record (C{send}); take it
+    with L{output}.
+
+    @param data: bytes or a memoryview.
+    @return: how many bytes were taken.
+    @raise SSL.Error: what pyOpenSSL's C{send} raises (C{WantReadError} when TLS must read first).
+    """
+    ssl = connection._ssl
+    size = _lib.SSL_write(ssl, _ffi.from_buffer(data), len(data))
+    if size > 0:
+        return size
+    connection._raise_ssl_error(ssl, size)
+    raise SSL.Error(f"SSL_write returned {size} without an error")
+
+
+def output(connection):
+    """
+    @return: everything C{connection} has to send (C{bio_read} until it is empty), C{b""} if
+        nothing: a look that finds nothing costs no exception.
+    """
+    source = connection._from_ssl
+    size = _lib.BIO_read(source, _ciphertext, SEND_BIO_READ)
+    if size <= 0:
+        return b""
+    data = _ffi.buffer(_ciphertext, size)[:]
+    while size == SEND_BIO_READ:
+        size = _lib.BIO_read(source, _ciphertext, SEND_BIO_READ)
+        if size > 0:
+            data += _ffi.buffer(_ciphertext, size)[:]
+    return data

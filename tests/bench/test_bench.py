@@ -166,7 +166,7 @@ class LinkBenchmarkTests(TestCase):
         result = json.loads(out)
         self.assertEqual(set(result), {"name", "figures", "baseline", "ratios"})
         self.assertEqual(result["name"], "link")
-        names = {"throughput_mib_s", "rtt_1k_ms"}
+        names = {"throughput_mib_s", "rtt_1k_ms", "record_cpu_us_small", "record_cpu_us_16k"}
         for part in ("figures", "baseline", "ratios"):
             self.assertEqual(set(result[part]), names, part)
             for name, value in result[part].items():

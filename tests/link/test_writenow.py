@@ -1,12 +1,18 @@
 """
-L{writeNow} and L{LinkTLSProtocol} lean on Twisted internals that no public API offers: a TCP
-transport's buffer (C{FileDescriptor._tempDataLen}, C{dataBuffer}, C{offset}) tells whether
-anything is still unsent, and C{TLSMemoryBIOProtocol._flushSendBIO} is where TLS hands its
-records to the transport. Should a Twisted release move either, links would still work, but
-every record would wait a reactor turn (or, worse, a record could overtake buffered bytes):
-these tests fail loudly instead, naming what to check.
+L{writeNow} and L{LinkTLSProtocol} lean on Twisted and pyOpenSSL internals that no public API
+offers: a TCP transport's buffer (C{FileDescriptor._tempDataLen}, C{dataBuffer}, C{offset}) tells
+whether anything is still unsent; C{TLSMemoryBIOProtocol}'s C{_write}, C{_flushSendBIO} and
+C{_flushReceiveBIO} are where TLS takes the link's writes, hands its records to the transport
+and reads records, and its state attributes say where the connection is; pyOpenSSL's
+C{Connection._ssl}, C{_into_ssl}, C{_from_ssl}, C{_raise_ssl_error} and the bindings in
+C{OpenSSL._util} are what L{phantom.link.tls.receive} and the rest call. Should a release move
+any of them, links could stop working, every record could wait a reactor turn, or a record
+could overtake buffered bytes: these tests fail loudly instead, naming what to check.
 """
 
+import OpenSSL
+from OpenSSL import SSL
+from OpenSSL._util import ffi, lib
 from twisted.internet import abstract, tcp
 from twisted.internet.testing import MemoryReactor
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -14,7 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import twisted
 
+from phantom.identity import Identity
+from phantom.link import service, tls
 from phantom.link.service import LinkTLSProtocol, writeNow
+from tests.link.helpers import connectionPairs, handshakeInMemory
 from tests.link.test_service import echoLink
 
 VERIFIED_TWISTED = (26, 10)
@@ -22,11 +31,29 @@ VERIFIED_TWISTED = (26, 10)
 source (C{twisted/internet/abstract.py}, C{twisted/protocols/tls.py}); older ones back to the
 lowest C{setup.cfg} allows have the same."""
 
+VERIFIED_PYOPENSSL = (26, 4)
+"""The newest pyOpenSSL release whose internals L{phantom.link.tls} calls were checked against by
+reading its source (C{OpenSSL/SSL.py}: C{Connection.__init__}, C{recv}, C{send}, C{bio_read},
+C{bio_write}, C{_raise_ssl_error})."""
+
 WHAT_TO_CHECK = (
     "phantom.link.service.writeNow reads FileDescriptor._tempDataLen, dataBuffer and offset, and "
-    "LinkTLSProtocol overrides TLSMemoryBIOProtocol._flushSendBIO; check that Twisted {version} "
-    "still has them with the same meaning, then raise VERIFIED_TWISTED in {module}"
+    "LinkTLSProtocol overrides TLSMemoryBIOProtocol's dataReceived, _write, _flushSendBIO and "
+    "_flushReceiveBIO and reads its _handshakeDone, _appSendBuffer, _lostTLSConnection, _aborted "
+    "and _tlsConnection; check that Twisted {version} still has them with the same meaning, then "
+    "raise VERIFIED_TWISTED in {module}"
 )
+
+PYOPENSSL_TO_CHECK = (
+    "phantom.link.tls (feed, receive, seal, output) calls OpenSSL._util.lib's SSL_read, SSL_write, "
+    "BIO_read, BIO_write and SSL_get_error on Connection._ssl, _into_ssl and _from_ssl, and leaves "
+    "errors to Connection._raise_ssl_error; check that pyOpenSSL {version} still has them with the "
+    "same meaning, then raise VERIFIED_PYOPENSSL in {module}"
+)
+
+
+def pyOpenSSLToCheck():
+    return PYOPENSSL_TO_CHECK.format(version=OpenSSL.__version__, module=__name__)
 
 
 class Descriptor(abstract.FileDescriptor):
@@ -53,6 +80,11 @@ class TwistedVersionTests(SynchronousTestCase):
             VERIFIED_TWISTED,
             WHAT_TO_CHECK.format(version=version.public(), module=__name__),
         )
+
+    def test_verifiedPyOpenSSL(self):
+        """The installed pyOpenSSL is no newer than the release its internals were checked on."""
+        release = tuple(int(part) for part in OpenSSL.__version__.split(".")[:2])
+        self.assertLessEqual(release, VERIFIED_PYOPENSSL, pyOpenSSLToCheck())
 
 
 class WriteNowTests(SynchronousTestCase):
@@ -107,28 +139,95 @@ class WriteNowTests(SynchronousTestCase):
 
 
 class TLSHookTests(TestCase):
-    """L{LinkTLSProtocol}'s override is where Twisted's TLS sends its records."""
+    """L{LinkTLSProtocol}'s overrides are where Twisted's TLS reads and writes records."""
 
-    def test_overridesTwistedsMethod(self):
-        """C{_flushSendBIO} is a method of Twisted's TLS protocol, and ours replaces it."""
-        self.assertTrue(
-            callable(getattr(TLSMemoryBIOProtocol, "_flushSendBIO", None)),
-            WHAT_TO_CHECK.format(version=twisted.version.public(), module=__name__),
-        )
-        self.assertIsNot(LinkTLSProtocol._flushSendBIO, TLSMemoryBIOProtocol._flushSendBIO)
+    def test_overridesTwistedsMethods(self):
+        """The methods overridden are Twisted's, and ours replace them."""
+        for name in ("dataReceived", "_write", "_flushSendBIO", "_flushReceiveBIO"):
+            self.assertTrue(callable(getattr(TLSMemoryBIOProtocol, name, None)), WHAT_TO_CHECK.format(version=twisted.version.public(), module=__name__))
+            self.assertIsNot(getattr(LinkTLSProtocol, name), getattr(TLSMemoryBIOProtocol, name), name)
+        for name in ("_shutdownTLS", "_tlsShutdownFinished", "_bufferedWrite", "_unbufferPendingWrites"):
+            self.assertTrue(callable(getattr(TLSMemoryBIOProtocol, name, None)), WHAT_TO_CHECK.format(version=twisted.version.public(), module=__name__))
 
-    async def test_recordsLeaveThroughTheOverride(self):
-        """A frame sent on a real link reaches the socket through L{LinkTLSProtocol._flushSendBIO}."""
+    async def test_stateOfARealLink(self):
+        """A real link's TLS has the state attributes read, with the meanings they are read for."""
+        server, client, link, handler = await echoLink(self)
+        protocol = link.transport
+        self.assertIsInstance(protocol, LinkTLSProtocol)
+        state = {name: getattr(protocol, name, "missing") for name in ("_handshakeDone", "_appSendBuffer", "_lostTLSConnection", "_aborted")}
+        self.assertEqual(state, {"_handshakeDone": True, "_appSendBuffer": [], "_lostTLSConnection": False, "_aborted": False}, WHAT_TO_CHECK.format(version=twisted.version.public(), module=__name__))
+        self.assertIs(protocol._tlsConnection, protocol.getHandle())
+
+    async def test_recordsLeaveThroughTheOverrides(self):
+        """A frame sent on a real link goes into TLS through L{LinkTLSProtocol._write} and reaches the socket through L{writeNow}."""
         server, client, link, handler = await echoLink(self)
         calls = []
-        original = LinkTLSProtocol._flushSendBIO
+        original = LinkTLSProtocol._write
 
-        def counted(protocol):
+        def counted(protocol, data):
             calls.append(protocol)
-            original(protocol)
+            original(protocol, data)
 
-        self.patch(LinkTLSProtocol, "_flushSendBIO", counted)
+        self.patch(LinkTLSProtocol, "_write", counted)
+        written = []
+        self.patch(service, "writeNow", lambda transport, data: (written.append(transport), writeNow(transport, data)))
         echoed = handler.nextFrame()
         link.sendFrame(b"through the hook")
         self.assertIn(link.transport, calls, WHAT_TO_CHECK.format(version=twisted.version.public(), module=__name__))
+        self.assertIn(link.transport.transport, written)
         self.assertEqual(await echoed, b"through the hook")
+
+
+class PyOpenSSLCallsTests(SynchronousTestCase):
+    """What L{phantom.link.tls}'s calls rely on in pyOpenSSL, checked on its own connections."""
+
+    def pair(self):
+        pair = connectionPairs(Identity.generate(), Identity.generate())()
+        handshakeInMemory(pair)
+        return pair
+
+    def test_internals(self):
+        """A connection over memory BIOs has the pointers called with, and the bindings have the functions."""
+        server, client = self.pair()
+        for name, kind in (("_ssl", "SSL *"), ("_into_ssl", "BIO *"), ("_from_ssl", "BIO *")):
+            pointer = getattr(server, name, None)
+            self.assertIsInstance(pointer, ffi.CData, pyOpenSSLToCheck())
+            self.assertEqual(ffi.typeof(pointer).cname, kind, pyOpenSSLToCheck())
+        self.assertTrue(callable(getattr(server, "_raise_ssl_error", None)), pyOpenSSLToCheck())
+        for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write", "SSL_get_error"):
+            self.assertTrue(callable(getattr(lib, name, None)), pyOpenSSLToCheck())
+        self.assertEqual(lib.SSL_ERROR_WANT_READ, 2, pyOpenSSLToCheck())
+
+    def test_sameAsPyOpenSSL(self):
+        """
+        Records made by L{tls.seal} are read by pyOpenSSL's recv, and records made by its send
+        are read by L{tls.receive}; nothing yet is C{None} or C{b""}, not an exception.
+        """
+        server, client = self.pair()
+        self.assertIsNone(tls.receive(server))
+        self.assertEqual(tls.output(server), b"")
+        self.assertEqual(tls.seal(server, b"to the client"), 13)
+        client.bio_write(tls.output(server))
+        self.assertEqual(client.recv(100), b"to the client")
+        big = bytes(range(256)) * 64
+        client.send(big)
+        tls.feed(server, memoryview(client.bio_read(2**16))[:100])
+        self.assertIsNone(tls.receive(server))
+        with self.assertRaises(SSL.WantReadError):
+            client.bio_read(2**16)
+
+    def test_sameErrors(self):
+        """At the peer's close_notify, L{tls.receive} raises what pyOpenSSL's recv raises; at a forged record, the same error."""
+        server, client = self.pair()
+        client.shutdown()
+        tls.feed(server, client.bio_read(2**16))
+        with self.assertRaises(SSL.ZeroReturnError, msg=pyOpenSSLToCheck()):
+            tls.receive(server)
+        server, client = self.pair()
+        client.send(b"forged")
+        record = bytearray(client.bio_read(2**16))
+        record[-1] ^= 1
+        tls.feed(server, bytes(record))
+        with self.assertRaises(SSL.Error, msg=pyOpenSSLToCheck()) as raised:
+            tls.receive(server)
+        self.assertIn("bad record mac", str(raised.exception))
