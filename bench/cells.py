@@ -13,6 +13,7 @@ import random
 import time
 from contextlib import contextmanager
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 
@@ -62,8 +63,15 @@ class CellChain:
         owners (C{"client"}, C{"server"}).
     """
 
-    def __init__(self, echo=False):
-        self.clock = Clock()
+    def __init__(self, echo=False, links=None, clock=None, protocols=None):
+        """
+        @param echo: whether the server's protocol echoes (with the default protocols).
+        @param links: the 7 links from the client to the server, C{(client's end, server's
+            end)} each; by default L{LocalLink}s on C{clock}.
+        @param clock: C{IReactorTime}; by default a fresh driven L{Clock}.
+        @param protocols: C{(client's, server's)} protocols; by default L{Keeper}s.
+        """
+        self.clock = clock if clock is not None else Clock()
         self.sizes = []
         self.accepted = dict.fromkeys(("exit", "entry", "client", "server"), 0)
         self.counting = False
@@ -71,7 +79,7 @@ class CellChain:
         exitHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
         entryHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
         # Links from the client to the server: clientSide[i] is the end on the client's side.
-        ends = [self._link() for _ in range(2 * HOPS + 1)]
+        ends = list(links) if links is not None else [self._link() for _ in range(2 * HOPS + 1)]
         self.splices = []
         # The exit path: a is the link on the side away from the owner (the block went there).
         for index, (key, material) in enumerate(exitHops):
@@ -98,7 +106,7 @@ class CellChain:
             owner.frameReceived = self._countedOwner(received, name)
         ends[0][0].attach(self.client)
         ends[-1][1].attach(self.server)
-        self.clientProtocol, self.serverProtocol = Keeper(), Keeper(echo)
+        self.clientProtocol, self.serverProtocol = protocols if protocols is not None else (Keeper(), Keeper(echo))
         self.client.start(self.clientProtocol)
         self.server.start(self.serverProtocol)
 
@@ -277,3 +285,176 @@ def sizeCosts(size, mib=4, trips=200):
             chain.settle()
         trip = (time.process_time() - started) * 1000 / trips
         return bulk, trip, size / 1024
+
+
+# Cell sizes over real TLS links: the whole tunnel in this process against the bare chain.
+
+
+class _Counting(Protocol):
+    """Counts what arrives in a L{ByteCounter}; echoes it if C{echo}."""
+
+    def __init__(self, counter, echo=False):
+        self.counter = counter
+        self.echo = echo
+
+    def dataReceived(self, data):
+        if self.echo:
+            self.transport.write(data)
+        self.counter.add(len(data))
+
+    def connectionLost(self, reason):
+        self.counter.lost(reason)
+
+
+class _Unattached:
+    """A TUNNEL link's handler until the chain attaches its own (no frame comes before)."""
+
+    def frameReceived(self, payload):
+        raise AssertionError("a frame before the chain was made")
+
+    def linkClosed(self, reason):
+        pass
+
+
+class TLSRoutes:
+    """
+    A tunnel's data phase over real TLS links on loopback, all in this process (8 link
+    services, 7 TUNNEL links, the L{CellChain} of the real parts on them), and the bare chain
+    L{bench.tunnel} compares it with: 8 relays (L{bench.relay.Relay}), the first accepting plain
+    TCP, the next 7 over TLS, the last carrying to a sink or echo service here. Neither has the
+    tunnel's end-to-end TLS. Call L{start} first.
+    """
+
+    def __init__(self, reactor, host="127.0.0.1"):
+        self.reactor = reactor
+        self.host = host
+
+    async def start(self):
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+        from twisted.internet.protocol import Factory
+
+        from bench.relay import Relay
+        from phantom.identity import Identity
+        from phantom.testnet.inprocess import startLinkService
+        from phantom.wire.link import Purpose
+
+        self.services = [startLinkService(self.reactor, self.host, Identity.generate()) for _ in range(2 * HOPS + 2)]
+        self._arriving = {}
+        for service in self.services:
+            service.registerPurpose(Purpose.TUNNEL, self._arrived)
+        self._purpose = Purpose.TUNNEL
+        self.relays = [Relay(self.reactor, index > 0, self.host) for index in range(2 * HOPS + 2)]
+        ports = [await relay.listen() for relay in self.relays]
+        self._listening = list(ports)
+        self.counter = None
+
+        def serving(echo):
+            factory = Factory.forProtocol(lambda: _Counting(self.counter, echo))
+            factory.noisy = False
+            return TCP4ServerEndpoint(self.reactor, 0, interface=self.host).listen(factory)
+
+        self._sink, self._echo = await serving(False), await serving(True)
+        self._listening += [self._sink, self._echo]
+        for relay, following, port in zip(self.relays, self.relays[1:], ports[1:]):
+            relay.setNextHop({"host": self.host, "port": port.getHost().port, "node_id": following.nodeId.hex()})
+        self._first = ports[0].getHost().port
+
+    def _arrived(self, link):
+        # In a later turn: the link service attaches what this returns once it has returned.
+        self.reactor.callLater(0, self._arriving.pop(link.linkId).callback, link)
+        return _Unattached()
+
+    async def _links(self):
+        pairs = []
+        for near, far in zip(self.services, self.services[1:]):
+            linkId = os.urandom(16)
+            arrived = self._arriving[linkId] = Deferred()
+            address = far.listeningAddress
+            opened = await near.connect(address.host, address.port, self._purpose, linkId, far.nodeId)
+            pairs.append((opened, await arrived))
+        return pairs
+
+    async def tunnel(self, echo):
+        """@return: a L{bench.link.Channel} from the client owner, over a fresh tunnel."""
+        from bench.link import ByteCounter, Channel
+
+        counter = ByteCounter()
+        clientProtocol = _Counting(counter if echo else _Ignore())
+        serverProtocol = _Counting(_Ignore() if echo else counter, echo)
+        chain = CellChain(links=await self._links(), clock=self.reactor, protocols=(clientProtocol, serverProtocol))
+        closed = Deferred()
+        chain.client.whenClosed.append(lambda: closed.called or closed.callback(None))
+        return Channel(chain.client.write, chain.client, counter, chain.client.loseConnection, closed)
+
+    async def bare(self, echo):
+        """@return: a L{bench.link.Channel} through the relays, to the sink or the echo."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        from bench.link import ByteCounter, Channel
+
+        counter = ByteCounter()
+        self.counter = _Ignore() if echo else counter
+        port = (self._echo if echo else self._sink).getHost().port
+        self.relays[-1].setNextHop({"host": self.host, "port": port, "node_id": None})
+        protocol = _Counting(counter if echo else _Ignore())
+        await connectProtocol(TCP4ClientEndpoint(self.reactor, self.host, self._first), protocol)
+        closed = Deferred()
+        protocol.connectionLost = lambda reason: closed.called or closed.callback(None)
+        transport = protocol.transport
+        return Channel(transport.write, transport, counter, transport.loseConnection, closed)
+
+    async def stop(self):
+        from twisted.internet.defer import gatherResults
+
+        for port in self._listening:
+            await maybeDeferred(port.stopListening)
+        await gatherResults([service.stopService() for service in self.services], consumeErrors=True)
+
+
+class _Ignore:
+    def add(self, size):
+        pass
+
+    def lost(self, reason):
+        pass
+
+
+async def tlsSizeCosts(reactor, sizes, rounds=5, mib=8, trips=200):
+    """
+    The whole tunnel over real TLS links in this process against the bare chain (L{TLSRoutes}),
+    for each of C{sizes} in turn in every round: CPU ms per MiB of a bulk transfer, CPU ms per
+    1 KiB round trip, and the round trip's median time.
+
+    @return: C{{size: [(tunnel bulk, chain bulk, tunnel trip CPU, chain trip CPU, tunnel trip
+        ms, chain trip ms), ...]}}, one tuple a round.
+    """
+    from statistics import median
+
+    from bench.link import measureRoundTrips, measureThroughput, MIB
+
+    routes = TLSRoutes(reactor)
+    await routes.start()
+    results = {size: [] for size in sizes}
+    try:
+        for round in range(rounds):
+            for size in sizes if round % 2 == 0 else list(reversed(sizes)):
+                with cellSize(size):
+                    figures = {}
+                    for name, make in (("tunnel", routes.tunnel), ("chain", routes.bare)) if round % 2 == 0 else (("chain", routes.bare), ("tunnel", routes.tunnel)):
+                        channel = await make(False)
+                        started = time.process_time()
+                        await measureThroughput(channel, mib * MIB)
+                        bulk = (time.process_time() - started) * 1000 / mib
+                        await channel.close()
+                        channel = await make(True)
+                        await measureRoundTrips(channel, 20)
+                        started = time.process_time()
+                        times = await measureRoundTrips(channel, trips)
+                        trip = (time.process_time() - started) * 1000 / trips
+                        await channel.close()
+                        figures[name] = (bulk, trip, median(times) * 1000)
+                    (tb, tt, tr), (cb, ct, cr) = figures["tunnel"], figures["chain"]
+                    results[size].append((tb, cb, tt, ct, tr, cr))
+    finally:
+        await routes.stop()
+    return results
