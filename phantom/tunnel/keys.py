@@ -312,13 +312,13 @@ class CellCipher:
         """
         _requireCellSize(cell)
         present = AESGCM(self._key)
-        with memoryview(cell) as view:
-            body = view[_HEAD:]
-            head = _xor(view[:_HEAD], present.encrypt(_NONCE_BODY, b"", body))
-            out = present.encrypt(head, b"".join((body, _NEXT_KEY_ROOM)), None)
+        # Views, not slices: the body is copied once on its way in and once on its way out.
+        # (They are gone when this returns, so a bytearray cell can be resized afterwards.)
+        body = memoryview(cell)[_HEAD:]
+        head = _xor(cell[:_HEAD], present.encrypt(_NONCE_BODY, b"", body))
+        out = present.encrypt(head, b"".join((body, _NEXT_KEY_ROOM)), None)
         self._advance(out)
-        with memoryview(out) as encrypted:
-            return b"".join((head, encrypted[:-_TAIL]))
+        return b"".join((head, memoryview(out)[:-_TAIL]))
 
     def inverse(self, cell):
         """
@@ -329,13 +329,11 @@ class CellCipher:
         """
         _requireCellSize(cell)
         present = AESGCM(self._key)
-        with memoryview(cell) as view:
-            head = view[:_HEAD]
-            out = present.encrypt(head, b"".join((view[_HEAD:], _NEXT_KEY_ROOM)), None)
-            self._advance(out)
-            with memoryview(out) as decrypted:
-                body = decrypted[:-_TAIL]
-                return b"".join((_xor(head, present.encrypt(_NONCE_BODY, b"", body)), body))
+        head = cell[:_HEAD]
+        out = present.encrypt(head, b"".join((memoryview(cell)[_HEAD:], _NEXT_KEY_ROOM)), None)
+        self._advance(out)
+        body = memoryview(out)[:-_TAIL]
+        return b"".join((_xor(head, present.encrypt(_NONCE_BODY, b"", body)), body))
 
     def _advance(self, out):
         self._key = out[-_TAIL:-_TAG]
