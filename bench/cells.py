@@ -419,42 +419,100 @@ class _Ignore:
         pass
 
 
-async def tlsSizeCosts(reactor, sizes, rounds=5, mib=8, trips=200):
+async def tlsSizeCosts(reactor, sizes, rounds=5, batches=6, mib=2, trips=60):
     """
-    The whole tunnel over real TLS links in this process against the bare chain (L{TLSRoutes}),
-    for each of C{sizes} in turn in every round: CPU ms per MiB of a bulk transfer, CPU ms per
-    1 KiB round trip, and the round trip's median time.
+    What cells of each of C{sizes} cost the whole tunnel over real TLS links in this process,
+    against the bare chain (L{TLSRoutes}), interleaved finely so that a shared machine's load
+    weighs on all alike: in each round, one connection per route (a tunnel per size, and the
+    chain) carries C{batches} bulk transfers of C{mib} MiB each, the routes in turn (reversed
+    every other batch), then another per route C{batches} times C{trips} 1 KiB round trips.
+    (Neither route has the tunnel's end-to-end TLS, nor a process per node: what the cell size
+    changes, not what C{bench tunnel} measures.)
 
-    @return: C{{size: [(tunnel bulk, chain bulk, tunnel trip CPU, chain trip CPU, tunnel trip
-        ms, chain trip ms), ...]}}, one tuple a round.
+    @return: C{{route: [(bulk CPU ms per MiB, CPU ms per round trip, median round trip ms),
+        ...]}}, one tuple a round, for the routes C{"chain"} and each size.
     """
     from statistics import median
 
-    from bench.link import measureRoundTrips, measureThroughput, MIB
+    from bench.link import MIB, measureRoundTrips, measureThroughput
 
     routes = TLSRoutes(reactor)
     await routes.start()
-    results = {size: [] for size in sizes}
+    names = ["chain"] + list(sizes)
+    results = {name: [] for name in names}
+
+    def sized(name):
+        return cellSize(wire.CELL_SIZE if name == "chain" else name)
+
     try:
         for round in range(rounds):
-            for size in sizes if round % 2 == 0 else list(reversed(sizes)):
-                with cellSize(size):
-                    figures = {}
-                    for name, make in (("tunnel", routes.tunnel), ("chain", routes.bare)) if round % 2 == 0 else (("chain", routes.bare), ("tunnel", routes.tunnel)):
-                        channel = await make(False)
-                        started = time.process_time()
-                        await measureThroughput(channel, mib * MIB)
-                        bulk = (time.process_time() - started) * 1000 / mib
-                        await channel.close()
-                        channel = await make(True)
-                        await measureRoundTrips(channel, 20)
-                        started = time.process_time()
-                        times = await measureRoundTrips(channel, trips)
-                        trip = (time.process_time() - started) * 1000 / trips
-                        await channel.close()
-                        figures[name] = (bulk, trip, median(times) * 1000)
-                    (tb, tt, tr), (cb, ct, cr) = figures["tunnel"], figures["chain"]
-                    results[size].append((tb, cb, tt, ct, tr, cr))
+            cpu = {name: [0.0, 0.0] for name in names}
+            times = {name: [] for name in names}
+            for echo in (False, True):
+                channels = {}
+                for name in names:
+                    with sized(name):
+                        channels[name] = await (routes.bare(echo) if name == "chain" else routes.tunnel(echo))
+                        # The first bytes wait for connections (the chain's) to be made.
+                        await (measureRoundTrips(channels[name], 10) if echo else measureThroughput(channels[name], MIB // 4))
+                for batch in range(batches):
+                    for name in names if (batch + round) % 2 == 0 else names[::-1]:
+                        with sized(name):
+                            started = time.process_time()
+                            if echo:
+                                times[name] += await measureRoundTrips(channels[name], trips)
+                            else:
+                                await measureThroughput(channels[name], int(mib * MIB))
+                            cpu[name][echo] += time.process_time() - started
+                for name in names:
+                    with sized(name):
+                        await channels[name].close()
+            for name in names:
+                bulk, trip = cpu[name]
+                results[name].append((bulk * 1000 / (batches * mib), trip * 1000 / (batches * trips), median(times[name]) * 1000))
     finally:
         await routes.stop()
     return results
+
+
+def tlsSizeTable(results):
+    """@return: lines of text: each size's medians of L{tlsSizeCosts}' figures, and of their ratios to the chain's in each round."""
+    from statistics import median
+
+    chain = results["chain"]
+    lines = ["route: bulk CPU ms/MiB (ratio to the chain's), 1 KiB round trip CPU ms (ratio), round trip ms (ratio); medians over rounds"]
+    for name, rows in results.items():
+        figures = [median(row[index] for row in rows) for index in range(3)]
+        if name == "chain":
+            lines.append(f"    chain: {figures[0]:.1f}, {figures[1]:.3f}, {figures[2]:.3f}")
+            continue
+        ratios = [median(row[index] / base[index] for row, base in zip(rows, chain)) for index in range(3)]
+        lines.append(f"    {name}: " + ", ".join(f"{figure:.{3 if index else 1}f} ({ratio:.2f})" for index, (figure, ratio) in enumerate(zip(figures, ratios))))
+    return lines
+
+
+def main(argv=None):
+    """
+    C{python -m bench.cells [--rounds N] SIZE ...}: L{tlsSizeCosts} for cells of each size (by
+    default 16,379 and 8,165 bytes: one 16 KiB or one 8 KiB TLS record with the frame header),
+    printed as L{tlsSizeTable}.
+    """
+    import argparse
+
+    from twisted.internet import task
+
+    parser = argparse.ArgumentParser(prog="python -m bench.cells", description=main.__doc__)
+    parser.add_argument("sizes", type=int, nargs="*", default=[16384 - 5, 8192 - 27])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=6)
+    options = parser.parse_args(argv)
+
+    async def run(reactor):
+        results = await tlsSizeCosts(reactor, options.sizes, options.rounds, options.batches)
+        print("\n".join(tlsSizeTable(results)))
+
+    task.react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()
