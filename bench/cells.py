@@ -8,20 +8,29 @@ hops and the server's L{OwnerTunnel}; every link a L{LocalLink}. Its middle hop 
 can tamper with the next cell it sends either way.
 """
 
+import argparse
 import os
 import random
 import time
 from contextlib import contextmanager
+from statistics import median
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.protocol import Protocol
+from twisted.internet import task
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 
+from bench.link import MIB, ByteCounter, Channel, measureRoundTrips, measureThroughput
+from bench.relay import Relay
+from phantom.identity import Identity
 from phantom.link.local import LocalLink
+from phantom.testnet.inprocess import startLinkService
 from phantom.tunnel import keys, transport
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, plainAfter, plainBefore
 from phantom.wire import tunnel as wire
+from phantom.wire.link import Purpose
 from phantom.wire.tunnel import BLOCK_SIZE
 
 HOW = ("flip", "drop", "reorder", "inject", "replay", "rechunk")
@@ -330,14 +339,6 @@ class TLSRoutes:
         self.host = host
 
     async def start(self):
-        from twisted.internet.endpoints import TCP4ServerEndpoint
-        from twisted.internet.protocol import Factory
-
-        from bench.relay import Relay
-        from phantom.identity import Identity
-        from phantom.testnet.inprocess import startLinkService
-        from phantom.wire.link import Purpose
-
         self.services = [startLinkService(self.reactor, self.host, Identity.generate()) for _ in range(2 * HOPS + 2)]
         self._arriving = {}
         for service in self.services:
@@ -376,8 +377,6 @@ class TLSRoutes:
 
     async def tunnel(self, echo):
         """@return: a L{bench.link.Channel} from the client owner, over a fresh tunnel."""
-        from bench.link import ByteCounter, Channel
-
         counter = ByteCounter()
         clientProtocol = _Counting(counter if echo else _Ignore())
         serverProtocol = _Counting(_Ignore() if echo else counter, echo)
@@ -388,10 +387,6 @@ class TLSRoutes:
 
     async def bare(self, echo):
         """@return: a L{bench.link.Channel} through the relays, to the sink or the echo."""
-        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-
-        from bench.link import ByteCounter, Channel
-
         counter = ByteCounter()
         self.counter = _Ignore() if echo else counter
         port = (self._echo if echo else self._sink).getHost().port
@@ -404,14 +399,14 @@ class TLSRoutes:
         return Channel(transport.write, transport, counter, transport.loseConnection, closed)
 
     async def stop(self):
-        from twisted.internet.defer import gatherResults
-
         for port in self._listening:
             await maybeDeferred(port.stopListening)
         await gatherResults([service.stopService() for service in self.services], consumeErrors=True)
 
 
 class _Ignore:
+    """Counts nothing: a L{ByteCounter} for bytes nobody waits for."""
+
     def add(self, size):
         pass
 
@@ -432,10 +427,6 @@ async def tlsSizeCosts(reactor, sizes, rounds=5, batches=6, mib=2, trips=60):
     @return: C{{route: [(bulk CPU ms per MiB, CPU ms per round trip, median round trip ms),
         ...]}}, one tuple a round, for the routes C{"chain"} and each size.
     """
-    from statistics import median
-
-    from bench.link import MIB, measureRoundTrips, measureThroughput
-
     routes = TLSRoutes(reactor)
     await routes.start()
     names = ["chain"] + list(sizes)
@@ -477,8 +468,6 @@ async def tlsSizeCosts(reactor, sizes, rounds=5, batches=6, mib=2, trips=60):
 
 def tlsSizeTable(results):
     """@return: lines of text: each size's medians of L{tlsSizeCosts}' figures, and of their ratios to the chain's in each round."""
-    from statistics import median
-
     chain = results["chain"]
     lines = ["route: bulk CPU ms/MiB (ratio to the chain's), 1 KiB round trip CPU ms (ratio), round trip ms (ratio); medians over rounds"]
     for name, rows in results.items():
@@ -497,10 +486,6 @@ def main(argv=None):
     default 16,379 and 8,165 bytes: one 16 KiB or one 8 KiB TLS record with the frame header),
     printed as L{tlsSizeTable}.
     """
-    import argparse
-
-    from twisted.internet import task
-
     parser = argparse.ArgumentParser(prog="python -m bench.cells", description=main.__doc__)
     parser.add_argument("sizes", type=int, nargs="*", default=[16384 - 5, 8192 - 27])
     parser.add_argument("--rounds", type=int, default=5)
