@@ -8,19 +8,29 @@ hops and the server's L{OwnerTunnel}; every link a L{LocalLink}. Its middle hop 
 can tamper with the next cell it sends either way.
 """
 
+import argparse
 import os
 import random
 import time
 from contextlib import contextmanager
+from statistics import median
 
-from twisted.internet.protocol import Protocol
+from twisted.internet import task
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 
+from bench.link import MIB, ByteCounter, Channel, measureRoundTrips, measureThroughput
+from bench.relay import Relay
+from phantom.identity import Identity
 from phantom.link.local import LocalLink
+from phantom.testnet.inprocess import startLinkService
 from phantom.tunnel import keys, transport
 from phantom.tunnel.keys import StreamLayer
 from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress, plainAfter, plainBefore
 from phantom.wire import tunnel as wire
+from phantom.wire.link import Purpose
 from phantom.wire.tunnel import BLOCK_SIZE
 
 HOW = ("flip", "drop", "reorder", "inject", "replay", "rechunk")
@@ -62,8 +72,15 @@ class CellChain:
         owners (C{"client"}, C{"server"}).
     """
 
-    def __init__(self, echo=False):
-        self.clock = Clock()
+    def __init__(self, echo=False, links=None, clock=None, protocols=None):
+        """
+        @param echo: whether the server's protocol echoes (with the default protocols).
+        @param links: the 7 links from the client to the server, C{(client's end, server's
+            end)} each; by default L{LocalLink}s on C{clock}.
+        @param clock: C{IReactorTime}; by default a fresh driven L{Clock}.
+        @param protocols: C{(client's, server's)} protocols; by default L{Keeper}s.
+        """
+        self.clock = clock if clock is not None else Clock()
         self.sizes = []
         self.accepted = dict.fromkeys(("exit", "entry", "client", "server"), 0)
         self.counting = False
@@ -71,7 +88,7 @@ class CellChain:
         exitHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
         entryHops = [(os.urandom(32), os.urandom(BLOCK_SIZE)) for _ in range(HOPS)]
         # Links from the client to the server: clientSide[i] is the end on the client's side.
-        ends = [self._link() for _ in range(2 * HOPS + 1)]
+        ends = list(links) if links is not None else [self._link() for _ in range(2 * HOPS + 1)]
         self.splices = []
         # The exit path: a is the link on the side away from the owner (the block went there).
         for index, (key, material) in enumerate(exitHops):
@@ -98,7 +115,7 @@ class CellChain:
             owner.frameReceived = self._countedOwner(received, name)
         ends[0][0].attach(self.client)
         ends[-1][1].attach(self.server)
-        self.clientProtocol, self.serverProtocol = Keeper(), Keeper(echo)
+        self.clientProtocol, self.serverProtocol = protocols if protocols is not None else (Keeper(), Keeper(echo))
         self.client.start(self.clientProtocol)
         self.server.start(self.serverProtocol)
 
@@ -277,3 +294,210 @@ def sizeCosts(size, mib=4, trips=200):
             chain.settle()
         trip = (time.process_time() - started) * 1000 / trips
         return bulk, trip, size / 1024
+
+
+# Cell sizes over real TLS links: the whole tunnel in this process against the bare chain.
+
+
+class _Counting(Protocol):
+    """Counts what arrives in a L{ByteCounter}; echoes it if C{echo}."""
+
+    def __init__(self, counter, echo=False):
+        self.counter = counter
+        self.echo = echo
+
+    def dataReceived(self, data):
+        if self.echo:
+            self.transport.write(data)
+        self.counter.add(len(data))
+
+    def connectionLost(self, reason):
+        self.counter.lost(reason)
+
+
+class _Unattached:
+    """A TUNNEL link's handler until the chain attaches its own (no frame comes before)."""
+
+    def frameReceived(self, payload):
+        raise AssertionError("a frame before the chain was made")
+
+    def linkClosed(self, reason):
+        pass
+
+
+class TLSRoutes:
+    """
+    A tunnel's data phase over real TLS links on loopback, all in this process (8 link
+    services, 7 TUNNEL links, the L{CellChain} of the real parts on them), and the bare chain
+    L{bench.tunnel} compares it with: 8 relays (L{bench.relay.Relay}), the first accepting plain
+    TCP, the next 7 over TLS, the last carrying to a sink or echo service here. Neither has the
+    tunnel's end-to-end TLS. Call L{start} first.
+    """
+
+    def __init__(self, reactor, host="127.0.0.1"):
+        self.reactor = reactor
+        self.host = host
+
+    async def start(self):
+        self.services = [startLinkService(self.reactor, self.host, Identity.generate()) for _ in range(2 * HOPS + 2)]
+        self._arriving = {}
+        for service in self.services:
+            service.registerPurpose(Purpose.TUNNEL, self._arrived)
+        self._purpose = Purpose.TUNNEL
+        self.relays = [Relay(self.reactor, index > 0, self.host) for index in range(2 * HOPS + 2)]
+        ports = [await relay.listen() for relay in self.relays]
+        self._listening = list(ports)
+        self.counter = None
+
+        def serving(echo):
+            factory = Factory.forProtocol(lambda: _Counting(self.counter, echo))
+            factory.noisy = False
+            return TCP4ServerEndpoint(self.reactor, 0, interface=self.host).listen(factory)
+
+        self._sink, self._echo = await serving(False), await serving(True)
+        self._listening += [self._sink, self._echo]
+        for relay, following, port in zip(self.relays, self.relays[1:], ports[1:]):
+            relay.setNextHop({"host": self.host, "port": port.getHost().port, "node_id": following.nodeId.hex()})
+        self._first = ports[0].getHost().port
+
+    def _arrived(self, link):
+        # In a later turn: the link service attaches what this returns once it has returned.
+        self.reactor.callLater(0, self._arriving.pop(link.linkId).callback, link)
+        return _Unattached()
+
+    async def _links(self):
+        pairs = []
+        for near, far in zip(self.services, self.services[1:]):
+            linkId = os.urandom(16)
+            arrived = self._arriving[linkId] = Deferred()
+            address = far.listeningAddress
+            opened = await near.connect(address.host, address.port, self._purpose, linkId, far.nodeId)
+            pairs.append((opened, await arrived))
+        return pairs
+
+    async def tunnel(self, echo):
+        """@return: a L{bench.link.Channel} from the client owner, over a fresh tunnel."""
+        counter = ByteCounter()
+        clientProtocol = _Counting(counter if echo else _Ignore())
+        serverProtocol = _Counting(_Ignore() if echo else counter, echo)
+        chain = CellChain(links=await self._links(), clock=self.reactor, protocols=(clientProtocol, serverProtocol))
+        closed = Deferred()
+        chain.client.whenClosed.append(lambda: closed.called or closed.callback(None))
+        return Channel(chain.client.write, chain.client, counter, chain.client.loseConnection, closed)
+
+    async def bare(self, echo):
+        """@return: a L{bench.link.Channel} through the relays, to the sink or the echo."""
+        counter = ByteCounter()
+        self.counter = _Ignore() if echo else counter
+        port = (self._echo if echo else self._sink).getHost().port
+        self.relays[-1].setNextHop({"host": self.host, "port": port, "node_id": None})
+        protocol = _Counting(counter if echo else _Ignore())
+        await connectProtocol(TCP4ClientEndpoint(self.reactor, self.host, self._first), protocol)
+        closed = Deferred()
+        protocol.connectionLost = lambda reason: closed.called or closed.callback(None)
+        transport = protocol.transport
+        return Channel(transport.write, transport, counter, transport.loseConnection, closed)
+
+    async def stop(self):
+        for port in self._listening:
+            await maybeDeferred(port.stopListening)
+        await gatherResults([service.stopService() for service in self.services], consumeErrors=True)
+
+
+class _Ignore:
+    """Counts nothing: a L{ByteCounter} for bytes nobody waits for."""
+
+    def add(self, size):
+        pass
+
+    def lost(self, reason):
+        pass
+
+
+async def tlsSizeCosts(reactor, sizes, rounds=5, batches=6, mib=2, trips=60):
+    """
+    What cells of each of C{sizes} cost the whole tunnel over real TLS links in this process,
+    against the bare chain (L{TLSRoutes}), interleaved finely so that a shared machine's load
+    weighs on all alike: in each round, one connection per route (a tunnel per size, and the
+    chain) carries C{batches} bulk transfers of C{mib} MiB each, the routes in turn (reversed
+    every other batch), then another per route C{batches} times C{trips} 1 KiB round trips.
+    (Neither route has the tunnel's end-to-end TLS, nor a process per node: what the cell size
+    changes, not what C{bench tunnel} measures.)
+
+    @return: C{{route: [(bulk CPU ms per MiB, CPU ms per round trip, median round trip ms),
+        ...]}}, one tuple a round, for the routes C{"chain"} and each size.
+    """
+    routes = TLSRoutes(reactor)
+    await routes.start()
+    names = ["chain"] + list(sizes)
+    results = {name: [] for name in names}
+
+    def sized(name):
+        return cellSize(wire.CELL_SIZE if name == "chain" else name)
+
+    try:
+        for round in range(rounds):
+            cpu = {name: [0.0, 0.0] for name in names}
+            times = {name: [] for name in names}
+            for echo in (False, True):
+                channels = {}
+                for name in names:
+                    with sized(name):
+                        channels[name] = await (routes.bare(echo) if name == "chain" else routes.tunnel(echo))
+                        # The first bytes wait for connections (the chain's) to be made.
+                        await (measureRoundTrips(channels[name], 10) if echo else measureThroughput(channels[name], MIB // 4))
+                for batch in range(batches):
+                    for name in names if (batch + round) % 2 == 0 else names[::-1]:
+                        with sized(name):
+                            started = time.process_time()
+                            if echo:
+                                times[name] += await measureRoundTrips(channels[name], trips)
+                            else:
+                                await measureThroughput(channels[name], int(mib * MIB))
+                            cpu[name][echo] += time.process_time() - started
+                for name in names:
+                    with sized(name):
+                        await channels[name].close()
+            for name in names:
+                bulk, trip = cpu[name]
+                results[name].append((bulk * 1000 / (batches * mib), trip * 1000 / (batches * trips), median(times[name]) * 1000))
+    finally:
+        await routes.stop()
+    return results
+
+
+def tlsSizeTable(results):
+    """@return: lines of text: each size's medians of L{tlsSizeCosts}' figures, and of their ratios to the chain's in each round."""
+    chain = results["chain"]
+    lines = ["route: bulk CPU ms/MiB (ratio to the chain's), 1 KiB round trip CPU ms (ratio), round trip ms (ratio); medians over rounds"]
+    for name, rows in results.items():
+        figures = [median(row[index] for row in rows) for index in range(3)]
+        if name == "chain":
+            lines.append(f"    chain: {figures[0]:.1f}, {figures[1]:.3f}, {figures[2]:.3f}")
+            continue
+        ratios = [median(row[index] / base[index] for row, base in zip(rows, chain)) for index in range(3)]
+        lines.append(f"    {name}: " + ", ".join(f"{figure:.{3 if index else 1}f} ({ratio:.2f})" for index, (figure, ratio) in enumerate(zip(figures, ratios))))
+    return lines
+
+
+def main(argv=None):
+    """
+    C{python -m bench.cells [--rounds N] SIZE ...}: L{tlsSizeCosts} for cells of each size (by
+    default 16,379 and 8,165 bytes: one 16 KiB or one 8 KiB TLS record with the frame header),
+    printed as L{tlsSizeTable}.
+    """
+    parser = argparse.ArgumentParser(prog="python -m bench.cells", description=main.__doc__)
+    parser.add_argument("sizes", type=int, nargs="*", default=[16384 - 5, 8192 - 27])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=6)
+    options = parser.parse_args(argv)
+
+    async def run(reactor):
+        results = await tlsSizeCosts(reactor, options.sizes, options.rounds, options.batches)
+        print("\n".join(tlsSizeTable(results)))
+
+    task.react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+
+
+if __name__ == "__main__":
+    main()

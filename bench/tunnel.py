@@ -98,7 +98,11 @@ in alternating order. Figures, each with the chain's value of the same name as i
       least 0.7 of the chain's.
     - C{bulk_cpu_ms_per_mib}: median over the rounds of the CPU time (user and system, from
       /proc) that the route's processes used during the timed transfer, summed, in ms per MiB:
-      for the tunnel every node process and this one, for the chain every relay and this one.
+      for the tunnel the 8 node processes it passes (both owners and the 6 X-nodes of the
+      two paths: the testnet's other nodes are not on the route) and this one, for the chain
+      every relay and this one. (Until session 7 the tunnel counted every node process of the
+      testnet, 18, with their background work.) The notes also say how much CPU each route's
+      processes use a second when nothing is sent, watched for L{IDLE_SECONDS} after the rounds.
       No goal; unlike the throughput it hardly depends on what else the machine runs. With
       the 8 busy processes of either route on two cores, the throughput is bound by this
       figure when the machine is otherwise idle, and by scheduling when it is not.
@@ -595,8 +599,7 @@ async def _measureNetwork(reactor, options):
         timings["owners"] = time.perf_counter() - started
         timings["attempts"] = attempt
 
-        nodePids = [pid for pids in nodeProcesses(testnet.manifest.nodes + owners).values() for pid in pids]
-        tunnel = Route(reactor, "tunnel", *forward, [os.getpid()] + nodePids)
+        tunnel = Route(reactor, "tunnel", *forward, [os.getpid()] + routePids(testnet.manifest.nodes, owners, exitPath, entryPath))
         bare = Route(reactor, "chain", HOST, chain.port, [os.getpid()] + chain.pids)
         samples = {tunnel: Samples(), bare: Samples()}
         totalBytes = int(options.mib * MIB)
@@ -613,6 +616,9 @@ async def _measureNetwork(reactor, options):
                 samples[route].roundTrips.append(roundTrip)
                 samples[route].roundTripCpu.append(cpu)
         timings["rounds"] = time.perf_counter() - started
+        for route in (tunnel, bare):
+            timings[f"idle {route.label}"] = await idleCpu(reactor, route.pids)
+            timings[f"processes {route.label}"] = len(route.pids) - 1
         started = time.perf_counter()
         for number in range(options.opens):
             order = (bare, tunnel) if number % 2 == 0 else (tunnel, bare)
@@ -681,6 +687,11 @@ def networkNotes(options, figures, baseline, tunnel, bare, timings, joined, name
         f"{BULK_CPU}: {figures[BULK_CPU]:.1f} ms through the tunnel, {baseline[BULK_CPU]:.1f} ms through the chain, "
         f"ratio {figures[BULK_CPU] / baseline[BULK_CPU]:.2f}: {cores} cores, otherwise idle, move at most "
         f"{cores * 1000 / figures[BULK_CPU]:.0f} and {cores * 1000 / baseline[BULK_CPU]:.0f} MiB/s"
+    )
+    lines.append(
+        f"CPU counted: the tunnel's {timings['processes tunnel']} processes (the owners and the paths' X-nodes) and this one, the chain's "
+        f"{timings['processes chain']} relays and this one; idle, with nothing sent, they used {timings['idle tunnel']:.1f} and "
+        f"{timings['idle chain']:.1f} CPU ms a second"
     )
     lines.append(f"the issue's figure for such a chain on this machine: about {ISSUE_CHAIN_MIB_S} MiB/s; measured here {baseline[THROUGHPUT]:.1f} MiB/s")
     if options.keep:
@@ -947,6 +958,28 @@ async def bulkRound(reactor, route, sunk, totalBytes):
     seconds = 10 + (totalBytes + CHUNK_SIZE) / (MIN_TRANSFER_MIB_S * MIB)
     what = f"a bulk transfer of {totalBytes / MIB:g} MiB through the {route.label}"
     return await _closing(channel, within(reactor, Deferred.fromCoroutine(transfer()), seconds, what))
+
+
+def routePids(nodes, owners, exitPath, entryPath):
+    """
+    @return: the pids of the processes a tunnel over C{exitPath} and C{entryPath} passes
+        through: both C{owners} and those of C{nodes} on either path (the testnet's other nodes
+        are not on the route, and the chain has no counterpart to their work).
+    """
+    onPaths = set(exitPath["nodes"]) | set(entryPath["nodes"])
+    chosen = list(owners) + [node for node in nodes if nodeIdInDataDir(node.dataDir) in onPaths]
+    return [pid for pids in nodeProcesses(chosen).values() for pid in pids]
+
+
+IDLE_SECONDS = 2.0
+"""How long the route's processes are watched with no traffic, for the notes."""
+
+
+async def idleCpu(reactor, pids):
+    """@return: the CPU ms a second that C{pids} use, summed, while this process sends nothing for L{IDLE_SECONDS}."""
+    cpu = cpuSeconds(pids)
+    await sleep(reactor, IDLE_SECONDS)
+    return (cpuSeconds(pids) - cpu) * 1000 / IDLE_SECONDS
 
 
 def cpuSeconds(pids):

@@ -51,9 +51,7 @@ _KEY_LABEL = b"phantom tunnel key\x00"
 _STREAM_LABELS = (b"phantom tunnel stream along\x00", b"phantom tunnel stream against\x00")
 _CONFIRMATION_LABEL = b"phantom tunnel exit confirmation\x00"
 _HEAD = 16
-_NONCE = 12
-_NONCE_BODY = bytes(_NONCE - 1) + b"\x01"
-_NONCE_HEAD = bytes(_NONCE - 1) + b"\x02"
+_NONCE_BODY = bytes(11) + b"\x01"
 _TAG = 16
 _NEXT_KEY_ROOM = bytes(KEY_SIZE)
 _TAIL = KEY_SIZE + _TAG
@@ -267,28 +265,29 @@ class CellCipher:
     L{CELL_SIZE}-byte cell, under a key that moves forward with every cell.
 
     A cell is a 16-byte head H and a body B. Each cell has its own key K, an AES-256-GCM key
-    used for that cell alone: GMAC under K, with two fixed nonces, is a one-time keyed hash G0
-    and G1, and AES-256-CTR under K (GCM's keystream) from a nonce n encrypts. L{forward}
+    used for that cell alone: GMAC under K with a fixed nonce is a one-time keyed hash G, and
+    AES-256-GCM under K with H' itself as its 16-byte nonce encrypts (its keystream starts at
+    the counter block J0 = GHASH(H'), GCM's rule for nonces not 12 bytes long). L{forward}
     (what a hop does) makes::
 
-        H' = H XOR G0(B)
-        n  = G1(H'), its first 12 bytes
-        B' || K' = (B || 32 zero bytes) XOR AES-256-CTR(K, nonce n)
+        H' = H XOR G(B)
+        B' || K' = (B || 32 zero bytes) XOR AES-256-GCM keystream(K, nonce H')
 
         K' is the next cell's key: the keystream right after the body's
 
-    and L{inverse} (what an owner does) undoes it: n from H', then B and K' from B', then H.
-    G0 and G1 are almost-XOR-universal and masked with a one-time pad, so a change to any bit
-    of a cell makes n differ unpredictably: the whole body that comes out bears no relation to
-    the one that would have, and since n makes the next key, neither does any later cell.
-    Nobody who holds K' can recompute K (that would take AES key recovery), so cells already
-    passed stay unreadable: forward secrecy per cell. GCM's own tags are thrown away: the
-    checks are those of plain cells, at the ends.
+    and L{inverse} (what an owner does) undoes it: B and K' from B' under H', then H.
+    G is almost-XOR-universal and masked with a one-time pad, and J0 a universal hash of H', so
+    a change to any bit of a cell makes the keystream's counter blocks unrelated to those it
+    would have had: the whole body that comes out bears no relation to the one that would have,
+    and since they make the next key, neither does any later cell. Nobody who holds K' can
+    recompute K (that would take AES key recovery), so cells already passed stay unreadable:
+    forward secrecy per cell. GCM's own tags are thrown away: the checks are those of plain
+    cells, at the ends.
 
     One key serves hash and keystream, as in GCM itself: the hash key is AES of the zero block,
-    the masks AES of the fixed nonces' first counter blocks, and n's keystream starts at its
-    counter 2; they coincide only if n is one of the fixed nonces (2^-95). Per cell that is one
-    AES-GCM key schedule and three calls, the fewest this construction needs.
+    G's mask AES of the fixed nonce's first counter block; the keystream's blocks meet either
+    only if J0 falls within 2^11 blocks of them (2^-94). Per cell that is one AES-GCM key
+    schedule and two calls, the fewest a two-pass wide-block cipher needs.
     """
 
     def __init__(self, key):
@@ -307,31 +306,34 @@ class CellCipher:
 
     def forward(self, cell):
         """
-        @return: C{cell} with this layer added (a hop's transform).
+        @param cell: L{CELL_SIZE} bytes (any bytes-like object).
+        @return: C{cell} with this layer added (a hop's transform), as C{bytes}.
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
-        cell = _requireCellSize(cell)
+        _requireCellSize(cell)
         present = AESGCM(self._key)
-        plainBody = cell[_HEAD:]
-        head = _xor(cell[:_HEAD], present.encrypt(_NONCE_BODY, b"", plainBody))
-        nonce = present.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
-        out = present.encrypt(nonce, plainBody + _NEXT_KEY_ROOM, None)
+        # Views, not slices: the body is copied once on its way in and once on its way out.
+        # (They are gone when this returns, so a bytearray cell can be resized afterwards.)
+        body = memoryview(cell)[_HEAD:]
+        head = _xor(cell[:_HEAD], present.encrypt(_NONCE_BODY, b"", body))
+        out = present.encrypt(head, b"".join((body, _NEXT_KEY_ROOM)), None)
         self._advance(out)
-        return head + out[:-_TAIL]
+        return b"".join((head, memoryview(out)[:-_TAIL]))
 
     def inverse(self, cell):
         """
-        @return: C{cell} with this layer removed (what an owner does, for a hop's L{forward}).
+        @param cell: L{CELL_SIZE} bytes (any bytes-like object).
+        @return: C{cell} with this layer removed (what an owner does, for a hop's L{forward}),
+            as C{bytes}.
         @raise ProtocolError: C{cell} is not L{CELL_SIZE} bytes.
         """
-        cell = _requireCellSize(cell)
+        _requireCellSize(cell)
         present = AESGCM(self._key)
         head = cell[:_HEAD]
-        nonce = present.encrypt(_NONCE_HEAD, b"", head)[:_NONCE]
-        out = present.encrypt(nonce, cell[_HEAD:] + _NEXT_KEY_ROOM, None)
+        out = present.encrypt(head, b"".join((memoryview(cell)[_HEAD:], _NEXT_KEY_ROOM)), None)
         self._advance(out)
-        plainBody = out[:-_TAIL]
-        return _xor(head, present.encrypt(_NONCE_BODY, b"", plainBody)) + plainBody
+        body = memoryview(out)[:-_TAIL]
+        return b"".join((_xor(head, present.encrypt(_NONCE_BODY, b"", body)), body))
 
     def _advance(self, out):
         self._key = out[-_TAIL:-_TAG]
@@ -345,7 +347,6 @@ def _xor(a, b):
 def _requireCellSize(cell):
     if len(cell) != CELL_SIZE:
         raise ProtocolError(f"a frame of {len(cell)} bytes where a {CELL_SIZE}-byte cell was due")
-    return cell if type(cell) is bytes else bytes(cell)
 
 
 class StreamLayer:
@@ -355,6 +356,11 @@ class StreamLayer:
     L{against}) to the cells it passes on either way, whichever side its path's owner is on;
     the owner removes it (L{alongCipher}'s and L{againstCipher}'s C{inverse}), the hops'
     layers in the order opposite to the one they were added in.
+
+    @ivar along: C{along(cell)}: the cell, travelling the way the setup block came, with this
+        layer added (L{alongCipher}'s C{forward}).
+    @ivar against: C{against(cell)}: the cell, travelling against the way the setup block
+        came, with this layer added (L{againstCipher}'s C{forward}).
     """
 
     def __init__(self, chosenKey, tunnelMaterial):
@@ -363,14 +369,9 @@ class StreamLayer:
         @param tunnelMaterial: the 48-byte block the hop first saw for the tunnel.
         """
         self.alongCipher, self.againstCipher = (CellCipher(key) for key in streamKeys(chosenKey, tunnelMaterial))
-
-    def along(self, cell):
-        """@return: C{cell}, travelling the way the setup block came, with this layer added."""
-        return self.alongCipher.forward(cell)
-
-    def against(self, cell):
-        """@return: C{cell}, travelling against the way the setup block came, with this layer added."""
-        return self.againstCipher.forward(cell)
+        # Bound once: a splice calls one of them for every cell it passes on.
+        self.along = self.alongCipher.forward
+        self.against = self.againstCipher.forward
 
     def ciphers(self, along):
         """@return: this layer's L{CellCipher} for cells travelling along (C{True}) or against the way the setup block came."""

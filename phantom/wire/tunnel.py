@@ -245,21 +245,26 @@ CELL_CAPACITY = CELL_SIZE - CELL_HEADER_SIZE
 """The most stream bytes one cell carries."""
 
 
+_ZEROS = memoryview(bytes(0xFFFF))
+"""Zero bytes to pad cells with and compare their padding to (a cell of any size the length field allows)."""
+
+
 def buildCell(data):
     """
     A plain cell: L{CELL_CHECK}, the length of C{data} (2 bytes, big-endian), C{data}, and zero
     bytes to L{CELL_SIZE}.
 
-    @param data: at most L{CELL_CAPACITY} bytes.
+    @param data: at most L{CELL_CAPACITY} bytes (any bytes-like object).
     """
     if len(data) > CELL_CAPACITY:
         raise ValueError(f"a cell carries at most {CELL_CAPACITY} bytes, not {len(data)}")
-    return b"".join((CELL_CHECK, _LENGTH.pack(len(data)), data, bytes(CELL_CAPACITY - len(data))))
+    return b"".join((CELL_CHECK, _LENGTH.pack(len(data)), data, _ZEROS[: CELL_CAPACITY - len(data)]))
 
 
-def parseCell(cell):
+def cellLength(cell):
     """
-    @return: the stream bytes the plain C{cell} carries.
+    @param cell: C{bytes} or a C{bytearray}.
+    @return: how many stream bytes the plain C{cell} carries, after its header.
     @raise ProtocolError: it is not a plain cell: the wrong size, no L{CELL_CHECK}, a length
         beyond L{CELL_CAPACITY}, or padding that is not zero. A cell altered under any layer's
         cipher is so with probability 1 - 2^-128.
@@ -271,13 +276,22 @@ def parseCell(cell):
     (length,) = _LENGTH.unpack_from(cell, len(CELL_CHECK))
     if length > CELL_CAPACITY:
         raise ProtocolError(f"a cell that says it carries {length} bytes, more than {CELL_CAPACITY}")
-    end = CELL_HEADER_SIZE + length
-    if cell.count(0, end) != CELL_SIZE - end:
+    if not cell.endswith(_ZEROS[: CELL_CAPACITY - length]):
         raise ProtocolError("a cell whose padding is not zero")
-    return bytes(cell[CELL_HEADER_SIZE:end])
+    return length
+
+
+def parseCell(cell):
+    """
+    @param cell: C{bytes} or a C{bytearray}.
+    @return: the stream bytes the plain C{cell} carries, as C{bytes}.
+    @raise ProtocolError: it is not a plain cell (L{cellLength}).
+    """
+    data = cell[CELL_HEADER_SIZE : CELL_HEADER_SIZE + cellLength(cell)]
+    return data if type(data) is bytes else bytes(data)
 
 
 def requireCell(cell):
-    """@return: C{cell}, if L{parseCell} takes it. @raise ProtocolError: it does not."""
-    parseCell(cell)
+    """@return: C{cell}, if it is a plain cell (L{cellLength}). @raise ProtocolError: it is not."""
+    cellLength(cell)
     return cell

@@ -36,6 +36,7 @@ from phantom.wire.tunnel import (
     buildCell,
     buildEntryInit,
     buildExitInit,
+    cellLength,
     isExitInit,
     parseCell,
     parseEntryInit,
@@ -395,6 +396,38 @@ class CellCipherTests(SynchronousTestCase):
         self.assertEqual(len(made), 4)
         self.assertEqual(len(set(made)), 4)
 
+    def test_twoCallsPerCell(self):
+        """
+        A layer makes two AES-GCM calls per cell, either way: a GMAC over the body, and one
+        pass that encrypts it and makes the next key (the head is the keystream's nonce).
+        """
+        calls = []
+
+        class Counted:
+            def __init__(self, key):
+                self._aead = AESGCM(key)
+
+            def encrypt(self, nonce, data, associatedData):
+                calls.append(len(nonce))
+                return self._aead.encrypt(nonce, data, associatedData)
+
+        self.patch(keys, "AESGCM", Counted)
+        cipher = CellCipher(os.urandom(32))
+        cipher.forward(bytes(CELL_SIZE))
+        cipher.inverse(bytes(CELL_SIZE))
+        self.assertEqual(calls, [12, 16, 16, 12])
+
+    @given(st.binary(max_size=64), st.sampled_from([bytes, bytearray, memoryview]))
+    @settings(deadline=None, max_examples=20)
+    def test_anyBuffer(self, start, kind):
+        """A layer takes any bytes-like cell, and gives C{bytes}: its inverse undoes it."""
+        key = os.urandom(32)
+        cell = start + os.urandom(CELL_SIZE - len(start))
+        added = CellCipher(key).forward(kind(cell))
+        self.assertIs(type(added), bytes)
+        self.assertEqual(CellCipher(key).inverse(kind(added)), cell)
+        self.assertEqual(CellCipher(key).forward(cell), added)
+
     def test_cellCount(self):
         cipher = CellCipher(os.urandom(32))
         cipher.forward(bytes(CELL_SIZE))
@@ -435,6 +468,19 @@ class CellFormatTests(SynchronousTestCase):
             cell[draw.draw(st.integers(CELL_SIZE - (CELL_CAPACITY - len(data)), CELL_SIZE - 1))] ^= draw.draw(st.integers(1, 255))
         with self.assertRaises(ProtocolError):
             parseCell(bytes(cell))
+
+    @given(st.binary(max_size=CELL_CAPACITY), st.sampled_from([bytes, bytearray]))
+    def test_length(self, data, kind):
+        """
+        L{cellLength} of any plain cell, as C{bytes} or a C{bytearray}, is the length of its
+        data, and L{parseCell} gives the data as C{bytes}; L{buildCell} takes any bytes-like data.
+        """
+        cell = kind(buildCell(kind(data)))
+        self.assertEqual(cellLength(cell), len(data))
+        parsed = parseCell(cell)
+        self.assertIs(type(parsed), bytes)
+        self.assertEqual(parsed, data)
+        self.assertIs(requireCell(cell), cell)
 
     def test_badInput(self):
         """The errors say what is wrong."""
