@@ -64,7 +64,9 @@ class Lookup:
     @ivar values: C{(contact, value)} of every value found; more than one only when collecting.
     """
 
-    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False, maxRequests=MAX_LOOKUP_REQUESTS):
+    def __init__(
+        self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False, maxRequests=MAX_LOOKUP_REQUESTS, measured=False
+    ):
         """
         @param target: the 32-byte id or key to look up.
         @param contacts: the L{Contact}s to start from, usually the closest in our routing table.
@@ -77,6 +79,9 @@ class Lookup:
             near the key serving an old value cannot hide a newer one).
         @param maxRequests: the lookup asks no more once it has sent this many requests; it
             ends with what it has when they are answered.
+        @param measured: C{contacts} are C{(distance from the target, contact)} pairs, as
+            L{phantom.netdb.routing.RoutingTable.closestMeasured} gives them (their ids
+            checked), not L{Contact}s.
         @raise ValueError: C{target} or a contact's node id is not 32 bytes.
         """
         self.target = target
@@ -96,7 +101,7 @@ class Lookup:
         self.inFlight = 0
         self.value = None
         self.valueSource = None
-        self._heardOf(self._measure(contacts))
+        self._heardOf(contacts if measured else self._measure(contacts))
 
     def _measure(self, contacts):
         """

@@ -16,6 +16,7 @@ place to the freshest replacement.
 
 import random
 from collections import OrderedDict
+from itertools import repeat
 from operator import itemgetter
 
 from phantom.netdb import ID_BITS, K
@@ -276,34 +277,43 @@ class RoutingTable:
         @return: a list of up to C{count} L{Contact}s, the closest first.
         @raise ValueError: C{target} is not 32 bytes.
         """
+        return [contact for _, contact in self.closestMeasured(target, count, exclude, replacements)]
+
+    def closestMeasured(self, target, count=K, exclude=(), replacements=False):
+        """
+        L{closest}, each contact with its distance from C{target}.
+
+        @return: a list of up to C{count} C{(distance, contact)}, the closest first.
+        @raise ValueError: C{target} is not 32 bytes.
+        """
         number = idAsInt(target)
         index = self._indexOf(number)
         buckets = self._buckets
-        excluded = set(exclude)
-        found = []
-
-        def take(bucket):
-            for held in (bucket.contacts, bucket.replacements) if replacements else (bucket.contacts,):
-                for nodeId, contact in held.items():
-                    if nodeId not in excluded:
-                        found.append((int.from_bytes(nodeId, "big") ^ number, contact))
-
+        ids, contacts = [], []
+        parts = (lambda bucket: (bucket.contacts, bucket.replacements)) if replacements else (lambda bucket: (bucket.contacts,))
         own = buckets.get(index)
-        if own is not None:
-            take(own)
-        if len(found) < count:
-            for bucketIndex, bucket in buckets.items():
-                if bucketIndex > index:
-                    take(bucket)
+        chosen = [] if own is None else [own]
+        if own is None or len(own.contacts) + (len(own.replacements) if replacements else 0) < count + len(exclude):
+            chosen.extend(bucket for bucketIndex, bucket in buckets.items() if bucketIndex > index)
+        for bucket in chosen:
+            for held in parts(bucket):
+                ids.extend(held)
+                contacts.extend(held.values())
         for farther in range(min(index, ID_BITS) - 1, -1, -1):
-            if len(found) >= count:
+            if len(ids) >= count + len(exclude):
                 break
             bucket = buckets.get(farther)
             if bucket is not None:
-                take(bucket)
-        # Ids in the table were checked on the way in; distinct ids are at distinct distances.
-        found.sort(key=_first)
-        return [contact for _, contact in found[:count]]
+                for held in parts(bucket):
+                    ids.extend(held)
+                    contacts.extend(held.values())
+        # All in C: ids in the table were checked on the way in, and distinct ids are at
+        # distinct distances, so the sort never compares two contacts.
+        found = sorted(zip(map(number.__xor__, map(int.from_bytes, ids, repeat("big"))), contacts), key=_first)
+        if exclude:
+            excluded = set(exclude)
+            found = [pair for pair in found if pair[1].nodeId not in excluded]
+        return found[:count]
 
     def refreshTargets(self, now, interval=REFRESH_INTERVAL):
         """
