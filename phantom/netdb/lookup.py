@@ -35,17 +35,7 @@ class Progress(enum.Enum):
 
 
 _WAITING = (Progress.HEARD_OF, Progress.ASKED)
-
-
-class _Candidate:
-    """A contact the lookup heard of, its distance from the target and its L{Progress}."""
-
-    __slots__ = ("contact", "distance", "progress")
-
-    def __init__(self, contact, distance):
-        self.contact = contact
-        self.distance = distance
-        self.progress = Progress.HEARD_OF
+_HEARD_OF, _ASKED, _ANSWERED = Progress.HEARD_OF, Progress.ASKED, Progress.ANSWERED
 
 
 class Lookup:
@@ -94,7 +84,10 @@ class Lookup:
         self._maxRequests = maxRequests
         self.values = []
         """C{(contact, value)} of every value found, in the order found."""
-        self._candidates = {}
+        self._contacts = {}
+        """The contacts heard of (the candidates), by node id."""
+        self._progress = {}
+        """The L{Progress} of each candidate, by node id."""
         self._ranked = []
         """C{(distance, nodeId)} of the candidates that did not fail, closest first."""
         self.requests = 0
@@ -125,21 +118,18 @@ class Lookup:
 
         @param measured: what L{_measure} returns.
         """
-        candidates, ownId, ranked = self._candidates, self._ownId, self._ranked
+        contacts, progress, ownId, ranked = self._contacts, self._progress, self._ownId, self._ranked
         before = len(ranked)
         for contactDistance, contact in measured:
             nodeId = contact.nodeId
-            if nodeId == ownId or nodeId in candidates:
+            if nodeId == ownId or nodeId in contacts:
                 continue
-            candidates[nodeId] = _Candidate(contact, contactDistance)
+            contacts[nodeId] = contact
+            progress[nodeId] = _HEARD_OF
             ranked.append((contactDistance, nodeId))
         if len(ranked) > before:
             # Distinct ids are at distinct distances: the sort never compares two ids.
             ranked.sort()
-
-    def _closest(self):
-        """The k closest candidates that did not fail, closest first."""
-        return [self._candidates[nodeId] for _, nodeId in self._ranked[: self._k]]
 
     @property
     def done(self):
@@ -151,9 +141,9 @@ class Lookup:
             return True
         if self.requests >= self._maxRequests and not self.inFlight:
             return True
-        candidates = self._candidates
+        progress = self._progress
         for _, nodeId in self._ranked[: self._k]:
-            if candidates[nodeId].progress in _WAITING:
+            if progress[nodeId] in _WAITING:
                 return False
         return True
 
@@ -167,14 +157,15 @@ class Lookup:
         if self.done:
             return []
         queries = []
-        for candidate in self._closest():
+        progress = self._progress
+        for _, nodeId in self._ranked[: self._k]:
             if self.inFlight == self._alpha or self.requests >= self._maxRequests:
                 break
-            if candidate.progress is Progress.HEARD_OF:
-                candidate.progress = Progress.ASKED
+            if progress[nodeId] is _HEARD_OF:
+                progress[nodeId] = _ASKED
                 self.inFlight += 1
                 self.requests += 1
-                queries.append(candidate.contact)
+                queries.append(self._contacts[nodeId])
         return queries
 
     def _settle(self, contact, progress):
@@ -186,10 +177,10 @@ class Lookup:
         """
         if self.done:
             return False
-        candidate = self._candidates.get(contact.nodeId)
-        if candidate is None or candidate.progress is not Progress.ASKED:
+        nodeId = contact.nodeId
+        if self._progress.get(nodeId) is not _ASKED:
             raise ValueError(f"{contact} has no request in flight")
-        candidate.progress = progress
+        self._progress[nodeId] = progress
         self.inFlight -= 1
         return True
 
@@ -234,14 +225,15 @@ class Lookup:
         @raise ValueError: C{contact} has no request in flight.
         """
         if self._settle(contact, Progress.FAILED):
-            self._ranked.remove((self._candidates[contact.nodeId].distance, contact.nodeId))
+            nodeId = contact.nodeId
+            self._ranked.remove((int.from_bytes(nodeId, "big") ^ self._target, nodeId))
 
     @property
     def result(self):
         """The k closest contacts that answered, closest first."""
         answered = (Progress.ANSWERED, Progress.HELD_VALUE)
-        closest = (self._candidates[nodeId] for _, nodeId in self._ranked)
-        return [c.contact for c in closest if c.progress in answered][: self._k]
+        progress = self._progress
+        return [self._contacts[nodeId] for _, nodeId in self._ranked if progress[nodeId] in answered][: self._k]
 
     @property
     def closestWithoutValue(self):
@@ -250,7 +242,6 @@ class Lookup:
         value found by FIND_VALUE. C{None} if no contact answered without it.
         """
         for _, nodeId in self._ranked:
-            candidate = self._candidates[nodeId]
-            if candidate.progress is Progress.ANSWERED:
-                return candidate.contact
+            if self._progress[nodeId] is _ANSWERED:
+                return self._contacts[nodeId]
         return None

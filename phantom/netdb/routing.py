@@ -182,9 +182,16 @@ class RoutingTable:
         @return: the L{Contact} to ping, or C{None}.
         @raise ValueError: the contact has no 32-byte node id.
         """
-        nodeId, bucket = self._bucketOf(contact)
-        if bucket is None:
+        # _bucketOf, inline: every request and reply a node handles comes here.
+        nodeId = contact.nodeId
+        if type(nodeId) is not bytes or len(nodeId) != ID_BYTES:
+            idAsInt(nodeId)  # raises the ValueError that says why
+        index = ID_BITS - (int.from_bytes(nodeId, "big") ^ self._own).bit_length()
+        if index >= ID_BITS:
             return None
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._bucketAt(index)
         now = self._clock.seconds()
         bucket.lastTouched = now
         self._failures.pop(nodeId, None)
@@ -290,23 +297,27 @@ class RoutingTable:
         index = self._indexOf(number)
         buckets = self._buckets
         ids, contacts = [], []
-        parts = (lambda bucket: (bucket.contacts, bucket.replacements)) if replacements else (lambda bucket: (bucket.contacts,))
+        wanted = count + len(exclude)
         own = buckets.get(index)
         chosen = [] if own is None else [own]
-        if own is None or len(own.contacts) + (len(own.replacements) if replacements else 0) < count + len(exclude):
-            chosen.extend(bucket for bucketIndex, bucket in buckets.items() if bucketIndex > index)
-        for bucket in chosen:
-            for held in parts(bucket):
-                ids.extend(held)
-                contacts.extend(held.values())
-        for farther in range(min(index, ID_BITS) - 1, -1, -1):
-            if len(ids) >= count + len(exclude):
+        if own is None or len(own.contacts) + (len(own.replacements) if replacements else 0) < wanted:
+            chosen.extend([bucket for bucketIndex, bucket in buckets.items() if bucketIndex > index])
+        farther = min(index, ID_BITS) - 1
+        while True:
+            for bucket in chosen:
+                ids.extend(bucket.contacts)
+                contacts.extend(bucket.contacts.values())
+                if replacements:
+                    ids.extend(bucket.replacements)
+                    contacts.extend(bucket.replacements.values())
+            chosen = []
+            while not chosen and farther >= 0 and len(ids) < wanted:
+                bucket = buckets.get(farther)
+                farther -= 1
+                if bucket is not None:
+                    chosen.append(bucket)
+            if not chosen:
                 break
-            bucket = buckets.get(farther)
-            if bucket is not None:
-                for held in parts(bucket):
-                    ids.extend(held)
-                    contacts.extend(held.values())
         # All in C: ids in the table were checked on the way in, and distinct ids are at
         # distinct distances, so the sort never compares two contacts.
         found = sorted(zip(map(number.__xor__, map(int.from_bytes, ids, repeat("big"))), contacts), key=_first)

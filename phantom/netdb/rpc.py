@@ -263,6 +263,8 @@ class RpcChannel:
         self._answering = Answering() if answering is None else answering
         self._answers = set()
         self._held = deque()
+        self._sender = None
+        """The peer as a L{Contact}, at the listening port of its last request."""
         self.lastUsed = clock.seconds()
         self.closed = False
 
@@ -351,14 +353,17 @@ class RpcChannel:
         self._answerNow(kind, message)
 
     def _answerNow(self, kind, message):
-        sender = Contact(self.link.peer.host, message.content.port, self.link.nodeId)
+        port = message.content.port
+        sender = self._sender
+        if sender is None or sender.port != port:
+            sender = self._sender = Contact(self.link.peer.host, port, self.link.nodeId)
         try:
             answer = self._responder.respond(sender, kind, message.content)
         except Exception:
             self.log.failure("answering {kind} from {peer}", kind=kind.name, peer=describePeer(self.link.peer))
             return self.link.abort(f"its {kind.name} request could not be answered")
         requestId = message.request_id
-        if not isinstance(answer, Deferred):
+        if type(answer) is tuple or not isinstance(answer, Deferred):  # the type first: no ABC check
             if not self.closed:
                 self._send(answer[0], requestId, answer[1])
             return

@@ -622,7 +622,7 @@ class _LookupRun:
             self._content = {"target": search.target, "port": node._port}
         else:
             self._kind = RpcKind.FIND_VALUE
-            self._content = {"table": table.name, "key": search.target, "port": node._port}
+            self._content = {"table": table, "key": search.target, "port": node._port}
         self._began = node._clock.seconds()
         self._finished = finished
         self._step()
