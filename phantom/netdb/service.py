@@ -439,7 +439,9 @@ class DhtNode(Service):
         local = self.store.get(Table.VALUE, key)
         if local is not None:
             return succeed(local.encoded)
-        return _Get(self, self._newLookup(key, Table.VALUE)).result
+        result = Deferred()
+        _Get(self, self._newLookup(key, Table.VALUE), result)
+        return result
 
     # Path building
 
@@ -683,26 +685,31 @@ class _Get:
     One GET that runs a lookup: C{result} fires with the value found, or C{None} once the
     lookup ended without one or the GET timeout passed (on the node's L{Deadlines} of GETs,
     one timer for all of them). The value found is cached as L{DhtNode.findRecord} caches it,
-    once the GET has its result.
+    once the GET has its result. A GET that answered lets go of its result at once: its
+    deadline's entry stays until the timer comes by, and must not keep the value alive.
     """
 
-    def __init__(self, node, search):
+    def __init__(self, node, search, result):
         self._node = node
-        self.result = Deferred()
+        self._result = result
         node._gets.add(self, None)
         _LookupRun(node, search, Table.VALUE, self._found)
 
     def awaits(self, _):
         """L{Deadlines}: whether the GET still waits for its lookup."""
-        return not self.result.called
+        return self._result is not None
 
     def expire(self, _):
         """L{Deadlines}: the GET timeout passed."""
-        self.result.callback(None)
+        self._answer(None)
+
+    def _answer(self, value):
+        result, self._result = self._result, None
+        result.callback(value)
 
     def _found(self, search):
-        if self.result.called:
+        if self._result is None:
             return  # too late: the GET has answered None (its timeout), and caches nothing
         value = search.value
-        self.result.callback(value.encoded if value is not None else None)
+        self._answer(value.encoded if value is not None else None)
         self._node._cacheFound(search, Table.VALUE, search.target)

@@ -5,6 +5,7 @@ network of real nodes over real TLS links on loopback addresses.
 
 import gc
 import os
+import weakref
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -143,6 +144,24 @@ class GarbageTests(SynchronousTestCase):
         dht.network.settle()
         self.assertEqual(answers, [b"value"] * len(keys))
         self.assertEqual(gc.collect(), 0)
+
+
+    def test_answeredGetsHeldByNothing(self):
+        """
+        A GET that answered is held by nothing of the node's: its deadline's entry waits for
+        the timer, and must not keep the result (a value of up to 64 KiB) alive until then.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(4)
+        key = os.urandom(32)
+        dht.run(nodes[1].put(key, b"value", ttl=600, replication=3))
+        asker = dht.startNode(9, bootstrap=[nodes[0].contact])
+        dht.run(asker.joined)
+        gotten = asker.get(key)
+        self.assertEqual(dht.run(gotten), b"value")
+        gone = weakref.ref(gotten)
+        del gotten
+        self.assertIsNone(gone())
 
 
 class RealNetworkTests(TestCase):
