@@ -667,10 +667,18 @@ class _LookupRun:
         if search.done:
             return self._finish()
         queries = search.nextQueries()
-        if not queries and not search.inFlight:
-            return self._finish()
+        if not queries:
+            return None if search.inFlight else self._finish()
+        # The closest first, on its own: the others leave on the reactor's next turn, so that
+        # the first request is on its way (and its answer read, where all the nodes share one
+        # process) before the others are even encoded. The same requests leave, a turn apart.
+        self._node.rpc.ask(queries[0], self._kind, self._content, self, queries[0])
+        if len(queries) > 1:
+            self._node._clock.callLater(0, self._askAll, queries[1:])
+
+    def _askAll(self, contacts):
         ask, kind, content = self._node.rpc.ask, self._kind, self._content
-        for contact in queries:
+        for contact in contacts:
             ask(contact, kind, content, self, contact)
 
     def _finish(self):

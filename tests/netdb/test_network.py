@@ -64,6 +64,33 @@ class Silent(DhtNode):
         return super().respond(sender, kind, content)
 
 
+class FirstRequestTests(SynchronousTestCase):
+    """A lookup's closest contact is asked first, on its own; the others a turn later."""
+
+    def test_closestFirstOthersNextTurn(self):
+        """
+        A GET's first request leaves at once, to the closest contact; the other alpha - 1
+        leave on the clock's next turn, all of them: the GET asks what it asked before.
+        """
+        dht = MemoryDht(self)
+        nodes = dht.start(30)
+        key = os.urandom(32)
+        dht.run(nodes[1].put(key, b"value", ttl=600, replication=20))
+        asker = next(node for node in nodes if node.store.get(Table.VALUE, key) is None)
+        closest = asker.table.closest(key, 3, replacements=True)
+
+        def inFlight():
+            return {nodeId for nodeId, channel in asker.rpc.channels.items() if channel.pendingCount}
+
+        before = asker.stats.requests
+        gotten = asker.get(key)
+        self.assertEqual(inFlight(), {closest[0].nodeId})
+        self.assertEqual(dht.run(gotten), b"value")
+        dht.network.settle()
+        self.assertEqual(asker.stats.requests - before, 3)
+        self.assertEqual(asker.stats.rpcs[("FIND_VALUE", "answered")], 3)
+
+
 class GetTimeoutTests(SynchronousTestCase):
     """A GET answers within the GET timeout, on one timer for all of a node's GETs."""
 
