@@ -219,6 +219,20 @@ class _ToDeferred:
 _TO_DEFERRED = _ToDeferred()
 
 
+def deliverTo(deferred, receiver, tag):
+    """
+    Hand the outcome of a request made with a Deferred to C{receiver} as L{RpcChannel.ask}
+    does: C{receiver.replied(tag, kind, content)}, or C{receiver.failed(tag, error)} with the
+    L{RpcFailed}.
+    """
+
+    def failed(failure):
+        failure.trap(RpcFailed)
+        receiver.failed(tag, failure.value)
+
+    deferred.addCallbacks(lambda reply: receiver.replied(tag, reply[0], reply[1]), failed)
+
+
 class RpcFailed(Exception):
     """A request got no usable reply: timeout, lost link, refused link, or a broken reply."""
 
@@ -543,16 +557,9 @@ class DhtLinks:
             return channel.ask(kind, content, receiver, tag)
 
         def opened(channel):
-            try:
-                channel.ask(kind, content, receiver, tag)
-            except RpcFailed as e:
-                receiver.failed(tag, e)
+            return channel.request(kind, content)
 
-        def notOpened(failure):
-            failure.trap(RpcFailed)
-            receiver.failed(tag, failure.value)
-
-        self.channelTo(contact).addCallbacks(opened, notOpened)
+        deliverTo(self.channelTo(contact).addCallback(opened), receiver, tag)
 
     def closeIdle(self):
         """Close links that carried nothing for C{idleClose} seconds and await no reply."""
