@@ -16,13 +16,16 @@ pinned) on its own loopback address, all in this process on one Twisted reactor 
 L{phantom.testnet.inprocess}), default L{DhtSettings} and L{LinkLimits}. A PUT is
 C{DhtNode.put(key, value, ttl, replication=20)}: the value is kept on the node put through and
 on the 20 closest nodes, as bmuller's C{set} keeps it on its k = 20 closest. A GET is
-C{DhtNode.get(key)}: the local store, else a FIND_VALUE lookup.
+C{DhtNode.get(key)}: the local store, else a FIND_VALUE lookup, which asks the closest contact
+at once and the other alpha - 1 on the reactor's next turn, and returns at the first valid
+value (the other answers still come, after it, and count in C{cpu_ms_per_get}).
 
 The baseline is C{kademlia} from PyPI (bmuller's: asyncio, UDP through C{rpcudp}, msgpack, no
 authentication, no encryption; k = 20, alpha = 3, 5 s per request, as ours): N C{Server}s in
 one asyncio event loop in a child process, on the same loopback addresses (UDP), each joining
 through node 0 (C{bootstrap}); a PUT is C{Server.set(key, value)}, a GET C{Server.get(key)}
-(the local store, else a C{ValueSpiderCrawl}). Both sides are single processes, so each gets
+(the local store, else a C{ValueSpiderCrawl}, which sends alpha requests at once, waits for all
+their answers and, when one of them lacked the value, for its caching STORE). Both sides are single processes, so each gets
 one core of this machine, and they run one after the other (baseline first), never at once.
 
 Figures (the same definitions on both sides, computed by the same code here):
