@@ -130,7 +130,8 @@ class Deadlines:
     the link closed). As every wait is the same length, entries come in the order of their
     deadlines, and the timer is due at the oldest one still waited for: one timer for all of a
     node's requests in flight instead of one per request (or per link), and none while nothing
-    is waited for. Entries whose wait is over are dropped when the timer meets them.
+    is waited for. Entries whose wait is over are dropped when the timer meets them. (A clock set
+    back delays the expiries behind the oldest by as much; it never makes one early.)
 
     @param clock: C{IReactorTime}.
     @param timeout: how long each wait lasts, in seconds.
