@@ -7,9 +7,8 @@ import gc
 import os
 import weakref
 
-from twisted.trial.unittest import SynchronousTestCase, TestCase
-
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.config import DhtSettings
 from phantom.netdb.records import NodeRecord
