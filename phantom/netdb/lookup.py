@@ -35,17 +35,7 @@ class Progress(enum.Enum):
 
 
 _WAITING = (Progress.HEARD_OF, Progress.ASKED)
-
-
-class _Candidate:
-    """A contact the lookup heard of, its distance from the target and its L{Progress}."""
-
-    __slots__ = ("contact", "distance", "progress")
-
-    def __init__(self, contact, distance):
-        self.contact = contact
-        self.distance = distance
-        self.progress = Progress.HEARD_OF
+_HEARD_OF, _ASKED, _ANSWERED = Progress.HEARD_OF, Progress.ASKED, Progress.ANSWERED
 
 
 class Lookup:
@@ -64,7 +54,9 @@ class Lookup:
     @ivar values: C{(contact, value)} of every value found; more than one only when collecting.
     """
 
-    def __init__(self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False, maxRequests=MAX_LOOKUP_REQUESTS):
+    def __init__(
+        self, target, contacts, ownId, k=K, alpha=ALPHA, findValue=False, collect=False, maxRequests=MAX_LOOKUP_REQUESTS, measured=False
+    ):
         """
         @param target: the 32-byte id or key to look up.
         @param contacts: the L{Contact}s to start from, usually the closest in our routing table.
@@ -77,6 +69,9 @@ class Lookup:
             near the key serving an old value cannot hide a newer one).
         @param maxRequests: the lookup asks no more once it has sent this many requests; it
             ends with what it has when they are answered.
+        @param measured: C{contacts} are C{(distance from the target, contact)} pairs, as
+            L{phantom.netdb.routing.RoutingTable.closestMeasured} gives them (their ids
+            checked), not L{Contact}s.
         @raise ValueError: C{target} or a contact's node id is not 32 bytes.
         """
         self.target = target
@@ -89,14 +84,17 @@ class Lookup:
         self._maxRequests = maxRequests
         self.values = []
         """C{(contact, value)} of every value found, in the order found."""
-        self._candidates = {}
+        self._contacts = {}
+        """The contacts heard of (the candidates), by node id."""
+        self._progress = {}
+        """The L{Progress} of each candidate, by node id."""
         self._ranked = []
         """C{(distance, nodeId)} of the candidates that did not fail, closest first."""
         self.requests = 0
         self.inFlight = 0
         self.value = None
         self.valueSource = None
-        self._heardOf(self._measure(contacts))
+        self._heardOf(contacts if measured else self._measure(contacts))
 
     def _measure(self, contacts):
         """
@@ -120,21 +118,18 @@ class Lookup:
 
         @param measured: what L{_measure} returns.
         """
-        candidates, ownId, ranked = self._candidates, self._ownId, self._ranked
+        contacts, progress, ownId, ranked = self._contacts, self._progress, self._ownId, self._ranked
         before = len(ranked)
         for contactDistance, contact in measured:
             nodeId = contact.nodeId
-            if nodeId == ownId or nodeId in candidates:
+            if nodeId == ownId or nodeId in contacts:
                 continue
-            candidates[nodeId] = _Candidate(contact, contactDistance)
+            contacts[nodeId] = contact
+            progress[nodeId] = _HEARD_OF
             ranked.append((contactDistance, nodeId))
         if len(ranked) > before:
             # Distinct ids are at distinct distances: the sort never compares two ids.
             ranked.sort()
-
-    def _closest(self):
-        """The k closest candidates that did not fail, closest first."""
-        return [self._candidates[nodeId] for _, nodeId in self._ranked[: self._k]]
 
     @property
     def done(self):
@@ -146,9 +141,9 @@ class Lookup:
             return True
         if self.requests >= self._maxRequests and not self.inFlight:
             return True
-        candidates = self._candidates
+        progress = self._progress
         for _, nodeId in self._ranked[: self._k]:
-            if candidates[nodeId].progress in _WAITING:
+            if progress[nodeId] in _WAITING:
                 return False
         return True
 
@@ -162,14 +157,15 @@ class Lookup:
         if self.done:
             return []
         queries = []
-        for candidate in self._closest():
+        progress = self._progress
+        for _, nodeId in self._ranked[: self._k]:
             if self.inFlight == self._alpha or self.requests >= self._maxRequests:
                 break
-            if candidate.progress is Progress.HEARD_OF:
-                candidate.progress = Progress.ASKED
+            if progress[nodeId] is _HEARD_OF:
+                progress[nodeId] = _ASKED
                 self.inFlight += 1
                 self.requests += 1
-                queries.append(candidate.contact)
+                queries.append(self._contacts[nodeId])
         return queries
 
     def _settle(self, contact, progress):
@@ -181,10 +177,10 @@ class Lookup:
         """
         if self.done:
             return False
-        candidate = self._candidates.get(contact.nodeId)
-        if candidate is None or candidate.progress is not Progress.ASKED:
+        nodeId = contact.nodeId
+        if self._progress.get(nodeId) is not _ASKED:
             raise ValueError(f"{contact} has no request in flight")
-        candidate.progress = progress
+        self._progress[nodeId] = progress
         self.inFlight -= 1
         return True
 
@@ -229,14 +225,15 @@ class Lookup:
         @raise ValueError: C{contact} has no request in flight.
         """
         if self._settle(contact, Progress.FAILED):
-            self._ranked.remove((self._candidates[contact.nodeId].distance, contact.nodeId))
+            nodeId = contact.nodeId
+            self._ranked.remove((int.from_bytes(nodeId, "big") ^ self._target, nodeId))
 
     @property
     def result(self):
         """The k closest contacts that answered, closest first."""
         answered = (Progress.ANSWERED, Progress.HELD_VALUE)
-        closest = (self._candidates[nodeId] for _, nodeId in self._ranked)
-        return [c.contact for c in closest if c.progress in answered][: self._k]
+        progress = self._progress
+        return [self._contacts[nodeId] for _, nodeId in self._ranked if progress[nodeId] in answered][: self._k]
 
     @property
     def closestWithoutValue(self):
@@ -245,7 +242,6 @@ class Lookup:
         value found by FIND_VALUE. C{None} if no contact answered without it.
         """
         for _, nodeId in self._ranked:
-            candidate = self._candidates[nodeId]
-            if candidate.progress is Progress.ANSWERED:
-                return candidate.contact
+            if self._progress[nodeId] is _ANSWERED:
+                return self._contacts[nodeId]
         return None

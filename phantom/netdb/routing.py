@@ -16,6 +16,7 @@ place to the freshest replacement.
 
 import random
 from collections import OrderedDict
+from itertools import repeat
 from operator import itemgetter
 
 from phantom.netdb import ID_BITS, K
@@ -181,9 +182,16 @@ class RoutingTable:
         @return: the L{Contact} to ping, or C{None}.
         @raise ValueError: the contact has no 32-byte node id.
         """
-        nodeId, bucket = self._bucketOf(contact)
-        if bucket is None:
+        # _bucketOf, inline: every request and reply a node handles comes here.
+        nodeId = contact.nodeId
+        if type(nodeId) is not bytes or len(nodeId) != ID_BYTES:
+            idAsInt(nodeId)  # raises the ValueError that says why
+        index = ID_BITS - (int.from_bytes(nodeId, "big") ^ self._own).bit_length()
+        if index >= ID_BITS:
             return None
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._bucketAt(index)
         now = self._clock.seconds()
         bucket.lastTouched = now
         self._failures.pop(nodeId, None)
@@ -276,34 +284,47 @@ class RoutingTable:
         @return: a list of up to C{count} L{Contact}s, the closest first.
         @raise ValueError: C{target} is not 32 bytes.
         """
+        return [contact for _, contact in self.closestMeasured(target, count, exclude, replacements)]
+
+    def closestMeasured(self, target, count=K, exclude=(), replacements=False):
+        """
+        L{closest}, each contact with its distance from C{target}.
+
+        @return: a list of up to C{count} C{(distance, contact)}, the closest first.
+        @raise ValueError: C{target} is not 32 bytes.
+        """
         number = idAsInt(target)
         index = self._indexOf(number)
         buckets = self._buckets
-        excluded = set(exclude)
-        found = []
-
-        def take(bucket):
-            for held in (bucket.contacts, bucket.replacements) if replacements else (bucket.contacts,):
-                for nodeId, contact in held.items():
-                    if nodeId not in excluded:
-                        found.append((int.from_bytes(nodeId, "big") ^ number, contact))
-
+        ids, contacts = [], []
+        wanted = count + len(exclude)
         own = buckets.get(index)
-        if own is not None:
-            take(own)
-        if len(found) < count:
-            for bucketIndex, bucket in buckets.items():
-                if bucketIndex > index:
-                    take(bucket)
-        for farther in range(min(index, ID_BITS) - 1, -1, -1):
-            if len(found) >= count:
+        chosen = [] if own is None else [own]
+        if own is None or len(own.contacts) + (len(own.replacements) if replacements else 0) < wanted:
+            chosen.extend([bucket for bucketIndex, bucket in buckets.items() if bucketIndex > index])
+        farther = min(index, ID_BITS) - 1
+        while True:
+            for bucket in chosen:
+                ids.extend(bucket.contacts)
+                contacts.extend(bucket.contacts.values())
+                if replacements:
+                    ids.extend(bucket.replacements)
+                    contacts.extend(bucket.replacements.values())
+            chosen = []
+            while not chosen and farther >= 0 and len(ids) < wanted:
+                bucket = buckets.get(farther)
+                farther -= 1
+                if bucket is not None:
+                    chosen.append(bucket)
+            if not chosen:
                 break
-            bucket = buckets.get(farther)
-            if bucket is not None:
-                take(bucket)
-        # Ids in the table were checked on the way in; distinct ids are at distinct distances.
-        found.sort(key=_first)
-        return [contact for _, contact in found[:count]]
+        # All in C: ids in the table were checked on the way in, and distinct ids are at
+        # distinct distances, so the sort never compares two contacts.
+        found = sorted(zip(map(number.__xor__, map(int.from_bytes, ids, repeat("big"))), contacts), key=_first)
+        if exclude:
+            excluded = set(exclude)
+            found = [pair for pair in found if pair[1].nodeId not in excluded]
+        return found[:count]
 
     def refreshTargets(self, now, interval=REFRESH_INTERVAL):
         """

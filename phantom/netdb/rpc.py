@@ -56,11 +56,13 @@ class Answering:
 
     def __init__(self, perLink=MAX_ANSWERING, perPeer=MAX_ANSWERING_PER_PEER, total=MAX_ANSWERING_TOTAL):
         self._shares = Shares(total, perPeer, perLink, onEvicted=lambda answer: answer.drop())
+        self._held = 0
+        """How many answers are under way: every request is admitted while there are none."""
         self._waiting = OrderedDict()
         self._waking = False
 
     def __len__(self):
-        return len(self._shares)
+        return self._held
 
     def held(self, channel=None, peer=None):
         """@return: how many answers C{channel} (or the node id C{peer}) has under way."""
@@ -68,16 +70,18 @@ class Answering:
 
     def admits(self, channel):
         """@return: whether C{channel} may have one more request answered now."""
-        return self._shares.admits(channel.link.nodeId, channel)
+        return not self._held or self._shares.admits(channel.link.nodeId, channel)
 
     def begin(self, answer, channel):
         """Count C{answer} (with C{drop()}) under way for C{channel} (see L{admits})."""
         self._shares.admit(answer, channel.link.nodeId, channel)
+        self._held = len(self._shares)
 
     def end(self, answer):
         """C{answer} went out, failed or was dropped: its room goes to a waiting link."""
         if answer in self._shares:
             self._shares.release(answer)
+            self._held = len(self._shares)
             self._wake()
 
     def wait(self, channel, resume):
@@ -117,8 +121,117 @@ class _Answer:
             self.deferred.cancel()
 
 
+class Deadlines:
+    """
+    The deadlines of many waits of one length (a node's requests, or its GETs), on one timer.
+
+    Each wait is an entry C{(deadline, owner, key)}: once its deadline has come,
+    C{owner.expire(key)} is called, unless C{owner.awaits(key)} says it is over (a reply came,
+    the link closed). As every wait is the same length, entries come in the order of their
+    deadlines, and the timer is due at the oldest one still waited for: one timer for all of a
+    node's requests in flight instead of one per request (or per link), and none while nothing
+    is waited for. Entries whose wait is over are dropped when the timer meets them. (A clock set
+    back delays the expiries behind the oldest by as much; it never makes one early.)
+
+    @param clock: C{IReactorTime}.
+    @param timeout: how long each wait lasts, in seconds.
+    """
+
+    def __init__(self, clock, timeout):
+        self._clock = clock
+        self.timeout = timeout
+        self._queue = deque()
+        self._timer = None
+        self._expiring = False
+
+    def __len__(self):
+        """How many entries are kept: waits under way and over ones not yet dropped."""
+        return len(self._queue)
+
+    def add(self, owner, key):
+        """
+        Start a wait of C{timeout} seconds for C{key} of C{owner}.
+
+        @param owner: has C{awaits(key)}, whether the wait still goes on, and C{expire(key)}.
+        @return: the deadline.
+        """
+        deadline = self._clock.seconds() + self.timeout
+        self._queue.append((deadline, owner, key))
+        if self._timer is None and not self._expiring:
+            self._timer = self._clock.callLater(self.timeout, self._expire)
+        return deadline
+
+    def _expire(self):
+        self._timer = None
+        self._expiring = True
+        queue = self._queue
+        now = self._clock.seconds()
+        try:
+            while queue:
+                deadline, owner, key = queue[0]
+                if not owner.awaits(key):
+                    queue.popleft()
+                elif deadline <= now:
+                    queue.popleft()
+                    owner.expire(key)
+                else:
+                    break
+        finally:
+            self._expiring = False
+            if queue:
+                self._timer = self._clock.callLater(max(queue[0][0] - now, 0), self._expire)
+
+    def prune(self):
+        """Drop the oldest entries whose wait is over; with none left, stop the timer."""
+        queue = self._queue
+        while queue and not queue[0][1].awaits(queue[0][2]):
+            queue.popleft()
+        if not queue and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def expireAll(self):
+        """End every wait now: each one still under way expires, and the timer stops."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queue, self._queue = self._queue, deque()
+        for _, owner, key in queue:
+            if owner.awaits(key):
+                owner.expire(key)
+
+
 _ID = struct.Struct(">Q")
 _ID_MASK = 2 ** (8 * REQUEST_ID_SIZE) - 1
+
+
+class _ToDeferred:
+    """The receiver of L{RpcChannel.request}'s requests: the tag is the Deferred of the outcome."""
+
+    @staticmethod
+    def replied(deferred, kind, content):
+        deferred.callback((kind, content))
+
+    @staticmethod
+    def failed(deferred, error):
+        deferred.errback(error)
+
+
+_TO_DEFERRED = _ToDeferred()
+
+
+def deliverTo(deferred, receiver, tag):
+    """
+    Hand the outcome of a request made with a Deferred to C{receiver} as L{RpcChannel.ask}
+    does: C{receiver.replied(tag, kind, content)}, or C{receiver.failed(tag, error)} with the
+    L{RpcFailed}.
+    """
+
+    def failed(failure):
+        failure.trap(RpcFailed)
+        receiver.failed(tag, failure.value)
+
+    deferred.addCallbacks(lambda reply: receiver.replied(tag, reply[0], reply[1]), failed)
 
 
 class RpcFailed(Exception):
@@ -146,11 +259,13 @@ class RpcChannel:
     @param randomBytes: C{randomBytes(n)}: where the first request id comes from; the ids
         that follow count up from it (an id only has to be unique among this link's requests
         in flight: a peer that reads them is the one they are sent to).
+    @param deadlines: the L{Deadlines} (of C{timeout} seconds) the requests' timeouts are kept
+        in, shared by every channel of a node; its own if not given.
     """
 
     log = Logger()
 
-    def __init__(self, link, responder, clock, timeout, onClosed, randomBytes=os.urandom, answering=None):
+    def __init__(self, link, responder, clock, timeout, onClosed, randomBytes=os.urandom, answering=None, deadlines=None):
         self.link = link
         self._responder = responder
         self._clock = clock
@@ -158,12 +273,13 @@ class RpcChannel:
         self._onClosed = onClosed
         self._nextRequestId = int.from_bytes(randomBytes(REQUEST_ID_SIZE), "big")
         self._pending = {}
-        """C{(kind, deferred, deadline)} of each request awaiting its reply, oldest first."""
-        self._timer = None
-        """The one timer of the requests' timeouts, due at the oldest one's deadline or before."""
+        """C{(kind, receiver, tag)} of each request awaiting its reply, by request id."""
+        self._deadlines = Deadlines(clock, timeout) if deadlines is None else deadlines
         self._answering = Answering() if answering is None else answering
         self._answers = set()
         self._held = deque()
+        self._sender = None
+        """The peer as a L{Contact}, at the listening port of its last request."""
         self.lastUsed = clock.seconds()
         self.closed = False
 
@@ -177,6 +293,20 @@ class RpcChannel:
         Send a request.
 
         @return: a Deferred firing with the reply as C{(RpcKind, content)}, or failing with L{RpcFailed}.
+        @raise RpcFailed: the channel is closed.
+        """
+        deferred = Deferred()
+        self.ask(kind, content, _TO_DEFERRED, deferred)
+        return deferred
+
+    def ask(self, kind, content, receiver, tag):
+        """
+        Send a request whose outcome is handed to C{receiver} directly, without a Deferred:
+        C{receiver.replied(tag, replyKind, content)} once the reply comes, or
+        C{receiver.failed(tag, error)} with an L{RpcFailed} (timeout, lost link, a reply of the
+        wrong kind), exactly one of them, never before this returns.
+
+        @raise RpcFailed: the channel is closed.
         """
         if self.closed:
             raise RpcFailed(f"the link to {describePeer(self.link.peer)} is closed")
@@ -186,12 +316,9 @@ class RpcChannel:
         requestId = self._newRequestId()
         while requestId in pending:  # only after 2**64 requests, with one still waiting
             requestId = self._newRequestId()
-        deferred = Deferred()
-        pending[requestId] = (kind, deferred, self._clock.seconds() + self._timeout)
-        if self._timer is None:
-            self._timer = self._clock.callLater(self._timeout, self._expireDue)
+        pending[requestId] = (kind, receiver, tag)
+        self._deadlines.add(self, requestId)
         self._send(kind, requestId, content)
-        return deferred
 
     def _newRequestId(self):
         number = self._nextRequestId
@@ -202,22 +329,14 @@ class RpcChannel:
         self.lastUsed = self._clock.seconds()
         self.link.sendFrame(encodeRpc(kind, requestId, content))
 
-    def _expireDue(self):
-        """
-        Fail the requests whose deadline has come, oldest first, and set the timer for the
-        next one. Requests all wait the same time, so the oldest is due first; a reply only
-        takes its request out, and leaves the timer as it is.
-        """
-        self._timer = None
-        now = self._clock.seconds()
-        while self._pending:
-            requestId, (kind, deferred, deadline) = next(iter(self._pending.items()))
-            if deadline > now:
-                if self._timer is None:  # an errback below may have asked again, and set it
-                    self._timer = self._clock.callLater(deadline - now, self._expireDue)
-                return
-            del self._pending[requestId]
-            deferred.errback(RpcFailed(f"no reply to {kind.name} from {describePeer(self.link.peer)} within {self._timeout:g} s"))
+    def awaits(self, requestId):
+        """L{Deadlines}: whether the request C{requestId} still awaits its reply."""
+        return requestId in self._pending
+
+    def expire(self, requestId):
+        """L{Deadlines}: the request C{requestId} got no reply in time: it fails."""
+        kind, receiver, tag = self._pending.pop(requestId)
+        receiver.failed(tag, RpcFailed(f"no reply to {kind.name} from {describePeer(self.link.peer)} within {self._timeout:g} s"))
 
     def frameReceived(self, payload):
         try:
@@ -231,11 +350,11 @@ class RpcChannel:
         pending = self._pending.pop(message.request_id, None)
         if pending is None:
             return  # a reply that came after its timeout
-        requested, deferred, _ = pending
+        requested, receiver, tag = pending
         if kind not in REPLIES[requested]:
-            deferred.errback(RpcFailed(f"{kind.name} is no reply to {requested.name}"))
+            receiver.failed(tag, RpcFailed(f"{kind.name} is no reply to {requested.name}"))
             return self.link.abort(f"{kind.name} in reply to {requested.name}")
-        deferred.callback((kind, message.content))
+        receiver.replied(tag, kind, message.content)
 
     def _answer(self, kind, message):
         if self._held or not self._answering.admits(self):
@@ -249,14 +368,17 @@ class RpcChannel:
         self._answerNow(kind, message)
 
     def _answerNow(self, kind, message):
-        sender = Contact(self.link.peer.host, message.content.port, self.link.nodeId)
+        port = message.content.port
+        sender = self._sender
+        if sender is None or sender.port != port:
+            sender = self._sender = Contact(self.link.peer.host, port, self.link.nodeId)
         try:
             answer = self._responder.respond(sender, kind, message.content)
         except Exception:
             self.log.failure("answering {kind} from {peer}", kind=kind.name, peer=describePeer(self.link.peer))
             return self.link.abort(f"its {kind.name} request could not be answered")
         requestId = message.request_id
-        if not isinstance(answer, Deferred):
+        if type(answer) is tuple or not isinstance(answer, Deferred):  # the type first: no ABC check
             if not self.closed:
                 self._send(answer[0], requestId, answer[1])
             return
@@ -318,13 +440,10 @@ class RpcChannel:
         for under in list(self._answers):
             under.drop()
         pending, self._pending = self._pending, {}
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for kind, deferred, _ in pending.values():
-            deferred.errback(RpcFailed(f"the link to {describePeer(self.link.peer)} closed before the reply to {kind.name}"))
+        for kind, receiver, tag in pending.values():
+            receiver.failed(tag, RpcFailed(f"the link to {describePeer(self.link.peer)} closed before the reply to {kind.name}"))
+        self._deadlines.prune()
         self._onClosed(self)
-
 
 
 class DhtLinks:
@@ -348,10 +467,14 @@ class DhtLinks:
         self._connecting = {}
         self.answering = Answering()
         """The L{Answering} every channel's answers count against."""
+        self.deadlines = Deadlines(clock, timeout)
+        """The L{Deadlines} of every channel's requests: one timer for all of them."""
         links.registerPurpose(Purpose.DHT, self._accepted)
 
     def _channel(self, link):
-        return RpcChannel(link, self._responder, self._clock, self.timeout, self._channelClosed, answering=self.answering)
+        return RpcChannel(
+            link, self._responder, self._clock, self.timeout, self._channelClosed, answering=self.answering, deadlines=self.deadlines
+        )
 
     def _accepted(self, link):
         channel = self._channel(link)
@@ -423,6 +546,21 @@ class DhtLinks:
         if channel is not None and not channel.closed:
             return channel.request(kind, content)
         return self.channelTo(contact).addCallback(lambda channel: channel.request(kind, content))
+
+    def ask(self, contact, kind, content, receiver, tag):
+        """
+        Send one request to C{contact}, its outcome handed to C{receiver} as
+        L{RpcChannel.ask} does; a link that cannot be opened is an L{Unreachable} failure,
+        which may be handed over before this returns.
+        """
+        channel = self._channels.get(contact.nodeId)
+        if channel is not None and not channel.closed:
+            return channel.ask(kind, content, receiver, tag)
+
+        def opened(channel):
+            return channel.request(kind, content)
+
+        deliverTo(self.channelTo(contact).addCallback(opened), receiver, tag)
 
     def closeIdle(self):
         """Close links that carried nothing for C{idleClose} seconds and await no reply."""

@@ -27,7 +27,7 @@ from phantom.netdb.interfaces import IValueStore, PutOutcome
 from phantom.netdb.lookup import Lookup
 from phantom.netdb.records import InvalidRecord, NodeRecord, RouteSet, contactOf, parseFound
 from phantom.netdb.routing import RoutingTable, distance
-from phantom.netdb.rpc import DhtLinks, RpcFailed, Unreachable
+from phantom.netdb.rpc import Deadlines, DhtLinks, RpcFailed, Unreachable
 from phantom.netdb.storage import RecordStore, StoreFull
 from phantom.statefiles import writeAtomically
 from phantom.wire.dht import RpcKind, Table
@@ -122,6 +122,7 @@ class DhtNode(Service):
             clock, settings.maxValueTtl, settings.maxStoreBytes, settings.maxStoreBytesPerPeer, settings.storeReserveBytes, self.responsibleFor
         )
         self.rpc = DhtLinks(links, self, clock, timeout=settings.rpcTimeout, idleClose=settings.idleLinkTimeout)
+        self._gets = Deadlines(clock, settings.getTimeout)
         self.stats = LookupStats()
         self._published = {}
         self._unanswered = collections.OrderedDict()
@@ -187,6 +188,7 @@ class DhtNode(Service):
             self._joining.cancel()
         if self._maintenance is not None and self._maintenance.running:
             self._maintenance.stop()
+        self._gets.expireAll()
         self._isolated("saving the contacts", self.saveContacts)
 
     # Answering other nodes
@@ -265,29 +267,35 @@ class DhtNode(Service):
 
         @return: a Deferred firing with the reply C{(RpcKind, content)}, or failing with L{RpcFailed}.
         """
-        request = dict(content, port=self._port)
-        answeredKey, failedKey = _OUTCOMES[kind]
 
         def answered(reply):
-            self.stats.rpcs[answeredKey] += 1
-            self._heardFrom(contact)
+            self._answeredBy(contact, kind)
             return reply
 
         def failed(failure):
-            self.stats.rpcs[failedKey] += 1
+            self.stats.rpcs[_OUTCOMES[kind][1]] += 1
             failure.trap(RpcFailed)
-            self.table.failed(contact)
-            if failure.check(Unreachable):
-                # Every address it failed at since it was last heard from (a few): a contact
-                # another node made up must not hide that the node's own address failed.
-                endpoint = _endpoint(contact.host, contact.port)
-                failedAt = tuple(other for other in self._unanswered.pop(contact.nodeId, ()) if other != endpoint)
-                self._unanswered[contact.nodeId] = (failedAt + (endpoint,))[-UNANSWERED_ADDRESSES:]
-                if len(self._unanswered) > UNANSWERED_KEPT:
-                    self._unanswered.popitem(last=False)
+            self._failedBy(contact, failure.value)
             return failure
 
-        return self.rpc.call(contact, kind, request).addCallbacks(answered, failed)
+        return self.rpc.call(contact, kind, dict(content, port=self._port)).addCallbacks(answered, failed)
+
+    def _answeredBy(self, contact, kind):
+        """C{contact} answered a request of C{kind}."""
+        self.stats.rpcs[_OUTCOMES[kind][0]] += 1
+        self._heardFrom(contact)
+
+    def _failedBy(self, contact, error):
+        """A request to C{contact} failed with the L{RpcFailed} C{error} (counted by the caller)."""
+        self.table.failed(contact)
+        if isinstance(error, Unreachable):
+            # Every address it failed at since it was last heard from (a few): a contact
+            # another node made up must not hide that the node's own address failed.
+            endpoint = _endpoint(contact.host, contact.port)
+            failedAt = tuple(other for other in self._unanswered.pop(contact.nodeId, ()) if other != endpoint)
+            self._unanswered[contact.nodeId] = (failedAt + (endpoint,))[-UNANSWERED_ADDRESSES:]
+            if len(self._unanswered) > UNANSWERED_KEPT:
+                self._unanswered.popitem(last=False)
 
     def lookup(self, target, table=None):
         """
@@ -297,10 +305,15 @@ class DhtNode(Service):
         @return: a Deferred firing with the finished L{Lookup}; for FIND_VALUE its C{value} is
             the validated record object (a L{RouteSet} for the ROUTE table), or C{None}.
         """
+        finished = Deferred()
+        _LookupRun(self, self._newLookup(target, table), table, finished.callback)
+        return finished
+
+    def _newLookup(self, target, table):
+        """The L{Lookup} of C{target} (in C{table}, or FIND_NODE if C{None}), from the closest contacts known."""
         self.table.lookedUp(target)
-        start = self.table.closest(target, K, replacements=True)
-        search = Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None, collect=table == Table.ROUTE)
-        return _LookupRun(self, search, table).finished
+        start = self.table.closestMeasured(target, K, replacements=True)
+        return Lookup(target, start, self.nodeId, K, ALPHA, findValue=table is not None, collect=table == Table.ROUTE, measured=True)
 
     # Storing and finding
 
@@ -426,15 +439,9 @@ class DhtNode(Service):
         local = self.store.get(Table.VALUE, key)
         if local is not None:
             return succeed(local.encoded)
-        d = self.lookup(key, Table.VALUE).addCallback(self._cacheFound, Table.VALUE, key)
-        d.addTimeout(self.settings.getTimeout, self._clock)
-
-        def done(result):
-            if isinstance(result, Failure):
-                return None
-            return result.encoded if result is not None else None
-
-        return d.addBoth(done)
+        result = Deferred()
+        _Get(self, self._newLookup(key, Table.VALUE), result)
+        return result
 
     # Path building
 
@@ -599,31 +606,33 @@ class DhtNode(Service):
 class _LookupRun:
     """
     One lookup of a L{DhtNode} over its RPCs: sends the requests its L{Lookup} names and
-    reports each outcome, until the lookup is done. (Closures calling one another would leave
-    a cycle of cells and functions behind every lookup, for the garbage collector to find.)
-
-    @ivar finished: a Deferred firing with the L{Lookup} once it is done.
+    reports each outcome, until the lookup is done. It is the receiver of its requests'
+    outcomes (L{phantom.netdb.rpc.RpcChannel.ask}): a reply is a call, not a Deferred's
+    callbacks. (Closures calling one another would leave a cycle of cells and functions behind
+    every lookup, for the garbage collector to find.)
     """
 
-    def __init__(self, node, search, table):
+    def __init__(self, node, search, table, finished):
+        """
+        @param finished: called with the L{Lookup} once it is done.
+        """
         self._node = node
         self._search = search
         self._table = table
+        if table is None:
+            self._kind = RpcKind.FIND_NODE
+            self._content = {"target": search.target, "port": node._port}
+        else:
+            self._kind = RpcKind.FIND_VALUE
+            self._content = {"table": table, "key": search.target, "port": node._port}
         self._began = node._clock.seconds()
-        self.finished = Deferred()
+        self._finished = finished
         self._step()
 
-    def _ask(self, contact):
-        node, target = self._node, self._search.target
-        if self._table is None:
-            d = node._call(contact, RpcKind.FIND_NODE, {"target": target})
-        else:
-            d = node._call(contact, RpcKind.FIND_VALUE, {"table": self._table.name, "key": target})
-        d.addCallbacks(self._answered, self._failed, callbackArgs=(contact,), errbackArgs=(contact,))
-
-    def _answered(self, reply, contact):
-        kind, content = reply
+    def replied(self, contact, kind, content):
+        """A contact answered (L{phantom.netdb.rpc.RpcChannel.ask})."""
         search, node = self._search, self._node
+        node._answeredBy(contact, self._kind)
         if search.done:
             return self._step()
         if kind == RpcKind.VALUE:
@@ -642,25 +651,73 @@ class _LookupRun:
                 search.failed(contact)
         self._step()
 
-    def _failed(self, failure, contact):
-        failure.trap(RpcFailed)
+    def failed(self, contact, error):
+        """A request failed with the L{RpcFailed} C{error} (L{phantom.netdb.rpc.RpcChannel.ask})."""
+        node = self._node
+        node.stats.rpcs[_OUTCOMES[self._kind][1]] += 1
+        node._failedBy(contact, error)
         if not self._search.done:
             self._search.failed(contact)
         self._step()
 
     def _step(self):
-        if self.finished.called:
+        if self._finished is None:
             return
         search = self._search
         if search.done:
             return self._finish()
         queries = search.nextQueries()
-        if not queries and not search.inFlight:
-            return self._finish()
-        for contact in queries:
-            self._ask(contact)
+        if not queries:
+            return None if search.inFlight else self._finish()
+        # The closest first, on its own: the others leave on the reactor's next turn, so that
+        # the first request is on its way (and its answer read, where all the nodes share one
+        # process) before the others are even encoded. The same requests leave, a turn apart.
+        self._node.rpc.ask(queries[0], self._kind, self._content, self, queries[0])
+        if len(queries) > 1:
+            self._node._clock.callLater(0, self._askAll, queries[1:])
+
+    def _askAll(self, contacts):
+        ask, kind, content = self._node.rpc.ask, self._kind, self._content
+        for contact in contacts:
+            ask(contact, kind, content, self, contact)
 
     def _finish(self):
-        node = self._node
+        node, finished = self._node, self._finished
+        self._finished = None
         node.stats.record(self._search, node._clock.seconds() - self._began)
-        self.finished.callback(self._search)
+        finished(self._search)
+
+
+class _Get:
+    """
+    One GET that runs a lookup: C{result} fires with the value found, or C{None} once the
+    lookup ended without one or the GET timeout passed (on the node's L{Deadlines} of GETs,
+    one timer for all of them). The value found is cached as L{DhtNode.findRecord} caches it,
+    once the GET has its result. A GET that answered lets go of its result at once: its
+    deadline's entry stays until the timer comes by, and must not keep the value alive.
+    """
+
+    def __init__(self, node, search, result):
+        self._node = node
+        self._result = result
+        node._gets.add(self, None)
+        _LookupRun(node, search, Table.VALUE, self._found)
+
+    def awaits(self, _):
+        """L{Deadlines}: whether the GET still waits for its lookup."""
+        return self._result is not None
+
+    def expire(self, _):
+        """L{Deadlines}: the GET timeout passed."""
+        self._answer(None)
+
+    def _answer(self, value):
+        result, self._result = self._result, None
+        result.callback(value)
+
+    def _found(self, search):
+        if self._result is None:
+            return  # too late: the GET has answered None (its timeout), and caches nothing
+        value = search.value
+        self._answer(value.encoded if value is not None else None)
+        self._node._cacheFound(search, Table.VALUE, search.target)

@@ -46,7 +46,7 @@ from phantom.identity import Identity
 from phantom.link.testing import HeapClock, MemoryNetwork
 from phantom.netdb import K
 from phantom.netdb.records import VERIFIED_NODE_RECORDS, NodeRecord
-from phantom.netdb.rpc import RpcFailed, Unreachable
+from phantom.netdb.rpc import RpcFailed, Unreachable, deliverTo
 from phantom.netdb.service import DhtNode
 from phantom.wire.dht import RpcKind, Table
 
@@ -156,7 +156,8 @@ class _Request(SimpleNamespace):
 def _request(content):
     request = _Request(**content)
     if "table" in content:
-        request.table = Table[content["table"]]
+        table = content["table"]
+        request.table = Table[table] if isinstance(table, str) else Table(table)
     return request
 
 
@@ -256,6 +257,10 @@ class SimRpc:
         if self.alive:
             self._sim.send(self, contact, kind, content, d)
         return d
+
+    def ask(self, contact, kind, content, receiver, tag):
+        """L{phantom.netdb.rpc.DhtLinks.ask}: L{call}, its outcome handed to C{receiver}."""
+        deliverTo(self.call(contact, kind, content), receiver, tag)
 
     def channelToAddress(self, host, port, nodeId=None):
         return succeed(SimChannel(self, Contact(host, port, nodeId)))

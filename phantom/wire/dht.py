@@ -190,6 +190,14 @@ def asTable(table):
     return _TABLES.get(table) or Table(table)
 
 
+class Message(Container):
+    """
+    A C{Container} whose fields are also plain instance attributes, so that reading one is no
+    call of C{Container.__getattr__} (a Python function): what L{decodeRpc} returns, read on
+    every request and reply. Its fields are not meant to change.
+    """
+
+
 def _malformed(reason):
     return ProtocolError(f"malformed DHT message: {reason}")
 
@@ -198,7 +206,7 @@ def decodeRpc(data):
     """
     Parse one DHT message exactly as L{Rpc} does, faster.
 
-    @return: a C{Container} with C{kind} (an L{RpcKind}), C{request_id} and C{content}.
+    @return: a L{Message} with C{kind} (an L{RpcKind}), C{request_id} and C{content}.
     @raise ProtocolError: anything L{Rpc} would refuse.
     """
     size = len(data)
@@ -209,7 +217,7 @@ def decodeRpc(data):
     if kind == RpcKind.PING or kind == RpcKind.SAMPLE:
         if body != 2:
             raise _malformed(f"{RpcKind(kind).name} of {size} bytes")
-        content = Container(port=_PORT.unpack_from(data, 9)[0])
+        content = Message(port=_PORT.unpack_from(data, 9)[0])
     elif kind == RpcKind.PONG:
         if body:
             raise _malformed("PONG with content")
@@ -217,7 +225,7 @@ def decodeRpc(data):
     elif kind == RpcKind.FIND_NODE:
         if body != 34:
             raise _malformed(f"FIND_NODE of {size} bytes")
-        content = Container(port=_PORT.unpack_from(data, 9)[0], target=bytes(data[11:43]))
+        content = Message(port=_PORT.unpack_from(data, 9)[0], target=bytes(data[11:43]))
     elif kind == RpcKind.NODES:
         if body < 1 or data[9] > MAX_CONTACTS or body != 1 + data[9] * _CONTACT.size:
             raise _malformed("NODES of the wrong size")
@@ -226,30 +234,36 @@ def decodeRpc(data):
             nodeId, address, port = _CONTACT.unpack_from(data, offset)
             if not port:
                 raise _malformed("a contact on port 0")
-            contacts.append(Container(node_id=nodeId, address=address, port=port))
-        content = Container(contacts=contacts)
+            contact = Message(node_id=nodeId, address=address, port=port)
+            vars(contact).update(contact)
+            contacts.append(contact)
+        content = Message(contacts=contacts)
     elif kind == RpcKind.FIND_VALUE:
         if body != 35 or data[11] not in _TABLES:
             raise _malformed("FIND_VALUE of the wrong size or table")
-        content = Container(port=_PORT.unpack_from(data, 9)[0], table=_TABLES[data[11]], key=bytes(data[12:44]))
+        content = Message(port=_PORT.unpack_from(data, 9)[0], table=_TABLES[data[11]], key=bytes(data[12:44]))
     elif kind == RpcKind.VALUE:
         if not 1 <= body <= MAX_VALUE:
             raise _malformed("VALUE of the wrong size")
-        content = Container(value=bytes(data[9:]))
+        content = Message(value=bytes(data[9:]))
     elif kind == RpcKind.STORE:
         if not 1 <= body - _STORE_HEAD.size <= MAX_VALUE:
             raise _malformed("STORE of the wrong size")
         port, table, key, ttl = _STORE_HEAD.unpack_from(data, 9)
         if table not in _TABLES:
             raise _malformed("STORE into no table")
-        content = Container(port=port, table=_TABLES[table], key=key, ttl=ttl, value=bytes(data[9 + _STORE_HEAD.size :]))
+        content = Message(port=port, table=_TABLES[table], key=key, ttl=ttl, value=bytes(data[9 + _STORE_HEAD.size :]))
     elif kind == RpcKind.STORED:
         if body != 1 or data[9] > 1:
             raise _malformed("STORED of the wrong size or value")
-        content = Container(accepted=data[9])
+        content = Message(accepted=data[9])
     else:
         raise _malformed(f"unknown kind {kind}")
-    return Container(kind=_KINDS[kind], request_id=bytes(data[1:9]), content=content)
+    if content is not None:
+        vars(content).update(content)
+    message = Message(kind=_KINDS[kind], request_id=bytes(data[1:9]), content=content)
+    vars(message).update(message)
+    return message
 
 
 def encodeRpc(kind, requestId, content):

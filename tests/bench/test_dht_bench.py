@@ -16,7 +16,17 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from bench import BENCHMARKS, dht
 from tests.bench.helpers import runBench
 
-FIGURES = {"get_success_rate", "get_p50_ms", "get_p95_ms", "rpcs_per_lookup", "cpu_ms_per_get", "requests_per_get", "get_cpu_p50_ms"}
+FIGURES = {
+    "get_success_rate",
+    "get_p50_ms",
+    "get_p95_ms",
+    "rpcs_per_lookup",
+    "cpu_ms_per_get",
+    "requests_per_get",
+    "get_cpu_p50_ms",
+    "lookup_get_p50_ms",
+    "lookup_get_cpu_p50_ms",
+}
 
 NO_BASELINE = "the kademlia package (the dht benchmark's baseline) is not installed: pip install kademlia, or make bench"
 
@@ -53,7 +63,7 @@ class FigureTests(SynchronousTestCase):
         """Success over GETs, median and nearest-rank p95, requests over lookups and GETs, CPU per GET and its median."""
         run = dht.Run(
             latenciesMs=[4.0, 1.0, 3.0, 2.0], successes=3, lookups=2, requests=7, joinSeconds=1.0, putSeconds=1.0, cpuSeconds=0.01,
-            cpuLatenciesMs=[0.5, 3.0, 1.0, 2.0],
+            cpuLatenciesMs=[0.5, 3.0, 1.0, 2.0], lookedUp=[True, False, True, True],
         )
         self.assertEqual(
             run.figures(),
@@ -65,6 +75,8 @@ class FigureTests(SynchronousTestCase):
                 "cpu_ms_per_get": 2.5,
                 "requests_per_get": 1.75,
                 "get_cpu_p50_ms": 1.5,
+                "lookup_get_p50_ms": 3.0,
+                "lookup_get_cpu_p50_ms": 1.0,
             },
         )
 

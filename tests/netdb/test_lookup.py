@@ -321,6 +321,23 @@ class LookupRulesTests(SynchronousTestCase):
         self.assertEqual([numberOf(c) for c in lookup.result], [FAR | 1, FAR | 2])
         self.assertEqual(lookup.requests, 3)
 
+    @given(st.lists(st.integers(1, 2**256 - 1), max_size=30, unique=True), st.integers(1, 5))
+    def test_measuredStart(self, numbers, alpha):
+        """A lookup started from C{(distance, contact)} pairs asks and ends as one started from the contacts."""
+        target = asId(FAR)
+        contacts = [contactFor(n) for n in numbers]
+        measured = sorted(((n ^ FAR, c) for n, c in zip(numbers, contacts)), key=lambda pair: pair[0])
+        plain = Lookup(target, contacts, asId(0), 3, alpha)
+        fromMeasured = Lookup(target, measured, asId(0), 3, alpha, measured=True)
+        while not plain.done:
+            queries = plain.nextQueries()
+            self.assertEqual(fromMeasured.nextQueries(), queries)
+            for query in queries:
+                plain.responded(query, [])
+                fromMeasured.responded(query, [])
+        self.assertTrue(fromMeasured.done)
+        self.assertEqual(fromMeasured.result, plain.result)
+
     def test_duplicatesAndOwnIdSkipped(self):
         """Contacts heard of twice are asked once; our own id is never asked."""
         own = FAR | 1

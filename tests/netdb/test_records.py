@@ -363,6 +363,15 @@ class RouteSetTests(SynchronousTestCase):
         self.assertEqual(parseFound(Table.ROUTE, a1.key, served, NOW).entries, (c3, b2))
 
 
+def assertFieldsAsAttributes(testCase, message):
+    """Every field of a decoded message, of its content and of each contact in it reads the same as an attribute and as an item."""
+    parts = [message] + ([message.content] if message.content is not None else [])
+    parts += list(message.content.get("contacts", [])) if message.content is not None else []
+    for part in parts:
+        for name, value in part.items():
+            testCase.assertIs(getattr(part, name), value)
+
+
 class SchemaTests(SynchronousTestCase):
     """Every DHT schema accepts exactly its canonical messages."""
 
@@ -397,6 +406,7 @@ class SchemaTests(SynchronousTestCase):
         fast = wire.decodeRpc(message)
         self.assertEqual(normal(fast), normal(parsed))
         self.assertIs(type(fast.kind), wire.RpcKind)
+        assertFieldsAsAttributes(self, fast)
         content = None if fast.content is None else dict(fast.content)
         self.assertEqual(wire.encodeRpc(fast.kind, fast.request_id, content), message)
 
@@ -408,7 +418,9 @@ class SchemaTests(SynchronousTestCase):
         except ProtocolError:
             self.assertRaises(ProtocolError, wire.decodeRpc, data)
             return
-        self.assertEqual(normal(wire.decodeRpc(data)), normal(parsed))
+        fast = wire.decodeRpc(data)
+        self.assertEqual(normal(fast), normal(parsed))
+        assertFieldsAsAttributes(self, fast)
 
     @given(st.integers(-1, 300))
     def test_asTable(self, number):

@@ -74,6 +74,8 @@ class ClosestTests(SynchronousTestCase):
             key=lambda c: distance(c.nodeId, asId(target)),
         )[:count]
         self.assertEqual(table.closest(asId(target), count, exclude=excluded), expected)
+        measured = table.closestMeasured(asId(target), count, exclude=excluded)
+        self.assertEqual(measured, [(distance(c.nodeId, asId(target)), c) for c in expected])
 
     @given(st.lists(nodeNumbers, max_size=120), targets, st.integers(0, 40), st.integers(1, 8))
     def test_withReplacementsMatchesBruteForce(self, numbers, target, count, k):
@@ -86,6 +88,8 @@ class ClosestTests(SynchronousTestCase):
         expected = sorted(seen, key=lambda nodeId: distance(nodeId, asId(target)))[:count]
         found = table.closest(asId(target), count, replacements=True)
         self.assertEqual([contact.nodeId for contact in found], expected)
+        measured = table.closestMeasured(asId(target), count, replacements=True)
+        self.assertEqual(measured, [(distance(c.nodeId, asId(target)), c) for c in found])
 
     def test_defaultCountIsK(self):
         """Without a count, C{closest} returns k contacts."""

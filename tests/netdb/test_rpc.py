@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from phantom.address import Contact
 from phantom.link.testing import HeapClock, MemoryNetwork
-from phantom.netdb.rpc import MAX_ANSWERING, MAX_ANSWERING_PER_PEER, Answering, DhtLinks, RpcChannel, RpcFailed
+from phantom.netdb.rpc import MAX_ANSWERING, MAX_ANSWERING_PER_PEER, Answering, Deadlines, DhtLinks, RpcChannel, RpcFailed
 from phantom.wire.dht import MAX_VALUE, Rpc, RpcKind, Table, encodeRpc
 from phantom.wire.link import Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
@@ -120,6 +120,31 @@ class MemoryRpcTests(SynchronousTestCase):
         sentAt = [start + 0.1 * index for index in range(3)]
         for (_, when), sent in zip(failed, sentAt):
             self.assertAlmostEqual(when - sent, 0.3, delta=0.011)
+
+    def test_oneTimerForAllChannels(self):
+        """
+        The requests a node has in flight on many links share one timer, due at the oldest
+        one's deadline; each still fails at its own deadline.
+        """
+        servers = [self.startDht()[0] for _ in range(3)]
+        _, _, client = self.startDht(timeout=0.3)
+        for server in servers:
+            self.drive(client.call(contactOf(server), RpcKind.PING, {"port": 0}))
+        self.network.runFor(0.3)  # the pings' deadlines pass: no timer left
+        clock = self.network.clock
+        timers = len(clock.getDelayedCalls())
+        failed = []
+        for index, server in enumerate(servers):
+            d = client.call(contactOf(server), RpcKind.SAMPLE, {"port": 0})
+            d.addErrback(lambda failure, index=index: failed.append((index, clock.seconds())))
+            self.network.runFor(0.05)
+        self.assertEqual(len(clock.getDelayedCalls()), timers + 1)
+        start = clock.seconds() - 0.15
+        self.network.runFor(0.3)
+        self.assertEqual([index for index, _ in failed], [0, 1, 2])
+        for index, when in failed:
+            self.assertAlmostEqual(when - (start + 0.05 * index), 0.3, delta=0.011)
+        self.assertEqual(len(clock.getDelayedCalls()), timers)
 
     def test_wrongReplyKind(self):
         """A reply of the wrong kind fails the request and closes the link."""
@@ -396,6 +421,108 @@ class SharedAnsweringTests(SynchronousTestCase):
         client = DhtLinks(clientLinks, Responder(), network.clock)
         kind, _ = network.run(client.call(contactOf(serverLinks), RpcKind.PING, {"port": 0}))
         self.assertEqual(kind, RpcKind.PONG)
+
+
+class Waits:
+    """The owner of some waits on L{Deadlines}: C{expired} lists the keys that expired, with when."""
+
+    def __init__(self, clock, deadlines=None):
+        self.clock = clock
+        self.waiting = set()
+        self.expired = []
+        self.deadlines = deadlines
+
+    def start(self, key):
+        self.waiting.add(key)
+        self.deadlines.add(self, key)
+
+    def awaits(self, key):
+        return key in self.waiting
+
+    def expire(self, key):
+        self.waiting.remove(key)
+        self.expired.append((key, self.clock.seconds()))
+
+
+class DeadlinesTests(SynchronousTestCase):
+    """Many waits of one length on one timer."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.deadlines = Deadlines(self.clock, 5.0)
+        self.waits = Waits(self.clock, self.deadlines)
+
+    def test_eachAtItsDeadline(self):
+        """Each wait expires at its own deadline, in order, on one timer; none is left after."""
+        for key in range(3):
+            self.waits.start(key)
+            self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+            self.clock.advance(1)
+        self.clock.pump([1] * 5)
+        self.assertEqual(self.waits.expired, [(0, 5.0), (1, 6.0), (2, 7.0)])
+        self.assertEqual((self.clock.getDelayedCalls(), len(self.deadlines)), ([], 0))
+
+    def test_overWaitsSkipped(self):
+        """A wait that ended (its reply came) is not expired, and the timer moves on to the next one still under way."""
+        for key in range(3):
+            self.waits.start(key)
+            self.clock.advance(1)
+        self.waits.waiting -= {0, 1}
+        self.clock.advance(3)
+        self.assertEqual(self.waits.expired, [])
+        self.assertEqual([call.getTime() for call in self.clock.getDelayedCalls()], [7.0])
+        self.clock.advance(1)
+        self.assertEqual(self.waits.expired, [(2, 7.0)])
+
+    def test_nothingWaitedNoTimer(self):
+        """Once the timer finds no wait under way it is not set again, until a new wait starts."""
+        self.waits.start("a")
+        self.waits.waiting.clear()
+        self.clock.advance(5)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.waits.start("b")
+        self.clock.advance(5)
+        self.assertEqual(self.waits.expired, [("b", 10.0)])
+
+    def test_waitStartedWhileExpiring(self):
+        """A wait started by an expiry gets its own deadline, and an earlier one still comes first."""
+        waits = self.waits
+
+        class Again(Waits):
+            def expire(self, key):
+                super().expire(key)
+                waits.start("again")
+
+        again = Again(self.clock, self.deadlines)
+        again.start("first")
+        self.clock.advance(1)
+        waits.start("second")
+        self.clock.advance(4)
+        self.assertEqual(again.expired, [("first", 5.0)])
+        self.assertEqual(sorted(call.getTime() for call in self.clock.getDelayedCalls()), [6.0])
+        self.clock.advance(1)
+        self.clock.advance(4)
+        self.assertEqual(waits.expired, [("second", 6.0), ("again", 10.0)])
+
+    def test_prune(self):
+        """prune drops the waits that ended at the front and stops the timer when none is left."""
+        self.waits.start("a")
+        self.waits.start("b")
+        self.waits.waiting.discard("a")
+        self.deadlines.prune()
+        self.assertEqual((len(self.deadlines), len(self.clock.getDelayedCalls())), (1, 1))
+        self.waits.waiting.discard("b")
+        self.deadlines.prune()
+        self.assertEqual((len(self.deadlines), self.clock.getDelayedCalls()), (0, []))
+
+    def test_expireAll(self):
+        """expireAll ends every wait under way at once and stops the timer."""
+        for key in range(3):
+            self.waits.start(key)
+        self.waits.waiting.discard(1)
+        self.deadlines.expireAll()
+        self.assertEqual(self.waits.expired, [(0, 0.0), (2, 0.0)])
+        self.assertEqual((len(self.deadlines), self.clock.getDelayedCalls()), (0, []))
 
 
 class RequestIdTests(SynchronousTestCase):
