@@ -10,7 +10,6 @@ from twisted.internet.task import deferLater
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from OpenSSL import SSL
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
 
 from phantom.crypto import nodeIdOfCertificate
@@ -18,8 +17,6 @@ from phantom.errors import ConnectedToSelf, LinkFailed, LinkTimeout, PinMismatch
 from phantom.link.echo import EchoHandler
 from phantom.identity import Identity
 from phantom.link.protocol import Hold, LinkProtocol, LinkState
-from phantom.link import service
-from phantom.link.service import RECEIVE_PIECE, LinkTLSProtocol
 from phantom.link.tls import makeContext
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import (
