@@ -59,7 +59,6 @@ from zope.interface import implementer
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.tls import TLSMemoryBIOProtocol
-from twisted.test import iosim
 
 from bench.report import BenchmarkResult, RatioGoal
 from phantom.config import LinkLimits
@@ -68,6 +67,7 @@ from phantom.link.echo import EchoHandler
 from phantom.link.interfaces import ILinkHandler
 from phantom.link.protocol import LinkProtocol
 from phantom.link.service import LinkService, LinkTLSFactory, OutboundRequest
+from phantom.link.testing import pumpedTLSPair
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makeContext
 from phantom.wire.link import MAX_PAYLOAD, Purpose
 
@@ -411,13 +411,7 @@ def recordCost(tlsProtocol, serverIdentity, clientIdentity, size, frames):
     clientCreator = ClientConnectionCreator(makeContext(clientIdentity, server=False), serverIdentity.nodeId)
     clientFactory = factory(clientCreator, True, _factory(partial(LinkProtocol, client, request)))
     clientAddress, serverAddress = IPv4Address("TCP", HOST, 40000), IPv4Address("TCP", HOST, 7402)
-    _, serverTLS, pump = iosim.connectedServerAndClient(
-        lambda: serverFactory.buildProtocol(None),
-        lambda: clientFactory.buildProtocol(None),
-        clientTransportFactory=lambda protocol: iosim.FakeTransport(protocol, False, clientAddress, serverAddress),
-        serverTransportFactory=lambda protocol: iosim.FakeTransport(protocol, True, serverAddress, clientAddress),
-        clock=reactor,
-    )
+    _, serverTLS, pump = pumpedTLSPair(serverFactory, clientFactory, serverAddress, clientAddress, reactor)
     pump.flush()
     link = opened.result
     wire = pump.clientIO.stream

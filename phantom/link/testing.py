@@ -25,6 +25,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
+from twisted.test import iosim
 from zope.interface import implementer
 
 from phantom.address import formatHostPort
@@ -264,3 +265,23 @@ class MemoryLinkService:
     def _track(self, end):
         self.links.add(end)
         end.ending.onEnd(lambda: self.links.discard(end))
+
+
+def pumpedTLSPair(serverFactory, clientFactory, serverAddress, clientAddress, clock):
+    """
+    Two TLS link ends joined in memory by C{twisted.test.iosim}, their bytes moved by a pump.
+
+    @param serverFactory: the factory of the accepting end (its C{buildProtocol(None)} is used).
+    @param clientFactory: the factory of the connecting end.
+    @param serverAddress: the C{IPv4Address} the accepting end has.
+    @param clientAddress: the C{IPv4Address} the connecting end has.
+    @param clock: what the pump advances.
+    @return: C{(clientProtocol, serverProtocol, pump)}, as C{iosim.connectedServerAndClient}.
+    """
+    return iosim.connectedServerAndClient(
+        lambda: serverFactory.buildProtocol(None),
+        lambda: clientFactory.buildProtocol(None),
+        clientTransportFactory=lambda protocol: iosim.FakeTransport(protocol, False, clientAddress, serverAddress),
+        serverTransportFactory=lambda protocol: iosim.FakeTransport(protocol, True, serverAddress, clientAddress),
+        clock=clock,
+    )

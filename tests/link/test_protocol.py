@@ -21,6 +21,7 @@ from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link.protocol import NEXT_STATES, Hold, LinkState
 from phantom.link.service import LinkService, OutboundRequest, _LinkFactory
+from phantom.link.testing import pumpedTLSPair
 from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_BODY, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import LogCollector
@@ -51,13 +52,7 @@ def linkedPair(testCase, limits=LIMITS, linkId=bytes(16), awaitedFrom=None):
     clientFactory = TLSMemoryBIOFactory(ClientConnectionCreator(client._clientContext), True, _LinkFactory(client, request), clock=reactor)
     clientAddress = IPv4Address("TCP", "127.0.0.2", 40000)
     serverAddress = IPv4Address("TCP", "127.0.0.1", 7402)
-    clientProtocol, serverProtocol, pump = iosim.connectedServerAndClient(
-        lambda: serverFactory.buildProtocol(None),
-        lambda: clientFactory.buildProtocol(None),
-        clientTransportFactory=lambda p: iosim.FakeTransport(p, False, clientAddress, serverAddress),
-        serverTransportFactory=lambda p: iosim.FakeTransport(p, True, serverAddress, clientAddress),
-        clock=reactor,
-    )
+    clientProtocol, serverProtocol, pump = pumpedTLSPair(serverFactory, clientFactory, serverAddress, clientAddress, reactor)
     return reactor, pump, server, client, opened
 
 
