@@ -421,21 +421,16 @@ class LinkProtocol(Protocol):
         self._release(Hold.UNATTACHED)
 
     def sendFrame(self, payload):
-        size = len(payload)
-        if not 0 < size <= MAX_PAYLOAD:
-            raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
+        header = _dataHeader(payload)
         if self.state in _ENDED:
             return
-        self.transport.write(HEADER.pack(size + 1, _DATA) + payload)
+        self.transport.write(header + payload)
         self._lastSent = self._clock.seconds()
 
     def sendFrames(self, payloads):
         parts = []
         for payload in payloads:
-            size = len(payload)
-            if not 0 < size <= MAX_PAYLOAD:
-                raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
-            parts += (HEADER.pack(size + 1, _DATA), payload)
+            parts += (_dataHeader(payload), payload)
         if self.state in _ENDED or not parts:
             return
         self.transport.writeSequence(parts)
@@ -510,3 +505,14 @@ class LinkProtocol(Protocol):
 def _sslErrorText(error):
     parts = [entry[-1] for entry in getattr(error, "args", [[]])[0] if isinstance(entry, tuple) and entry[-1]]
     return "; ".join(parts) or str(error) or error.__class__.__name__
+
+
+def _dataHeader(payload):
+    """
+    @return: the header of the DATA frame that carries C{payload}.
+    @raise ValueError: C{payload} is empty or longer than L{MAX_PAYLOAD}.
+    """
+    size = len(payload)
+    if not 0 < size <= MAX_PAYLOAD:
+        raise ValueError(f"DATA payload of {size} bytes; 1 to {MAX_PAYLOAD} allowed")
+    return HEADER.pack(size + 1, _DATA)
