@@ -34,6 +34,16 @@ class ILink(IPushProducer):
         gathered during a turn of the reactor costs the TLS layer one call, not one per frame.
         """
 
+    def afterRead(call):
+        """
+        Call C{call}, without arguments, once the socket read this link is handling now has
+        been handled: every frame in it delivered. What a handler gathers from one read (the
+        cells a splice passes on) then leaves in one write at its end, with no timer.
+
+        @return: C{False}, keeping nothing, when the link is not handling a read now (then the
+            caller waits for the reactor's next turn instead).
+        """
+
     def close():
         """Close the link cleanly."""
 

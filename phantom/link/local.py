@@ -66,6 +66,10 @@ class LocalLink:
     def sendFrame(self, payload):
         self.sendFrames((payload,))
 
+    def afterRead(self, call):
+        # Frames arrive on a clock, not from socket reads.
+        return False
+
     def sendFrames(self, payloads):
         if self.closed:
             return

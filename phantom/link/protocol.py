@@ -150,6 +150,7 @@ class LinkProtocol(Protocol):
         self._lastReceived = self._lastSent = 0.0
         self._windowStart = 0.0
         self._windowFrames = 0
+        self._afterRead = None
 
     @property
     def opened(self):
@@ -211,6 +212,33 @@ class LinkProtocol(Protocol):
             return
         self._unread.append(data)
         self._work()
+
+    def readStarted(self):
+        """The TLS layer begins to hand over the records of one socket read (L{afterRead})."""
+        self._afterRead = []
+
+    def readDone(self):
+        """
+        The TLS layer has handed over every record of the socket read: run the calls that
+        waited for that, and those they add meanwhile, each alone (one that fails is logged).
+        """
+        calls = self._afterRead
+        if calls is None:
+            return
+        try:
+            for call in calls:
+                try:
+                    call()
+                except Exception:
+                    self.log.failure("after a read of the {purpose} link from {peer}", purpose=self.purpose, peer=describePeer(self.peer))
+        finally:
+            self._afterRead = None
+
+    def afterRead(self, call):
+        if self._afterRead is None:
+            return False
+        self._afterRead.append(call)
+        return True
 
     def _work(self):
         """

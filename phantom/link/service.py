@@ -88,6 +88,8 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
     taken out before the next (docs/scale.md).
 
     Until the handshake is done, Twisted's own code runs (it buffers writes made meanwhile).
+    After it, the link hears when a socket read's records begin and end
+    (L{phantom.link.protocol.LinkProtocol.readStarted}, C{readDone}), for its C{afterRead}.
     """
 
     def dataReceived(self, data):
@@ -95,6 +97,14 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
             for start in range(0, len(data), RECEIVE_PIECE):
                 super().dataReceived(data[start : start + RECEIVE_PIECE])
             return
+        link = self.wrappedProtocol
+        link.readStarted()
+        try:
+            self._readPieces(data)
+        finally:
+            link.readDone()
+
+    def _readPieces(self, data):
         connection = self._tlsConnection
         if len(data) <= RECEIVE_PIECE:
             pieces = (data,)

@@ -35,11 +35,54 @@ class TunnelAddress:
         return hash(self.apAddress)
 
 
+class Soon:
+    """
+    One call of C{f}, made as soon as what is being handled now has been: after the socket read
+    that C{source} is handling (L{phantom.link.interfaces.ILink.afterRead}), or else in the
+    reactor's next turn. Scheduling it again before it runs changes nothing.
+
+    @param clock: C{IReactorTime}.
+    @param source: the L{phantom.link.interfaces.ILink} whose frames bring the work, or C{None}.
+    """
+
+    _AFTER_READ = object()
+
+    def __init__(self, clock, source, f):
+        self._clock = clock
+        self._source = source
+        self._f = f
+        self._pending = None
+
+    def schedule(self, nextTurn=False):
+        """
+        Make the call soon, unless it is made soon already.
+
+        @param nextTurn: make it in the reactor's next turn even during a read.
+        """
+        if self._pending is None:
+            if not nextTurn and self._source is not None and self._source.afterRead(self._run):
+                self._pending = self._AFTER_READ
+            else:
+                self._pending = self._clock.callLater(0, self._run)
+
+    def cancel(self):
+        """Do not make the call (until scheduled again)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending is not self._AFTER_READ and pending.active():
+            pending.cancel()
+
+    def _run(self):
+        if self._pending is not None:
+            self._pending = None
+            self._f()
+
+
 class Outbox:
     """
-    The cells going out on one link, gathered during a turn of the reactor and sent at its end
-    with one write (L{phantom.link.interfaces.ILink.sendFrames}): the TLS layer then makes full
-    records of them, and a turn costs it one call instead of one per cell. The cells leave no
+    The cells going out on one link, gathered while the node handles one socket read (the cells
+    a splice passes on) or one turn of the reactor, and sent at its end with one write
+    (L{phantom.link.interfaces.ILink.sendFrames}): the TLS layer then makes full records of
+    them, and a read or a turn costs it one call instead of one per cell. The cells leave no
     later than they would have: a link's writes reach the socket only once the reactor is
     back from the turn anyway.
 
@@ -48,24 +91,27 @@ class Outbox:
     @param finish: called when the gathered cells are about to go, with whether it is the last
         time (the tunnel closing): it may L{add} a last one (the owner's padded rest of a turn's
         writes), or L{schedule} another flush.
+    @param source: the link whose reads bring the cells (L{Soon}), or C{None}.
     """
 
-    def __init__(self, link, clock, finish=None):
+    def __init__(self, link, clock, finish=None, source=None):
         self._link = link
-        self._clock = clock
         self._finish = finish
         self._cells = []
-        self._flushing = None
+        self._flushing = Soon(clock, source, self.flush)
 
     def send(self, cell):
-        """Send C{cell} as one frame at the end of this turn."""
+        """Send C{cell} as one frame at the end of this read or turn."""
         self._cells.append(cell)
-        self.schedule()
+        self._flushing.schedule()
 
-    def schedule(self):
-        """Flush at the end of this turn."""
-        if self._flushing is None:
-            self._flushing = self._clock.callLater(0, self.flush)
+    def schedule(self, nextTurn=False):
+        """
+        Flush at the end of this read or turn.
+
+        @param nextTurn: at the end of the reactor's next turn, even during a read.
+        """
+        self._flushing.schedule(nextTurn)
 
     def add(self, cell):
         """Add C{cell} to the cells going out, from C{finish}."""
@@ -81,7 +127,7 @@ class Outbox:
 
         @param last: whether nothing is sent after them: C{finish} may hold back nothing.
         """
-        self._unschedule()
+        self._flushing.cancel()
         if self._finish is not None:
             self._finish(last)
         cells, self._cells = self._cells, []
@@ -91,13 +137,7 @@ class Outbox:
     def drop(self):
         """Forget the cells gathered, unsent."""
         self._cells = []
-        self._unschedule()
-
-    def _unschedule(self):
-        if self._flushing is not None:
-            if self._flushing.active():
-                self._flushing.cancel()
-            self._flushing = None
+        self._flushing.cancel()
 
 
 @implementer(ITransport, IConsumer, IPushProducer, ILinkHandler)
@@ -115,10 +155,11 @@ class OwnerTunnel:
         exit path's owner) or against it (an entry path's owner).
     @param host: this end's L{TunnelAddress}; C{peer}: the far end's.
     @param clock: C{IReactorTime}: when the tunnel was last active, and the turns of the
-        reactor. What is written in a turn goes at its end, in as few cells as it fills, the
+        reactor. What is written in a turn (or while a read of the link is handled, as when
+        the protocol answers what arrived) goes at its end, in as few cells as it fills, the
         last one padded (the many small writes of a turn, such as TLS records, share cells);
         but after a turn that filled whole cells, the rest waits for the next turn that does
-        not (a bulk transfer pads no cell in its middle). What arrives in a turn reaches the
+        not (a bulk transfer pads no cell in its middle). What arrives in a read reaches the
         protocol at its end, in one piece.
     """
 
@@ -138,9 +179,9 @@ class OwnerTunnel:
         self._early = []
         self._broken = False
         self._unsent = bytearray()
-        self._outbox = Outbox(link, clock, self._padRest)
+        self._outbox = Outbox(link, clock, self._padRest, source=link)
         self._arrived = []
-        self._delivering = None
+        self._delivering = Soon(clock, link, self._deliver)
         self.clock = clock
         self.openedAt = self.lastActive = clock.seconds()
         self.outbound = sendsAlong
@@ -179,15 +220,11 @@ class OwnerTunnel:
         self._touch()
         if data:
             self._arrived.append(data)
-            if self._delivering is None:
-                self._delivering = self.clock.callLater(0, self._deliver)
+            self._delivering.schedule()
 
     def _deliver(self):
-        """Give the protocol what arrived in this turn."""
-        if self._delivering is not None:
-            if self._delivering.active():
-                self._delivering.cancel()
-            self._delivering = None
+        """Give the protocol what arrived in this read or turn."""
+        self._delivering.cancel()
         arrived, self._arrived = self._arrived, []
         if arrived:
             self.protocol.dataReceived(b"".join(arrived) if len(arrived) > 1 else arrived[0])
@@ -226,7 +263,7 @@ class OwnerTunnel:
             return
         if len(self._outbox) and not last:
             # This turn filled whole cells: the next is likely to fill the rest's too.
-            self._outbox.schedule()
+            self._outbox.schedule(nextTurn=True)
             return
         self._outbox.add(self._wrap(self._unsent))
         self._unsent.clear()
@@ -281,10 +318,10 @@ class OwnerTunnel:
 
 @implementer(ILinkHandler)
 class _SpliceEnd:
-    def __init__(self, splice, target, convert, clock):
+    def __init__(self, splice, source, target, convert, clock):
         self._splice = splice
         self._convert = convert
-        self.outbox = Outbox(target, clock)
+        self.outbox = Outbox(target, clock, source=source)
 
     def frameReceived(self, payload):
         try:
@@ -304,9 +341,9 @@ class Splice:
     """
     Joins two links of one tunnel at a node in between: each frame from one goes to the other
     through that direction's C{convert(payload)} (C{None}: drop it; L{ProtocolError}: close),
-    the frames of a turn of the reactor in one write (L{Outbox}). Each link is the other's
-    producer, so a slow reader slows the sender all along the tunnel. Either link closing
-    closes the other, once what was passed on has gone.
+    the frames of one socket read (or one turn of the reactor) in one write (L{Outbox}). Each
+    link is the other's producer, so a slow reader slows the sender all along the tunnel.
+    Either link closing closes the other, once what was passed on has gone.
 
     @param clock: C{IReactorTime}, whose turns gather frames.
     @param onClosed: called, without arguments, once both links are closed.
@@ -318,7 +355,7 @@ class Splice:
         self._links = (a, b)
         self._onClosed = onClosed
         self.closed = False
-        self.ends = (_SpliceEnd(self, b, aToB, clock), _SpliceEnd(self, a, bToA, clock))
+        self.ends = (_SpliceEnd(self, a, b, aToB, clock), _SpliceEnd(self, b, a, bToA, clock))
         b.registerProducer(a, True)
         a.registerProducer(b, True)
 

@@ -362,3 +362,71 @@ class RecordPathTests(SynchronousTestCase):
         self.assertEqual(service.collected[0].frames, payloads)
         self.assertEqual(b"".join(pieces), data)
         self.assertEqual([len(piece) for piece in pieces], [RECEIVE_PIECE] * (len(data) // RECEIVE_PIECE) + [len(data) % RECEIVE_PIECE])
+
+
+class AfterReadTests(SynchronousTestCase):
+    """A link's C{afterRead}: what a handler gathers from one socket read leaves when the read is handled."""
+
+    def test_calledOnceEveryRecordIsHandled(self):
+        """
+        Frames in three records of one read all reach the handler before the call it asked for
+        at the first runs; the call runs once the read is handled, and a later read asks anew.
+        """
+        service, peer, pump = handPeerLink(self, Purpose.DHT)
+        [link] = service.links
+        log = []
+        link.attach(_Noting(log, link))
+        send(peer, pump, peer.frames(b"one") + peer.frames(b"two") + peer.frames(b"three"))
+        self.assertEqual(log, [b"one", "asked", b"two", b"three", "after"])
+        send(peer, pump, peer.frames(b"four"))
+        self.assertEqual(log[5:], [b"four", "asked", "after"])
+
+    def test_refusedOutsideARead(self):
+        """Outside a socket read, C{afterRead} keeps nothing and says so."""
+        service, peer, pump = handPeerLink(self, Purpose.DHT)
+        [link] = service.links
+        called = []
+        self.assertFalse(link.afterRead(lambda: called.append(True)))
+        send(peer, pump, peer.frames(b"one"))
+        self.assertEqual(called, [])
+
+    def test_failingCallLogged(self):
+        """A call that fails is logged; the calls after it still run and the link stays open."""
+        service, peer, pump = handPeerLink(self, Purpose.DHT)
+        [link] = service.links
+        log = []
+
+        class Failing(Collecting):
+            def frameReceived(self, payload):
+                link.afterRead(lambda: 1 / 0)
+                link.afterRead(lambda: log.append("second"))
+
+        link.attach(Failing(link))
+        collector = LogCollector(self)
+        send(peer, pump, peer.frames(b"one"))
+        self.assertEqual(log, ["second"])
+        self.assertTrue(link.opened)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(collector.events)
+
+
+class _Noting:
+    """A handler noting each frame in C{log}, asking at the first frame of a read to be called after it."""
+
+    def __init__(self, log, link):
+        self._log = log
+        self._link = link
+        self._asked = False
+
+    def frameReceived(self, payload):
+        self._log.append(payload)
+        if not self._asked:
+            self._asked = True
+            self._log.append("asked" if self._link.afterRead(self._after) else "refused")
+
+    def _after(self):
+        self._asked = False
+        self._log.append("after")
+
+    def linkClosed(self, reason):
+        pass

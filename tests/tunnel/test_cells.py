@@ -30,6 +30,33 @@ class TurnClock(Clock):
             call.func(*call.args, **call.kw)
 
 
+class Reading:
+    """
+    Makes C{link} behave as a link handling a socket read (L{phantom.link.interfaces.ILink.afterRead})
+    while L{during} runs: the calls asked for wait until then, and run after it, with those they add.
+    """
+
+    def __init__(self, link):
+        self._calls = None
+        link.afterRead = self._afterRead
+
+    def _afterRead(self, call):
+        if self._calls is None:
+            return False
+        self._calls.append(call)
+        return True
+
+    def during(self, f, *args):
+        """Run C{f(*args)} as the handling of one read; @return: how many calls waited for its end."""
+        self._calls = []
+        f(*args)
+        calls = self._calls
+        for call in calls:
+            call()
+        self._calls = None
+        return len(calls)
+
+
 class OwnerEndTests(SynchronousTestCase):
     def setUp(self):
         self.clock = TurnClock()
@@ -114,6 +141,48 @@ class OwnerEndTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(pieces, [b"".join(sent)])
 
+    def test_answerLeavesAfterTheRead(self):
+        """
+        What arrives in a read of the link reaches the protocol once the read is handled, and
+        what the protocol writes in answer leaves then too, in one write: no timer waits.
+        """
+        reading = Reading(self.near)
+        writes = []
+        send = self.near.sendFrames
+        self.near.sendFrames = lambda payloads: (writes.append(len(payloads)), send(payloads))
+        self.protocol.dataReceived = lambda data: self.tunnel.write(data.upper())
+        hops = [StreamLayer(*hop) for hop in self.hops]
+
+        def arriving(*chunks):
+            for data in chunks:
+                cell = buildCell(data)
+                for hop in reversed(hops):
+                    cell = hop.against(cell)
+                self.tunnel.frameReceived(cell)
+
+        self.assertEqual(reading.during(arriving, b"ping", b"pong"), 2)
+        # Delivered and answered with the clock not moved: no timer was waited for.
+        self.assertEqual(writes, [1])
+        self.settle()
+        self.assertEqual(self.plain(), [b"PINGPONG"])
+
+    def test_wholeCellsAfterTheReadRestNextTurn(self):
+        """An answer that fills whole cells sends them after the read; its rest waits for the reactor's next turn."""
+        reading = Reading(self.near)
+        self.protocol.dataReceived = lambda data: self.tunnel.write(os.urandom(CELL_CAPACITY + 10))
+        cell = buildCell(b"request")
+        for hop in reversed([StreamLayer(*hop) for hop in self.hops]):
+            cell = hop.against(cell)
+        writes = []
+        send = self.near.sendFrames
+        self.near.sendFrames = lambda payloads: (writes.append(len(payloads)), send(payloads))
+        reading.during(self.tunnel.frameReceived, cell)
+        self.assertEqual(writes, [1])
+        self.clock.advance(0)
+        self.assertEqual(writes, [1, 1])
+        self.settle()
+        self.assertEqual([len(data) for data in self.plain()], [CELL_CAPACITY, 10])
+
     def test_loseConnectionSendsFirst(self):
         """What was written before the tunnel is closed goes out first, padded."""
         self.tunnel.write(b"last words")
@@ -160,6 +229,19 @@ class SpliceTests(SynchronousTestCase):
         self.settle()
         self.assertEqual(self.writes, [[b"ONE", b"TWO", b"THREE"]])
         self.assertEqual(self.received.frames, [b"ONE", b"TWO", b"THREE"])
+
+    def test_readInOneWriteNoTimer(self):
+        """The frames of one read of a link go on to the other with one write once the read is handled, with no timer."""
+        reading = Reading(self.a)
+
+        def arriving():
+            for payload in (b"one", b"two", b"three"):
+                self.splice.ends[0].frameReceived(payload)
+            self.assertEqual(self.writes, [])
+
+        self.assertEqual(reading.during(arriving), 1)
+        # Sent with the clock not moved: no timer was waited for.
+        self.assertEqual(self.writes, [[b"ONE", b"TWO", b"THREE"]])
 
     def test_passedOnBeforeClosing(self):
         """A splice that closes sends what it has passed on in this turn first."""
