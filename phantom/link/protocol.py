@@ -468,6 +468,11 @@ class LinkProtocol(Protocol):
         if self.state not in _ENDED:
             self._moveTo(LinkState.CLOSING)
             self._cancelTimer()
+            # TLS closes once it reads its peer's close_notify: a closing link reads, whatever
+            # held it back (the frames it reads are dropped; the drain timeout bounds it).
+            if self._holds:
+                self._holds.clear()
+                self.transport.resumeProducing()
             # TLS holds its close back while a producer is registered.
             self.transport.unregisterProducer()
             self.transport.loseConnection()

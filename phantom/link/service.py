@@ -18,7 +18,7 @@ from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
 from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
-from phantom.link.tls import RECORD_PLAINTEXT, ClientConnectionCreator, ServerConnectionCreator, feed, makeContext, output, receive, seal
+from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, feed, makeContext, output, receive, sealParts
 from phantom.wire.link import NO_LINK_ID, Purpose
 
 
@@ -69,7 +69,7 @@ def writeNow(tcp, data):
             if sent == len(data):
                 return
             data = data[sent:]
-    tcp.write(data)
+    tcp.write(bytes(data))
 
 
 RECEIVE_PIECE = 8192
@@ -151,30 +151,28 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
             return
         if not self._handshakeDone:
             return super()._write(data)
-        connection = self._tlsConnection
-        records = []
-        sent = 0
+        self._seal((data,))
+
+    def writeSequence(self, parts):
+        if self.disconnecting and self._producer is None:
+            return
+        if not self._handshakeDone:
+            return super().writeSequence(parts)
+        if not self._lostTLSConnection:
+            self._seal(parts)
+
+    def _seal(self, parts):
+        """Encrypt C{parts} and send the records with one write (L{sealParts}), or buffer what TLS cannot take yet."""
         try:
-            if len(data) <= RECORD_PLAINTEXT:
-                # One record, the usual write.
-                sent = seal(connection, data)
-                records.append(output(connection))
-            data = memoryview(data)
-            while sent < len(data):
-                sent += seal(connection, data[sent : sent + RECORD_PLAINTEXT])
-                records.append(output(connection))
-        except SSL.WantReadError:
-            self._send(records)
-            self._bufferedWrite(bytes(data[sent:]))
+            unsealed = sealParts(self._tlsConnection, parts, self._sendRecords)
         except SSL.Error:
-            self._send(records)
             self._tlsShutdownFinished(Failure())
         else:
-            self._send(records)
+            if unsealed:
+                self._bufferedWrite(unsealed)
 
-    def _send(self, records):
-        if records:
-            writeNow(self.transport, records[0] if len(records) == 1 else b"".join(records))
+    def _sendRecords(self, records):
+        writeNow(self.transport, records)
 
     def _flushSendBIO(self):
         data = output(self._tlsConnection)

@@ -132,9 +132,9 @@ def rejectionOf(connection):
 # in a link's reading, each record ended in two of them (the read after the record, and the look
 # into the send buffer that found nothing). The functions below call the same OpenSSL functions
 # through pyOpenSSL's own bindings, on pyOpenSSL's own objects (C{Connection._ssl}, C{_into_ssl},
-# C{_from_ssl}), into two buffers shared by every connection, and answer "nothing yet" with a
+# C{_from_ssl}), into buffers shared by every connection, and answer "nothing yet" with a
 # value; every other outcome is left to pyOpenSSL's C{Connection._raise_ssl_error}, so errors
-# raise what pyOpenSSL's own calls raise. C{tests/link/test_tlscalls.py} checks each of these
+# raise what pyOpenSSL's own calls raise. C{tests/link/test_writenow.py} checks each of these
 # internals and fails, naming them, when a pyOpenSSL release moves them.
 
 RECORD_PLAINTEXT = 2**14
@@ -179,23 +179,6 @@ def receive(connection):
     raise SSL.Error(f"SSL_read returned {size} without an error")
 
 
-def seal(connection, data):
-    """
-    Encrypt C{data}, at most L{RECORD_PLAINTEXT} bytes, into one record (C{send}); take it
-    with L{output}.
-
-    @param data: bytes or a memoryview.
-    @return: how many bytes were taken.
-    @raise SSL.Error: what pyOpenSSL's C{send} raises (C{WantReadError} when TLS must read first).
-    """
-    ssl = connection._ssl
-    size = _lib.SSL_write(ssl, _ffi.from_buffer(data), len(data))
-    if size > 0:
-        return size
-    connection._raise_ssl_error(ssl, size)
-    raise SSL.Error(f"SSL_write returned {size} without an error")
-
-
 def output(connection):
     """
     @return: everything C{connection} has to send (C{bio_read} until it is empty), C{b""} if
@@ -211,3 +194,104 @@ def output(connection):
         if size > 0:
             data += _ffi.buffer(_ciphertext, size)[:]
     return data
+
+
+OUTGOING = 2**18
+"""Bytes of records one write gathers before they go to the socket together."""
+
+_MOST_RECORD = RECORD_PLAINTEXT + 256
+# What one record may take at most: its plaintext, the inner content type, the AEAD tag and
+# the header, with room to spare.
+
+_gathered = _ffi.new("char[]", RECORD_PLAINTEXT)
+_gatheredView = memoryview(_ffi.buffer(_gathered))
+_outgoing = _ffi.new("char[]", OUTGOING)
+_outgoingView = memoryview(_ffi.buffer(_outgoing))
+# Shared by every connection, like the two above: a write fills them and empties them before it
+# returns, and nothing it calls meanwhile writes to a link.
+
+
+def sealParts(connection, parts, send):
+    """
+    Encrypt the bytes of C{parts}, in order, into records of L{RECORD_PLAINTEXT} bytes (the
+    last may be shorter; C{SSL_write}, C{send} of pyOpenSSL), and pass the records to C{send} side by side, with
+    as few calls as L{OUTGOING} allows (one for the records of up to 256 KiB of plaintext):
+    neither the parts nor the records are joined into new byte strings.
+
+    @param parts: bytes-like objects, any sizes (a link's frames: header, payload, ...).
+    @param send: called with a memoryview of the records; it must take or copy them before it
+        returns (the memory is reused).
+    @return: C{b""}, or the plaintext not sealed when TLS must read first (C{WantReadError}):
+        the records made before it have been sent.
+    @raise SSL.Error: another error; the records made before it have been sent.
+    """
+    ssl = connection._ssl
+    source = connection._from_ssl
+    if not isinstance(parts, (list, tuple)):
+        parts = list(parts)
+    filled = 0
+    offset = 0
+    for index, part in enumerate(parts):
+        part = memoryview(part)
+        size = len(part)
+        start = 0
+        while start < size:
+            if filled == 0 and size - start >= RECORD_PLAINTEXT:
+                # A whole record within this part: sealed from it, not gathered.
+                chunk, length = _ffi.from_buffer(part[start : start + RECORD_PLAINTEXT]), RECORD_PLAINTEXT
+                start += RECORD_PLAINTEXT
+            else:
+                taken = min(RECORD_PLAINTEXT - filled, size - start)
+                _gatheredView[filled : filled + taken] = part[start : start + taken]
+                filled += taken
+                start += taken
+                if filled < RECORD_PLAINTEXT:
+                    continue
+                chunk, length, filled = _gathered, RECORD_PLAINTEXT, 0
+            if OUTGOING - offset < _MOST_RECORD:
+                send(_outgoingView[:offset])
+                offset = 0
+            written = _lib.SSL_write(ssl, chunk, length)
+            if written != length:
+                return _unsealed(connection, written, chunk, length, part[start:], parts[index + 1 :], offset, send)
+            offset = _drain(source, offset, send)
+    if filled:
+        if OUTGOING - offset < _MOST_RECORD:
+            send(_outgoingView[:offset])
+            offset = 0
+        written = _lib.SSL_write(ssl, _gathered, filled)
+        if written != filled:
+            return _unsealed(connection, written, _gathered, filled, b"", (), offset, send)
+        offset = _drain(source, offset, send)
+    if offset:
+        send(_outgoingView[:offset])
+    return b""
+
+
+def _drain(source, offset, send):
+    """Move what TLS has to send into the outgoing buffer after C{offset}; @return: the new offset."""
+    while True:
+        size = _lib.BIO_read(source, _outgoing + offset, OUTGOING - offset)
+        if size <= 0:
+            return offset
+        offset += size
+        if offset == OUTGOING:
+            send(_outgoingView[:offset])
+            offset = 0
+
+
+def _unsealed(connection, written, chunk, length, restOfPart, laterParts, offset, send):
+    """
+    A record that C{SSL_write} did not take (C{written}: what it returned): send the records
+    made before it, then return the plaintext from that record on if TLS must read first, or
+    raise what pyOpenSSL raises.
+    """
+    if offset:
+        send(_outgoingView[:offset])
+    if written > 0:
+        raise SSL.Error(f"SSL_write took {written} of {length} bytes")
+    try:
+        connection._raise_ssl_error(connection._ssl, written)
+    except SSL.WantReadError:
+        return b"".join([_ffi.buffer(chunk, length)[:], bytes(restOfPart), *map(bytes, laterParts)])
+    raise SSL.Error(f"SSL_write returned {written} without an error")

@@ -77,6 +77,10 @@ class Soon:
             self._f()
 
 
+MOST_GATHERED = 16
+"""The most cells an L{Outbox} gathers (256 KiB): the next one goes with them at once."""
+
+
 class Outbox:
     """
     The cells going out on one link, gathered while the node handles one socket read (the cells
@@ -84,7 +88,9 @@ class Outbox:
     (L{phantom.link.interfaces.ILink.sendFrames}): the TLS layer then makes full records of
     them, and a read or a turn costs it one call instead of one per cell. The cells leave no
     later than they would have: a link's writes reach the socket only once the reactor is
-    back from the turn anyway.
+    back from the turn anyway. At most L{MOST_GATHERED} cells wait: a program that writes
+    until its producer is paused is paused by the link while it writes, not after the turn
+    (which it would fill with everything it has).
 
     @param link: the L{phantom.link.interfaces.ILink}.
     @param clock: C{IReactorTime}, whose turns gather.
@@ -101,9 +107,12 @@ class Outbox:
         self._flushing = Soon(clock, source, self.flush)
 
     def send(self, cell):
-        """Send C{cell} as one frame at the end of this read or turn."""
+        """Send C{cell} as one frame at the end of this read or turn (or now, with those gathered, if they are many)."""
         self._cells.append(cell)
-        self._flushing.schedule()
+        if len(self._cells) > MOST_GATHERED:
+            self.flush()
+        else:
+            self._flushing.schedule()
 
     def schedule(self, nextTurn=False):
         """

@@ -334,6 +334,24 @@ class BackpressureTests(SynchronousTestCase):
         [line] = logs.lines
         self.assertIn(f"did not let it close within {DRAIN_LIMITS.drainTimeout:g} s", line)
 
+    def test_closedWhileHeldReadsAgain(self):
+        """
+        A link closed while its full buffer and the consumer it feeds hold its reading reads
+        again, so that TLS sees its peer's close_notify (before, it waited for the drain
+        timeout); what it reads then is not handled.
+        """
+        clock, link, transport, logs = self.openEchoLink()
+        producer = Producer()
+        link.registerProducer(producer, True)
+        link.unregisterProducer()
+        transport.producer.pauseProducing()
+        link.pauseProducing()
+        self.assertEqual((link.holds, transport.producerState), ({Hold.WRITES, Hold.CONSUMER}, "paused"))
+        link.close()
+        self.assertEqual((link.holds, transport.producerState), (frozenset(), "producing"))
+        link.dataReceived(echoFrame(b"late"))
+        self.assertNotIn(echoFrame(b"late"), transport.value())
+
     def test_registeredProducerPausedInstead(self):
         """A registered producer (a splice's other link) is paused in the link's place; the link reads on."""
         clock, link, transport, logs = self.openEchoLink()

@@ -10,7 +10,10 @@ any of them, links could stop working, every record could wait a reactor turn, o
 could overtake buffered bytes: these tests fail loudly instead, naming what to check.
 """
 
+import struct
+
 import OpenSSL
+from hypothesis import given, settings, strategies as st
 from OpenSSL import SSL
 from OpenSSL._util import ffi, lib
 from twisted.internet import abstract, tcp
@@ -45,7 +48,7 @@ WHAT_TO_CHECK = (
 )
 
 PYOPENSSL_TO_CHECK = (
-    "phantom.link.tls (feed, receive, seal, output) calls OpenSSL._util.lib's SSL_read, SSL_write, "
+    "phantom.link.tls (feed, receive, sealParts, output) calls OpenSSL._util.lib's SSL_read, SSL_write, "
     "BIO_read, BIO_write and SSL_get_error on Connection._ssl, _into_ssl and _from_ssl, and leaves "
     "errors to Connection._raise_ssl_error; check that pyOpenSSL {version} still has them with the "
     "same meaning, then raise VERIFIED_PYOPENSSL in {module}"
@@ -200,14 +203,16 @@ class PyOpenSSLCallsTests(SynchronousTestCase):
 
     def test_sameAsPyOpenSSL(self):
         """
-        Records made by L{tls.seal} are read by pyOpenSSL's recv, and records made by its send
+        Records made by L{tls.sealParts} are read by pyOpenSSL's recv, and records made by its send
         are read by L{tls.receive}; nothing yet is C{None} or C{b""}, not an exception.
         """
         server, client = self.pair()
         self.assertIsNone(tls.receive(server))
         self.assertEqual(tls.output(server), b"")
-        self.assertEqual(tls.seal(server, b"to the client"), 13)
-        client.bio_write(tls.output(server))
+        sent = []
+        self.assertEqual(tls.sealParts(server, [b"to the ", b"client"], lambda records: sent.append(bytes(records))), b"")
+        self.assertEqual(tls.output(server), b"")
+        client.bio_write(b"".join(sent))
         self.assertEqual(client.recv(100), b"to the client")
         big = bytes(range(256)) * 64
         client.send(big)
@@ -231,3 +236,60 @@ class PyOpenSSLCallsTests(SynchronousTestCase):
         with self.assertRaises(SSL.Error, msg=pyOpenSSLToCheck()) as raised:
             tls.receive(server)
         self.assertIn("bad record mac", str(raised.exception))
+
+
+class SealPartsTests(SynchronousTestCase):
+    """L{tls.sealParts}: a write's parts into full records, sent side by side without joining them."""
+
+    def pair(self):
+        pair = connectionPairs(Identity.generate(), Identity.generate())()
+        handshakeInMemory(pair)
+        return pair
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.integers(0, 3 * tls.RECORD_PLAINTEXT + 7), max_size=12))
+    def test_anyParts(self, sizes):
+        """
+        Parts of any sizes, empty ones among them: the peer reads their bytes in order, every
+        record but the last carries L{tls.RECORD_PLAINTEXT} bytes, and the records go out in as
+        few calls as the outgoing buffer allows (one for a write of up to 200 KiB).
+        """
+        server, client = self.pair()
+        parts = [bytes([index % 251]) * size for index, size in enumerate(sizes)]
+        sent = []
+        self.assertEqual(tls.sealParts(server, iter(parts), lambda records: sent.append(bytes(records))), b"")
+        stream = b"".join(sent)
+        records = []
+        while stream:
+            (length,) = struct.unpack_from(">H", stream, 3)
+            records.append(length)
+            stream = stream[5 + length :]
+        total = sum(sizes)
+        # AES-256-GCM: a record's plaintext, its content type byte and a 16-byte tag.
+        self.assertEqual(records, [tls.RECORD_PLAINTEXT + 17] * (total // tls.RECORD_PLAINTEXT) + ([total % tls.RECORD_PLAINTEXT + 17] if total % tls.RECORD_PLAINTEXT else []))
+        if total <= 200 * 1024:
+            self.assertLessEqual(len(sent), 1)
+        self.assertTrue(all(len(records) <= tls.OUTGOING for records in sent))
+        if sent:
+            client.bio_write(b"".join(sent))
+        received = b""
+        while len(received) < total:
+            received += client.recv(2**16)
+        self.assertEqual(received, b"".join(parts))
+        self.assertEqual(tls.output(server), b"")
+
+    def test_mustReadFirst(self):
+        """Before its handshake a client cannot write: nothing is sent, and all the plaintext comes back, in order."""
+        context = SSL.Context(SSL.TLS_METHOD)
+        connection = SSL.Connection(context, None)
+        connection.set_connect_state()
+        sent = []
+        self.assertEqual(tls.sealParts(connection, [b"one ", memoryview(b"two "), b"x" * tls.RECORD_PLAINTEXT], sent.append), b"one two " + b"x" * tls.RECORD_PLAINTEXT)
+        self.assertEqual(sent, [])
+
+    def test_errorAfterRecords(self):
+        """After its own close_notify a connection refuses to write: the error is pyOpenSSL's."""
+        server, client = self.pair()
+        server.shutdown()
+        with self.assertRaises(SSL.Error):
+            tls.sealParts(server, [b"late"], lambda records: None)

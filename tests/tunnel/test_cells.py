@@ -7,13 +7,15 @@ tampering that never gets through.
 import os
 import random
 
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import cells
 from phantom.link.local import LocalLink
 from phantom.tunnel.keys import StreamLayer
-from phantom.tunnel.transport import OwnerTunnel, Splice, TunnelAddress
+from phantom.tunnel.transport import MOST_GATHERED, OwnerTunnel, Splice, TunnelAddress
 from phantom.wire.tunnel import BLOCK_SIZE, CELL_CAPACITY, CELL_SIZE, buildCell, parseCell
 from tests.link.helpers import CollectingHandler, LogCollector
 from tests.tunnel.helpers import Collector
@@ -183,6 +185,22 @@ class OwnerEndTests(SynchronousTestCase):
         self.settle()
         self.assertEqual([len(data) for data in self.plain()], [CELL_CAPACITY, 10])
 
+    def test_manyCellsGoWhileWritten(self):
+        """
+        A turn's writes of many cells do not all wait for its end: each time more than
+        MOST_GATHERED are gathered they go to the link at once (where a full link pauses the
+        program's producer), and the rest at the end of the turn.
+        """
+        writes = []
+        send = self.near.sendFrames
+        self.near.sendFrames = lambda payloads: (writes.append(len(payloads)), send(payloads))
+        self.tunnel.write(os.urandom(40 * CELL_CAPACITY))
+        self.assertEqual(writes, [MOST_GATHERED + 1] * 2)
+        self.clock.advance(0)
+        self.assertEqual(writes, [MOST_GATHERED + 1] * 2 + [40 - 2 * (MOST_GATHERED + 1)])
+        self.settle()
+        self.assertEqual(len(self.plain()), 40)
+
     def test_loseConnectionSendsFirst(self):
         """What was written before the tunnel is closed goes out first, padded."""
         self.tunnel.write(b"last words")
@@ -266,3 +284,49 @@ class ChainTests(SynchronousTestCase):
         self.assertEqual(reached, dict.fromkeys(cells.HOW, 0))
         self.assertEqual(closed, dict.fromkeys(cells.HOW, len(cells.PLACES)))
         self.assertEqual(events, len(cells.HOW) * len(cells.PLACES))
+
+
+class _Eager:
+    """A streaming producer that writes 64 KiB at a time until it is paused (or has written C{most} bytes)."""
+
+    def __init__(self, write, most):
+        self._write = write
+        self._most = most
+        self.written = 0
+        self.paused = False
+
+    def resumeProducing(self):
+        self.paused = False
+        chunk = bytes(64 * 1024)
+        while not self.paused and self.written < self._most:
+            self._write(chunk)
+            self.written += len(chunk)
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def stopProducing(self):
+        self.paused = True
+
+
+class ProducerOverTLSTests(TestCase):
+    timeout = 60
+
+    async def test_pausedWhileWriting(self):
+        """
+        A program whose producer writes until it is paused, on a tunnel over real TLS links in
+        this process: the first link's full buffer pauses it while it writes, after a few MiB at
+        most (before, the tunnel gathered everything it wrote until the turn ended, and the
+        producer was never paused).
+        """
+        routes = cells.TLSRoutes(reactor)
+        await routes.start()
+        self.addCleanup(lambda: Deferred.fromCoroutine(routes.stop()))
+        channel = await routes.tunnel(echo=False)
+        producer = _Eager(channel.send, 64 * 2**20)
+        channel.flowControl.registerProducer(producer, True)
+        producer.resumeProducing()
+        self.assertTrue(producer.paused)
+        self.assertLess(producer.written, 16 * 2**20)
+        channel.flowControl.unregisterProducer()
+        await channel.close()
