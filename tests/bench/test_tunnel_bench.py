@@ -13,7 +13,9 @@ import math
 import os
 import random
 import re
+import subprocess
 import sys
+import time
 from argparse import Namespace
 
 from twisted.internet import reactor
@@ -185,6 +187,50 @@ class NetworkPieceTests(SynchronousTestCase):
             self.assertEqual(owner.bootstrap, ("127.0.0.2:30000",))
             self.assertEqual(os.path.dirname(owner.dataDir), "/tmp/tbtest")
             self.assertEqual(os.path.dirname(owner.logFile), owner.dataDir)
+
+
+def waitUntilAsleep(pid):
+    """Return once process C{pid} waits (its CPU count is then up to date), within a second."""
+    for _ in range(1000):
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rpartition(b")")[2].split()[0] == b"S":
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not wait for its input within a second")
+
+
+class CpuSecondsTests(SynchronousTestCase):
+    BUSY = (
+        "import sys, time\n"
+        "for line in sys.stdin:\n"
+        "    cpu = time.process_time()\n"
+        "    while time.process_time() - cpu < 0.003:\n"
+        "        pass\n"
+        "    print(time.process_time(), flush=True)\n"
+    )
+
+    def test_anotherProcessCpu(self):
+        """
+        L{tunnel.cpuSeconds} of a waiting process grows by the CPU time it spent since, burst
+        by burst of 3 ms, to within half a millisecond of the clock it reads itself (clock
+        ticks are 10 ms, and sampled); a process that is gone counts nothing.
+        """
+        child = subprocess.Popen([sys.executable, "-c", self.BUSY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.stdin.close)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        spent = float(child.stdout.readline())
+        waitUntilAsleep(child.pid)
+        for _ in range(5):
+            before = tunnel.cpuSeconds([child.pid])
+            child.stdin.write("\n")
+            child.stdin.flush()
+            spent, previous = float(child.stdout.readline()), spent
+            waitUntilAsleep(child.pid)
+            grown = tunnel.cpuSeconds([child.pid]) - before
+            self.assertLess(abs(grown - (spent - previous)), 0.0005, (grown, spent - previous))
+        self.assertEqual(tunnel.cpuSeconds([2**22 + 1]), 0)
 
 
 class RelayChainTests(TestCase):
