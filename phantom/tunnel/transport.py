@@ -39,19 +39,19 @@ class Soon:
     """
     One call of C{f}, made as soon as what is being handled now has been: after the socket read
     that C{source} is handling (L{phantom.link.interfaces.ILink.afterRead}), or else in the
-    reactor's next turn. Scheduling it again before it runs changes nothing.
+    reactor's next turn. Scheduling it again before it runs changes nothing; once cancelled,
+    neither the read's end nor the turn makes it.
 
     @param clock: C{IReactorTime}.
     @param source: the L{phantom.link.interfaces.ILink} whose frames bring the work, or C{None}.
     """
 
-    _AFTER_READ = object()
-
     def __init__(self, clock, source, f):
         self._clock = clock
         self._source = source
         self._f = f
-        self._pending = None
+        self._call = None
+        self._afterRead = None
 
     def schedule(self, nextTurn=False):
         """
@@ -59,22 +59,30 @@ class Soon:
 
         @param nextTurn: make it in the reactor's next turn even during a read.
         """
-        if self._pending is None:
-            if not nextTurn and self._source is not None and self._source.afterRead(self._run):
-                self._pending = self._AFTER_READ
-            else:
-                self._pending = self._clock.callLater(0, self._run)
+        if self._call is not None or self._afterRead is not None:
+            return
+        if not nextTurn and self._source is not None:
+            # A call the link keeps stays with it when cancelled: each read's has its own token.
+            token = self._afterRead = object()
+            if self._source.afterRead(lambda: self._readDone(token)):
+                return
+            self._afterRead = None
+        self._call = self._clock.callLater(0, self._turnDone)
 
     def cancel(self):
         """Do not make the call (until scheduled again)."""
-        pending, self._pending = self._pending, None
-        if pending is not None and pending is not self._AFTER_READ and pending.active():
-            pending.cancel()
+        call, self._call, self._afterRead = self._call, None, None
+        if call is not None and call.active():
+            call.cancel()
 
-    def _run(self):
-        if self._pending is not None:
-            self._pending = None
+    def _readDone(self, token):
+        if self._afterRead is token:
+            self._afterRead = None
             self._f()
+
+    def _turnDone(self):
+        self._call = None
+        self._f()
 
 
 MOST_GATHERED = 16

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from bench import cells
 from phantom.link.local import LocalLink
 from phantom.tunnel.keys import StreamLayer
-from phantom.tunnel.transport import MOST_GATHERED, OwnerTunnel, Splice, TunnelAddress
+from phantom.tunnel.transport import MOST_GATHERED, OwnerTunnel, Soon, Splice, TunnelAddress
 from phantom.wire.tunnel import BLOCK_SIZE, CELL_CAPACITY, CELL_SIZE, buildCell, parseCell
 from tests.link.helpers import CollectingHandler, LogCollector
 from tests.tunnel.helpers import Collector
@@ -57,6 +57,54 @@ class Reading:
             call()
         self._calls = None
         return len(calls)
+
+
+class SoonTests(SynchronousTestCase):
+    def test_afterTheRead(self):
+        """Scheduled during a read of its source (twice), the call is made once, at the read's end, with no timer."""
+        clock, calls = Clock(), []
+        link = LocalLink(b"a" * 32, None, False, clock)
+        soon = Soon(clock, link, lambda: calls.append("called"))
+
+        def reading():
+            soon.schedule()
+            soon.schedule()
+            self.assertEqual(calls, [])
+
+        Reading(link).during(reading)
+        self.assertEqual((calls, clock.getDelayedCalls()), (["called"], []))
+
+    def test_cancelledThenNextTurn(self):
+        """
+        Cancelled during the read and scheduled for the next turn, the call is not made at the
+        read's end (the link still holds the first request), but in the next turn, once.
+        """
+        clock, calls = Clock(), []
+        link = LocalLink(b"a" * 32, None, False, clock)
+        soon = Soon(clock, link, lambda: calls.append("called"))
+
+        def reading():
+            soon.schedule()
+            soon.cancel()
+            soon.schedule(nextTurn=True)
+
+        Reading(link).during(reading)
+        self.assertEqual(calls, [])
+        clock.advance(0)
+        self.assertEqual(calls, ["called"])
+        clock.advance(0)
+        self.assertEqual(calls, ["called"])
+
+    def test_noReadNextTurn(self):
+        """Outside a read of its source (or with none), the call is made in the reactor's next turn."""
+        clock, calls = Clock(), []
+        for source in (LocalLink(b"a" * 32, None, False, clock), None):
+            calls = []
+            soon = Soon(clock, source, lambda: calls.append("called"))
+            soon.schedule()
+            self.assertEqual(calls, [])
+            clock.advance(0)
+            self.assertEqual(calls, ["called"])
 
 
 class OwnerEndTests(SynchronousTestCase):
