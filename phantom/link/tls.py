@@ -229,6 +229,16 @@ def sealParts(connection, parts, send):
     source = connection._from_ssl
     if not isinstance(parts, (list, tuple)):
         parts = list(parts)
+    if len(parts) == 1 and 0 < len(parts[0]) <= RECORD_PLAINTEXT:
+        # One record from one part, the usual write (a frame of a small message, or a cell's).
+        chunk, length = _ffi.from_buffer(parts[0]), len(parts[0])
+        written = _lib.SSL_write(ssl, chunk, length)
+        if written != length:
+            return _unsealed(connection, written, chunk, length, b"", (), 0, send)
+        offset = _drain(source, 0, send)
+        if offset:
+            send(_outgoingView[:offset])
+        return b""
     filled = 0
     offset = 0
     for index, part in enumerate(parts):

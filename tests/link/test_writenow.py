@@ -285,11 +285,13 @@ class SealPartsTests(SynchronousTestCase):
         connection.set_connect_state()
         sent = []
         self.assertEqual(tls.sealParts(connection, [b"one ", memoryview(b"two "), b"x" * tls.RECORD_PLAINTEXT], sent.append), b"one two " + b"x" * tls.RECORD_PLAINTEXT)
+        self.assertEqual(tls.sealParts(connection, (b"alone",), sent.append), b"alone")
         self.assertEqual(sent, [])
 
     def test_errorAfterRecords(self):
         """After its own close_notify a connection refuses to write: the error is pyOpenSSL's."""
         server, client = self.pair()
         server.shutdown()
-        with self.assertRaises(SSL.Error):
-            tls.sealParts(server, [b"late"], lambda records: None)
+        for parts in ([b"late"], [b"late", b"r"]):
+            with self.assertRaises(SSL.Error):
+                tls.sealParts(server, parts, lambda records: None)
