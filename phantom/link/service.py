@@ -3,13 +3,10 @@ The link layer of a node: the one listening TLS port, outbound links, purpose di
 the registry of awaited links.
 """
 
-from OpenSSL import SSL
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from phantom.address import clientEndpoint, describePeer, formatHostPort, isIPv6
 from phantom.errors import LinkFailed
@@ -18,7 +15,7 @@ from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
 from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
-from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, feed, makeContext, output, receive, sealParts
+from phantom.link.tls import ClientConnectionCreator, RecordTLSFactory, RecordTLSProtocol, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
 
@@ -76,19 +73,17 @@ RECEIVE_PIECE = 8192
 """The most bytes read from the socket that go into OpenSSL's receive buffer at once."""
 
 
-class LinkTLSProtocol(TLSMemoryBIOProtocol):
+class LinkTLSProtocol(RecordTLSProtocol):
     """
-    TLS for one link, whose records go in and out through OpenSSL's own calls
-    (L{phantom.link.tls.receive} and the rest: no allocation and no exception per record), leave
-    through L{writeNow}, and whose buffers stay small: OpenSSL's memory BIOs keep, for as long
-    as the connection lasts, room for the most bytes they ever held. A read from the socket (up
-    to C{LinkLimits.maxWriteBuffer} bytes) is handed over in pieces of L{RECEIVE_PIECE} bytes,
+    TLS for one link: L{RecordTLSProtocol}, whose records leave through L{writeNow}, and whose
+    receive buffer stays small: OpenSSL's memory BIOs keep, for as long as the connection
+    lasts, room for the most bytes they ever held. A read from the socket (up to
+    C{LinkLimits.maxWriteBuffer} bytes) is handed over in pieces of L{RECEIVE_PIECE} bytes,
     each decrypted before the next, so the receive buffer never holds more than a piece and a
     partial TLS record; a write goes in one record (L{RECORD_PLAINTEXT} bytes) at a time, each
     taken out before the next (docs/scale.md).
 
-    Until the handshake is done, Twisted's own code runs (it buffers writes made meanwhile).
-    After it, the link hears when a socket read's records begin and end
+    After the handshake, the link hears when a socket read's records begin and end
     (L{phantom.link.protocol.LinkProtocol.readStarted}, C{readDone}), for its C{afterRead}.
     """
 
@@ -100,87 +95,21 @@ class LinkTLSProtocol(TLSMemoryBIOProtocol):
         link = self.wrappedProtocol
         link.readStarted()
         try:
-            self._readPieces(data)
+            if len(data) <= RECEIVE_PIECE:
+                self._readRecordsIn(data)
+            else:
+                view = memoryview(data)
+                for start in range(0, len(data), RECEIVE_PIECE):
+                    if not self._readRecordsIn(view[start : start + RECEIVE_PIECE]):
+                        return
         finally:
             link.readDone()
-
-    def _readPieces(self, data):
-        connection = self._tlsConnection
-        if len(data) <= RECEIVE_PIECE:
-            pieces = (data,)
-        else:
-            view = memoryview(data)
-            pieces = (view[start : start + RECEIVE_PIECE] for start in range(0, len(data), RECEIVE_PIECE))
-        for piece in pieces:
-            if self._lostTLSConnection or self._aborted:
-                return
-            feed(connection, piece)
-            if self._appSendBuffer:
-                self._unbufferPendingWrites()
-            self._readRecords()
-        # What reading made TLS send (a key update, an alert): rarely anything.
-        self._flushSendBIO()
-
-    def _flushReceiveBIO(self):
-        if not self._handshakeDone:
-            # Errors in the handshake's callbacks are raised by pyOpenSSL's own recv.
-            return super()._flushReceiveBIO()
-        self._readRecords()
-        self._flushSendBIO()
-
-    def _readRecords(self):
-        """Hand every whole record of application data to the link, as C{_flushReceiveBIO} does."""
-        connection = self._tlsConnection
-        while not self._lostTLSConnection:
-            try:
-                data = receive(connection)
-            except SSL.ZeroReturnError:
-                # The peer's close_notify.
-                self._shutdownTLS()
-                self._tlsShutdownFinished(None)
-            except SSL.Error:
-                self._tlsShutdownFinished(Failure())
-            else:
-                if data is None:
-                    return
-                if not self._aborted:
-                    self.wrappedProtocol.dataReceived(data)
-
-    def _write(self, data):
-        if self._lostTLSConnection or not data:
-            return
-        if not self._handshakeDone:
-            return super()._write(data)
-        self._seal((data,))
-
-    def writeSequence(self, parts):
-        if self.disconnecting and self._producer is None:
-            return
-        if not self._handshakeDone:
-            return super().writeSequence(parts)
-        if not self._lostTLSConnection:
-            self._seal(parts)
-
-    def _seal(self, parts):
-        """Encrypt C{parts} and send the records with one write (L{sealParts}), or buffer what TLS cannot take yet."""
-        try:
-            unsealed = sealParts(self._tlsConnection, parts, self._sendRecords)
-        except SSL.Error:
-            self._tlsShutdownFinished(Failure())
-        else:
-            if unsealed:
-                self._bufferedWrite(unsealed)
 
     def _sendRecords(self, records):
         writeNow(self.transport, records)
 
-    def _flushSendBIO(self):
-        data = output(self._tlsConnection)
-        if data:
-            writeNow(self.transport, data)
 
-
-class LinkTLSFactory(TLSMemoryBIOFactory):
+class LinkTLSFactory(RecordTLSFactory):
     """
     TLS for links: every write goes into TLS at once, and out to the socket at once (see
     L{writeNow}). Twisted's default transport gathers small writes and sends them a reactor
@@ -189,7 +118,6 @@ class LinkTLSFactory(TLSMemoryBIOFactory):
     """
 
     protocol = LinkTLSProtocol
-    noisy = False
 
 
 @implementer(ILinkHandler)

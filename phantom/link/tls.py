@@ -10,6 +10,8 @@ from OpenSSL import SSL
 from OpenSSL._util import ffi as _ffi, lib as _lib
 from zope.interface import implementer
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 
 from phantom.crypto import isCommunicationKey, nodeIdOfCertificate
 from phantom.errors import PinMismatch
@@ -305,3 +307,103 @@ def _unsealed(connection, written, chunk, length, restOfPart, laterParts, offset
     except SSL.WantReadError:
         return b"".join([_ffi.buffer(chunk, length)[:], bytes(restOfPart), *map(bytes, laterParts)])
     raise SSL.Error(f"SSL_write returned {written} without an error")
+
+
+class RecordTLSProtocol(TLSMemoryBIOProtocol):
+    """
+    TLS whose records, once the handshake is done, go in and out through OpenSSL's own calls
+    (L{receive}, L{sealParts}: no allocation and no exception per record, a write's parts
+    neither joined nor copied), and whose writes go into TLS at once: Twisted's default
+    transport gathers small writes and encrypts them a reactor turn later. What it reads is
+    fed to TLS whole; its records go to the transport's C{write} (a subclass may send them
+    otherwise, L{_sendRecords}).
+
+    Until the handshake is done, Twisted's own code runs (it buffers writes made meanwhile).
+    """
+
+    def dataReceived(self, data):
+        if not self._handshakeDone:
+            return super().dataReceived(data)
+        self._readRecordsIn(data)
+
+    def _readRecordsIn(self, data):
+        """
+        Feed C{data} to TLS and hand over every whole record it completes; then send what
+        reading made TLS send (a key update, an alert: rarely anything).
+
+        @return: whether the connection reads on.
+        """
+        if self._lostTLSConnection or self._aborted:
+            return False
+        feed(self._tlsConnection, data)
+        if self._appSendBuffer:
+            self._unbufferPendingWrites()
+        self._readRecords()
+        self._flushSendBIO()
+        return not (self._lostTLSConnection or self._aborted)
+
+    def _flushReceiveBIO(self):
+        if not self._handshakeDone:
+            # Errors in the handshake's callbacks are raised by pyOpenSSL's own recv.
+            return super()._flushReceiveBIO()
+        self._readRecords()
+        self._flushSendBIO()
+
+    def _readRecords(self):
+        """Hand every whole record of application data to the protocol, as C{_flushReceiveBIO} does."""
+        connection = self._tlsConnection
+        while not self._lostTLSConnection:
+            try:
+                data = receive(connection)
+            except SSL.ZeroReturnError:
+                # The peer's close_notify.
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())
+            else:
+                if data is None:
+                    return
+                if not self._aborted:
+                    self.wrappedProtocol.dataReceived(data)
+
+    def _write(self, data):
+        if self._lostTLSConnection or not data:
+            return
+        if not self._handshakeDone:
+            return super()._write(data)
+        self._seal((data,))
+
+    def writeSequence(self, parts):
+        if self.disconnecting and self._producer is None:
+            return
+        if not self._handshakeDone:
+            return super().writeSequence(parts)
+        if not self._lostTLSConnection:
+            self._seal(parts)
+
+    def _seal(self, parts):
+        """Encrypt C{parts} and send the records with one write (L{sealParts}), or buffer what TLS cannot take yet."""
+        try:
+            unsealed = sealParts(self._tlsConnection, parts, self._sendRecords)
+        except SSL.Error:
+            self._tlsShutdownFinished(Failure())
+        else:
+            if unsealed:
+                self._bufferedWrite(unsealed)
+
+    def _sendRecords(self, records):
+        """Send C{records} (a memoryview of shared memory: taken or copied before this returns)."""
+        self.transport.write(bytes(records))
+
+    def _flushSendBIO(self):
+        data = output(self._tlsConnection)
+        if data:
+            self._sendRecords(data)
+
+
+class RecordTLSFactory(TLSMemoryBIOFactory):
+    """Makes L{RecordTLSProtocol}s."""
+
+    protocol = RecordTLSProtocol
+    noisy = False

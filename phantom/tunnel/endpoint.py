@@ -16,12 +16,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from phantom.crypto import apAddressOf, selfSignedCertificate
-from phantom.link.tls import ClientConnectionCreator, ServerConnectionCreator, makePinnedContext, rejectionOf
+from phantom.link.tls import ClientConnectionCreator, RecordTLSFactory, ServerConnectionCreator, makePinnedContext, rejectionOf
 from phantom.tunnel.transport import TunnelAddress
 
 
@@ -32,11 +31,13 @@ def apAddressOfCertificate(certificate):
 
 class EndToEnd:
     """
-    TLS contexts for the inside of tunnels, with a certificate for a routing key.
+    TLS contexts for the inside of tunnels, with a certificate for a routing key. Its records
+    go through the links' own record path (L{phantom.link.tls.RecordTLSProtocol}): a write is
+    encrypted at once, and the tunnel's end gathers a turn's records into cells.
 
     @param routingKey: an Ed25519 routing key: the node's own (its published AP-address's) for
         the tunnels it accepts, an exit path's for those opened over it.
-    @param clock: C{IReactorTime} on which TLS gathers small writes (the global reactor if C{None}).
+    @param clock: C{IReactorTime} of TLS's timers (the global reactor if C{None}).
     """
 
     def __init__(self, routingKey, clock=None):
@@ -48,11 +49,11 @@ class EndToEnd:
 
     def clientFactory(self, apAddress, factory):
         """A factory of TLS protocols that reach only C{apAddress}, wrapping C{factory}'s."""
-        return TLSMemoryBIOFactory(ClientConnectionCreator(self._client, apAddress), True, factory, clock=self._clock)
+        return RecordTLSFactory(ClientConnectionCreator(self._client, apAddress), True, factory, clock=self._clock)
 
     def serverFactory(self, factory):
         """A factory of TLS protocols that accept any AP-address's owner, wrapping C{factory}'s."""
-        return TLSMemoryBIOFactory(ServerConnectionCreator(self._server), False, factory, clock=self._clock)
+        return RecordTLSFactory(ServerConnectionCreator(self._server), False, factory, clock=self._clock)
 
 
 @implementer(IHandshakeListener)

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from phantom.config import LinkLimits
 from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
-from phantom.link import service as service_module
+from phantom.link import tls as tls_module
 from phantom.link.service import RECEIVE_PIECE, LinkService, LinkTLSFactory, _LinkFactory
 from phantom.link.tls import ServerConnectionCreator, feed, makeContext
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
@@ -355,7 +355,7 @@ class RecordPathTests(SynchronousTestCase):
         """
         service, peer, pump = handPeerLink(self, Purpose.DHT)
         pieces = []
-        self.patch(service_module, "feed", lambda connection, data: (pieces.append(bytes(data)), feed(connection, data)))
+        self.patch(tls_module, "feed", lambda connection, data: (pieces.append(bytes(data)), feed(connection, data)))
         payloads = [bytes([number]) * (2**14 - 5) for number in range(3)] + [b"tail"]
         data = b"".join(peer.frames(payload) for payload in payloads)
         send(peer, pump, data)
