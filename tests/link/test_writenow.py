@@ -41,9 +41,10 @@ C{bio_write}, C{_raise_ssl_error})."""
 
 WHAT_TO_CHECK = (
     "phantom.link.service.writeNow reads FileDescriptor._tempDataLen, dataBuffer and offset, and "
-    "LinkTLSProtocol overrides TLSMemoryBIOProtocol's dataReceived, _write, _flushSendBIO and "
-    "_flushReceiveBIO and reads its _handshakeDone, _appSendBuffer, _lostTLSConnection, _aborted "
-    "and _tlsConnection; check that Twisted {version} still has them with the same meaning, then "
+    "RecordTLSProtocol (and LinkTLSProtocol) override TLSMemoryBIOProtocol's dataReceived, _write, "
+    "writeSequence, _flushSendBIO and _flushReceiveBIO, call its _bufferedWrite, _unbufferPendingWrites, "
+    "_shutdownTLS and _tlsShutdownFinished and read its _handshakeDone, _appSendBuffer, _lostTLSConnection, "
+    "_aborted and _tlsConnection; check that Twisted {version} still has them with the same meaning, then "
     "raise VERIFIED_TWISTED in {module}"
 )
 
