@@ -60,40 +60,39 @@ class Reading:
 
 
 class SoonTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock, self.calls = Clock(), []
+        self.link = LocalLink(b"a" * 32, None, False, self.clock)
+        self.soon = Soon(self.clock, self.link, lambda: self.calls.append("called"))
+
     def test_afterTheRead(self):
         """Scheduled during a read of its source (twice), the call is made once, at the read's end, with no timer."""
-        clock, calls = Clock(), []
-        link = LocalLink(b"a" * 32, None, False, clock)
-        soon = Soon(clock, link, lambda: calls.append("called"))
 
         def reading():
-            soon.schedule()
-            soon.schedule()
-            self.assertEqual(calls, [])
+            self.soon.schedule()
+            self.soon.schedule()
+            self.assertEqual(self.calls, [])
 
-        Reading(link).during(reading)
-        self.assertEqual((calls, clock.getDelayedCalls()), (["called"], []))
+        Reading(self.link).during(reading)
+        self.assertEqual((self.calls, self.clock.getDelayedCalls()), (["called"], []))
 
     def test_cancelledThenNextTurn(self):
         """
         Cancelled during the read and scheduled for the next turn, the call is not made at the
         read's end (the link still holds the first request), but in the next turn, once.
         """
-        clock, calls = Clock(), []
-        link = LocalLink(b"a" * 32, None, False, clock)
-        soon = Soon(clock, link, lambda: calls.append("called"))
 
         def reading():
-            soon.schedule()
-            soon.cancel()
-            soon.schedule(nextTurn=True)
+            self.soon.schedule()
+            self.soon.cancel()
+            self.soon.schedule(nextTurn=True)
 
-        Reading(link).during(reading)
-        self.assertEqual(calls, [])
-        clock.advance(0)
-        self.assertEqual(calls, ["called"])
-        clock.advance(0)
-        self.assertEqual(calls, ["called"])
+        Reading(self.link).during(reading)
+        self.assertEqual(self.calls, [])
+        self.clock.advance(0)
+        self.assertEqual(self.calls, ["called"])
+        self.clock.advance(0)
+        self.assertEqual(self.calls, ["called"])
 
     def test_noReadNextTurn(self):
         """Outside a read of its source (or with none), the call is made in the reactor's next turn."""
