@@ -97,8 +97,8 @@ in alternating order. Figures, each with the chain's value of the same name as i
       push producer, timed from the first write until the sink has counted every byte. Goal: at
       least 0.7 of the chain's.
     - C{bulk_cpu_ms_per_mib}: median over the rounds of the CPU time (the scheduler's count of
-      every thread, from /proc: L{cpuSeconds}; clock ticks until session 8, too coarse and
-      sampled for a few hundred ms over 9 processes) that the route's processes used during
+      every thread, from each process's CPU-time clock: L{cpuSeconds}; clock ticks until
+      session 8, too coarse and sampled for a few hundred ms over 9 processes) that the route's processes used during
       the timed transfer, summed, in ms per MiB:
       for the tunnel the 8 node processes it passes (both owners and the 6 X-nodes of the
       two paths: the testnet's other nodes are not on the route) and this one, for the chain
@@ -986,17 +986,18 @@ async def idleCpu(reactor, pids):
 
 def cpuSeconds(pids):
     """
-    @return: the CPU time that processes C{pids} have used so far, all their threads, in
-        seconds: the scheduler's own count in nanoseconds (C{/proc/PID/task/*/schedstat}), or
-        where the kernel keeps none, user and system time at its clock-tick resolution (10 ms,
-        and sampled: a transfer of 16 MiB is a few hundred ms of CPU over 9 processes). A
-        process that is gone counts nothing.
+    @return: the CPU time that processes C{pids} have used so far, all their threads, those
+        gone too, in seconds: each process's CPU-time clock (the scheduler's count, in
+        nanoseconds), or where the kernel offers none, user and system time at its clock-tick
+        resolution (10 ms, and sampled: a transfer of 16 MiB is a few hundred ms of CPU over 9
+        processes). A process that is gone counts nothing.
     """
     total = 0.0
     for pid in pids:
         try:
-            total += _scheduledSeconds(pid)
-        except (OSError, ValueError, IndexError):
+            # Linux's CPU-time clock of another process (clock_getcpuclockid(3)).
+            total += time.clock_gettime(((~pid) << 3) | 2)
+        except OSError:
             try:
                 with open(f"/proc/{pid}/stat", "rb") as f:
                     fields = f.read().rpartition(b")")[2].split()
@@ -1004,15 +1005,6 @@ def cpuSeconds(pids):
                 continue
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
-
-
-def _scheduledSeconds(pid):
-    """@return: the time the scheduler ran every thread of C{pid}, in seconds. @raise OSError: none kept."""
-    nanoseconds = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as f:
-            nanoseconds += int(f.read().split()[0])
-    return nanoseconds / 1e9
 
 
 async def echoRound(reactor, route, trips):

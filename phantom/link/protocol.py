@@ -151,6 +151,7 @@ class LinkProtocol(Protocol):
         self._windowStart = 0.0
         self._windowFrames = 0
         self._afterRead = None
+        self._reading = 0
 
     @property
     def opened(self):
@@ -215,15 +216,19 @@ class LinkProtocol(Protocol):
 
     def readStarted(self):
         """The TLS layer begins to hand over the records of one socket read (L{afterRead})."""
-        self._afterRead = []
+        if self._afterRead is None:
+            self._afterRead = []
+        self._reading += 1
 
     def readDone(self):
         """
         The TLS layer has handed over every record of the socket read: run the calls that
         waited for that, and those they add meanwhile, each alone (one that fails is logged).
+        A read within a read (none happens: reads come from the reactor) leaves them to the outer.
         """
+        self._reading -= 1
         calls = self._afterRead
-        if calls is None:
+        if calls is None or self._reading:
             return
         try:
             for call in calls:

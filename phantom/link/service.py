@@ -52,7 +52,7 @@ def writeNow(tcp, data):
     them, should a Twisted release move them or change what they mean.
 
     @param tcp: the transport under TLS.
-    @param data: the bytes to write.
+    @param data: the bytes to write, or a memoryview (what the socket does not take is copied).
     """
     if (
         getattr(tcp, "connected", False)
@@ -60,12 +60,19 @@ def writeNow(tcp, data):
         and getattr(tcp, "_tempDataLen", None) == 0
         and getattr(tcp, "offset", None) == len(getattr(tcp, "dataBuffer", b"?"))
     ):
-        sent = tcp.writeSomeData(data)
-        # An exception is a lost connection: the buffered write below lets the reactor find it.
-        if isinstance(sent, int) and sent > 0:
+        data = memoryview(data)
+        while True:
+            # At most the transport's SEND_LIMIT (128 KiB) a call; an exception is a lost
+            # connection, which the buffered write below lets the reactor find.
+            sent = tcp.writeSomeData(data)
+            if not (isinstance(sent, int) and sent > 0):
+                break
             if sent == len(data):
                 return
             data = data[sent:]
+            if sent < getattr(tcp, "SEND_LIMIT", sent + 1):
+                # The socket took less than it was offered: it is full.
+                break
     tcp.write(bytes(data))
 
 

@@ -198,8 +198,8 @@ def output(connection):
     return data
 
 
-OUTGOING = 2**18
-"""Bytes of records one write gathers before they go to the socket together."""
+OUTGOING = 2**19
+"""Bytes of records a write gathers in shared memory (31 full records: an outbox's 17 cells)."""
 
 _MOST_RECORD = RECORD_PLAINTEXT + 256
 # What one record may take at most: its plaintext, the inner content type, the AEAD tag and
@@ -209,20 +209,60 @@ _gathered = _ffi.new("char[]", RECORD_PLAINTEXT)
 _gatheredView = memoryview(_ffi.buffer(_gathered))
 _outgoing = _ffi.new("char[]", OUTGOING)
 _outgoingView = memoryview(_ffi.buffer(_outgoing))
-# Shared by every connection, like the two above: a write fills them and empties them before it
-# returns, and nothing it calls meanwhile writes to a link.
+# Shared by every connection, like the two above. A write fills them and calls its send once,
+# at the end, when nothing waits in them but the records it hands over; the send takes or
+# copies those before it calls anything that may write again (a producer paused by a full
+# buffer may write to a link: the same one, or another).
+
+
+class _Records:
+    """The records of one write: in the shared buffer, and those that did not fit, copied out."""
+
+    def __init__(self):
+        self.offset = 0
+        self._overflow = []
+
+    def makeRoom(self):
+        """Make room in the shared buffer for one more record."""
+        if OUTGOING - self.offset < _MOST_RECORD:
+            self._overflow.append(bytes(_outgoingView[: self.offset]))
+            self.offset = 0
+
+    def drain(self, source):
+        """Move what TLS has to send (C{source}, its send buffer) into the shared buffer."""
+        while True:
+            size = _lib.BIO_read(source, _outgoing + self.offset, OUTGOING - self.offset)
+            if size <= 0:
+                return
+            self.offset += size
+            if self.offset == OUTGOING:
+                self._overflow.append(bytes(_outgoingView))
+                self.offset = 0
+
+    def sendTo(self, send):
+        """
+        Hand every record to C{send} in one call (so that what it writes in turn comes after
+        them all): from the shared buffer, or joined when they did not fit.
+        """
+        if self._overflow:
+            self._overflow.append(bytes(_outgoingView[: self.offset]))
+            data, self._overflow, self.offset = b"".join(self._overflow), [], 0
+            send(memoryview(data))
+        elif self.offset:
+            offset, self.offset = self.offset, 0
+            send(_outgoingView[:offset])
 
 
 def sealParts(connection, parts, send):
     """
     Encrypt the bytes of C{parts}, in order, into records of L{RECORD_PLAINTEXT} bytes (the
-    last may be shorter; C{SSL_write}, C{send} of pyOpenSSL), and pass the records to C{send} side by side, with
-    as few calls as L{OUTGOING} allows (one for the records of up to 256 KiB of plaintext):
-    neither the parts nor the records are joined into new byte strings.
+    last may be shorter; C{SSL_write}, C{send} of pyOpenSSL), and pass the records to C{send}
+    side by side, once every part is sealed: in one call for up to L{OUTGOING} bytes of
+    records, the parts neither joined nor copied but into one record at a time.
 
     @param parts: bytes-like objects, any sizes (a link's frames: header, payload, ...).
     @param send: called with a memoryview of the records; it must take or copy them before it
-        returns (the memory is reused).
+        calls anything that may write to a link (the memory is shared).
     @return: C{b""}, or the plaintext not sealed when TLS must read first (C{WantReadError}):
         the records made before it have been sent.
     @raise SSL.Error: another error; the records made before it have been sent.
@@ -231,20 +271,19 @@ def sealParts(connection, parts, send):
     source = connection._from_ssl
     if not isinstance(parts, (list, tuple)):
         parts = list(parts)
+    records = _Records()
     if len(parts) == 1 and 0 < len(parts[0]) <= RECORD_PLAINTEXT:
         # One record from one part, the usual write (a frame of a small message, or a cell's).
         chunk, length = _ffi.from_buffer(parts[0]), len(parts[0])
         written = _lib.SSL_write(ssl, chunk, length)
         if written != length:
-            return _unsealed(connection, written, chunk, length, b"", (), 0, send)
-        offset = _drain(source, 0, send)
-        if offset:
-            send(_outgoingView[:offset])
+            return _unsealed(connection, written, chunk, length, b"", (), records, send)
+        records.drain(source)
+        records.sendTo(send)
         return b""
     filled = 0
-    offset = 0
     for index, part in enumerate(parts):
-        part = memoryview(part)
+        part = memoryview(part).cast("B")
         size = len(part)
         start = 0
         while start < size:
@@ -260,52 +299,36 @@ def sealParts(connection, parts, send):
                 if filled < RECORD_PLAINTEXT:
                     continue
                 chunk, length, filled = _gathered, RECORD_PLAINTEXT, 0
-            if OUTGOING - offset < _MOST_RECORD:
-                send(_outgoingView[:offset])
-                offset = 0
+            records.makeRoom()
             written = _lib.SSL_write(ssl, chunk, length)
             if written != length:
-                return _unsealed(connection, written, chunk, length, part[start:], parts[index + 1 :], offset, send)
-            offset = _drain(source, offset, send)
+                return _unsealed(connection, written, chunk, length, part[start:], parts[index + 1 :], records, send)
+            records.drain(source)
     if filled:
-        if OUTGOING - offset < _MOST_RECORD:
-            send(_outgoingView[:offset])
-            offset = 0
+        records.makeRoom()
         written = _lib.SSL_write(ssl, _gathered, filled)
         if written != filled:
-            return _unsealed(connection, written, _gathered, filled, b"", (), offset, send)
-        offset = _drain(source, offset, send)
-    if offset:
-        send(_outgoingView[:offset])
+            return _unsealed(connection, written, _gathered, filled, b"", (), records, send)
+        records.drain(source)
+    records.sendTo(send)
     return b""
 
 
-def _drain(source, offset, send):
-    """Move what TLS has to send into the outgoing buffer after C{offset}; @return: the new offset."""
-    while True:
-        size = _lib.BIO_read(source, _outgoing + offset, OUTGOING - offset)
-        if size <= 0:
-            return offset
-        offset += size
-        if offset == OUTGOING:
-            send(_outgoingView[:offset])
-            offset = 0
-
-
-def _unsealed(connection, written, chunk, length, restOfPart, laterParts, offset, send):
+def _unsealed(connection, written, chunk, length, restOfPart, laterParts, records, send):
     """
     A record that C{SSL_write} did not take (C{written}: what it returned): send the records
     made before it, then return the plaintext from that record on if TLS must read first, or
     raise what pyOpenSSL raises.
     """
-    if offset:
-        send(_outgoingView[:offset])
+    # Copied before the records go: sending them may call code that writes (and seals).
+    plaintext = b"".join([_ffi.buffer(chunk, length)[:], bytes(restOfPart), *map(bytes, laterParts)])
+    records.sendTo(send)
     if written > 0:
         raise SSL.Error(f"SSL_write took {written} of {length} bytes")
     try:
         connection._raise_ssl_error(connection._ssl, written)
     except SSL.WantReadError:
-        return b"".join([_ffi.buffer(chunk, length)[:], bytes(restOfPart), *map(bytes, laterParts)])
+        return plaintext
     raise SSL.Error(f"SSL_write returned {written} without an error")
 
 

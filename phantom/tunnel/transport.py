@@ -196,6 +196,8 @@ class OwnerTunnel:
         self._early = []
         self._broken = False
         self._unsent = bytearray()
+        self._writing = False
+        self._closeAfterWrite = False
         self._outbox = Outbox(link, clock, self._padRest, source=link)
         self._arrived = []
         self._delivering = Soon(clock, link, self._deliver)
@@ -265,14 +267,25 @@ class OwnerTunnel:
         self._unsent += data
         self.bytesSent += len(data)
         self._touch()
-        unsent = self._unsent
-        if len(unsent) >= CELL_CAPACITY:
-            whole = len(unsent) - len(unsent) % CELL_CAPACITY
-            with memoryview(unsent) as view:
-                for start in range(0, whole, CELL_CAPACITY):
-                    self._outbox.send(self._wrap(view[start : start + CELL_CAPACITY]))
-            del unsent[:whole]
-        if unsent:
+        if self._writing:
+            # Written by what this write called (a producer the link paused): its bytes follow.
+            return
+        self._writing = True
+        try:
+            unsent = self._unsent
+            while len(unsent) >= CELL_CAPACITY and not self.disconnecting:
+                whole = min(len(unsent) - len(unsent) % CELL_CAPACITY, MOST_GATHERED * CELL_CAPACITY)
+                with memoryview(unsent) as view:
+                    cells = [self._wrap(view[start : start + CELL_CAPACITY]) for start in range(0, whole, CELL_CAPACITY)]
+                del unsent[:whole]
+                for cell in cells:
+                    self._outbox.send(cell)
+        finally:
+            self._writing = False
+        if self._closeAfterWrite:
+            self._closeAfterWrite = False
+            self.loseConnection()
+        elif self._unsent:
             self._outbox.schedule()
 
     def _padRest(self, last):
@@ -298,6 +311,10 @@ class OwnerTunnel:
         self.write(b"".join(data))
 
     def loseConnection(self):
+        if self._writing:
+            # Closed by what a write called: once the write's cells are out.
+            self._closeAfterWrite = True
+            return
         if not self.disconnecting:
             self._outbox.flush(last=True)
             self.disconnecting = True

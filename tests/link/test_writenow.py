@@ -69,8 +69,10 @@ class Descriptor(abstract.FileDescriptor):
         self.written = []
         self.room = None
 
+    SEND_LIMIT = 2**17
+
     def writeSomeData(self, data):
-        taken = bytes(data[: self.room] if self.room is not None else data)
+        taken = bytes(data[: min(self.SEND_LIMIT, self.room if self.room is not None else len(data))])
         self.written.append(taken)
         return len(taken)
 
@@ -135,6 +137,25 @@ class WriteNowTests(SynchronousTestCase):
         self.assertEqual(fd.written, [b"rec"])
         fd.doWrite()
         self.assertEqual(b"".join(fd.written), b"recordnext")
+
+    def test_beyondTheSendLimit(self):
+        """
+        A write longer than the transport's SEND_LIMIT (what one C{writeSomeData} offers the
+        socket, 128 KiB for TCP) goes on in further calls while the socket takes all it is
+        offered; once it takes less, the rest is buffered.
+        """
+        fd = Descriptor()
+        fd.SEND_LIMIT = 4
+        writeNow(fd, memoryview(b"0123456789"))
+        self.assertEqual((fd.written, fd.dataBuffer, fd._tempDataLen), ([b"0123", b"4567", b"89"], b"", 0))
+        fd = Descriptor()
+        fd.SEND_LIMIT, fd.room = 4, 3
+        writeNow(fd, b"0123456789")
+        self.assertEqual(fd.written, [b"012"])
+        fd.room = None
+        for _ in range(3):
+            fd.doWrite()
+        self.assertEqual(b"".join(fd.written), b"0123456789")
 
     def test_tcpConnectionHasTheBuffer(self):
         """Twisted's TCP connections are the C{FileDescriptor}s checked here."""
@@ -296,3 +317,60 @@ class SealPartsTests(SynchronousTestCase):
         for parts in ([b"late"], [b"late", b"r"]):
             with self.assertRaises(SSL.Error):
                 tls.sealParts(server, parts, lambda records: None)
+
+
+class SealPartsReentryTests(SynchronousTestCase):
+    """What a write's C{send} calls may write again, to another connection or the same one."""
+
+    def pair(self):
+        pair = connectionPairs(Identity.generate(), Identity.generate())()
+        handshakeInMemory(pair)
+        return pair
+
+    def read(self, peer, sent, size):
+        peer.bio_write(b"".join(sent))
+        received = b""
+        while len(received) < size:
+            received += peer.recv(2**16)
+        return received
+
+    def test_sendWritesElsewhere(self):
+        """
+        A write of many parts, whose records do not all fit the shared buffer, and whose send
+        writes to another connection (as a producer paused by a full buffer may): both peers
+        read exactly what was written to them (before, the nested write's bytes were sealed
+        into the first connection's stream: the shared buffers were in use when send ran).
+        """
+        (first, firstPeer), (other, otherPeer) = self.pair(), self.pair()
+        firstSent, otherSent = [], []
+        nested = [b"B" * 30000]
+
+        def send(records):
+            firstSent.append(bytes(records))
+            if nested:
+                tls.sealParts(other, [nested.pop()], lambda records: otherSent.append(bytes(records)))
+
+        parts = [bytes([65 + index % 26]) * 10000 for index in range(60)]
+        self.assertEqual(tls.sealParts(first, parts, send), b"")
+        self.assertEqual(self.read(firstPeer, firstSent, 600000), b"".join(parts))
+        self.assertEqual(self.read(otherPeer, otherSent, 30000), b"B" * 30000)
+
+    def test_sendWritesToTheSameConnection(self):
+        """
+        A write made from a write's send, on the same connection, comes after all of it, for
+        a write whose records fit the shared buffer and one whose records do not (before, the
+        latter's send ran in its middle, and the nested write's bytes went in between).
+        """
+        for size in (37000, 3 * tls.OUTGOING):
+            connection, peer = self.pair()
+            sent = []
+            nested = [b"after"]
+
+            def send(records):
+                sent.append(bytes(records))
+                if nested:
+                    tls.sealParts(connection, [nested.pop()], send)
+
+            parts = [bytes([65 + index % 26]) * 7000 for index in range(size // 7000)]
+            tls.sealParts(connection, parts, send)
+            self.assertEqual(self.read(peer, sent, len(b"".join(parts)) + 5), b"".join(parts) + b"after")

@@ -248,6 +248,37 @@ class OwnerEndTests(SynchronousTestCase):
         self.settle()
         self.assertEqual(len(self.plain()), 40)
 
+    def pausingLink(self, paused):
+        """Make the link pause the tunnel's producer, calling C{paused()}, each time cells are sent to it."""
+        send = self.near.sendFrames
+
+        def sendFrames(payloads):
+            send(payloads)
+            paused()
+
+        self.near.sendFrames = sendFrames
+
+    def test_writeFromPausedProducer(self):
+        """
+        A producer that writes when the link pauses it, in the middle of a long write: no
+        error, and the far end reads the long write's bytes first, then the producer's.
+        """
+        long = os.urandom(40 * CELL_CAPACITY + 7)
+        once = [b"paused"]
+        self.pausingLink(lambda: once and self.tunnel.write(once.pop()))
+        self.tunnel.write(long)
+        self.settle()
+        self.assertEqual(b"".join(self.plain()), long + b"paused")
+
+    def test_closeFromPausedProducer(self):
+        """A producer that closes the tunnel when paused, in the middle of a long write: every byte of the write goes first."""
+        long = os.urandom(40 * CELL_CAPACITY + 7)
+        self.pausingLink(self.tunnel.loseConnection)
+        self.tunnel.write(long)
+        self.settle()
+        self.assertEqual(b"".join(self.plain()), long)
+        self.assertTrue(self.tunnel.disconnecting)
+
     def test_loseConnectionSendsFirst(self):
         """What was written before the tunnel is closed goes out first, padded."""
         self.tunnel.write(b"last words")
