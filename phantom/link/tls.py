@@ -228,6 +228,19 @@ class _Records:
             self._overflow.append(bytes(_outgoingView[: self.offset]))
             self.offset = 0
 
+    def seal(self, connection, chunk, length):
+        """
+        Encrypt C{length} bytes at C{chunk} into one record and move it into the shared buffer.
+
+        @return: C{None}, or what C{SSL_write} returned when it did not take them.
+        """
+        self.makeRoom()
+        written = _lib.SSL_write(connection._ssl, chunk, length)
+        if written != length:
+            return written
+        self.drain(connection._from_ssl)
+        return None
+
     def drain(self, source):
         """Move what TLS has to send (C{source}, its send buffer) into the shared buffer."""
         while True:
@@ -267,20 +280,20 @@ def sealParts(connection, parts, send):
         the records made before it have been sent.
     @raise SSL.Error: another error; the records made before it have been sent.
     """
-    ssl = connection._ssl
-    source = connection._from_ssl
     if not isinstance(parts, (list, tuple)):
         parts = list(parts)
-    records = _Records()
     if len(parts) == 1 and 0 < len(parts[0]) <= RECORD_PLAINTEXT:
-        # One record from one part, the usual write (a frame of a small message, or a cell's).
+        # One record from one part, the usual write (a frame of a small message, or a cell's):
+        # what TLS then has to send fits the shared buffer, and one read of its buffer takes it.
         chunk, length = _ffi.from_buffer(parts[0]), len(parts[0])
-        written = _lib.SSL_write(ssl, chunk, length)
+        written = _lib.SSL_write(connection._ssl, chunk, length)
         if written != length:
-            return _unsealed(connection, written, chunk, length, b"", (), records, send)
-        records.drain(source)
-        records.sendTo(send)
+            return _unsealed(connection, written, chunk, length, b"", (), _Records(), send)
+        size = _lib.BIO_read(connection._from_ssl, _outgoing, OUTGOING)
+        if size > 0:
+            send(_outgoingView[:size])
         return b""
+    records = _Records()
     filled = 0
     for index, part in enumerate(parts):
         part = memoryview(part).cast("B")
@@ -299,17 +312,13 @@ def sealParts(connection, parts, send):
                 if filled < RECORD_PLAINTEXT:
                     continue
                 chunk, length, filled = _gathered, RECORD_PLAINTEXT, 0
-            records.makeRoom()
-            written = _lib.SSL_write(ssl, chunk, length)
-            if written != length:
-                return _unsealed(connection, written, chunk, length, part[start:], parts[index + 1 :], records, send)
-            records.drain(source)
+            failed = records.seal(connection, chunk, length)
+            if failed is not None:
+                return _unsealed(connection, failed, chunk, length, part[start:], parts[index + 1 :], records, send)
     if filled:
-        records.makeRoom()
-        written = _lib.SSL_write(ssl, _gathered, filled)
-        if written != filled:
-            return _unsealed(connection, written, _gathered, filled, b"", (), records, send)
-        records.drain(source)
+        failed = records.seal(connection, _gathered, filled)
+        if failed is not None:
+            return _unsealed(connection, failed, _gathered, filled, b"", (), records, send)
     records.sendTo(send)
     return b""
 
