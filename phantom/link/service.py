@@ -15,7 +15,7 @@ from phantom.link.interfaces import ILinkHandler
 from phantom.link.listening import ListeningService
 from phantom.link.protocol import LinkProtocol
 from phantom.link.quota import ConnectionQuota, CoolDown, RefusalLog, addressPrefix, descriptorShare
-from phantom.link.tls import ClientConnectionCreator, RecordTLSFactory, RecordTLSProtocol, ServerConnectionCreator, makeContext
+from phantom.link.tls import RECORD_PLAINTEXT, ClientConnectionCreator, RecordTLSFactory, RecordTLSProtocol, ServerConnectionCreator, makeContext
 from phantom.wire.link import NO_LINK_ID, Purpose
 
 
@@ -76,8 +76,12 @@ def writeNow(tcp, data):
     tcp.write(bytes(data))
 
 
-RECEIVE_PIECE = 8192
-"""The most bytes read from the socket that go into OpenSSL's receive buffer at once."""
+RECEIVE_PIECE = 5 + RECORD_PLAINTEXT + 1 + 16
+"""
+The most bytes read from the socket that go into OpenSSL's receive buffer at once: one full
+TLS 1.3 record of application data (header, plaintext, content type, AEAD tag), a cell's.
+(8 KiB until session 8: every cell's record then took two reads of TLS that found nothing.)
+"""
 
 
 class LinkTLSProtocol(RecordTLSProtocol):

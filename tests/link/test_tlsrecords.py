@@ -24,7 +24,7 @@ from phantom.identity import Identity
 from phantom.link.echo import EchoHandler
 from phantom.link import tls as tls_module
 from phantom.link.service import RECEIVE_PIECE, LinkService, LinkTLSFactory, _LinkFactory
-from phantom.link.tls import ServerConnectionCreator, feed, makeContext
+from phantom.link.tls import ServerConnectionCreator, feed, makeContext, receive
 from phantom.wire.link import KEEPALIVE_FRAME, MAX_PAYLOAD, Purpose, dataHeader, encodeOpen
 from tests.link.helpers import LogCollector
 
@@ -347,6 +347,24 @@ class RecordPathTests(SynchronousTestCase):
         link.transport.write(b"")
         pump.flush()
         self.assertEqual((peer.received, link.opened), (b"", True))
+
+    def test_cellRecordsOnePieceEach(self):
+        """
+        A read of four full records (a cell each, as a tunnel's links carry them) goes into TLS
+        one record a piece, and each piece's record is read by one SSL_read that finds it and one
+        that finds nothing more (with 8 KiB pieces: nine pieces, and sixteen reads).
+        """
+        service, peer, pump = handPeerLink(self, Purpose.DHT)
+        pieces = []
+        self.patch(tls_module, "feed", lambda connection, data: (pieces.append(bytes(data)), feed(connection, data)))
+        reads = []
+        self.patch(tls_module, "receive", lambda connection: (lambda data: (reads.append(data is not None), data)[1])(receive(connection)))
+        payloads = [bytes([number]) * (2**14 - 5) for number in range(4)]
+        records = [peer.frames(payload) for payload in payloads]
+        send(peer, pump, b"".join(records))
+        self.assertEqual(service.collected[0].frames, payloads)
+        self.assertEqual(pieces, records)
+        self.assertEqual(reads, [True, False] * 4)
 
     def test_readInPieces(self):
         """
