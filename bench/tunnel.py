@@ -98,8 +98,8 @@ in alternating order. Figures, each with the chain's value of the same name as i
       least 0.7 of the chain's.
     - C{bulk_cpu_ms_per_mib}: median over the rounds of the CPU time (the scheduler's count of
       every thread, from each process's CPU-time clock: L{cpuSeconds}; clock ticks until
-      session 8, too coarse and sampled for a few hundred ms over 9 processes) that the route's processes used during
-      the timed transfer, summed, in ms per MiB:
+      session 8, too coarse and sampled for a few hundred ms over 9 processes) that the
+      route's processes used during the timed transfer, summed, in ms per MiB:
       for the tunnel the 8 node processes it passes (both owners and the 6 X-nodes of the
       two paths: the testnet's other nodes are not on the route) and this one, for the chain
       every relay and this one. (Until session 7 the tunnel counted every node process of the

@@ -106,13 +106,12 @@ class LinkTLSProtocol(RecordTLSProtocol):
         link = self.wrappedProtocol
         link.readStarted()
         try:
-            if len(data) <= RECEIVE_PIECE:
-                self._readRecordsIn(data)
-            else:
-                view = memoryview(data)
-                for start in range(0, len(data), RECEIVE_PIECE):
-                    if not self._readRecordsIn(view[start : start + RECEIVE_PIECE]):
-                        return
+            view = memoryview(data)
+            for start in range(0, len(view), RECEIVE_PIECE):
+                if not self._readRecordsIn(view[start : start + RECEIVE_PIECE]):
+                    return
+            # What reading made TLS send (a key update, an alert): rarely anything.
+            self._flushSendBIO()
         finally:
             link.readDone()
 

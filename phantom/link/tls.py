@@ -142,12 +142,8 @@ def rejectionOf(connection):
 RECORD_PLAINTEXT = 2**14
 """The most plaintext bytes one TLS record carries (RFC 8446, 5.1)."""
 
-SEND_BIO_READ = 2**15
-"""Bytes taken out of TLS's send buffer at most per read of it, as Twisted's TLS does."""
-
 _plaintext = _ffi.new("char[]", RECORD_PLAINTEXT)
-_ciphertext = _ffi.new("char[]", SEND_BIO_READ)
-# One of each for every connection: a call fills one and its bytes are copied out at once.
+# One for every connection: a read fills it and its bytes are copied out at once.
 
 _WANT_READ = _lib.SSL_ERROR_WANT_READ
 
@@ -179,23 +175,6 @@ def receive(connection):
         return None
     connection._raise_ssl_error(ssl, size)
     raise SSL.Error(f"SSL_read returned {size} without an error")
-
-
-def output(connection):
-    """
-    @return: everything C{connection} has to send (C{bio_read} until it is empty), C{b""} if
-        nothing: a look that finds nothing costs no exception.
-    """
-    source = connection._from_ssl
-    size = _lib.BIO_read(source, _ciphertext, SEND_BIO_READ)
-    if size <= 0:
-        return b""
-    data = _ffi.buffer(_ciphertext, size)[:]
-    while size == SEND_BIO_READ:
-        size = _lib.BIO_read(source, _ciphertext, SEND_BIO_READ)
-        if size > 0:
-            data += _ffi.buffer(_ciphertext, size)[:]
-    return data
 
 
 OUTGOING = 2**19
@@ -264,6 +243,17 @@ class _Records:
         elif self.offset:
             offset, self.offset = self.offset, 0
             send(_outgoingView[:offset])
+
+
+def sendPending(connection, send):
+    """
+    Pass what C{connection} has to send (its send buffer: a key update, an alert, a
+    close_notify) to C{send}, as L{sealParts} passes records, or nothing when there is nothing:
+    a look that finds nothing costs no exception.
+    """
+    records = _Records()
+    records.drain(connection._from_ssl)
+    records.sendTo(send)
 
 
 def sealParts(connection, parts, send):
@@ -356,12 +346,13 @@ class RecordTLSProtocol(TLSMemoryBIOProtocol):
     def dataReceived(self, data):
         if not self._handshakeDone:
             return super().dataReceived(data)
-        self._readRecordsIn(data)
+        if self._readRecordsIn(data):
+            # What reading made TLS send (a key update, an alert): rarely anything.
+            self._flushSendBIO()
 
     def _readRecordsIn(self, data):
         """
-        Feed C{data} to TLS and hand over every whole record it completes; then send what
-        reading made TLS send (a key update, an alert: rarely anything).
+        Feed C{data} to TLS and hand over every whole record it completes.
 
         @return: whether the connection reads on.
         """
@@ -371,7 +362,6 @@ class RecordTLSProtocol(TLSMemoryBIOProtocol):
         if self._appSendBuffer:
             self._unbufferPendingWrites()
         self._readRecords()
-        self._flushSendBIO()
         return not (self._lostTLSConnection or self._aborted)
 
     def _flushReceiveBIO(self):
@@ -429,9 +419,7 @@ class RecordTLSProtocol(TLSMemoryBIOProtocol):
         self.transport.write(bytes(records))
 
     def _flushSendBIO(self):
-        data = output(self._tlsConnection)
-        if data:
-            self._sendRecords(data)
+        sendPending(self._tlsConnection, self._sendRecords)
 
 
 class RecordTLSFactory(TLSMemoryBIOFactory):

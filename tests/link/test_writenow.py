@@ -49,7 +49,7 @@ WHAT_TO_CHECK = (
 )
 
 PYOPENSSL_TO_CHECK = (
-    "phantom.link.tls (feed, receive, sealParts, output) calls OpenSSL._util.lib's SSL_read, SSL_write, "
+    "phantom.link.tls (feed, receive, sealParts, sendPending) calls OpenSSL._util.lib's SSL_read, SSL_write, "
     "BIO_read, BIO_write and SSL_get_error on Connection._ssl, _into_ssl and _from_ssl, and leaves "
     "errors to Connection._raise_ssl_error; check that pyOpenSSL {version} still has them with the "
     "same meaning, then raise VERIFIED_PYOPENSSL in {module}"
@@ -223,6 +223,13 @@ class PyOpenSSLCallsTests(SynchronousTestCase):
             self.assertTrue(callable(getattr(lib, name, None)), pyOpenSSLToCheck())
         self.assertEqual(lib.SSL_ERROR_WANT_READ, 2, pyOpenSSLToCheck())
 
+    @staticmethod
+    def pending(connection):
+        """@return: what L{tls.sendPending} passes on for C{connection}, joined."""
+        sent = []
+        tls.sendPending(connection, lambda records: sent.append(bytes(records)))
+        return b"".join(sent)
+
     def test_sameAsPyOpenSSL(self):
         """
         Records made by L{tls.sealParts} are read by pyOpenSSL's recv, and records made by its send
@@ -230,10 +237,10 @@ class PyOpenSSLCallsTests(SynchronousTestCase):
         """
         server, client = self.pair()
         self.assertIsNone(tls.receive(server))
-        self.assertEqual(tls.output(server), b"")
+        self.assertEqual(self.pending(server), b"")
         sent = []
         self.assertEqual(tls.sealParts(server, [b"to the ", b"client"], lambda records: sent.append(bytes(records))), b"")
-        self.assertEqual(tls.output(server), b"")
+        self.assertEqual(self.pending(server), b"")
         client.bio_write(b"".join(sent))
         self.assertEqual(client.recv(100), b"to the client")
         big = bytes(range(256)) * 64
@@ -298,7 +305,7 @@ class SealPartsTests(SynchronousTestCase):
         while len(received) < total:
             received += client.recv(2**16)
         self.assertEqual(received, b"".join(parts))
-        self.assertEqual(tls.output(server), b"")
+        self.assertEqual(PyOpenSSLCallsTests.pending(server), b"")
 
     def test_mustReadFirst(self):
         """Before its handshake a client cannot write: nothing is sent, and all the plaintext comes back, in order."""
